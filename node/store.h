@@ -1,0 +1,80 @@
+/*
+ * store: the node's durable state, one RocksDB database in <data dir>/db,
+ * owned by one process at a time.
+ *
+ * The only module that talks to RocksDB (the only file that includes
+ * rocksdb/c.h). Data is split into the column families below; keys and
+ * values are opaque bytes, their layouts are documented in docs/PROTOCOL.md
+ * ("Store layout"). Writes that must survive a crash (an accepted message,
+ * a ratchet step) pass sync=true: they are on disk when the call returns.
+ */
+#ifndef MP_NODE_STORE_H
+#define MP_NODE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/err.h"
+
+/* Bumped when a layout changes incompatibly; store_open refuses newer data. */
+#define STORE_FORMAT_VERSION 1
+
+enum store_cf {
+    STORE_CF_META = 0,    /* format version, node settings */
+    STORE_CF_CONTACTS,    /* address -> contact */
+    STORE_CF_SESSIONS,    /* ratchet sessions */
+    STORE_CF_OUTBOX,      /* messages waiting for delivery or receipt */
+    STORE_CF_INBOX,       /* received messages and history */
+    STORE_CF_MAILBOX,     /* envelopes held for others */
+    STORE_CF_DHT_RECORDS, /* signed DHT records this node stores */
+    STORE_CF_PEERS,       /* routing table cache for restarts */
+    STORE_CF_COUNT_
+};
+
+struct store;
+struct store_batch;
+struct store_iter;
+
+/* Lock <dir>/lock, then open (creating if absent) <dir>/db with every column
+ * family. dir must exist. Errors: MP_ERR_BUSY when another process holds the
+ * lock (its pid in *holder_pid_out, 0 if unknown), MP_ERR_STORE_VERSION when the
+ * data is newer than this build, MP_ERR_STORE / MP_ERR_IO / MP_ERR_DISK_FULL
+ * otherwise (logged with RocksDB's message). */
+enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_pid_out);
+
+/* Flush, close and release the lock; accepts NULL. */
+void store_close(struct store *store);
+
+/* The value at key, malloc'd into *val_out (caller frees). MP_ERR_NOT_FOUND if absent. */
+enum mp_err store_get(struct store *store, enum store_cf cf, const void *key, size_t key_len,
+                      uint8_t **val_out, size_t *val_len_out);
+
+enum mp_err store_put(struct store *store, enum store_cf cf, const void *key, size_t key_len,
+                      const void *val, size_t val_len, bool sync);
+
+enum mp_err store_delete(struct store *store, enum store_cf cf, const void *key, size_t key_len,
+                         bool sync);
+
+/* A write batch applies atomically: all of it or none. Building one cannot fail
+ * (allocation failure aborts, as in RocksDB itself). */
+struct store_batch *store_batch_new(void);
+void store_batch_put(struct store_batch *batch, enum store_cf cf, const void *key, size_t key_len,
+                     const void *val, size_t val_len);
+void store_batch_delete(struct store_batch *batch, enum store_cf cf, const void *key,
+                        size_t key_len);
+enum mp_err store_batch_write(struct store *store, struct store_batch *batch, bool sync);
+void store_batch_free(struct store_batch *batch);
+
+/* Iterate the keys of cf that start with prefix (all keys if prefix_len is 0),
+ * in byte order. Pointers from store_iter_next are valid until the next call. */
+struct store_iter *store_iter_new(struct store *store, enum store_cf cf, const void *prefix,
+                                  size_t prefix_len);
+bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key_len_out,
+                     const uint8_t **val_out, size_t *val_len_out);
+/* MP_OK, or the error that ended the iteration early. */
+enum mp_err store_iter_status(const struct store_iter *it);
+void store_iter_free(struct store_iter *it);
+
+#endif
