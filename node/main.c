@@ -1,8 +1,428 @@
-/* merpati: the command-line entry point. The CLI lands in the next commits. */
+/*
+ * merpati: the command line. `init` and `run` work on the data dir directly;
+ * every other command is a client of the running daemon's control socket.
+ * Exit codes are sysexits.h; every failure prints one "merpati: error:" line
+ * and, where it helps, a "hint:" line.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
 
-int main(void)
+#include "base/log.h"
+#include "crypto/address.h"
+#include "crypto/identity.h"
+#include "node/client.h"
+#include "node/config.h"
+#include "node/daemon.h"
+#include "node/keyfile.h"
+#include "node/paths.h"
+#include "node/store.h"
+#include "node/sysenv.h"
+
+/* Most arguments a command line may have. */
+#define CLI_ARGS_MAX 64
+/* How long `stop` waits for the daemon to release the data dir. */
+#define CLI_STOP_WAIT_MS 15000
+
+static const char usage_text[] =
+    "usage: merpati [global flags] <command> [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  init      create a node (data dir, identity, config) and print its address\n"
+    "  run       run the node in the foreground (Ctrl-C stops it)\n"
+    "  id        print the running node's address\n"
+    "  status    show the running node's state\n"
+    "  stop      stop the running node\n"
+    "  help      show this text\n"
+    "\n"
+    "Global flags (anywhere on the line):\n"
+    "  --data-dir D   the node's data dir (default: $MERPATI_DATA_DIR,\n"
+    "                 else $XDG_DATA_HOME/merpati, else ~/.local/share/merpati)\n"
+    "  --config F     config file (default: <data dir>/merpati.conf)\n"
+    "  --json         print machine-readable JSON\n"
+    "  -h, --help     show this text;  --version  print the version\n"
+    "\n"
+    "Flags of run (override the config file):\n"
+    "  --port N        UDP and TCP port (0 = any free port)\n"
+    "  --listen IP     numeric address to listen on\n"
+    "  --log-level L   error, warn, info or debug\n";
+
+struct cli {
+    const char *data_dir_flag;
+    const char *config_flag;
+    bool json;
+    const char *command;
+    const char *args[CLI_ARGS_MAX]; /* the command's own flags and values, in order */
+    int arg_count;
+    char data_dir[PATHS_MAX];
+    char config_path[PATHS_MAX];
+    char control_path[PATHS_MAX];
+    struct config config;
+};
+
+static void print_error(const char *hint, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void print_error(const char *hint, const char *fmt, ...)
 {
-    fprintf(stderr, "usage: merpati <command> [flags]\n");
-    return 64;
+    va_list ap;
+    fputs("merpati: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (hint != NULL)
+        fprintf(stderr, "hint: %s\n", hint);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("merpati: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n\n", stderr);
+    fputs(usage_text, stderr);
+    return EX_USAGE;
+}
+
+/* Flags that take a value, global or a command's: their values are not positionals. */
+static bool takes_value(const char *flag)
+{
+    static const char *const flags[] = {"--data-dir", "--config", "--port", "--listen",
+                                        "--log-level"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (strcmp(flag, flags[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Split argv into global flags, the command and the command's arguments. */
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *value = NULL;
+        if (takes_value(a)) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a value", a);
+            value = argv[++i];
+        }
+        if (strcmp(a, "--data-dir") == 0) {
+            cli->data_dir_flag = value;
+        } else if (strcmp(a, "--config") == 0) {
+            cli->config_flag = value;
+        } else if (strcmp(a, "--json") == 0) {
+            cli->json = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cli->command = "help";
+        } else if (strcmp(a, "--version") == 0) {
+            cli->command = "version";
+        } else if (a[0] != '-' && cli->command == NULL) {
+            cli->command = a;
+        } else {
+            if (cli->arg_count + 2 > CLI_ARGS_MAX)
+                return usage_error("%s", "too many arguments");
+            cli->args[cli->arg_count++] = a;
+            if (value != NULL)
+                cli->args[cli->arg_count++] = value;
+        }
+    }
+    return 0;
+}
+
+/* Resolve the data dir, config path and control socket path, and read the
+ * config file. A missing default config is fine; a missing --config is not. */
+static int load_settings(struct cli *cli)
+{
+    char error[CONFIG_ERROR_MAX];
+
+    if (paths_data_dir(cli->data_dir_flag, cli->data_dir, sizeof(cli->data_dir)) != MP_OK) {
+        print_error("pass --data-dir or set MERPATI_DATA_DIR",
+                    "cannot tell where the data dir is: HOME is not set");
+        return EX_CONFIG;
+    }
+    if (cli->config_flag != NULL)
+        snprintf(cli->config_path, sizeof(cli->config_path), "%s", cli->config_flag);
+    else if (paths_join(cli->data_dir, "merpati.conf", cli->config_path,
+                        sizeof(cli->config_path)) != MP_OK)
+        return EX_CONFIG;
+    config_defaults(&cli->config);
+    enum mp_err err = config_load(cli->config_path, &cli->config, error);
+    if (err == MP_ERR_NOT_FOUND && cli->config_flag == NULL)
+        err = MP_OK;
+    if (err != MP_OK) {
+        fprintf(stderr, "%s\n", error);
+        return EX_CONFIG;
+    }
+    if (cli->config.control_socket[0] != '\0')
+        snprintf(cli->control_path, sizeof(cli->control_path), "%s", cli->config.control_socket);
+    else if (paths_join(cli->data_dir, "control.sock", cli->control_path,
+                        sizeof(cli->control_path)) != MP_OK)
+        return EX_CONFIG;
+    return 0;
+}
+
+static void print_json(json_t *value)
+{
+    char *text = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text != NULL)
+        printf("%s\n", text);
+    free(text);
+}
+
+/* ---- init ---- */
+
+static int cmd_init(struct cli *cli)
+{
+    char key_path[PATHS_MAX];
+    char address[ADDRESS_TEXT_SIZE];
+    struct identity *id = NULL;
+    struct env env = {0};
+    struct stat st;
+    int rc;
+
+    if (cli->arg_count > 0)
+        return usage_error("init takes no argument \"%s\"", cli->args[0]);
+    if ((rc = load_settings(cli)) != 0)
+        return rc;
+    if (paths_join(cli->data_dir, "identity.key", key_path, sizeof(key_path)) != MP_OK)
+        return EX_USAGE;
+    if (stat(key_path, &st) == 0) {
+        print_error("use it with `merpati run`, or pick another --data-dir",
+                    "already initialized at %s", cli->data_dir);
+        return EX_CANTCREAT;
+    }
+    umask(0077);
+    enum mp_err err = paths_mkdir_private(cli->data_dir);
+    if (err != MP_OK) {
+        print_error(NULL, "cannot create the data dir %s: %s", cli->data_dir, mp_strerror(err));
+        return EX_CANTCREAT;
+    }
+    /* The config first: the key file marks a finished init. */
+    if (stat(cli->config_path, &st) != 0 &&
+        (err = config_write_default(cli->config_path)) != MP_OK) {
+        print_error(NULL, "cannot write %s: %s", cli->config_path, mp_strerror(err));
+        return EX_CANTCREAT;
+    }
+    if ((err = sysenv_init(&env)) != MP_OK || (err = identity_generate(&env, &id)) != MP_OK) {
+        print_error(NULL, "cannot create an identity: %s", mp_strerror(err));
+        return EX_SOFTWARE;
+    }
+    err = keyfile_write(key_path, id);
+    address_encode(identity_public_key(id), address);
+    identity_free(id);
+    if (err != MP_OK) {
+        print_error(NULL, "cannot write %s: %s", key_path, mp_strerror(err));
+        return err == MP_ERR_EXISTS ? EX_CANTCREAT : EX_IOERR;
+    }
+    if (cli->json) {
+        json_t *out = json_pack("{s:s, s:s, s:s}", "address", address, "data_dir", cli->data_dir,
+                                "config", cli->config_path);
+        print_json(out);
+        json_decref(out);
+    } else {
+        printf("%s\n", address);
+        fprintf(stderr, "initialized a node at %s; start it with `merpati run`\n", cli->data_dir);
+    }
+    return 0;
+}
+
+/* ---- run ---- */
+
+static int cmd_run(struct cli *cli)
+{
+    int rc = load_settings(cli);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < cli->arg_count; i += 2) {
+        const char *flag = cli->args[i];
+        const char *value = i + 1 < cli->arg_count ? cli->args[i + 1] : NULL;
+        if (!takes_value(flag) || value == NULL)
+            return usage_error("run does not know \"%s\"", flag);
+        if (strcmp(flag, "--port") == 0) {
+            char *end = NULL;
+            errno = 0;
+            long port = strtol(value, &end, 10);
+            if (errno != 0 || *end != '\0' || end == value || port < 0 || port > 65535)
+                return usage_error("--port wants a number from 0 to 65535, not \"%s\"", value);
+            cli->config.port = (uint16_t)port;
+        } else if (strcmp(flag, "--listen") == 0) {
+            struct addr probe;
+            if (addr_from_ip(value, 0, &probe) != MP_OK ||
+                strlen(value) >= sizeof(cli->config.listen))
+                return usage_error("--listen wants a numeric IP address, not \"%s\"", value);
+            snprintf(cli->config.listen, sizeof(cli->config.listen), "%s", value);
+        } else if (strcmp(flag, "--log-level") == 0) {
+            if (log_level_parse(value, &cli->config.log_level) != MP_OK)
+                return usage_error("--log-level wants error, warn, info or debug, not \"%s\"",
+                                   value);
+        } else {
+            return usage_error("run does not know \"%s\"", flag);
+        }
+    }
+    struct daemon_options opts = {
+        .data_dir = cli->data_dir,
+        .control_path = cli->control_path,
+        .config = cli->config,
+    };
+    return daemon_run(&opts);
+}
+
+/* ---- clients of the control socket ---- */
+
+/* Call method; on failure print why and return the exit code, else 0. */
+static int call(struct cli *cli, const char *method, struct client_reply *reply)
+{
+    enum mp_err err = client_call(cli->control_path, method, NULL, reply);
+    switch (err) {
+    case MP_OK:
+        break;
+    case MP_ERR_UNAVAILABLE:
+    case MP_ERR_NOT_FOUND:
+        print_error("start it with `merpati run` (or scripts/run), with the same --data-dir",
+                    "daemon not running (no socket at %s)", cli->control_path);
+        return EX_UNAVAILABLE;
+    case MP_ERR_TIMEOUT:
+        print_error("it may be overloaded or stuck; see its log",
+                    "the daemon did not answer within %d s", CLIENT_TIMEOUT_MS / 1000);
+        return EX_TEMPFAIL;
+    case MP_ERR_PERM:
+        print_error("run merpati as the user that runs the daemon",
+                    "no permission to use %s", cli->control_path);
+        return EX_NOPERM;
+    default:
+        print_error(NULL, "talking to the daemon at %s failed: %s", cli->control_path,
+                    mp_strerror(err));
+        return EX_PROTOCOL;
+    }
+    if (reply->result == NULL) {
+        print_error(NULL, "%s failed: %s", method, reply->message);
+        return EX_SOFTWARE;
+    }
+    return 0;
+}
+
+static int client_command(struct cli *cli, const char *method, int (*show)(struct cli *, json_t *))
+{
+    struct client_reply reply;
+    int rc;
+
+    if (cli->arg_count > 0)
+        return usage_error("unknown flag \"%s\"", cli->args[0]);
+    if ((rc = load_settings(cli)) != 0)
+        return rc;
+    if ((rc = call(cli, method, &reply)) == 0) {
+        if (cli->json)
+            print_json(reply.result);
+        else
+            rc = show(cli, reply.result);
+    }
+    client_reply_clear(&reply);
+    return rc;
+}
+
+static int show_id(struct cli *cli, json_t *result)
+{
+    (void)cli;
+    printf("%s\n", json_string_value(json_object_get(result, "address")));
+    return 0;
+}
+
+static int show_status(struct cli *cli, json_t *result)
+{
+    json_t *ports = json_object_get(result, "ports");
+    json_t *dropped = json_object_get(result, "dropped");
+    (void)cli;
+    printf("address         %s\n", json_string_value(json_object_get(result, "address")));
+    printf("version         %s\n", json_string_value(json_object_get(result, "version")));
+    printf("pid             %lld\n", (long long)json_integer_value(json_object_get(result, "pid")));
+    printf("uptime          %lld s\n",
+           (long long)json_integer_value(json_object_get(result, "uptime_s")));
+    printf("ports           udp %lld, tcp %lld\n",
+           (long long)json_integer_value(json_object_get(ports, "udp")),
+           (long long)json_integer_value(json_object_get(ports, "tcp")));
+    printf("data dir        %s\n", json_string_value(json_object_get(result, "data_dir")));
+    printf("control socket  %s\n", json_string_value(json_object_get(result, "control_socket")));
+    printf("dropped         %lld datagrams, %lld connections (nothing handles them yet)\n",
+           (long long)json_integer_value(json_object_get(dropped, "udp_unhandled")),
+           (long long)json_integer_value(json_object_get(dropped, "tcp_unhandled")));
+    return 0;
+}
+
+/* Wait until the daemon has released the data dir, so that a `run` right after
+ * `stop` succeeds. */
+static int wait_released(struct cli *cli)
+{
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 20 * 1000000L};
+    pid_t holder = 0;
+
+    for (int waited = 0; waited < CLI_STOP_WAIT_MS; waited += 20) {
+        if (store_lock_holder(cli->data_dir, &holder) != MP_OK)
+            return 0;
+        nanosleep(&pause, NULL);
+    }
+    print_error("look at its log; `kill` the pid if it is stuck",
+                "the daemon (pid %ld) was asked to stop but still holds %s after %d s",
+                (long)holder, cli->data_dir, CLI_STOP_WAIT_MS / 1000);
+    return EX_TEMPFAIL;
+}
+
+static int show_stopped(struct cli *cli, json_t *result)
+{
+    (void)result;
+    int rc = wait_released(cli);
+    if (rc == 0)
+        fprintf(stderr, "stopped\n");
+    return rc;
+}
+
+static int cmd_stop(struct cli *cli)
+{
+    int rc = client_command(cli, "shutdown", show_stopped);
+    /* With --json, client_command printed the reply instead of waiting. */
+    if (rc == 0 && cli->json)
+        rc = wait_released(cli);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli;
+    int rc;
+
+    memset(&cli, 0, sizeof(cli));
+    if ((rc = parse_args(argc, argv, &cli)) != 0)
+        return rc;
+    if (cli.command == NULL)
+        return usage_error("%s", "no command given");
+    if (strcmp(cli.command, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cli.command, "version") == 0) {
+        printf("merpati %s\n", MERPATI_VERSION);
+        return 0;
+    }
+    if (strcmp(cli.command, "init") == 0)
+        return cmd_init(&cli);
+    if (strcmp(cli.command, "run") == 0)
+        return cmd_run(&cli);
+    if (strcmp(cli.command, "id") == 0)
+        return client_command(&cli, "id", show_id);
+    if (strcmp(cli.command, "status") == 0)
+        return client_command(&cli, "status", show_status);
+    if (strcmp(cli.command, "stop") == 0)
+        return cmd_stop(&cli);
+    return usage_error("unknown command \"%s\"", cli.command);
 }

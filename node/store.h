@@ -44,6 +44,11 @@ struct store_iter;
  * otherwise (logged with RocksDB's message). */
 enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_pid_out);
 
+/* Whether a process holds the lock of data dir dir: MP_OK with its pid in
+ * *holder_pid_out, MP_ERR_NOT_FOUND when the dir is free (or has never been
+ * opened). Does not take the lock. */
+enum mp_err store_lock_holder(const char *dir, pid_t *holder_pid_out);
+
 /* Flush, close and release the lock; accepts NULL. */
 void store_close(struct store *store);
 

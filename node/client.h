@@ -1,0 +1,34 @@
+/*
+ * client: the CLI's side of the control API: connect to the daemon's socket,
+ * send one request, wait for its reply.
+ *
+ * Blocking and synchronous on purpose (a CLI command does one thing); every
+ * wait is bounded by a timeout so a stuck daemon cannot hang the command.
+ */
+#ifndef MP_NODE_CLIENT_H
+#define MP_NODE_CLIENT_H
+
+#include <jansson.h>
+
+#include "base/err.h"
+
+/* How long a command waits for the daemon's reply. */
+#define CLIENT_TIMEOUT_MS 10000
+
+struct client_reply {
+    json_t *result;         /* on success, owned */
+    int rpc_code;           /* on an error reply: its code ... */
+    char message[256];      /* ... and message */
+    enum mp_err err;        /* the node's error (data.code) when rpc_code is -32000 */
+};
+
+/* Call method with params (stolen; may be NULL). Returns MP_ERR_UNAVAILABLE
+ * when nothing listens at path, MP_ERR_TIMEOUT, MP_ERR_IO or MP_ERR_MALFORMED
+ * for transport problems; MP_OK once a reply arrived, which may itself be an
+ * error (reply->result NULL, rpc_code set). Clear with client_reply_clear. */
+enum mp_err client_call(const char *socket_path, const char *method, json_t *params,
+                        struct client_reply *reply_out);
+
+void client_reply_clear(struct client_reply *reply);
+
+#endif

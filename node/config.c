@@ -1,0 +1,169 @@
+#include "node/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/addr.h"
+
+static const char default_text[] =
+    "# Merpati node configuration (libconfig syntax: name = value;).\n"
+    "# Every setting is optional; the values below are the defaults.\n"
+    "\n"
+    "# Numeric IP address to listen on for other nodes, over UDP and TCP.\n"
+    "# \"0.0.0.0\" listens on every IPv4 interface, \"::\" on every interface.\n"
+    "listen = \"0.0.0.0\";\n"
+    "\n"
+    "# Port for UDP (the DHT) and TCP (links to other nodes).\n"
+    "# 0 picks a free port at every start; a fixed port keeps you reachable.\n"
+    "port = 7700;\n"
+    "\n"
+    "# Path of the control socket that the merpati command talks to.\n"
+    "# Empty means <data dir>/control.sock.\n"
+    "control_socket = \"\";\n"
+    "\n"
+    "# How much the daemon logs to stderr: \"error\", \"warn\", \"info\" or \"debug\".\n"
+    "# No level ever logs message contents or keys.\n"
+    "log_level = \"info\";\n";
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen, sizeof(cfg->listen), "0.0.0.0");
+    cfg->port = CONFIG_DEFAULT_PORT;
+    cfg->log_level = LOG_LEVEL_INFO;
+}
+
+/* Report a problem with one setting at its line. */
+static enum mp_err setting_error(const config_setting_t *s, const char *path, const char *msg,
+                                 char error_out[CONFIG_ERROR_MAX])
+{
+    snprintf(error_out, CONFIG_ERROR_MAX, "%s:%d: %s", path, config_setting_source_line(s), msg);
+    return MP_ERR_CONFIG;
+}
+
+static enum mp_err read_string(const config_setting_t *root, const char *name, const char *path,
+                               char *out, size_t size, char error_out[CONFIG_ERROR_MAX])
+{
+    char msg[160];
+    const config_setting_t *s = config_setting_get_member(root, name);
+
+    if (s == NULL)
+        return MP_OK;
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        snprintf(msg, sizeof(msg), "%s must be a string in double quotes", name);
+        return setting_error(s, path, msg, error_out);
+    }
+    const char *v = config_setting_get_string(s);
+    if (strlen(v) >= size) {
+        snprintf(msg, sizeof(msg), "%s is too long (at most %zu bytes)", name, size - 1);
+        return setting_error(s, path, msg, error_out);
+    }
+    snprintf(out, size, "%s", v);
+    return MP_OK;
+}
+
+static enum mp_err check_known(const config_setting_t *root, const char *path,
+                               char error_out[CONFIG_ERROR_MAX])
+{
+    static const char *const known[] = {"listen", "port", "control_socket", "log_level"};
+    char msg[160];
+
+    for (int i = 0; i < config_setting_length(root); i++) {
+        const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        bool ok = false;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            ok = ok || strcmp(name, known[k]) == 0;
+        if (!ok) {
+            snprintf(msg, sizeof(msg), "unknown setting \"%s\"", name);
+            return setting_error(s, path, msg, error_out);
+        }
+    }
+    return MP_OK;
+}
+
+static enum mp_err apply(const config_setting_t *root, const char *path, struct config *cfg,
+                         char error_out[CONFIG_ERROR_MAX])
+{
+    enum mp_err err;
+    char level[16] = "";
+    const config_setting_t *s;
+
+    if ((err = check_known(root, path, error_out)) != MP_OK)
+        return err;
+    if ((err = read_string(root, "listen", path, cfg->listen, sizeof(cfg->listen), error_out)))
+        return err;
+    struct addr probe;
+    if (addr_from_ip(cfg->listen, 0, &probe) != MP_OK)
+        return setting_error(config_setting_get_member(root, "listen"), path,
+                             "listen must be a numeric IP address such as \"0.0.0.0\" or \"::1\"",
+                             error_out);
+    if ((s = config_setting_get_member(root, "port")) != NULL) {
+        if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+            return setting_error(s, path, "port must be a number from 0 to 65535", error_out);
+        long long v = config_setting_get_int64(s); /* widens CONFIG_TYPE_INT too */
+        if (v < 0 || v > 65535)
+            return setting_error(s, path, "port must be a number from 0 to 65535", error_out);
+        cfg->port = (uint16_t)v;
+    }
+    if ((err = read_string(root, "control_socket", path, cfg->control_socket,
+                           sizeof(cfg->control_socket), error_out)))
+        return err;
+    if ((s = config_setting_get_member(root, "log_level")) != NULL) {
+        if ((err = read_string(root, "log_level", path, level, sizeof(level), error_out)))
+            return err;
+        if (log_level_parse(level, &cfg->log_level) != MP_OK)
+            return setting_error(s, path,
+                                 "log_level must be \"error\", \"warn\", \"info\" or \"debug\"",
+                                 error_out);
+    }
+    return MP_OK;
+}
+
+enum mp_err config_load(const char *path, struct config *cfg, char error_out[CONFIG_ERROR_MAX])
+{
+    config_t lc;
+    enum mp_err err;
+
+    error_out[0] = '\0';
+    if (access(path, F_OK) != 0) {
+        snprintf(error_out, CONFIG_ERROR_MAX, "%s: no such file", path);
+        return MP_ERR_NOT_FOUND;
+    }
+    config_init(&lc);
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            snprintf(error_out, CONFIG_ERROR_MAX, "%s: cannot read: %s", path, strerror(errno));
+        else
+            snprintf(error_out, CONFIG_ERROR_MAX, "%s:%d: %s", path, config_error_line(&lc),
+                     config_error_text(&lc));
+        err = MP_ERR_CONFIG;
+        goto cleanup;
+    }
+    err = apply(config_root_setting(&lc), path, cfg, error_out);
+cleanup:
+    config_destroy(&lc);
+    return err;
+}
+
+enum mp_err config_write_default(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return mp_err_from_errno(errno);
+    size_t len = sizeof(default_text) - 1;
+    ssize_t n = write(fd, default_text, len);
+    enum mp_err err = MP_OK;
+    if (n < 0 || (size_t)n != len)
+        err = n < 0 ? mp_err_from_errno(errno) : MP_ERR_IO;
+    else if (fsync(fd) != 0)
+        err = mp_err_from_errno(errno);
+    close(fd);
+    if (err != MP_OK)
+        unlink(path);
+    return err;
+}

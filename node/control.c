@@ -1,0 +1,352 @@
+#include "node/control.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "node/paths.h"
+
+/* Bytes read from a client per callback. */
+#define CONTROL_READ_CHUNK (16 * 1024)
+
+struct client {
+    uv_pipe_t pipe; /* pipe.data = this */
+    struct control *control;
+    struct client *prev, *next;
+    struct buf line;     /* the request being received, capped at RPC_LINE_MAX */
+    bool discarding;     /* skipping the rest of an oversized line */
+    bool closing;        /* uv_close called or owed once writes drain */
+    size_t writes_owed;  /* uv_write requests not yet called back */
+};
+
+struct control {
+    uv_pipe_t server; /* server.data = this */
+    uv_loop_t *loop;
+    const struct control_method *methods;
+    size_t method_count;
+    void *ctx;
+    char path[PATHS_MAX];
+    struct client *clients;
+    unsigned client_count;
+    unsigned handles_open; /* server + clients; freed when it reaches 0 while closing */
+    struct client *dispatching; /* the client whose request is being handled */
+    bool closing;
+    void (*closed_cb)(void *arg);
+    void *closed_arg;
+    unsigned long served;
+    unsigned long errors;
+};
+
+struct write_block {
+    uv_write_t req; /* req.data = client */
+    size_t len;
+    char data[];
+};
+
+static void handle_closed(struct control *ctl)
+{
+    if (--ctl->handles_open > 0 || !ctl->closing)
+        return;
+    unlink(ctl->path);
+    void (*cb)(void *) = ctl->closed_cb;
+    void *arg = ctl->closed_arg;
+    free(ctl);
+    if (cb != NULL)
+        cb(arg);
+}
+
+static void client_closed_cb(uv_handle_t *handle)
+{
+    struct client *c = handle->data;
+    struct control *ctl = c->control;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        ctl->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    ctl->client_count--;
+    buf_free(&c->line);
+    free(c);
+    handle_closed(ctl);
+}
+
+/* Close now if nothing is owed, or mark for closing when the last write lands. */
+static void client_close(struct client *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->pipe))
+        return;
+    c->closing = true;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    if (c->writes_owed == 0 && c->control->dispatching != c)
+        uv_close((uv_handle_t *)&c->pipe, client_closed_cb);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct write_block *w = (struct write_block *)req;
+    struct client *c = req->data;
+
+    (void)status; /* a failed write means the client left: its read side closes it */
+    free(w);
+    c->writes_owed--;
+    if (c->closing)
+        client_close(c);
+}
+
+static void send_line(struct client *c, char *line, size_t len)
+{
+    if (line == NULL) {
+        log_error("control", "out of memory while answering a request");
+        return;
+    }
+    if (c->closing || uv_is_closing((uv_handle_t *)&c->pipe)) {
+        free(line);
+        return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + len > CONTROL_OUTPUT_MAX) {
+        log_warn("control", "client does not read its replies (%zu bytes queued): disconnecting",
+                 uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe));
+        free(line);
+        client_close(c);
+        return;
+    }
+    struct write_block *w = malloc(sizeof(*w) + len);
+    if (w == NULL) {
+        free(line);
+        return;
+    }
+    memcpy(w->data, line, len);
+    w->len = len;
+    free(line);
+    w->req.data = c;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb);
+    if (rc != 0) {
+        free(w);
+        client_close(c);
+        return;
+    }
+    c->writes_owed++;
+}
+
+static void send_error(struct client *c, struct rpc_error *err, json_t *data)
+{
+    size_t len = 0;
+    char *line = rpc_error_line(err, data, &len);
+
+    c->control->errors++;
+    send_line(c, line, len);
+    rpc_error_clear(err);
+}
+
+static const struct control_method *find_method(const struct control *ctl, const char *name)
+{
+    for (size_t i = 0; i < ctl->method_count; i++) {
+        if (strcmp(ctl->methods[i].name, name) == 0)
+            return &ctl->methods[i];
+    }
+    return NULL;
+}
+
+static void handle_line(struct client *c, const char *line, size_t len)
+{
+    struct control *ctl = c->control;
+    struct rpc_request req;
+    struct rpc_error err;
+
+    if (!rpc_parse(line, len, &req, &err)) {
+        send_error(c, &err, NULL);
+        return;
+    }
+    const struct control_method *m = find_method(ctl, req.method);
+    if (m == NULL) {
+        if (req.id != NULL) {
+            rpc_error_set(&err, req.id, RPC_METHOD_NOT_FOUND, "unknown method \"%s\"", req.method);
+            send_error(c, &err, NULL);
+        }
+        rpc_request_clear(&req);
+        return;
+    }
+    json_t *result = NULL;
+    json_t *data = NULL;
+    memset(&err, 0, sizeof(err));
+    ctl->dispatching = c;
+    bool ok = m->handler_cb(ctl->ctx, req.params, &result, &err, &data);
+    ctl->dispatching = NULL;
+    if (req.id == NULL) { /* a notification: no reply either way */
+        json_decref(result);
+        json_decref(data);
+        if (!ok)
+            rpc_error_clear(&err);
+    } else if (ok) {
+        size_t out_len = 0;
+        ctl->served++;
+        send_line(c, rpc_result_line(req.id, result, &out_len), out_len);
+    } else {
+        json_decref(err.id);
+        err.id = json_incref(req.id);
+        send_error(c, &err, data);
+    }
+    rpc_request_clear(&req);
+}
+
+/* Split incoming bytes into lines, enforcing RPC_LINE_MAX. */
+static void take_bytes(struct client *c, const char *data, size_t len)
+{
+    while (len > 0 && !c->closing) {
+        const char *nl = memchr(data, '\n', len);
+        size_t part = nl != NULL ? (size_t)(nl - data) : len;
+        if (!c->discarding && buf_append(&c->line, data, part) != MP_OK) {
+            struct rpc_error err;
+            rpc_error_set(&err, NULL, RPC_INVALID_REQUEST,
+                          "request longer than %d bytes; skipped up to its newline", RPC_LINE_MAX);
+            send_error(c, &err, NULL);
+            buf_free(&c->line);
+            c->discarding = true;
+        }
+        if (nl == NULL)
+            return;
+        if (!c->discarding) {
+            size_t n = c->line.len;
+            if (n > 0 && c->line.data[n - 1] == '\r')
+                n--;
+            if (n > 0)
+                handle_line(c, (const char *)c->line.data, n);
+        }
+        c->discarding = false;
+        c->line.len = 0;
+        data = nl + 1;
+        len -= part + 1;
+    }
+}
+
+static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
+{
+    (void)handle;
+    (void)suggested;
+    char *mem = malloc(CONTROL_READ_CHUNK);
+    *out = uv_buf_init(mem, mem != NULL ? CONTROL_READ_CHUNK : 0);
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    struct client *c = stream->data;
+
+    if (nread > 0)
+        take_bytes(c, b->base, (size_t)nread);
+    free(b->base);
+    if (nread < 0 || c->closing || c->control->closing)
+        client_close(c);
+}
+
+static void connection_cb(uv_stream_t *server, int status)
+{
+    struct control *ctl = server->data;
+
+    if (status < 0 || ctl->closing)
+        return;
+    struct client *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    if (uv_pipe_init(ctl->loop, &c->pipe, 0) != 0) {
+        free(c);
+        return;
+    }
+    c->pipe.data = c;
+    c->control = ctl;
+    buf_init(&c->line, RPC_LINE_MAX);
+    c->next = ctl->clients;
+    if (ctl->clients != NULL)
+        ctl->clients->prev = c;
+    ctl->clients = c;
+    ctl->client_count++;
+    ctl->handles_open++;
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+        client_close(c);
+        return;
+    }
+    if (ctl->client_count > CONTROL_CLIENTS_MAX) {
+        log_warn("control", "more than %d control connections: refusing one", CONTROL_CLIENTS_MAX);
+        client_close(c);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb) != 0)
+        client_close(c);
+}
+
+static void server_closed_cb(uv_handle_t *handle)
+{
+    handle_closed(handle->data);
+}
+
+enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control_method *methods,
+                         size_t method_count, void *ctx, struct control **control_out)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return MP_ERR_TOO_BIG;
+    struct control *ctl = calloc(1, sizeof(*ctl));
+    if (ctl == NULL)
+        return MP_ERR_NOMEM;
+    ctl->loop = loop;
+    ctl->methods = methods;
+    ctl->method_count = method_count;
+    ctl->ctx = ctx;
+    snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+    if (uv_pipe_init(loop, &ctl->server, 0) != 0) {
+        free(ctl);
+        return MP_ERR_IO;
+    }
+    ctl->server.data = ctl;
+    ctl->handles_open = 1;
+
+    /* A socket left by a killed daemon: ours to remove, the caller holds the lock. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    mode_t old_mask = umask(0077);
+    int rc = uv_pipe_bind(&ctl->server, path);
+    umask(old_mask);
+    if (rc == 0)
+        rc = chmod(path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&ctl->server, 16, connection_cb);
+    if (rc != 0) {
+        log_error("control", "cannot listen on %s: %s", path, uv_strerror(rc));
+        ctl->closing = true;
+        uv_close((uv_handle_t *)&ctl->server, server_closed_cb);
+        return rc == UV_EADDRINUSE ? MP_ERR_BUSY : rc == UV_EACCES ? MP_ERR_PERM : MP_ERR_IO;
+    }
+    *control_out = ctl;
+    return MP_OK;
+}
+
+void control_close(struct control *ctl, void (*closed_cb)(void *arg), void *arg)
+{
+    if (ctl == NULL || ctl->closing)
+        return;
+    ctl->closing = true;
+    ctl->closed_cb = closed_cb;
+    ctl->closed_arg = arg;
+    for (struct client *c = ctl->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        client_close(c);
+    }
+    uv_close((uv_handle_t *)&ctl->server, server_closed_cb);
+}
+
+void control_counters(const struct control *ctl, unsigned long *served_out,
+                      unsigned long *errors_out)
+{
+    *served_out = ctl->served;
+    *errors_out = ctl->errors;
+}

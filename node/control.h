@@ -1,0 +1,52 @@
+/*
+ * control: the control API server, JSON-RPC 2.0 over a Unix socket.
+ *
+ * Listens on a socket file created with mode 0600, reads newline-terminated
+ * requests from up to CONTROL_CLIENTS_MAX connections, hands each well-formed
+ * request to the method table and writes the reply. A bad line gets a JSON-RPC
+ * error and the connection stays open; a line over RPC_LINE_MAX is answered
+ * with -32600 and skipped up to its newline. A client that stops reading is
+ * disconnected once CONTROL_OUTPUT_MAX bytes of replies wait for it, so no
+ * client can grow the daemon's memory.
+ */
+#ifndef MP_NODE_CONTROL_H
+#define MP_NODE_CONTROL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "base/err.h"
+#include "node/rpc.h"
+
+#define CONTROL_CLIENTS_MAX 64
+#define CONTROL_OUTPUT_MAX (1024 * 1024)
+
+/* A method handler. params is an object (borrowed). On success set
+ * *result_out (a new reference, or leave NULL for null) and return true; on
+ * failure fill err_out with rpc_error_set (id NULL: control fills it in) and
+ * optionally *data_out, and return false. */
+struct control_method {
+    const char *name;
+    bool (*handler_cb)(void *ctx, json_t *params, json_t **result_out,
+                       struct rpc_error *err_out, json_t **data_out);
+};
+
+struct control;
+
+/* Bind path (removing a stale socket file first: the caller holds the data
+ * dir lock, so no live daemon uses it) and start listening. methods is
+ * borrowed for the server's lifetime; ctx is passed to every handler. */
+enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control_method *methods,
+                         size_t method_count, void *ctx, struct control **control_out);
+
+/* Stop accepting, let queued replies drain, close every handle, unlink the
+ * socket file, then call closed_cb (may be NULL) and free the server. Safe to
+ * call from inside a handler. */
+void control_close(struct control *control, void (*closed_cb)(void *arg), void *arg);
+
+/* Number of requests served and refused since start, for status. */
+void control_counters(const struct control *control, unsigned long *served_out,
+                      unsigned long *errors_out);
+
+#endif

@@ -1,0 +1,357 @@
+#include "node/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "crypto/address.h"
+#include "crypto/identity.h"
+#include "node/control.h"
+#include "node/keyfile.h"
+#include "node/store.h"
+
+/* How many times to look for a port free on both UDP and TCP when port is 0. */
+#define DAEMON_PORT_TRIES 16
+/* Bytes of a UDP datagram we read; larger ones are truncated and dropped. */
+#define DAEMON_DATAGRAM_MAX 2048
+
+struct daemon {
+    uv_loop_t loop;
+    uv_udp_t udp;
+    uv_tcp_t tcp;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    struct control *control;
+    struct store *store;
+    struct identity *identity;
+    const struct daemon_options *opts;
+    char address[ADDRESS_TEXT_SIZE];
+    uint16_t port;
+    uint64_t started_ms;
+    bool stopping;
+    /* Traffic that nothing handles yet; counted so status shows it. */
+    unsigned long udp_dropped;
+    unsigned long tcp_refused;
+    uint8_t datagram[DAEMON_DATAGRAM_MAX];
+};
+
+static void print_error(const char *what, const char *hint)
+{
+    fprintf(stderr, "merpati: error: %s\n", what);
+    if (hint != NULL)
+        fprintf(stderr, "hint: %s\n", hint);
+}
+
+static void close_quietly(uv_handle_t *handle)
+{
+    if (handle->data != NULL && !uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+/* Begin an orderly stop: every handle closes and uv_run returns. */
+static void daemon_stop(struct daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    log_info("daemon", "stopping (%s)", why);
+    control_close(d->control, NULL, NULL);
+    d->control = NULL;
+    close_quietly((uv_handle_t *)&d->udp);
+    close_quietly((uv_handle_t *)&d->tcp);
+    close_quietly((uv_handle_t *)&d->sigint);
+    close_quietly((uv_handle_t *)&d->sigterm);
+}
+
+static void signal_cb(uv_signal_t *handle, int signum)
+{
+    daemon_stop(handle->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
+{
+    struct daemon *d = handle->data;
+    (void)suggested;
+    *out = uv_buf_init((char *)d->datagram, sizeof(d->datagram));
+}
+
+static void udp_recv_cb(uv_udp_t *udp, ssize_t nread, const uv_buf_t *b,
+                        const struct sockaddr *from, unsigned flags)
+{
+    struct daemon *d = udp->data;
+    (void)b;
+    (void)flags;
+    if (nread > 0 && from != NULL)
+        d->udp_dropped++; /* no DHT yet: counted, not processed */
+}
+
+static void refused_closed_cb(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+static void tcp_connection_cb(uv_stream_t *server, int status)
+{
+    struct daemon *d = server->data;
+
+    if (status < 0)
+        return;
+    uv_tcp_t *conn = malloc(sizeof(*conn));
+    if (conn == NULL || uv_tcp_init(&d->loop, conn) != 0) {
+        free(conn);
+        return;
+    }
+    conn->data = d;
+    if (uv_accept(server, (uv_stream_t *)conn) == 0)
+        d->tcp_refused++; /* no link protocol yet: close at once */
+    uv_close((uv_handle_t *)conn, refused_closed_cb);
+}
+
+static int bind_pair(struct daemon *d, const struct sockaddr *sa, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    memcpy(&ss, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in));
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+
+    int rc = uv_udp_bind(&d->udp, (struct sockaddr *)&ss, 0);
+    if (rc != 0)
+        return rc;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    if ((rc = uv_udp_getsockname(&d->udp, (struct sockaddr *)&bound, &len)) != 0)
+        return rc;
+    uint16_t udp_port = ntohs(bound.ss_family == AF_INET6
+                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(udp_port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(udp_port);
+    if ((rc = uv_tcp_bind(&d->tcp, (struct sockaddr *)&ss, 0)) != 0)
+        return rc;
+    if ((rc = uv_listen((uv_stream_t *)&d->tcp, 128, tcp_connection_cb)) != 0)
+        return rc;
+    d->port = udp_port;
+    return 0;
+}
+
+/* Bind UDP and TCP on the same port. For port 0 the kernel picks the UDP port
+ * and TCP may find it taken, so try again with fresh sockets a few times. */
+static int open_network(struct daemon *d)
+{
+    const struct config *cfg = &d->opts->config;
+    struct sockaddr_storage sa;
+    int rc;
+
+    if (uv_ip4_addr(cfg->listen, 0, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(cfg->listen, 0, (struct sockaddr_in6 *)&sa) != 0)
+        return UV_EINVAL;
+    for (int attempt = 0;; attempt++) {
+        if ((rc = uv_udp_init(&d->loop, &d->udp)) != 0)
+            return rc;
+        d->udp.data = d;
+        if ((rc = uv_tcp_init(&d->loop, &d->tcp)) != 0)
+            return rc;
+        d->tcp.data = d;
+        rc = bind_pair(d, (struct sockaddr *)&sa, cfg->port);
+        if (rc == 0 || cfg->port != 0 || rc != UV_EADDRINUSE || attempt + 1 >= DAEMON_PORT_TRIES)
+            break;
+        uv_close((uv_handle_t *)&d->udp, NULL);
+        uv_close((uv_handle_t *)&d->tcp, NULL);
+        uv_run(&d->loop, UV_RUN_NOWAIT); /* let the closes finish before reusing the handles */
+    }
+    if (rc != 0)
+        return rc;
+    return uv_udp_recv_start(&d->udp, udp_alloc_cb, udp_recv_cb);
+}
+
+/* ---- control API methods ---- */
+
+static bool method_status(void *ctx, json_t *params, json_t **result_out,
+                          struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    (void)params;
+    (void)err_out;
+    (void)data_out;
+    uint64_t uptime_ms = uv_now(&d->loop) - d->started_ms;
+    *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I}, s:s, s:s, s:{s:I, s:I}}",
+                            "address", d->address, "version", MERPATI_VERSION, "pid",
+                            (json_int_t)getpid(), "uptime_s", (json_int_t)(uptime_ms / 1000),
+                            "ports", "udp", (json_int_t)d->port, "tcp", (json_int_t)d->port,
+                            "data_dir", d->opts->data_dir, "control_socket",
+                            d->opts->control_path, "dropped", "udp_unhandled",
+                            (json_int_t)d->udp_dropped, "tcp_unhandled",
+                            (json_int_t)d->tcp_refused);
+    return true;
+}
+
+static bool method_id(void *ctx, json_t *params, json_t **result_out, struct rpc_error *err_out,
+                      json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char hex[IDENTITY_PUBLIC_BYTES * 2 + 1];
+    (void)params;
+    (void)err_out;
+    (void)data_out;
+    sodium_bin2hex(hex, sizeof(hex), identity_public_key(d->identity), IDENTITY_PUBLIC_BYTES);
+    *result_out = json_pack("{s:s, s:s}", "address", d->address, "public_key", hex);
+    return true;
+}
+
+static bool method_shutdown(void *ctx, json_t *params, json_t **result_out,
+                            struct rpc_error *err_out, json_t **data_out)
+{
+    (void)params;
+    (void)err_out;
+    (void)data_out;
+    *result_out = json_pack("{s:b}", "stopping", 1);
+    daemon_stop(ctx, "shutdown requested over the control API");
+    return true;
+}
+
+static const struct control_method methods[] = {
+    {"status", method_status},
+    {"id", method_id},
+    {"shutdown", method_shutdown},
+};
+
+/* ---- start and stop ---- */
+
+static int open_identity(struct daemon *d)
+{
+    char path[PATHS_MAX];
+    char what[PATHS_MAX + 128];
+
+    if (paths_join(d->opts->data_dir, "identity.key", path, sizeof(path)) != MP_OK)
+        return EX_USAGE;
+    enum mp_err err = keyfile_read(path, &d->identity);
+    if (err == MP_ERR_NOT_FOUND) {
+        snprintf(what, sizeof(what), "not initialized at %s (no identity.key)", d->opts->data_dir);
+        print_error(what, "run `merpati init` first, or pass --data-dir of an initialized node");
+        return EX_NOINPUT;
+    }
+    if (err != MP_OK) {
+        snprintf(what, sizeof(what), "cannot read %s: %s", path, mp_strerror(err));
+        print_error(what, err == MP_ERR_PERM ? "make it private: chmod 600 <file>" : NULL);
+        return err == MP_ERR_PERM ? EX_NOPERM : EX_DATAERR;
+    }
+    address_encode(identity_public_key(d->identity), d->address);
+    return 0;
+}
+
+static int open_store(struct daemon *d)
+{
+    char what[PATHS_MAX + 128];
+    pid_t holder = 0;
+
+    enum mp_err err = store_open(d->opts->data_dir, &d->store, &holder);
+    if (err == MP_OK)
+        return 0;
+    if (err == MP_ERR_BUSY) {
+        snprintf(what, sizeof(what), "data dir %s is in use by another merpati (pid %ld)",
+                 d->opts->data_dir, (long)holder);
+        print_error(what, "stop it with `merpati stop`, or use another --data-dir");
+        return EX_TEMPFAIL;
+    }
+    snprintf(what, sizeof(what), "cannot open the database in %s: %s", d->opts->data_dir,
+             mp_strerror(err));
+    print_error(what, err == MP_ERR_DISK_FULL ? "free some disk space and start again" : NULL);
+    return err == MP_ERR_DISK_FULL ? EX_IOERR : EX_SOFTWARE;
+}
+
+static int watch_signal(struct daemon *d, uv_signal_t *handle, int signum)
+{
+    int rc = uv_signal_init(&d->loop, handle);
+    if (rc != 0)
+        return rc;
+    handle->data = d;
+    return uv_signal_start(handle, signal_cb, signum);
+}
+
+static int start(struct daemon *d)
+{
+    char what[PATHS_MAX + 128];
+    int rc;
+
+    if ((rc = open_identity(d)) != 0 || (rc = open_store(d)) != 0)
+        return rc;
+    if ((rc = open_network(d)) != 0) {
+        snprintf(what, sizeof(what), "cannot listen on %s port %u: %s", d->opts->config.listen,
+                 d->opts->config.port, uv_strerror(rc));
+        print_error(what, rc == UV_EADDRINUSE
+                              ? "another program uses that port: set port in the config or "
+                                "pass --port (0 picks a free one)"
+                              : "check `listen` in the config");
+        return EX_UNAVAILABLE;
+    }
+    log_info("daemon", "listening on %s: UDP port %u, TCP port %u", d->opts->config.listen,
+             d->port, d->port);
+
+    enum mp_err err = control_open(&d->loop, d->opts->control_path, methods,
+                                   sizeof(methods) / sizeof(methods[0]), d, &d->control);
+    if (err != MP_OK) {
+        snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
+                 d->opts->control_path, mp_strerror(err));
+        print_error(what, err == MP_ERR_TOO_BIG ? "set control_socket in the config to a path "
+                                                  "shorter than 108 bytes"
+                                                : NULL);
+        return EX_CANTCREAT;
+    }
+    log_info("daemon", "control socket at %s", d->opts->control_path);
+
+    if (watch_signal(d, &d->sigint, SIGINT) != 0 || watch_signal(d, &d->sigterm, SIGTERM) != 0) {
+        print_error("cannot install signal handlers", NULL);
+        return EX_OSERR;
+    }
+    d->started_ms = uv_now(&d->loop);
+    log_info("daemon", "node %s ready", d->address);
+    return 0;
+}
+
+int daemon_run(const struct daemon_options *opts)
+{
+    struct daemon *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        print_error("out of memory", NULL);
+        return EX_OSERR;
+    }
+    d->opts = opts;
+    log_set_level(opts->config.log_level);
+    umask(0077); /* everything the node creates is private to its user */
+    signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0 || uv_loop_init(&d->loop) != 0) {
+        print_error("cannot initialize libsodium or libuv", NULL);
+        free(d);
+        return EX_OSERR;
+    }
+
+    int rc = start(d);
+    if (rc != 0)
+        daemon_stop(d, "start-up failed");
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+
+    store_close(d->store);
+    identity_free(d->identity);
+    int loop_rc = uv_loop_close(&d->loop);
+    if (loop_rc != 0) {
+        log_error("daemon", "handles left open at exit: %s", uv_strerror(loop_rc));
+        rc = rc != 0 ? rc : EX_SOFTWARE;
+    } else if (rc == 0) {
+        log_info("daemon", "stopped cleanly");
+    }
+    sodium_memzero(d, sizeof(*d));
+    free(d);
+    return rc;
+}

@@ -1,0 +1,27 @@
+#include "node/sysenv.h"
+
+#include <sodium.h>
+#include <time.h>
+
+static uint64_t now_ms(void *ctx)
+{
+    struct timespec ts;
+    (void)ctx;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void random_fill(void *ctx, void *buf, size_t len)
+{
+    (void)ctx;
+    randombytes_buf(buf, len);
+}
+
+enum mp_err sysenv_init(struct env *env)
+{
+    if (sodium_init() < 0)
+        return MP_ERR_CRYPTO;
+    env->now_ms = now_ms;
+    env->random = random_fill;
+    return MP_OK;
+}
