@@ -76,7 +76,8 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
                       RPC_DEPTH_MAX);
         return false;
     }
-    root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* Without JSON_ALLOW_NUL, jansson refuses "\u0000", so strings are C strings. */
+    root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
         rpc_error_set(err_out, NULL, RPC_PARSE_ERROR, "parse error at column %d: %s", jerr.column,
                       jerr.text);
@@ -102,8 +103,7 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
     }
     json_t *method = json_object_get(root, "method");
     if (!json_is_string(method) || json_string_length(method) == 0 ||
-        json_string_length(method) > RPC_METHOD_MAX ||
-        strlen(json_string_value(method)) != json_string_length(method)) {
+        json_string_length(method) > RPC_METHOD_MAX) {
         rpc_error_set(err_out, id, RPC_INVALID_REQUEST,
                       "\"method\" must be a non-empty string of at most %d bytes", RPC_METHOD_MAX);
         goto cleanup;

@@ -1,0 +1,372 @@
+/*
+ * Node tests for the foundation: init -> run -> status over the socket ->
+ * stop, with the real merpati binary in temporary data dirs. Each test checks
+ * what a user would see: exit codes, the one-line errors, the answers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <signal.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "tests/node/harness.h"
+
+#define START_TIMEOUT_MS 20000
+#define STOP_TIMEOUT_MS 20000
+
+struct node {
+    char dir[64];
+    char sock[128];
+    char log[128];
+    char address[128];
+    pid_t pid;
+};
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void assert_contains(const char *text, const char *want)
+{
+    if (text == NULL || strstr(text, want) == NULL)
+        fail_msg("\"%s\" not found in:\n%s", want, text != NULL ? text : "(null)");
+}
+
+static void node_init(struct node *n)
+{
+    memset(n, 0, sizeof(*n));
+    harness_tempdir(n->dir, sizeof(n->dir));
+    assert_true(n->dir[0] != '\0');
+    snprintf(n->sock, sizeof(n->sock), "%s/control.sock", n->dir);
+    snprintf(n->log, sizeof(n->log), "%s.log", n->dir);
+    struct run_result r = harness_run(NULL, ARGS("init", "--data-dir", n->dir));
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "mp1", 3) == 0);
+    snprintf(n->address, sizeof(n->address), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    harness_result_free(&r);
+}
+
+static void node_start(struct node *n)
+{
+    unlink(n->log);
+    n->pid = harness_spawn(n->log, ARGS("--data-dir", n->dir, "run", "--port", "0", "--listen",
+                                        "127.0.0.1", "--log-level", "debug"));
+    assert_true(n->pid > 0);
+    if (!harness_wait_socket(n->sock, START_TIMEOUT_MS)) {
+        char *log = harness_read_file(n->log);
+        fail_msg("node did not come up; log:\n%s", log);
+    }
+}
+
+static void node_cleanup(struct node *n)
+{
+    if (n->pid > 0) {
+        kill(n->pid, SIGKILL);
+        harness_wait(n->pid, STOP_TIMEOUT_MS);
+    }
+    harness_rmtree(n->dir);
+    unlink(n->log);
+}
+
+static json_t *status_json(struct node *n)
+{
+    struct run_result r = harness_run(NULL, ARGS("status", "--json", "--data-dir", n->dir));
+    assert_int_equal(r.status, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    harness_result_free(&r);
+    return j;
+}
+
+static void test_init_run_status_stop(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+
+    struct stat st;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/identity.key", n.dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof(path), "%s/merpati.conf", n.dir);
+    assert_int_equal(stat(path, &st), 0);
+    char *conf = harness_read_file(path);
+    assert_contains(conf, "port = 7700;");
+    assert_contains(conf, "# ");
+    free(conf);
+
+    /* A second init refuses, and says where. */
+    struct run_result r = harness_run(NULL, ARGS("init", "--data-dir", n.dir));
+    assert_int_equal(r.status, 73);
+    assert_contains(r.err, "already initialized at ");
+    assert_contains(r.err, n.dir);
+    harness_result_free(&r);
+
+    node_start(&n);
+    char *log = harness_read_file(n.log);
+    assert_contains(log, "ready");
+    assert_contains(log, "control socket at ");
+    assert_contains(log, "UDP port ");
+    free(log);
+
+    assert_int_equal(stat(n.sock, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    json_t *s = status_json(&n);
+    assert_string_equal(json_string_value(json_object_get(s, "address")), n.address);
+    assert_string_equal(json_string_value(json_object_get(s, "data_dir")), n.dir);
+    assert_int_equal(json_integer_value(json_object_get(s, "pid")), n.pid);
+    json_t *ports = json_object_get(s, "ports");
+    assert_true(json_integer_value(json_object_get(ports, "udp")) > 0);
+    assert_int_equal(json_integer_value(json_object_get(ports, "udp")),
+                     json_integer_value(json_object_get(ports, "tcp")));
+    json_decref(s);
+
+    /* Human output, flags after the command, and the env var for the dir. */
+    char env_dir[128];
+    snprintf(env_dir, sizeof(env_dir), "MERPATI_DATA_DIR=%s", n.dir);
+    r = harness_run((const char *const[]){env_dir, NULL}, ARGS("status"));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "address         mp1");
+    assert_contains(r.out, n.address);
+    harness_result_free(&r);
+    r = harness_run(NULL, ARGS("id", "--data-dir", n.dir));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, n.address);
+    harness_result_free(&r);
+
+    r = harness_run(NULL, ARGS("--data-dir", n.dir, "stop"));
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+    log = harness_read_file(n.log);
+    assert_contains(log, "stopped cleanly");
+    free(log);
+    assert_int_not_equal(stat(n.sock, &st), 0); /* the socket file is gone */
+
+    /* Restarted, the node has the same identity. */
+    node_start(&n);
+    r = harness_run(NULL, ARGS("id", "--data-dir", n.dir));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, n.address);
+    harness_result_free(&r);
+
+    /* SIGTERM stops it cleanly too. */
+    kill(n.pid, SIGTERM);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+    node_cleanup(&n);
+}
+
+static void test_second_run_refused(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+    node_start(&n);
+
+    struct run_result r = harness_run(NULL, ARGS("run", "--data-dir", n.dir, "--port", "0"));
+    assert_int_equal(r.status, 75);
+    char want[160];
+    snprintf(want, sizeof(want), "data dir %s is in use by another merpati (pid %ld)", n.dir,
+             (long)n.pid);
+    assert_contains(r.err, want);
+    harness_result_free(&r);
+
+    /* The first one is unharmed. */
+    json_t *s = status_json(&n);
+    assert_string_equal(json_string_value(json_object_get(s, "address")), n.address);
+    json_decref(s);
+
+    /* SIGINT (Ctrl-C) is a clean stop. */
+    kill(n.pid, SIGINT);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+    node_cleanup(&n);
+}
+
+static int rpc_code(const char *reply)
+{
+    json_t *j = json_loads(reply != NULL ? reply : "", 0, NULL);
+    if (j == NULL)
+        fail_msg("reply is not JSON: %s", reply != NULL ? reply : "(none)");
+    int code = (int)json_integer_value(json_object_get(json_object_get(j, "error"), "code"));
+    json_decref(j);
+    return code;
+}
+
+static void test_control_socket_survives_bad_input(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+    node_start(&n);
+
+    int fd = harness_connect(n.sock);
+    assert_true(fd >= 0);
+    char *reply = harness_exchange(fd, "garbage\n", 8);
+    assert_int_equal(rpc_code(reply), -32700);
+    free(reply);
+
+    const char *unknown = "{\"jsonrpc\":\"2.0\",\"method\":\"fly\",\"id\":1}\n";
+    reply = harness_exchange(fd, unknown, strlen(unknown));
+    assert_int_equal(rpc_code(reply), -32601);
+    assert_contains(reply, "\"id\":1");
+    free(reply);
+
+    const char *bad_params = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"params\":[1],\"id\":2}\n";
+    reply = harness_exchange(fd, bad_params, strlen(bad_params));
+    assert_int_equal(rpc_code(reply), -32602);
+    free(reply);
+
+    /* 200 KiB without a newline: refused, skipped to its newline, connection kept. */
+    size_t big_len = 200 * 1024;
+    char *big = malloc(big_len + 1);
+    assert_non_null(big);
+    memset(big, 'x', big_len);
+    big[big_len] = '\n';
+    reply = harness_exchange(fd, big, big_len + 1);
+    free(big);
+    assert_int_equal(rpc_code(reply), -32600);
+    assert_contains(reply, "longer than");
+    free(reply);
+
+    const char *status = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"id\":\"s\"}\n";
+    reply = harness_exchange(fd, status, strlen(status));
+    assert_non_null(reply);
+    assert_contains(reply, n.address);
+    assert_contains(reply, "\"id\":\"s\"");
+    free(reply);
+
+    /* Binary junk and a peer that hangs up mid-line. */
+    int fd2 = harness_connect(n.sock);
+    assert_true(fd2 >= 0);
+    const char junk[] = {'\x00', '\xff', '{', '"', '\x01', '\n'};
+    reply = harness_exchange(fd2, junk, sizeof(junk));
+    assert_int_equal(rpc_code(reply), -32700);
+    free(reply);
+    (void)!write(fd2, "{\"jsonrpc\":", 11);
+    close(fd2);
+
+    /* Still serving, on the old connection and on a new one. */
+    reply = harness_exchange(fd, status, strlen(status));
+    assert_non_null(reply);
+    assert_contains(reply, n.address);
+    free(reply);
+    close(fd);
+    json_t *s = status_json(&n);
+    json_decref(s);
+
+    kill(n.pid, SIGTERM);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+    node_cleanup(&n);
+}
+
+static void test_cli_errors(void **state)
+{
+    (void)state;
+    char dir[64];
+    harness_tempdir(dir, sizeof(dir));
+
+    /* No daemon. */
+    struct run_result r = harness_run(NULL, ARGS("status", "--data-dir", dir));
+    assert_int_equal(r.status, 69);
+    assert_contains(r.err, "merpati: error: daemon not running (no socket at ");
+    assert_contains(r.err, "hint: ");
+    harness_result_free(&r);
+
+    /* Not initialized. */
+    r = harness_run(NULL, ARGS("run", "--data-dir", dir, "--port", "0"));
+    assert_int_equal(r.status, 66);
+    assert_contains(r.err, "not initialized at ");
+    harness_result_free(&r);
+
+    /* Usage errors. */
+    r = harness_run(NULL, ARGS("fly", "--data-dir", dir));
+    assert_int_equal(r.status, 64);
+    assert_contains(r.err, "unknown command \"fly\"");
+    assert_contains(r.err, "usage: merpati");
+    harness_result_free(&r);
+    r = harness_run(NULL, ARGS("status", "--data-dir", dir, "--frobnicate"));
+    assert_int_equal(r.status, 64);
+    assert_contains(r.err, "--frobnicate");
+    harness_result_free(&r);
+    r = harness_run(NULL, ARGS("run", "--data-dir", dir, "--port", "99999"));
+    assert_int_equal(r.status, 64);
+    harness_result_free(&r);
+    r = harness_run(NULL, ARGS("--data-dir"));
+    assert_int_equal(r.status, 64);
+    harness_result_free(&r);
+    r = harness_run(NULL, ARGS("--help"));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "Commands:");
+    harness_result_free(&r);
+
+    /* A broken config file: file:line: message, exit 78. */
+    char conf[160];
+    snprintf(conf, sizeof(conf), "%s/broken.conf", dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("# ok\nport = = 5;\n", f);
+    fclose(f);
+    r = harness_run(NULL, ARGS("status", "--data-dir", dir, "--config", conf));
+    assert_int_equal(r.status, 78);
+    char want[200];
+    snprintf(want, sizeof(want), "%s:2: ", conf);
+    assert_contains(r.err, want);
+    harness_result_free(&r);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("port = 123456;\n", f);
+    fclose(f);
+    r = harness_run(NULL, ARGS("run", "--data-dir", dir, "--config", conf));
+    assert_int_equal(r.status, 78);
+    snprintf(want, sizeof(want), "%s:1: port must be", conf);
+    assert_contains(r.err, want);
+    harness_result_free(&r);
+
+    /* A named config that does not exist is an error too. */
+    snprintf(conf, sizeof(conf), "%s/missing.conf", dir);
+    r = harness_run(NULL, ARGS("status", "--data-dir", dir, "--config", conf));
+    assert_int_equal(r.status, 78);
+    assert_contains(r.err, "missing.conf");
+    harness_result_free(&r);
+
+    harness_rmtree(dir);
+}
+
+static void test_key_file_mode_enforced(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/identity.key", n.dir);
+    assert_int_equal(chmod(path, 0644), 0);
+    struct run_result r = harness_run(NULL, ARGS("run", "--data-dir", n.dir, "--port", "0"));
+    assert_int_not_equal(r.status, 0);
+    assert_contains(r.err, "chmod 600");
+    harness_result_free(&r);
+    node_cleanup(&n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_run_status_stop),
+        cmocka_unit_test(test_second_run_refused),
+        cmocka_unit_test(test_control_socket_survives_bad_input),
+        cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_key_file_mode_enforced),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
