@@ -57,6 +57,9 @@ void store_close(struct store *store);
 enum mp_err store_get(struct store *store, enum store_cf cf, const void *key, size_t key_len,
                       uint8_t **val_out, size_t *val_len_out);
 
+/* Write one key. MP_ERR_DISK_FULL when the disk is full: from then on RocksDB
+ * refuses every write of this store (reads still work), even once space is
+ * freed, until the store is closed and opened again. */
 enum mp_err store_put(struct store *store, enum store_cf cf, const void *key, size_t key_len,
                       const void *val, size_t val_len, bool sync);
 

@@ -447,6 +447,9 @@ static void test_disk_full_is_an_error_not_a_crash(void **state)
     }
     assert_int_equal(err, MP_ERR_DISK_FULL);
     assert_true(i < FILL_MAX);
+    /* Later writes fail the same way; reads still work. */
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX, "small", 5, "x", 1, true), MP_ERR_DISK_FULL);
+    expect_str(s, STORE_CF_OUTBOX, "accepted", "before the disk filled");
     store_close(s);
 
     /* The user frees space; the node starts again with what it had accepted. */
