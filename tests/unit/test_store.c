@@ -265,23 +265,44 @@ static void test_other_format_version_is_refused(void **state)
     remove_dir(dir);
 }
 
-/* In a child process: store_open(dir) must give `want` (and, for BUSY, name
- * `holder`). Returns normally only in the parent, after checking the child. */
+/* The child side: open dir, expect `want` (and, for BUSY, the holder's pid).
+ * Runs in a fresh process (this binary re-executed), because a forked copy of
+ * a process that has run RocksDB inherits its thread pools without threads. */
+static int child_main(const char *dir, const char *want_text, const char *holder_text)
+{
+    struct store *s = NULL;
+    pid_t got = -1;
+    enum mp_err want = (enum mp_err)strtol(want_text, NULL, 10);
+    pid_t holder = (pid_t)strtol(holder_text, NULL, 10);
+    enum mp_err err = store_open(dir, &s, &got);
+    int code = 0;
+
+    if (err != want)
+        code = 1;
+    else if (err == MP_ERR_BUSY && (got != holder || s != NULL))
+        code = 2;
+    else if (err == MP_OK && s == NULL)
+        code = 3;
+    if (code != 0)
+        fprintf(stderr, "child: store_open gave %s (holder %ld), want %s (holder %ld)\n",
+                mp_errname(err), (long)got, mp_errname(want), (long)holder);
+    store_close(s);
+    return code;
+}
+
+/* In another process: store_open(dir) must give `want` (and, for BUSY, name
+ * `holder`). */
 static void child_open(const char *dir, enum mp_err want, pid_t holder)
 {
+    char want_text[16], holder_text[16];
+    snprintf(want_text, sizeof(want_text), "%d", (int)want);
+    snprintf(holder_text, sizeof(holder_text), "%ld", (long)holder);
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        struct store *s = NULL;
-        pid_t got = -1;
-        enum mp_err err = store_open(dir, &s, &got);
-        int code = 0;
-        if (err != want)
-            code = 1;
-        else if (err == MP_ERR_BUSY && (got != holder || s != NULL))
-            code = 2;
-        store_close(s);
-        _exit(code);
+        execl("/proc/self/exe", "unit_store", "--child-open", dir, want_text, holder_text,
+              (char *)NULL);
+        _exit(127);
     }
     int status = 0;
     assert_int_equal(waitpid(child, &status, 0), child);
@@ -464,9 +485,11 @@ static void test_disk_full_is_an_error_not_a_crash(void **state)
     mounted[0] = '\0';
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     log_set_level(LOG_LEVEL_ERROR);
+    if (argc == 5 && strcmp(argv[1], "--child-open") == 0)
+        return child_main(argv[2], argv[3], argv[4]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fresh_dir_has_families_and_version),
         cmocka_unit_test(test_put_get_delete_every_family),
