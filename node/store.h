@@ -38,24 +38,33 @@ struct store_batch;
 struct store_iter;
 
 /* Lock <dir>/lock, then open (creating if absent) <dir>/db with every column
- * family. dir must exist. Errors: MP_ERR_BUSY when another process holds the
- * lock (its pid in *holder_pid_out, 0 if unknown), MP_ERR_STORE_VERSION when the
- * data is newer than this build, MP_ERR_STORE / MP_ERR_IO / MP_ERR_DISK_FULL
- * otherwise (logged with RocksDB's message). */
+ * family. dir must exist. The lock belongs to the returned store, not to the
+ * process: a second store_open of the same dir fails even in the same process.
+ * Errors: MP_ERR_BUSY when the dir is already open (the holder's pid in
+ * *holder_pid_out, 0 if unknown; not logged, the caller words the message),
+ * MP_ERR_STORE_VERSION when the data has another format version than this
+ * build's (newer, or older without a migration), MP_ERR_STORE / MP_ERR_IO /
+ * MP_ERR_DISK_FULL otherwise (logged with RocksDB's message). On failure
+ * nothing stays open or locked. */
 enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_pid_out);
 
 /* Whether a process holds the lock of data dir dir: MP_OK with its pid in
- * *holder_pid_out, MP_ERR_NOT_FOUND when the dir is free (or has never been
- * opened). Does not take the lock. */
+ * *holder_pid_out (0 if not yet written), MP_ERR_NOT_FOUND when the dir is
+ * free (or was never opened). Does not take the lock. */
 enum mp_err store_lock_holder(const char *dir, pid_t *holder_pid_out);
 
-/* Flush, close and release the lock; accepts NULL. */
+/* Close the database and release the lock; accepts NULL. Every iterator of
+ * the store must be freed first. Synced writes are durable without a flush. */
 void store_close(struct store *store);
 
-/* The value at key, malloc'd into *val_out (caller frees). MP_ERR_NOT_FOUND if absent. */
+/* The value at key, malloc'd into *val_out (caller frees with free()).
+ * MP_ERR_NOT_FOUND if absent. Keys and values may be empty. */
 enum mp_err store_get(struct store *store, enum store_cf cf, const void *key, size_t key_len,
                       uint8_t **val_out, size_t *val_len_out);
 
+/* Write one key. MP_ERR_DISK_FULL when the disk is full: from then on RocksDB
+ * refuses every write of this store (reads still work), even once space is
+ * freed, until the store is closed and opened again. */
 enum mp_err store_put(struct store *store, enum store_cf cf, const void *key, size_t key_len,
                       const void *val, size_t val_len, bool sync);
 
@@ -63,7 +72,10 @@ enum mp_err store_delete(struct store *store, enum store_cf cf, const void *key,
                          bool sync);
 
 /* A write batch applies atomically: all of it or none. Building one cannot fail
- * (allocation failure aborts, as in RocksDB itself). */
+ * (allocation failure aborts, as in RocksDB itself) and needs no store; the
+ * batch copies keys and values. store_batch_write leaves the batch as it was
+ * (it may be written again or freed); MP_ERR_INVAL if an op names an invalid
+ * column family. store_batch_free wipes the copies. */
 struct store_batch *store_batch_new(void);
 void store_batch_put(struct store_batch *batch, enum store_cf cf, const void *key, size_t key_len,
                      const void *val, size_t val_len);
@@ -73,7 +85,10 @@ enum mp_err store_batch_write(struct store *store, struct store_batch *batch, bo
 void store_batch_free(struct store_batch *batch);
 
 /* Iterate the keys of cf that start with prefix (all keys if prefix_len is 0),
- * in byte order. Pointers from store_iter_next are valid until the next call. */
+ * in byte order (memcmp, shorter first), over a snapshot taken at creation.
+ * Never NULL (allocation failure aborts); an invalid cf gives an iterator that
+ * yields nothing with status MP_ERR_INVAL. Pointers from store_iter_next are
+ * valid until the next call. Free every iterator before store_close. */
 struct store_iter *store_iter_new(struct store *store, enum store_cf cf, const void *prefix,
                                   size_t prefix_len);
 bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key_len_out,

@@ -1,0 +1,688 @@
+/*
+ * store: RocksDB behind a small, opaque API (see store.h).
+ *
+ * Layout of a data dir D as this file leaves it:
+ *   D/lock   our pid as text while a process owns D; locked with an
+ *            open-file-description lock (F_OFD_SETLK), so a second open in the
+ *            same process conflicts too and closing it cannot drop the first
+ *            owner's lock (a classic fcntl lock is lost on any close()).
+ *   D/db/    the RocksDB database: "default" (unused) plus one column family
+ *            per enum store_cf, named in cf_names below. Names are stable:
+ *            they are the on-disk identity of each family.
+ *
+ * Every RocksDB error string is logged once here and translated to an
+ * enum mp_err; nothing above this file sees RocksDB types or messages.
+ */
+#define _GNU_SOURCE /* F_OFD_SETLK, F_OFD_GETLK (Linux >= 3.15) */
+
+#include "node/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rocksdb/c.h>
+#include <sodium.h>
+
+#include "base/log.h"
+#include "node/paths.h"
+
+#define MOD "store"
+
+/* Key in STORE_CF_META holding the format version, a 4-byte big-endian u32. */
+#define FORMAT_KEY "format_version"
+#define FORMAT_LEN 4
+
+/* Column families found on disk that this build does not know (left by a
+ * newer build); they are opened so RocksDB accepts the database, never used. */
+#define EXTRA_CF_MAX 32
+
+/* "<pid>\n" in the lock file. */
+#define PID_TEXT_MAX 24
+
+/* RocksDB's InfoLogLevel: DEBUG 0, INFO 1, WARN 2; its LOG file then only
+ * gets warnings, errors and the short header written at open. */
+#define ROCKS_LOG_WARN 2
+
+/* Sizes for a personal node: little RAM, small files, few descriptors. */
+#define CF_WRITE_BUFFER   (2u << 20)  /* memtable per column family */
+#define DB_WRITE_BUFFER   (16u << 20) /* all memtables together */
+#define MAX_TOTAL_WAL     (32u << 20) /* then flush the oldest family */
+#define BLOCK_CACHE       (8u << 20)  /* shared by all families */
+#define MANIFEST_PREALLOC (64u << 10) /* default 4 MiB; small disks */
+#define MAX_MANIFEST      (8u << 20)  /* then start a fresh MANIFEST */
+#define MAX_OPEN_FILES    256
+#define KEEP_LOG_FILES    2
+#define MAX_LOG_FILE      (1u << 20)
+
+static const char *const cf_names[STORE_CF_COUNT_] = {
+    [STORE_CF_META] = "meta",
+    [STORE_CF_CONTACTS] = "contacts",
+    [STORE_CF_SESSIONS] = "sessions",
+    [STORE_CF_OUTBOX] = "outbox",
+    [STORE_CF_INBOX] = "inbox",
+    [STORE_CF_MAILBOX] = "mailbox",
+    [STORE_CF_DHT_RECORDS] = "dht_records",
+    [STORE_CF_PEERS] = "peers",
+};
+
+struct store {
+    int lock_fd;
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_block_based_table_options_t *table_opts;
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *read_opts;
+    rocksdb_writeoptions_t *write_sync;
+    rocksdb_writeoptions_t *write_nosync;
+    rocksdb_column_family_handle_t *default_cf;
+    rocksdb_column_family_handle_t *cf[STORE_CF_COUNT_];
+    rocksdb_column_family_handle_t *extra_cf[EXTRA_CF_MAX];
+    size_t extra_count;
+};
+
+struct batch_op {
+    enum store_cf cf;
+    bool is_put;
+    uint8_t *data; /* key then value, one allocation */
+    size_t key_len;
+    size_t val_len;
+};
+
+struct store_batch {
+    struct batch_op *ops;
+    size_t count;
+    size_t cap;
+};
+
+struct store_iter {
+    rocksdb_iterator_t *it;           /* NULL when creation failed (see status) */
+    rocksdb_readoptions_t *read_opts; /* owns the upper bound below */
+    uint8_t *prefix;
+    size_t prefix_len;
+    uint8_t *upper; /* first key after every key with the prefix, or NULL */
+    size_t upper_len;
+    bool started;
+    bool done;
+    enum mp_err status;
+};
+
+/* Building batches and iterators cannot fail: out of memory aborts. */
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n > 0 ? n : 1);
+    if (p == NULL) {
+        log_error(MOD, "out of memory allocating %zu bytes", n);
+        abort();
+    }
+    return p;
+}
+
+static bool cf_valid(enum store_cf cf)
+{
+    return (unsigned)cf < STORE_CF_COUNT_;
+}
+
+/* Log a RocksDB error once, free it and translate it. The message has no key
+ * or value bytes in it, only paths and RocksDB's reason. */
+static enum mp_err rocks_err(char *err, const char *what)
+{
+    enum mp_err e;
+
+    if (strstr(err, "No space left") != NULL)
+        e = MP_ERR_DISK_FULL;
+    else if (strncmp(err, "Corruption", strlen("Corruption")) == 0)
+        e = MP_ERR_STORE;
+    else if (strstr(err, "lock file") != NULL || strstr(err, "lock hold") != NULL)
+        e = MP_ERR_BUSY; /* RocksDB's own db/LOCK, e.g. "While lock file: ..." */
+    else if (strncmp(err, "IO error", strlen("IO error")) == 0)
+        e = MP_ERR_IO;
+    else
+        e = MP_ERR_STORE;
+    log_error(MOD, "%s: %s", what, err);
+    rocksdb_free(err);
+    return e;
+}
+
+/* ---- the lock file ---- */
+
+/* The pid holding fd's lock: from the kernel when it can tell (a classic
+ * fcntl lock), else from the text the holder wrote; 0 if neither knows. */
+static pid_t lock_holder(int fd)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    char text[PID_TEXT_MAX];
+    ssize_t n;
+    char *end;
+    long pid;
+
+    if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0)
+        return fl.l_pid;
+    n = pread(fd, text, sizeof(text) - 1, 0);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    errno = 0;
+    pid = strtol(text, &end, 10);
+    if (errno != 0 || end == text || (*end != '\n' && *end != '\0') || pid <= 0 || pid > INT_MAX)
+        return 0;
+    return (pid_t)pid;
+}
+
+static enum mp_err lock_dir(const char *dir, int *fd_out, pid_t *holder_pid_out)
+{
+    char path[PATHS_MAX];
+    char text[PID_TEXT_MAX];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    enum mp_err err;
+    int fd, n;
+
+    if ((err = paths_join(dir, "lock", path, sizeof(path))) != MP_OK) {
+        log_error(MOD, "data dir path too long: %s", dir);
+        return err;
+    }
+    /* No O_TRUNC: until we hold the lock the file is the holder's. */
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        err = mp_err_from_errno(errno);
+        log_error(MOD, "cannot open lock file %s: %s", path, strerror(errno));
+        return err;
+    }
+    if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+        if (errno == EAGAIN || errno == EACCES) {
+            *holder_pid_out = lock_holder(fd);
+            close(fd);
+            return MP_ERR_BUSY;
+        }
+        err = mp_err_from_errno(errno);
+        log_error(MOD, "cannot lock %s: %s", path, strerror(errno));
+        close(fd);
+        return err;
+    }
+    /* Ours now. The pid is only informative (for the "in use by pid N"
+     * message), so failing to write it (a full disk) is not fatal. */
+    n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != (ssize_t)n)
+        log_warn(MOD, "cannot write our pid into %s: %s", path, strerror(errno));
+    *fd_out = fd;
+    return MP_OK;
+}
+
+enum mp_err store_lock_holder(const char *dir, pid_t *holder_pid_out)
+{
+    char path[PATHS_MAX];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+
+    if (paths_join(dir, "lock", path, sizeof(path)) != MP_OK)
+        return MP_ERR_TOO_BIG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? MP_ERR_NOT_FOUND : mp_err_from_errno(errno);
+    /* F_OFD_GETLK asks whether our write lock would conflict: l_pid must be 0. */
+    enum mp_err err = MP_ERR_NOT_FOUND;
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        err = mp_err_from_errno(errno);
+    else if (fl.l_type != F_UNLCK) {
+        *holder_pid_out = lock_holder(fd);
+        err = MP_OK;
+    }
+    close(fd);
+    return err;
+}
+
+/* ---- open and close ---- */
+
+static void set_options(struct store *s)
+{
+    rocksdb_options_t *o = s->opts;
+
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    rocksdb_options_set_info_log_level(o, ROCKS_LOG_WARN);
+    rocksdb_options_set_keep_log_file_num(o, KEEP_LOG_FILES);
+    rocksdb_options_set_max_log_file_size(o, MAX_LOG_FILE);
+    rocksdb_options_set_stats_dump_period_sec(o, 0);
+    rocksdb_options_set_max_open_files(o, MAX_OPEN_FILES);
+    rocksdb_options_set_write_buffer_size(o, CF_WRITE_BUFFER);
+    rocksdb_options_set_max_write_buffer_number(o, 2);
+    rocksdb_options_set_db_write_buffer_size(o, DB_WRITE_BUFFER);
+    rocksdb_options_set_max_total_wal_size(o, MAX_TOTAL_WAL);
+    rocksdb_options_set_manifest_preallocation_size(o, MANIFEST_PREALLOC);
+    rocksdb_options_set_max_manifest_file_size(o, MAX_MANIFEST);
+
+    s->cache = rocksdb_cache_create_lru(BLOCK_CACHE);
+    s->table_opts = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(s->table_opts, s->cache);
+    rocksdb_options_set_block_based_table_factory(o, s->table_opts);
+}
+
+/* Open D/db with "default", our families and any unknown ones already on disk. */
+static enum mp_err open_db(struct store *s, const char *db_path)
+{
+    const char *names[1 + STORE_CF_COUNT_ + EXTRA_CF_MAX];
+    const rocksdb_options_t *cf_opts[1 + STORE_CF_COUNT_ + EXTRA_CF_MAX];
+    rocksdb_column_family_handle_t *handles[1 + STORE_CF_COUNT_ + EXTRA_CF_MAX];
+    char **existing = NULL;
+    size_t existing_count = 0, count = 0;
+    enum mp_err err = MP_OK;
+    char *rerr = NULL;
+
+    names[count++] = "default";
+    for (size_t i = 0; i < STORE_CF_COUNT_; i++)
+        names[count++] = cf_names[i];
+
+    /* Fails on a fresh dir (no db yet): then there is nothing extra to open. */
+    existing = rocksdb_list_column_families(s->opts, db_path, &existing_count, &rerr);
+    if (rerr != NULL) {
+        log_debug(MOD, "no existing column families in %s: %s", db_path, rerr);
+        rocksdb_free(rerr);
+        rerr = NULL;
+        /* RocksDB 7.8 still returns an empty malloc'd list here. */
+        if (existing != NULL)
+            rocksdb_list_column_families_destroy(existing, 0);
+        existing = NULL;
+        existing_count = 0;
+    }
+    for (size_t i = 0; i < existing_count; i++) {
+        bool known = false;
+        for (size_t j = 0; j < 1 + STORE_CF_COUNT_; j++)
+            known = known || strcmp(existing[i], names[j]) == 0;
+        if (known)
+            continue;
+        if (s->extra_count == EXTRA_CF_MAX) {
+            log_error(MOD, "%s has more than %d unknown column families", db_path, EXTRA_CF_MAX);
+            err = MP_ERR_STORE_VERSION;
+            goto cleanup;
+        }
+        log_warn(MOD, "%s has column family \"%s\" unknown to this build; leaving it alone",
+                 db_path, existing[i]);
+        names[count++] = existing[i];
+        s->extra_count++;
+    }
+    for (size_t i = 0; i < count; i++)
+        cf_opts[i] = s->opts;
+
+    s->db =
+        rocksdb_open_column_families(s->opts, db_path, (int)count, names, cf_opts, handles, &rerr);
+    if (rerr != NULL) {
+        s->db = NULL;
+        s->extra_count = 0;
+        err = rocks_err(rerr, "cannot open the database");
+        goto cleanup;
+    }
+    s->default_cf = handles[0];
+    for (size_t i = 0; i < STORE_CF_COUNT_; i++)
+        s->cf[i] = handles[1 + i];
+    for (size_t i = 0; i < s->extra_count; i++)
+        s->extra_cf[i] = handles[1 + STORE_CF_COUNT_ + i];
+
+cleanup:
+    if (existing != NULL)
+        rocksdb_list_column_families_destroy(existing, existing_count);
+    return err;
+}
+
+static enum mp_err check_format(struct store *s, const char *dir)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    uint32_t version;
+    enum mp_err err;
+
+    err = store_get(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), &val, &len);
+    if (err == MP_ERR_NOT_FOUND) {
+        uint8_t be[FORMAT_LEN] = {
+            (uint8_t)(STORE_FORMAT_VERSION >> 24), (uint8_t)(STORE_FORMAT_VERSION >> 16),
+            (uint8_t)(STORE_FORMAT_VERSION >> 8), (uint8_t)STORE_FORMAT_VERSION};
+        log_info(MOD, "new store in %s (format %u)", dir, (unsigned)STORE_FORMAT_VERSION);
+        return store_put(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be), true);
+    }
+    if (err != MP_OK)
+        return err;
+    if (len != FORMAT_LEN) {
+        log_error(MOD, "store in %s is damaged: format_version is %zu bytes, not %d", dir, len,
+                  FORMAT_LEN);
+        free(val);
+        return MP_ERR_STORE;
+    }
+    version = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
+    free(val);
+    if (version > STORE_FORMAT_VERSION) {
+        log_error(MOD,
+                  "store in %s has format %u, this build supports format %u only: "
+                  "run a newer merpati on it",
+                  dir, (unsigned)version, (unsigned)STORE_FORMAT_VERSION);
+        return MP_ERR_STORE_VERSION;
+    }
+    if (version < STORE_FORMAT_VERSION) {
+        /* No migration exists yet; the first layout change adds one here. */
+        log_error(MOD,
+                  "store in %s has format %u, this build supports format %u only "
+                  "and has no migration from it",
+                  dir, (unsigned)version, (unsigned)STORE_FORMAT_VERSION);
+        return MP_ERR_STORE_VERSION;
+    }
+    return MP_OK;
+}
+
+enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_pid_out)
+{
+    char db_path[PATHS_MAX];
+    struct store *s;
+    enum mp_err err;
+
+    *store_out = NULL;
+    *holder_pid_out = 0;
+    if ((err = paths_join(dir, "db", db_path, sizeof(db_path))) != MP_OK) {
+        log_error(MOD, "data dir path too long: %s", dir);
+        return err;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return MP_ERR_NOMEM;
+    s->lock_fd = -1;
+    if ((err = lock_dir(dir, &s->lock_fd, holder_pid_out)) != MP_OK)
+        goto cleanup;
+
+    s->opts = rocksdb_options_create();
+    set_options(s);
+    s->read_opts = rocksdb_readoptions_create();
+    s->write_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->write_sync, 1);
+    s->write_nosync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->write_nosync, 0);
+
+    if ((err = open_db(s, db_path)) != MP_OK)
+        goto cleanup;
+    if ((err = check_format(s, dir)) != MP_OK)
+        goto cleanup;
+    *store_out = s;
+    return MP_OK;
+
+cleanup:
+    store_close(s);
+    return err;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    /* Handles go before the db; synced writes are already in the WAL, so
+     * closing needs no flush to be durable. */
+    if (s->db != NULL) {
+        rocksdb_column_family_handle_destroy(s->default_cf);
+        for (size_t i = 0; i < STORE_CF_COUNT_; i++)
+            rocksdb_column_family_handle_destroy(s->cf[i]);
+        for (size_t i = 0; i < s->extra_count; i++)
+            rocksdb_column_family_handle_destroy(s->extra_cf[i]);
+        rocksdb_close(s->db);
+    }
+    if (s->write_nosync != NULL)
+        rocksdb_writeoptions_destroy(s->write_nosync);
+    if (s->write_sync != NULL)
+        rocksdb_writeoptions_destroy(s->write_sync);
+    if (s->read_opts != NULL)
+        rocksdb_readoptions_destroy(s->read_opts);
+    if (s->opts != NULL)
+        rocksdb_options_destroy(s->opts);
+    if (s->table_opts != NULL)
+        rocksdb_block_based_options_destroy(s->table_opts);
+    if (s->cache != NULL)
+        rocksdb_cache_destroy(s->cache);
+    if (s->lock_fd >= 0) {
+        /* Forget our pid before unlocking, so the next owner's "in use by"
+         * message never names us. Closing the descriptor releases the lock. */
+        if (ftruncate(s->lock_fd, 0) != 0)
+            log_debug(MOD, "cannot clear the lock file: %s", strerror(errno));
+        close(s->lock_fd);
+    }
+    free(s);
+}
+
+/* ---- single reads and writes ---- */
+
+enum mp_err store_get(struct store *s, enum store_cf cf, const void *key, size_t key_len,
+                      uint8_t **val_out, size_t *val_len_out)
+{
+    rocksdb_pinnableslice_t *slice;
+    const char *val;
+    char *rerr = NULL;
+    size_t len;
+    uint8_t *copy;
+
+    *val_out = NULL;
+    *val_len_out = 0;
+    if (!cf_valid(cf))
+        return MP_ERR_INVAL;
+    slice = rocksdb_get_pinned_cf(s->db, s->read_opts, s->cf[cf], key, key_len, &rerr);
+    if (rerr != NULL)
+        return rocks_err(rerr, "read failed");
+    if (slice == NULL)
+        return MP_ERR_NOT_FOUND;
+    val = rocksdb_pinnableslice_value(slice, &len);
+    copy = malloc(len > 0 ? len : 1);
+    if (copy == NULL) {
+        rocksdb_pinnableslice_destroy(slice);
+        return MP_ERR_NOMEM;
+    }
+    memcpy(copy, val, len);
+    rocksdb_pinnableslice_destroy(slice);
+    *val_out = copy;
+    *val_len_out = len;
+    return MP_OK;
+}
+
+enum mp_err store_put(struct store *s, enum store_cf cf, const void *key, size_t key_len,
+                      const void *val, size_t val_len, bool sync)
+{
+    char *rerr = NULL;
+
+    if (!cf_valid(cf))
+        return MP_ERR_INVAL;
+    rocksdb_put_cf(s->db, sync ? s->write_sync : s->write_nosync, s->cf[cf], key, key_len, val,
+                   val_len, &rerr);
+    return rerr != NULL ? rocks_err(rerr, "write failed") : MP_OK;
+}
+
+enum mp_err store_delete(struct store *s, enum store_cf cf, const void *key, size_t key_len,
+                         bool sync)
+{
+    char *rerr = NULL;
+
+    if (!cf_valid(cf))
+        return MP_ERR_INVAL;
+    rocksdb_delete_cf(s->db, sync ? s->write_sync : s->write_nosync, s->cf[cf], key, key_len,
+                      &rerr);
+    return rerr != NULL ? rocks_err(rerr, "delete failed") : MP_OK;
+}
+
+/* ---- batches: our own op list, turned into a RocksDB batch at write time,
+ * so a batch can be built without a store. ---- */
+
+struct store_batch *store_batch_new(void)
+{
+    struct store_batch *b = xmalloc(sizeof(*b));
+    b->ops = NULL;
+    b->count = 0;
+    b->cap = 0;
+    return b;
+}
+
+static void batch_add(struct store_batch *b, enum store_cf cf, bool is_put, const void *key,
+                      size_t key_len, const void *val, size_t val_len)
+{
+    struct batch_op *op;
+
+    if (b->count == b->cap) {
+        size_t cap = b->cap > 0 ? b->cap * 2 : 8;
+        if (cap > SIZE_MAX / sizeof(*b->ops)) {
+            log_error(MOD, "write batch too large");
+            abort();
+        }
+        struct batch_op *ops = xmalloc(cap * sizeof(*ops));
+        if (b->count > 0)
+            memcpy(ops, b->ops, b->count * sizeof(*ops));
+        free(b->ops);
+        b->ops = ops;
+        b->cap = cap;
+    }
+    if (key_len > SIZE_MAX - val_len) {
+        log_error(MOD, "write batch entry too large");
+        abort();
+    }
+    op = &b->ops[b->count++];
+    op->cf = cf;
+    op->is_put = is_put;
+    op->key_len = key_len;
+    op->val_len = val_len;
+    op->data = xmalloc(key_len + val_len);
+    if (key_len > 0)
+        memcpy(op->data, key, key_len);
+    if (val_len > 0)
+        memcpy(op->data + key_len, val, val_len);
+}
+
+void store_batch_put(struct store_batch *b, enum store_cf cf, const void *key, size_t key_len,
+                     const void *val, size_t val_len)
+{
+    batch_add(b, cf, true, key, key_len, val, val_len);
+}
+
+void store_batch_delete(struct store_batch *b, enum store_cf cf, const void *key, size_t key_len)
+{
+    batch_add(b, cf, false, key, key_len, NULL, 0);
+}
+
+enum mp_err store_batch_write(struct store *s, struct store_batch *b, bool sync)
+{
+    rocksdb_writebatch_t *wb;
+    char *rerr = NULL;
+
+    for (size_t i = 0; i < b->count; i++) {
+        if (!cf_valid(b->ops[i].cf))
+            return MP_ERR_INVAL;
+    }
+    wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < b->count; i++) {
+        const struct batch_op *op = &b->ops[i];
+        const char *key = (const char *)op->data;
+        if (op->is_put)
+            rocksdb_writebatch_put_cf(wb, s->cf[op->cf], key, op->key_len, key + op->key_len,
+                                      op->val_len);
+        else
+            rocksdb_writebatch_delete_cf(wb, s->cf[op->cf], key, op->key_len);
+    }
+    rocksdb_write(s->db, sync ? s->write_sync : s->write_nosync, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    return rerr != NULL ? rocks_err(rerr, "batch write failed") : MP_OK;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+    if (b == NULL)
+        return;
+    /* Batches carry session state and messages: wipe them. */
+    for (size_t i = 0; i < b->count; i++) {
+        sodium_memzero(b->ops[i].data, b->ops[i].key_len + b->ops[i].val_len);
+        free(b->ops[i].data);
+    }
+    free(b->ops);
+    free(b);
+}
+
+/* ---- prefix iteration ---- */
+
+/* The smallest key greater than every key starting with prefix: drop trailing
+ * 0xff bytes and increment the last one. None (NULL) if all bytes are 0xff. */
+static void set_upper_bound(struct store_iter *it)
+{
+    size_t len = it->prefix_len;
+
+    while (len > 0 && it->prefix[len - 1] == 0xff)
+        len--;
+    if (len == 0)
+        return;
+    it->upper = xmalloc(len);
+    memcpy(it->upper, it->prefix, len);
+    it->upper[len - 1]++;
+    it->upper_len = len;
+    rocksdb_readoptions_set_iterate_upper_bound(it->read_opts, (const char *)it->upper, len);
+}
+
+struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *prefix,
+                                  size_t prefix_len)
+{
+    struct store_iter *it = xmalloc(sizeof(*it));
+
+    memset(it, 0, sizeof(*it));
+    it->status = MP_OK;
+    if (!cf_valid(cf)) {
+        it->status = MP_ERR_INVAL;
+        it->done = true;
+        return it;
+    }
+    it->prefix = xmalloc(prefix_len);
+    if (prefix_len > 0)
+        memcpy(it->prefix, prefix, prefix_len);
+    it->prefix_len = prefix_len;
+    it->read_opts = rocksdb_readoptions_create();
+    set_upper_bound(it);
+    it->it = rocksdb_create_iterator_cf(s->db, it->read_opts, s->cf[cf]);
+    rocksdb_iter_seek(it->it, (const char *)it->prefix, prefix_len);
+    return it;
+}
+
+bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key_len_out,
+                     const uint8_t **val_out, size_t *val_len_out)
+{
+    const char *key, *val;
+    size_t key_len, val_len;
+
+    if (it->done)
+        return false;
+    if (it->started)
+        rocksdb_iter_next(it->it);
+    it->started = true;
+    if (!rocksdb_iter_valid(it->it)) {
+        char *rerr = NULL;
+        rocksdb_iter_get_error(it->it, &rerr);
+        if (rerr != NULL)
+            it->status = rocks_err(rerr, "iteration failed");
+        it->done = true;
+        return false;
+    }
+    key = rocksdb_iter_key(it->it, &key_len);
+    if (key_len < it->prefix_len || memcmp(key, it->prefix, it->prefix_len) != 0) {
+        it->done = true;
+        return false;
+    }
+    val = rocksdb_iter_value(it->it, &val_len);
+    *key_out = (const uint8_t *)key;
+    *key_len_out = key_len;
+    *val_out = (const uint8_t *)val;
+    *val_len_out = val_len;
+    return true;
+}
+
+enum mp_err store_iter_status(const struct store_iter *it)
+{
+    return it->status;
+}
+
+void store_iter_free(struct store_iter *it)
+{
+    if (it == NULL)
+        return;
+    if (it->it != NULL)
+        rocksdb_iter_destroy(it->it);
+    if (it->read_opts != NULL)
+        rocksdb_readoptions_destroy(it->read_opts);
+    free(it->upper);
+    free(it->prefix);
+    free(it);
+}
