@@ -315,15 +315,19 @@ static void test_lock_excludes_other_opens(void **state)
     char dir[DIR_MAX];
     (void)state;
     make_dir(dir);
+    pid_t holder = 0;
+    assert_int_equal(store_lock_holder(dir, &holder), MP_ERR_NOT_FOUND); /* never opened */
     struct store *s = open_ok(dir);
     put_str(s, STORE_CF_META, "owner", "parent", true);
+    assert_int_equal(store_lock_holder(dir, &holder), MP_OK);
+    assert_int_equal(holder, getpid());
 
     child_open(dir, MP_ERR_BUSY, getpid());
 
     /* A second open in the same process is refused too, and failing must not
      * release the first owner's lock. */
     struct store *again = (struct store *)dir;
-    pid_t holder = 0;
+    holder = 0;
     assert_int_equal(store_open(dir, &again, &holder), MP_ERR_BUSY);
     assert_null(again);
     assert_int_equal(holder, getpid());
@@ -331,6 +335,7 @@ static void test_lock_excludes_other_opens(void **state)
     expect_str(s, STORE_CF_META, "owner", "parent");
 
     store_close(s);
+    assert_int_equal(store_lock_holder(dir, &holder), MP_ERR_NOT_FOUND);
     child_open(dir, MP_OK, 0);
     s = open_ok(dir);
     expect_str(s, STORE_CF_META, "owner", "parent");
