@@ -13,18 +13,19 @@
  * groups, most significant bit first: 264 bits fill 52 groups and 4 bits of
  * the 53rd, whose last bit is padding and must be zero.
  */
-#define HRP "mp"
-#define HRP_LEN 2
-#define DATA_BYTES (1 + 32)
-#define DATA_CHARS ((DATA_BYTES * 8 + 4) / 5)
-#define CHECKSUM_CHARS 6
+#define HRP             "mp"
+#define HRP_LEN         2
+#define DATA_BYTES      (1 + 32)
+#define DATA_CHARS      ((DATA_BYTES * 8 + 4) / 5)
+#define CHECKSUM_CHARS  6
 #define ADDRESS_VERSION 0x00
 
 _Static_assert(HRP_LEN + 1 + DATA_CHARS + CHECKSUM_CHARS == ADDRESS_TEXT_LEN,
                "ADDRESS_TEXT_LEN must match the layout");
 
 /* BIP-173's alphabet: value v is written as charset[v]. No "1", "b", "i", "o". */
-static const char charset[32] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+static const char charset[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+_Static_assert(sizeof(charset) == 32 + 1, "32 characters");
 
 /* BIP-350: a Bech32m string's checksum polynomial leaves this remainder. */
 #define BECH32M_CONST 0x2bc830a3u

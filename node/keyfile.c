@@ -42,7 +42,7 @@ static enum mp_err sync_parent(const char *path)
 {
     char dir[KEYFILE_PATH_MAX];
     const char *slash = strrchr(path, '/');
-    int n = slash == NULL ? snprintf(dir, sizeof(dir), ".")
+    int n = slash == NULL   ? snprintf(dir, sizeof(dir), ".")
             : slash == path ? snprintf(dir, sizeof(dir), "/")
                             : snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 

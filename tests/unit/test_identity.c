@@ -67,8 +67,7 @@ static void test_same_seed_same_key(void **state)
     struct identity *a = make_identity(42), *b = make_identity(42), *c = make_identity(43);
 
     assert_memory_equal(identity_public_key(a), identity_public_key(b), IDENTITY_PUBLIC_BYTES);
-    assert_memory_not_equal(identity_public_key(a), identity_public_key(c),
-                            IDENTITY_PUBLIC_BYTES);
+    assert_memory_not_equal(identity_public_key(a), identity_public_key(c), IDENTITY_PUBLIC_BYTES);
     identity_free(a);
     identity_free(b);
     identity_free(c);
@@ -87,8 +86,7 @@ static void test_encode_decode_round_trip(void **state)
     assert_memory_equal(enc, "MPID\x01\0\0\0", 8);
     assert_memory_equal(enc + 40, identity_public_key(id), IDENTITY_PUBLIC_BYTES);
     assert_int_equal(identity_decode(enc, sizeof(enc), &back), MP_OK);
-    assert_memory_equal(identity_public_key(back), identity_public_key(id),
-                        IDENTITY_PUBLIC_BYTES);
+    assert_memory_equal(identity_public_key(back), identity_public_key(id), IDENTITY_PUBLIC_BYTES);
     identity_encode(back, again);
     assert_memory_equal(enc, again, sizeof(enc));
     /* The decoded identity signs for the original key. */
@@ -169,8 +167,7 @@ static void test_wycheproof_vectors(void **state)
             assert_non_null(result);
             /* A signature of the wrong length never reaches verify: it is
              * refused by its size, as every caller must. */
-            bool ok = sig_len == IDENTITY_SIGNATURE_BYTES &&
-                      identity_verify(pk, msg, msg_len, sig);
+            bool ok = sig_len == IDENTITY_SIGNATURE_BYTES && identity_verify(pk, msg, msg_len, sig);
             if (strcmp(result, "valid") == 0) {
                 counts[0]++;
                 if (!ok)

@@ -22,7 +22,7 @@
 #include "tests/support/test_env.h"
 
 #define PATH_CAP 512
-#define LOG_CAP 4096
+#define LOG_CAP  4096
 
 struct fixture {
     char dir[PATH_CAP];
