@@ -31,4 +31,5 @@
     X(KEYFILE, "key file is damaged or not a Merpati key")                                         \
     X(NET_ADDR, "not a valid network address (want host:port)")                                    \
     X(UNAVAILABLE, "service not available")                                                        \
-    X(TIMEOUT, "timed out")
+    X(TIMEOUT, "timed out")                                                                        \
+    X(ADDR_CASE, "address mixes upper- and lowercase letters")

@@ -23,10 +23,14 @@
 /* Write the address of a 32-byte Ed25519 public key. */
 void address_encode(const uint8_t pk[32], char text_out[ADDRESS_TEXT_SIZE]);
 
-/* Parse an address (either case, not mixed; no spaces). Errors, checked in
- * this order: MP_ERR_ADDR_PREFIX (not "mp1..."), MP_ERR_ADDR_LENGTH,
- * MP_ERR_ADDR_ALPHABET, MP_ERR_ADDR_CHECKSUM, MP_ERR_ADDR_VERSION,
- * MP_ERR_ADDR_KEY (not a valid Ed25519 point). pk_out is written only on MP_OK. */
+/* Parse a NUL-terminated address (either case, not mixed; no spaces; at most
+ * ADDRESS_TEXT_LEN + 1 characters are read). Errors, checked in this order:
+ * MP_ERR_ADDR_PREFIX (not "mp1...", in either case), MP_ERR_ADDR_LENGTH (not
+ * ADDRESS_TEXT_LEN characters), MP_ERR_ADDR_ALPHABET, MP_ERR_ADDR_CASE (upper-
+ * and lowercase mixed), MP_ERR_ADDR_CHECKSUM, MP_ERR_MALFORMED (checksum right
+ * but the padding bit set: a hand-made string, not a typo), MP_ERR_ADDR_VERSION,
+ * MP_ERR_ADDR_KEY (not a canonical Ed25519 point of prime order).
+ * MP_ERR_INVAL if text is NULL. pk_out is written only on MP_OK. */
 enum mp_err address_decode(const char *text, uint8_t pk_out[32]);
 
 #endif
