@@ -107,7 +107,9 @@ static void send_line(struct client *c, char *line, size_t len)
         log_error("control", "out of memory while answering a request");
         return;
     }
-    if (c->closing || uv_is_closing((uv_handle_t *)&c->pipe)) {
+    /* A client marked closing still gets the replies to what it already sent
+     * (the reply to `shutdown` above all); only a closed handle drops them. */
+    if (uv_is_closing((uv_handle_t *)&c->pipe)) {
         free(line);
         return;
     }
@@ -188,8 +190,9 @@ static void handle_line(struct client *c, const char *line, size_t len)
             rpc_error_clear(&err);
     } else if (ok) {
         size_t out_len = 0;
+        char *out = rpc_result_line(req.id, result, &out_len);
         ctl->served++;
-        send_line(c, rpc_result_line(req.id, result, &out_len), out_len);
+        send_line(c, out, out_len);
     } else {
         json_decref(err.id);
         err.id = json_incref(req.id);
