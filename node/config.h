@@ -5,7 +5,7 @@
  * Every setting has a default, so a missing file is not an error unless the
  * user named it. Errors come back as one line "file:line: message" ready to
  * print. config_write_default writes the commented file that `merpati init`
- * creates; docs/CONFIG.md lists the same settings.
+ * creates, which documents every setting.
  */
 #ifndef MP_NODE_CONFIG_H
 #define MP_NODE_CONFIG_H
