@@ -47,6 +47,8 @@ static const struct pattern_def patterns[] = {
                               {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE, T_PSK}}},
     [NOISE_PATTERN_XXPSK3] = {"Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b", false, true, 3,
                               {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE, T_PSK}}},
+    [NOISE_PATTERN_IKPSK1] = {"Noise_IKpsk1_25519_ChaChaPoly_BLAKE2b", true, true, 2,
+                              {{T_E, T_ES, T_S, T_SS, T_PSK}, {T_E, T_EE, T_SE}}},
 };
 #define N_PATTERNS (sizeof(patterns) / sizeof(patterns[0]))
 
@@ -89,7 +91,7 @@ struct noise_handshake {
 
     /* Error attribution for a failed decryption (see docs/PROTOCOL.md). */
     unsigned decryptions; /* successful reads of encrypted fields so far */
-    bool psk_mixed, decrypted_since_psk;
+    bool psk_read, decrypted_since_psk; /* a message we read mixed the PSK */
 };
 
 /* ---- hash functions: HASH, HMAC-HASH, HKDF (spec 4.3) ---- */
@@ -293,13 +295,20 @@ static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *p
 }
 
 /* Which error a failed decryption means, from where in the handshake it
- * happened (table in docs/PROTOCOL.md, "Noise links"). */
+ * happened (table in docs/PROTOCOL.md, "Noise links"). A wrong PSK, static
+ * key or prologue all surface as a failed AEAD tag; what tells them apart is
+ * the first field each of them can spoil:
+ *  - the first decryption after a "psk" token in a message we read: the PSK;
+ *  - otherwise our first decryption of the handshake: in IK the key the
+ *    initiator dialed (or, indistinguishably, the prologue); in XX, where no
+ *    key is known in advance, the prologue;
+ *  - anything later: the message was altered. */
 static enum mp_err blame(const struct noise_handshake *hs)
 {
-    if (hs->psk_mixed && !hs->decrypted_since_psk)
+    if (hs->psk_read && !hs->decrypted_since_psk)
         return MP_ERR_NOISE_PSK;
     if (hs->decryptions == 0) {
-        bool ik = hs->pattern == NOISE_PATTERN_IK || hs->pattern == NOISE_PATTERN_IKPSK2;
+        bool ik = hs->pat->responder_static_premessage;
         return ik ? MP_ERR_NOISE_PEER_KEY : MP_ERR_NOISE_PROLOGUE;
     }
     return MP_ERR_NOISE_DECRYPT;
@@ -319,7 +328,7 @@ static enum mp_err decrypt_and_hash(struct noise_handshake *hs, const uint8_t *c
     mix_hash(hs, ct, ct_len);
     if (encrypted) {
         hs->decryptions++;
-        if (hs->psk_mixed)
+        if (hs->psk_read)
             hs->decrypted_since_psk = true;
     }
     return MP_OK;
@@ -546,7 +555,6 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
         }
         case T_PSK:
             mix_key_and_hash(hs, hs->psk, NOISE_PSK_BYTES);
-            hs->psk_mixed = true;
             break;
         default:
             err = dh_token(hs, tokens[i]);
@@ -625,8 +633,9 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
             break;
         }
         case T_PSK:
+            /* The peer's PSK is tested from here on: blame() */
             mix_key_and_hash(hs, hs->psk, NOISE_PSK_BYTES);
-            hs->psk_mixed = true;
+            hs->psk_read = true;
             break;
         default:
             err = dh_token(hs, tokens[i]);

@@ -7,6 +7,8 @@
  *   Noise_XX_25519_ChaChaPoly_BLAKE2b      neither side knows the other's key yet
  *   Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b  IK inside a private cluster (PSK = cluster secret)
  *   Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b  XX inside a private cluster
+ *   Noise_IKpsk1_25519_ChaChaPoly_BLAKE2b  IK in a private cluster where the responder
+ *                                          checks the PSK in the first message
  *
  * A noise_handshake runs one side of one handshake: the caller alternates
  * noise_handshake_write and noise_handshake_read as noise_handshake_next says,
@@ -56,6 +58,7 @@ enum noise_pattern {
     NOISE_PATTERN_XX,
     NOISE_PATTERN_IKPSK2,
     NOISE_PATTERN_XXPSK3,
+    NOISE_PATTERN_IKPSK1,
 };
 
 /* What the caller must do next with a handshake. */

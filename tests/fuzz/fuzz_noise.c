@@ -2,10 +2,10 @@
  * fuzz_noise: arbitrary bytes as the peer's Noise messages.
  *
  * Input: one mode byte, then chunks of a 2-byte big-endian length and that
- * many bytes (a short last chunk takes what is left). Mode bits 0-1 pick the
- * pattern (IK, XX, IKpsk2, XXpsk3), bit 2 makes the harness the initiator
- * (else the responder), bit 3 skips the handshake and feeds every chunk to a
- * transport cipher with a fixed key. The harness writes its own messages when
+ * many bytes (a short last chunk takes what is left). Mode bits 0-2 pick the
+ * pattern (IK, XX, IKpsk2, XXpsk3, IKpsk1, modulo 5), bit 3 makes the harness
+ * the initiator (else the responder), bit 4 skips the handshake and feeds
+ * every chunk to a transport cipher with a fixed key. The harness writes its own messages when
  * it is its turn, reads the next chunk when it is the peer's, and after the
  * handshake decrypts the remaining chunks as transport messages. All keys
  * and ephemerals are fixed, so a seed can hold a valid handshake and reach
@@ -47,16 +47,21 @@ static uint64_t no_clock(void *ctx)
 
 static const struct env fixed_env = {.random = no_random, .now_ms = no_clock};
 
-static const enum noise_pattern patterns[4] = {NOISE_PATTERN_IK, NOISE_PATTERN_XX,
-                                               NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3};
+#define N_PATTERNS 5
+#define MODE_INITIATOR 8
+#define MODE_TRANSPORT 16
+
+static const enum noise_pattern patterns[N_PATTERNS] = {
+    NOISE_PATTERN_IK, NOISE_PATTERN_XX, NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3,
+    NOISE_PATTERN_IKPSK1};
 
 static enum mp_err side_new(enum noise_pattern p, bool initiator, bool harness,
                             struct noise_handshake **hs_out)
 {
     uint8_t prologue[NOISE_MERPATI_PROLOGUE_MAX], peer_pub[32], harness_pub[32];
     size_t plen = 0;
-    bool ik = p == NOISE_PATTERN_IK || p == NOISE_PATTERN_IKPSK2;
-    bool psk_p = p == NOISE_PATTERN_IKPSK2 || p == NOISE_PATTERN_XXPSK3;
+    bool ik = p != NOISE_PATTERN_XX && p != NOISE_PATTERN_XXPSK3;
+    bool psk_p = p != NOISE_PATTERN_IK && p != NOISE_PATTERN_XX;
 
     noise_prologue(NOISE_PROTOCOL_VERSION, (const uint8_t *)"fuzz", 4, prologue, &plen);
     crypto_scalarmult_base(peer_pub, key_peer_s);
@@ -113,12 +118,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t mode = data[0];
     data++, size--;
-    if (mode & 8) {
+    if (mode & MODE_TRANSPORT) {
         if (noise_cipher_new(key_harness_s, &recv) == MP_OK)
             transport(recv, data, size);
         goto cleanup;
     }
-    if (side_new(patterns[mode & 3], (mode & 4) != 0, true, &hs) != MP_OK)
+    if (side_new(patterns[(mode & 7) % N_PATTERNS], (mode & MODE_INITIATOR) != 0, true, &hs) !=
+        MP_OK)
         abort();
     for (;;) {
         enum noise_step step = noise_handshake_next(hs);
@@ -180,13 +186,14 @@ static void valid_seed(const char *dir, uint8_t mode)
     size_t pos = 0, len = 0, gl = 0;
     struct noise_handshake *harness = NULL, *peer = NULL;
     struct noise_cipher *hs_send = NULL, *hs_recv = NULL, *p_send = NULL, *p_recv = NULL;
-    static const char *names[4] = {"ik", "xx", "ikpsk2", "xxpsk3"};
+    static const char *names[N_PATTERNS] = {"ik", "xx", "ikpsk2", "xxpsk3", "ikpsk1"};
     char name[64];
-    bool harness_init = (mode & 4) != 0;
+    bool harness_init = (mode & MODE_INITIATOR) != 0;
+    enum noise_pattern p = patterns[mode & 7];
 
     seed[pos++] = mode;
-    if (side_new(patterns[mode & 3], harness_init, true, &harness) != MP_OK ||
-        side_new(patterns[mode & 3], !harness_init, false, &peer) != MP_OK)
+    if (side_new(p, harness_init, true, &harness) != MP_OK ||
+        side_new(p, !harness_init, false, &peer) != MP_OK)
         abort();
     while (noise_handshake_next(harness) != NOISE_STEP_SPLIT) {
         if (noise_handshake_next(harness) == NOISE_STEP_WRITE) {
@@ -210,12 +217,12 @@ static void valid_seed(const char *dir, uint8_t mode)
             abort();
         put_chunk(seed, &pos, msg, len);
     }
-    snprintf(name, sizeof(name), "valid-%s-%s", names[mode & 3],
+    snprintf(name, sizeof(name), "valid-%s-%s", names[mode & 7],
              harness_init ? "initiator" : "responder");
     write_seed(dir, name, seed, pos);
     /* The same with the last byte flipped (a failing final frame). */
     seed[pos - 1] ^= 0x80;
-    snprintf(name, sizeof(name), "tampered-%s-%s", names[mode & 3],
+    snprintf(name, sizeof(name), "tampered-%s-%s", names[mode & 7],
              harness_init ? "initiator" : "responder");
     write_seed(dir, name, seed, pos);
     noise_handshake_free(harness);
@@ -230,15 +237,17 @@ int main(int argc, char **argv)
 {
     if (argc != 2 || sodium_init() < 0)
         return 2;
-    for (uint8_t mode = 0; mode < 8; mode++)
+    for (uint8_t mode = 0; mode < N_PATTERNS; mode++) {
         valid_seed(argv[1], mode);
+        valid_seed(argv[1], mode | MODE_INITIATOR);
+    }
     /* Transport only: two frames under the fixed key, then a short one. */
     static uint8_t seed[256], msg[64];
     size_t pos = 0, len = 0;
     struct noise_cipher *c = NULL;
     if (noise_cipher_new(key_harness_s, &c) != MP_OK)
         abort();
-    seed[pos++] = 8;
+    seed[pos++] = MODE_TRANSPORT;
     for (int i = 0; i < 2; i++) {
         if (noise_cipher_encrypt(c, (const uint8_t *)"frame", 5, msg, sizeof(msg), &len) != MP_OK)
             abort();

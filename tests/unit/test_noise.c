@@ -49,7 +49,8 @@ static json_t *load_json(const char *name)
 static enum noise_pattern pattern_of(const char *name)
 {
     static const enum noise_pattern all[] = {NOISE_PATTERN_IK, NOISE_PATTERN_XX,
-                                             NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3};
+                                             NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3,
+                                             NOISE_PATTERN_IKPSK1};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (strcmp(noise_protocol_name(all[i]), name) == 0)
             return all[i];
@@ -58,14 +59,21 @@ static enum noise_pattern pattern_of(const char *name)
     return NOISE_PATTERN_IK;
 }
 
+#define N_PATTERNS 5
+
+static bool is_ik(enum noise_pattern p)
+{
+    return p == NOISE_PATTERN_IK || p == NOISE_PATTERN_IKPSK2 || p == NOISE_PATTERN_IKPSK1;
+}
+
 static unsigned handshake_messages(enum noise_pattern p)
 {
-    return p == NOISE_PATTERN_IK || p == NOISE_PATTERN_IKPSK2 ? 2 : 3;
+    return is_ik(p) ? 2 : 3;
 }
 
 static bool has_psk(enum noise_pattern p)
 {
-    return p == NOISE_PATTERN_IKPSK2 || p == NOISE_PATTERN_XXPSK3;
+    return p != NOISE_PATTERN_IK && p != NOISE_PATTERN_XX;
 }
 
 /* Keys of one side of a vector, decoded. */
@@ -204,7 +212,7 @@ static void test_vectors(void **state)
     (void)state;
     json_t *doc = load_json("noise-vectors.json");
     json_t *vs = json_object_get(doc, "vectors");
-    unsigned seen[4] = {0}, hashes = 0;
+    unsigned seen[N_PATTERNS] = {0}, hashes = 0;
 
     for (size_t i = 0; i < json_array_size(vs); i++) {
         json_t *v = json_array_get(vs, i);
@@ -213,9 +221,9 @@ static void test_vectors(void **state)
         hashes += json_object_get(v, "handshake_hash") != NULL;
     }
     /* Every implemented protocol is covered, with its handshake hash. */
-    for (int p = 0; p < 4; p++)
+    for (int p = 0; p < N_PATTERNS; p++)
         assert_true(seen[p] >= 1);
-    assert_true(hashes >= 4);
+    assert_true(hashes >= N_PATTERNS);
     json_decref(doc);
 }
 
@@ -343,14 +351,15 @@ static void run_init(struct run *r, enum noise_pattern p, struct party *a, struc
     r->p = p;
     r->me[0] = a, r->me[1] = b;
     r->tamper_msg = -1;
-    if (p == NOISE_PATTERN_IK || p == NOISE_PATTERN_IKPSK2)
+    if (is_ik(p))
         r->rs[0] = b->pub;
     if (has_psk(p))
         r->psk[0] = r->psk[1] = psk;
 }
 
-static const enum noise_pattern all_patterns[] = {NOISE_PATTERN_IK, NOISE_PATTERN_XX,
-                                                  NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3};
+static const enum noise_pattern all_patterns[N_PATTERNS] = {
+    NOISE_PATTERN_IK, NOISE_PATTERN_XX, NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3,
+    NOISE_PATTERN_IKPSK1};
 
 static void test_live_handshake_and_transport(void **state)
 {
@@ -364,7 +373,7 @@ static void test_live_handshake_and_transport(void **state)
                                     &plen),
                      MP_OK);
 
-    for (size_t k = 0; k < 4; k++) {
+    for (size_t k = 0; k < N_PATTERNS; k++) {
         struct run r;
         struct outcome o;
         run_init(&r, all_patterns[k], &a, &b);
@@ -448,8 +457,10 @@ static void test_wrong_remote_static(void **state)
     struct outcome o;
 
     /* IK: a dials c's key but reaches b: b cannot open a's first message. */
-    for (int k = 0; k < 2; k++) {
-        run_init(&r, k ? NOISE_PATTERN_IKPSK2 : NOISE_PATTERN_IK, &a, &b);
+    static const enum noise_pattern iks[] = {NOISE_PATTERN_IK, NOISE_PATTERN_IKPSK2,
+                                             NOISE_PATTERN_IKPSK1};
+    for (int k = 0; k < 3; k++) {
+        run_init(&r, iks[k], &a, &b);
         r.rs[0] = c.pub;
         play(&r, &o);
         assert_int_equal(o.err, MP_ERR_NOISE_PEER_KEY);
@@ -474,7 +485,7 @@ static void test_wrong_remote_static(void **state)
     }
 
     /* XX and IK: the responder expects c but a calls. */
-    for (size_t k = 0; k < 4; k++) {
+    for (size_t k = 0; k < N_PATTERNS; k++) {
         run_init(&r, all_patterns[k], &a, &b);
         r.rs[1] = c.pub;
         play(&r, &o);
@@ -494,9 +505,11 @@ static void test_ik_foreign_answer(void **state)
     struct party a, b;
     party_make(&a);
     party_make(&b);
+    static const enum noise_pattern iks[] = {NOISE_PATTERN_IK, NOISE_PATTERN_IKPSK2,
+                                             NOISE_PATTERN_IKPSK1};
 
-    for (int k = 0; k < 2; k++) {
-        enum noise_pattern p = k ? NOISE_PATTERN_IKPSK2 : NOISE_PATTERN_IK;
+    for (int k = 0; k < 3; k++) {
+        enum noise_pattern p = iks[k];
         struct run r;
         struct outcome o1, o2;
         uint8_t m1[256], m2[256], got[256];
@@ -521,7 +534,7 @@ static void test_ik_foreign_answer(void **state)
         assert_int_equal(noise_handshake_new(&te.env, &ci, &o2.hs[0]), MP_OK);
         assert_int_equal(noise_handshake_write(o2.hs[0], NULL, 0, m1, sizeof(m1), &l1), MP_OK);
         assert_int_equal(noise_handshake_read(o2.hs[0], m2, l2, got, sizeof(got), &gl),
-                         k ? MP_ERR_NOISE_PSK : MP_ERR_NOISE_PEER_KEY);
+                         p == NOISE_PATTERN_IKPSK2 ? MP_ERR_NOISE_PSK : MP_ERR_NOISE_PEER_KEY);
         assert_poisoned(o2.hs[0]);
         noise_handshake_free(o2.hs[0]);
         outcome_free(&o1);
@@ -547,6 +560,18 @@ static void test_wrong_psk(void **state)
     assert_int_equal(o.at_msg, 1);
     assert_false(o.leaked);
     assert_poisoned(o.hs[0]);
+    outcome_free(&o);
+
+    /* IKpsk1 mixes it at the end of message 1: the responder notices and
+     * need not answer an outsider at all. */
+    run_init(&r, NOISE_PATTERN_IKPSK1, &a, &b);
+    r.psk[0] = other;
+    play(&r, &o);
+    assert_int_equal(o.err, MP_ERR_NOISE_PSK);
+    assert_int_equal(o.failed_side, 1);
+    assert_int_equal(o.at_msg, 0);
+    assert_false(o.leaked);
+    assert_poisoned(o.hs[1]);
     outcome_free(&o);
 
     /* XXpsk3 mixes it at the end of message 3: the responder notices. */
@@ -590,6 +615,7 @@ static void test_wrong_prologue(void **state)
         /* IK: indistinguishable from a wrong dialed key (docs/PROTOCOL.md). */
         {NOISE_PATTERN_IK, test_net, lt, MP_ERR_NOISE_PEER_KEY, 1, 0},
         {NOISE_PATTERN_IKPSK2, v2, l2, MP_ERR_NOISE_PEER_KEY, 1, 0},
+        {NOISE_PATTERN_IKPSK1, test_net, lt, MP_ERR_NOISE_PEER_KEY, 1, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct run r;
@@ -617,7 +643,7 @@ static void test_tamper_every_byte(void **state)
     party_make(&b);
     unsigned runs = 0;
 
-    for (size_t k = 0; k < 4; k++) {
+    for (size_t k = 0; k < N_PATTERNS; k++) {
         enum noise_pattern p = all_patterns[k];
         for (unsigned m = 0; m < handshake_messages(p); m++) {
             /* Learn the message length from an honest run. */
@@ -648,7 +674,7 @@ static void test_tamper_every_byte(void **state)
             }
         }
     }
-    /* Every byte of the 10 handshake messages was tried. */
+    /* Every byte of the 12 handshake messages was tried. */
     assert_true(runs > 500);
 }
 
@@ -661,7 +687,7 @@ static void test_truncated_and_oversized(void **state)
     static uint8_t msg[NOISE_MAX_MESSAGE + 1], got[NOISE_MAX_MESSAGE];
     size_t len = 0, gl = 0;
 
-    for (size_t k = 0; k < 4; k++) {
+    for (size_t k = 0; k < N_PATTERNS; k++) {
         struct run r;
         run_init(&r, all_patterns[k], &a, &b);
         struct noise_config ci = {.pattern = r.p, .initiator = true, .s = a.s, .rs = r.rs[0],
