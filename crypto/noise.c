@@ -11,13 +11,12 @@
  * comments so the code can be read next to the spec (sections 5.1 to 5.3).
  */
 
-#define HASHLEN 64
-#define BLOCKLEN 128
-#define DHLEN 32
-#define KEYLEN 32
-#define NONCE_MAX UINT64_MAX /* reserved: never used for a message */
-#define PROTOCOL_NAME_MAX 64 /* every name here is shorter than HASHLEN */
-#define MAX_TOKENS 6         /* most tokens in one message of the patterns here */
+#define HASHLEN      64
+#define BLOCKLEN     128
+#define DHLEN        32
+#define KEYLEN       32
+#define NONCE_MAX    UINT64_MAX /* reserved: never used for a message */
+#define MAX_TOKENS   6          /* most tokens in one message of the patterns here */
 #define MAX_MESSAGES 3
 
 _Static_assert(HASHLEN == crypto_generichash_blake2b_BYTES_MAX, "BLAKE2b-512");
@@ -38,17 +37,29 @@ struct pattern_def {
     enum token msgs[MAX_MESSAGES][MAX_TOKENS];
 };
 
+/* The message patterns (spec section 7.5, and 9 for the psk modifiers). */
 static const struct pattern_def patterns[] = {
-    [NOISE_PATTERN_IK] = {"Noise_IK_25519_ChaChaPoly_BLAKE2b", true, false, 2,
-                          {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE}}},
-    [NOISE_PATTERN_XX] = {"Noise_XX_25519_ChaChaPoly_BLAKE2b", false, false, 3,
-                          {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE}}},
-    [NOISE_PATTERN_IKPSK2] = {"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b", true, true, 2,
-                              {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE, T_PSK}}},
-    [NOISE_PATTERN_XXPSK3] = {"Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b", false, true, 3,
-                              {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE, T_PSK}}},
-    [NOISE_PATTERN_IKPSK1] = {"Noise_IKpsk1_25519_ChaChaPoly_BLAKE2b", true, true, 2,
-                              {{T_E, T_ES, T_S, T_SS, T_PSK}, {T_E, T_EE, T_SE}}},
+    [NOISE_PATTERN_IK] = {.name = "Noise_IK_25519_ChaChaPoly_BLAKE2b",
+                          .responder_static_premessage = true,
+                          .n_messages = 2,
+                          .msgs = {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE}}},
+    [NOISE_PATTERN_XX] = {.name = "Noise_XX_25519_ChaChaPoly_BLAKE2b",
+                          .n_messages = 3,
+                          .msgs = {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE}}},
+    [NOISE_PATTERN_IKPSK2] = {.name = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b",
+                              .responder_static_premessage = true,
+                              .psk = true,
+                              .n_messages = 2,
+                              .msgs = {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE, T_PSK}}},
+    [NOISE_PATTERN_XXPSK3] = {.name = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b",
+                              .psk = true,
+                              .n_messages = 3,
+                              .msgs = {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE, T_PSK}}},
+    [NOISE_PATTERN_IKPSK1] = {.name = "Noise_IKpsk1_25519_ChaChaPoly_BLAKE2b",
+                              .responder_static_premessage = true,
+                              .psk = true,
+                              .n_messages = 2,
+                              .msgs = {{T_E, T_ES, T_S, T_SS, T_PSK}, {T_E, T_EE, T_SE}}},
 };
 #define N_PATTERNS (sizeof(patterns) / sizeof(patterns[0]))
 
@@ -67,7 +78,6 @@ struct noise_cipher {
 struct noise_handshake {
     const struct env *env;
     const struct pattern_def *pat;
-    enum noise_pattern pattern;
     bool initiator;
     enum noise_step step;
     unsigned msg_index; /* next message of the pattern */
@@ -80,9 +90,8 @@ struct noise_handshake {
     /* HandshakeState (spec 5.3) */
     uint8_t s_priv[DHLEN], s_pub[DHLEN];
     uint8_t e_priv[DHLEN], e_pub[DHLEN];
-    bool has_e;
     uint8_t rs[DHLEN], re[DHLEN];
-    bool has_rs, has_re;
+    bool has_rs;
     uint8_t expected_rs[DHLEN]; /* the peer key the caller insists on */
     bool has_expected_rs;
     uint8_t psk[NOISE_PSK_BYTES];
@@ -90,7 +99,7 @@ struct noise_handshake {
     bool has_fixed_e;
 
     /* Error attribution for a failed decryption (see docs/PROTOCOL.md). */
-    unsigned decryptions; /* successful reads of encrypted fields so far */
+    unsigned decryptions;               /* successful reads of encrypted fields so far */
     bool psk_read, decrypted_since_psk; /* a message we read mixed the PSK */
 };
 
@@ -230,8 +239,8 @@ static enum mp_err cs_encrypt(struct cstate *cs, const uint8_t *ad, size_t adlen
 
 /* DecryptWithAd; len includes the tag when there is a key. On failure n
  * is not advanced and out is wiped. */
-static enum mp_err cs_decrypt(struct cstate *cs, const uint8_t *ad, size_t adlen,
-                              const uint8_t *ct, size_t len, uint8_t *out)
+static enum mp_err cs_decrypt(struct cstate *cs, const uint8_t *ad, size_t adlen, const uint8_t *ct,
+                              size_t len, uint8_t *out)
 {
     if (!cs->has_key) {
         if (len > 0)
@@ -283,8 +292,8 @@ static size_t tag_len(const struct noise_handshake *hs)
 }
 
 /* EncryptAndHash into out (room for len + tag_len checked by the caller). */
-static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *plain,
-                                    size_t len, uint8_t *out)
+static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *plain, size_t len,
+                                    uint8_t *out)
 {
     size_t ct_len = len + tag_len(hs);
     enum mp_err err = cs_encrypt(&hs->cs, hs->h, HASHLEN, plain, len, out);
@@ -402,7 +411,6 @@ enum mp_err noise_handshake_new(const struct env *env, const struct noise_config
         return MP_ERR_NOMEM;
     hs->env = env;
     hs->pat = pat;
-    hs->pattern = cfg->pattern;
     hs->initiator = cfg->initiator;
 
     memcpy(hs->s_priv, cfg->s, DHLEN);
@@ -421,11 +429,9 @@ enum mp_err noise_handshake_new(const struct env *env, const struct noise_config
         hs->has_fixed_e = true;
     }
 
-    /* InitializeSymmetric(protocol_name): names are shorter than HASHLEN,
-     * so h is the name padded with zeros. */
-    size_t name_len = strlen(pat->name);
-    _Static_assert(PROTOCOL_NAME_MAX <= HASHLEN, "name fits h");
-    memcpy(hs->h, pat->name, name_len);
+    /* InitializeSymmetric(protocol_name): every name here is shorter than
+     * HASHLEN, so h is the name padded with zeros. */
+    memcpy(hs->h, pat->name, strlen(pat->name));
     memcpy(hs->ck, hs->h, HASHLEN);
     mix_hash(hs, cfg->prologue, cfg->prologue_len);
 
@@ -483,15 +489,17 @@ static enum mp_err dh_token(struct noise_handshake *hs, enum token t)
     return err;
 }
 
-static void new_ephemeral(struct noise_handshake *hs)
+/* GENERATE_KEYPAIR(): from env randomness, or the fixed test key. */
+static enum mp_err new_ephemeral(struct noise_handshake *hs)
 {
     if (hs->has_fixed_e)
         memcpy(hs->e_priv, hs->fixed_e, DHLEN);
     else
         env_random(hs->env, hs->e_priv, DHLEN);
-    /* A clamped scalar never gives the all-zero point from the base point. */
-    (void)crypto_scalarmult_base(hs->e_pub, hs->e_priv);
-    hs->has_e = true;
+    /* Cannot fail for a clamped scalar; checked all the same. */
+    if (crypto_scalarmult_base(hs->e_pub, hs->e_priv) != 0)
+        return MP_ERR_CRYPTO;
+    return MP_OK;
 }
 
 /* The checks after the peer's static key arrives. */
@@ -513,8 +521,7 @@ static void advance(struct noise_handshake *hs)
 }
 
 enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *payload,
-                                  size_t payload_len, uint8_t *out, size_t out_cap,
-                                  size_t *len_out)
+                                  size_t payload_len, uint8_t *out, size_t out_cap, size_t *len_out)
 {
     enum mp_err err = MP_OK;
     size_t pos = 0;
@@ -536,7 +543,9 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
                 err = MP_ERR_TOO_BIG;
                 break;
             }
-            new_ephemeral(hs);
+            err = new_ephemeral(hs);
+            if (err != MP_OK)
+                break;
             memcpy(out + pos, hs->e_pub, DHLEN);
             pos += DHLEN;
             mix_hash(hs, hs->e_pub, DHLEN);
@@ -612,7 +621,6 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
                 break;
             }
             memcpy(hs->re, msg + pos, DHLEN);
-            hs->has_re = true;
             pos += DHLEN;
             mix_hash(hs, hs->re, DHLEN);
             if (hs->pat->psk)
@@ -791,8 +799,7 @@ enum mp_err noise_cipher_decrypt(struct noise_cipher *c, const uint8_t *msg, siz
     if (out_cap < len - NOISE_TAG_BYTES)
         return MP_ERR_TOO_BIG;
     uint8_t empty[1];
-    enum mp_err err =
-        cs_decrypt(&c->cs, NULL, 0, msg, len, len > NOISE_TAG_BYTES ? out : empty);
+    enum mp_err err = cs_decrypt(&c->cs, NULL, 0, msg, len, len > NOISE_TAG_BYTES ? out : empty);
     if (err != MP_OK)
         return err;
     after_message(c);

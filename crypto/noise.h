@@ -31,10 +31,10 @@
 #include "base/env.h"
 #include "base/err.h"
 
-#define NOISE_KEY_BYTES 32   /* X25519 public or secret key */
-#define NOISE_PSK_BYTES 32   /* pre-shared key (cluster secret) */
-#define NOISE_HASH_BYTES 64  /* BLAKE2b: the handshake hash */
-#define NOISE_TAG_BYTES 16   /* Poly1305 tag added to every encrypted field */
+#define NOISE_KEY_BYTES   32     /* X25519 public or secret key */
+#define NOISE_PSK_BYTES   32     /* pre-shared key (cluster secret) */
+#define NOISE_HASH_BYTES  64     /* BLAKE2b: the handshake hash */
+#define NOISE_TAG_BYTES   16     /* Poly1305 tag added to every encrypted field */
 #define NOISE_MAX_MESSAGE 65535u /* any Noise message, handshake or transport */
 /* Largest plaintext of one transport message. */
 #define NOISE_MAX_TRANSPORT_PAYLOAD (NOISE_MAX_MESSAGE - NOISE_TAG_BYTES)
@@ -45,8 +45,8 @@
 #define NOISE_PROLOGUE_MAX 1024u
 
 /* The project prologue: "merpati/" <version in decimal> <len u8> <network id>. */
-#define NOISE_PROTOCOL_VERSION 1
-#define NOISE_NETWORK_ID_MAX 64u
+#define NOISE_PROTOCOL_VERSION     1
+#define NOISE_NETWORK_ID_MAX       64u
 #define NOISE_MERPATI_PROLOGUE_MAX (8 + 3 + 1 + NOISE_NETWORK_ID_MAX)
 
 /* Transport ciphers rekey themselves after this many messages in each
@@ -138,8 +138,7 @@ enum mp_err noise_handshake_split(struct noise_handshake *hs, struct noise_ciphe
 
 /* The handshake hash (channel binding), available once the handshake is
  * complete; MP_ERR_NOISE_STATE before. */
-enum mp_err noise_handshake_hash(const struct noise_handshake *hs,
-                                 uint8_t out[NOISE_HASH_BYTES]);
+enum mp_err noise_handshake_hash(const struct noise_handshake *hs, uint8_t out[NOISE_HASH_BYTES]);
 
 /* The peer's static public key once known (IK initiator: from the start;
  * otherwise after the message that carries it); MP_ERR_NOISE_STATE before. */

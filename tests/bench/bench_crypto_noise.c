@@ -15,7 +15,7 @@
 #include "crypto/noise.h"
 
 #define BENCH_SECONDS 2.0
-#define FRAME_BYTES 1024
+#define FRAME_BYTES   1024
 
 static double now_s(void)
 {
@@ -57,11 +57,17 @@ static void handshake(enum noise_pattern p)
     size_t len = 0, gl = 0;
     struct noise_handshake *hs[2] = {NULL, NULL};
     struct noise_cipher *c[4] = {NULL};
-    struct noise_config ci = {.pattern = p, .initiator = true, .prologue = prologue,
-                              .prologue_len = prologue_len, .s = s_init,
+    struct noise_config ci = {.pattern = p,
+                              .initiator = true,
+                              .prologue = prologue,
+                              .prologue_len = prologue_len,
+                              .s = s_init,
                               .rs = p == NOISE_PATTERN_IK ? pub_resp : NULL};
-    struct noise_config cr = {.pattern = p, .initiator = false, .prologue = prologue,
-                              .prologue_len = prologue_len, .s = s_resp};
+    struct noise_config cr = {.pattern = p,
+                              .initiator = false,
+                              .prologue = prologue,
+                              .prologue_len = prologue_len,
+                              .s = s_resp};
 
     check(noise_handshake_new(&env, &ci, &hs[0]), "new");
     check(noise_handshake_new(&env, &cr, &hs[1]), "new");

@@ -47,13 +47,13 @@ static uint64_t no_clock(void *ctx)
 
 static const struct env fixed_env = {.random = no_random, .now_ms = no_clock};
 
-#define N_PATTERNS 5
+#define N_PATTERNS     5
 #define MODE_INITIATOR 8
 #define MODE_TRANSPORT 16
 
-static const enum noise_pattern patterns[N_PATTERNS] = {
-    NOISE_PATTERN_IK, NOISE_PATTERN_XX, NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3,
-    NOISE_PATTERN_IKPSK1};
+static const enum noise_pattern patterns[N_PATTERNS] = {NOISE_PATTERN_IK, NOISE_PATTERN_XX,
+                                                        NOISE_PATTERN_IKPSK2, NOISE_PATTERN_XXPSK3,
+                                                        NOISE_PATTERN_IKPSK1};
 
 static enum mp_err side_new(enum noise_pattern p, bool initiator, bool harness,
                             struct noise_handshake **hs_out)
@@ -129,14 +129,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (;;) {
         enum noise_step step = noise_handshake_next(hs);
         if (step == NOISE_STEP_WRITE) {
-            if (noise_handshake_write(hs, (const uint8_t *)"ok", 2, msg, sizeof(msg),
-                                      &out_len) != MP_OK)
+            if (noise_handshake_write(hs, (const uint8_t *)"ok", 2, msg, sizeof(msg), &out_len) !=
+                MP_OK)
                 goto cleanup; /* only a low-order key the peer sent earlier */
         } else if (step == NOISE_STEP_READ) {
             if (!next_chunk(&data, &size, &chunk, &len))
                 goto cleanup;
-            if (noise_handshake_read(hs, chunk, len, payload, sizeof(payload), &out_len) !=
-                MP_OK) {
+            if (noise_handshake_read(hs, chunk, len, payload, sizeof(payload), &out_len) != MP_OK) {
                 /* A failed handshake must be dead. */
                 if (noise_handshake_next(hs) != NOISE_STEP_FAILED)
                     abort();
@@ -197,13 +196,13 @@ static void valid_seed(const char *dir, uint8_t mode)
         abort();
     while (noise_handshake_next(harness) != NOISE_STEP_SPLIT) {
         if (noise_handshake_next(harness) == NOISE_STEP_WRITE) {
-            if (noise_handshake_write(harness, (const uint8_t *)"ok", 2, msg, sizeof(msg),
-                                      &len) != MP_OK ||
+            if (noise_handshake_write(harness, (const uint8_t *)"ok", 2, msg, sizeof(msg), &len) !=
+                    MP_OK ||
                 noise_handshake_read(peer, msg, len, got, sizeof(got), &gl) != MP_OK)
                 abort();
         } else {
-            if (noise_handshake_write(peer, (const uint8_t *)"peer", 4, msg, sizeof(msg),
-                                      &len) != MP_OK ||
+            if (noise_handshake_write(peer, (const uint8_t *)"peer", 4, msg, sizeof(msg), &len) !=
+                    MP_OK ||
                 noise_handshake_read(harness, msg, len, got, sizeof(got), &gl) != MP_OK)
                 abort();
             put_chunk(seed, &pos, msg, len);

@@ -91,8 +91,8 @@ static void load_side(json_t *v, const char *who, struct side *sd)
 
     memset(sd, 0, sizeof(*sd));
     snprintf(key, sizeof(key), "%s_prologue", who);
-    sd->prologue_len = unhex(json_string_value(json_object_get(v, key)), sd->prologue,
-                             sizeof(sd->prologue));
+    sd->prologue_len =
+        unhex(json_string_value(json_object_get(v, key)), sd->prologue, sizeof(sd->prologue));
     snprintf(key, sizeof(key), "%s_static", who);
     assert_int_equal(unhex(json_string_value(json_object_get(v, key)), sd->s, 32), 32);
     snprintf(key, sizeof(key), "%s_ephemeral", who);
@@ -149,19 +149,17 @@ static void run_vector(json_t *v)
 
     for (size_t i = 0; i < n; i++) {
         json_t *m = json_array_get(msgs, i);
-        size_t plen = unhex(json_string_value(json_object_get(m, "payload")), payload,
-                            sizeof(payload));
-        size_t clen = unhex(json_string_value(json_object_get(m, "ciphertext")), expect,
-                            sizeof(expect));
+        size_t plen =
+            unhex(json_string_value(json_object_get(m, "payload")), payload, sizeof(payload));
+        size_t clen =
+            unhex(json_string_value(json_object_get(m, "ciphertext")), expect, sizeof(expect));
         int from = (int)(i % 2), to = 1 - from;
         if (i < nh) {
             assert_int_equal(noise_handshake_next(hs[from]), NOISE_STEP_WRITE);
             assert_int_equal(noise_handshake_next(hs[to]), NOISE_STEP_READ);
             assert_int_equal(
-                noise_handshake_write(hs[from], payload, plen, out, sizeof(out), &out_len),
-                MP_OK);
-            assert_int_equal(noise_handshake_read(hs[to], out, out_len, got, sizeof(got),
-                                                  &got_len),
+                noise_handshake_write(hs[from], payload, plen, out, sizeof(out), &out_len), MP_OK);
+            assert_int_equal(noise_handshake_read(hs[to], out, out_len, got, sizeof(got), &got_len),
                              MP_OK);
         } else {
             if (i == nh) {
@@ -171,8 +169,7 @@ static void run_vector(json_t *v)
                 }
             }
             assert_int_equal(
-                noise_cipher_encrypt(c[from][0], payload, plen, out, sizeof(out), &out_len),
-                MP_OK);
+                noise_cipher_encrypt(c[from][0], payload, plen, out, sizeof(out), &out_len), MP_OK);
             assert_int_equal(
                 noise_cipher_decrypt(c[to][1], out, out_len, got, sizeof(got), &got_len), MP_OK);
         }
@@ -293,9 +290,8 @@ static void play(const struct run *r, struct outcome *o)
     }
     for (unsigned i = 0; i < handshake_messages(r->p); i++) {
         int from = (int)(i % 2), to = 1 - from;
-        enum mp_err err =
-            noise_handshake_write(o->hs[from], hs_payload, sizeof(hs_payload), msg, sizeof(msg),
-                                  &len);
+        enum mp_err err = noise_handshake_write(o->hs[from], hs_payload, sizeof(hs_payload), msg,
+                                                sizeof(msg), &len);
         if (err != MP_OK) {
             o->err = err, o->failed_side = from, o->at_msg = i;
             return;
@@ -337,8 +333,7 @@ static void assert_poisoned(struct noise_handshake *hs)
     assert_int_equal(noise_handshake_remote_static(hs, buf), MP_ERR_NOISE_STATE);
     assert_int_equal(noise_handshake_write(hs, NULL, 0, buf, sizeof(buf), &len),
                      MP_ERR_NOISE_STATE);
-    assert_int_equal(noise_handshake_read(hs, buf, 64, buf, sizeof(buf), &len),
-                     MP_ERR_NOISE_STATE);
+    assert_int_equal(noise_handshake_read(hs, buf, 64, buf, sizeof(buf), &len), MP_ERR_NOISE_STATE);
     assert_null(a);
     assert_null(b);
 }
@@ -369,9 +364,8 @@ static void test_live_handshake_and_transport(void **state)
     party_make(&b);
     uint8_t prologue[NOISE_MERPATI_PROLOGUE_MAX];
     size_t plen = 0;
-    assert_int_equal(noise_prologue(NOISE_PROTOCOL_VERSION, (const uint8_t *)"main", 4, prologue,
-                                    &plen),
-                     MP_OK);
+    assert_int_equal(
+        noise_prologue(NOISE_PROTOCOL_VERSION, (const uint8_t *)"main", 4, prologue, &plen), MP_OK);
 
     for (size_t k = 0; k < N_PATTERNS; k++) {
         struct run r;
@@ -521,8 +515,8 @@ static void test_ik_foreign_answer(void **state)
         outcome_free(&o1);
 
         /* Record a fresh message 2 from session one. */
-        struct noise_config ci = {.pattern = p, .initiator = true, .s = a.s, .rs = b.pub,
-                                  .psk = r.psk[0]};
+        struct noise_config ci = {
+            .pattern = p, .initiator = true, .s = a.s, .rs = b.pub, .psk = r.psk[0]};
         struct noise_config cr = {.pattern = p, .initiator = false, .s = b.s, .psk = r.psk[1]};
         assert_int_equal(noise_handshake_new(&te.env, &ci, &o1.hs[0]), MP_OK);
         assert_int_equal(noise_handshake_new(&te.env, &cr, &o1.hs[1]), MP_OK);
@@ -690,8 +684,8 @@ static void test_truncated_and_oversized(void **state)
     for (size_t k = 0; k < N_PATTERNS; k++) {
         struct run r;
         run_init(&r, all_patterns[k], &a, &b);
-        struct noise_config ci = {.pattern = r.p, .initiator = true, .s = a.s, .rs = r.rs[0],
-                                  .psk = r.psk[0]};
+        struct noise_config ci = {
+            .pattern = r.p, .initiator = true, .s = a.s, .rs = r.rs[0], .psk = r.psk[0]};
         struct noise_config cr = {.pattern = r.p, .initiator = false, .s = b.s, .psk = r.psk[1]};
         struct noise_handshake *i = NULL, *s = NULL;
         assert_int_equal(noise_handshake_new(&te.env, &ci, &i), MP_OK);
@@ -731,15 +725,14 @@ static void test_payload_caps(void **state)
     randombytes_buf(payload, sizeof(payload));
     /* The largest payload fills a message of exactly NOISE_MAX_MESSAGE. */
     assert_int_equal(noise_handshake_new(&te.env, &ci, &i), MP_OK);
-    assert_int_equal(noise_handshake_write(i, payload, NOISE_MAX_HANDSHAKE_PAYLOAD, msg,
-                                           sizeof(msg), &len),
-                     MP_OK);
+    assert_int_equal(
+        noise_handshake_write(i, payload, NOISE_MAX_HANDSHAKE_PAYLOAD, msg, sizeof(msg), &len),
+        MP_OK);
     assert_int_equal(len, NOISE_MAX_MESSAGE);
     assert_int_equal(noise_handshake_new(&te.env, &cr, &s), MP_OK);
     /* A payload buffer one byte short is refused, and the handshake dies. */
-    assert_int_equal(
-        noise_handshake_read(s, msg, len, got, NOISE_MAX_HANDSHAKE_PAYLOAD - 1, &gl),
-        MP_ERR_TOO_BIG);
+    assert_int_equal(noise_handshake_read(s, msg, len, got, NOISE_MAX_HANDSHAKE_PAYLOAD - 1, &gl),
+                     MP_ERR_TOO_BIG);
     assert_poisoned(s);
     noise_handshake_free(s);
     assert_int_equal(noise_handshake_new(&te.env, &cr, &s), MP_OK);
@@ -752,9 +745,9 @@ static void test_payload_caps(void **state)
     /* One byte more does not fit, and leaves nothing in the output. */
     assert_int_equal(noise_handshake_new(&te.env, &ci, &i), MP_OK);
     memset(msg, 0, sizeof(msg));
-    assert_int_equal(noise_handshake_write(i, payload, NOISE_MAX_HANDSHAKE_PAYLOAD + 1, msg,
-                                           sizeof(msg), &len),
-                     MP_ERR_TOO_BIG);
+    assert_int_equal(
+        noise_handshake_write(i, payload, NOISE_MAX_HANDSHAKE_PAYLOAD + 1, msg, sizeof(msg), &len),
+        MP_ERR_TOO_BIG);
     for (size_t k = 0; k < 200; k++)
         assert_int_equal(msg[k], 0);
     assert_poisoned(i);
@@ -818,8 +811,7 @@ static void test_state_machine(void **state)
     cfg.prologue = NULL;
     cfg.pattern = NOISE_PATTERN_XX;
     assert_int_equal(noise_handshake_new(&te.env, &cfg, &hs), MP_OK);
-    assert_int_equal(noise_handshake_read(hs, msg, 32, msg, sizeof(msg), &len),
-                     MP_ERR_NOISE_STATE);
+    assert_int_equal(noise_handshake_read(hs, msg, 32, msg, sizeof(msg), &len), MP_ERR_NOISE_STATE);
     assert_poisoned(hs);
     noise_handshake_free(hs);
     noise_handshake_free(NULL);
@@ -832,8 +824,8 @@ static void test_prologue_format(void **state)
     uint8_t out[NOISE_MERPATI_PROLOGUE_MAX];
     uint8_t id[NOISE_NETWORK_ID_MAX + 1];
     size_t len = 0;
-    static const uint8_t expect[] = {'m', 'e', 'r', 'p', 'a', 't', 'i', '/', '1', 4,
-                                     'm', 'a', 'i', 'n'};
+    static const uint8_t expect[] = {'m', 'e', 'r', 'p', 'a', 't', 'i',
+                                     '/', '1', 4,   'm', 'a', 'i', 'n'};
 
     assert_int_equal(noise_prologue(1, (const uint8_t *)"main", 4, out, &len), MP_OK);
     assert_int_equal(len, sizeof(expect));
@@ -875,8 +867,7 @@ static void test_low_order_wycheproof(void **state)
         for (size_t t = 0; t < json_array_size(tests); t++) {
             json_t *tc = json_array_get(tests, t);
             uint8_t pub[32], priv[32], shared[32], zeros[32] = {0};
-            assert_int_equal(unhex(json_string_value(json_object_get(tc, "public")), pub, 32),
-                             32);
+            assert_int_equal(unhex(json_string_value(json_object_get(tc, "public")), pub, 32), 32);
             assert_int_equal(unhex(json_string_value(json_object_get(tc, "private")), priv, 32),
                              32);
             assert_int_equal(unhex(json_string_value(json_object_get(tc, "shared")), shared, 32),
@@ -888,8 +879,7 @@ static void test_low_order_wycheproof(void **state)
 
             /* The peer's ephemeral: an IK responder whose static is `priv`
              * gets `pub` as e (es = DH(priv, pub)), then junk. */
-            struct noise_config cr = {.pattern = NOISE_PATTERN_IK, .initiator = false,
-                                      .s = priv};
+            struct noise_config cr = {.pattern = NOISE_PATTERN_IK, .initiator = false, .s = priv};
             struct noise_handshake *hs = NULL;
             memset(msg, 0x42, sizeof(msg));
             memcpy(msg, pub, 32);
@@ -900,8 +890,11 @@ static void test_low_order_wycheproof(void **state)
             noise_handshake_free(hs);
 
             /* The dialed key: an IK initiator with ephemeral `priv` and rs `pub`. */
-            struct noise_config ci = {.pattern = NOISE_PATTERN_IK, .initiator = true,
-                                      .s = priv, .rs = pub, .fixed_ephemeral = priv};
+            struct noise_config ci = {.pattern = NOISE_PATTERN_IK,
+                                      .initiator = true,
+                                      .s = priv,
+                                      .rs = pub,
+                                      .fixed_ephemeral = priv};
             assert_int_equal(noise_handshake_new(&te.env, &ci, &hs), MP_OK);
             assert_int_equal(noise_handshake_write(hs, NULL, 0, msg, sizeof(msg), &len),
                              is_zero ? MP_ERR_NOISE_LOW_ORDER : MP_OK);
@@ -939,8 +932,7 @@ static void test_cipher_known_answers(void **state)
 
     noise_cipher_rekey(c);
     memset(nonce + 4, 0xff, 8);
-    crypto_aead_chacha20poly1305_ietf_encrypt(rekeyed, NULL, zeros, 32, NULL, 0, NULL, nonce,
-                                              key);
+    crypto_aead_chacha20poly1305_ietf_encrypt(rekeyed, NULL, zeros, 32, NULL, 0, NULL, nonce, key);
     noise_cipher_set_nonce(c, 0);
     assert_int_equal(noise_cipher_encrypt(c, text, sizeof(text), ct, sizeof(ct), &len), MP_OK);
     memset(le, 0, sizeof(le));
@@ -990,8 +982,7 @@ static void test_nonce_exhaustion(void **state)
     size_t len = 0;
     assert_int_equal(noise_cipher_encrypt(tx, buf, 4, buf, sizeof(buf), &len), MP_ERR_NOISE_NONCE);
     memset(buf, 0, sizeof(buf));
-    assert_int_equal(noise_cipher_decrypt(rx, buf, 20, buf, sizeof(buf), &len),
-                     MP_ERR_NOISE_NONCE);
+    assert_int_equal(noise_cipher_decrypt(rx, buf, 20, buf, sizeof(buf), &len), MP_ERR_NOISE_NONCE);
     /* Rekeying does not make nonces reusable. */
     noise_cipher_rekey(tx);
     assert_int_equal(noise_cipher_encrypt(tx, buf, 4, buf, sizeof(buf), &len), MP_ERR_NOISE_NONCE);
@@ -1060,9 +1051,8 @@ static void test_transport_errors(void **state)
     cipher_pair(&tx, &rx);
     memset(buf, 'x', sizeof(buf));
     /* The largest payload makes a 65535-byte message. */
-    assert_int_equal(noise_cipher_encrypt(tx, buf, NOISE_MAX_TRANSPORT_PAYLOAD, buf, sizeof(buf),
-                                          &len),
-                     MP_OK);
+    assert_int_equal(
+        noise_cipher_encrypt(tx, buf, NOISE_MAX_TRANSPORT_PAYLOAD, buf, sizeof(buf), &len), MP_OK);
     assert_int_equal(len, NOISE_MAX_MESSAGE);
     /* Tampered: refused, then the genuine message still decrypts. */
     buf[100] ^= 1;
@@ -1074,9 +1064,9 @@ static void test_transport_errors(void **state)
     /* Replayed: refused. */
     assert_int_equal(noise_cipher_decrypt(rx, buf, len, out, sizeof(out), &ol),
                      MP_ERR_NOISE_DECRYPT);
-    assert_int_equal(noise_cipher_encrypt(tx, buf, NOISE_MAX_TRANSPORT_PAYLOAD + 1, buf,
-                                          sizeof(buf), &len),
-                     MP_ERR_TOO_BIG);
+    assert_int_equal(
+        noise_cipher_encrypt(tx, buf, NOISE_MAX_TRANSPORT_PAYLOAD + 1, buf, sizeof(buf), &len),
+        MP_ERR_TOO_BIG);
     assert_int_equal(noise_cipher_encrypt(tx, buf, 10, buf, 25, &len), MP_ERR_TOO_BIG);
     assert_int_equal(noise_cipher_decrypt(rx, buf, NOISE_MAX_MESSAGE + 1, out, sizeof(out), &ol),
                      MP_ERR_TOO_BIG);
