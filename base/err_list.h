@@ -32,4 +32,14 @@
     X(NET_ADDR, "not a valid network address (want host:port)")                                    \
     X(UNAVAILABLE, "service not available")                                                        \
     X(TIMEOUT, "timed out")                                                                        \
-    X(ADDR_CASE, "address mixes upper- and lowercase letters")
+    X(ADDR_CASE, "address mixes upper- and lowercase letters")                                     \
+    X(NOISE_STATE, "Noise handshake or link used out of order, or after it failed")              \
+    X(NOISE_DECRYPT, "Noise message failed authentication (altered or corrupted in transit)")    \
+    X(NOISE_LOW_ORDER, "peer sent a low-order Curve25519 key (broken or hostile peer)")          \
+    X(NOISE_NONCE, "Noise link used up its nonces; reconnect to get fresh keys")                 \
+    X(NOISE_PROLOGUE, "Noise handshake failed: peer runs another protocol version or network "   \
+                      "id, or the message was altered")                                          \
+    X(NOISE_PEER_KEY, "Noise handshake failed: peer key is not the expected one (it dialed "     \
+                      "another key for us or is not the node dialed), or the message was altered") \
+    X(NOISE_PSK, "Noise handshake failed: wrong private-cluster secret (PSK), or the message "   \
+                 "was altered")
