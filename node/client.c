@@ -38,7 +38,7 @@ static enum mp_err wait_fd(int fd, short events, const struct timespec *start)
     }
 }
 
-static enum mp_err connect_to(const char *path, int *fd_out)
+static enum mp_err connect_to(const char *path, int *fd_out, const struct timespec *start)
 {
     struct sockaddr_un sun;
 
@@ -47,16 +47,27 @@ static enum mp_err connect_to(const char *path, int *fd_out)
     if (strlen(path) >= sizeof(sun.sun_path))
         return MP_ERR_TOO_BIG;
     memcpy(sun.sun_path, path, strlen(path));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return MP_ERR_IO;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+    /* Non-blocking, so a daemon whose backlog is full (stopped, stuck) cannot
+     * hold the command past its timeout: retry EAGAIN until the deadline. */
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+            *fd_out = fd;
+            return MP_OK;
+        }
         int e = errno;
+        if (e == EAGAIN && elapsed_ms(start) < CLIENT_TIMEOUT_MS) {
+            struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000000L};
+            nanosleep(&pause, NULL);
+            continue;
+        }
         close(fd);
+        if (e == EAGAIN)
+            return MP_ERR_TIMEOUT;
         return e == ENOENT || e == ECONNREFUSED ? MP_ERR_UNAVAILABLE : mp_err_from_errno(e);
     }
-    *fd_out = fd;
-    return MP_OK;
 }
 
 static enum mp_err send_all(int fd, const char *data, size_t len, const struct timespec *start)
@@ -137,7 +148,7 @@ enum mp_err client_call(const char *socket_path, const char *method, json_t *par
     char *req = rpc_request_line(method, params, 1, &req_len);
     enum mp_err err = req != NULL ? MP_OK : MP_ERR_NOMEM;
     if (err == MP_OK)
-        err = connect_to(socket_path, &fd);
+        err = connect_to(socket_path, &fd, &start);
     if (err == MP_OK)
         err = send_all(fd, req, req_len, &start);
     if (err == MP_OK)

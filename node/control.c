@@ -27,6 +27,7 @@ struct client {
 
 struct control {
     uv_pipe_t server; /* server.data = this */
+    uv_timer_t drain; /* drain.data = this; bounds the wait for replies at close */
     uv_loop_t *loop;
     const struct control_method *methods;
     size_t method_count;
@@ -37,6 +38,7 @@ struct control {
     unsigned handles_open; /* server + clients; freed when it reaches 0 while closing */
     struct client *dispatching; /* the client whose request is being handled */
     bool closing;
+    bool bound; /* the socket file is ours to unlink */
     void (*closed_cb)(void *arg);
     void *closed_arg;
     unsigned long served;
@@ -49,11 +51,17 @@ struct write_block {
     char data[];
 };
 
+static void drain_closed_cb(uv_handle_t *handle);
+
 static void handle_closed(struct control *ctl)
 {
+    /* Once the last client is gone there is nothing left to drain. */
+    if (ctl->closing && ctl->clients == NULL && !uv_is_closing((uv_handle_t *)&ctl->drain))
+        uv_close((uv_handle_t *)&ctl->drain, drain_closed_cb);
     if (--ctl->handles_open > 0 || !ctl->closing)
         return;
-    unlink(ctl->path);
+    if (ctl->bound)
+        unlink(ctl->path);
     void (*cb)(void *) = ctl->closed_cb;
     void *arg = ctl->closed_arg;
     free(ctl);
@@ -76,6 +84,14 @@ static void client_closed_cb(uv_handle_t *handle)
     buf_free(&c->line);
     free(c);
     handle_closed(ctl);
+}
+
+/* Close at once; pending writes are called back with UV_ECANCELED. */
+static void client_close_now(struct client *c)
+{
+    c->closing = true;
+    if (!uv_is_closing((uv_handle_t *)&c->pipe))
+        uv_close((uv_handle_t *)&c->pipe, client_closed_cb);
 }
 
 /* Close now if nothing is owed, or mark for closing when the last write lands. */
@@ -117,7 +133,7 @@ static void send_line(struct client *c, char *line, size_t len)
         log_warn("control", "client does not read its replies (%zu bytes queued): disconnecting",
                  uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe));
         free(line);
-        client_close(c);
+        client_close_now(c);
         return;
     }
     struct write_block *w = malloc(sizeof(*w) + len);
@@ -133,7 +149,7 @@ static void send_line(struct client *c, char *line, size_t len)
     int rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb);
     if (rc != 0) {
         free(w);
-        client_close(c);
+        client_close_now(c);
         return;
     }
     c->writes_owed++;
@@ -158,6 +174,23 @@ static const struct control_method *find_method(const struct control *ctl, const
     return NULL;
 }
 
+/* The first param name that m does not take, or NULL. */
+static const char *unknown_param(const struct control_method *m, json_t *params)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(params, key, value)
+    {
+        bool known = false;
+        for (const char *const *p = m->params; p != NULL && *p != NULL && !known; p++)
+            known = strcmp(*p, key) == 0;
+        if (!known)
+            return key;
+    }
+    return NULL;
+}
+
 static void handle_line(struct client *c, const char *line, size_t len)
 {
     struct control *ctl = c->control;
@@ -171,7 +204,17 @@ static void handle_line(struct client *c, const char *line, size_t len)
     const struct control_method *m = find_method(ctl, req.method);
     if (m == NULL) {
         if (req.id != NULL) {
-            rpc_error_set(&err, req.id, RPC_METHOD_NOT_FOUND, "unknown method \"%s\"", req.method);
+            rpc_error_set(&err, req.id, RPC_CODE_METHOD_NOT_FOUND, "unknown method \"%s\"", req.method);
+            send_error(c, &err, NULL);
+        }
+        rpc_request_clear(&req);
+        return;
+    }
+    const char *bad = unknown_param(m, req.params);
+    if (bad != NULL) {
+        if (req.id != NULL) {
+            rpc_error_set(&err, req.id, RPC_CODE_INVALID_PARAMS,
+                          "method \"%s\" takes no param \"%.40s\"", m->name, bad);
             send_error(c, &err, NULL);
         }
         rpc_request_clear(&req);
@@ -209,7 +252,7 @@ static void take_bytes(struct client *c, const char *data, size_t len)
         size_t part = nl != NULL ? (size_t)(nl - data) : len;
         if (!c->discarding && buf_append(&c->line, data, part) != MP_OK) {
             struct rpc_error err;
-            rpc_error_set(&err, NULL, RPC_INVALID_REQUEST,
+            rpc_error_set(&err, NULL, RPC_CODE_INVALID_REQUEST,
                           "request longer than %d bytes; skipped up to its newline", RPC_LINE_MAX);
             send_error(c, &err, NULL);
             buf_free(&c->line);
@@ -290,6 +333,37 @@ static void server_closed_cb(uv_handle_t *handle)
     handle_closed(handle->data);
 }
 
+static void drain_closed_cb(uv_handle_t *handle)
+{
+    handle_closed(handle->data);
+}
+
+/* The drain deadline passed: clients that still owe writes are cut off. */
+static void drain_cb(uv_timer_t *timer)
+{
+    struct control *ctl = timer->data;
+
+    for (struct client *c = ctl->clients; c != NULL; c = c->next)
+        client_close_now(c);
+}
+
+/* True if something accepts connections on the Unix socket at path. */
+static bool socket_answers(const char *path)
+{
+    struct sockaddr_un sun;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return false;
+    /* A live listener accepts, or has a full backlog (EAGAIN); a stale file refuses. */
+    bool answers = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 || errno == EAGAIN;
+    close(fd);
+    return answers;
+}
+
 enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control_method *methods,
                          size_t method_count, void *ctx, struct control **control_out)
 {
@@ -306,19 +380,37 @@ enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control
     ctl->method_count = method_count;
     ctl->ctx = ctx;
     snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            log_error("control", "%s exists and is not a socket; not touching it", path);
+            free(ctl);
+            return MP_ERR_EXISTS;
+        }
+        if (socket_answers(path)) {
+            log_error("control", "another daemon answers on %s", path);
+            free(ctl);
+            return MP_ERR_BUSY;
+        }
+        unlink(path); /* left by a daemon that was killed */
+    }
     if (uv_pipe_init(loop, &ctl->server, 0) != 0) {
         free(ctl);
         return MP_ERR_IO;
     }
     ctl->server.data = ctl;
     ctl->handles_open = 1;
+    if (uv_timer_init(loop, &ctl->drain) != 0) {
+        ctl->closing = true;
+        uv_close((uv_handle_t *)&ctl->server, server_closed_cb);
+        return MP_ERR_IO;
+    }
+    ctl->drain.data = ctl;
+    ctl->handles_open++;
 
-    /* A socket left by a killed daemon: ours to remove, the caller holds the lock. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
     mode_t old_mask = umask(0077);
     int rc = uv_pipe_bind(&ctl->server, path);
     umask(old_mask);
+    ctl->bound = rc == 0;
     if (rc == 0)
         rc = chmod(path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
     if (rc == 0)
@@ -327,6 +419,7 @@ enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control
         log_error("control", "cannot listen on %s: %s", path, uv_strerror(rc));
         ctl->closing = true;
         uv_close((uv_handle_t *)&ctl->server, server_closed_cb);
+        uv_close((uv_handle_t *)&ctl->drain, drain_closed_cb);
         return rc == UV_EADDRINUSE ? MP_ERR_BUSY : rc == UV_EACCES ? MP_ERR_PERM : MP_ERR_IO;
     }
     *control_out = ctl;
@@ -345,6 +438,10 @@ void control_close(struct control *ctl, void (*closed_cb)(void *arg), void *arg)
         client_close(c);
     }
     uv_close((uv_handle_t *)&ctl->server, server_closed_cb);
+    if (ctl->clients == NULL)
+        uv_close((uv_handle_t *)&ctl->drain, drain_closed_cb);
+    else
+        uv_timer_start(&ctl->drain, drain_cb, CONTROL_DRAIN_MS, 0);
 }
 
 void control_counters(const struct control *ctl, unsigned long *served_out,

@@ -21,28 +21,36 @@
 
 #define CONTROL_CLIENTS_MAX 64
 #define CONTROL_OUTPUT_MAX (1024 * 1024)
+#define CONTROL_DRAIN_MS 1000
 
-/* A method handler. params is an object (borrowed). On success set
+/* A method: its name, the names of the params it takes (NULL-terminated; NULL
+ * for none; control refuses any other param with -32602 before calling the
+ * handler, which still checks types and values), and its handler.
+ *
+ * The handler gets params as an object (borrowed). On success set
  * *result_out (a new reference, or leave NULL for null) and return true; on
  * failure fill err_out with rpc_error_set (id NULL: control fills it in) and
  * optionally *data_out, and return false. */
 struct control_method {
     const char *name;
+    const char *const *params;
     bool (*handler_cb)(void *ctx, json_t *params, json_t **result_out,
                        struct rpc_error *err_out, json_t **data_out);
 };
 
 struct control;
 
-/* Bind path (removing a stale socket file first: the caller holds the data
- * dir lock, so no live daemon uses it) and start listening. methods is
+/* Bind path and start listening. A socket file already at path is removed
+ * only if nothing answers on it (left by a killed daemon); if another daemon
+ * answers: MP_ERR_BUSY. Any other file at path: MP_ERR_EXISTS, untouched. methods is
  * borrowed for the server's lifetime; ctx is passed to every handler. */
 enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control_method *methods,
                          size_t method_count, void *ctx, struct control **control_out);
 
-/* Stop accepting, let queued replies drain, close every handle, unlink the
- * socket file, then call closed_cb (may be NULL) and free the server. Safe to
- * call from inside a handler. */
+/* Stop accepting, give queued replies (the one to `shutdown` above all) up to
+ * CONTROL_DRAIN_MS to drain, close every handle, unlink the socket file, then
+ * call closed_cb (may be NULL) and free the server. Safe to call from inside a
+ * handler. */
 void control_close(struct control *control, void (*closed_cb)(void *arg), void *arg);
 
 /* Number of requests served and refused since start, for status. */

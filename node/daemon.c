@@ -2,7 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <sodium.h>
+#include "crypto/secure.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +205,7 @@ static bool method_id(void *ctx, json_t *params, json_t **result_out, struct rpc
     (void)params;
     (void)err_out;
     (void)data_out;
-    sodium_bin2hex(hex, sizeof(hex), identity_public_key(d->identity), IDENTITY_PUBLIC_BYTES);
+    secure_hex(hex, sizeof(hex), identity_public_key(d->identity), IDENTITY_PUBLIC_BYTES);
     *result_out = json_pack("{s:s, s:s}", "address", d->address, "public_key", hex);
     return true;
 }
@@ -222,9 +222,9 @@ static bool method_shutdown(void *ctx, json_t *params, json_t **result_out,
 }
 
 static const struct control_method methods[] = {
-    {"status", method_status},
-    {"id", method_id},
-    {"shutdown", method_shutdown},
+    {"status", NULL, method_status},
+    {"id", NULL, method_id},
+    {"shutdown", NULL, method_shutdown},
 };
 
 /* ---- start and stop ---- */
@@ -234,8 +234,10 @@ static int open_identity(struct daemon *d)
     char path[PATHS_MAX];
     char what[PATHS_MAX + 128];
 
-    if (paths_join(d->opts->data_dir, "identity.key", path, sizeof(path)) != MP_OK)
+    if (paths_join(d->opts->data_dir, "identity.key", path, sizeof(path)) != MP_OK) {
+        print_error("the data dir path is too long", "use a shorter --data-dir");
         return EX_USAGE;
+    }
     enum mp_err err = keyfile_read(path, &d->identity);
     if (err == MP_ERR_NOT_FOUND) {
         snprintf(what, sizeof(what), "not initialized at %s (no identity.key)", d->opts->data_dir);
@@ -304,9 +306,12 @@ static int start(struct daemon *d)
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
                  d->opts->control_path, mp_strerror(err));
-        print_error(what, err == MP_ERR_TOO_BIG ? "set control_socket in the config to a path "
-                                                  "shorter than 108 bytes"
-                                                : NULL);
+        print_error(what, err == MP_ERR_TOO_BIG  ? "set control_socket in the config to a path "
+                                                   "shorter than 108 bytes"
+                          : err == MP_ERR_BUSY   ? "another merpati uses that socket: give each "
+                                                   "node its own control_socket"
+                          : err == MP_ERR_EXISTS ? "move that file away or set control_socket"
+                                                 : NULL);
         return EX_CANTCREAT;
     }
     log_info("daemon", "control socket at %s", d->opts->control_path);
@@ -331,7 +336,7 @@ int daemon_run(const struct daemon_options *opts)
     log_set_level(opts->config.log_level);
     umask(0077); /* everything the node creates is private to its user */
     signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0 || uv_loop_init(&d->loop) != 0) {
+    if (secure_init() != MP_OK || uv_loop_init(&d->loop) != 0) {
         print_error("cannot initialize libsodium or libuv", NULL);
         free(d);
         return EX_OSERR;
@@ -351,7 +356,7 @@ int daemon_run(const struct daemon_options *opts)
     } else if (rc == 0) {
         log_info("daemon", "stopped cleanly");
     }
-    sodium_memzero(d, sizeof(*d));
+    secure_wipe(d, sizeof(*d));
     free(d);
     return rc;
 }

@@ -2,7 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sodium.h>
+#include "crypto/secure.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +130,7 @@ enum mp_err keyfile_write(const char *path, const struct identity *id)
     err = sync_parent(path);
 
 cleanup:
-    sodium_memzero(enc, sizeof(enc));
+    secure_wipe(enc, sizeof(enc));
     if (fd >= 0)
         close(fd);
     if (tmp[0] != '\0')
@@ -193,7 +193,7 @@ enum mp_err keyfile_read(const char *path, struct identity **id_out)
                   len, IDENTITY_ENCODED_BYTES);
 
 cleanup:
-    sodium_memzero(data, sizeof(data));
+    secure_wipe(data, sizeof(data));
     close(fd);
     return err;
 }

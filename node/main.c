@@ -141,25 +141,38 @@ static int parse_args(int argc, char **argv, struct cli *cli)
     return 0;
 }
 
+static int path_too_long(const char *what)
+{
+    print_error("use shorter paths", "the %s path is longer than %d bytes", what, PATHS_MAX - 1);
+    return EX_USAGE;
+}
+
 /* Resolve the data dir, config path and control socket path, and read the
- * config file. A missing default config is fine; a missing --config is not. */
-static int load_settings(struct cli *cli)
+ * config file. A missing default config is fine; a missing --config is not,
+ * except for init (missing_config_ok), which creates it. */
+static int load_settings(struct cli *cli, bool missing_config_ok)
 {
     char error[CONFIG_ERROR_MAX];
 
-    if (paths_data_dir(cli->data_dir_flag, cli->data_dir, sizeof(cli->data_dir)) != MP_OK) {
+    enum mp_err err = paths_data_dir(cli->data_dir_flag, cli->data_dir, sizeof(cli->data_dir));
+    if (err == MP_ERR_TOO_BIG)
+        return path_too_long("data dir");
+    if (err != MP_OK) {
         print_error("pass --data-dir or set MERPATI_DATA_DIR",
                     "cannot tell where the data dir is: HOME is not set");
         return EX_CONFIG;
     }
-    if (cli->config_flag != NULL)
-        snprintf(cli->config_path, sizeof(cli->config_path), "%s", cli->config_flag);
-    else if (paths_join(cli->data_dir, "merpati.conf", cli->config_path,
-                        sizeof(cli->config_path)) != MP_OK)
-        return EX_CONFIG;
+    if (cli->config_flag != NULL) {
+        if ((size_t)snprintf(cli->config_path, sizeof(cli->config_path), "%s",
+                             cli->config_flag) >= sizeof(cli->config_path))
+            return path_too_long("config file");
+    } else if (paths_join(cli->data_dir, "merpati.conf", cli->config_path,
+                          sizeof(cli->config_path)) != MP_OK) {
+        return path_too_long("config file");
+    }
     config_defaults(&cli->config);
-    enum mp_err err = config_load(cli->config_path, &cli->config, error);
-    if (err == MP_ERR_NOT_FOUND && cli->config_flag == NULL)
+    err = config_load(cli->config_path, &cli->config, error);
+    if (err == MP_ERR_NOT_FOUND && (cli->config_flag == NULL || missing_config_ok))
         err = MP_OK;
     if (err != MP_OK) {
         fprintf(stderr, "%s\n", error);
@@ -169,7 +182,7 @@ static int load_settings(struct cli *cli)
         snprintf(cli->control_path, sizeof(cli->control_path), "%s", cli->config.control_socket);
     else if (paths_join(cli->data_dir, "control.sock", cli->control_path,
                         sizeof(cli->control_path)) != MP_OK)
-        return EX_CONFIG;
+        return path_too_long("control socket");
     return 0;
 }
 
@@ -194,10 +207,10 @@ static int cmd_init(struct cli *cli)
 
     if (cli->arg_count > 0)
         return usage_error("init takes no argument \"%s\"", cli->args[0]);
-    if ((rc = load_settings(cli)) != 0)
+    if ((rc = load_settings(cli, true)) != 0)
         return rc;
     if (paths_join(cli->data_dir, "identity.key", key_path, sizeof(key_path)) != MP_OK)
-        return EX_USAGE;
+        return path_too_long("key file");
     if (stat(key_path, &st) == 0) {
         print_error("use it with `merpati run`, or pick another --data-dir",
                     "already initialized at %s", cli->data_dir);
@@ -242,7 +255,7 @@ static int cmd_init(struct cli *cli)
 
 static int cmd_run(struct cli *cli)
 {
-    int rc = load_settings(cli);
+    int rc = load_settings(cli, false);
     if (rc != 0)
         return rc;
     for (int i = 0; i < cli->arg_count; i += 2) {
@@ -320,7 +333,7 @@ static int client_command(struct cli *cli, const char *method, int (*show)(struc
 
     if (cli->arg_count > 0)
         return usage_error("unknown flag \"%s\"", cli->args[0]);
-    if ((rc = load_settings(cli)) != 0)
+    if ((rc = load_settings(cli, false)) != 0)
         return rc;
     if ((rc = call(cli, method, &reply)) == 0) {
         if (cli->json)

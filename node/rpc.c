@@ -33,7 +33,8 @@ void rpc_request_clear(struct rpc_request *req)
     req->params = NULL;
 }
 
-/* jansson has no depth limit of its own in 2.14: count brackets outside strings. */
+/* jansson nests up to 2048 levels: a much lower cap keeps requests cheap.
+ * Counts brackets outside strings, before parsing. */
 static bool too_deep(const char *line, size_t len)
 {
     int depth = 0;
@@ -67,50 +68,50 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
 
     memset(req_out, 0, sizeof(*req_out));
     if (len > RPC_LINE_MAX) {
-        rpc_error_set(err_out, NULL, RPC_INVALID_REQUEST, "request longer than %d bytes",
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_REQUEST, "request longer than %d bytes",
                       RPC_LINE_MAX);
         return false;
     }
     if (too_deep(line, len)) {
-        rpc_error_set(err_out, NULL, RPC_PARSE_ERROR, "JSON nested deeper than %d levels",
+        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "JSON nested deeper than %d levels",
                       RPC_DEPTH_MAX);
         return false;
     }
     /* Without JSON_ALLOW_NUL, jansson refuses "\u0000", so strings are C strings. */
     root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
-        rpc_error_set(err_out, NULL, RPC_PARSE_ERROR, "parse error at column %d: %s", jerr.column,
+        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "parse error at column %d: %s", jerr.column,
                       jerr.text);
         return false;
     }
     if (json_is_array(root)) {
-        rpc_error_set(err_out, NULL, RPC_INVALID_REQUEST, "batch requests are not supported");
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_REQUEST, "batch requests are not supported");
         goto cleanup;
     }
     if (!json_is_object(root)) {
-        rpc_error_set(err_out, NULL, RPC_INVALID_REQUEST, "a request must be a JSON object");
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_REQUEST, "a request must be a JSON object");
         goto cleanup;
     }
     id = json_object_get(root, "id");
     if (id != NULL && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
-        rpc_error_set(err_out, NULL, RPC_INVALID_REQUEST, "id must be a string, integer or null");
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_REQUEST, "id must be a string, integer or null");
         goto cleanup;
     }
     const char *version = json_string_value(json_object_get(root, "jsonrpc"));
     if (version == NULL || strcmp(version, "2.0") != 0) {
-        rpc_error_set(err_out, id, RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
+        rpc_error_set(err_out, id, RPC_CODE_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
         goto cleanup;
     }
     json_t *method = json_object_get(root, "method");
     if (!json_is_string(method) || json_string_length(method) == 0 ||
         json_string_length(method) > RPC_METHOD_MAX) {
-        rpc_error_set(err_out, id, RPC_INVALID_REQUEST,
+        rpc_error_set(err_out, id, RPC_CODE_INVALID_REQUEST,
                       "\"method\" must be a non-empty string of at most %d bytes", RPC_METHOD_MAX);
         goto cleanup;
     }
     json_t *params = json_object_get(root, "params");
     if (params != NULL && !json_is_object(params)) {
-        rpc_error_set(err_out, id, RPC_INVALID_PARAMS, "\"params\" must be an object");
+        rpc_error_set(err_out, id, RPC_CODE_INVALID_PARAMS, "\"params\" must be an object");
         goto cleanup;
     }
     const char *key;
@@ -119,7 +120,7 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
     {
         if (strcmp(key, "jsonrpc") && strcmp(key, "method") && strcmp(key, "params") &&
             strcmp(key, "id")) {
-            rpc_error_set(err_out, id, RPC_INVALID_REQUEST, "unknown member \"%.40s\"", key);
+            rpc_error_set(err_out, id, RPC_CODE_INVALID_REQUEST, "unknown member \"%.40s\"", key);
             goto cleanup;
         }
     }
@@ -129,7 +130,7 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
     ok = req_out->params != NULL;
     if (!ok) {
         rpc_request_clear(req_out);
-        rpc_error_set(err_out, id, RPC_INTERNAL_ERROR, "out of memory");
+        rpc_error_set(err_out, id, RPC_CODE_INTERNAL_ERROR, "out of memory");
     }
 cleanup:
     json_decref(root);

@@ -24,12 +24,12 @@
 /* Error codes of JSON-RPC 2.0, and ours (-32000: the request was valid but
  * failed; "data" then holds {"code": <enum mp_err>, "name": "..."}). */
 enum rpc_code {
-    RPC_PARSE_ERROR = -32700,
-    RPC_INVALID_REQUEST = -32600,
-    RPC_METHOD_NOT_FOUND = -32601,
-    RPC_INVALID_PARAMS = -32602,
-    RPC_INTERNAL_ERROR = -32603,
-    RPC_FAILED = -32000,
+    RPC_CODE_PARSE_ERROR = -32700,
+    RPC_CODE_INVALID_REQUEST = -32600,
+    RPC_CODE_METHOD_NOT_FOUND = -32601,
+    RPC_CODE_INVALID_PARAMS = -32602,
+    RPC_CODE_INTERNAL_ERROR = -32603,
+    RPC_CODE_FAILED = -32000,
 };
 
 struct rpc_request {
@@ -64,7 +64,7 @@ void rpc_error_set(struct rpc_error *err_out, json_t *id, enum rpc_code code, co
 char *rpc_result_line(json_t *id, json_t *result, size_t *len_out);
 char *rpc_error_line(const struct rpc_error *err, json_t *data, size_t *len_out);
 
-/* {"code": err, "name": "..."}: the data member for RPC_FAILED errors. */
+/* {"code": err, "name": "..."}: the data member for RPC_CODE_FAILED errors. */
 json_t *rpc_err_data(enum mp_err err);
 
 /* A request line for method with params (stolen; may be NULL) and a numeric id. */

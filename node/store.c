@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include <rocksdb/c.h>
-#include <sodium.h>
+#include "crypto/secure.h"
 
 #include "base/log.h"
 #include "node/paths.h"
@@ -83,6 +83,7 @@ struct store {
     rocksdb_column_family_handle_t *cf[STORE_CF_COUNT_];
     rocksdb_column_family_handle_t *extra_cf[EXTRA_CF_MAX];
     size_t extra_count;
+    bool write_failed; /* RocksDB is in its error state: no WAL sync at close */
 };
 
 struct batch_op {
@@ -146,6 +147,13 @@ static enum mp_err rocks_err(char *err, const char *what)
     log_error(MOD, "%s: %s", what, err);
     rocksdb_free(err);
     return e;
+}
+
+/* A failed write leaves RocksDB refusing writes until reopened; remember it. */
+static enum mp_err write_err(struct store *s, char *err, const char *what)
+{
+    s->write_failed = true;
+    return rocks_err(err, what);
 }
 
 /* ---- the lock file ---- */
@@ -412,8 +420,15 @@ void store_close(struct store *s)
 {
     if (s == NULL)
         return;
-    /* Handles go before the db; synced writes are already in the WAL, so
-     * closing needs no flush to be durable. */
+    /* Synced writes are durable already; syncing the WAL here makes the
+     * unsynced ones durable too, so a clean stop loses nothing even if the
+     * machine loses power right after. Handles go before the db. */
+    if (s->db != NULL && !s->write_failed) {
+        char *errptr = NULL;
+        rocksdb_flush_wal(s->db, 1, &errptr);
+        if (errptr != NULL)
+            rocks_err(errptr, "syncing the write-ahead log at close");
+    }
     if (s->db != NULL) {
         rocksdb_column_family_handle_destroy(s->default_cf);
         for (size_t i = 0; i < STORE_CF_COUNT_; i++)
@@ -486,7 +501,7 @@ enum mp_err store_put(struct store *s, enum store_cf cf, const void *key, size_t
         return MP_ERR_INVAL;
     rocksdb_put_cf(s->db, sync ? s->write_sync : s->write_nosync, s->cf[cf], key, key_len, val,
                    val_len, &rerr);
-    return rerr != NULL ? rocks_err(rerr, "write failed") : MP_OK;
+    return rerr != NULL ? write_err(s, rerr, "write failed") : MP_OK;
 }
 
 enum mp_err store_delete(struct store *s, enum store_cf cf, const void *key, size_t key_len,
@@ -498,7 +513,7 @@ enum mp_err store_delete(struct store *s, enum store_cf cf, const void *key, siz
         return MP_ERR_INVAL;
     rocksdb_delete_cf(s->db, sync ? s->write_sync : s->write_nosync, s->cf[cf], key, key_len,
                       &rerr);
-    return rerr != NULL ? rocks_err(rerr, "delete failed") : MP_OK;
+    return rerr != NULL ? write_err(s, rerr, "delete failed") : MP_OK;
 }
 
 /* ---- batches: our own op list, turned into a RocksDB batch at write time,
@@ -579,7 +594,7 @@ enum mp_err store_batch_write(struct store *s, struct store_batch *b, bool sync)
     }
     rocksdb_write(s->db, sync ? s->write_sync : s->write_nosync, wb, &rerr);
     rocksdb_writebatch_destroy(wb);
-    return rerr != NULL ? rocks_err(rerr, "batch write failed") : MP_OK;
+    return rerr != NULL ? write_err(s, rerr, "batch write failed") : MP_OK;
 }
 
 void store_batch_free(struct store_batch *b)
@@ -588,7 +603,7 @@ void store_batch_free(struct store_batch *b)
         return;
     /* Batches carry session state and messages: wipe them. */
     for (size_t i = 0; i < b->count; i++) {
-        sodium_memzero(b->ops[i].data, b->ops[i].key_len + b->ops[i].val_len);
+        secure_wipe(b->ops[i].data, b->ops[i].key_len + b->ops[i].val_len);
         free(b->ops[i].data);
     }
     free(b->ops);

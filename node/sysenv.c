@@ -1,6 +1,6 @@
 #include "node/sysenv.h"
 
-#include <sodium.h>
+#include "crypto/secure.h"
 #include <time.h>
 
 static uint64_t now_ms(void *ctx)
@@ -14,12 +14,12 @@ static uint64_t now_ms(void *ctx)
 static void random_fill(void *ctx, void *buf, size_t len)
 {
     (void)ctx;
-    randombytes_buf(buf, len);
+    secure_random(buf, len);
 }
 
 enum mp_err sysenv_init(struct env *env)
 {
-    if (sodium_init() < 0)
+    if (secure_init() != MP_OK)
         return MP_ERR_CRYPTO;
     env->now_ms = now_ms;
     env->random = random_fill;

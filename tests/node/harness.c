@@ -21,6 +21,30 @@ extern char **environ;
 #define HARNESS_RUN_TIMEOUT_MS 30000
 #define HARNESS_ARGS_MAX 32
 #define HARNESS_ENV_MAX 256
+#define HARNESS_SPAWNED_MAX 64
+
+static pid_t spawned[HARNESS_SPAWNED_MAX];
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < HARNESS_SPAWNED_MAX; i++) {
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+    }
+}
+
+int harness_kill_all(void **state)
+{
+    (void)state;
+    for (int i = 0; i < HARNESS_SPAWNED_MAX; i++) {
+        if (spawned[i] > 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], NULL, 0);
+            spawned[i] = 0;
+        }
+    }
+    return 0;
+}
 
 static long now_ms(void)
 {
@@ -66,12 +90,15 @@ int harness_wait(pid_t pid, int timeout_ms)
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
+            forget(pid);
+        if (r == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (r < 0 && errno != EINTR)
             return -1;
         if (now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
+            forget(pid);
             return -1;
         }
         sleep_ms(5);
@@ -169,6 +196,12 @@ pid_t harness_spawn(const char *log_path, const char *const *args)
     if (posix_spawn(&pid, MERPATI_BIN, &fa, NULL, build_argv(args, argv), build_env(NULL, envp)))
         pid = -1;
     posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; pid > 0 && i < HARNESS_SPAWNED_MAX; i++) {
+        if (spawned[i] == 0) {
+            spawned[i] = pid;
+            break;
+        }
+    }
     return pid;
 }
 

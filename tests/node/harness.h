@@ -20,8 +20,13 @@ struct run_result {
 struct run_result harness_run(const char *const *env, const char *const *args);
 void harness_result_free(struct run_result *r);
 
-/* Start `merpati <args>` in the background, stderr and stdout appended to log_path. */
+/* Start `merpati <args>` in the background, stderr and stdout appended to
+ * log_path. The harness remembers the pid until harness_wait reaps it. */
 pid_t harness_spawn(const char *log_path, const char *const *args);
+
+/* SIGKILL and reap every spawned process not yet reaped: a cmocka teardown,
+ * so a failed assertion leaves no daemon behind. Returns 0. */
+int harness_kill_all(void **state);
 
 /* Wait up to timeout_ms for a process to exit; returns its status as above, or
  * -1 after killing it with SIGKILL when it did not exit in time. */

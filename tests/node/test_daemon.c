@@ -12,7 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -353,20 +356,220 @@ static void test_key_file_mode_enforced(void **state)
     snprintf(path, sizeof(path), "%s/identity.key", n.dir);
     assert_int_equal(chmod(path, 0644), 0);
     struct run_result r = harness_run(NULL, ARGS("run", "--data-dir", n.dir, "--port", "0"));
-    assert_int_not_equal(r.status, 0);
+    assert_int_equal(r.status, 77); /* EX_NOPERM */
     assert_contains(r.err, "chmod 600");
     harness_result_free(&r);
     node_cleanup(&n);
 }
 
+
+static void send_all_or_fail(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        assert_true(n > 0);
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void test_params_and_notifications(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+    node_start(&n);
+    int fd = harness_connect(n.sock);
+    assert_true(fd >= 0);
+
+    const char *bogus = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"params\":{\"bogus\":1},\"id\":5}\n";
+    char *reply = harness_exchange(fd, bogus, strlen(bogus));
+    assert_int_equal(rpc_code(reply), -32602);
+    assert_contains(reply, "bogus");
+    free(reply);
+
+    /* A notification gets no reply: the next line read answers the request after it. */
+    const char *pair = "{\"jsonrpc\":\"2.0\",\"method\":\"id\"}\n"
+                       "{\"jsonrpc\":\"2.0\",\"method\":\"fly\"}\n"
+                       "{\"jsonrpc\":\"2.0\",\"method\":\"id\",\"id\":\"after\"}\n";
+    reply = harness_exchange(fd, pair, strlen(pair));
+    assert_non_null(reply);
+    assert_contains(reply, "\"id\":\"after\"");
+    free(reply);
+
+    /* Requests split across writes and ending in CRLF. */
+    send_all_or_fail(fd, "{\"jsonrpc\":\"2.0\",", 17);
+    reply = harness_exchange(fd, "\"method\":\"id\",\"id\":9}\r\n", 24);
+    assert_non_null(reply);
+    assert_contains(reply, n.address);
+    assert_contains(reply, "\"id\":9");
+    free(reply);
+    close(fd);
+
+    kill(n.pid, SIGTERM);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+    node_cleanup(&n);
+}
+
+static void test_connection_caps(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+    node_start(&n);
+
+    /* More connections than the cap: the extra ones are closed, the rest served. */
+    enum { MANY = 70 };
+    int fds[MANY];
+    for (int i = 0; i < MANY; i++) {
+        fds[i] = harness_connect(n.sock);
+        assert_true(fds[i] >= 0);
+    }
+    const char *req = "{\"jsonrpc\":\"2.0\",\"method\":\"id\",\"id\":1}\n";
+    int served = 0;
+    for (int i = 0; i < MANY; i++) {
+        char *reply = harness_exchange(fds[i], req, strlen(req));
+        served += reply != NULL;
+        free(reply);
+    }
+    assert_int_equal(served, 64);
+    for (int i = 0; i < MANY; i++)
+        close(fds[i]);
+
+    /* A client that sends without ever reading: cut off at 1 MiB of queued
+     * replies, while everyone else is still served. */
+    int hog = harness_connect(n.sock);
+    assert_true(hog >= 0);
+    size_t chunk_len = 0;
+    char *chunk = malloc(64 * 1024);
+    assert_non_null(chunk);
+    while (chunk_len + strlen(req) < 64 * 1024) {
+        memcpy(chunk + chunk_len, req, strlen(req));
+        chunk_len += strlen(req);
+    }
+    bool cut_off = false;
+    for (int i = 0; i < 2000 && !cut_off; i++) {
+        struct pollfd p = {.fd = hog, .events = POLLOUT};
+        if (poll(&p, 1, 2000) <= 0)
+            continue; /* the daemon must read on; try again */
+        if (p.revents & (POLLERR | POLLHUP)) {
+            cut_off = true;
+            break;
+        }
+        ssize_t w = send(hog, chunk, chunk_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        cut_off = w < 0 && errno != EAGAIN;
+    }
+    free(chunk);
+    close(hog);
+    assert_true(cut_off);
+    char *log = harness_read_file(n.log);
+    assert_contains(log, "does not read its replies");
+    free(log);
+    json_t *s = status_json(&n);
+    json_decref(s);
+
+    kill(n.pid, SIGTERM);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+    node_cleanup(&n);
+}
+
+static void test_restart_after_kill(void **state)
+{
+    (void)state;
+    struct node n;
+    node_init(&n);
+    node_start(&n);
+
+    /* kill -9 leaves a stale socket and lock file behind; the next run takes over. */
+    kill(n.pid, SIGKILL);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 128 + SIGKILL);
+    n.pid = 0;
+    struct stat st;
+    assert_int_equal(stat(n.sock, &st), 0);
+    node_start(&n);
+    json_t *s = status_json(&n);
+    assert_string_equal(json_string_value(json_object_get(s, "address")), n.address);
+    assert_int_equal(json_integer_value(json_object_get(s, "pid")), n.pid);
+    json_decref(s);
+
+    /* --json on init, id and stop. */
+    struct run_result r = harness_run(NULL, ARGS("id", "--json", "--data-dir", n.dir));
+    assert_int_equal(r.status, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "address")), n.address);
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "public_key"))), 64);
+    json_decref(j);
+    harness_result_free(&r);
+    r = harness_run(NULL, ARGS("stop", "--json", "--data-dir", n.dir));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "\"stopping\":true");
+    harness_result_free(&r);
+    assert_int_equal(harness_wait(n.pid, STOP_TIMEOUT_MS), 0);
+    n.pid = 0;
+
+    /* A socket path taken by a live node is refused, not stolen. */
+    struct node other;
+    node_init(&other);
+    node_start(&other);
+    char conf[160], text[200];
+    snprintf(conf, sizeof(conf), "%s/shared.conf", n.dir);
+    snprintf(text, sizeof(text), "control_socket = \"%s\";\n", other.sock);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    r = harness_run(NULL, ARGS("run", "--data-dir", n.dir, "--config", conf, "--port", "0"));
+    assert_int_equal(r.status, 73);
+    assert_contains(r.err, "another merpati uses that socket");
+    harness_result_free(&r);
+    s = status_json(&other);
+    assert_string_equal(json_string_value(json_object_get(s, "address")), other.address);
+    json_decref(s);
+    kill(other.pid, SIGTERM);
+    assert_int_equal(harness_wait(other.pid, STOP_TIMEOUT_MS), 0);
+    other.pid = 0;
+    node_cleanup(&other);
+    node_cleanup(&n);
+}
+
+static void test_init_with_new_config_path(void **state)
+{
+    (void)state;
+    char dir[64], conf[128];
+    harness_tempdir(dir, sizeof(dir));
+    snprintf(conf, sizeof(conf), "%s/elsewhere.conf", dir);
+    char data[96];
+    snprintf(data, sizeof(data), "%s/data", dir);
+    struct run_result r =
+        harness_run(NULL, ARGS("init", "--json", "--data-dir", data, "--config", conf));
+    assert_int_equal(r.status, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_true(strncmp(json_string_value(json_object_get(j, "address")), "mp1", 3) == 0);
+    assert_string_equal(json_string_value(json_object_get(j, "config")), conf);
+    json_decref(j);
+    harness_result_free(&r);
+    struct stat st;
+    assert_int_equal(stat(conf, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    harness_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init_run_status_stop),
-        cmocka_unit_test(test_second_run_refused),
-        cmocka_unit_test(test_control_socket_survives_bad_input),
-        cmocka_unit_test(test_cli_errors),
-        cmocka_unit_test(test_key_file_mode_enforced),
+        cmocka_unit_test_teardown(test_init_run_status_stop, harness_kill_all),
+        cmocka_unit_test_teardown(test_second_run_refused, harness_kill_all),
+        cmocka_unit_test_teardown(test_control_socket_survives_bad_input, harness_kill_all),
+        cmocka_unit_test_teardown(test_cli_errors, harness_kill_all),
+        cmocka_unit_test_teardown(test_key_file_mode_enforced, harness_kill_all),
+        cmocka_unit_test_teardown(test_params_and_notifications, harness_kill_all),
+        cmocka_unit_test_teardown(test_connection_caps, harness_kill_all),
+        cmocka_unit_test_teardown(test_restart_after_kill, harness_kill_all),
+        cmocka_unit_test_teardown(test_init_with_new_config_path, harness_kill_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,53 +28,70 @@ static void expect_error(const char *line, enum rpc_code code)
 static void test_parse_errors(void **state)
 {
     (void)state;
-    expect_error("garbage", RPC_PARSE_ERROR);
-    expect_error("{\"jsonrpc\":\"2.0\"", RPC_PARSE_ERROR);
-    expect_error("", RPC_PARSE_ERROR);
-    expect_error("[1,2]", RPC_INVALID_REQUEST);
-    expect_error("42", RPC_INVALID_REQUEST);
-    expect_error("{\"method\":\"status\",\"id\":1}", RPC_INVALID_REQUEST);
-    expect_error("{\"jsonrpc\":\"1.0\",\"method\":\"status\",\"id\":1}", RPC_INVALID_REQUEST);
-    expect_error("{\"jsonrpc\":\"2.0\",\"id\":1}", RPC_INVALID_REQUEST);
-    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"\",\"id\":1}", RPC_INVALID_REQUEST);
-    expect_error("{\"jsonrpc\":\"2.0\",\"method\":7,\"id\":1}", RPC_INVALID_REQUEST);
-    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"id\":{}}", RPC_INVALID_REQUEST);
-    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"id\":1.5}", RPC_INVALID_REQUEST);
+    expect_error("garbage", RPC_CODE_PARSE_ERROR);
+    expect_error("{\"jsonrpc\":\"2.0\"", RPC_CODE_PARSE_ERROR);
+    expect_error("", RPC_CODE_PARSE_ERROR);
+    expect_error("[1,2]", RPC_CODE_INVALID_REQUEST);
+    expect_error("42", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"method\":\"status\",\"id\":1}", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"jsonrpc\":\"1.0\",\"method\":\"status\",\"id\":1}", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"jsonrpc\":\"2.0\",\"id\":1}", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"\",\"id\":1}", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"jsonrpc\":\"2.0\",\"method\":7,\"id\":1}", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"id\":{}}", RPC_CODE_INVALID_REQUEST);
+    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"id\":1.5}", RPC_CODE_INVALID_REQUEST);
     expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"id\":1,\"extra\":0}",
-                 RPC_INVALID_REQUEST);
+                 RPC_CODE_INVALID_REQUEST);
     expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"params\":[1],\"id\":1}",
-                 RPC_INVALID_PARAMS);
+                 RPC_CODE_INVALID_PARAMS);
     expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"params\":3,\"id\":1}",
-                 RPC_INVALID_PARAMS);
+                 RPC_CODE_INVALID_PARAMS);
     expect_error("{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"method\":\"s\",\"id\":1}",
-                 RPC_PARSE_ERROR); /* duplicate keys */
-    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"a\\u0000b\",\"id\":1}", RPC_PARSE_ERROR);
+                 RPC_CODE_PARSE_ERROR); /* duplicate keys */
+    expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"a\\u0000b\",\"id\":1}", RPC_CODE_PARSE_ERROR);
 
     char method[RPC_METHOD_MAX + 2];
     memset(method, 'm', sizeof(method) - 1);
     method[sizeof(method) - 1] = '\0';
     char line[256];
     snprintf(line, sizeof(line), "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":1}", method);
-    expect_error(line, RPC_INVALID_REQUEST);
+    expect_error(line, RPC_CODE_INVALID_REQUEST);
 }
 
 static void test_depth_and_size_caps(void **state)
 {
     (void)state;
-    char deep[200];
-    size_t n = 0;
-    n += (size_t)snprintf(deep, sizeof(deep), "{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"params\":");
-    for (int i = 0; i < 40; i++)
-        deep[n++] = '[';
-    deep[n] = '\0';
-    expect_error(deep, RPC_PARSE_ERROR);
+    /* Well-formed JSON nested `levels` deep in all (the request object, params, arrays). */
+    char deep[300];
+    struct rpc_request req;
+    struct rpc_error err;
+    for (int levels = 32; levels <= 33; levels++) {
+        size_t n = (size_t)snprintf(deep, sizeof(deep),
+                                    "{\"jsonrpc\":\"2.0\",\"method\":\"s\",\"params\":{\"a\":");
+        for (int i = 0; i < levels - 2; i++)
+            deep[n++] = '[';
+        for (int i = 0; i < levels - 2; i++)
+            deep[n++] = ']';
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "},\"id\":1}");
+        bool ok = rpc_parse(deep, n, &req, &err);
+        if (levels == 32) {
+            if (!ok)
+                fail_msg("32 levels refused: %s", err.message);
+            rpc_request_clear(&req);
+        } else {
+            assert_false(ok);
+            assert_int_equal(err.code, RPC_CODE_PARSE_ERROR);
+            assert_non_null(strstr(err.message, "nested deeper"));
+            rpc_error_clear(&err);
+        }
+    }
 
     size_t big_len = RPC_LINE_MAX + 1;
     char *big = malloc(big_len + 1);
     assert_non_null(big);
     memset(big, ' ', big_len);
     big[big_len] = '\0';
-    expect_error(big, RPC_INVALID_REQUEST);
+    expect_error(big, RPC_CODE_INVALID_REQUEST);
     free(big);
 }
 
@@ -95,7 +112,7 @@ static void test_error_keeps_id(void **state)
     assert_string_equal(json_string_value(json_object_get(reply, "jsonrpc")), "2.0");
     assert_string_equal(json_string_value(json_object_get(reply, "id")), "abc");
     json_t *error = json_object_get(reply, "error");
-    assert_int_equal(json_integer_value(json_object_get(error, "code")), RPC_INVALID_PARAMS);
+    assert_int_equal(json_integer_value(json_object_get(error, "code")), RPC_CODE_INVALID_PARAMS);
     json_t *data = json_object_get(error, "data");
     assert_int_equal(json_integer_value(json_object_get(data, "code")), MP_ERR_INVAL);
     assert_string_equal(json_string_value(json_object_get(data, "name")), "INVAL");

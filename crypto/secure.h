@@ -1,0 +1,28 @@
+/*
+ * secure: the few libsodium services that layers above crypto/ need
+ * directly (only crypto/ includes sodium.h): library start-up, the system
+ * CSPRNG, wiping memory the compiler may not skip, and hex encoding that
+ * does not branch on secret bytes.
+ */
+#ifndef MP_CRYPTO_SECURE_H
+#define MP_CRYPTO_SECURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+/* Initialize libsodium; safe to call more than once. MP_ERR_CRYPTO if it fails. */
+enum mp_err secure_init(void);
+
+/* len bytes from the operating system's CSPRNG (after secure_init). */
+void secure_random(void *buf, size_t len);
+
+/* Zero len bytes in a way the compiler cannot optimize away. */
+void secure_wipe(void *buf, size_t len);
+
+/* Lowercase hex of len bytes into out (2 * len + 1 bytes at least);
+ * returns out. */
+char *secure_hex(char *out, size_t out_size, const uint8_t *bin, size_t len);
+
+#endif
