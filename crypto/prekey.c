@@ -68,7 +68,9 @@ enum mp_err prekey_identity_dh_public(const uint8_t ed_pk[IDENTITY_PUBLIC_BYTES]
 
     if (sodium_init() < 0)
         return MP_ERR_CRYPTO;
-    if (crypto_sign_ed25519_pk_to_curve25519(pk, ed_pk) != 0 || !prekey_public_ok(pk))
+    /* libsodium refuses small-order points, points off the curve and points
+     * outside the prime-order subgroup here, so the result has large order. */
+    if (crypto_sign_ed25519_pk_to_curve25519(pk, ed_pk) != 0)
         return MP_ERR_WEAK_KEY;
     memcpy(pk_out, pk, sizeof(pk));
     return MP_OK;
