@@ -11,9 +11,9 @@
 static const char mailbox_label[] = "merpati mailbox v1";
 static const char seal_info[] = "merpati envelope v1";
 
-#define KEY_BYTES crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define KEY_BYTES   crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define TAG_BYTES   crypto_aead_xchacha20poly1305_ietf_ABYTES
 /* Largest padded inside: ENVELOPE_INNER_MAX rounded up to a bucket. */
 #define PADDED_MAX                                                                                 \
     ((ENVELOPE_INNER_MAX + 1 + ENVELOPE_PAD_STEP - 1) / ENVELOPE_PAD_STEP * ENVELOPE_PAD_STEP)
@@ -78,8 +78,7 @@ enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTIT
 
     buf_init(out, ENVELOPE_WIRE_MAX);
     if (c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
-        (c->has_init &&
-         memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
+        (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
         return MP_ERR_INVAL;
     err = prekey_identity_dh_public(recipient, rcpt_pk);
     if (err != MP_OK)

@@ -34,7 +34,7 @@
 #define ENVELOPE_WIRE_MAX (96u * 1024)
 /* Padding buckets: powers of two from ENVELOPE_PAD_MIN to ENVELOPE_PAD_STEP,
  * then multiples of ENVELOPE_PAD_STEP. */
-#define ENVELOPE_PAD_MIN 256
+#define ENVELOPE_PAD_MIN  256
 #define ENVELOPE_PAD_STEP 16384
 
 /* What the seal hides. ct points to ct_len bytes of ratchet ciphertext:

@@ -52,8 +52,9 @@ bool prekey_public_ok(const uint8_t pub[PREKEY_KEY_BYTES])
      * is the all-zero point, which for a clamped scalar (a multiple of the
      * cofactor) means pub has small order. */
     static const uint8_t probe[crypto_scalarmult_SCALARBYTES] = {
-        0x5d, 0x2a, 0x91, 0x07, 0x33, 0xc4, 0x18, 0x6e, 0xa7, 0x42, 0x0b, 0x9f, 0x64, 0xd1, 0x3c, 0x85,
-        0x7a, 0x26, 0xe9, 0x50, 0x1d, 0xb3, 0x48, 0x9c, 0x02, 0x6f, 0xd8, 0x31, 0x4e, 0x97, 0x15, 0x63};
+        0x5d, 0x2a, 0x91, 0x07, 0x33, 0xc4, 0x18, 0x6e, 0xa7, 0x42, 0x0b,
+        0x9f, 0x64, 0xd1, 0x3c, 0x85, 0x7a, 0x26, 0xe9, 0x50, 0x1d, 0xb3,
+        0x48, 0x9c, 0x02, 0x6f, 0xd8, 0x31, 0x4e, 0x97, 0x15, 0x63};
     uint8_t out[crypto_scalarmult_BYTES];
 
     bool ok = crypto_scalarmult(out, probe, pub) == 0;
@@ -156,8 +157,8 @@ static enum mp_err make_signed(struct prekey_store *s, const struct env *env,
     return MP_OK;
 }
 
-enum mp_err prekey_store_new(const struct env *env, const struct identity *account,
-                             uint64_t now_ms, struct prekey_store **store_out)
+enum mp_err prekey_store_new(const struct env *env, const struct identity *account, uint64_t now_ms,
+                             struct prekey_store **store_out)
 {
     uint8_t ik_pk[PREKEY_KEY_BYTES];
     uint8_t ids[8];
@@ -223,7 +224,8 @@ enum mp_err prekey_store_rotate(struct prekey_store *s, const struct env *env,
     }
     /* The current one becomes previous. */
     uint64_t expiry = s->spk[0].pub.expires_ms;
-    s->spk[0].keep_until_ms = expiry > UINT64_MAX - PREKEY_GRACE_MS ? UINT64_MAX : expiry + PREKEY_GRACE_MS;
+    s->spk[0].keep_until_ms =
+        expiry > UINT64_MAX - PREKEY_GRACE_MS ? UINT64_MAX : expiry + PREKEY_GRACE_MS;
     /* Drop previous keys whose grace has ended, then the oldest if full. */
     uint32_t kept = 0;
     for (uint32_t i = 0; i < s->spk_count; i++) {
@@ -241,8 +243,7 @@ enum mp_err prekey_store_rotate(struct prekey_store *s, const struct env *env,
     return MP_OK;
 }
 
-enum mp_err prekey_store_add_one_time(struct prekey_store *s, const struct env *env,
-                                      unsigned count)
+enum mp_err prekey_store_add_one_time(struct prekey_store *s, const struct env *env, unsigned count)
 {
     if (count > PREKEY_ONE_TIME_MAX - s->opk_count)
         return MP_ERR_TOO_BIG;
@@ -288,12 +289,11 @@ void prekey_store_bundle(const struct prekey_store *s, unsigned max_one_time,
     }
 }
 
-enum mp_err prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
-                                uint32_t spk_id, bool has_opk, uint32_t opk_id, uint64_t now_ms,
-                                uint8_t ik_sk_out[PREKEY_KEY_BYTES],
-                                uint8_t spk_sk_out[PREKEY_KEY_BYTES],
-                                uint8_t spk_pk_out[PREKEY_KEY_BYTES],
-                                uint8_t opk_sk_out[PREKEY_KEY_BYTES])
+enum mp_err
+prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
+                    uint32_t spk_id, bool has_opk, uint32_t opk_id, uint64_t now_ms,
+                    uint8_t ik_sk_out[PREKEY_KEY_BYTES], uint8_t spk_sk_out[PREKEY_KEY_BYTES],
+                    uint8_t spk_pk_out[PREKEY_KEY_BYTES], uint8_t opk_sk_out[PREKEY_KEY_BYTES])
 {
     const struct prekey_spk_secret *spk = NULL;
     const struct prekey_opk_secret *opk = NULL;

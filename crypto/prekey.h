@@ -29,7 +29,7 @@
 #include "crypto/identity.h"
 
 #define PREKEY_KEY_BYTES 32
-#define PREKEY_DAY_MS (24ull * 60 * 60 * 1000)
+#define PREKEY_DAY_MS    (24ull * 60 * 60 * 1000)
 /* A new signed prekey is due every week ... */
 #define PREKEY_ROTATE_MS (7 * PREKEY_DAY_MS)
 /* ... and each is signed valid for two, so a bundle cached just before a
@@ -106,8 +106,8 @@ struct prekey_store;
 /* A store with a first signed prekey created at now_ms and no one-time keys.
  * The store copies what it needs of `account` (its public key and X25519
  * identity secret); account is borrowed for the call only. */
-enum mp_err prekey_store_new(const struct env *env, const struct identity *account,
-                             uint64_t now_ms, struct prekey_store **store_out);
+enum mp_err prekey_store_new(const struct env *env, const struct identity *account, uint64_t now_ms,
+                             struct prekey_store **store_out);
 
 /* True when the current signed prekey is PREKEY_ROTATE_MS old or more. */
 bool prekey_store_rotation_due(const struct prekey_store *s, uint64_t now_ms);
@@ -138,12 +138,11 @@ void prekey_store_bundle(const struct prekey_store *s, unsigned max_one_time,
  * MP_ERR_SESSION_REPLAY (ephemeral already accepted), MP_ERR_PREKEY_UNKNOWN
  * (signed prekey id not held or past its grace at now_ms, or one-time id
  * not held, e.g. already consumed). Secrets are the caller's to wipe. */
-enum mp_err prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
-                                uint32_t spk_id, bool has_opk, uint32_t opk_id, uint64_t now_ms,
-                                uint8_t ik_sk_out[PREKEY_KEY_BYTES],
-                                uint8_t spk_sk_out[PREKEY_KEY_BYTES],
-                                uint8_t spk_pk_out[PREKEY_KEY_BYTES],
-                                uint8_t opk_sk_out[PREKEY_KEY_BYTES]);
+enum mp_err
+prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
+                    uint32_t spk_id, bool has_opk, uint32_t opk_id, uint64_t now_ms,
+                    uint8_t ik_sk_out[PREKEY_KEY_BYTES], uint8_t spk_sk_out[PREKEY_KEY_BYTES],
+                    uint8_t spk_pk_out[PREKEY_KEY_BYTES], uint8_t opk_sk_out[PREKEY_KEY_BYTES]);
 
 /* Record an accepted first message: remember its ephemeral key (evicting
  * the oldest past PREKEY_SEEN_MAX) and delete the one-time prekey it used.

@@ -12,9 +12,9 @@
 #include "crypto/ratchet.h"
 
 #define BUNDLE_VERSION 1
-#define BUNDLE_FIELDS 4
-#define STORE_VERSION 1
-#define STORE_FIELDS 7
+#define BUNDLE_FIELDS  4
+#define STORE_VERSION  1
+#define STORE_FIELDS   7
 
 struct sink {
     uint8_t *buf;

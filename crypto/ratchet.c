@@ -11,12 +11,12 @@ static const char root_info[] = "merpati ratchet root v1";
 static const char msg_info[] = "merpati ratchet msg v1";
 
 /* Associated data: session AD || version || dh || pn || n (big-endian). */
-#define HEADER_AD_BYTES (1 + RATCHET_KEY_BYTES + 4 + 4)
-#define AD_BYTES (RATCHET_AD_BYTES + HEADER_AD_BYTES)
+#define HEADER_AD_BYTES   (1 + RATCHET_KEY_BYTES + 4 + 4)
+#define AD_BYTES          (RATCHET_AD_BYTES + HEADER_AD_BYTES)
 #define HEADER_AD_VERSION 1
 
 /* AEAD key and nonce drawn from one message key. */
-#define AEAD_KEY_BYTES crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define AEAD_KEY_BYTES   crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define AEAD_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 
 _Static_assert(RATCHET_OVERHEAD == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
@@ -184,8 +184,7 @@ cleanup:
 enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
                                   const uint8_t ad[RATCHET_AD_BYTES],
                                   const uint8_t spk_sk[RATCHET_KEY_BYTES],
-                                  const uint8_t spk_pk[RATCHET_KEY_BYTES],
-                                  struct ratchet **r_out)
+                                  const uint8_t spk_pk[RATCHET_KEY_BYTES], struct ratchet **r_out)
 {
     struct ratchet *r = ratchet_alloc(env);
 
@@ -445,8 +444,8 @@ cleanup:
     return err;
 }
 
-enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *h,
-                            const uint8_t *ct, size_t ct_len, uint8_t *pt_out)
+enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *h, const uint8_t *ct,
+                            size_t ct_len, uint8_t *pt_out)
 {
     if (ct_len < RATCHET_OVERHEAD || ct_len - RATCHET_OVERHEAD > RATCHET_PLAINTEXT_MAX)
         return MP_ERR_MALFORMED;

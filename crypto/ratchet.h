@@ -31,7 +31,7 @@
 #include "base/err.h"
 
 #define RATCHET_KEY_BYTES 32
-#define RATCHET_AD_BYTES 64
+#define RATCHET_AD_BYTES  64
 /* How far ahead of the next expected number one message may be, in its own
  * chain or (through the header's PN) in the chain before it. */
 #define RATCHET_MAX_SKIP 2000
@@ -42,7 +42,7 @@
 #define RATCHET_CHAINS_KEPT 256
 /* Largest plaintext, and what encryption adds to it (the Poly1305 tag). */
 #define RATCHET_PLAINTEXT_MAX 65536
-#define RATCHET_OVERHEAD 16
+#define RATCHET_OVERHEAD      16
 
 struct ratchet_header {
     uint8_t dh[RATCHET_KEY_BYTES]; /* sender's current ratchet public key */
@@ -65,8 +65,7 @@ enum mp_err ratchet_new_initiator(const struct env *env, const uint8_t root[RATC
 enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
                                   const uint8_t ad[RATCHET_AD_BYTES],
                                   const uint8_t spk_sk[RATCHET_KEY_BYTES],
-                                  const uint8_t spk_pk[RATCHET_KEY_BYTES],
-                                  struct ratchet **r_out);
+                                  const uint8_t spk_pk[RATCHET_KEY_BYTES], struct ratchet **r_out);
 
 /* Encrypt len <= RATCHET_PLAINTEXT_MAX bytes into ct_out (len +
  * RATCHET_OVERHEAD bytes). MP_ERR_INVAL when the session cannot send yet (a
@@ -79,8 +78,8 @@ enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
  * MP_ERR_RATCHET_TOO_FAR, MP_ERR_RATCHET_TAMPERED, MP_ERR_WEAK_KEY (header key
  * of low order). On any error the session is unchanged and pt_out holds no
  * plaintext. */
-enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *hdr,
-                            const uint8_t *ct, size_t ct_len, uint8_t *pt_out);
+enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *hdr, const uint8_t *ct,
+                            size_t ct_len, uint8_t *pt_out);
 
 /* Skipped message keys currently held. */
 size_t ratchet_skipped_count(const struct ratchet *r);

@@ -41,7 +41,7 @@ struct ratchet {
     bool has_cks;
     bool has_ckr;
     uint32_t ns, nr, pn;
-    uint32_t floor; /* of the current receiving chain, as in ratchet_chain */
+    uint32_t floor;         /* of the current receiving chain, as in ratchet_chain */
     uint32_t skipped_count; /* oldest first */
     uint32_t skipped_cap;   /* entries allocated, <= RATCHET_SKIPPED_ROOM */
     struct ratchet_skipped *skipped;

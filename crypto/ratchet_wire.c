@@ -12,8 +12,8 @@
 #include "crypto/ratchet_state.h"
 
 #define HEADER_VERSION 1
-#define STATE_VERSION 1
-#define STATE_FIELDS 14
+#define STATE_VERSION  1
+#define STATE_FIELDS   14
 /* msgpack-c's own nesting limit is 32 (MSGPACK_EMBED_STACK_SIZE). */
 #define NEST_MAX 32
 
@@ -60,26 +60,77 @@ bool ratchet_wire_bounded(const uint8_t *data, size_t len)
             body = b & 0x1f;
         } else {
             switch (b) {
-            case 0xc4: case 0xd9: w = 1; break; /* bin8, str8 */
-            case 0xc5: case 0xda: w = 2; break;
-            case 0xc6: case 0xdb: w = 4; break;
-            case 0xc7: w = 1; body = 1; break; /* ext8: + type byte */
-            case 0xc8: w = 2; body = 1; break;
-            case 0xc9: w = 4; body = 1; break;
-            case 0xca: body = 4; break;
-            case 0xcb: body = 8; break;
-            case 0xcc: case 0xd0: body = 1; break;
-            case 0xcd: case 0xd1: body = 2; break;
-            case 0xce: case 0xd2: body = 4; break;
-            case 0xcf: case 0xd3: body = 8; break;
-            case 0xd4: body = 2; break; /* fixext: type + data */
-            case 0xd5: body = 3; break;
-            case 0xd6: body = 5; break;
-            case 0xd7: body = 9; break;
-            case 0xd8: body = 17; break;
-            case 0xdc: case 0xde: w = 2; break;
-            case 0xdd: case 0xdf: w = 4; break;
-            default: return false; /* 0xc1 */
+            case 0xc4:
+            case 0xd9:
+                w = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                w = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+                w = 4;
+                break;
+            case 0xc7:
+                w = 1;
+                body = 1;
+                break; /* ext8: + type byte */
+            case 0xc8:
+                w = 2;
+                body = 1;
+                break;
+            case 0xc9:
+                w = 4;
+                body = 1;
+                break;
+            case 0xca:
+                body = 4;
+                break;
+            case 0xcb:
+                body = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                body = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                body = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                body = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                body = 8;
+                break;
+            case 0xd4:
+                body = 2;
+                break; /* fixext: type + data */
+            case 0xd5:
+                body = 3;
+                break;
+            case 0xd6:
+                body = 5;
+                break;
+            case 0xd7:
+                body = 9;
+                break;
+            case 0xd8:
+                body = 17;
+                break;
+            case 0xdc:
+            case 0xde:
+                w = 2;
+                break;
+            case 0xdd:
+            case 0xdf:
+                w = 4;
+                break;
+            default:
+                return false; /* 0xc1 */
             }
             if (w > 0) {
                 uint64_t n;

@@ -30,7 +30,7 @@
 #include "crypto/prekey.h"
 
 #define X3DH_KEY_BYTES 32
-#define X3DH_AD_BYTES (2 * IDENTITY_PUBLIC_BYTES)
+#define X3DH_AD_BYTES  (2 * IDENTITY_PUBLIC_BYTES)
 
 /* What the responder needs, carried in the first message(s) of a session. */
 struct x3dh_init {

@@ -19,7 +19,7 @@
 #include "crypto/x3dh.h"
 
 #define BENCH_SECONDS 1.5
-#define BATCH 256
+#define BATCH         256
 
 static double now_s(void)
 {
@@ -131,9 +131,9 @@ static void x3dh(void)
     double start = now_s(), elapsed;
     do {
         for (int i = 0; i < 16; i++) {
-            check(x3dh_initiate(&bench_env, alice, &bundle, identity_public_key(bob), t, &init,
-                                &ka),
-                  "initiate");
+            check(
+                x3dh_initiate(&bench_env, alice, &bundle, identity_public_key(bob), t, &init, &ka),
+                "initiate");
             check(x3dh_respond(store, &init, t, &kb), "respond");
         }
         n += 16;

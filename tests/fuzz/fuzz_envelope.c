@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)envelope_mailbox(data, size, mailbox);
     } else if (mode == 1) {
         if (envelope_open(bob, data, size, &c) == MP_OK) {
-            if (c.ct_len < RATCHET_OVERHEAD || (c.has_init && memcmp(c.init.initiator, c.sender, 32)))
+            if (c.ct_len < RATCHET_OVERHEAD ||
+                (c.has_init && memcmp(c.init.initiator, c.sender, 32)))
                 abort();
             envelope_content_clear(&c);
         }

@@ -220,9 +220,9 @@ static void test_first_contact_end_to_end(void **state)
     assert_int_equal(prekey_bundle_encode(&bundle, wire, sizeof(wire), &wire_len), MP_OK);
     memset(&bundle, 0, sizeof(bundle));
     assert_int_equal(prekey_bundle_decode(wire, wire_len, &bundle), MP_OK);
-    assert_int_equal(x3dh_initiate(&te.env, alice, &bundle, identity_public_key(bob), T0 + 5,
-                                   &init, &ka),
-                     MP_OK);
+    assert_int_equal(
+        x3dh_initiate(&te.env, alice, &bundle, identity_public_key(bob), T0 + 5, &init, &ka),
+        MP_OK);
     assert_int_equal(ratchet_new_initiator(&te.env, ka.root, ka.ad, ka.spk_pub, &ra), MP_OK);
     memset(&c, 0, sizeof(c));
     assert_int_equal(ratchet_encrypt(ra, (const uint8_t *)hello, sizeof(hello), &c.header, ct),

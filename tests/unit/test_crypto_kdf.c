@@ -62,7 +62,8 @@ static void test_hmac_wycheproof(void **state)
             /* Truncated tags compare as prefixes. */
             bool match = memcmp(out, tag, tag_len) == 0;
             if (match != valid)
-                fail_msg("HMAC tcId %lld: expected %s", (long long)json_integer_value(json_object_get(tc, "tcId")),
+                fail_msg("HMAC tcId %lld: expected %s",
+                         (long long)json_integer_value(json_object_get(tc, "tcId")),
                          valid ? "match" : "mismatch");
             checked++;
         }

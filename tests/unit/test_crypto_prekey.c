@@ -72,10 +72,10 @@ static void test_bundle_verifies(void **state)
     assert_memory_equal(b.identity, identity_public_key(f->bob), 32);
     assert_int_equal(prekey_bundle_verify(&b, identity_public_key(f->bob), T0), MP_OK);
     /* Valid until just before expiry; clock skew of under a day tolerated. */
-    assert_int_equal(prekey_bundle_verify(&b, identity_public_key(f->bob),
-                                          b.spk.expires_ms - 1), MP_OK);
-    assert_int_equal(prekey_bundle_verify(&b, identity_public_key(f->bob),
-                                          T0 - PREKEY_DAY_MS + 1), MP_OK);
+    assert_int_equal(prekey_bundle_verify(&b, identity_public_key(f->bob), b.spk.expires_ms - 1),
+                     MP_OK);
+    assert_int_equal(prekey_bundle_verify(&b, identity_public_key(f->bob), T0 - PREKEY_DAY_MS + 1),
+                     MP_OK);
 }
 
 static void test_bundle_refusals(void **state)
@@ -134,9 +134,9 @@ static void test_bundle_refusals(void **state)
     /* And X3DH refuses what verification refuses. */
     struct x3dh_init init;
     struct x3dh_keys keys;
-    assert_int_equal(x3dh_initiate(&f->te.env, f->alice, &good, bob, good.spk.expires_ms, &init,
-                                   &keys),
-                     MP_ERR_PREKEY_EXPIRED);
+    assert_int_equal(
+        x3dh_initiate(&f->te.env, f->alice, &good, bob, good.spk.expires_ms, &init, &keys),
+        MP_ERR_PREKEY_EXPIRED);
 }
 
 static void test_bundle_codec(void **state)
@@ -189,9 +189,9 @@ static void agree(struct fixture *f, unsigned otk, uint64_t now, struct x3dh_ini
     struct x3dh_keys ka, kb;
 
     prekey_store_bundle(f->bob_store, otk, &b);
-    assert_int_equal(x3dh_initiate(&f->te.env, f->alice, &b, identity_public_key(f->bob), now,
-                                   init_out, &ka),
-                     MP_OK);
+    assert_int_equal(
+        x3dh_initiate(&f->te.env, f->alice, &b, identity_public_key(f->bob), now, init_out, &ka),
+        MP_OK);
     assert_int_equal(init_out->has_opk, otk > 0);
     assert_memory_equal(init_out->initiator, identity_public_key(f->alice), 32);
     assert_int_equal(x3dh_respond(f->bob_store, init_out, now, &kb), MP_OK);
@@ -218,7 +218,8 @@ static void test_x3dh_agreement_and_replay(void **state)
     /* With a one-time prekey: consumed on accept. */
     size_t before = prekey_store_one_time_count(f->bob_store);
     agree(f, 1, T0, &init);
-    assert_int_equal(prekey_store_one_time_count(f->bob_store), before); /* respond alone changes nothing */
+    assert_int_equal(prekey_store_one_time_count(f->bob_store),
+                     before); /* respond alone changes nothing */
     x3dh_accept(f->bob_store, &init);
     assert_int_equal(prekey_store_one_time_count(f->bob_store), before - 1);
     assert_int_equal(x3dh_respond(f->bob_store, &init, T0, &k), MP_ERR_SESSION_REPLAY);
@@ -257,9 +258,9 @@ static void test_x3dh_wrong_responder_disagrees(void **state)
     /* A first message for Bob given to another account's store (with its
      * signed prekey id patched in so the lookup succeeds): no shared key. */
     prekey_store_bundle(f->bob_store, 0, &b);
-    assert_int_equal(x3dh_initiate(&f->te.env, f->alice, &b, identity_public_key(f->bob), T0,
-                                   &init, &ka),
-                     MP_OK);
+    assert_int_equal(
+        x3dh_initiate(&f->te.env, f->alice, &b, identity_public_key(f->bob), T0, &init, &ka),
+        MP_OK);
     assert_int_equal(prekey_store_new(&f->te.env, f->alice, T0, &other), MP_OK);
     struct prekey_bundle ob;
     prekey_store_bundle(other, 0, &ob);
@@ -291,8 +292,8 @@ static void test_rotation_grace(void **state)
     assert_int_equal(prekey_store_rotate(s, &f->te.env, f->bob, T0 + PREKEY_ROTATE_MS), MP_OK);
     prekey_store_bundle(s, 0, &new_b);
     assert_int_not_equal(new_b.spk.id, old_b.spk.id);
-    assert_int_equal(prekey_bundle_verify(&new_b, identity_public_key(f->bob),
-                                          T0 + PREKEY_ROTATE_MS), MP_OK);
+    assert_int_equal(
+        prekey_bundle_verify(&new_b, identity_public_key(f->bob), T0 + PREKEY_ROTATE_MS), MP_OK);
     /* Still opens during the grace period (four weeks past the old expiry)... */
     uint64_t last = old_b.spk.expires_ms + PREKEY_GRACE_MS - 1;
     assert_int_equal(x3dh_respond(s, &init, last, &kb), MP_OK);
@@ -315,12 +316,13 @@ static void test_rotation_keeps_at_most_six(void **state)
 
     assert_int_equal(prekey_store_new(&f->te.env, f->bob, now, &s), MP_OK);
     prekey_store_bundle(s, 0, &first);
-    assert_int_equal(x3dh_initiate(&f->te.env, f->alice, &first, identity_public_key(f->bob), now,
-                                   &init, &ka),
-                     MP_OK);
+    assert_int_equal(
+        x3dh_initiate(&f->te.env, f->alice, &first, identity_public_key(f->bob), now, &init, &ka),
+        MP_OK);
     /* Daily rotations: the first key survives five, not six. */
     for (int i = 1; i <= PREKEY_SIGNED_KEEP - 1; i++)
-        assert_int_equal(prekey_store_rotate(s, &f->te.env, f->bob, now + i * PREKEY_DAY_MS), MP_OK);
+        assert_int_equal(prekey_store_rotate(s, &f->te.env, f->bob, now + i * PREKEY_DAY_MS),
+                         MP_OK);
     assert_int_equal(x3dh_respond(s, &init, now + 6 * PREKEY_DAY_MS, &kb), MP_OK);
     assert_int_equal(prekey_store_rotate(s, &f->te.env, f->bob, now + 6 * PREKEY_DAY_MS), MP_OK);
     assert_int_equal(x3dh_respond(s, &init, now + 6 * PREKEY_DAY_MS, &kb), MP_ERR_PREKEY_UNKNOWN);

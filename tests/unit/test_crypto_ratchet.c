@@ -288,10 +288,10 @@ static void test_skip_window(void **state)
     for (uint32_t i = 0; i <= RATCHET_MAX_SKIP; i++)
         send_msg(a, &late, 8); /* a's chain moves on; b never sees these */
     send_msg(b, &r, 3);
-    send_msg(a, &n2, 8);       /* still the same chain: in-chain window */
+    send_msg(a, &n2, 8); /* still the same chain: in-chain window */
     assert_int_equal(recv_msg(b, &n2), MP_ERR_RATCHET_TOO_FAR);
     expect_ok(a, &r);
-    send_msg(a, &n2, 8);       /* new chain; pn says 2002 were sent before */
+    send_msg(a, &n2, 8); /* new chain; pn says 2002 were sent before */
     assert_int_equal(n2.h.pn, RATCHET_MAX_SKIP + 2);
     assert_int_equal(recv_msg(b, &n2), MP_ERR_RATCHET_TOO_FAR);
     free(m);
@@ -411,7 +411,7 @@ static uint32_t below(uint32_t n)
     return (uint32_t)(rnd() % n);
 }
 
-#define TOTAL 5000
+#define TOTAL  5000
 #define WINDOW 16 /* deliveries pick among the oldest WINDOW messages in flight */
 
 struct flight {
