@@ -77,7 +77,7 @@ enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTIT
     enum mp_err err;
 
     buf_init(out, ENVELOPE_WIRE_MAX);
-    if (c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
+    if (c->ct_len < RATCHET_OVERHEAD || c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
         (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
         return MP_ERR_INVAL;
     err = prekey_identity_dh_public(recipient, rcpt_pk);

@@ -54,8 +54,9 @@ void envelope_mailbox_id(const uint8_t account[IDENTITY_PUBLIC_BYTES],
                          uint8_t id_out[ENVELOPE_MAILBOX_BYTES]);
 
 /* Seal c for the account `recipient`. Initialises out (max ENVELOPE_WIRE_MAX)
- * and fills it with the encoded envelope. Errors: MP_ERR_INVAL (ct too big,
- * or has_init with init.initiator != sender), MP_ERR_WEAK_KEY (recipient key). */
+ * and fills it with the encoded envelope. Errors: MP_ERR_INVAL (ct shorter
+ * than RATCHET_OVERHEAD or longer than a full ratchet message, or has_init
+ * with init.initiator != sender), MP_ERR_WEAK_KEY (recipient key). */
 enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTITY_PUBLIC_BYTES],
                           const struct envelope_content *c, struct buf *out);
 

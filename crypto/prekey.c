@@ -90,7 +90,10 @@ enum mp_err prekey_identity_dh(const struct identity *account, uint8_t sk_out[PR
     if (sodium_init() < 0)
         return MP_ERR_CRYPTO;
     identity_encode(account, encoded);
-    if (crypto_sign_seed_keypair(ed_pk, ed_sk, encoded + 8) != 0 ||
+    /* The seed sits between the 8-byte magic and the public key. */
+    const uint8_t *seed =
+        encoded + IDENTITY_ENCODED_BYTES - IDENTITY_PUBLIC_BYTES - IDENTITY_SEED_BYTES;
+    if (crypto_sign_seed_keypair(ed_pk, ed_sk, seed) != 0 ||
         crypto_sign_ed25519_sk_to_curve25519(sk_out, ed_sk) != 0) {
         err = MP_ERR_CRYPTO;
         goto cleanup;

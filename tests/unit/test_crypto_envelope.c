@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "crypto/envelope.h"
+#include "crypto/kdf.h"
 #include "crypto/prekey.h"
 #include "crypto/ratchet.h"
 #include "crypto/x3dh.h"
@@ -121,6 +122,57 @@ static void test_round_trip_and_recipient_only(void **state)
         free(forged);
         buf_free(&env);
     }
+}
+
+/* A small envelope opened by hand from the documented layout and formulas
+ * (docs/PROTOCOL.md, "Sealed envelopes"). */
+static void test_seal_matches_spec(void **state)
+{
+    (void)state;
+    uint8_t ct[40], id[32], r_sk[32], r_pk[32], shared[32], salt[64], okm[56], ad[33];
+    struct envelope_content c;
+    struct buf env;
+    crypto_generichash_state st;
+
+    content(&c, ct, sizeof(ct), false);
+    assert_int_equal(envelope_seal(&te.env, identity_public_key(bob), &c, &env), MP_OK);
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"merpati mailbox v1", 18);
+    crypto_generichash_update(&st, identity_public_key(bob), 32);
+    crypto_generichash_final(&st, id, 32);
+    /* [1, bin8 mailbox, bin8 ephemeral, bin16 sealed] */
+    const uint8_t head[] = {0x94, 0x01, 0xc4, 0x20};
+    assert_memory_equal(env.data, head, 4);
+    assert_memory_equal(env.data + 4, id, 32);
+    assert_int_equal(env.data[36], 0xc4);
+    assert_int_equal(env.data[37], 0x20);
+    const uint8_t *eph = env.data + 38;
+    assert_int_equal(env.data[70], 0xc5);
+    size_t sealed_len = (size_t)env.data[71] << 8 | env.data[72];
+    assert_int_equal(sealed_len, 256 + 16); /* the smallest bucket */
+    assert_int_equal(env.len, 73 + sealed_len);
+
+    assert_int_equal(prekey_identity_dh(bob, r_sk, r_pk), MP_OK);
+    assert_int_equal(crypto_scalarmult(shared, r_sk, eph), 0);
+    memcpy(salt, eph, 32);
+    memcpy(salt + 32, r_pk, 32);
+    assert_int_equal(
+        kdf_hkdf(salt, 64, shared, 32, (const uint8_t *)"merpati envelope v1", 19, okm, 56), MP_OK);
+    ad[0] = 1;
+    memcpy(ad + 1, id, 32);
+    uint8_t inner[256];
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(inner, NULL, NULL, env.data + 73,
+                                                                sealed_len, ad, sizeof(ad),
+                                                                okm + 32, okm),
+                     0);
+    size_t unpadded;
+    assert_int_equal(sodium_unpad(&unpadded, inner, sizeof(inner), 256), 0);
+    /* [sender, nil, dh, pn, n, ct]: a fixarray of 6, then the sender. */
+    assert_int_equal(inner[0], 0x96);
+    assert_memory_equal(inner + 3, identity_public_key(alice), 32);
+    assert_int_equal(inner[35], 0xc0);
+    assert_memory_equal(inner + unpadded - sizeof(ct), ct, sizeof(ct));
+    buf_free(&env);
 }
 
 static void test_padding_buckets(void **state)
@@ -284,6 +336,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_and_recipient_only),
+        cmocka_unit_test(test_seal_matches_spec),
         cmocka_unit_test(test_padding_buckets),
         cmocka_unit_test(test_outer_codec_refusals),
         cmocka_unit_test(test_first_contact_end_to_end),

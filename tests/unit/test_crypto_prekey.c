@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "crypto/identity.h"
+#include "crypto/kdf.h"
 #include "crypto/prekey.h"
 #include "crypto/x3dh.h"
 #include "tests/support/test_env.h"
@@ -209,6 +210,41 @@ static void agree(struct fixture *f, unsigned otk, uint64_t now, struct x3dh_ini
     x3dh_keys_wipe(&kb);
 }
 
+/* The root key is exactly the documented formula (docs/PROTOCOL.md), computed
+ * here by hand from the responder's secrets. */
+static void test_x3dh_matches_spec(void **state)
+{
+    struct fixture *f = *state;
+    struct prekey_bundle b;
+    struct x3dh_init init;
+    struct x3dh_keys ka;
+    uint8_t ik_sk[32], spk_sk[32], spk_pk[32], opk_sk[32], ik_a[32];
+    uint8_t ikm[5 * 32], root[32];
+
+    for (unsigned otk = 0; otk <= 1; otk++) {
+        prekey_store_bundle(f->bob_store, otk, &b);
+        assert_int_equal(
+            x3dh_initiate(&f->te.env, f->alice, &b, identity_public_key(f->bob), T0, &init, &ka),
+            MP_OK);
+        assert_int_equal(prekey_store_lookup(f->bob_store, init.ephemeral, init.spk_id,
+                                             init.has_opk, init.opk_id, T0, ik_sk, spk_sk, spk_pk,
+                                             opk_sk),
+                         MP_OK);
+        assert_int_equal(prekey_identity_dh_public(identity_public_key(f->alice), ik_a), MP_OK);
+        memset(ikm, 0xFF, 32);
+        assert_int_equal(crypto_scalarmult(ikm + 32, spk_sk, ik_a), 0);           /* DH1 */
+        assert_int_equal(crypto_scalarmult(ikm + 64, ik_sk, init.ephemeral), 0);  /* DH2 */
+        assert_int_equal(crypto_scalarmult(ikm + 96, spk_sk, init.ephemeral), 0); /* DH3 */
+        if (otk)
+            assert_int_equal(crypto_scalarmult(ikm + 128, opk_sk, init.ephemeral), 0); /* DH4 */
+        assert_int_equal(kdf_hkdf(NULL, 0, ikm, (4 + otk) * 32, (const uint8_t *)"merpati x3dh v1",
+                                  15, root, 32),
+                         MP_OK);
+        assert_memory_equal(root, ka.root, 32);
+        assert_memory_equal(spk_pk, b.spk.pub, 32);
+    }
+}
+
 static void test_x3dh_agreement_and_replay(void **state)
 {
     struct fixture *f = *state;
@@ -394,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_bundle_verifies),
         cmocka_unit_test(test_bundle_refusals),
         cmocka_unit_test(test_bundle_codec),
+        cmocka_unit_test(test_x3dh_matches_spec),
         cmocka_unit_test(test_x3dh_agreement_and_replay),
         cmocka_unit_test(test_x3dh_wrong_responder_disagrees),
         cmocka_unit_test(test_rotation_grace),

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "crypto/kdf.h"
 #include "crypto/ratchet.h"
 #include "tests/support/test_env.h"
 
@@ -135,6 +136,49 @@ static void test_in_order_conversation(void **state)
     assert_int_equal(ratchet_encrypt(a, big, RATCHET_PLAINTEXT_MAX, &m.h, big_ct), MP_OK);
     ratchet_free(a);
     ratchet_free(b);
+}
+
+/* The first message decrypts by the documented formulas alone
+ * (docs/PROTOCOL.md, "Double Ratchet"): KDF_RK, KDF_CK, HKDF-Expand, AD. */
+static void test_first_message_matches_spec(void **state)
+{
+    (void)state;
+    uint8_t root[32], ad[64], spk_sk[32], spk_pk[32];
+    uint8_t shared[32], okm[64], mk[32], key[32], nonce[24] = {0}, full_ad[105];
+    struct ratchet *a;
+    struct msg m;
+
+    env_random(&te.env, root, sizeof(root));
+    env_random(&te.env, ad, sizeof(ad));
+    env_random(&te.env, spk_sk, sizeof(spk_sk));
+    assert_int_equal(crypto_scalarmult_base(spk_pk, spk_sk), 0);
+    assert_int_equal(ratchet_new_initiator(&te.env, root, ad, spk_pk, &a), MP_OK);
+    send_msg(a, &m, 40);
+    send_msg(a, &m, 41); /* the second: one KDF_CK step further */
+    assert_int_equal(m.h.n, 1);
+    assert_int_equal(m.h.pn, 0);
+
+    assert_int_equal(crypto_scalarmult(shared, spk_sk, m.h.dh), 0);
+    assert_int_equal(
+        kdf_hkdf(root, 32, shared, 32, (const uint8_t *)"merpati ratchet root v1", 23, okm, 64),
+        MP_OK);
+    uint8_t ck[32], one = 1, two = 2;
+    memcpy(ck, okm + 32, 32);
+    kdf_hmac(ck, 32, &two, 1, ck); /* skip message 0 */
+    kdf_hmac(ck, 32, &one, 1, mk);
+    assert_int_equal(kdf_hkdf_expand(mk, (const uint8_t *)"merpati ratchet msg v1", 22, key, 32),
+                     MP_OK);
+    memcpy(full_ad, ad, 64);
+    full_ad[64] = 1;
+    memcpy(full_ad + 65, m.h.dh, 32);
+    memset(full_ad + 97, 0, 4);                              /* pn = 0 */
+    memcpy(full_ad + 101, (const uint8_t[]){0, 0, 0, 1}, 4); /* n = 1 */
+    uint8_t pt[MSG_MAX];
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
+                         pt, NULL, NULL, m.ct, m.ct_len, full_ad, sizeof(full_ad), nonce, key),
+                     0);
+    assert_memory_equal(pt, m.pt, m.pt_len);
+    ratchet_free(a);
 }
 
 static void test_out_of_order_and_replay(void **state)
@@ -531,6 +575,7 @@ int main(void)
     test_env_init(&te, seed);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_in_order_conversation),
+        cmocka_unit_test(test_first_message_matches_spec),
         cmocka_unit_test(test_out_of_order_and_replay),
         cmocka_unit_test(test_tamper_leaves_state_unchanged),
         cmocka_unit_test(test_low_order_header_key),
