@@ -381,6 +381,33 @@ static void test_one_time_cap(void **state)
     prekey_store_free(s);
 }
 
+/* The replay set is bounded: past PREKEY_SEEN_MAX the oldest is forgotten. */
+static void test_seen_set_is_bounded(void **state)
+{
+    struct fixture *f = *state;
+    struct prekey_store *s = NULL;
+    struct prekey_bundle b;
+    uint8_t eph[32], first[32], second[32];
+    uint8_t ik[32], sk[32], pk[32], ok[32];
+
+    assert_int_equal(prekey_store_new(&f->te.env, f->bob, T0, &s), MP_OK);
+    prekey_store_bundle(s, 0, &b);
+    for (uint32_t i = 0; i <= PREKEY_SEEN_MAX; i++) {
+        env_random(&f->te.env, eph, sizeof(eph));
+        if (i == 0)
+            memcpy(first, eph, 32);
+        if (i == 1)
+            memcpy(second, eph, 32);
+        prekey_store_commit(s, eph, b.spk.id, false, 0);
+    }
+    assert_int_equal(prekey_store_lookup(s, first, b.spk.id, false, 0, T0, ik, sk, pk, ok), MP_OK);
+    assert_int_equal(prekey_store_lookup(s, second, b.spk.id, false, 0, T0, ik, sk, pk, ok),
+                     MP_ERR_SESSION_REPLAY);
+    assert_int_equal(prekey_store_lookup(s, eph, b.spk.id, false, 0, T0, ik, sk, pk, ok),
+                     MP_ERR_SESSION_REPLAY);
+    prekey_store_free(s);
+}
+
 static void test_store_codec(void **state)
 {
     struct fixture *f = *state;
@@ -436,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_rotation_grace),
         cmocka_unit_test(test_rotation_keeps_at_most_six),
         cmocka_unit_test(test_one_time_cap),
+        cmocka_unit_test(test_seen_set_is_bounded),
         cmocka_unit_test(test_store_codec),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -382,6 +382,35 @@ static void test_total_cap_drops_oldest(void **state)
     ratchet_free(b);
 }
 
+/* Ended chains are remembered up to RATCHET_CHAINS_KEPT: a duplicate from an
+ * older chain can no longer be named a replay, but it still never decrypts. */
+static void test_chain_memory_is_bounded(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    struct msg first, recent, m;
+
+    pair(&a, &b);
+    send_msg(a, &first, 4);
+    expect_ok(b, &first);
+    for (int i = 0; i < RATCHET_CHAINS_KEPT + 4; i++) {
+        send_msg(b, &m, 4);
+        expect_ok(a, &m);
+        send_msg(a, &m, 4);
+        expect_ok(b, &m);
+        if (i == RATCHET_CHAINS_KEPT)
+            recent = m;
+    }
+    assert_int_equal(recv_msg(b, &recent), MP_ERR_RATCHET_REPLAY);
+    struct buf before;
+    snapshot(b, &before);
+    assert_int_equal(recv_msg(b, &first), MP_ERR_RATCHET_TAMPERED);
+    assert_same(b, &before);
+    buf_free(&before);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
 static void test_codecs(void **state)
 {
     (void)state;
@@ -581,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_low_order_header_key),
         cmocka_unit_test(test_skip_window),
         cmocka_unit_test(test_total_cap_drops_oldest),
+        cmocka_unit_test(test_chain_memory_is_bounded),
         cmocka_unit_test(test_codecs),
         cmocka_unit_test(test_randomized_exchange),
     };
