@@ -15,7 +15,7 @@ static const char msg_info[] = "merpati ratchet msg v1";
 #define AD_BYTES          (RATCHET_AD_BYTES + HEADER_AD_BYTES)
 #define HEADER_AD_VERSION 1
 
-/* AEAD key and nonce drawn from one message key. */
+/* The AEAD key drawn from one message key; the nonce is constant (see aead_key). */
 #define AEAD_KEY_BYTES   crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define AEAD_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 

@@ -4,9 +4,10 @@
  * Message keys come from chain keys by HMAC-SHA256 (KDF_CK, constants 0x01
  * for the message key and 0x02 for the next chain key); chain keys come from
  * the root key and a fresh X25519 exchange at every change of speaker by
- * HKDF-SHA256 (KDF_RK). Each message is XChaCha20-Poly1305 under a key and
- * nonce that HKDF-SHA256 draws from its message key, with the session's
- * associated data (the X3DH AD) and the header as associated data.
+ * HKDF-SHA256 (KDF_RK). Each message is XChaCha20-Poly1305 under a key that
+ * HKDF-Expand-SHA256 draws from its message key (used once, so the nonce is
+ * constant), with the session's associated data (the X3DH AD) and the header
+ * as associated data.
  *
  * Messages may arrive late, twice, or out of order (mail waits in mailboxes):
  * keys of skipped messages are kept, bounded by RATCHET_MAX_SKIP per step
