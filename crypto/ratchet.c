@@ -210,6 +210,11 @@ void ratchet_free(struct ratchet *r)
     free(r);
 }
 
+bool ratchet_has_received(const struct ratchet *r)
+{
+    return r->has_ckr;
+}
+
 size_t ratchet_skipped_count(const struct ratchet *r)
 {
     return r->skipped_count;

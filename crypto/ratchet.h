@@ -82,6 +82,10 @@ enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
 enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *hdr, const uint8_t *ct,
                             size_t ct_len, uint8_t *pt_out);
 
+/* True once the session has decrypted a message from the other side. An
+ * initiator puts its x3dh_init in every envelope until then (docs/PROTOCOL.md). */
+bool ratchet_has_received(const struct ratchet *r);
+
 /* Skipped message keys currently held. */
 size_t ratchet_skipped_count(const struct ratchet *r);
 

@@ -114,6 +114,8 @@ static void test_in_order_conversation(void **state)
     pair(&a, &b);
     /* The responder speaks only after hearing from the initiator. */
     assert_int_equal(ratchet_encrypt(b, junk, 0, &m.h, m.ct), MP_ERR_INVAL);
+    assert_false(ratchet_has_received(a));
+    assert_false(ratchet_has_received(b));
     for (uint32_t round = 0; round < 4; round++) {
         for (uint32_t i = 0; i < 3; i++) {
             send_msg(a, &m, 10 * i);
@@ -124,6 +126,8 @@ static void test_in_order_conversation(void **state)
             send_msg(b, &m, 64);
             assert_int_equal(m.h.n, i);
             assert_int_equal(m.h.pn, round == 0 ? 0 : 2);
+            assert_true(ratchet_has_received(b));
+            assert_int_equal(ratchet_has_received(a), round > 0 || i > 0);
             expect_ok(a, &m);
         }
     }
