@@ -42,4 +42,15 @@
     X(NOISE_PEER_KEY, "Noise handshake failed: peer key is not the expected one (it dialed "     \
                       "another key for us or is not the node dialed), or the message was altered") \
     X(NOISE_PSK, "Noise handshake failed: wrong private-cluster secret (PSK), or the message "   \
-                 "was altered")
+                 "was altered")                                                                    \
+    X(WIRE_VERSION, "message has an unsupported protocol version (is the peer newer?)")            \
+    X(WEAK_KEY, "public key is a low-order point (refused)")                                       \
+    X(PREKEY_SIGNATURE, "signed prekey signature does not verify")                                 \
+    X(PREKEY_OWNER, "prekey bundle belongs to a different account")                                \
+    X(PREKEY_EXPIRED, "signed prekey has expired (fetch a fresh bundle)")                          \
+    X(PREKEY_UNKNOWN, "message uses a prekey this account no longer has")                          \
+    X(SESSION_REPLAY, "first message of a session seen before (replayed)")                         \
+    X(RATCHET_REPLAY, "message already received (duplicate or replay)")                            \
+    X(RATCHET_TAMPERED, "message failed authentication (tampered or not for this session)")        \
+    X(RATCHET_TOO_FAR, "message is outside the skipped-message window (too far ahead or too old)") \
+    X(ENVELOPE_OPEN, "envelope cannot be opened with this key (not for us, or tampered)")

@@ -1,0 +1,215 @@
+#include "crypto/envelope.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/envelope_codec.h"
+#include "crypto/kdf.h"
+#include "crypto/prekey.h"
+
+static const char mailbox_label[] = "merpati mailbox v1";
+static const char seal_info[] = "merpati envelope v1";
+
+#define KEY_BYTES   crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG_BYTES   crypto_aead_xchacha20poly1305_ietf_ABYTES
+/* Largest padded inside: ENVELOPE_INNER_MAX rounded up to a bucket. */
+#define PADDED_MAX                                                                                 \
+    ((ENVELOPE_INNER_MAX + 1 + ENVELOPE_PAD_STEP - 1) / ENVELOPE_PAD_STEP * ENVELOPE_PAD_STEP)
+
+/* AD of the seal: version || mailbox id. */
+#define SEAL_AD_BYTES (1 + ENVELOPE_MAILBOX_BYTES)
+
+void envelope_mailbox_id(const uint8_t account[IDENTITY_PUBLIC_BYTES],
+                         uint8_t id_out[ENVELOPE_MAILBOX_BYTES])
+{
+    crypto_generichash_state st;
+
+    crypto_generichash_init(&st, NULL, 0, ENVELOPE_MAILBOX_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)mailbox_label, sizeof(mailbox_label) - 1);
+    crypto_generichash_update(&st, account, IDENTITY_PUBLIC_BYTES);
+    crypto_generichash_final(&st, id_out, ENVELOPE_MAILBOX_BYTES);
+}
+
+/* The bucket (and sodium_pad block size) for n bytes plus the pad marker. */
+static size_t bucket(size_t n, size_t *block_out)
+{
+    size_t b = ENVELOPE_PAD_MIN;
+
+    while (b < n + 1 && b < ENVELOPE_PAD_STEP)
+        b *= 2;
+    if (b >= n + 1) {
+        *block_out = b;
+        return b;
+    }
+    *block_out = ENVELOPE_PAD_STEP;
+    return (n + 1 + ENVELOPE_PAD_STEP - 1) / ENVELOPE_PAD_STEP * ENVELOPE_PAD_STEP;
+}
+
+/* key || nonce = HKDF(salt = eph_pk || recipient_dh_pk, ikm = DH, info). */
+static enum mp_err seal_keys(const uint8_t shared[32], const uint8_t eph_pk[32],
+                             const uint8_t rcpt_pk[32], uint8_t okm[KEY_BYTES + NONCE_BYTES])
+{
+    uint8_t salt[64];
+
+    memcpy(salt, eph_pk, 32);
+    memcpy(salt + 32, rcpt_pk, 32);
+    return kdf_hkdf(salt, sizeof(salt), shared, 32, (const uint8_t *)seal_info,
+                    sizeof(seal_info) - 1, okm, KEY_BYTES + NONCE_BYTES);
+}
+
+static void seal_ad(const uint8_t mailbox[ENVELOPE_MAILBOX_BYTES], uint8_t ad[SEAL_AD_BYTES])
+{
+    ad[0] = ENVELOPE_VERSION;
+    memcpy(ad + 1, mailbox, ENVELOPE_MAILBOX_BYTES);
+}
+
+enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTITY_PUBLIC_BYTES],
+                          const struct envelope_content *c, struct buf *out)
+{
+    uint8_t rcpt_pk[32], eph_sk[32], shared[32];
+    uint8_t okm[KEY_BYTES + NONCE_BYTES];
+    uint8_t ad[SEAL_AD_BYTES];
+    struct envelope_outer o;
+    uint8_t *inner = NULL, *sealed = NULL;
+    size_t inner_len = 0, padded_len = 0, block;
+    enum mp_err err;
+
+    buf_init(out, ENVELOPE_WIRE_MAX);
+    if (c->ct_len < RATCHET_OVERHEAD || c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
+        (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
+        return MP_ERR_INVAL;
+    err = prekey_identity_dh_public(recipient, rcpt_pk);
+    if (err != MP_OK)
+        return err;
+    inner = calloc(1, PADDED_MAX);
+    sealed = malloc(PADDED_MAX + TAG_BYTES);
+    if (inner == NULL || sealed == NULL) {
+        err = MP_ERR_NOMEM;
+        goto cleanup;
+    }
+    err = envelope_inner_encode(c, inner, ENVELOPE_INNER_MAX, &inner_len);
+    if (err != MP_OK)
+        goto cleanup;
+    size_t want = bucket(inner_len, &block);
+    if (sodium_pad(&padded_len, inner, inner_len, block, PADDED_MAX) != 0 || padded_len != want) {
+        err = MP_ERR_CRYPTO;
+        goto cleanup;
+    }
+    env_random(env, eph_sk, sizeof(eph_sk));
+    if (crypto_scalarmult_base(o.ephemeral, eph_sk) != 0 ||
+        crypto_scalarmult(shared, eph_sk, rcpt_pk) != 0) {
+        err = MP_ERR_WEAK_KEY;
+        goto cleanup;
+    }
+    err = seal_keys(shared, o.ephemeral, rcpt_pk, okm);
+    if (err != MP_OK)
+        goto cleanup;
+    envelope_mailbox_id(recipient, o.mailbox);
+    seal_ad(o.mailbox, ad);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(sealed, NULL, inner, padded_len, ad, sizeof(ad),
+                                               NULL, okm + KEY_BYTES, okm);
+    o.sealed = sealed;
+    o.sealed_len = padded_len + TAG_BYTES;
+    err = envelope_outer_encode(&o, out);
+cleanup:
+    sodium_memzero(eph_sk, sizeof(eph_sk));
+    sodium_memzero(shared, sizeof(shared));
+    sodium_memzero(okm, sizeof(okm));
+    if (inner != NULL) {
+        sodium_memzero(inner, PADDED_MAX);
+        free(inner);
+    }
+    free(sealed);
+    return err;
+}
+
+enum mp_err envelope_mailbox(const uint8_t *data, size_t len,
+                             uint8_t mailbox_out[ENVELOPE_MAILBOX_BYTES])
+{
+    struct envelope_outer o;
+    enum mp_err err = envelope_outer_decode(data, len, &o);
+
+    if (err == MP_OK)
+        memcpy(mailbox_out, o.mailbox, ENVELOPE_MAILBOX_BYTES);
+    return err;
+}
+
+/* A padded length is a bucket: a power of two in [PAD_MIN, PAD_STEP] or a
+ * multiple of PAD_STEP. Returns the sodium_unpad block size, 0 if not. */
+static size_t padded_block(size_t n)
+{
+    if (n >= ENVELOPE_PAD_MIN && n <= ENVELOPE_PAD_STEP && (n & (n - 1)) == 0)
+        return n;
+    if (n > ENVELOPE_PAD_STEP && n % ENVELOPE_PAD_STEP == 0 && n <= PADDED_MAX)
+        return ENVELOPE_PAD_STEP;
+    return 0;
+}
+
+enum mp_err envelope_open(const struct identity *self, const uint8_t *data, size_t len,
+                          struct envelope_content *c_out)
+{
+    uint8_t my_sk[32], my_pk[32], shared[32], mailbox[ENVELOPE_MAILBOX_BYTES];
+    uint8_t okm[KEY_BYTES + NONCE_BYTES];
+    uint8_t ad[SEAL_AD_BYTES];
+    struct envelope_outer o;
+    uint8_t *inner = NULL;
+    size_t inner_len = 0, block;
+    enum mp_err err;
+
+    err = envelope_outer_decode(data, len, &o);
+    if (err != MP_OK)
+        return err;
+    envelope_mailbox_id(identity_public_key(self), mailbox);
+    if (sodium_memcmp(mailbox, o.mailbox, sizeof(mailbox)) != 0)
+        return MP_ERR_ENVELOPE_OPEN;
+    if (o.sealed_len < TAG_BYTES || (block = padded_block(o.sealed_len - TAG_BYTES)) == 0)
+        return MP_ERR_MALFORMED;
+    err = prekey_identity_dh(self, my_sk, my_pk);
+    if (err != MP_OK)
+        goto cleanup;
+    if (crypto_scalarmult(shared, my_sk, o.ephemeral) != 0) {
+        err = MP_ERR_WEAK_KEY;
+        goto cleanup;
+    }
+    err = seal_keys(shared, o.ephemeral, my_pk, okm);
+    if (err != MP_OK)
+        goto cleanup;
+    inner_len = o.sealed_len - TAG_BYTES;
+    inner = malloc(inner_len);
+    if (inner == NULL) {
+        err = MP_ERR_NOMEM;
+        goto cleanup;
+    }
+    seal_ad(o.mailbox, ad);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(inner, NULL, NULL, o.sealed, o.sealed_len, ad,
+                                                   sizeof(ad), okm + KEY_BYTES, okm) != 0) {
+        err = MP_ERR_ENVELOPE_OPEN;
+        goto cleanup;
+    }
+    size_t unpadded;
+    if (sodium_unpad(&unpadded, inner, inner_len, block) != 0) {
+        err = MP_ERR_MALFORMED;
+        goto cleanup;
+    }
+    err = envelope_inner_decode(inner, unpadded, c_out);
+cleanup:
+    sodium_memzero(my_sk, sizeof(my_sk));
+    sodium_memzero(shared, sizeof(shared));
+    sodium_memzero(okm, sizeof(okm));
+    if (inner != NULL) {
+        sodium_memzero(inner, inner_len);
+        free(inner);
+    }
+    return err;
+}
+
+void envelope_content_clear(struct envelope_content *c)
+{
+    if (c->ct != NULL) {
+        sodium_memzero(c->ct, c->ct_len);
+        free(c->ct);
+    }
+    sodium_memzero(c, sizeof(*c));
+}

@@ -1,0 +1,79 @@
+/*
+ * envelope: the sealed envelope, what crosses the network and waits in
+ * mailboxes for an end-to-end message.
+ *
+ * Outside: a version, the recipient's mailbox id and one ciphertext. Inside
+ * (sealed sender): the sender's account key, the X3DH init of a session's
+ * first messages, the ratchet header and the ratchet ciphertext. The seal is
+ * an ephemeral X25519 exchange with the recipient account key's X25519 form
+ * and XChaCha20-Poly1305 under keys from HKDF-SHA256 with our own labels;
+ * the inside is padded to a size bucket, so a relay or mailbox learns the
+ * mailbox id, the bucket and timing, not the sender nor the exact length.
+ *
+ * The seal hides the sender but does not prove who it is: the ratchet does
+ * (a session's AD binds both account keys), so callers trust `sender` only
+ * after ratchet_decrypt (or x3dh_respond + ratchet_decrypt) succeeds.
+ * No I/O; randomness from the env. Format: docs/PROTOCOL.md, "Sealed envelopes".
+ */
+#ifndef MP_CRYPTO_ENVELOPE_H
+#define MP_CRYPTO_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/env.h"
+#include "base/err.h"
+#include "crypto/identity.h"
+#include "crypto/ratchet.h"
+#include "crypto/x3dh.h"
+
+#define ENVELOPE_MAILBOX_BYTES 32
+/* Whole encoded envelope, at most (a full ratchet message, padded, sealed). */
+#define ENVELOPE_WIRE_MAX (96u * 1024)
+/* Padding buckets: powers of two from ENVELOPE_PAD_MIN to ENVELOPE_PAD_STEP,
+ * then multiples of ENVELOPE_PAD_STEP. */
+#define ENVELOPE_PAD_MIN  256
+#define ENVELOPE_PAD_STEP 16384
+
+/* What the seal hides. ct points to ct_len bytes of ratchet ciphertext:
+ * borrowed by envelope_seal; owned (heap) after envelope_open, released by
+ * envelope_content_clear. */
+struct envelope_content {
+    uint8_t sender[IDENTITY_PUBLIC_BYTES];
+    bool has_init;
+    struct x3dh_init init; /* init.initiator == sender */
+    struct ratchet_header header;
+    uint8_t *ct;
+    size_t ct_len; /* <= RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD */
+};
+
+/* mailbox id = BLAKE2b-256("merpati mailbox v1" || account key). */
+void envelope_mailbox_id(const uint8_t account[IDENTITY_PUBLIC_BYTES],
+                         uint8_t id_out[ENVELOPE_MAILBOX_BYTES]);
+
+/* Seal c for the account `recipient`. Initialises out (max ENVELOPE_WIRE_MAX)
+ * and fills it with the encoded envelope. Errors: MP_ERR_INVAL (ct shorter
+ * than RATCHET_OVERHEAD or longer than a full ratchet message, or has_init
+ * with init.initiator != sender), MP_ERR_WEAK_KEY (recipient key). */
+enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTITY_PUBLIC_BYTES],
+                          const struct envelope_content *c, struct buf *out);
+
+/* What anyone can read: the mailbox id (and the length they already have).
+ * MP_ERR_TOO_BIG, MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION. */
+enum mp_err envelope_mailbox(const uint8_t *data, size_t len,
+                             uint8_t mailbox_out[ENVELOPE_MAILBOX_BYTES]);
+
+/* Open an envelope addressed to `self`. On MP_OK c_out owns its ct.
+ * Errors: those of envelope_mailbox, MP_ERR_ENVELOPE_OPEN (another mailbox,
+ * or the seal fails: not for us or tampered), MP_ERR_WEAK_KEY, and
+ * MP_ERR_MALFORMED for a bad inside. */
+enum mp_err envelope_open(const struct identity *self, const uint8_t *data, size_t len,
+                          struct envelope_content *c_out);
+
+/* Free an opened content's ct and zero it; accepts one never filled if it
+ * was zeroed. */
+void envelope_content_clear(struct envelope_content *c);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * ratchet: one end of a Double Ratchet session (Signal's specification).
+ *
+ * Message keys come from chain keys by HMAC-SHA256 (KDF_CK, constants 0x01
+ * for the message key and 0x02 for the next chain key); chain keys come from
+ * the root key and a fresh X25519 exchange at every change of speaker by
+ * HKDF-SHA256 (KDF_RK). Each message is XChaCha20-Poly1305 under a key that
+ * HKDF-Expand-SHA256 draws from its message key (used once, so the nonce is
+ * constant), with the session's associated data (the X3DH AD) and the header
+ * as associated data.
+ *
+ * Messages may arrive late, twice, or out of order (mail waits in mailboxes):
+ * keys of skipped messages are kept, bounded by RATCHET_MAX_SKIP per step
+ * and RATCHET_SKIPPED_MAX in all, oldest dropped first. A duplicate fails
+ * with MP_ERR_RATCHET_REPLAY, a forgery with MP_ERR_RATCHET_TAMPERED, a
+ * message past the window with MP_ERR_RATCHET_TOO_FAR. A failed decrypt leaves
+ * the session exactly as it was. docs/PROTOCOL.md, "Double Ratchet", has the
+ * numbers and the reasons.
+ *
+ * Not thread-safe; no I/O. The env (randomness for new ratchet keys) is
+ * borrowed and must outlive the session. Secrets are wiped on free.
+ */
+#ifndef MP_CRYPTO_RATCHET_H
+#define MP_CRYPTO_RATCHET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/env.h"
+#include "base/err.h"
+
+#define RATCHET_KEY_BYTES 32
+#define RATCHET_AD_BYTES  64
+/* How far ahead of the next expected number one message may be, in its own
+ * chain or (through the header's PN) in the chain before it. */
+#define RATCHET_MAX_SKIP 2000
+/* Skipped message keys held in all; past it the oldest are dropped. */
+#define RATCHET_SKIPPED_MAX 10000
+/* Receiving chains remembered after they end, to tell a late duplicate
+ * (REPLAY) from a forgery. */
+#define RATCHET_CHAINS_KEPT 256
+/* Largest plaintext, and what encryption adds to it (the Poly1305 tag). */
+#define RATCHET_PLAINTEXT_MAX 65536
+#define RATCHET_OVERHEAD      16
+
+struct ratchet_header {
+    uint8_t dh[RATCHET_KEY_BYTES]; /* sender's current ratchet public key */
+    uint32_t pn;                   /* messages in the sender's previous sending chain */
+    uint32_t n;                    /* this message's number in its chain */
+};
+
+struct ratchet;
+
+/* Initiator (after x3dh_initiate): root and ad from X3DH, remote_spk the
+ * responder's signed prekey. Can encrypt at once. */
+enum mp_err ratchet_new_initiator(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
+                                  const uint8_t ad[RATCHET_AD_BYTES],
+                                  const uint8_t remote_spk[RATCHET_KEY_BYTES],
+                                  struct ratchet **r_out);
+
+/* Responder (after x3dh_respond): its signed prekey pair is the first
+ * ratchet key. Must decrypt the initiator's first message before it can
+ * encrypt. */
+enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
+                                  const uint8_t ad[RATCHET_AD_BYTES],
+                                  const uint8_t spk_sk[RATCHET_KEY_BYTES],
+                                  const uint8_t spk_pk[RATCHET_KEY_BYTES], struct ratchet **r_out);
+
+/* Encrypt len <= RATCHET_PLAINTEXT_MAX bytes into ct_out (len +
+ * RATCHET_OVERHEAD bytes). MP_ERR_INVAL when the session cannot send yet (a
+ * responder before its first message) or len is too big. */
+enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
+                            struct ratchet_header *hdr_out, uint8_t *ct_out);
+
+/* Decrypt ct (ct_len bytes) into pt_out (ct_len - RATCHET_OVERHEAD bytes).
+ * Errors: MP_ERR_MALFORMED (ct too short or too long), MP_ERR_RATCHET_REPLAY,
+ * MP_ERR_RATCHET_TOO_FAR, MP_ERR_RATCHET_TAMPERED, MP_ERR_WEAK_KEY (header key
+ * of low order). On any error the session is unchanged and pt_out holds no
+ * plaintext. */
+enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *hdr, const uint8_t *ct,
+                            size_t ct_len, uint8_t *pt_out);
+
+/* True once the session has decrypted a message from the other side. An
+ * initiator puts its x3dh_init in every envelope until then (docs/PROTOCOL.md). */
+bool ratchet_has_received(const struct ratchet *r);
+
+/* Skipped message keys currently held. */
+size_t ratchet_skipped_count(const struct ratchet *r);
+
+/* The associated data the session was made with (borrowed). */
+const uint8_t *ratchet_ad(const struct ratchet *r);
+
+/* Wipes every key and frees; accepts NULL. */
+void ratchet_free(struct ratchet *r);
+
+/* ---- codecs (ratchet_wire.c) ---- */
+
+/* A header on the wire: msgpack [version, dh, pn, n], at most this long. */
+#define RATCHET_HEADER_WIRE_MAX 48
+enum mp_err ratchet_header_encode(const struct ratchet_header *h,
+                                  uint8_t out[RATCHET_HEADER_WIRE_MAX], size_t *len_out);
+/* MP_ERR_MALFORMED, MP_ERR_TOO_BIG or MP_ERR_WIRE_VERSION on bad input. */
+enum mp_err ratchet_header_decode(const uint8_t *data, size_t len, struct ratchet_header *h_out);
+
+/* Session state for storage (secret: buf_free wipes it). Initialises out
+ * with max RATCHET_STATE_WIRE_MAX and fills it. */
+#define RATCHET_STATE_WIRE_MAX (1024u * 1024)
+enum mp_err ratchet_state_encode(const struct ratchet *r, struct buf *out);
+
+/* Rebuild a session from ratchet_state_encode bytes; it continues exactly
+ * where the saved one stopped. Errors: MP_ERR_TOO_BIG, MP_ERR_MALFORMED,
+ * MP_ERR_WIRE_VERSION (a state from a newer version). */
+enum mp_err ratchet_state_decode(const struct env *env, const uint8_t *data, size_t len,
+                                 struct ratchet **r_out);
+
+/* True when data is a well-formed msgpack stream whose every array, map,
+ * string and binary length fits in the bytes that remain (so msgpack-c
+ * never allocates from an unchecked count), nested at most 32 deep. All
+ * decoders of this layer call it before unpacking. */
+bool ratchet_wire_bounded(const uint8_t *data, size_t len);
+
+#endif

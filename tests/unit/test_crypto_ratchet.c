@@ -1,0 +1,622 @@
+/* crypto/ratchet: the Double Ratchet. In-order and out-of-order delivery,
+ * replay, tampering (state unchanged), the skip window and the total cap,
+ * save/restore, codecs, and a seeded randomized run of two parties with
+ * interleaving, loss, duplication, reordering and tampering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "crypto/kdf.h"
+#include "crypto/ratchet.h"
+#include "tests/support/test_env.h"
+
+#define MSG_MAX 128
+
+static struct test_env te;
+static uint64_t seed;
+
+/* A fresh pair: a initiates, b responds (as after X3DH). When b_other is
+ * given, it gets a responder with the same keys but another AD. */
+static void pair_ad(struct ratchet **a, struct ratchet **b, struct ratchet **b_other)
+{
+    uint8_t root[32], ad[64], spk_sk[32], spk_pk[32];
+
+    env_random(&te.env, root, sizeof(root));
+    env_random(&te.env, ad, sizeof(ad));
+    env_random(&te.env, spk_sk, sizeof(spk_sk));
+    assert_int_equal(crypto_scalarmult_base(spk_pk, spk_sk), 0);
+    assert_int_equal(ratchet_new_initiator(&te.env, root, ad, spk_pk, a), MP_OK);
+    assert_int_equal(ratchet_new_responder(&te.env, root, ad, spk_sk, spk_pk, b), MP_OK);
+    if (b_other != NULL) {
+        ad[63] ^= 1;
+        assert_int_equal(ratchet_new_responder(&te.env, root, ad, spk_sk, spk_pk, b_other), MP_OK);
+    }
+}
+
+static void pair(struct ratchet **a, struct ratchet **b)
+{
+    pair_ad(a, b, NULL);
+}
+
+struct msg {
+    struct ratchet_header h;
+    uint8_t ct[MSG_MAX + RATCHET_OVERHEAD];
+    size_t ct_len;
+    uint8_t pt[MSG_MAX];
+    size_t pt_len;
+};
+
+static void send_msg(struct ratchet *r, struct msg *m, size_t len)
+{
+    assert_true(len <= MSG_MAX);
+    env_random(&te.env, m->pt, len);
+    m->pt_len = len;
+    m->ct_len = len + RATCHET_OVERHEAD;
+    assert_int_equal(ratchet_encrypt(r, m->pt, len, &m->h, m->ct), MP_OK);
+}
+
+static enum mp_err recv_msg(struct ratchet *r, const struct msg *m)
+{
+    uint8_t pt[MSG_MAX];
+    enum mp_err err = ratchet_decrypt(r, &m->h, m->ct, m->ct_len, pt);
+    if (err == MP_OK)
+        assert_memory_equal(pt, m->pt, m->pt_len);
+    return err;
+}
+
+static void expect_ok(struct ratchet *r, const struct msg *m)
+{
+    assert_int_equal(recv_msg(r, m), MP_OK);
+}
+
+/* The session's stored form: what "unchanged" is measured by. */
+static void snapshot(const struct ratchet *r, struct buf *out)
+{
+    assert_int_equal(ratchet_state_encode(r, out), MP_OK);
+}
+
+static void assert_same(const struct ratchet *r, const struct buf *before)
+{
+    struct buf now;
+    snapshot(r, &now);
+    assert_int_equal(now.len, before->len);
+    assert_memory_equal(now.data, before->data, now.len);
+    buf_free(&now);
+}
+
+static struct ratchet *reload(struct ratchet *r)
+{
+    struct buf s;
+    struct ratchet *back = NULL;
+    snapshot(r, &s);
+    assert_int_equal(ratchet_state_decode(&te.env, s.data, s.len, &back), MP_OK);
+    assert_same(back, &s);
+    buf_free(&s);
+    ratchet_free(r);
+    return back;
+}
+
+static void test_in_order_conversation(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    struct msg m;
+    uint8_t junk[16];
+
+    pair(&a, &b);
+    /* The responder speaks only after hearing from the initiator. */
+    assert_int_equal(ratchet_encrypt(b, junk, 0, &m.h, m.ct), MP_ERR_INVAL);
+    assert_false(ratchet_has_received(a));
+    assert_false(ratchet_has_received(b));
+    for (uint32_t round = 0; round < 4; round++) {
+        for (uint32_t i = 0; i < 3; i++) {
+            send_msg(a, &m, 10 * i);
+            assert_int_equal(m.h.n, i);
+            expect_ok(b, &m);
+        }
+        for (uint32_t i = 0; i < 2; i++) {
+            send_msg(b, &m, 64);
+            assert_int_equal(m.h.n, i);
+            assert_int_equal(m.h.pn, round == 0 ? 0 : 2);
+            assert_true(ratchet_has_received(b));
+            assert_int_equal(ratchet_has_received(a), round > 0 || i > 0);
+            expect_ok(a, &m);
+        }
+    }
+    assert_int_equal(ratchet_skipped_count(a), 0);
+    assert_int_equal(ratchet_skipped_count(b), 0);
+    /* Too big to encrypt. */
+    static uint8_t big[RATCHET_PLAINTEXT_MAX + 1];
+    static uint8_t big_ct[RATCHET_PLAINTEXT_MAX + 1 + RATCHET_OVERHEAD];
+    assert_int_equal(ratchet_encrypt(a, big, sizeof(big), &m.h, big_ct), MP_ERR_INVAL);
+    assert_int_equal(ratchet_encrypt(a, big, RATCHET_PLAINTEXT_MAX, &m.h, big_ct), MP_OK);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+/* The first message decrypts by the documented formulas alone
+ * (docs/PROTOCOL.md, "Double Ratchet"): KDF_RK, KDF_CK, HKDF-Expand, AD. */
+static void test_first_message_matches_spec(void **state)
+{
+    (void)state;
+    uint8_t root[32], ad[64], spk_sk[32], spk_pk[32];
+    uint8_t shared[32], okm[64], mk[32], key[32], nonce[24] = {0}, full_ad[105];
+    struct ratchet *a;
+    struct msg m;
+
+    env_random(&te.env, root, sizeof(root));
+    env_random(&te.env, ad, sizeof(ad));
+    env_random(&te.env, spk_sk, sizeof(spk_sk));
+    assert_int_equal(crypto_scalarmult_base(spk_pk, spk_sk), 0);
+    assert_int_equal(ratchet_new_initiator(&te.env, root, ad, spk_pk, &a), MP_OK);
+    send_msg(a, &m, 40);
+    send_msg(a, &m, 41); /* the second: one KDF_CK step further */
+    assert_int_equal(m.h.n, 1);
+    assert_int_equal(m.h.pn, 0);
+
+    assert_int_equal(crypto_scalarmult(shared, spk_sk, m.h.dh), 0);
+    assert_int_equal(
+        kdf_hkdf(root, 32, shared, 32, (const uint8_t *)"merpati ratchet root v1", 23, okm, 64),
+        MP_OK);
+    uint8_t ck[32], one = 1, two = 2;
+    memcpy(ck, okm + 32, 32);
+    kdf_hmac(ck, 32, &two, 1, ck); /* skip message 0 */
+    kdf_hmac(ck, 32, &one, 1, mk);
+    assert_int_equal(kdf_hkdf_expand(mk, (const uint8_t *)"merpati ratchet msg v1", 22, key, 32),
+                     MP_OK);
+    memcpy(full_ad, ad, 64);
+    full_ad[64] = 1;
+    memcpy(full_ad + 65, m.h.dh, 32);
+    memset(full_ad + 97, 0, 4);                              /* pn = 0 */
+    memcpy(full_ad + 101, (const uint8_t[]){0, 0, 0, 1}, 4); /* n = 1 */
+    uint8_t pt[MSG_MAX];
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
+                         pt, NULL, NULL, m.ct, m.ct_len, full_ad, sizeof(full_ad), nonce, key),
+                     0);
+    assert_memory_equal(pt, m.pt, m.pt_len);
+    ratchet_free(a);
+}
+
+static void test_out_of_order_and_replay(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    struct msg am[6], bm[2], x;
+
+    pair(&a, &b);
+    for (int i = 0; i < 4; i++)
+        send_msg(a, &am[i], 20);
+    /* 3 first: keys for 0..2 kept. */
+    expect_ok(b, &am[3]);
+    assert_int_equal(ratchet_skipped_count(b), 3);
+    expect_ok(b, &am[1]);
+    assert_int_equal(recv_msg(b, &am[1]), MP_ERR_RATCHET_REPLAY); /* consumed skipped key */
+    assert_int_equal(recv_msg(b, &am[3]), MP_ERR_RATCHET_REPLAY); /* below nr */
+    /* b answers; a steps; a's next chain arrives before a[0] and a[2]. */
+    send_msg(b, &bm[0], 5);
+    expect_ok(a, &bm[0]);
+    send_msg(a, &am[4], 7);
+    assert_int_equal(am[4].h.pn, 4);
+    send_msg(a, &am[5], 7);
+    expect_ok(b, &am[5]);
+    expect_ok(b, &am[2]); /* old chain, kept key */
+    expect_ok(b, &am[4]);
+    expect_ok(b, &am[0]);
+    assert_int_equal(ratchet_skipped_count(b), 0);
+    /* Late duplicates of an ended chain and of the current one. */
+    assert_int_equal(recv_msg(b, &am[0]), MP_ERR_RATCHET_REPLAY);
+    assert_int_equal(recv_msg(b, &am[3]), MP_ERR_RATCHET_REPLAY);
+    assert_int_equal(recv_msg(b, &am[5]), MP_ERR_RATCHET_REPLAY);
+    assert_int_equal(recv_msg(a, &bm[0]), MP_ERR_RATCHET_REPLAY);
+    /* A message number past the end an ended chain announced is a forgery. */
+    x = am[0];
+    x.h.n = 4;
+    assert_int_equal(recv_msg(b, &x), MP_ERR_RATCHET_TAMPERED);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+/* Flip one bit of one thing and check decrypt fails without changing b. */
+static void tamper_all(struct ratchet *b, const struct msg *m)
+{
+    struct buf before;
+    snapshot(b, &before);
+    for (size_t i = 0; i < m->ct_len; i++) {
+        struct msg t = *m;
+        t.ct[i] ^= (uint8_t)(1u << (i % 8));
+        assert_int_equal(recv_msg(b, &t), MP_ERR_RATCHET_TAMPERED);
+        assert_same(b, &before);
+    }
+    for (size_t i = 0; i < 32; i++) {
+        struct msg t = *m;
+        t.h.dh[i] ^= 0x01;
+        assert_int_not_equal(recv_msg(b, &t), MP_OK);
+        assert_same(b, &before);
+    }
+    for (uint32_t bit = 0; bit < 32; bit++) {
+        struct msg t = *m;
+        t.h.n ^= 1u << bit;
+        assert_int_not_equal(recv_msg(b, &t), MP_OK);
+        assert_same(b, &before);
+        t = *m;
+        t.h.pn ^= 1u << bit;
+        assert_int_not_equal(recv_msg(b, &t), MP_OK);
+        assert_same(b, &before);
+    }
+    /* Truncated and short ciphertexts. */
+    struct msg t = *m;
+    t.ct_len = m->ct_len - 1;
+    assert_int_equal(recv_msg(b, &t),
+                     t.ct_len >= RATCHET_OVERHEAD ? MP_ERR_RATCHET_TAMPERED : MP_ERR_MALFORMED);
+    t.ct_len = RATCHET_OVERHEAD - 1;
+    assert_int_equal(recv_msg(b, &t), MP_ERR_MALFORMED);
+    assert_same(b, &before);
+    buf_free(&before);
+}
+
+static void test_tamper_leaves_state_unchanged(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b, *b_other;
+    struct msg m[4];
+
+    pair_ad(&a, &b, &b_other);
+    /* First message (a DH step on b's side), then in-chain with a gap, then a
+     * kept key: every decrypt path. */
+    send_msg(a, &m[0], 33);
+    tamper_all(b, &m[0]);
+    expect_ok(b, &m[0]);
+    send_msg(a, &m[1], 1);
+    send_msg(a, &m[2], 0);
+    tamper_all(b, &m[2]);
+    expect_ok(b, &m[2]);
+    tamper_all(b, &m[1]);
+    expect_ok(b, &m[1]);
+    send_msg(b, &m[3], 12);
+    tamper_all(a, &m[3]);
+    expect_ok(a, &m[3]);
+    /* Same keys, other session AD (other identities): refused. */
+    assert_int_equal(recv_msg(b_other, &m[0]), MP_ERR_RATCHET_TAMPERED);
+    ratchet_free(a);
+    ratchet_free(b);
+    ratchet_free(b_other);
+}
+
+static void test_low_order_header_key(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    struct msg m;
+    struct buf before;
+
+    pair(&a, &b);
+    send_msg(a, &m, 4);
+    snapshot(b, &before);
+    memset(m.h.dh, 0, 32);
+    assert_int_equal(recv_msg(b, &m), MP_ERR_WEAK_KEY);
+    assert_same(b, &before);
+    buf_free(&before);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+static void test_skip_window(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    const uint32_t count = RATCHET_MAX_SKIP + 2;
+    struct msg *m = calloc(count, sizeof(*m));
+
+    assert_non_null(m);
+    pair(&a, &b);
+    for (uint32_t i = 0; i < count; i++)
+        send_msg(a, &m[i], 8);
+    struct buf before;
+    snapshot(b, &before);
+    assert_int_equal(recv_msg(b, &m[RATCHET_MAX_SKIP + 1]), MP_ERR_RATCHET_TOO_FAR);
+    assert_same(b, &before);
+    buf_free(&before);
+    expect_ok(b, &m[RATCHET_MAX_SKIP]); /* exactly MAX_SKIP skipped: fine */
+    assert_int_equal(ratchet_skipped_count(b), RATCHET_MAX_SKIP);
+    expect_ok(b, &m[RATCHET_MAX_SKIP + 1]);
+    for (uint32_t i = 0; i < RATCHET_MAX_SKIP; i += 97)
+        expect_ok(b, &m[i]);
+    /* Through PN too: the chain before a step may not hide more than MAX_SKIP. */
+    struct msg r, late, n2;
+    send_msg(b, &r, 3);
+    expect_ok(a, &r);
+    for (uint32_t i = 0; i <= RATCHET_MAX_SKIP; i++)
+        send_msg(a, &late, 8); /* a's chain moves on; b never sees these */
+    send_msg(b, &r, 3);
+    send_msg(a, &n2, 8); /* still the same chain: in-chain window */
+    assert_int_equal(recv_msg(b, &n2), MP_ERR_RATCHET_TOO_FAR);
+    expect_ok(a, &r);
+    send_msg(a, &n2, 8); /* new chain; pn says 2002 were sent before */
+    assert_int_equal(n2.h.pn, RATCHET_MAX_SKIP + 2);
+    assert_int_equal(recv_msg(b, &n2), MP_ERR_RATCHET_TOO_FAR);
+    free(m);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+static void test_total_cap_drops_oldest(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    /* Six chains, each leaving MAX_SKIP keys behind: 12000 > 10000. */
+    enum { CHAINS = 6 };
+    struct msg *first = calloc(CHAINS, sizeof(*first)), *second = calloc(CHAINS, sizeof(*second));
+    struct msg m, reply;
+
+    pair(&a, &b);
+    for (int c = 0; c < CHAINS; c++) {
+        send_msg(a, &first[c], 8);
+        send_msg(a, &second[c], 8);
+        for (uint32_t i = 2; i <= RATCHET_MAX_SKIP; i++)
+            send_msg(a, &m, 8);
+        expect_ok(b, &m); /* n = MAX_SKIP: keys 0..MAX_SKIP-1 kept */
+        send_msg(b, &reply, 1);
+        expect_ok(a, &reply);
+    }
+    assert_int_equal(ratchet_skipped_count(b), RATCHET_SKIPPED_MAX);
+    /* The first chain's keys went first; they are "too old", not replays. */
+    assert_int_equal(recv_msg(b, &first[0]), MP_ERR_RATCHET_TOO_FAR);
+    assert_int_equal(recv_msg(b, &second[0]), MP_ERR_RATCHET_TOO_FAR);
+    /* Exactly the oldest 2000 went: the second chain is whole. */
+    for (int c = 1; c < CHAINS; c++) {
+        expect_ok(b, &first[c]);
+        expect_ok(b, &second[c]);
+        assert_int_equal(recv_msg(b, &first[c]), MP_ERR_RATCHET_REPLAY);
+    }
+    /* Survives a reload with the same answers. */
+    b = reload(b);
+    assert_int_equal(recv_msg(b, &first[0]), MP_ERR_RATCHET_TOO_FAR);
+    assert_int_equal(recv_msg(b, &second[CHAINS - 1]), MP_ERR_RATCHET_REPLAY);
+    free(first);
+    free(second);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+/* Ended chains are remembered up to RATCHET_CHAINS_KEPT: a duplicate from an
+ * older chain can no longer be named a replay, but it still never decrypts. */
+static void test_chain_memory_is_bounded(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b;
+    struct msg first, recent, m;
+
+    pair(&a, &b);
+    send_msg(a, &first, 4);
+    expect_ok(b, &first);
+    for (int i = 0; i < RATCHET_CHAINS_KEPT + 4; i++) {
+        send_msg(b, &m, 4);
+        expect_ok(a, &m);
+        send_msg(a, &m, 4);
+        expect_ok(b, &m);
+        if (i == RATCHET_CHAINS_KEPT)
+            recent = m;
+    }
+    assert_int_equal(recv_msg(b, &recent), MP_ERR_RATCHET_REPLAY);
+    struct buf before;
+    snapshot(b, &before);
+    assert_int_equal(recv_msg(b, &first), MP_ERR_RATCHET_TAMPERED);
+    assert_same(b, &before);
+    buf_free(&before);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+static void test_codecs(void **state)
+{
+    (void)state;
+    struct ratchet_header h = {{0}, 7, 0xfffffffe}, back;
+    uint8_t wire[RATCHET_HEADER_WIRE_MAX + 1];
+    size_t len;
+
+    for (int i = 0; i < 32; i++)
+        h.dh[i] = (uint8_t)(i * 7);
+    assert_int_equal(ratchet_header_encode(&h, wire, &len), MP_OK);
+    assert_true(len <= RATCHET_HEADER_WIRE_MAX);
+    assert_int_equal(ratchet_header_decode(wire, len, &back), MP_OK);
+    assert_memory_equal(&back, &h, sizeof(h));
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(ratchet_header_decode(wire, cut, &back), MP_ERR_MALFORMED);
+    wire[len] = 0;
+    assert_int_equal(ratchet_header_decode(wire, len + 1, &back), MP_ERR_MALFORMED);
+    wire[1] = 9;
+    assert_int_equal(ratchet_header_decode(wire, len, &back), MP_ERR_WIRE_VERSION);
+    /* Strict types: a str where a bin belongs is refused. */
+    assert_int_equal(ratchet_header_encode(&h, wire, &len), MP_OK);
+    assert_int_equal(wire[2], 0xc4);
+    wire[2] = 0xd9;
+    assert_int_equal(ratchet_header_decode(wire, len, &back), MP_ERR_MALFORMED);
+
+    /* State: a lying count or deep nesting is refused before allocation. */
+    struct ratchet *r = NULL;
+    const uint8_t liar[] = {0x9e, 0x01, 0xdd, 0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(ratchet_state_decode(&te.env, liar, sizeof(liar), &r), MP_ERR_MALFORMED);
+    uint8_t deep[64];
+    memset(deep, 0x91, sizeof(deep));
+    deep[63] = 0xc0;
+    assert_int_equal(ratchet_state_decode(&te.env, deep, sizeof(deep), &r), MP_ERR_MALFORMED);
+    assert_false(ratchet_wire_bounded(deep, sizeof(deep)));
+    assert_true(ratchet_wire_bounded(deep + 40, sizeof(deep) - 40));
+    assert_null(r);
+
+    /* A state whose public key does not match its secret is refused. */
+    struct ratchet *a, *b;
+    struct buf s;
+    pair(&a, &b);
+    snapshot(a, &s);
+    uint8_t *copy = malloc(s.len);
+    memcpy(copy, s.data, s.len);
+    /* [14, 1, bin64 ad, bin32 rk, bin32 dhs_sk ...]: flip a byte of dhs_sk */
+    copy[1 + 1 + 2 + 64 + 2 + 32 + 2 + 5] ^= 0x20;
+    assert_int_equal(ratchet_state_decode(&te.env, copy, s.len, &r), MP_ERR_MALFORMED);
+    for (size_t cut = 0; cut < s.len; cut += 5)
+        assert_int_not_equal(ratchet_state_decode(&te.env, s.data, cut, &r), MP_OK);
+    free(copy);
+    buf_free(&s);
+    ratchet_free(a);
+    ratchet_free(b);
+}
+
+/* ---- the randomized run ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint32_t below(uint32_t n)
+{
+    return (uint32_t)(rnd() % n);
+}
+
+#define TOTAL  5000
+#define WINDOW 16 /* deliveries pick among the oldest WINDOW messages in flight */
+
+struct flight {
+    uint32_t id; /* index into sent[] */
+};
+
+static void test_randomized_exchange(void **state)
+{
+    (void)state;
+    struct ratchet *party[2];
+    struct msg *sent = calloc(TOTAL, sizeof(*sent));
+    uint8_t *to = calloc(TOTAL, 1);
+    uint8_t *done = calloc(TOTAL, 1);
+    struct flight *pool = calloc(4 * TOTAL, sizeof(*pool));
+    uint32_t nsent = 0, npool = 0;
+    uint32_t ok = 0, replays = 0, lost = 0, tampered = 0, reloads = 0;
+    bool b_heard = false;
+
+    assert_true(sent && to && done && pool);
+    rng_state = seed;
+    pair(&party[0], &party[1]);
+    while (nsent < TOTAL || npool > 0) {
+        uint32_t roll = below(100);
+        if (nsent < TOTAL && (roll < 45 || npool == 0)) {
+            /* Send, from a random side (b only once it has heard from a). */
+            int from = b_heard ? (int)below(2) : 0;
+            send_msg(party[from], &sent[nsent], below(MSG_MAX + 1));
+            to[nsent] = (uint8_t)(1 - from);
+            pool[npool++].id = nsent++;
+            continue;
+        }
+        if (npool == 0)
+            continue;
+        uint32_t at = below(npool < WINDOW ? npool : WINDOW);
+        uint32_t id = pool[at].id;
+        struct ratchet *r = party[to[id]];
+        roll = below(100);
+        if (roll < 5 && nsent < TOTAL) {
+            lost++; /* lost in transit */
+        } else if (roll < 10) {
+            /* A tampered copy first: an error, and no change at all. */
+            struct msg t = sent[id];
+            struct buf before;
+            snapshot(r, &before);
+            uint32_t where = below((uint32_t)t.ct_len + 3);
+            bool body = where < t.ct_len;
+            if (body)
+                t.ct[where] ^= (uint8_t)(1u << below(8));
+            else if (where == t.ct_len)
+                t.h.dh[below(32)] ^= (uint8_t)(1u << below(8));
+            else if (where == t.ct_len + 1)
+                t.h.n ^= 1u << below(32);
+            else
+                t.h.pn ^= 1u << below(32);
+            enum mp_err err = recv_msg(r, &t);
+            assert_int_not_equal(err, MP_OK);
+            if (body)
+                assert_int_equal(err, done[id] ? MP_ERR_RATCHET_REPLAY : MP_ERR_RATCHET_TAMPERED);
+            assert_same(r, &before);
+            buf_free(&before);
+            tampered++;
+            continue; /* the genuine one stays in flight */
+        } else {
+            enum mp_err err = recv_msg(r, &sent[id]);
+            if (done[id]) {
+                if (err != MP_ERR_RATCHET_REPLAY)
+                    fail_msg("seed %llu: duplicate of message %u gave %s", (unsigned long long)seed,
+                             id, mp_errname(err));
+                replays++;
+            } else {
+                if (err != MP_OK)
+                    fail_msg("seed %llu: message %u gave %s", (unsigned long long)seed, id,
+                             mp_errname(err));
+                done[id] = 1;
+                ok++;
+                if (to[id] == 1)
+                    b_heard = true;
+            }
+            if (below(100) < 8 && npool < 4 * TOTAL) {
+                /* Duplicated: another copy stays in flight, somewhere later. */
+                pool[npool++].id = id;
+                uint32_t j = below(npool);
+                struct flight tmp = pool[j];
+                pool[j] = pool[npool - 1];
+                pool[npool - 1] = tmp;
+            }
+        }
+        memmove(&pool[at], &pool[at + 1], (npool - at - 1) * sizeof(pool[0]));
+        npool--;
+        if (below(1000) < 3) {
+            /* Save and restore one side mid-conversation. */
+            int who = (int)below(2);
+            party[who] = reload(party[who]);
+            reloads++;
+        }
+    }
+    uint32_t unique = 0;
+    for (uint32_t i = 0; i < TOTAL; i++)
+        unique += done[i];
+    assert_int_equal(unique, ok);
+    assert_true(ok + lost >= TOTAL);
+    print_message("seed %llu: %u sent, %u decrypted once, %u lost, %u duplicates refused, "
+                  "%u tampered refused, %u reloads\n",
+                  (unsigned long long)seed, nsent, ok, lost, replays, tampered, reloads);
+    assert_true(replays > 0 && tampered > 0 && reloads > 0 && lost > 0);
+    free(sent);
+    free(to);
+    free(done);
+    free(pool);
+    ratchet_free(party[0]);
+    ratchet_free(party[1]);
+}
+
+int main(void)
+{
+    seed = test_env_seed(20261130);
+    test_env_init(&te, seed);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_in_order_conversation),
+        cmocka_unit_test(test_first_message_matches_spec),
+        cmocka_unit_test(test_out_of_order_and_replay),
+        cmocka_unit_test(test_tamper_leaves_state_unchanged),
+        cmocka_unit_test(test_low_order_header_key),
+        cmocka_unit_test(test_skip_window),
+        cmocka_unit_test(test_total_cap_drops_oldest),
+        cmocka_unit_test(test_chain_memory_is_bounded),
+        cmocka_unit_test(test_codecs),
+        cmocka_unit_test(test_randomized_exchange),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
