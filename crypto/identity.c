@@ -67,6 +67,16 @@ bool identity_verify(const uint8_t pk[IDENTITY_PUBLIC_BYTES], const uint8_t *msg
     return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
 }
 
+enum mp_err identity_x25519(const struct identity *id, uint8_t sk_out[32], uint8_t pk_out[32])
+{
+    if (crypto_sign_ed25519_sk_to_curve25519(sk_out, id->sk) != 0 ||
+        crypto_sign_ed25519_pk_to_curve25519(pk_out, id->pk) != 0) {
+        sodium_memzero(sk_out, 32);
+        return MP_ERR_CRYPTO;
+    }
+    return MP_OK;
+}
+
 void identity_encode(const struct identity *id, uint8_t out[IDENTITY_ENCODED_BYTES])
 {
     memcpy(out, keyfile_magic, sizeof(keyfile_magic));

@@ -41,6 +41,11 @@ void identity_sign(const struct identity *id, const uint8_t *msg, size_t len,
 bool identity_verify(const uint8_t pk[IDENTITY_PUBLIC_BYTES], const uint8_t *msg, size_t len,
                      const uint8_t sig[IDENTITY_SIGNATURE_BYTES]);
 
+/* The X25519 form of the key pair (the standard Ed25519 -> Curve25519
+ * conversion), for Diffie-Hellman with the account key (X3DH). sk_out is
+ * secret: the caller wipes it. MP_ERR_CRYPTO if the conversion fails. */
+enum mp_err identity_x25519(const struct identity *id, uint8_t sk_out[32], uint8_t pk_out[32]);
+
 /* The key-file bytes of id: secret material, so the caller wipes them. */
 void identity_encode(const struct identity *id, uint8_t out[IDENTITY_ENCODED_BYTES]);
 

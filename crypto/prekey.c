@@ -80,28 +80,14 @@ enum mp_err prekey_identity_dh_public(const uint8_t ed_pk[IDENTITY_PUBLIC_BYTES]
 enum mp_err prekey_identity_dh(const struct identity *account, uint8_t sk_out[PREKEY_KEY_BYTES],
                                uint8_t pk_out[PREKEY_KEY_BYTES])
 {
-    /* identity.h keeps the Ed25519 secret private; its key-file encoding
-     * (magic, seed, public key) is the one public route to the seed. */
-    uint8_t encoded[IDENTITY_ENCODED_BYTES];
-    uint8_t ed_pk[crypto_sign_PUBLICKEYBYTES];
-    uint8_t ed_sk[crypto_sign_SECRETKEYBYTES];
-    enum mp_err err = MP_OK;
+    uint8_t pk[PREKEY_KEY_BYTES];
 
-    if (sodium_init() < 0)
+    if (identity_x25519(account, sk_out, pk) != MP_OK)
         return MP_ERR_CRYPTO;
-    identity_encode(account, encoded);
-    /* The seed sits between the 8-byte magic and the public key. */
-    const uint8_t *seed =
-        encoded + IDENTITY_ENCODED_BYTES - IDENTITY_PUBLIC_BYTES - IDENTITY_SEED_BYTES;
-    if (crypto_sign_seed_keypair(ed_pk, ed_sk, seed) != 0 ||
-        crypto_sign_ed25519_sk_to_curve25519(sk_out, ed_sk) != 0) {
-        err = MP_ERR_CRYPTO;
-        goto cleanup;
-    }
-    err = prekey_identity_dh_public(ed_pk, pk_out);
-cleanup:
-    sodium_memzero(encoded, sizeof(encoded));
-    sodium_memzero(ed_sk, sizeof(ed_sk));
+    /* The public half goes through the checked conversion (large order only). */
+    enum mp_err err = prekey_identity_dh_public(identity_public_key(account), pk_out);
+    if (err != MP_OK)
+        sodium_memzero(sk_out, PREKEY_KEY_BYTES);
     return err;
 }
 

@@ -190,6 +190,29 @@ static void test_wycheproof_vectors(void **state)
     json_decref(root);
 }
 
+/* The X25519 forms of two identities agree on a shared secret, and the public
+ * half is libsodium's conversion of the Ed25519 key. */
+static void test_x25519_form(void **state)
+{
+    (void)state;
+    uint8_t seed_a[IDENTITY_SEED_BYTES] = {1}, seed_b[IDENTITY_SEED_BYTES] = {2};
+    struct identity *a = NULL, *b = NULL;
+    uint8_t sk_a[32], pk_a[32], sk_b[32], pk_b[32], shared_a[32], shared_b[32], want_pk[32];
+
+    assert_int_equal(identity_from_seed(seed_a, &a), MP_OK);
+    assert_int_equal(identity_from_seed(seed_b, &b), MP_OK);
+    assert_int_equal(identity_x25519(a, sk_a, pk_a), MP_OK);
+    assert_int_equal(identity_x25519(b, sk_b, pk_b), MP_OK);
+    assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(want_pk, identity_public_key(a)), 0);
+    assert_memory_equal(pk_a, want_pk, 32);
+    assert_int_equal(crypto_scalarmult(shared_a, sk_a, pk_b), 0);
+    assert_int_equal(crypto_scalarmult(shared_b, sk_b, pk_a), 0);
+    assert_memory_equal(shared_a, shared_b, 32);
+    assert_memory_not_equal(pk_a, pk_b, 32);
+    identity_free(a);
+    identity_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_encode_decode_round_trip),
         cmocka_unit_test(test_decode_rejects_damage),
         cmocka_unit_test(test_wycheproof_vectors),
+        cmocka_unit_test(test_x25519_form),
     };
     if (sodium_init() < 0)
         return 1;
