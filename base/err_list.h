@@ -31,4 +31,8 @@
     X(KEYFILE, "key file is damaged or not a Merpati key")                                         \
     X(NET_ADDR, "not a valid network address (want host:port)")                                    \
     X(UNAVAILABLE, "service not available")                                                        \
-    X(TIMEOUT, "timed out")
+    X(TIMEOUT, "timed out")                                                                        \
+    X(DHT_BUSY, "too many DHT operations in progress; retry shortly")                              \
+    X(DHT_NO_PEERS, "the DHT routing table is empty; add a bootstrap node")                        \
+    X(RECORD_FORGED, "DHT record signature does not verify for its owner")                         \
+    X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")
