@@ -412,12 +412,14 @@ static void lookup_finish(struct dht *dht, struct lookup *l)
     }
     l->info.duration_ms = now(dht) - l->started_ms;
     if (l->join) {
-        /* Joining ends, as in Kademlia, with a refresh of every bucket up to
-         * the deepest one, so far buckets get filled too (right away, at the
-         * next tick). */
+        /* Joining ends, as in Kademlia, with a refresh of the buckets up to
+         * the deepest one (right away, at the next tick), so far buckets get
+         * filled too; buckets the self-lookup already filled are skipped. */
         int deepest = routing_deepest(dht->rt);
-        for (int b = 0; b <= deepest; b++)
-            dht->refresh_at[b] = now(dht);
+        for (int b = 0; b <= deepest; b++) {
+            if (routing_bucket_size(dht->rt, (unsigned)b) < DHT_K)
+                dht->refresh_at[b] = now(dht);
+        }
     }
     if (l->kind == LOOKUP_FIND && l->find_cb != NULL) {
         struct dht_peer out[DHT_K];
@@ -546,10 +548,12 @@ static enum mp_err lookup_start(struct dht *dht, unsigned kind, const uint8_t ta
     for (size_t i = 0; i < n; i++)
         cand_add(l, e[i].id, e[i].pk, &e[i].addr, 1);
     dht->lookups[slot] = l;
-    /* A lookup into a bucket's range refreshes that bucket. */
+    /* A lookup into a bucket's range refreshes that bucket. The next refresh
+     * is due after 0.5 to 1.5 times DHT_REFRESH_MS, so nodes that joined
+     * together drift apart instead of refreshing in step. */
     unsigned b = routing_common_bits(dht->id, target);
     if (b < ROUTING_BUCKETS)
-        dht->refresh_at[b] = now(dht) + DHT_REFRESH_MS + random_below(dht, DHT_REFRESH_MS / 4);
+        dht->refresh_at[b] = now(dht) + DHT_REFRESH_MS / 2 + random_below(dht, DHT_REFRESH_MS);
     *l_out = l;
     return MP_OK;
 }

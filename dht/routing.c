@@ -246,6 +246,11 @@ size_t routing_export(const struct routing *rt, struct routing_entry *out, size_
     return n;
 }
 
+unsigned routing_bucket_size(const struct routing *rt, unsigned bucket)
+{
+    return bucket < ROUTING_BUCKETS && rt->b[bucket] != NULL ? rt->b[bucket]->n : 0;
+}
+
 size_t routing_count(const struct routing *rt)
 {
     return rt->count;

@@ -84,6 +84,9 @@ size_t routing_closest(const struct routing *rt, const uint8_t target[ROUTING_ID
 /* Copy up to max live entries (any order); returns the count. */
 size_t routing_export(const struct routing *rt, struct routing_entry *out, size_t max);
 
+/* Live entries in one bucket. */
+unsigned routing_bucket_size(const struct routing *rt, unsigned bucket);
+
 /* Live entries in the table. */
 size_t routing_count(const struct routing *rt);
 

@@ -85,6 +85,33 @@ enum mp_err simtest_put(struct sim *sim, unsigned idx, const struct record *rec,
     return err != MP_OK ? err : wait_done(sim, idx, out);
 }
 
+enum mp_err simtest_start_lookup(struct sim *sim, unsigned idx, const uint8_t target[DHT_ID_BYTES],
+                                 struct simtest_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    enum mp_err err = dht_lookup(sim_dht(sim, idx), target, lookup_cb, out);
+    if (err != MP_OK) {
+        out->done = true;
+        out->status = err;
+        return err;
+    }
+    sim_poke(sim, idx);
+    return MP_OK;
+}
+
+void simtest_wait(struct sim *sim, struct simtest_result *results, size_t n)
+{
+    uint64_t limit = sim_now(sim) + OP_LIMIT_MS;
+    for (size_t i = 0; i < n; i++) {
+        while (!results[i].done && sim_now(sim) < limit)
+            sim_run_for(sim, 10);
+        if (!results[i].done) {
+            results[i].done = true;
+            results[i].status = MP_ERR_TIMEOUT;
+        }
+    }
+}
+
 bool simtest_finds(struct sim *sim, unsigned idx, unsigned target, struct simtest_result *out)
 {
     const uint8_t *id = dht_id(sim_dht(sim, target));

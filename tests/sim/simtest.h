@@ -39,6 +39,12 @@ enum mp_err simtest_get(struct sim *sim, unsigned idx, unsigned kind,
 enum mp_err simtest_put(struct sim *sim, unsigned idx, const struct record *rec,
                         struct simtest_result *out);
 
+/* Start a lookup without waiting (several may run at once, sharing virtual
+ * time); simtest_wait runs the simulation until all n results are done. */
+enum mp_err simtest_start_lookup(struct sim *sim, unsigned idx, const uint8_t target[DHT_ID_BYTES],
+                                 struct simtest_result *out);
+void simtest_wait(struct sim *sim, struct simtest_result *results, size_t n);
+
 /* True when the lookup from idx for node target's id returns target first. */
 bool simtest_finds(struct sim *sim, unsigned idx, unsigned target, struct simtest_result *out);
 
