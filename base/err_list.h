@@ -53,4 +53,8 @@
     X(RATCHET_REPLAY, "message already received (duplicate or replay)")                            \
     X(RATCHET_TAMPERED, "message failed authentication (tampered or not for this session)")        \
     X(RATCHET_TOO_FAR, "message is outside the skipped-message window (too far ahead or too old)") \
-    X(ENVELOPE_OPEN, "envelope cannot be opened with this key (not for us, or tampered)")
+    X(ENVELOPE_OPEN, "envelope cannot be opened with this key (not for us, or tampered)")          \
+    X(DHT_BUSY, "too many DHT operations in progress; retry shortly")                              \
+    X(DHT_NO_PEERS, "the DHT routing table is empty; add a bootstrap node")                        \
+    X(RECORD_FORGED, "DHT record signature does not verify for its owner")                         \
+    X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")

@@ -1,0 +1,4 @@
+# bench_dht_sim: DHT figures from the simulator (1,000 and 10,000 nodes).
+add_executable(bench_dht_sim ${CMAKE_CURRENT_LIST_DIR}/bench_dht_sim.c)
+target_link_libraries(bench_dht_sim PRIVATE mp_sim)
+target_include_directories(bench_dht_sim PRIVATE ${CMAKE_SOURCE_DIR})

@@ -1,0 +1,54 @@
+/* Simulator: lookups for existing ids from random nodes all succeed on a
+ * healthy overlay. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tests/sim/simtest.h"
+#include "tests/support/test_env.h"
+
+#define NODES 500
+#define LOOKUPS 200
+
+static unsigned run_lookups(struct sim *sim, unsigned count)
+{
+    unsigned ok = 0;
+    for (unsigned i = 0; i < count; i++) {
+        struct simtest_result r;
+        unsigned from = simtest_random_alive(sim), target;
+        do {
+            target = simtest_random_alive(sim);
+        } while (target == from);
+        if (simtest_finds(sim, from, target, &r))
+            ok++;
+        else
+            fprintf(stderr, "lookup %u -> %u missed: status %d, %zu answers, %u rpcs, %u timeouts\n",
+                    from, target, r.status, r.count, r.info.rpcs, r.info.timeouts);
+    }
+    return ok;
+}
+
+static void test_lookups_all_succeed(void **state)
+{
+    (void)state;
+    struct sim_config cfg;
+    sim_config_default(&cfg, test_env_seed(2));
+    struct sim *sim = simtest_overlay(&cfg, NODES, 1000, 60 * 1000);
+    unsigned ok = run_lookups(sim, LOOKUPS);
+    fprintf(stderr, "lookups: %u of %u found their target\n", ok, LOOKUPS);
+    assert_true(simtest_check(sim, ok == LOOKUPS, "every lookup finds its target"));
+    sim_free(sim);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lookups_all_succeed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
