@@ -67,6 +67,11 @@ bool identity_verify(const uint8_t pk[IDENTITY_PUBLIC_BYTES], const uint8_t *msg
     return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
 }
 
+void identity_seed(const struct identity *id, uint8_t seed_out[IDENTITY_SEED_BYTES])
+{
+    crypto_sign_ed25519_sk_to_seed(seed_out, id->sk);
+}
+
 enum mp_err identity_x25519(const struct identity *id, uint8_t sk_out[32], uint8_t pk_out[32])
 {
     if (crypto_sign_ed25519_sk_to_curve25519(sk_out, id->sk) != 0 ||
@@ -80,7 +85,7 @@ enum mp_err identity_x25519(const struct identity *id, uint8_t sk_out[32], uint8
 void identity_encode(const struct identity *id, uint8_t out[IDENTITY_ENCODED_BYTES])
 {
     memcpy(out, keyfile_magic, sizeof(keyfile_magic));
-    crypto_sign_ed25519_sk_to_seed(out + sizeof(keyfile_magic), id->sk);
+    identity_seed(id, out + sizeof(keyfile_magic));
     memcpy(out + sizeof(keyfile_magic) + IDENTITY_SEED_BYTES, id->pk, IDENTITY_PUBLIC_BYTES);
 }
 

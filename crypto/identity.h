@@ -41,6 +41,10 @@ void identity_sign(const struct identity *id, const uint8_t *msg, size_t len,
 bool identity_verify(const uint8_t pk[IDENTITY_PUBLIC_BYTES], const uint8_t *msg, size_t len,
                      const uint8_t sig[IDENTITY_SIGNATURE_BYTES]);
 
+/* The 32-byte seed that determines the key pair, for deriving the node's
+ * other keys from it (crypto/box.h). Secret: the caller wipes it. */
+void identity_seed(const struct identity *id, uint8_t seed_out[IDENTITY_SEED_BYTES]);
+
 /* The X25519 form of the key pair (the standard Ed25519 -> Curve25519
  * conversion), for Diffie-Hellman with the account key (X3DH). sk_out is
  * secret: the caller wipes it. MP_ERR_CRYPTO if the conversion fails. */

@@ -29,9 +29,12 @@ struct control {
     uv_pipe_t server; /* server.data = this */
     uv_timer_t drain; /* drain.data = this; bounds the wait for replies at close */
     uv_loop_t *loop;
-    const struct control_method *methods;
-    size_t method_count;
-    void *ctx;
+    struct {
+        const struct control_method *methods;
+        size_t count;
+        void *ctx;
+    } groups[CONTROL_GROUPS_MAX];
+    size_t group_count;
     char path[PATHS_MAX];
     struct client *clients;
     unsigned client_count;
@@ -165,13 +168,36 @@ static void send_error(struct client *c, struct rpc_error *err, json_t *data)
     rpc_error_clear(err);
 }
 
-static const struct control_method *find_method(const struct control *ctl, const char *name)
+static const struct control_method *find_method(const struct control *ctl, const char *name,
+                                                void **ctx_out)
 {
-    for (size_t i = 0; i < ctl->method_count; i++) {
-        if (strcmp(ctl->methods[i].name, name) == 0)
-            return &ctl->methods[i];
+    for (size_t g = 0; g < ctl->group_count; g++) {
+        for (size_t i = 0; i < ctl->groups[g].count; i++) {
+            if (strcmp(ctl->groups[g].methods[i].name, name) == 0) {
+                *ctx_out = ctl->groups[g].ctx;
+                return &ctl->groups[g].methods[i];
+            }
+        }
     }
     return NULL;
+}
+
+enum mp_err control_add_methods(struct control *ctl, const struct control_method *methods,
+                                size_t method_count, void *ctx)
+{
+    void *unused;
+
+    if (ctl->group_count >= CONTROL_GROUPS_MAX)
+        return MP_ERR_TOO_BIG;
+    for (size_t i = 0; i < method_count; i++) {
+        if (find_method(ctl, methods[i].name, &unused) != NULL)
+            return MP_ERR_EXISTS;
+    }
+    ctl->groups[ctl->group_count].methods = methods;
+    ctl->groups[ctl->group_count].count = method_count;
+    ctl->groups[ctl->group_count].ctx = ctx;
+    ctl->group_count++;
+    return MP_OK;
 }
 
 /* The first param name that m does not take, or NULL. */
@@ -201,7 +227,8 @@ static void handle_line(struct client *c, const char *line, size_t len)
         send_error(c, &err, NULL);
         return;
     }
-    const struct control_method *m = find_method(ctl, req.method);
+    void *ctx = NULL;
+    const struct control_method *m = find_method(ctl, req.method, &ctx);
     if (m == NULL) {
         if (req.id != NULL) {
             rpc_error_set(&err, req.id, RPC_CODE_METHOD_NOT_FOUND, "unknown method \"%s\"", req.method);
@@ -224,7 +251,7 @@ static void handle_line(struct client *c, const char *line, size_t len)
     json_t *data = NULL;
     memset(&err, 0, sizeof(err));
     ctl->dispatching = c;
-    bool ok = m->handler_cb(ctl->ctx, req.params, &result, &err, &data);
+    bool ok = m->handler_cb(ctx, req.params, &result, &err, &data);
     ctl->dispatching = NULL;
     if (req.id == NULL) { /* a notification: no reply either way */
         json_decref(result);
@@ -364,8 +391,7 @@ static bool socket_answers(const char *path)
     return answers;
 }
 
-enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control_method *methods,
-                         size_t method_count, void *ctx, struct control **control_out)
+enum mp_err control_open(uv_loop_t *loop, const char *path, struct control **control_out)
 {
     struct sockaddr_un sun;
     struct stat st;
@@ -376,9 +402,6 @@ enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control
     if (ctl == NULL)
         return MP_ERR_NOMEM;
     ctl->loop = loop;
-    ctl->methods = methods;
-    ctl->method_count = method_count;
-    ctl->ctx = ctx;
     snprintf(ctl->path, sizeof(ctl->path), "%s", path);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {

@@ -22,6 +22,7 @@
 #define CONTROL_CLIENTS_MAX 64
 #define CONTROL_OUTPUT_MAX (1024 * 1024)
 #define CONTROL_DRAIN_MS 1000
+#define CONTROL_GROUPS_MAX 16
 
 /* A method: its name, the names of the params it takes (NULL-terminated; NULL
  * for none; control refuses any other param with -32602 before calling the
@@ -42,10 +43,14 @@ struct control;
 
 /* Bind path and start listening. A socket file already at path is removed
  * only if nothing answers on it (left by a killed daemon); if another daemon
- * answers: MP_ERR_BUSY. Any other file at path: MP_ERR_EXISTS, untouched. methods is
- * borrowed for the server's lifetime; ctx is passed to every handler. */
-enum mp_err control_open(uv_loop_t *loop, const char *path, const struct control_method *methods,
-                         size_t method_count, void *ctx, struct control **control_out);
+ * answers: MP_ERR_BUSY. Any other file at path: MP_ERR_EXISTS, untouched. */
+enum mp_err control_open(uv_loop_t *loop, const char *path, struct control **control_out);
+
+/* Serve a module's methods: methods (borrowed for the server's lifetime) get
+ * ctx as their first argument. Up to CONTROL_GROUPS_MAX groups; a name
+ * already served is MP_ERR_EXISTS. */
+enum mp_err control_add_methods(struct control *control, const struct control_method *methods,
+                                size_t method_count, void *ctx);
 
 /* Stop accepting, give queued replies (the one to `shutdown` above all) up to
  * CONTROL_DRAIN_MS to drain, close every handle, unlink the socket file, then

@@ -301,8 +301,9 @@ static int start(struct daemon *d)
     log_info("daemon", "listening on %s: UDP port %u, TCP port %u", d->opts->config.listen,
              d->port, d->port);
 
-    enum mp_err err = control_open(&d->loop, d->opts->control_path, methods,
-                                   sizeof(methods) / sizeof(methods[0]), d, &d->control);
+    enum mp_err err = control_open(&d->loop, d->opts->control_path, &d->control);
+    if (err == MP_OK)
+        err = control_add_methods(d->control, methods, sizeof(methods) / sizeof(methods[0]), d);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
                  d->opts->control_path, mp_strerror(err));
