@@ -27,7 +27,19 @@ static const char default_text[] =
     "\n"
     "# How much the daemon logs to stderr: \"error\", \"warn\", \"info\" or \"debug\".\n"
     "# No level ever logs message contents or keys.\n"
-    "log_level = \"info\";\n";
+    "log_level = \"info\";\n"
+    "\n"
+    "# DHT nodes to join the network through, as \"<node key>@<ip>:<port>\".\n"
+    "# `merpati status` on a node prints its own entry (\"bootstrap\").\n"
+    "# Nodes met before are remembered, so this matters most on the first start.\n"
+    "bootstrap = [ ];\n"
+    "\n"
+    "# At most this many nodes of one IP address per routing bucket (0 = no\n"
+    "# limit; only for test networks where every node shares an address).\n"
+    "dht_ip_limit = 2;\n"
+    "\n"
+    "# Datagrams per second accepted from one IP address (0 = no limit).\n"
+    "dht_rate_limit = 50;\n";
 
 void config_defaults(struct config *cfg)
 {
@@ -35,6 +47,46 @@ void config_defaults(struct config *cfg)
     snprintf(cfg->listen, sizeof(cfg->listen), "0.0.0.0");
     cfg->port = CONFIG_DEFAULT_PORT;
     cfg->log_level = LOG_LEVEL_INFO;
+    cfg->dht_ip_limit = 2;
+    cfg->dht_rate_limit = 50;
+}
+
+enum mp_err config_check_bootstrap(const char *text, char *why_out, size_t why_size)
+{
+    const char *at = strchr(text, '@');
+    struct addr probe;
+
+    if (strlen(text) >= CONFIG_BOOTSTRAP_TEXT_MAX) {
+        snprintf(why_out, why_size, "bootstrap entry is too long");
+        return MP_ERR_CONFIG;
+    }
+    if (at == NULL || at - text != 64 || strspn(text, "0123456789abcdefABCDEF") != 64) {
+        snprintf(why_out, why_size,
+                 "bootstrap entry \"%.80s\" must be <node key, 64 hex digits>@<ip>:<port> "
+                 "(`merpati status` on that node prints it)",
+                 text);
+        return MP_ERR_CONFIG;
+    }
+    if (addr_parse(at + 1, &probe) != MP_OK) {
+        snprintf(why_out, why_size,
+                 "bootstrap entry \"%.80s\": \"%.60s\" is not a numeric <ip>:<port>", text, at + 1);
+        return MP_ERR_CONFIG;
+    }
+    return MP_OK;
+}
+
+enum mp_err config_add_bootstrap(struct config *cfg, const char *text, char *why_out,
+                                 size_t why_size)
+{
+    enum mp_err err = config_check_bootstrap(text, why_out, why_size);
+    if (err != MP_OK)
+        return err;
+    if (cfg->bootstrap_count >= CONFIG_BOOTSTRAP_MAX) {
+        snprintf(why_out, why_size, "more than %d bootstrap entries", CONFIG_BOOTSTRAP_MAX);
+        return MP_ERR_TOO_BIG;
+    }
+    snprintf(cfg->bootstrap[cfg->bootstrap_count++], CONFIG_BOOTSTRAP_TEXT_MAX, "%s", text);
+    return MP_OK;
 }
 
 /* Report a problem with one setting at its line. */
@@ -66,10 +118,29 @@ static enum mp_err read_string(const config_setting_t *root, const char *name, c
     return MP_OK;
 }
 
+static enum mp_err read_count(const config_setting_t *root, const char *name, const char *path,
+                              unsigned max, unsigned *out, char error_out[CONFIG_ERROR_MAX])
+{
+    char msg[160];
+    const config_setting_t *s = config_setting_get_member(root, name);
+
+    if (s == NULL)
+        return MP_OK;
+    long long v = config_setting_get_int64(s);
+    if ((config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) ||
+        v < 0 || v > (long long)max) {
+        snprintf(msg, sizeof(msg), "%s must be a number from 0 to %u", name, max);
+        return setting_error(s, path, msg, error_out);
+    }
+    *out = (unsigned)v;
+    return MP_OK;
+}
+
 static enum mp_err check_known(const config_setting_t *root, const char *path,
                                char error_out[CONFIG_ERROR_MAX])
 {
-    static const char *const known[] = {"listen", "port", "control_socket", "log_level"};
+    static const char *const known[] = {"listen",    "port",         "control_socket", "log_level",
+                                        "bootstrap", "dht_ip_limit", "dht_rate_limit"};
     char msg[160];
 
     for (int i = 0; i < config_setting_length(root); i++) {
@@ -113,6 +184,21 @@ static enum mp_err apply(const config_setting_t *root, const char *path, struct 
     if ((err = read_string(root, "control_socket", path, cfg->control_socket,
                            sizeof(cfg->control_socket), error_out)))
         return err;
+    if ((err = read_count(root, "dht_ip_limit", path, 1000, &cfg->dht_ip_limit, error_out)) ||
+        (err = read_count(root, "dht_rate_limit", path, 1000000, &cfg->dht_rate_limit, error_out)))
+        return err;
+    if ((s = config_setting_get_member(root, "bootstrap")) != NULL) {
+        if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+            return setting_error(s, path, "bootstrap must be a list of strings in [ ]", error_out);
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            char why[200];
+            if (config_setting_type(e) != CONFIG_TYPE_STRING)
+                return setting_error(s, path, "bootstrap must be a list of strings", error_out);
+            if (config_add_bootstrap(cfg, config_setting_get_string(e), why, sizeof(why)))
+                return setting_error(e, path, why, error_out);
+        }
+    }
     if ((s = config_setting_get_member(root, "log_level")) != NULL) {
         if ((err = read_string(root, "log_level", path, level, sizeof(level), error_out)))
             return err;

@@ -21,13 +21,30 @@
 #define CONFIG_DEFAULT_PORT 7700
 /* Room for one "file:line: message" error. */
 #define CONFIG_ERROR_MAX 512
+/* Bootstrap entries kept from the config and the command line together. */
+#define CONFIG_BOOTSTRAP_MAX 16
+/* "<64 hex>@" + "[v6]:port". */
+#define CONFIG_BOOTSTRAP_TEXT_MAX 128
 
 struct config {
     char listen[64];                 /* numeric IP to bind UDP and TCP on */
     uint16_t port;                   /* 0 = any free port, chosen at each start */
     char control_socket[PATHS_MAX];  /* empty = <data dir>/control.sock */
     enum log_level log_level;
+    /* DHT nodes to join through, "<node key hex>@<ip>:<port>" (validated). */
+    char bootstrap[CONFIG_BOOTSTRAP_MAX][CONFIG_BOOTSTRAP_TEXT_MAX];
+    unsigned bootstrap_count;
+    unsigned dht_ip_limit;  /* nodes of one IP per bucket; 0 = no limit */
+    unsigned dht_rate_limit; /* datagrams per second per source IP; 0 = no limit */
 };
+
+/* Check a bootstrap entry's form without resolving anything: MP_OK, or
+ * MP_ERR_CONFIG with the reason in why_out. */
+enum mp_err config_check_bootstrap(const char *text, char *why_out, size_t why_size);
+
+/* Append a bootstrap entry (validated); MP_ERR_TOO_BIG past CONFIG_BOOTSTRAP_MAX. */
+enum mp_err config_add_bootstrap(struct config *cfg, const char *text, char *why_out,
+                                 size_t why_size);
 
 void config_defaults(struct config *cfg);
 

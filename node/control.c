@@ -15,6 +15,13 @@
 /* Bytes read from a client per callback. */
 #define CONTROL_READ_CHUNK (16 * 1024)
 
+struct control_call {
+    struct client *client; /* NULL once the client is gone */
+    json_t *id;            /* owned */
+    bool deferred;
+    struct control_call *prev, *next; /* the client's deferred calls */
+};
+
 struct client {
     uv_pipe_t pipe; /* pipe.data = this */
     struct control *control;
@@ -23,6 +30,8 @@ struct client {
     bool discarding;     /* skipping the rest of an oversized line */
     bool closing;        /* uv_close called or owed once writes drain */
     size_t writes_owed;  /* uv_write requests not yet called back */
+    struct control_call *deferred; /* open deferred calls */
+    unsigned deferred_count;
 };
 
 struct control {
@@ -76,6 +85,9 @@ static void client_closed_cb(uv_handle_t *handle)
 {
     struct client *c = handle->data;
     struct control *ctl = c->control;
+
+    for (struct control_call *call = c->deferred; call != NULL; call = call->next)
+        call->client = NULL; /* its answer will be dropped */
 
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -182,6 +194,71 @@ static const struct control_method *find_method(const struct control *ctl, const
     return NULL;
 }
 
+struct control_call *control_call_defer(struct control_call *call)
+{
+    struct client *c = call->client;
+
+    if (c->deferred_count >= CONTROL_DEFERRED_MAX)
+        return NULL;
+    struct control_call *kept = calloc(1, sizeof(*kept));
+    if (kept == NULL)
+        return NULL;
+    kept->client = c;
+    kept->id = call->id != NULL ? json_incref(call->id) : NULL;
+    kept->next = c->deferred;
+    if (c->deferred != NULL)
+        c->deferred->prev = kept;
+    c->deferred = kept;
+    c->deferred_count++;
+    call->deferred = true;
+    return kept;
+}
+
+static void call_free(struct control_call *call)
+{
+    struct client *c = call->client;
+
+    if (c != NULL) {
+        if (call->prev != NULL)
+            call->prev->next = call->next;
+        else
+            c->deferred = call->next;
+        if (call->next != NULL)
+            call->next->prev = call->prev;
+        c->deferred_count--;
+    }
+    json_decref(call->id);
+    free(call);
+}
+
+void control_call_reply(struct control_call *call, json_t *result)
+{
+    struct client *c = call->client;
+
+    if (c != NULL && call->id != NULL) {
+        size_t len = 0;
+        char *line = rpc_result_line(call->id, result, &len);
+        c->control->served++;
+        send_line(c, line, len);
+    } else {
+        json_decref(result);
+    }
+    call_free(call);
+}
+
+void control_call_fail(struct control_call *call, enum rpc_code code, enum mp_err err,
+                       const char *message)
+{
+    struct client *c = call->client;
+
+    if (c != NULL && call->id != NULL) {
+        struct rpc_error e;
+        rpc_error_set(&e, call->id, code, "%s", message);
+        send_error(c, &e, code == RPC_CODE_FAILED ? rpc_err_data(err) : NULL);
+    }
+    call_free(call);
+}
+
 enum mp_err control_add_methods(struct control *ctl, const struct control_method *methods,
                                 size_t method_count, void *ctx)
 {
@@ -249,11 +326,15 @@ static void handle_line(struct client *c, const char *line, size_t len)
     }
     json_t *result = NULL;
     json_t *data = NULL;
+    struct control_call call = {.client = c, .id = req.id};
     memset(&err, 0, sizeof(err));
     ctl->dispatching = c;
-    bool ok = m->handler_cb(ctx, req.params, &result, &err, &data);
+    bool ok = m->handler_cb(ctx, &call, req.params, &result, &err, &data);
     ctl->dispatching = NULL;
-    if (req.id == NULL) { /* a notification: no reply either way */
+    if (call.deferred && ok) { /* answered later, by control_call_reply */
+        json_decref(result);
+        json_decref(data);
+    } else if (req.id == NULL) { /* a notification: no reply either way */
         json_decref(result);
         json_decref(data);
         if (!ok)

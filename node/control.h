@@ -32,12 +32,34 @@
  * *result_out (a new reference, or leave NULL for null) and return true; on
  * failure fill err_out with rpc_error_set (id NULL: control fills it in) and
  * optionally *data_out, and return false. */
+struct control_call;
+
 struct control_method {
     const char *name;
     const char *const *params;
-    bool (*handler_cb)(void *ctx, json_t *params, json_t **result_out,
+    bool (*handler_cb)(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
                        struct rpc_error *err_out, json_t **data_out);
 };
+
+/* Most deferred calls one connection may have open; more fail with -32000 BUSY. */
+#define CONTROL_DEFERRED_MAX 64
+
+/* Inside a handler: keep the call open after the handler returns (it then
+ * returns true and sets no result), to answer later with control_call_reply
+ * or control_call_fail, e.g. when a DHT lookup completes. Returns the call to
+ * keep, or NULL when the connection has CONTROL_DEFERRED_MAX open already
+ * (the handler then fails the request itself). If the client goes away
+ * first, the reply is dropped quietly. The module that deferred a call
+ * answers or fails it exactly once, also when it shuts down: that frees it. */
+struct control_call *control_call_defer(struct control_call *call);
+
+/* Answer a deferred call with result (stolen; NULL for null) and free it. */
+void control_call_reply(struct control_call *call, json_t *result);
+
+/* Fail a deferred call with a JSON-RPC code and, for RPC_CODE_FAILED, the
+ * node's error as data; frees it. */
+void control_call_fail(struct control_call *call, enum rpc_code code, enum mp_err err,
+                       const char *message);
 
 struct control;
 

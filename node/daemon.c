@@ -15,7 +15,9 @@
 #include "crypto/identity.h"
 #include "node/control.h"
 #include "node/keyfile.h"
+#include "node/overlay.h"
 #include "node/store.h"
+#include "node/sysenv.h"
 
 /* How many times to look for a port free on both UDP and TCP when port is 0. */
 #define DAEMON_PORT_TRIES 16
@@ -30,7 +32,9 @@ struct daemon {
     uv_signal_t sigterm;
     struct control *control;
     struct store *store;
-    struct identity *identity;
+    struct identity *identity;  /* the account */
+    struct identity *node_key;  /* this node's key in the DHT and on links */
+    struct overlay *overlay;
     const struct daemon_options *opts;
     char address[ADDRESS_TEXT_SIZE];
     uint16_t port;
@@ -62,6 +66,8 @@ static void daemon_stop(struct daemon *d, const char *why)
         return;
     d->stopping = true;
     log_info("daemon", "stopping (%s)", why);
+    overlay_close(d->overlay, NULL, NULL);
+    d->overlay = NULL;
     control_close(d->control, NULL, NULL);
     d->control = NULL;
     close_quietly((uv_handle_t *)&d->udp);
@@ -86,10 +92,13 @@ static void udp_recv_cb(uv_udp_t *udp, ssize_t nread, const uv_buf_t *b,
                         const struct sockaddr *from, unsigned flags)
 {
     struct daemon *d = udp->data;
-    (void)b;
-    (void)flags;
-    if (nread > 0 && from != NULL)
-        d->udp_dropped++; /* no DHT yet: counted, not processed */
+
+    if (nread <= 0 || from == NULL)
+        return;
+    if ((flags & UV_UDP_PARTIAL) || d->overlay == NULL)
+        d->udp_dropped++; /* larger than any DHT datagram, or not started yet */
+    else
+        overlay_on_datagram(d->overlay, from, (const uint8_t *)b->base, (size_t)nread);
 }
 
 static void refused_closed_cb(uv_handle_t *handle)
@@ -178,10 +187,11 @@ static int open_network(struct daemon *d)
 
 /* ---- control API methods ---- */
 
-static bool method_status(void *ctx, json_t *params, json_t **result_out,
+static bool method_status(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
                           struct rpc_error *err_out, json_t **data_out)
 {
     struct daemon *d = ctx;
+    (void)call;
     (void)params;
     (void)err_out;
     (void)data_out;
@@ -194,14 +204,17 @@ static bool method_status(void *ctx, json_t *params, json_t **result_out,
                             d->opts->control_path, "dropped", "udp_unhandled",
                             (json_int_t)d->udp_dropped, "tcp_unhandled",
                             (json_int_t)d->tcp_refused);
+    if (*result_out != NULL && d->overlay != NULL)
+        json_object_set_new(*result_out, "dht", overlay_status(d->overlay));
     return true;
 }
 
-static bool method_id(void *ctx, json_t *params, json_t **result_out, struct rpc_error *err_out,
+static bool method_id(void *ctx, struct control_call *call, json_t *params, json_t **result_out, struct rpc_error *err_out,
                       json_t **data_out)
 {
     struct daemon *d = ctx;
     char hex[IDENTITY_PUBLIC_BYTES * 2 + 1];
+    (void)call;
     (void)params;
     (void)err_out;
     (void)data_out;
@@ -210,9 +223,10 @@ static bool method_id(void *ctx, json_t *params, json_t **result_out, struct rpc
     return true;
 }
 
-static bool method_shutdown(void *ctx, json_t *params, json_t **result_out,
+static bool method_shutdown(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
                             struct rpc_error *err_out, json_t **data_out)
 {
+    (void)call;
     (void)params;
     (void)err_out;
     (void)data_out;
@@ -228,6 +242,28 @@ static const struct control_method methods[] = {
 };
 
 /* ---- start and stop ---- */
+
+/* The node key: created on first use, so data dirs made before it existed work. */
+static int open_node_key(struct daemon *d)
+{
+    char path[PATHS_MAX];
+    char what[PATHS_MAX + 128];
+    struct env env = {0};
+
+    if (paths_join(d->opts->data_dir, "node.key", path, sizeof(path)) != MP_OK)
+        return EX_USAGE;
+    enum mp_err err = keyfile_read(path, &d->node_key);
+    if (err == MP_ERR_NOT_FOUND) {
+        if ((err = sysenv_init(&env)) == MP_OK && (err = identity_generate(&env, &d->node_key)) == MP_OK)
+            err = keyfile_write(path, d->node_key);
+    }
+    if (err != MP_OK) {
+        snprintf(what, sizeof(what), "cannot use the node key %s: %s", path, mp_strerror(err));
+        print_error(what, err == MP_ERR_PERM ? "make it private: chmod 600 <file>" : NULL);
+        return err == MP_ERR_PERM ? EX_NOPERM : EX_DATAERR;
+    }
+    return 0;
+}
 
 static int open_identity(struct daemon *d)
 {
@@ -285,9 +321,11 @@ static int watch_signal(struct daemon *d, uv_signal_t *handle, int signum)
 static int start(struct daemon *d)
 {
     char what[PATHS_MAX + 128];
+    enum mp_err err;
     int rc;
 
-    if ((rc = open_identity(d)) != 0 || (rc = open_store(d)) != 0)
+    if ((rc = open_identity(d)) != 0 || (rc = open_node_key(d)) != 0 ||
+        (rc = open_store(d)) != 0)
         return rc;
     if ((rc = open_network(d)) != 0) {
         snprintf(what, sizeof(what), "cannot listen on %s port %u: %s", d->opts->config.listen,
@@ -301,9 +339,22 @@ static int start(struct daemon *d)
     log_info("daemon", "listening on %s: UDP port %u, TCP port %u", d->opts->config.listen,
              d->port, d->port);
 
-    enum mp_err err = control_open(&d->loop, d->opts->control_path, &d->control);
+    err = overlay_new(&d->loop, &d->udp, d->store, d->node_key, d->identity, &d->opts->config,
+                      &d->overlay);
+    if (err != MP_OK) {
+        snprintf(what, sizeof(what), "cannot start the DHT: %s", mp_strerror(err));
+        print_error(what, NULL);
+        return EX_SOFTWARE;
+    }
+
+    /* The control socket last: a client that reaches it finds everything up. */
+    size_t count = 0;
+    const struct control_method *ov_methods = overlay_methods(&count);
+    err = control_open(&d->loop, d->opts->control_path, &d->control);
     if (err == MP_OK)
         err = control_add_methods(d->control, methods, sizeof(methods) / sizeof(methods[0]), d);
+    if (err == MP_OK)
+        err = control_add_methods(d->control, ov_methods, count, d->overlay);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
                  d->opts->control_path, mp_strerror(err));
@@ -316,6 +367,7 @@ static int start(struct daemon *d)
         return EX_CANTCREAT;
     }
     log_info("daemon", "control socket at %s", d->opts->control_path);
+
 
     if (watch_signal(d, &d->sigint, SIGINT) != 0 || watch_signal(d, &d->sigterm, SIGTERM) != 0) {
         print_error("cannot install signal handlers", NULL);
@@ -350,6 +402,7 @@ int daemon_run(const struct daemon_options *opts)
 
     store_close(d->store);
     identity_free(d->identity);
+    identity_free(d->node_key);
     int loop_rc = uv_loop_close(&d->loop);
     if (loop_rc != 0) {
         log_error("daemon", "handles left open at exit: %s", uv_strerror(loop_rc));

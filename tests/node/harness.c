@@ -237,6 +237,20 @@ bool harness_wait_socket(const char *path, int timeout_ms)
     return false;
 }
 
+bool harness_wait_log(const char *path, const char *text, int timeout_ms)
+{
+    long deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        char *log = harness_read_file(path);
+        bool found = log != NULL && strstr(log, text) != NULL;
+        free(log);
+        if (found)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
 char *harness_exchange(int fd, const char *data, size_t len)
 {
     long deadline = now_ms() + 10000;

@@ -35,6 +35,9 @@ int harness_wait(pid_t pid, int timeout_ms);
 /* Wait until path accepts a connection; false after timeout_ms. */
 bool harness_wait_socket(const char *path, int timeout_ms);
 
+/* Wait until the file at path contains text; false after timeout_ms. */
+bool harness_wait_log(const char *path, const char *text, int timeout_ms);
+
 /* Connect to a Unix socket; -1 on failure. */
 int harness_connect(const char *path);
 

@@ -61,7 +61,8 @@ static void node_start(struct node *n)
     n->pid = harness_spawn(n->log, ARGS("--data-dir", n->dir, "run", "--port", "0", "--listen",
                                         "127.0.0.1", "--log-level", "debug"));
     assert_true(n->pid > 0);
-    if (!harness_wait_socket(n->sock, START_TIMEOUT_MS)) {
+    if (!harness_wait_socket(n->sock, START_TIMEOUT_MS) ||
+        !harness_wait_log(n->log, " ready", START_TIMEOUT_MS)) {
         char *log = harness_read_file(n->log);
         fail_msg("node did not come up; log:\n%s", log);
     }

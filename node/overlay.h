@@ -1,0 +1,56 @@
+/*
+ * overlay: the daemon's side of the DHT (dht/ has no I/O of its own).
+ *
+ * Feeds datagrams from the daemon's UDP socket into the DHT, sends what the
+ * DHT asks through the same socket, and drives dht_tick from one one-shot
+ * timer re-armed with the delay it returns, so an idle node sleeps. Joins
+ * through the saved routing table (the store's peers family) and the
+ * bootstrap entries, saves the table again every OVERLAY_SAVE_MS and at
+ * close. Serves the control methods `peers`, `dht.put`, `dht.get` and adds
+ * its figures to `status`.
+ */
+#ifndef MP_NODE_OVERLAY_H
+#define MP_NODE_OVERLAY_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "base/err.h"
+#include "crypto/identity.h"
+#include "node/config.h"
+#include "node/control.h"
+#include "node/store.h"
+
+/* How often the routing table is written to the store. */
+#define OVERLAY_SAVE_MS (10 * 60 * 1000)
+/* Most peers saved and reloaded. */
+#define OVERLAY_SAVED_MAX 64
+/* Datagrams waiting in libuv's send queue; more are dropped and counted. */
+#define OVERLAY_SEND_QUEUE_MAX 256
+
+struct overlay;
+
+/* Start the DHT on a bound, receiving UDP handle (borrowed; the daemon owns
+ * and closes it). node_key is the node's identity (its DHT and link key);
+ * account signs the records put through dht.put. Both borrowed for the
+ * overlay's life, like store and cfg. */
+enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
+                        const struct identity *node_key, const struct identity *account,
+                        const struct config *cfg, struct overlay **overlay_out);
+
+/* One datagram from the UDP socket. */
+void overlay_on_datagram(struct overlay *ov, const struct sockaddr *from, const uint8_t *data,
+                         size_t len);
+
+/* Its control methods, to pass to control_add_methods with the overlay as ctx. */
+const struct control_method *overlay_methods(size_t *count_out);
+
+/* {"node_key", "bootstrap", "network", "table_size", "records", "rx", "tx",
+ * "dropped": {reason: n}} for `status`; a new reference. */
+json_t *overlay_status(const struct overlay *ov);
+
+/* Save the routing table, stop the timer and free everything once it has
+ * closed; closed_cb (may be NULL) runs then. */
+void overlay_close(struct overlay *ov, void (*closed_cb)(void *arg), void *arg);
+
+#endif
