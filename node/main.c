@@ -39,6 +39,7 @@ static const char usage_text[] =
     "  run       run the node in the foreground (Ctrl-C stops it)\n"
     "  id        print the running node's address\n"
     "  status    show the running node's state\n"
+    "  peers     list the DHT nodes this node knows\n"
     "  stop      stop the running node\n"
     "  help      show this text\n"
     "\n"
@@ -52,7 +53,9 @@ static const char usage_text[] =
     "Flags of run (override the config file):\n"
     "  --port N        UDP and TCP port (0 = any free port)\n"
     "  --listen IP     numeric address to listen on\n"
-    "  --log-level L   error, warn, info or debug\n";
+    "  --log-level L   error, warn, info or debug\n"
+    "  --bootstrap K@IP:PORT   join the DHT through this node (repeatable; K is its\n"
+    "                  node key, printed by `merpati status` on that node)\n";
 
 struct cli {
     const char *data_dir_flag;
@@ -98,8 +101,8 @@ static int usage_error(const char *fmt, ...)
 /* Flags that take a value, global or a command's: their values are not positionals. */
 static bool takes_value(const char *flag)
 {
-    static const char *const flags[] = {"--data-dir", "--config", "--port", "--listen",
-                                        "--log-level"};
+    static const char *const flags[] = {"--data-dir", "--config",    "--port",
+                                        "--listen",   "--log-level", "--bootstrap"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (strcmp(flag, flags[i]) == 0)
             return true;
@@ -276,6 +279,10 @@ static int cmd_run(struct cli *cli)
                 strlen(value) >= sizeof(cli->config.listen))
                 return usage_error("--listen wants a numeric IP address, not \"%s\"", value);
             snprintf(cli->config.listen, sizeof(cli->config.listen), "%s", value);
+        } else if (strcmp(flag, "--bootstrap") == 0) {
+            char why[200];
+            if (config_add_bootstrap(&cli->config, value, why, sizeof(why)) != MP_OK)
+                return usage_error("%s", why);
         } else if (strcmp(flag, "--log-level") == 0) {
             if (log_level_parse(value, &cli->config.log_level) != MP_OK)
                 return usage_error("--log-level wants error, warn, info or debug, not \"%s\"",
@@ -367,9 +374,53 @@ static int show_status(struct cli *cli, json_t *result)
            (long long)json_integer_value(json_object_get(ports, "tcp")));
     printf("data dir        %s\n", json_string_value(json_object_get(result, "data_dir")));
     printf("control socket  %s\n", json_string_value(json_object_get(result, "control_socket")));
-    printf("dropped         %lld datagrams, %lld connections (nothing handles them yet)\n",
+    printf("unhandled       %lld datagrams, %lld connections\n",
            (long long)json_integer_value(json_object_get(dropped, "udp_unhandled")),
            (long long)json_integer_value(json_object_get(dropped, "tcp_unhandled")));
+    json_t *dht = json_object_get(result, "dht");
+    if (dht != NULL) {
+        printf("network         %s\n", json_string_value(json_object_get(dht, "network")));
+        printf("dht peers       %lld\n",
+               (long long)json_integer_value(json_object_get(dht, "table_size")));
+        printf("dht records     %lld held for others\n",
+               (long long)json_integer_value(json_object_get(dht, "records")));
+        printf("dht datagrams   %lld in, %lld out\n",
+               (long long)json_integer_value(json_object_get(dht, "rx")),
+               (long long)json_integer_value(json_object_get(dht, "tx")));
+        printf("dht dropped    ");
+        const char *reason;
+        json_t *n;
+        size_t shown = 0;
+        json_object_foreach(json_object_get(dht, "dropped"), reason, n)
+        {
+            printf(" %s %lld", reason, (long long)json_integer_value(n));
+            shown++;
+        }
+        printf("%s\n", shown == 0 ? " none" : "");
+        printf("bootstrap       %s\n", json_string_value(json_object_get(dht, "bootstrap")));
+    }
+    return 0;
+}
+
+static int show_peers(struct cli *cli, json_t *result)
+{
+    json_t *peers = json_object_get(result, "peers");
+    size_t i;
+    json_t *p;
+    (void)cli;
+
+    if (json_array_size(peers) == 0) {
+        printf("no peers yet (is a bootstrap node configured and reachable?)\n");
+        return 0;
+    }
+    printf("%-16s  %-28s  %9s  %6s\n", "ID", "ADDRESS", "LAST SEEN", "RTT");
+    json_array_foreach(peers, i, p)
+    {
+        printf("%-16s  %-28s  %7llds  %4lldms\n", json_string_value(json_object_get(p, "id")),
+               json_string_value(json_object_get(p, "address")),
+               (long long)json_integer_value(json_object_get(p, "last_seen_s")),
+               (long long)json_integer_value(json_object_get(p, "rtt_ms")));
+    }
     return 0;
 }
 
@@ -435,6 +486,8 @@ int main(int argc, char **argv)
         return client_command(&cli, "id", show_id);
     if (strcmp(cli.command, "status") == 0)
         return client_command(&cli, "status", show_status);
+    if (strcmp(cli.command, "peers") == 0)
+        return client_command(&cli, "peers", show_peers);
     if (strcmp(cli.command, "stop") == 0)
         return cmd_stop(&cli);
     return usage_error("unknown command \"%s\"", cli.command);

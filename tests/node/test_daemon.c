@@ -20,73 +20,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "tests/node/harness.h"
-
-#define START_TIMEOUT_MS 20000
-#define STOP_TIMEOUT_MS 20000
-
-struct node {
-    char dir[64];
-    char sock[128];
-    char log[128];
-    char address[128];
-    pid_t pid;
-};
-
-#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
-
-static void assert_contains(const char *text, const char *want)
-{
-    if (text == NULL || strstr(text, want) == NULL)
-        fail_msg("\"%s\" not found in:\n%s", want, text != NULL ? text : "(null)");
-}
-
-static void node_init(struct node *n)
-{
-    memset(n, 0, sizeof(*n));
-    harness_tempdir(n->dir, sizeof(n->dir));
-    assert_true(n->dir[0] != '\0');
-    snprintf(n->sock, sizeof(n->sock), "%s/control.sock", n->dir);
-    snprintf(n->log, sizeof(n->log), "%s.log", n->dir);
-    struct run_result r = harness_run(NULL, ARGS("init", "--data-dir", n->dir));
-    assert_int_equal(r.status, 0);
-    assert_true(strncmp(r.out, "mp1", 3) == 0);
-    snprintf(n->address, sizeof(n->address), "%.*s", (int)strcspn(r.out, "\n"), r.out);
-    harness_result_free(&r);
-}
-
-static void node_start(struct node *n)
-{
-    unlink(n->log);
-    n->pid = harness_spawn(n->log, ARGS("--data-dir", n->dir, "run", "--port", "0", "--listen",
-                                        "127.0.0.1", "--log-level", "debug"));
-    assert_true(n->pid > 0);
-    if (!harness_wait_socket(n->sock, START_TIMEOUT_MS) ||
-        !harness_wait_log(n->log, " ready", START_TIMEOUT_MS)) {
-        char *log = harness_read_file(n->log);
-        fail_msg("node did not come up; log:\n%s", log);
-    }
-}
-
-static void node_cleanup(struct node *n)
-{
-    if (n->pid > 0) {
-        kill(n->pid, SIGKILL);
-        harness_wait(n->pid, STOP_TIMEOUT_MS);
-    }
-    harness_rmtree(n->dir);
-    unlink(n->log);
-}
-
-static json_t *status_json(struct node *n)
-{
-    struct run_result r = harness_run(NULL, ARGS("status", "--json", "--data-dir", n->dir));
-    assert_int_equal(r.status, 0);
-    json_t *j = json_loads(r.out, 0, NULL);
-    assert_non_null(j);
-    harness_result_free(&r);
-    return j;
-}
+#include "tests/node/node_util.h"
 
 static void test_init_run_status_stop(void **state)
 {
@@ -113,7 +47,7 @@ static void test_init_run_status_stop(void **state)
     assert_contains(r.err, n.dir);
     harness_result_free(&r);
 
-    node_start(&n);
+    node_start(&n, NULL);
     char *log = harness_read_file(n.log);
     assert_contains(log, "ready");
     assert_contains(log, "control socket at ");
@@ -157,7 +91,7 @@ static void test_init_run_status_stop(void **state)
     assert_int_not_equal(stat(n.sock, &st), 0); /* the socket file is gone */
 
     /* Restarted, the node has the same identity. */
-    node_start(&n);
+    node_start(&n, NULL);
     r = harness_run(NULL, ARGS("id", "--data-dir", n.dir));
     assert_int_equal(r.status, 0);
     assert_contains(r.out, n.address);
@@ -175,7 +109,7 @@ static void test_second_run_refused(void **state)
     (void)state;
     struct node n;
     node_init(&n);
-    node_start(&n);
+    node_start(&n, NULL);
 
     struct run_result r = harness_run(NULL, ARGS("run", "--data-dir", n.dir, "--port", "0"));
     assert_int_equal(r.status, 75);
@@ -212,7 +146,7 @@ static void test_control_socket_survives_bad_input(void **state)
     (void)state;
     struct node n;
     node_init(&n);
-    node_start(&n);
+    node_start(&n, NULL);
 
     int fd = harness_connect(n.sock);
     assert_true(fd >= 0);
@@ -379,7 +313,7 @@ static void test_params_and_notifications(void **state)
     (void)state;
     struct node n;
     node_init(&n);
-    node_start(&n);
+    node_start(&n, NULL);
     int fd = harness_connect(n.sock);
     assert_true(fd >= 0);
 
@@ -418,7 +352,7 @@ static void test_connection_caps(void **state)
     (void)state;
     struct node n;
     node_init(&n);
-    node_start(&n);
+    node_start(&n, NULL);
 
     /* More connections than the cap: the extra ones are closed, the rest served. */
     enum { MANY = 70 };
@@ -484,7 +418,7 @@ static void test_restart_after_kill(void **state)
     (void)state;
     struct node n;
     node_init(&n);
-    node_start(&n);
+    node_start(&n, NULL);
 
     /* kill -9 leaves a stale socket and lock file behind; the next run takes over. */
     kill(n.pid, SIGKILL);
@@ -492,7 +426,7 @@ static void test_restart_after_kill(void **state)
     n.pid = 0;
     struct stat st;
     assert_int_equal(stat(n.sock, &st), 0);
-    node_start(&n);
+    node_start(&n, NULL);
     json_t *s = status_json(&n);
     assert_string_equal(json_string_value(json_object_get(s, "address")), n.address);
     assert_int_equal(json_integer_value(json_object_get(s, "pid")), n.pid);
@@ -517,7 +451,7 @@ static void test_restart_after_kill(void **state)
     /* A socket path taken by a live node is refused, not stolen. */
     struct node other;
     node_init(&other);
-    node_start(&other);
+    node_start(&other, NULL);
     char conf[160], text[200];
     snprintf(conf, sizeof(conf), "%s/shared.conf", n.dir);
     snprintf(text, sizeof(text), "control_socket = \"%s\";\n", other.sock);
