@@ -109,6 +109,44 @@ static void test_errors_name_file_and_line(void **state)
     expect_error("prot = 5;\n", ":1: unknown setting \"prot\"");
 }
 
+static void test_bootstrap_and_limits(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char error[CONFIG_ERROR_MAX];
+    const char *key = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f";
+    char text[512];
+
+    snprintf(text, sizeof(text),
+             "bootstrap = [\"%s@127.0.0.1:7700\", \"%s@[::1]:1\"];\n"
+             "dht_ip_limit = 0;\ndht_rate_limit = 7;\n",
+             key, key);
+    write_file(text);
+    config_defaults(&cfg);
+    assert_int_equal(cfg.dht_ip_limit, 2);
+    assert_int_equal(config_load(path, &cfg, error), MP_OK);
+    assert_int_equal(cfg.bootstrap_count, 2);
+    assert_true(strncmp(cfg.bootstrap[1], key, 64) == 0);
+    assert_string_equal(strchr(cfg.bootstrap[1], '@'), "@[::1]:1");
+    assert_int_equal(cfg.dht_ip_limit, 0);
+    assert_int_equal(cfg.dht_rate_limit, 7);
+
+    expect_error("bootstrap = [\"127.0.0.1:7700\"];\n", ":1: bootstrap entry \"127.0.0.1:7700\" must be");
+    snprintf(text, sizeof(text), "\nbootstrap = [\"%s@example.org:7700\"];\n", key);
+    expect_error(text, ":2: bootstrap entry");
+    expect_error("bootstrap = \"x\";\n", ":1: bootstrap must be a list");
+    expect_error("dht_rate_limit = -1;\n", ":1: dht_rate_limit must be a number");
+
+    char why[200];
+    config_defaults(&cfg);
+    snprintf(text, sizeof(text), "%s@127.0.0.1:1", key);
+    for (int i = 0; i < CONFIG_BOOTSTRAP_MAX; i++)
+        assert_int_equal(config_add_bootstrap(&cfg, text, why, sizeof(why)), MP_OK);
+    assert_int_equal(config_add_bootstrap(&cfg, text, why, sizeof(why)), MP_ERR_TOO_BIG);
+    assert_int_equal(config_add_bootstrap(&cfg, "zz@127.0.0.1:1", why, sizeof(why)),
+                     MP_ERR_CONFIG);
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -126,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_default_file_round_trip),
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_errors_name_file_and_line),
+        cmocka_unit_test(test_bootstrap_and_limits),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
