@@ -107,9 +107,11 @@ int main(void)
 
     for (int i = 0; i < NODES; i++) {
         struct bnode *n = &nodes[i];
-        harness_tempdir(n->dir, sizeof(n->dir));
-        snprintf(n->sock, sizeof(n->sock), "%.63s/control.sock", n->dir);
-        snprintf(n->log, sizeof(n->log), "%.63s.log", n->dir);
+        char dir[64];
+        harness_tempdir(dir, sizeof(dir));
+        snprintf(n->dir, sizeof(n->dir), "%s", dir);
+        snprintf(n->sock, sizeof(n->sock), "%s/control.sock", dir);
+        snprintf(n->log, sizeof(n->log), "%s.log", dir);
         struct run_result r =
             harness_run(NULL, (const char *const[]){"init", "--data-dir", n->dir, NULL});
         if (r.status != 0)
