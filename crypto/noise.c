@@ -356,18 +356,16 @@ enum mp_err noise_prologue(unsigned version, const uint8_t *network_id, size_t n
                            uint8_t out[NOISE_MERPATI_PROLOGUE_MAX], size_t *len_out)
 {
     static const char tag[] = "merpati/";
-    char digits[4];
-    size_t nd = 0, pos = 0;
+    size_t pos = sizeof(tag) - 1;
 
-    if (version == 0 || version > 999 || network_id == NULL || network_id_len == 0 ||
-        network_id_len > NOISE_NETWORK_ID_MAX)
+    if (version == 0 || version > NOISE_PROTOCOL_VERSION_MAX || network_id == NULL ||
+        network_id_len == 0 || network_id_len > NOISE_NETWORK_ID_MAX)
         return MP_ERR_INVAL;
-    for (unsigned v = version; v > 0; v /= 10)
-        digits[nd++] = (char)('0' + v % 10);
-    memcpy(out, tag, sizeof(tag) - 1);
-    pos = sizeof(tag) - 1;
-    while (nd > 0)
-        out[pos++] = (uint8_t)digits[--nd];
+    /* Every field has a fixed width or a length in front of it, so no two
+     * (version, id) pairs give the same bytes. */
+    memcpy(out, tag, pos);
+    out[pos++] = (uint8_t)(version >> 8);
+    out[pos++] = (uint8_t)version;
     out[pos++] = (uint8_t)network_id_len;
     memcpy(out + pos, network_id, network_id_len);
     *len_out = pos + network_id_len;

@@ -44,10 +44,11 @@
 /* Largest prologue accepted by noise_handshake_new. */
 #define NOISE_PROLOGUE_MAX 1024u
 
-/* The project prologue: "merpati/" <version in decimal> <len u8> <network id>. */
+/* The project prologue: "merpati/" <version u16 big-endian> <len u8> <network id>. */
 #define NOISE_PROTOCOL_VERSION     1
+#define NOISE_PROTOCOL_VERSION_MAX 65535u
 #define NOISE_NETWORK_ID_MAX       64u
-#define NOISE_MERPATI_PROLOGUE_MAX (8 + 3 + 1 + NOISE_NETWORK_ID_MAX)
+#define NOISE_MERPATI_PROLOGUE_MAX (8 + 2 + 1 + NOISE_NETWORK_ID_MAX)
 
 /* Transport ciphers rekey themselves after this many messages in each
  * direction (both ends count the same messages, so they stay in step). */
@@ -94,9 +95,11 @@ struct noise_cipher;
 /* The protocol name of a pattern, e.g. "Noise_IK_25519_ChaChaPoly_BLAKE2b". */
 const char *noise_protocol_name(enum noise_pattern pattern);
 
-/* Writes Merpati's link prologue for a protocol version and network id
- * (1..NOISE_NETWORK_ID_MAX bytes) into out (NOISE_MERPATI_PROLOGUE_MAX bytes).
- * MP_ERR_INVAL on an empty or too long network id or version 0. */
+/* Writes Merpati's link prologue for a protocol version
+ * (1..NOISE_PROTOCOL_VERSION_MAX) and network id (1..NOISE_NETWORK_ID_MAX
+ * bytes) into out (NOISE_MERPATI_PROLOGUE_MAX bytes) and its length into
+ * *len_out. Distinct (version, id) pairs never give the same prologue.
+ * MP_ERR_INVAL on an empty or too long network id or a version out of range. */
 enum mp_err noise_prologue(unsigned version, const uint8_t *network_id, size_t network_id_len,
                            uint8_t out[NOISE_MERPATI_PROLOGUE_MAX], size_t *len_out);
 

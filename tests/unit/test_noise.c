@@ -824,29 +824,53 @@ static void test_prologue_format(void **state)
     uint8_t out[NOISE_MERPATI_PROLOGUE_MAX];
     uint8_t id[NOISE_NETWORK_ID_MAX + 1];
     size_t len = 0;
-    static const uint8_t expect[] = {'m', 'e', 'r', 'p', 'a', 't', 'i',
-                                     '/', '1', 4,   'm', 'a', 'i', 'n'};
+    static const uint8_t expect[] = {'m', 'e', 'r', 'p', 'a', 't', 'i', '/',
+                                     0,   1,   4,   'm', 'a', 'i', 'n'};
 
     assert_int_equal(noise_prologue(1, (const uint8_t *)"main", 4, out, &len), MP_OK);
     assert_int_equal(len, sizeof(expect));
     assert_memory_equal(out, expect, sizeof(expect));
-    assert_int_equal(noise_prologue(12, (const uint8_t *)"x", 1, out, &len), MP_OK);
+    assert_int_equal(noise_prologue(0x0102, (const uint8_t *)"x", 1, out, &len), MP_OK);
     assert_int_equal(len, 8 + 2 + 1 + 1);
-    assert_memory_equal(out, "merpati/12\x01x", len);
+    assert_memory_equal(out, "merpati/\x01\x02\x01x", len);
 
     memset(id, 'n', sizeof(id));
-    assert_int_equal(noise_prologue(999, id, NOISE_NETWORK_ID_MAX, out, &len), MP_OK);
+    assert_int_equal(noise_prologue(65535, id, NOISE_NETWORK_ID_MAX, out, &len), MP_OK);
     assert_int_equal(len, NOISE_MERPATI_PROLOGUE_MAX);
     assert_int_equal(noise_prologue(1, id, NOISE_NETWORK_ID_MAX + 1, out, &len), MP_ERR_INVAL);
     assert_int_equal(noise_prologue(1, id, 0, out, &len), MP_ERR_INVAL);
     assert_int_equal(noise_prologue(0, id, 4, out, &len), MP_ERR_INVAL);
-    assert_int_equal(noise_prologue(1000, id, 4, out, &len), MP_ERR_INVAL);
+    assert_int_equal(noise_prologue(65536, id, 4, out, &len), MP_ERR_INVAL);
     /* Different versions and ids give different prologues. */
     uint8_t o2[NOISE_MERPATI_PROLOGUE_MAX];
     size_t l2 = 0;
     assert_int_equal(noise_prologue(1, (const uint8_t *)"ab", 2, out, &len), MP_OK);
     assert_int_equal(noise_prologue(1, (const uint8_t *)"abc", 3, o2, &l2), MP_OK);
     assert_int_not_equal(len, l2);
+}
+
+/* The collision of the old decimal encoding: version 1 with the id "1" and
+ * 49 'x' (50 bytes) against version 12 with 49 'x' both read
+ * "merpati/1" 0x32 0x31 "xxx...", since the length byte 50 is '2' and '1' is
+ * 49. With a fixed-width version they differ, and the version can always be
+ * read back from the same two bytes. */
+static void test_prologue_no_collision(void **state)
+{
+    (void)state;
+    uint8_t id1[50], id12[49], a[NOISE_MERPATI_PROLOGUE_MAX], b[NOISE_MERPATI_PROLOGUE_MAX];
+    size_t la = 0, lb = 0;
+
+    id1[0] = '1';
+    memset(id1 + 1, 'x', 49);
+    memset(id12, 'x', 49);
+    assert_int_equal(noise_prologue(1, id1, sizeof(id1), a, &la), MP_OK);
+    assert_int_equal(noise_prologue(12, id12, sizeof(id12), b, &lb), MP_OK);
+    assert_false(la == lb && memcmp(a, b, la) == 0);
+    for (unsigned v = 1; v <= NOISE_PROTOCOL_VERSION_MAX; v += 257) {
+        assert_int_equal(noise_prologue(v, id12, sizeof(id12), a, &la), MP_OK);
+        assert_int_equal(((unsigned)a[8] << 8) | a[9], v);
+        assert_int_equal(a[10], sizeof(id12));
+    }
 }
 
 /* Wycheproof X25519: every public key that makes the shared secret zero is
@@ -1097,6 +1121,7 @@ int main(void)
         cmocka_unit_test(test_payload_caps),
         cmocka_unit_test(test_state_machine),
         cmocka_unit_test(test_prologue_format),
+        cmocka_unit_test(test_prologue_no_collision),
         cmocka_unit_test(test_low_order_wycheproof),
         cmocka_unit_test(test_cipher_known_answers),
         cmocka_unit_test(test_nonce_exhaustion),
