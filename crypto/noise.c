@@ -101,6 +101,7 @@ struct noise_handshake {
     /* Error attribution for a failed decryption (see docs/PROTOCOL.md). */
     unsigned decryptions;               /* successful reads of encrypted fields so far */
     bool psk_read, decrypted_since_psk; /* a message we read mixed the PSK */
+    bool sent_encrypted;                /* a message we wrote had an encrypted field */
 };
 
 /* ---- hash functions: HASH, HMAC-HASH, HKDF (spec 4.3) ---- */
@@ -296,10 +297,13 @@ static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *p
                                     uint8_t *out)
 {
     size_t ct_len = len + tag_len(hs);
+    bool encrypted = hs->cs.has_key;
     enum mp_err err = cs_encrypt(&hs->cs, hs->h, HASHLEN, plain, len, out);
 
-    if (err == MP_OK)
+    if (err == MP_OK) {
         mix_hash(hs, out, ct_len);
+        hs->sent_encrypted = hs->sent_encrypted || encrypted;
+    }
     return err;
 }
 
@@ -310,15 +314,20 @@ static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *p
  *  - the first decryption after a "psk" token in a message we read: the PSK;
  *  - otherwise our first decryption of the handshake: in IK the key the
  *    initiator dialed (or, indistinguishably, the prologue); in XX, where no
- *    key is known in advance, the prologue;
+ *    key is known in advance, the prologue, but only while the peer has not
+ *    yet opened an encrypted field of ours: a peer that answers one has the
+ *    same handshake hash, hence the same prologue (the XX responder reading
+ *    message 3, the XXpsk3 initiator reading message 2);
  *  - anything later: the message was altered. */
 static enum mp_err blame(const struct noise_handshake *hs)
 {
     if (hs->psk_read && !hs->decrypted_since_psk)
         return MP_ERR_NOISE_PSK;
     if (hs->decryptions == 0) {
-        bool ik = hs->pat->responder_static_premessage;
-        return ik ? MP_ERR_NOISE_PEER_KEY : MP_ERR_NOISE_PROLOGUE;
+        if (hs->pat->responder_static_premessage)
+            return MP_ERR_NOISE_PEER_KEY;
+        if (!hs->sent_encrypted)
+            return MP_ERR_NOISE_PROLOGUE;
     }
     return MP_ERR_NOISE_DECRYPT;
 }
