@@ -53,4 +53,6 @@
     X(RATCHET_REPLAY, "message already received (duplicate or replay)")                            \
     X(RATCHET_TAMPERED, "message failed authentication (tampered or not for this session)")        \
     X(RATCHET_TOO_FAR, "message is outside the skipped-message window (too far ahead or too old)") \
-    X(ENVELOPE_OPEN, "envelope cannot be opened with this key (not for us, or tampered)")
+    X(ENVELOPE_OPEN, "envelope cannot be opened with this key (not for us, or tampered)")         \
+    X(RATCHET_CHAIN_FULL, "session sent 2^32-1 messages without an answer; wait for a reply or "  \
+                          "start a new session")

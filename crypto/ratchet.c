@@ -235,8 +235,12 @@ enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
     uint8_t ad[AD_BYTES];
     struct ratchet_header h;
 
-    if (!r->has_cks || len > RATCHET_PLAINTEXT_MAX || r->ns == UINT32_MAX)
+    if (!r->has_cks || len > RATCHET_PLAINTEXT_MAX)
         return MP_ERR_INVAL;
+    /* N = 2^32-1 is never sent (the receiver refuses it), so a chain ends at
+     * 2^32-1 messages: the peer must answer (a DH step) before more. */
+    if (r->ns == UINT32_MAX)
+        return MP_ERR_RATCHET_CHAIN_FULL;
     kdf_ck(r->cks, ck, mk);
     memcpy(h.dh, r->dhs_pk, RATCHET_KEY_BYTES);
     h.pn = r->pn;
@@ -366,6 +370,7 @@ static enum mp_err decrypt_step(struct ratchet *r, const struct ratchet_header *
     uint8_t old_ck[32], shared[32], rk1[32], ckr[32], mk[32];
     uint8_t dhs_sk[32], dhs_pk[32], rk2[32], cks[32];
     uint32_t old_skip = 0;
+    bool opened = false;
     enum mp_err err;
 
     if (r->has_ckr) {
@@ -397,6 +402,7 @@ static enum mp_err decrypt_step(struct ratchet *r, const struct ratchet_header *
     err = open_with(r, mk, h, ct, ct_len, pt_out);
     if (err != MP_OK)
         goto cleanup;
+    opened = true;
     /* Authentic: prepare our next sending chain before changing anything. */
     err = generate(r->env, dhs_sk, dhs_pk);
     if (err != MP_OK)
@@ -436,8 +442,12 @@ static enum mp_err decrypt_step(struct ratchet *r, const struct ratchet_header *
     keep_staged(r, old_skip + h->n);
     old_skip = 0;
 cleanup:
-    if (err != MP_OK)
+    if (err != MP_OK) {
         unstage(r, old_skip + h->n);
+        /* The header's promise: no plaintext in pt_out after an error. */
+        if (opened)
+            sodium_memzero(pt_out, ct_len - RATCHET_OVERHEAD);
+    }
     sodium_memzero(old_ck, sizeof(old_ck));
     sodium_memzero(shared, sizeof(shared));
     sodium_memzero(rk1, sizeof(rk1));

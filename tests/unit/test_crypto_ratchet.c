@@ -142,6 +142,55 @@ static void test_in_order_conversation(void **state)
     ratchet_free(b);
 }
 
+/* A sending chain ends at N = 2^32-2 (N = 2^32-1 is refused by every
+ * receiver): the next encrypt fails with its own error, not INVAL, and a
+ * reply from the peer starts a fresh chain. The state is edited on the wire:
+ * an initiator that never received ends in Ns, Nr, PN, floor, [], [], so
+ * its last six bytes are 05 00 00 00 90 90 after five messages. */
+static void test_sending_chain_full(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b, *a2 = NULL;
+    struct msg m;
+    struct buf s;
+
+    pair(&a, &b);
+    for (int i = 0; i < 5; i++) {
+        send_msg(a, &m, 8);
+        expect_ok(b, &m);
+    }
+    snapshot(a, &s);
+    static const uint8_t tail[] = {0x05, 0x00, 0x00, 0x00, 0x90, 0x90};
+    static const uint8_t full[] = {0xce, 0xff, 0xff, 0xff, 0xfe, 0x00, 0x00, 0x00, 0x90, 0x90};
+    assert_true(s.len > sizeof(tail));
+    assert_memory_equal(s.data + s.len - sizeof(tail), tail, sizeof(tail));
+    uint8_t *edited = malloc(s.len - sizeof(tail) + sizeof(full));
+    assert_non_null(edited);
+    memcpy(edited, s.data, s.len - sizeof(tail));
+    memcpy(edited + s.len - sizeof(tail), full, sizeof(full));
+    assert_int_equal(ratchet_state_decode(&te.env, edited, s.len - sizeof(tail) + sizeof(full), &a2),
+                     MP_OK);
+    free(edited);
+    buf_free(&s);
+
+    /* Message 2^32-2 is the last one; it still decrypts at b (a big gap is
+     * refused by the window, so b only checks the error is TOO_FAR). */
+    send_msg(a2, &m, 8);
+    assert_int_equal(m.h.n, UINT32_MAX - 1);
+    assert_int_equal(recv_msg(b, &m), MP_ERR_RATCHET_TOO_FAR);
+    assert_int_equal(ratchet_encrypt(a2, m.pt, 8, &m.h, m.ct), MP_ERR_RATCHET_CHAIN_FULL);
+    assert_int_equal(ratchet_encrypt(a2, m.pt, 8, &m.h, m.ct), MP_ERR_RATCHET_CHAIN_FULL);
+    /* A reply from b (after a's fifth message) opens a new sending chain. */
+    send_msg(b, &m, 8);
+    expect_ok(a2, &m);
+    send_msg(a2, &m, 8);
+    assert_int_equal(m.h.n, 0);
+    assert_int_equal(m.h.pn, UINT32_MAX);
+    ratchet_free(a);
+    ratchet_free(a2);
+    ratchet_free(b);
+}
+
 /* The first message decrypts by the documented formulas alone
  * (docs/PROTOCOL.md, "Double Ratchet"): KDF_RK, KDF_CK, HKDF-Expand, AD. */
 static void test_first_message_matches_spec(void **state)
@@ -608,6 +657,7 @@ int main(void)
     test_env_init(&te, seed);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_in_order_conversation),
+        cmocka_unit_test(test_sending_chain_full),
         cmocka_unit_test(test_first_message_matches_spec),
         cmocka_unit_test(test_out_of_order_and_replay),
         cmocka_unit_test(test_tamper_leaves_state_unchanged),
