@@ -5,9 +5,20 @@
  * for the message key and 0x02 for the next chain key); chain keys come from
  * the root key and a fresh X25519 exchange at every change of speaker by
  * HKDF-SHA256 (KDF_RK). Each message is XChaCha20-Poly1305 under a key that
- * HKDF-Expand-SHA256 draws from its message key (used once, so the nonce is
- * constant), with the session's associated data (the X3DH AD) and the header
- * as associated data.
+ * HKDF-Expand-SHA256 draws from its message key, with the session's
+ * associated data (the X3DH AD) and the header as associated data, and a
+ * nonce carried in front of the ciphertext: a random 16-byte prefix drawn
+ * from the env whenever a session object is made (new or decoded) and a
+ * 64-bit count of that object's messages.
+ *
+ * Message keys are deterministic: a session state rolled back (a crash
+ * before the caller saved it, a restored backup) sends new plaintexts under
+ * keys it used before. The nonce is not part of the state, so that never
+ * reuses a (key, nonce) pair, and confidentiality and integrity hold; but
+ * the receiver sees those message numbers again and refuses the repeats
+ * (RATCHET_REPLAY). So a caller should still store the state
+ * (ratchet_state_encode) after each encrypt before the message leaves, or
+ * those messages are lost.
  *
  * Messages may arrive late, twice, or out of order (mail waits in mailboxes):
  * keys of skipped messages are kept, bounded by RATCHET_MAX_SKIP per step
@@ -41,9 +52,11 @@
 /* Receiving chains remembered after they end, to tell a late duplicate
  * (REPLAY) from a forgery. */
 #define RATCHET_CHAINS_KEPT 256
-/* Largest plaintext, and what encryption adds to it (the Poly1305 tag). */
+/* Largest plaintext, and what encryption adds to it: a random 24-byte
+ * XChaCha20 nonce in front and the 16-byte Poly1305 tag at the end. */
 #define RATCHET_PLAINTEXT_MAX 65536
-#define RATCHET_OVERHEAD      16
+#define RATCHET_NONCE_BYTES   24
+#define RATCHET_OVERHEAD      (RATCHET_NONCE_BYTES + 16)
 
 struct ratchet_header {
     uint8_t dh[RATCHET_KEY_BYTES]; /* sender's current ratchet public key */
@@ -69,7 +82,8 @@ enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATC
                                   const uint8_t spk_pk[RATCHET_KEY_BYTES], struct ratchet **r_out);
 
 /* Encrypt len <= RATCHET_PLAINTEXT_MAX bytes into ct_out (len +
- * RATCHET_OVERHEAD bytes). MP_ERR_INVAL when the session cannot send yet (a
+ * RATCHET_OVERHEAD bytes: 24-byte random nonce, ciphertext, tag; ct_out must
+ * not overlap pt). Safe even when the state was rolled back (see above). MP_ERR_INVAL when the session cannot send yet (a
  * responder before its first message) or len is too big;
  * MP_ERR_RATCHET_CHAIN_FULL after 2^32-1 messages in one sending chain (the
  * peer must answer before more can be sent). */

@@ -191,13 +191,47 @@ static void test_sending_chain_full(void **state)
     ratchet_free(b);
 }
 
+/* A rolled-back state (saved, two messages sent, restored) sends a new
+ * plaintext under a message key it used before. The nonce is fresh, so the
+ * two ciphertexts do not share a keystream: XOR of the ciphertexts is not XOR
+ * of the plaintexts, as it would be with a reused (key, nonce). The receiver
+ * refuses the second message of the same number as a replay. */
+static void test_rollback_does_not_reuse_nonce(void **state)
+{
+    (void)state;
+    struct ratchet *a, *b, *old;
+    struct msg m1, m2;
+    struct buf saved;
+
+    pair(&a, &b);
+    snapshot(a, &saved);
+    assert_int_equal(ratchet_state_decode(&te.env, saved.data, saved.len, &old), MP_OK);
+    buf_free(&saved);
+    send_msg(a, &m1, 64);
+    send_msg(old, &m2, 64); /* the same state again: the same message key */
+    assert_int_equal(m1.h.n, m2.h.n);
+    assert_memory_equal(m1.h.dh, m2.h.dh, RATCHET_KEY_BYTES);
+    assert_memory_not_equal(m1.ct, m2.ct, RATCHET_NONCE_BYTES);
+    size_t same = 0;
+    for (size_t i = 0; i < 64; i++) {
+        uint8_t c = m1.ct[RATCHET_NONCE_BYTES + i] ^ m2.ct[RATCHET_NONCE_BYTES + i];
+        same += c == (uint8_t)(m1.pt[i] ^ m2.pt[i]);
+    }
+    assert_true(same < 16); /* about 64/256 expected by chance */
+    expect_ok(b, &m1);
+    assert_int_equal(recv_msg(b, &m2), MP_ERR_RATCHET_REPLAY);
+    ratchet_free(a);
+    ratchet_free(old);
+    ratchet_free(b);
+}
+
 /* The first message decrypts by the documented formulas alone
  * (docs/PROTOCOL.md, "Double Ratchet"): KDF_RK, KDF_CK, HKDF-Expand, AD. */
 static void test_first_message_matches_spec(void **state)
 {
     (void)state;
     uint8_t root[32], ad[64], spk_sk[32], spk_pk[32];
-    uint8_t shared[32], okm[64], mk[32], key[32], nonce[24] = {0}, full_ad[105];
+    uint8_t shared[32], okm[64], mk[32], key[32], full_ad[105];
     struct ratchet *a;
     struct msg m;
 
@@ -227,8 +261,11 @@ static void test_first_message_matches_spec(void **state)
     memset(full_ad + 97, 0, 4);                              /* pn = 0 */
     memcpy(full_ad + 101, (const uint8_t[]){0, 0, 0, 1}, 4); /* n = 1 */
     uint8_t pt[MSG_MAX];
+    /* The nonce is the first 24 bytes of the message, random per message. */
+    assert_int_equal(m.ct_len, 41 + RATCHET_OVERHEAD);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         pt, NULL, NULL, m.ct, m.ct_len, full_ad, sizeof(full_ad), nonce, key),
+                         pt, NULL, NULL, m.ct + RATCHET_NONCE_BYTES, m.ct_len - RATCHET_NONCE_BYTES,
+                         full_ad, sizeof(full_ad), m.ct, key),
                      0);
     assert_memory_equal(pt, m.pt, m.pt_len);
     ratchet_free(a);
@@ -658,6 +695,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_in_order_conversation),
         cmocka_unit_test(test_sending_chain_full),
+        cmocka_unit_test(test_rollback_does_not_reuse_nonce),
         cmocka_unit_test(test_first_message_matches_spec),
         cmocka_unit_test(test_out_of_order_and_replay),
         cmocka_unit_test(test_tamper_leaves_state_unchanged),
