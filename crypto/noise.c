@@ -1,4 +1,5 @@
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 
 #include <sodium.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * noise: the link handshake and transport ciphers of node-to-node links.
  *
- * An implementation of the Noise Protocol Framework (revision 34) for four
+ * An implementation of the Noise Protocol Framework (revision 34) for five
  * protocols, all with X25519, ChaCha20-Poly1305 (IETF) and BLAKE2b:
  *   Noise_IK_25519_ChaChaPoly_BLAKE2b      the dialer knows the node's key (usual case)
  *   Noise_XX_25519_ChaChaPoly_BLAKE2b      neither side knows the other's key yet
@@ -13,7 +13,8 @@
  * A noise_handshake runs one side of one handshake: the caller alternates
  * noise_handshake_write and noise_handshake_read as noise_handshake_next says,
  * moving the bytes itself (this module does no I/O), then calls
- * noise_handshake_split to get the two transport ciphers. Any failure poisons
+ * noise_handshake_split to get the two transport ciphers (the only way
+ * production code gets one; crypto/noise_testing.h has the test hooks). Any failure poisons
  * the handshake: its secrets are wiped at once and every later call returns
  * MP_ERR_NOISE_STATE, so nothing of a failed handshake can reach a session.
  *
@@ -151,11 +152,6 @@ enum mp_err noise_handshake_remote_static(const struct noise_handshake *hs,
 /* Wipes every secret and frees; accepts NULL. */
 void noise_handshake_free(struct noise_handshake *hs);
 
-/* A transport cipher holding a raw key (nonce 0, automatic rekey at
- * NOISE_REKEY_INTERVAL). Links get theirs from noise_handshake_split; this is
- * for tests that check the cipher against known answers. */
-enum mp_err noise_cipher_new(const uint8_t key[NOISE_KEY_BYTES], struct noise_cipher **c_out);
-
 /* Encrypts one transport message: len <= NOISE_MAX_TRANSPORT_PAYLOAD, out
  * has room for len + NOISE_TAG_BYTES (out may equal plain). MP_ERR_NOISE_NONCE
  * once 2^64-1 messages were sent (the link must be re-established). */
@@ -180,9 +176,6 @@ void noise_cipher_set_rekey_interval(struct noise_cipher *c, uint64_t interval);
 
 /* The nonce of the next message. */
 uint64_t noise_cipher_nonce(const struct noise_cipher *c);
-
-/* The spec's SetNonce: tests use it to reach the end of the nonce space. */
-void noise_cipher_set_nonce(struct noise_cipher *c, uint64_t nonce);
 
 /* Wipes the key and frees; accepts NULL. */
 void noise_cipher_free(struct noise_cipher *c);

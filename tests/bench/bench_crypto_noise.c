@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 
 #define BENCH_SECONDS 2.0
 #define FRAME_BYTES   1024

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 
 #define CHUNK_MAX NOISE_MAX_MESSAGE
 

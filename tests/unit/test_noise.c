@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 #include "tests/support/test_env.h"
 
 #ifndef NOISE_VECTORS_DIR
