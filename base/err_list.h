@@ -55,4 +55,6 @@
     X(RATCHET_TOO_FAR, "message is outside the skipped-message window (too far ahead or too old)") \
     X(ENVELOPE_OPEN, "envelope cannot be opened with this key (not for us, or tampered)")         \
     X(RATCHET_CHAIN_FULL, "session sent 2^32-1 messages without an answer; wait for a reply or "  \
-                          "start a new session")
+                          "start a new session")                                         \
+    X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "  \
+                   "fetched prekey bundle")

@@ -272,12 +272,20 @@ static bool get_store_lists(const msgpack_object *f, struct prekey_store *s)
             return false;
         s->opk_count = i + 1;
     }
+    /* Replay records: each names a held signed prekey, at most
+     * PREKEY_SEEN_PER_SIGNED each (what prekey_store_commit keeps to). */
+    uint32_t per_spk[PREKEY_SIGNED_KEEP] = {0};
     if ((a = get_array(&f[6], 0, PREKEY_SEEN_MAX, &n)) == NULL)
         return false;
     for (uint32_t i = 0; i < n; i++) {
         const msgpack_object *e = get_array(&a[i], 2, 2, &two);
         if (e == NULL || !get_bin(&e[0], s->seen[i].eph, PREKEY_KEY_BYTES) ||
             !get_u32(&e[1], &s->seen[i].spk_id))
+            return false;
+        uint32_t j = 0;
+        while (j < s->spk_count && s->spk[j].pub.id != s->seen[i].spk_id)
+            j++;
+        if (j == s->spk_count || ++per_spk[j] > PREKEY_SEEN_PER_SIGNED)
             return false;
         s->seen_count = i + 1;
     }

@@ -124,9 +124,9 @@ cleanup:
     return err;
 }
 
-void x3dh_accept(struct prekey_store *store, const struct x3dh_init *init)
+enum mp_err x3dh_accept(struct prekey_store *store, const struct x3dh_init *init)
 {
-    prekey_store_commit(store, init->ephemeral, init->spk_id, init->has_opk, init->opk_id);
+    return prekey_store_commit(store, init->ephemeral, init->spk_id, init->has_opk, init->opk_id);
 }
 
 void x3dh_keys_wipe(struct x3dh_keys *k)

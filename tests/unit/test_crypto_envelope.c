@@ -295,7 +295,7 @@ static void test_first_contact_end_to_end(void **state)
     assert_int_equal(ratchet_decrypt(rb, &got.header, got.ct, got.ct_len, pt), MP_OK);
     assert_memory_equal(pt, hello, sizeof(hello));
     assert_memory_equal(ratchet_ad(rb), identity_public_key(alice), 32);
-    x3dh_accept(store, &got.init);
+    assert_int_equal(x3dh_accept(store, &got.init), MP_OK);
     assert_int_equal(prekey_store_one_time_count(store), 1);
     envelope_content_clear(&got);
 
