@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto/envelope_codec.h"
+#include "crypto/envelope_wire.h"
 #include "crypto/kdf.h"
 #include "crypto/prekey.h"
 

@@ -131,10 +131,4 @@ enum mp_err ratchet_state_encode(const struct ratchet *r, struct buf *out);
 enum mp_err ratchet_state_decode(const struct env *env, const uint8_t *data, size_t len,
                                  struct ratchet **r_out);
 
-/* True when data is a well-formed msgpack stream whose every array, map,
- * string and binary length fits in the bytes that remain (so msgpack-c
- * never allocates from an unchecked count), nested at most 32 deep. All
- * decoders of this layer call it before unpacking. */
-bool ratchet_wire_bounded(const uint8_t *data, size_t len);
-
 #endif

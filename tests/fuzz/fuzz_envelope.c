@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "crypto/envelope.h"
-#include "crypto/envelope_codec.h"
+#include "crypto/envelope_wire.h"
 #include "crypto/identity.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -16,6 +16,7 @@
 
 #include "crypto/kdf.h"
 #include "crypto/ratchet.h"
+#include "crypto/wire.h"
 #include "tests/support/test_env.h"
 
 #define MSG_MAX 128
@@ -534,8 +535,8 @@ static void test_codecs(void **state)
     memset(deep, 0x91, sizeof(deep));
     deep[63] = 0xc0;
     assert_int_equal(ratchet_state_decode(&te.env, deep, sizeof(deep), &r), MP_ERR_MALFORMED);
-    assert_false(ratchet_wire_bounded(deep, sizeof(deep)));
-    assert_true(ratchet_wire_bounded(deep + 40, sizeof(deep) - 40));
+    assert_false(wire_bounded(deep, sizeof(deep)));
+    assert_true(wire_bounded(deep + 40, sizeof(deep) - 40));
     assert_null(r);
 
     /* A state whose public key does not match its secret is refused. */
