@@ -28,7 +28,7 @@ _Static_assert(KEYLEN == crypto_aead_chacha20poly1305_ietf_KEYBYTES, "ChaChaPoly
 _Static_assert(NOISE_TAG_BYTES == crypto_aead_chacha20poly1305_ietf_ABYTES, "Poly1305 tag");
 _Static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == 12, "IETF nonce");
 
-enum token { T_END = 0, T_E, T_S, T_EE, T_ES, T_SE, T_SS, T_PSK };
+enum token { TOKEN_END = 0, TOKEN_E, TOKEN_S, TOKEN_EE, TOKEN_ES, TOKEN_SE, TOKEN_SS, TOKEN_PSK };
 
 struct pattern_def {
     const char *name;
@@ -43,24 +43,31 @@ static const struct pattern_def patterns[] = {
     [NOISE_PATTERN_IK] = {.name = "Noise_IK_25519_ChaChaPoly_BLAKE2b",
                           .responder_static_premessage = true,
                           .n_messages = 2,
-                          .msgs = {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE}}},
+                          .msgs = {{TOKEN_E, TOKEN_ES, TOKEN_S, TOKEN_SS},
+                                   {TOKEN_E, TOKEN_EE, TOKEN_SE}}},
     [NOISE_PATTERN_XX] = {.name = "Noise_XX_25519_ChaChaPoly_BLAKE2b",
                           .n_messages = 3,
-                          .msgs = {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE}}},
+                          .msgs = {{TOKEN_E},
+                                   {TOKEN_E, TOKEN_EE, TOKEN_S, TOKEN_ES},
+                                   {TOKEN_S, TOKEN_SE}}},
     [NOISE_PATTERN_IKPSK2] = {.name = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b",
                               .responder_static_premessage = true,
                               .psk = true,
                               .n_messages = 2,
-                              .msgs = {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE, T_PSK}}},
+                              .msgs = {{TOKEN_E, TOKEN_ES, TOKEN_S, TOKEN_SS},
+                                       {TOKEN_E, TOKEN_EE, TOKEN_SE, TOKEN_PSK}}},
     [NOISE_PATTERN_XXPSK3] = {.name = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b",
                               .psk = true,
                               .n_messages = 3,
-                              .msgs = {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE, T_PSK}}},
+                              .msgs = {{TOKEN_E},
+                                       {TOKEN_E, TOKEN_EE, TOKEN_S, TOKEN_ES},
+                                       {TOKEN_S, TOKEN_SE, TOKEN_PSK}}},
     [NOISE_PATTERN_IKPSK1] = {.name = "Noise_IKpsk1_25519_ChaChaPoly_BLAKE2b",
                               .responder_static_premessage = true,
                               .psk = true,
                               .n_messages = 2,
-                              .msgs = {{T_E, T_ES, T_S, T_SS, T_PSK}, {T_E, T_EE, T_SE}}},
+                              .msgs = {{TOKEN_E, TOKEN_ES, TOKEN_S, TOKEN_SS, TOKEN_PSK},
+                                       {TOKEN_E, TOKEN_EE, TOKEN_SE}}},
 };
 #define N_PATTERNS (sizeof(patterns) / sizeof(patterns[0]))
 
@@ -475,16 +482,16 @@ static enum mp_err dh_token(struct noise_handshake *hs, enum token t)
     bool init = hs->initiator;
 
     switch (t) {
-    case T_EE:
+    case TOKEN_EE:
         priv = hs->e_priv, pub = hs->re;
         break;
-    case T_ES: /* initiator's ephemeral with responder's static */
+    case TOKEN_ES: /* initiator's ephemeral with responder's static */
         priv = init ? hs->e_priv : hs->s_priv, pub = init ? hs->rs : hs->re;
         break;
-    case T_SE: /* initiator's static with responder's ephemeral */
+    case TOKEN_SE: /* initiator's static with responder's ephemeral */
         priv = init ? hs->s_priv : hs->e_priv, pub = init ? hs->re : hs->rs;
         break;
-    case T_SS:
+    case TOKEN_SS:
         priv = hs->s_priv, pub = hs->rs;
         break;
     default:
@@ -544,9 +551,9 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
         goto cleanup;
     }
     const enum token *tokens = hs->pat->msgs[hs->msg_index];
-    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != T_END && err == MP_OK; i++) {
+    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != TOKEN_END && err == MP_OK; i++) {
         switch (tokens[i]) {
-        case T_E:
+        case TOKEN_E:
             if (cap - pos < DHLEN) {
                 err = MP_ERR_TOO_BIG;
                 break;
@@ -560,7 +567,7 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
             if (hs->pat->psk)
                 mix_key(hs, hs->e_pub, DHLEN);
             break;
-        case T_S: {
+        case TOKEN_S: {
             size_t len = DHLEN + tag_len(hs);
             if (cap - pos < len) {
                 err = MP_ERR_TOO_BIG;
@@ -570,7 +577,7 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
             pos += len;
             break;
         }
-        case T_PSK:
+        case TOKEN_PSK:
             mix_key_and_hash(hs, hs->psk, NOISE_PSK_BYTES);
             break;
         default:
@@ -621,9 +628,9 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
         goto cleanup;
     }
     const enum token *tokens = hs->pat->msgs[hs->msg_index];
-    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != T_END && err == MP_OK; i++) {
+    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != TOKEN_END && err == MP_OK; i++) {
         switch (tokens[i]) {
-        case T_E:
+        case TOKEN_E:
             if (msg_len - pos < DHLEN) {
                 err = MP_ERR_MALFORMED;
                 break;
@@ -634,7 +641,7 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
             if (hs->pat->psk)
                 mix_key(hs, hs->re, DHLEN);
             break;
-        case T_S: {
+        case TOKEN_S: {
             size_t len = DHLEN + tag_len(hs);
             if (msg_len - pos < len) {
                 err = MP_ERR_MALFORMED;
@@ -648,7 +655,7 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
             err = accept_rs(hs);
             break;
         }
-        case T_PSK:
+        case TOKEN_PSK:
             /* The peer's PSK is tested from here on: blame() */
             mix_key_and_hash(hs, hs->psk, NOISE_PSK_BYTES);
             hs->psk_read = true;
