@@ -14,6 +14,7 @@
 #include "crypto/identity.h"
 #include "crypto/kdf.h"
 #include "crypto/prekey.h"
+#include "crypto/wire.h"
 #include "crypto/x3dh.h"
 #include "tests/support/test_env.h"
 
@@ -179,8 +180,11 @@ static void test_bundle_codec(void **state)
     /* Over the cap. */
     static uint8_t big[PREKEY_BUNDLE_WIRE_MAX + 1];
     assert_int_equal(prekey_bundle_decode(big, sizeof(big), &back), MP_ERR_TOO_BIG);
-    /* A lying array count does not make the decoder allocate. */
+    /* A lying array count does not make the decoder allocate: the bound
+     * check itself refuses it (2^32-1 elements in 1 byte), and so the decoder. */
     const uint8_t liar[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    assert_false(wire_bounded(liar, sizeof(liar)));
+    assert_true(wire_bounded((const uint8_t[]){0xdd, 0, 0, 0, 1, 0x01}, 6)); /* honest count */
     assert_int_equal(prekey_bundle_decode(liar, sizeof(liar), &back), MP_ERR_MALFORMED);
 }
 

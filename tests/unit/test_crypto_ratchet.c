@@ -169,8 +169,8 @@ static void test_sending_chain_full(void **state)
     assert_non_null(edited);
     memcpy(edited, s.data, s.len - sizeof(tail));
     memcpy(edited + s.len - sizeof(tail), full, sizeof(full));
-    assert_int_equal(ratchet_state_decode(&te.env, edited, s.len - sizeof(tail) + sizeof(full), &a2),
-                     MP_OK);
+    assert_int_equal(
+        ratchet_state_decode(&te.env, edited, s.len - sizeof(tail) + sizeof(full), &a2), MP_OK);
     free(edited);
     buf_free(&s);
 
@@ -530,6 +530,7 @@ static void test_codecs(void **state)
     /* State: a lying count or deep nesting is refused before allocation. */
     struct ratchet *r = NULL;
     const uint8_t liar[] = {0x9e, 0x01, 0xdd, 0x7f, 0xff, 0xff, 0xff};
+    assert_false(wire_bounded(liar, sizeof(liar))); /* refused by the bound check itself */
     assert_int_equal(ratchet_state_decode(&te.env, liar, sizeof(liar), &r), MP_ERR_MALFORMED);
     uint8_t deep[64];
     memset(deep, 0x91, sizeof(deep));
@@ -575,51 +576,186 @@ static uint32_t below(uint32_t n)
     return (uint32_t)(rnd() % n);
 }
 
-#define TOTAL  5000
-#define WINDOW 16 /* deliveries pick among the oldest WINDOW messages in flight */
+#define TOTAL  3000 /* ordinary messages per seed */
+#define WINDOW 16   /* deliveries pick among the oldest WINDOW messages in flight */
+/* Bursts: one side sends BURST messages in a row while most of them wait in a
+ * slow mailbox ("late", delivered at the very end in random order). Either
+ * 90% of them are late at random (three bursts in four), or all but the last
+ * BURST_TAIL (which then arrive more than RATCHET_MAX_SKIP ahead). Enough of them push the
+ * receiver past RATCHET_SKIPPED_MAX kept keys, so the oldest are dropped. */
+#define BURSTS     8
+#define BURST      (RATCHET_MAX_SKIP + 100)
+#define BURST_TAIL 40
+#define SENT_MAX   (TOTAL + BURSTS * BURST)
+#define SEEDS      3
 
 struct flight {
     uint32_t id; /* index into sent[] */
 };
 
-static void test_randomized_exchange(void **state)
-{
-    (void)state;
+/* What the test knows of each message, to judge every outcome by itself. */
+struct meta {
+    uint8_t to;     /* receiving side */
+    uint32_t chain; /* sender's chain index (counts its ratchet key changes) */
+    bool done;      /* decrypted once */
+};
+
+struct run_counts {
+    uint32_t ok, replays, lost, tampered, reloads, too_far, late;
+    bool dropped[2]; /* the side has held RATCHET_SKIPPED_MAX keys (drops) */
+};
+
+struct world {
     struct ratchet *party[2];
-    struct msg *sent = calloc(TOTAL, sizeof(*sent));
-    uint8_t *to = calloc(TOTAL, 1);
-    uint8_t *done = calloc(TOTAL, 1);
-    struct flight *pool = calloc(4 * TOTAL, sizeof(*pool));
-    uint32_t nsent = 0, npool = 0;
-    uint32_t ok = 0, replays = 0, lost = 0, tampered = 0, reloads = 0;
+    struct msg *sent;
+    struct meta *meta;
+    uint32_t nsent;
+    /* Per sender side and chain: the highest n decrypted + 1 (0: none). */
+    uint32_t *next_n[2];
+    uint32_t chains[2];     /* chains each side has sent on so far */
+    uint8_t last_dh[2][32]; /* each side's current sending key */
+    uint32_t max_chain[2];  /* per receiving side: newest sender chain decrypted + 1 */
+    struct run_counts c;
+    uint64_t seed;
+};
+
+static void world_send(struct world *w, int from, size_t len)
+{
+    struct msg *m = &w->sent[w->nsent];
+    struct meta *x = &w->meta[w->nsent];
+
+    send_msg(w->party[from], m, len);
+    if (w->chains[from] == 0 || memcmp(m->h.dh, w->last_dh[from], 32) != 0) {
+        memcpy(w->last_dh[from], m->h.dh, 32);
+        w->chains[from]++;
+    }
+    x->to = (uint8_t)(1 - from);
+    x->chain = w->chains[from] - 1;
+    x->done = false;
+    w->nsent++;
+}
+
+/* True when the test's bookkeeping says message id may fail with TOO_FAR:
+ * more than RATCHET_MAX_SKIP past the highest decrypted in its chain (or,
+ * opening a new chain, its PN past the previous one), after the receiver
+ * dropped kept keys, or from a chain it no longer remembers. */
+static bool may_be_far(const struct world *w, uint32_t id)
+{
+    const struct meta *x = &w->meta[id];
+    const struct msg *m = &w->sent[id];
+    int rx = x->to, tx = 1 - rx;
+    uint32_t nn = w->next_n[tx][x->chain];
+    bool new_chain = x->chain + 1 > w->max_chain[rx];
+    uint32_t prev_nn = x->chain > 0 ? w->next_n[tx][x->chain - 1] : 0;
+
+    return m->h.n > nn + RATCHET_MAX_SKIP ||
+           (new_chain && x->chain > 0 && m->h.pn > prev_nn + RATCHET_MAX_SKIP) ||
+           w->c.dropped[rx] || w->max_chain[rx] > x->chain + RATCHET_CHAINS_KEPT - 1;
+}
+
+/* Deliver message id; judge the outcome against what the test knows. */
+static enum mp_err world_deliver(struct world *w, uint32_t id)
+{
+    struct meta *x = &w->meta[id];
+    const struct msg *m = &w->sent[id];
+    int rx = x->to, tx = 1 - rx;
+    struct ratchet *r = w->party[rx];
+    bool far = may_be_far(w, id);
+    enum mp_err err = recv_msg(r, m);
+    uint32_t nn = w->next_n[tx][x->chain];
+    bool forgotten = w->max_chain[rx] > x->chain + RATCHET_CHAINS_KEPT - 1;
+    bool ok;
+
+    if (err == MP_OK) {
+        ok = !x->done;
+        x->done = true;
+        w->c.ok++;
+        if (m->h.n + 1 > nn)
+            w->next_n[tx][x->chain] = m->h.n + 1;
+        if (x->chain + 1 > w->max_chain[rx])
+            w->max_chain[rx] = x->chain + 1;
+    } else if (err == MP_ERR_RATCHET_REPLAY) {
+        ok = x->done;
+        w->c.replays++;
+    } else if (err == MP_ERR_RATCHET_TOO_FAR) {
+        ok = far;
+        w->c.too_far++;
+    } else if (err == MP_ERR_RATCHET_TAMPERED) {
+        ok = forgotten;
+    } else {
+        ok = false;
+    }
+    if (!ok)
+        fail_msg("seed %llu: message %u (chain %u, n %u, pn %u, %s) gave %s",
+                 (unsigned long long)w->seed, id, x->chain, m->h.n, m->h.pn,
+                 x->done ? "done" : "new", mp_errname(err));
+    if (ratchet_skipped_count(r) >= RATCHET_SKIPPED_MAX)
+        w->c.dropped[rx] = true;
+    return err;
+}
+
+static void run_seed(uint64_t run_seed, struct run_counts *out)
+{
+    struct world w;
+    struct flight *pool = calloc(4 * SENT_MAX, sizeof(*pool));
+    uint32_t *late = calloc(SENT_MAX, sizeof(*late));
+    uint32_t npool = 0, nlate = 0, bursts = 0;
     bool b_heard = false;
 
-    assert_true(sent && to && done && pool);
-    rng_state = seed;
-    pair(&party[0], &party[1]);
-    while (nsent < TOTAL || npool > 0) {
+    memset(&w, 0, sizeof(w));
+    w.seed = run_seed;
+    w.sent = calloc(SENT_MAX, sizeof(*w.sent));
+    w.meta = calloc(SENT_MAX, sizeof(*w.meta));
+    w.next_n[0] = calloc(SENT_MAX, sizeof(uint32_t));
+    w.next_n[1] = calloc(SENT_MAX, sizeof(uint32_t));
+    assert_true(pool && late && w.sent && w.meta && w.next_n[0] && w.next_n[1]);
+    rng_state = run_seed;
+    pair(&w.party[0], &w.party[1]);
+    while (w.nsent < SENT_MAX - (BURSTS - bursts) * BURST || npool > 0) {
         uint32_t roll = below(100);
-        if (nsent < TOTAL && (roll < 45 || npool == 0)) {
+        bool may_send = w.nsent - bursts * BURST < TOTAL;
+        if (may_send && bursts < BURSTS &&
+            w.nsent - bursts * BURST >= (bursts + 1) * TOTAL / (BURSTS + 1)) {
+            /* A burst from a to b, most of it held in a slow mailbox (all
+             * to one side, so its kept keys pass the cap). */
+            int from = 0;
+            bool tail_only = bursts % 4 == 3;
+            for (uint32_t i = 0; i < BURST; i++) {
+                uint32_t id = w.nsent;
+                world_send(&w, from, 8);
+                bool held = tail_only ? i < BURST - BURST_TAIL : below(100) < 90;
+                if (held)
+                    late[nlate++] = id;
+                else
+                    pool[npool++].id = id;
+            }
+            bursts++;
+            continue;
+        }
+        if (may_send && (roll < 45 || npool == 0)) {
             /* Send, from a random side (b only once it has heard from a). */
             int from = b_heard ? (int)below(2) : 0;
-            send_msg(party[from], &sent[nsent], below(MSG_MAX + 1));
-            to[nsent] = (uint8_t)(1 - from);
-            pool[npool++].id = nsent++;
+            pool[npool++].id = w.nsent;
+            world_send(&w, from, below(MSG_MAX + 1));
             continue;
         }
         if (npool == 0)
-            continue;
+            break;
         uint32_t at = below(npool < WINDOW ? npool : WINDOW);
         uint32_t id = pool[at].id;
-        struct ratchet *r = party[to[id]];
+        struct ratchet *r = w.party[w.meta[id].to];
         roll = below(100);
-        if (roll < 5 && nsent < TOTAL) {
-            lost++; /* lost in transit */
-        } else if (roll < 10) {
-            /* A tampered copy first: an error, and no change at all. */
-            struct msg t = sent[id];
-            struct buf before;
-            snapshot(r, &before);
+        if (roll < 5 && may_send) {
+            w.c.lost++; /* lost in transit */
+        } else if (roll < 9) {
+            /* A tampered copy first: an error, and no change at all (the
+             * whole state compared while it is small, its counters after). */
+            struct msg t = w.sent[id];
+            struct buf before = {0};
+            size_t kept = ratchet_skipped_count(r);
+            bool full = kept < 1000;
+            if (full)
+                snapshot(r, &before);
             uint32_t where = below((uint32_t)t.ct_len + 3);
             bool body = where < t.ct_len;
             if (body)
@@ -632,29 +768,27 @@ static void test_randomized_exchange(void **state)
                 t.h.pn ^= 1u << below(32);
             enum mp_err err = recv_msg(r, &t);
             assert_int_not_equal(err, MP_OK);
-            if (body)
-                assert_int_equal(err, done[id] ? MP_ERR_RATCHET_REPLAY : MP_ERR_RATCHET_TAMPERED);
-            assert_same(r, &before);
-            buf_free(&before);
-            tampered++;
+            if (body && !may_be_far(&w, id))
+                assert_int_equal(err,
+                                 w.meta[id].done ? MP_ERR_RATCHET_REPLAY : MP_ERR_RATCHET_TAMPERED);
+            else if (body)
+                assert_true(
+                    err == MP_ERR_RATCHET_TOO_FAR ||
+                    err == (w.meta[id].done ? MP_ERR_RATCHET_REPLAY : MP_ERR_RATCHET_TAMPERED));
+            if (full) {
+                assert_same(r, &before);
+                buf_free(&before);
+            }
+            assert_int_equal(ratchet_skipped_count(r), kept);
+            w.c.tampered++;
             continue; /* the genuine one stays in flight */
         } else {
-            enum mp_err err = recv_msg(r, &sent[id]);
-            if (done[id]) {
-                if (err != MP_ERR_RATCHET_REPLAY)
-                    fail_msg("seed %llu: duplicate of message %u gave %s", (unsigned long long)seed,
-                             id, mp_errname(err));
-                replays++;
-            } else {
-                if (err != MP_OK)
-                    fail_msg("seed %llu: message %u gave %s", (unsigned long long)seed, id,
-                             mp_errname(err));
-                done[id] = 1;
-                ok++;
-                if (to[id] == 1)
-                    b_heard = true;
-            }
-            if (below(100) < 8 && npool < 4 * TOTAL) {
+            enum mp_err err = world_deliver(&w, id);
+            if (err == MP_OK && w.meta[id].to == 1)
+                b_heard = true;
+            if (err == MP_ERR_RATCHET_TOO_FAR && !w.meta[id].done)
+                late[nlate++] = id; /* the mailbox keeps it: retried at the end */
+            else if (below(100) < 8 && npool < 4 * SENT_MAX) {
                 /* Duplicated: another copy stays in flight, somewhere later. */
                 pool[npool++].id = id;
                 uint32_t j = below(npool);
@@ -668,25 +802,52 @@ static void test_randomized_exchange(void **state)
         if (below(1000) < 3) {
             /* Save and restore one side mid-conversation. */
             int who = (int)below(2);
-            party[who] = reload(party[who]);
-            reloads++;
+            w.party[who] = reload(w.party[who]);
+            w.c.reloads++;
         }
     }
+    /* The slow mailbox delivers what it held, in random order. */
+    while (nlate > 0) {
+        uint32_t at = below(nlate);
+        uint32_t id = late[at];
+        late[at] = late[--nlate];
+        world_deliver(&w, id);
+        w.c.late++;
+    }
     uint32_t unique = 0;
-    for (uint32_t i = 0; i < TOTAL; i++)
-        unique += done[i];
-    assert_int_equal(unique, ok);
-    assert_true(ok + lost >= TOTAL);
+    for (uint32_t i = 0; i < w.nsent; i++)
+        unique += w.meta[i].done;
+    assert_int_equal(unique, w.c.ok);
     print_message("seed %llu: %u sent, %u decrypted once, %u lost, %u duplicates refused, "
-                  "%u tampered refused, %u reloads\n",
-                  (unsigned long long)seed, nsent, ok, lost, replays, tampered, reloads);
-    assert_true(replays > 0 && tampered > 0 && reloads > 0 && lost > 0);
-    free(sent);
-    free(to);
-    free(done);
+                  "%u tampered refused, %u too far, %u late, %u reloads, drops %d/%d\n",
+                  (unsigned long long)run_seed, w.nsent, w.c.ok, w.c.lost, w.c.replays,
+                  w.c.tampered, w.c.too_far, w.c.late, w.c.reloads, w.c.dropped[0], w.c.dropped[1]);
+    *out = w.c;
     free(pool);
-    ratchet_free(party[0]);
-    ratchet_free(party[1]);
+    free(late);
+    free(w.sent);
+    free(w.meta);
+    free(w.next_n[0]);
+    free(w.next_n[1]);
+    ratchet_free(w.party[0]);
+    ratchet_free(w.party[1]);
+}
+
+/* Seeded runs: every message decrypts to its exact plaintext once, or fails
+ * with the error the test's own bookkeeping predicts (REPLAY for a
+ * duplicate, TOO_FAR past the window or after drops, TAMPERED for a forgery);
+ * each run reaches the window and the cap. */
+static void test_randomized_exchange(void **state)
+{
+    (void)state;
+    for (uint64_t k = 0; k < SEEDS; k++) {
+        struct run_counts c;
+        run_seed(seed + k, &c);
+        assert_true(c.replays > 0 && c.tampered > 0 && c.reloads > 0 && c.lost > 0);
+        assert_true(c.too_far > 0);
+        assert_true(c.dropped[0] || c.dropped[1]);
+        assert_true(c.late > 0);
+    }
 }
 
 int main(void)
