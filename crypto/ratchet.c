@@ -33,7 +33,7 @@ static enum mp_err kdf_rk(const uint8_t rk[32], const uint8_t dh_out[32], uint8_
 {
     uint8_t okm[64];
     enum mp_err err = kdf_hkdf(rk, 32, dh_out, 32, (const uint8_t *)root_info,
-                               sizeof(root_info) - 1, okm, sizeof(okm));
+                               sizeof(root_info) - 1, sizeof(okm), okm);
     if (err == MP_OK) {
         memcpy(rk_out, okm, 32);
         memcpy(ck_out, okm + 32, 32);
@@ -91,8 +91,8 @@ static void make_ad(const struct ratchet *r, const struct ratchet_header *h, uin
  * the one-way throughput, measured); the prefix costs one draw per object. */
 static enum mp_err aead_key(const uint8_t mk[32], uint8_t key_out[AEAD_KEY_BYTES])
 {
-    return kdf_hkdf_expand(mk, (const uint8_t *)msg_info, sizeof(msg_info) - 1, key_out,
-                           AEAD_KEY_BYTES);
+    return kdf_hkdf_expand(mk, (const uint8_t *)msg_info, sizeof(msg_info) - 1, AEAD_KEY_BYTES,
+                           key_out);
 }
 
 /* Open ct (nonce || AEAD ciphertext, ct_len >= RATCHET_OVERHEAD) with mk:
@@ -109,8 +109,8 @@ static enum mp_err open_with(const struct ratchet *r, const uint8_t mk[32],
         return err;
     make_ad(r, h, ad);
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt_out, NULL, NULL, ct + AEAD_NONCE_BYTES,
-                                                   ct_len - AEAD_NONCE_BYTES, ad, sizeof(ad),
-                                                   ct, key) != 0) {
+                                                   ct_len - AEAD_NONCE_BYTES, ad, sizeof(ad), ct,
+                                                   key) != 0) {
         sodium_memzero(pt_out, ct_len - RATCHET_OVERHEAD);
         err = MP_ERR_RATCHET_TAMPERED;
     }

@@ -157,7 +157,7 @@ static void test_seal_matches_spec(void **state)
     memcpy(salt, eph, 32);
     memcpy(salt + 32, r_pk, 32);
     assert_int_equal(
-        kdf_hkdf(salt, 64, shared, 32, (const uint8_t *)"merpati envelope v1", 19, okm, 56), MP_OK);
+        kdf_hkdf(salt, 64, shared, 32, (const uint8_t *)"merpati envelope v1", 19, 56, okm), MP_OK);
     ad[0] = 1;
     memcpy(ad + 1, id, 32);
     uint8_t inner[256];

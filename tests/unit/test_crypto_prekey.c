@@ -242,7 +242,7 @@ static void test_x3dh_matches_spec(void **state)
         if (otk)
             assert_int_equal(crypto_scalarmult(ikm + 128, opk_sk, init.ephemeral), 0); /* DH4 */
         assert_int_equal(kdf_hkdf(NULL, 0, ikm, (4 + otk) * 32, (const uint8_t *)"merpati x3dh v1",
-                                  15, root, 32),
+                                  15, 32, root),
                          MP_OK);
         assert_memory_equal(root, ka.root, 32);
         assert_memory_equal(spk_pk, b.spk.pub, 32);

@@ -248,13 +248,13 @@ static void test_first_message_matches_spec(void **state)
 
     assert_int_equal(crypto_scalarmult(shared, spk_sk, m.h.dh), 0);
     assert_int_equal(
-        kdf_hkdf(root, 32, shared, 32, (const uint8_t *)"merpati ratchet root v1", 23, okm, 64),
+        kdf_hkdf(root, 32, shared, 32, (const uint8_t *)"merpati ratchet root v1", 23, 64, okm),
         MP_OK);
     uint8_t ck[32], one = 1, two = 2;
     memcpy(ck, okm + 32, 32);
     kdf_hmac(ck, 32, &two, 1, ck); /* skip message 0 */
     kdf_hmac(ck, 32, &one, 1, mk);
-    assert_int_equal(kdf_hkdf_expand(mk, (const uint8_t *)"merpati ratchet msg v1", 22, key, 32),
+    assert_int_equal(kdf_hkdf_expand(mk, (const uint8_t *)"merpati ratchet msg v1", 22, 32, key),
                      MP_OK);
     memcpy(full_ad, ad, 64);
     full_ad[64] = 1;
