@@ -111,6 +111,9 @@ enum mp_err noise_prologue(unsigned version, const uint8_t *network_id, size_t n
 enum mp_err noise_handshake_new(const struct env *env, const struct noise_config *cfg,
                                 struct noise_handshake **hs_out);
 
+/* What the caller must do next (enum noise_step): WRITE or READ by turn,
+ * SPLIT once the last message is through, DONE after the split, FAILED
+ * after any error (then only _free is useful). Never fails; no side effects. */
 enum noise_step noise_handshake_next(const struct noise_handshake *hs);
 
 /* Writes the next handshake message carrying payload (may be NULL if 0)

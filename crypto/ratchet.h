@@ -67,15 +67,20 @@ struct ratchet_header {
 struct ratchet;
 
 /* Initiator (after x3dh_initiate): root and ad from X3DH, remote_spk the
- * responder's signed prekey. Can encrypt at once. */
+ * responder's signed prekey; all copied. Can encrypt at once. The session is
+ * the caller's (ratchet_free). Errors: MP_ERR_NOMEM (also when libsodium
+ * fails to start), MP_ERR_WEAK_KEY (remote_spk of low order), MP_ERR_CRYPTO
+ * (key generation failed); *r_out is untouched on error. */
 enum mp_err ratchet_new_initiator(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
                                   const uint8_t ad[RATCHET_AD_BYTES],
                                   const uint8_t remote_spk[RATCHET_KEY_BYTES],
                                   struct ratchet **r_out);
 
 /* Responder (after x3dh_respond): its signed prekey pair is the first
- * ratchet key. Must decrypt the initiator's first message before it can
- * encrypt. */
+ * ratchet key (copied; the pair is not checked here: x3dh_respond gives a
+ * matching one). Must decrypt the initiator's first message before it can
+ * encrypt. The session is the caller's (ratchet_free). Errors: MP_ERR_NOMEM
+ * (also when libsodium failed to start); *r_out is untouched on error. */
 enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
                                   const uint8_t ad[RATCHET_AD_BYTES],
                                   const uint8_t spk_sk[RATCHET_KEY_BYTES],
@@ -115,6 +120,9 @@ void ratchet_free(struct ratchet *r);
 
 /* A header on the wire: msgpack [version, dh, pn, n], at most this long. */
 #define RATCHET_HEADER_WIRE_MAX 48
+/* Writes h into out (RATCHET_HEADER_WIRE_MAX bytes always suffice) and its
+ * length (at most 48) into *len_out. Every header fits, so it returns MP_OK;
+ * the result is an enum mp_err only to match the other encoders. */
 enum mp_err ratchet_header_encode(const struct ratchet_header *h,
                                   uint8_t out[RATCHET_HEADER_WIRE_MAX], size_t *len_out);
 /* MP_ERR_MALFORMED, MP_ERR_TOO_BIG or MP_ERR_WIRE_VERSION on bad input. */
