@@ -88,8 +88,8 @@ enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATC
 
 /* Encrypt len <= RATCHET_PLAINTEXT_MAX bytes into ct_out (len +
  * RATCHET_OVERHEAD bytes: 24-byte random nonce, ciphertext, tag; ct_out must
- * not overlap pt). Safe even when the state was rolled back (see above). MP_ERR_INVAL when the session cannot send yet (a
- * responder before its first message) or len is too big;
+ * not overlap pt). Safe even when the state was rolled back (see above). MP_ERR_INVAL when the
+ * session cannot send yet (a responder before its first message) or len is too big;
  * MP_ERR_RATCHET_CHAIN_FULL after 2^32-1 messages in one sending chain (the
  * peer must answer before more can be sent). */
 enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,

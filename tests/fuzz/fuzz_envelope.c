@@ -64,8 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 envelope_inner_decode(out, len, &back) != MP_OK || back.ct_len != c.ct_len ||
                 memcmp(back.ct, c.ct, c.ct_len) != 0 ||
                 memcmp(&back.header, &c.header, sizeof(c.header)) != 0 ||
-                memcmp(back.sender, c.sender, sizeof(c.sender)) != 0 ||
-                back.has_init != c.has_init)
+                memcmp(back.sender, c.sender, sizeof(c.sender)) != 0 || back.has_init != c.has_init)
                 abort();
             if (c.has_init &&
                 (memcmp(back.init.initiator, c.init.initiator, sizeof(c.init.initiator)) != 0 ||

@@ -3,9 +3,9 @@
  * arbitrary bytes against a fixed session.
  * First byte mod 3: 0 -> header decoder (round trip checked), 1 -> state
  * decoder (round trip: the decoded state, encoded and decoded again, gives
- * the same encoding and the same counters), 2 -> [1-byte header length][header][ciphertext] decrypted by a
- * session that has seen a few messages (kept keys, ended chains); a failed
- * decrypt must leave the session byte-for-byte unchanged.
+ * the same encoding and the same counters), 2 -> [1-byte header length][header][ciphertext]
+ * decrypted by a session that has seen a few messages (kept keys, ended chains); a failed decrypt
+ * must leave the session byte-for-byte unchanged.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -404,7 +404,8 @@ static void test_seen_set_per_signed_prekey(void **state)
         env_random(&f->te.env, eph, sizeof(eph));
         if (i == 0)
             memcpy(first, eph, 32);
-        assert_int_equal(prekey_store_lookup(s, eph, b.spk.id, false, 0, T0, ik, sk, pk, ok), MP_OK);
+        assert_int_equal(prekey_store_lookup(s, eph, b.spk.id, false, 0, T0, ik, sk, pk, ok),
+                         MP_OK);
         assert_int_equal(prekey_store_commit(s, eph, b.spk.id, false, 0), MP_OK);
         /* A rotation is asked for from half full on, long before a week. */
         assert_int_equal(prekey_store_rotation_due(s, T0), i + 1 >= PREKEY_SEEN_PER_SIGNED / 2);
@@ -417,9 +418,9 @@ static void test_seen_set_per_signed_prekey(void **state)
                      MP_ERR_SESSION_REPLAY);
     /* Full: a new session on this prekey is refused, and nothing changes. */
     env_random(&f->te.env, eph, sizeof(eph));
-    assert_int_equal(prekey_store_lookup(s, eph, b.spk.id, true, b.one_time[0].id, T0, ik, sk, pk,
-                                         ok),
-                     MP_ERR_PREKEY_FULL);
+    assert_int_equal(
+        prekey_store_lookup(s, eph, b.spk.id, true, b.one_time[0].id, T0, ik, sk, pk, ok),
+        MP_ERR_PREKEY_FULL);
     assert_int_equal(prekey_store_commit(s, eph, b.spk.id, true, b.one_time[0].id),
                      MP_ERR_PREKEY_FULL);
     assert_int_equal(prekey_store_seen_count(s, b.spk.id), PREKEY_SEEN_PER_SIGNED);

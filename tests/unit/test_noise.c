@@ -639,11 +639,11 @@ static void test_wrong_prologue(void **state)
 struct tamper_expect {
     enum noise_pattern p;
     unsigned msg;
-    int side;            /* who detects it: 0 initiator, 1 responder */
-    unsigned at_msg;     /* in which message */
-    size_t first_end;    /* bytes [0, first_end) spoil the first encrypted field */
-    enum mp_err first;   /* ... and are reported so */
-    enum mp_err later;   /* bytes from first_end on (the payload after s) */
+    int side;          /* who detects it: 0 initiator, 1 responder */
+    unsigned at_msg;   /* in which message */
+    size_t first_end;  /* bytes [0, first_end) spoil the first encrypted field */
+    enum mp_err first; /* ... and are reported so */
+    enum mp_err later; /* bytes from first_end on (the payload after s) */
 };
 
 static const struct tamper_expect tamper_table[] = {
@@ -694,8 +694,8 @@ static void test_tamper_every_byte(void **state)
             if (o.err != want || o.failed_side != x->side || o.at_msg != x->at_msg)
                 fail_msg("%s msg %u byte %zu: got %s (side %d, msg %u), want %s (side %d, "
                          "msg %u)",
-                         noise_protocol_name(x->p), x->msg, pos, mp_errname(o.err),
-                         o.failed_side, o.at_msg, mp_errname(want), x->side, x->at_msg);
+                         noise_protocol_name(x->p), x->msg, pos, mp_errname(o.err), o.failed_side,
+                         o.at_msg, mp_errname(want), x->side, x->at_msg);
             assert_false(o.leaked);
             assert_poisoned(o.hs[o.failed_side]);
             outcome_free(&o);
