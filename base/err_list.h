@@ -57,4 +57,8 @@
     X(DHT_BUSY, "too many DHT operations in progress; retry shortly")                              \
     X(DHT_NO_PEERS, "the DHT routing table is empty; add a bootstrap node")                        \
     X(RECORD_FORGED, "DHT record signature does not verify for its owner")                         \
-    X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")
+    X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")                   \
+    X(RATCHET_CHAIN_FULL, "session sent 2^32-1 messages without an answer; wait for a reply or "  \
+                          "start a new session")                                         \
+    X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "  \
+                   "fetched prekey bundle")

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto/envelope_codec.h"
+#include "crypto/envelope_wire.h"
 #include "crypto/kdf.h"
 #include "crypto/prekey.h"
 
@@ -56,7 +56,7 @@ static enum mp_err seal_keys(const uint8_t shared[32], const uint8_t eph_pk[32],
     memcpy(salt, eph_pk, 32);
     memcpy(salt + 32, rcpt_pk, 32);
     return kdf_hkdf(salt, sizeof(salt), shared, 32, (const uint8_t *)seal_info,
-                    sizeof(seal_info) - 1, okm, KEY_BYTES + NONCE_BYTES);
+                    sizeof(seal_info) - 1, KEY_BYTES + NONCE_BYTES, okm);
 }
 
 static void seal_ad(const uint8_t mailbox[ENVELOPE_MAILBOX_BYTES], uint8_t ad[SEAL_AD_BYTES])

@@ -1,4 +1,5 @@
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ _Static_assert(KEYLEN == crypto_aead_chacha20poly1305_ietf_KEYBYTES, "ChaChaPoly
 _Static_assert(NOISE_TAG_BYTES == crypto_aead_chacha20poly1305_ietf_ABYTES, "Poly1305 tag");
 _Static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == 12, "IETF nonce");
 
-enum token { T_END = 0, T_E, T_S, T_EE, T_ES, T_SE, T_SS, T_PSK };
+enum token { TOKEN_END = 0, TOKEN_E, TOKEN_S, TOKEN_EE, TOKEN_ES, TOKEN_SE, TOKEN_SS, TOKEN_PSK };
 
 struct pattern_def {
     const char *name;
@@ -42,24 +43,31 @@ static const struct pattern_def patterns[] = {
     [NOISE_PATTERN_IK] = {.name = "Noise_IK_25519_ChaChaPoly_BLAKE2b",
                           .responder_static_premessage = true,
                           .n_messages = 2,
-                          .msgs = {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE}}},
+                          .msgs = {{TOKEN_E, TOKEN_ES, TOKEN_S, TOKEN_SS},
+                                   {TOKEN_E, TOKEN_EE, TOKEN_SE}}},
     [NOISE_PATTERN_XX] = {.name = "Noise_XX_25519_ChaChaPoly_BLAKE2b",
                           .n_messages = 3,
-                          .msgs = {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE}}},
+                          .msgs = {{TOKEN_E},
+                                   {TOKEN_E, TOKEN_EE, TOKEN_S, TOKEN_ES},
+                                   {TOKEN_S, TOKEN_SE}}},
     [NOISE_PATTERN_IKPSK2] = {.name = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b",
                               .responder_static_premessage = true,
                               .psk = true,
                               .n_messages = 2,
-                              .msgs = {{T_E, T_ES, T_S, T_SS}, {T_E, T_EE, T_SE, T_PSK}}},
+                              .msgs = {{TOKEN_E, TOKEN_ES, TOKEN_S, TOKEN_SS},
+                                       {TOKEN_E, TOKEN_EE, TOKEN_SE, TOKEN_PSK}}},
     [NOISE_PATTERN_XXPSK3] = {.name = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b",
                               .psk = true,
                               .n_messages = 3,
-                              .msgs = {{T_E}, {T_E, T_EE, T_S, T_ES}, {T_S, T_SE, T_PSK}}},
+                              .msgs = {{TOKEN_E},
+                                       {TOKEN_E, TOKEN_EE, TOKEN_S, TOKEN_ES},
+                                       {TOKEN_S, TOKEN_SE, TOKEN_PSK}}},
     [NOISE_PATTERN_IKPSK1] = {.name = "Noise_IKpsk1_25519_ChaChaPoly_BLAKE2b",
                               .responder_static_premessage = true,
                               .psk = true,
                               .n_messages = 2,
-                              .msgs = {{T_E, T_ES, T_S, T_SS, T_PSK}, {T_E, T_EE, T_SE}}},
+                              .msgs = {{TOKEN_E, TOKEN_ES, TOKEN_S, TOKEN_SS, TOKEN_PSK},
+                                       {TOKEN_E, TOKEN_EE, TOKEN_SE}}},
 };
 #define N_PATTERNS (sizeof(patterns) / sizeof(patterns[0]))
 
@@ -101,6 +109,7 @@ struct noise_handshake {
     /* Error attribution for a failed decryption (see docs/PROTOCOL.md). */
     unsigned decryptions;               /* successful reads of encrypted fields so far */
     bool psk_read, decrypted_since_psk; /* a message we read mixed the PSK */
+    bool sent_encrypted;                /* a message we wrote had an encrypted field */
 };
 
 /* ---- hash functions: HASH, HMAC-HASH, HKDF (spec 4.3) ---- */
@@ -296,10 +305,13 @@ static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *p
                                     uint8_t *out)
 {
     size_t ct_len = len + tag_len(hs);
+    bool encrypted = hs->cs.has_key;
     enum mp_err err = cs_encrypt(&hs->cs, hs->h, HASHLEN, plain, len, out);
 
-    if (err == MP_OK)
+    if (err == MP_OK) {
         mix_hash(hs, out, ct_len);
+        hs->sent_encrypted = hs->sent_encrypted || encrypted;
+    }
     return err;
 }
 
@@ -310,15 +322,20 @@ static enum mp_err encrypt_and_hash(struct noise_handshake *hs, const uint8_t *p
  *  - the first decryption after a "psk" token in a message we read: the PSK;
  *  - otherwise our first decryption of the handshake: in IK the key the
  *    initiator dialed (or, indistinguishably, the prologue); in XX, where no
- *    key is known in advance, the prologue;
+ *    key is known in advance, the prologue, but only while the peer has not
+ *    yet opened an encrypted field of ours: a peer that answers one has the
+ *    same handshake hash, hence the same prologue (the XX responder reading
+ *    message 3, the XXpsk3 initiator reading message 2);
  *  - anything later: the message was altered. */
 static enum mp_err blame(const struct noise_handshake *hs)
 {
     if (hs->psk_read && !hs->decrypted_since_psk)
         return MP_ERR_NOISE_PSK;
     if (hs->decryptions == 0) {
-        bool ik = hs->pat->responder_static_premessage;
-        return ik ? MP_ERR_NOISE_PEER_KEY : MP_ERR_NOISE_PROLOGUE;
+        if (hs->pat->responder_static_premessage)
+            return MP_ERR_NOISE_PEER_KEY;
+        if (!hs->sent_encrypted)
+            return MP_ERR_NOISE_PROLOGUE;
     }
     return MP_ERR_NOISE_DECRYPT;
 }
@@ -356,18 +373,16 @@ enum mp_err noise_prologue(unsigned version, const uint8_t *network_id, size_t n
                            uint8_t out[NOISE_MERPATI_PROLOGUE_MAX], size_t *len_out)
 {
     static const char tag[] = "merpati/";
-    char digits[4];
-    size_t nd = 0, pos = 0;
+    size_t pos = sizeof(tag) - 1;
 
-    if (version == 0 || version > 999 || network_id == NULL || network_id_len == 0 ||
-        network_id_len > NOISE_NETWORK_ID_MAX)
+    if (version == 0 || version > NOISE_PROTOCOL_VERSION_MAX || network_id == NULL ||
+        network_id_len == 0 || network_id_len > NOISE_NETWORK_ID_MAX)
         return MP_ERR_INVAL;
-    for (unsigned v = version; v > 0; v /= 10)
-        digits[nd++] = (char)('0' + v % 10);
-    memcpy(out, tag, sizeof(tag) - 1);
-    pos = sizeof(tag) - 1;
-    while (nd > 0)
-        out[pos++] = (uint8_t)digits[--nd];
+    /* Every field has a fixed width or a length in front of it, so no two
+     * (version, id) pairs give the same bytes. */
+    memcpy(out, tag, pos);
+    out[pos++] = (uint8_t)(version >> 8);
+    out[pos++] = (uint8_t)version;
     out[pos++] = (uint8_t)network_id_len;
     memcpy(out + pos, network_id, network_id_len);
     *len_out = pos + network_id_len;
@@ -467,16 +482,16 @@ static enum mp_err dh_token(struct noise_handshake *hs, enum token t)
     bool init = hs->initiator;
 
     switch (t) {
-    case T_EE:
+    case TOKEN_EE:
         priv = hs->e_priv, pub = hs->re;
         break;
-    case T_ES: /* initiator's ephemeral with responder's static */
+    case TOKEN_ES: /* initiator's ephemeral with responder's static */
         priv = init ? hs->e_priv : hs->s_priv, pub = init ? hs->rs : hs->re;
         break;
-    case T_SE: /* initiator's static with responder's ephemeral */
+    case TOKEN_SE: /* initiator's static with responder's ephemeral */
         priv = init ? hs->s_priv : hs->e_priv, pub = init ? hs->re : hs->rs;
         break;
-    case T_SS:
+    case TOKEN_SS:
         priv = hs->s_priv, pub = hs->rs;
         break;
     default:
@@ -536,9 +551,9 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
         goto cleanup;
     }
     const enum token *tokens = hs->pat->msgs[hs->msg_index];
-    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != T_END && err == MP_OK; i++) {
+    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != TOKEN_END && err == MP_OK; i++) {
         switch (tokens[i]) {
-        case T_E:
+        case TOKEN_E:
             if (cap - pos < DHLEN) {
                 err = MP_ERR_TOO_BIG;
                 break;
@@ -552,7 +567,7 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
             if (hs->pat->psk)
                 mix_key(hs, hs->e_pub, DHLEN);
             break;
-        case T_S: {
+        case TOKEN_S: {
             size_t len = DHLEN + tag_len(hs);
             if (cap - pos < len) {
                 err = MP_ERR_TOO_BIG;
@@ -562,7 +577,7 @@ enum mp_err noise_handshake_write(struct noise_handshake *hs, const uint8_t *pay
             pos += len;
             break;
         }
-        case T_PSK:
+        case TOKEN_PSK:
             mix_key_and_hash(hs, hs->psk, NOISE_PSK_BYTES);
             break;
         default:
@@ -613,9 +628,9 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
         goto cleanup;
     }
     const enum token *tokens = hs->pat->msgs[hs->msg_index];
-    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != T_END && err == MP_OK; i++) {
+    for (unsigned i = 0; i < MAX_TOKENS && tokens[i] != TOKEN_END && err == MP_OK; i++) {
         switch (tokens[i]) {
-        case T_E:
+        case TOKEN_E:
             if (msg_len - pos < DHLEN) {
                 err = MP_ERR_MALFORMED;
                 break;
@@ -626,7 +641,7 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
             if (hs->pat->psk)
                 mix_key(hs, hs->re, DHLEN);
             break;
-        case T_S: {
+        case TOKEN_S: {
             size_t len = DHLEN + tag_len(hs);
             if (msg_len - pos < len) {
                 err = MP_ERR_MALFORMED;
@@ -640,7 +655,7 @@ enum mp_err noise_handshake_read(struct noise_handshake *hs, const uint8_t *msg,
             err = accept_rs(hs);
             break;
         }
-        case T_PSK:
+        case TOKEN_PSK:
             /* The peer's PSK is tested from here on: blame() */
             mix_key_and_hash(hs, hs->psk, NOISE_PSK_BYTES);
             hs->psk_read = true;

@@ -1,7 +1,7 @@
 /*
  * noise: the link handshake and transport ciphers of node-to-node links.
  *
- * An implementation of the Noise Protocol Framework (revision 34) for four
+ * An implementation of the Noise Protocol Framework (revision 34) for five
  * protocols, all with X25519, ChaCha20-Poly1305 (IETF) and BLAKE2b:
  *   Noise_IK_25519_ChaChaPoly_BLAKE2b      the dialer knows the node's key (usual case)
  *   Noise_XX_25519_ChaChaPoly_BLAKE2b      neither side knows the other's key yet
@@ -13,7 +13,8 @@
  * A noise_handshake runs one side of one handshake: the caller alternates
  * noise_handshake_write and noise_handshake_read as noise_handshake_next says,
  * moving the bytes itself (this module does no I/O), then calls
- * noise_handshake_split to get the two transport ciphers. Any failure poisons
+ * noise_handshake_split to get the two transport ciphers (the only way
+ * production code gets one; crypto/noise_testing.h has the test hooks). Any failure poisons
  * the handshake: its secrets are wiped at once and every later call returns
  * MP_ERR_NOISE_STATE, so nothing of a failed handshake can reach a session.
  *
@@ -44,10 +45,11 @@
 /* Largest prologue accepted by noise_handshake_new. */
 #define NOISE_PROLOGUE_MAX 1024u
 
-/* The project prologue: "merpati/" <version in decimal> <len u8> <network id>. */
+/* The project prologue: "merpati/" <version u16 big-endian> <len u8> <network id>. */
 #define NOISE_PROTOCOL_VERSION     1
+#define NOISE_PROTOCOL_VERSION_MAX 65535u
 #define NOISE_NETWORK_ID_MAX       64u
-#define NOISE_MERPATI_PROLOGUE_MAX (8 + 3 + 1 + NOISE_NETWORK_ID_MAX)
+#define NOISE_MERPATI_PROLOGUE_MAX (8 + 2 + 1 + NOISE_NETWORK_ID_MAX)
 
 /* Transport ciphers rekey themselves after this many messages in each
  * direction (both ends count the same messages, so they stay in step). */
@@ -94,9 +96,11 @@ struct noise_cipher;
 /* The protocol name of a pattern, e.g. "Noise_IK_25519_ChaChaPoly_BLAKE2b". */
 const char *noise_protocol_name(enum noise_pattern pattern);
 
-/* Writes Merpati's link prologue for a protocol version and network id
- * (1..NOISE_NETWORK_ID_MAX bytes) into out (NOISE_MERPATI_PROLOGUE_MAX bytes).
- * MP_ERR_INVAL on an empty or too long network id or version 0. */
+/* Writes Merpati's link prologue for a protocol version
+ * (1..NOISE_PROTOCOL_VERSION_MAX) and network id (1..NOISE_NETWORK_ID_MAX
+ * bytes) into out (NOISE_MERPATI_PROLOGUE_MAX bytes) and its length into
+ * *len_out. Distinct (version, id) pairs never give the same prologue.
+ * MP_ERR_INVAL on an empty or too long network id or a version out of range. */
 enum mp_err noise_prologue(unsigned version, const uint8_t *network_id, size_t network_id_len,
                            uint8_t out[NOISE_MERPATI_PROLOGUE_MAX], size_t *len_out);
 
@@ -107,6 +111,9 @@ enum mp_err noise_prologue(unsigned version, const uint8_t *network_id, size_t n
 enum mp_err noise_handshake_new(const struct env *env, const struct noise_config *cfg,
                                 struct noise_handshake **hs_out);
 
+/* What the caller must do next (enum noise_step): WRITE or READ by turn,
+ * SPLIT once the last message is through, DONE after the split, FAILED
+ * after any error (then only _free is useful). Never fails; no side effects. */
 enum noise_step noise_handshake_next(const struct noise_handshake *hs);
 
 /* Writes the next handshake message carrying payload (may be NULL if 0)
@@ -148,11 +155,6 @@ enum mp_err noise_handshake_remote_static(const struct noise_handshake *hs,
 /* Wipes every secret and frees; accepts NULL. */
 void noise_handshake_free(struct noise_handshake *hs);
 
-/* A transport cipher holding a raw key (nonce 0, automatic rekey at
- * NOISE_REKEY_INTERVAL). Links get theirs from noise_handshake_split; this is
- * for tests that check the cipher against known answers. */
-enum mp_err noise_cipher_new(const uint8_t key[NOISE_KEY_BYTES], struct noise_cipher **c_out);
-
 /* Encrypts one transport message: len <= NOISE_MAX_TRANSPORT_PAYLOAD, out
  * has room for len + NOISE_TAG_BYTES (out may equal plain). MP_ERR_NOISE_NONCE
  * once 2^64-1 messages were sent (the link must be re-established). */
@@ -177,9 +179,6 @@ void noise_cipher_set_rekey_interval(struct noise_cipher *c, uint64_t interval);
 
 /* The nonce of the next message. */
 uint64_t noise_cipher_nonce(const struct noise_cipher *c);
-
-/* The spec's SetNonce: tests use it to reach the end of the nonce space. */
-void noise_cipher_set_nonce(struct noise_cipher *c, uint64_t nonce);
 
 /* Wipes the key and frees; accepts NULL. */
 void noise_cipher_free(struct noise_cipher *c);

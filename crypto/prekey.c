@@ -179,6 +179,8 @@ cleanup:
 bool prekey_store_rotation_due(const struct prekey_store *s, uint64_t now_ms)
 {
     uint64_t created = s->spk[0].pub.created_ms;
+    if (prekey_store_seen_count(s, s->spk[0].pub.id) >= PREKEY_SEEN_PER_SIGNED / 2)
+        return true;
     return now_ms >= created && now_ms - created >= PREKEY_ROTATE_MS;
 }
 
@@ -258,6 +260,15 @@ size_t prekey_store_one_time_count(const struct prekey_store *s)
     return s->opk_count;
 }
 
+size_t prekey_store_seen_count(const struct prekey_store *s, uint32_t spk_id)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < s->seen_count; i++)
+        n += s->seen[i].spk_id == spk_id;
+    return n;
+}
+
 const uint8_t *prekey_store_account(const struct prekey_store *s)
 {
     return s->account_pk;
@@ -278,6 +289,33 @@ void prekey_store_bundle(const struct prekey_store *s, unsigned max_one_time,
     }
 }
 
+static bool seen(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES])
+{
+    for (uint32_t i = 0; i < s->seen_count; i++) {
+        if (sodium_memcmp(s->seen[i].eph, ephemeral, PREKEY_KEY_BYTES) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const struct prekey_spk_secret *find_spk(const struct prekey_store *s, uint32_t id)
+{
+    for (uint32_t i = 0; i < s->spk_count; i++) {
+        if (s->spk[i].pub.id == id)
+            return &s->spk[i];
+    }
+    return NULL;
+}
+
+static const struct prekey_opk_secret *find_opk(const struct prekey_store *s, uint32_t id)
+{
+    for (uint32_t i = 0; i < s->opk_count; i++) {
+        if (s->opk[i].id == id)
+            return &s->opk[i];
+    }
+    return NULL;
+}
+
 enum mp_err
 prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
                     uint32_t spk_id, bool has_opk, uint32_t opk_id, uint64_t now_ms,
@@ -287,21 +325,15 @@ prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY
     const struct prekey_spk_secret *spk = NULL;
     const struct prekey_opk_secret *opk = NULL;
 
-    for (uint32_t i = 0; i < s->seen_count; i++) {
-        if (sodium_memcmp(s->seen[i].eph, ephemeral, PREKEY_KEY_BYTES) == 0)
-            return MP_ERR_SESSION_REPLAY;
-    }
-    for (uint32_t i = 0; i < s->spk_count && spk == NULL; i++) {
-        if (s->spk[i].pub.id == spk_id && now_ms < s->spk[i].keep_until_ms)
-            spk = &s->spk[i];
-    }
-    if (spk == NULL)
+    if (seen(s, ephemeral))
+        return MP_ERR_SESSION_REPLAY;
+    spk = find_spk(s, spk_id);
+    if (spk == NULL || now_ms >= spk->keep_until_ms)
         return MP_ERR_PREKEY_UNKNOWN;
+    if (prekey_store_seen_count(s, spk_id) >= PREKEY_SEEN_PER_SIGNED)
+        return MP_ERR_PREKEY_FULL;
     if (has_opk) {
-        for (uint32_t i = 0; i < s->opk_count && opk == NULL; i++) {
-            if (s->opk[i].id == opk_id)
-                opk = &s->opk[i];
-        }
+        opk = find_opk(s, opk_id);
         if (opk == NULL)
             return MP_ERR_PREKEY_UNKNOWN;
         memcpy(opk_sk_out, opk->sk, PREKEY_KEY_BYTES);
@@ -312,26 +344,35 @@ prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY
     return MP_OK;
 }
 
-void prekey_store_commit(struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
-                         uint32_t spk_id, bool has_opk, uint32_t opk_id)
+enum mp_err prekey_store_commit(struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
+                                uint32_t spk_id, bool has_opk, uint32_t opk_id)
 {
-    if (s->seen_count == PREKEY_SEEN_MAX) {
-        memmove(&s->seen[0], &s->seen[1], (PREKEY_SEEN_MAX - 1) * sizeof(s->seen[0]));
-        s->seen_count--;
-    }
+    const struct prekey_opk_secret *opk = NULL;
+
+    /* All checks first: on error nothing changes. A record is never dropped
+     * while its signed prekey is held (prune_seen drops it with the prekey),
+     * so the set is bounded by PREKEY_SEEN_PER_SIGNED per held prekey. */
+    if (seen(s, ephemeral))
+        return MP_ERR_SESSION_REPLAY;
+    if (find_spk(s, spk_id) == NULL)
+        return MP_ERR_PREKEY_UNKNOWN;
+    if (prekey_store_seen_count(s, spk_id) >= PREKEY_SEEN_PER_SIGNED)
+        return MP_ERR_PREKEY_FULL;
+    if (has_opk && (opk = find_opk(s, opk_id)) == NULL)
+        return MP_ERR_PREKEY_UNKNOWN;
+    if (s->seen_count >= PREKEY_SEEN_MAX)
+        return MP_ERR_PREKEY_FULL; /* cannot happen: at most PREKEY_SIGNED_KEEP held */
+
     memcpy(s->seen[s->seen_count].eph, ephemeral, PREKEY_KEY_BYTES);
     s->seen[s->seen_count].spk_id = spk_id;
     s->seen_count++;
-    if (!has_opk)
-        return;
-    for (uint32_t i = 0; i < s->opk_count; i++) {
-        if (s->opk[i].id == opk_id) {
-            memmove(&s->opk[i], &s->opk[i + 1], (s->opk_count - i - 1) * sizeof(s->opk[0]));
-            s->opk_count--;
-            sodium_memzero(&s->opk[s->opk_count], sizeof(s->opk[0]));
-            return;
-        }
+    if (opk != NULL) {
+        uint32_t i = (uint32_t)(opk - s->opk);
+        memmove(&s->opk[i], &s->opk[i + 1], (s->opk_count - i - 1) * sizeof(s->opk[0]));
+        s->opk_count--;
+        sodium_memzero(&s->opk[s->opk_count], sizeof(s->opk[0]));
     }
+    return MP_OK;
 }
 
 void prekey_store_free(struct prekey_store *s)

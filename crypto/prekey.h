@@ -46,9 +46,14 @@
 #define PREKEY_ONE_TIME_MAX 200
 /* One-time prekeys in one bundle (a mailbox hands out one per requester). */
 #define PREKEY_BUNDLE_ONE_TIME_MAX 32
-/* Ephemeral keys of accepted first messages remembered for replay detection;
- * the oldest is forgotten first. See docs/PROTOCOL.md for what that leaves. */
-#define PREKEY_SEEN_MAX 8192
+/* Ephemeral keys of accepted first messages remembered for replay detection,
+ * per signed prekey. A record lives as long as its signed prekey secret, so
+ * no first message can be replayed while it could still be opened. When a
+ * signed prekey has this many, it refuses further first messages
+ * (MP_ERR_PREKEY_FULL) and a rotation is due; rotation_due already asks for
+ * one at half. docs/PROTOCOL.md has the reasons for the numbers. */
+#define PREKEY_SEEN_PER_SIGNED 2048
+#define PREKEY_SEEN_MAX        (PREKEY_SEEN_PER_SIGNED * PREKEY_SIGNED_KEEP)
 
 struct prekey_signed {
     uint32_t id;
@@ -109,7 +114,9 @@ struct prekey_store;
 enum mp_err prekey_store_new(const struct env *env, const struct identity *account, uint64_t now_ms,
                              struct prekey_store **store_out);
 
-/* True when the current signed prekey is PREKEY_ROTATE_MS old or more. */
+/* True when the current signed prekey is PREKEY_ROTATE_MS old or more, or has
+ * accepted PREKEY_SEEN_PER_SIGNED / 2 first messages or more (so it is
+ * replaced well before it fills up and refuses sessions). */
 bool prekey_store_rotation_due(const struct prekey_store *s, uint64_t now_ms);
 
 /* Make a new current signed prekey; the old one is kept until its expiry plus
@@ -123,7 +130,13 @@ enum mp_err prekey_store_rotate(struct prekey_store *s, const struct env *env,
 enum mp_err prekey_store_add_one_time(struct prekey_store *s, const struct env *env,
                                       unsigned count);
 
+/* Unused one-time prekeys held (0..PREKEY_ONE_TIME_MAX): when it runs low,
+ * add more with prekey_store_add_one_time. */
 size_t prekey_store_one_time_count(const struct prekey_store *s);
+
+/* First messages accepted on the signed prekey `spk_id` (0 if it is not
+ * held): 0..PREKEY_SEEN_PER_SIGNED. */
+size_t prekey_store_seen_count(const struct prekey_store *s, uint32_t spk_id);
 
 /* Borrowed: the account key the store belongs to, valid until _free. */
 const uint8_t *prekey_store_account(const struct prekey_store *s);
@@ -137,27 +150,35 @@ void prekey_store_bundle(const struct prekey_store *s, unsigned max_one_time,
  * signed and (if asked) one-time secrets for a first message. Errors:
  * MP_ERR_SESSION_REPLAY (ephemeral already accepted), MP_ERR_PREKEY_UNKNOWN
  * (signed prekey id not held or past its grace at now_ms, or one-time id
- * not held, e.g. already consumed). Secrets are the caller's to wipe. */
+ * not held, e.g. already consumed), MP_ERR_PREKEY_FULL (the signed prekey
+ * has accepted PREKEY_SEEN_PER_SIGNED first messages). Secrets are the
+ * caller's to wipe. */
 enum mp_err
 prekey_store_lookup(const struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
                     uint32_t spk_id, bool has_opk, uint32_t opk_id, uint64_t now_ms,
                     uint8_t ik_sk_out[PREKEY_KEY_BYTES], uint8_t spk_sk_out[PREKEY_KEY_BYTES],
                     uint8_t spk_pk_out[PREKEY_KEY_BYTES], uint8_t opk_sk_out[PREKEY_KEY_BYTES]);
 
-/* Record an accepted first message: remember its ephemeral key (evicting
- * the oldest past PREKEY_SEEN_MAX) and delete the one-time prekey it used.
- * Call only once the first message has decrypted. */
-void prekey_store_commit(struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
-                         uint32_t spk_id, bool has_opk, uint32_t opk_id);
+/* Record an accepted first message: remember its ephemeral key for as long
+ * as the signed prekey is held, and delete the one-time prekey it used. Call
+ * only once the first message has decrypted. Checks again what may have
+ * changed since the lookup (another session accepted in between) and
+ * changes nothing on error: MP_ERR_SESSION_REPLAY, MP_ERR_PREKEY_UNKNOWN
+ * (signed or one-time prekey no longer held), MP_ERR_PREKEY_FULL. On an
+ * error the caller must drop the session it built. */
+enum mp_err prekey_store_commit(struct prekey_store *s, const uint8_t ephemeral[PREKEY_KEY_BYTES],
+                                uint32_t spk_id, bool has_opk, uint32_t opk_id);
 
 /* Serialized store (secret: the caller wipes it; buf_free does). Writes a
  * fresh buf with max PREKEY_STORE_WIRE_MAX. prekey_wire.c. */
-#define PREKEY_STORE_WIRE_MAX (512u * 1024)
+#define PREKEY_STORE_WIRE_MAX (1024u * 1024)
 enum mp_err prekey_store_encode(const struct prekey_store *s, struct buf *out);
 
 /* Parse a stored store; account must be the key pair it was made for
  * (MP_ERR_PREKEY_OWNER otherwise). MP_ERR_MALFORMED, MP_ERR_TOO_BIG,
- * MP_ERR_WIRE_VERSION on bad input. */
+ * MP_ERR_WIRE_VERSION on bad input; MP_ERR_MALFORMED also for a secret whose
+ * public half does not match, and a replay record of a signed prekey not
+ * held or past its PREKEY_SEEN_PER_SIGNED. */
 enum mp_err prekey_store_decode(const struct identity *account, const uint8_t *data, size_t len,
                                 struct prekey_store **store_out);
 

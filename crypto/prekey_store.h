@@ -33,7 +33,7 @@ struct prekey_store {
     struct prekey_spk_secret spk[PREKEY_SIGNED_KEEP];
     uint32_t opk_count; /* oldest first */
     struct prekey_opk_secret opk[PREKEY_ONE_TIME_MAX];
-    uint32_t seen_count; /* oldest first */
+    uint32_t seen_count; /* oldest first; <= PREKEY_SEEN_PER_SIGNED per held spk */
     struct prekey_seen seen[PREKEY_SEEN_MAX];
 };
 

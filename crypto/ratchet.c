@@ -15,11 +15,14 @@ static const char msg_info[] = "merpati ratchet msg v1";
 #define AD_BYTES          (RATCHET_AD_BYTES + HEADER_AD_BYTES)
 #define HEADER_AD_VERSION 1
 
-/* The AEAD key drawn from one message key; the nonce is constant (see aead_key). */
+/* The AEAD key drawn from one message key, and the random nonce that
+ * travels in front of each ciphertext (see aead_key). */
 #define AEAD_KEY_BYTES   crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define AEAD_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define AEAD_TAG_BYTES   crypto_aead_xchacha20poly1305_ietf_ABYTES
 
-_Static_assert(RATCHET_OVERHEAD == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
+_Static_assert(RATCHET_NONCE_BYTES == AEAD_NONCE_BYTES, "nonce size");
+_Static_assert(RATCHET_OVERHEAD == RATCHET_NONCE_BYTES + AEAD_TAG_BYTES, "overhead");
 _Static_assert(RATCHET_KEY_BYTES == crypto_scalarmult_BYTES, "dh size");
 
 /* ---- KDFs ---- */
@@ -30,7 +33,7 @@ static enum mp_err kdf_rk(const uint8_t rk[32], const uint8_t dh_out[32], uint8_
 {
     uint8_t okm[64];
     enum mp_err err = kdf_hkdf(rk, 32, dh_out, 32, (const uint8_t *)root_info,
-                               sizeof(root_info) - 1, okm, sizeof(okm));
+                               sizeof(root_info) - 1, sizeof(okm), okm);
     if (err == MP_OK) {
         memcpy(rk_out, okm, 32);
         memcpy(ck_out, okm + 32, 32);
@@ -74,18 +77,26 @@ static void make_ad(const struct ratchet *r, const struct ratchet_header *h, uin
 
 /* AEAD key = HKDF-Expand(PRK = mk, info, 32). The message key is already a
  * uniform 32-byte HMAC output, so HKDF-Extract is skipped (RFC 5869, 3.3).
- * Each AEAD key encrypts exactly one message, so the nonce is a constant
- * (all zero): deriving 24 more bytes would cost a second HMAC block, a fifth
- * of a message's hashing, and buy nothing. */
+ *
+ * The message key is a function of the session state, so a state that is
+ * rolled back (a crash before it was saved, a restored backup) derives the
+ * same key again for a different plaintext. The nonce therefore does not come
+ * from the state: it is sent in front of the ciphertext, and made of a
+ * 16-byte prefix drawn from env randomness whenever a session object is made
+ * (ratchet_new_*, ratchet_state_decode) and a 64-bit counter of that object's
+ * messages. A key used again after a rollback is used by another object, with
+ * another random prefix, so no (key, nonce) pair ever repeats (but for a 2^-128
+ * chance). Drawing 24 random bytes per message would do the same but costs a
+ * system call per message with libsodium's default generator (a quarter of
+ * the one-way throughput, measured); the prefix costs one draw per object. */
 static enum mp_err aead_key(const uint8_t mk[32], uint8_t key_out[AEAD_KEY_BYTES])
 {
-    return kdf_hkdf_expand(mk, (const uint8_t *)msg_info, sizeof(msg_info) - 1, key_out,
-                           AEAD_KEY_BYTES);
+    return kdf_hkdf_expand(mk, (const uint8_t *)msg_info, sizeof(msg_info) - 1, AEAD_KEY_BYTES,
+                           key_out);
 }
 
-static const uint8_t zero_nonce[AEAD_NONCE_BYTES];
-
-/* Open ct with mk: MP_OK or MP_ERR_RATCHET_TAMPERED (pt_out wiped). */
+/* Open ct (nonce || AEAD ciphertext, ct_len >= RATCHET_OVERHEAD) with mk:
+ * MP_OK or MP_ERR_RATCHET_TAMPERED (pt_out wiped). */
 static enum mp_err open_with(const struct ratchet *r, const uint8_t mk[32],
                              const struct ratchet_header *h, const uint8_t *ct, size_t ct_len,
                              uint8_t *pt_out)
@@ -97,13 +108,31 @@ static enum mp_err open_with(const struct ratchet *r, const uint8_t mk[32],
     if (err != MP_OK)
         return err;
     make_ad(r, h, ad);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt_out, NULL, NULL, ct, ct_len, ad, sizeof(ad),
-                                                   zero_nonce, key) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt_out, NULL, NULL, ct + AEAD_NONCE_BYTES,
+                                                   ct_len - AEAD_NONCE_BYTES, ad, sizeof(ad), ct,
+                                                   key) != 0) {
         sodium_memzero(pt_out, ct_len - RATCHET_OVERHEAD);
         err = MP_ERR_RATCHET_TAMPERED;
     }
     sodium_memzero(key, sizeof(key));
     return err;
+}
+
+static void draw_nonce_prefix(struct ratchet *r)
+{
+    env_random(r->env, r->nonce_prefix, sizeof(r->nonce_prefix));
+    r->nonce_count = 0;
+}
+
+/* The next nonce of this object: prefix || counter (big-endian). */
+static void next_nonce(struct ratchet *r, uint8_t nonce_out[AEAD_NONCE_BYTES])
+{
+    if (r->nonce_count == UINT64_MAX)
+        draw_nonce_prefix(r);
+    uint64_t n = r->nonce_count++;
+    memcpy(nonce_out, r->nonce_prefix, sizeof(r->nonce_prefix));
+    for (int i = 7; i >= 0; i--, n >>= 8)
+        nonce_out[sizeof(r->nonce_prefix) + (size_t)i] = (uint8_t)n;
 }
 
 /* A fresh ratchet key pair from env randomness. */
@@ -120,8 +149,10 @@ struct ratchet *ratchet_alloc(const struct env *env)
     if (sodium_init() < 0)
         return NULL;
     struct ratchet *r = calloc(1, sizeof(*r));
-    if (r != NULL)
+    if (r != NULL) {
         r->env = env;
+        draw_nonce_prefix(r);
+    }
     return r;
 }
 
@@ -235,8 +266,12 @@ enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
     uint8_t ad[AD_BYTES];
     struct ratchet_header h;
 
-    if (!r->has_cks || len > RATCHET_PLAINTEXT_MAX || r->ns == UINT32_MAX)
+    if (!r->has_cks || len > RATCHET_PLAINTEXT_MAX)
         return MP_ERR_INVAL;
+    /* N = 2^32-1 is never sent (the receiver refuses it), so a chain ends at
+     * 2^32-1 messages: the peer must answer (a DH step) before more. */
+    if (r->ns == UINT32_MAX)
+        return MP_ERR_RATCHET_CHAIN_FULL;
     kdf_ck(r->cks, ck, mk);
     memcpy(h.dh, r->dhs_pk, RATCHET_KEY_BYTES);
     h.pn = r->pn;
@@ -245,8 +280,9 @@ enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
     if (err != MP_OK)
         goto cleanup;
     make_ad(r, &h, ad);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(ct_out, NULL, pt, len, ad, sizeof(ad), NULL,
-                                               zero_nonce, key);
+    next_nonce(r, ct_out);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(ct_out + AEAD_NONCE_BYTES, NULL, pt, len, ad,
+                                               sizeof(ad), NULL, ct_out, key);
     memcpy(r->cks, ck, sizeof(ck));
     r->ns++;
     *hdr_out = h;
@@ -366,6 +402,7 @@ static enum mp_err decrypt_step(struct ratchet *r, const struct ratchet_header *
     uint8_t old_ck[32], shared[32], rk1[32], ckr[32], mk[32];
     uint8_t dhs_sk[32], dhs_pk[32], rk2[32], cks[32];
     uint32_t old_skip = 0;
+    bool opened = false;
     enum mp_err err;
 
     if (r->has_ckr) {
@@ -397,6 +434,7 @@ static enum mp_err decrypt_step(struct ratchet *r, const struct ratchet_header *
     err = open_with(r, mk, h, ct, ct_len, pt_out);
     if (err != MP_OK)
         goto cleanup;
+    opened = true;
     /* Authentic: prepare our next sending chain before changing anything. */
     err = generate(r->env, dhs_sk, dhs_pk);
     if (err != MP_OK)
@@ -436,8 +474,12 @@ static enum mp_err decrypt_step(struct ratchet *r, const struct ratchet_header *
     keep_staged(r, old_skip + h->n);
     old_skip = 0;
 cleanup:
-    if (err != MP_OK)
+    if (err != MP_OK) {
         unstage(r, old_skip + h->n);
+        /* The header's promise: no plaintext in pt_out after an error. */
+        if (opened)
+            sodium_memzero(pt_out, ct_len - RATCHET_OVERHEAD);
+    }
     sodium_memzero(old_ck, sizeof(old_ck));
     sodium_memzero(shared, sizeof(shared));
     sodium_memzero(rk1, sizeof(rk1));

@@ -5,9 +5,20 @@
  * for the message key and 0x02 for the next chain key); chain keys come from
  * the root key and a fresh X25519 exchange at every change of speaker by
  * HKDF-SHA256 (KDF_RK). Each message is XChaCha20-Poly1305 under a key that
- * HKDF-Expand-SHA256 draws from its message key (used once, so the nonce is
- * constant), with the session's associated data (the X3DH AD) and the header
- * as associated data.
+ * HKDF-Expand-SHA256 draws from its message key, with the session's
+ * associated data (the X3DH AD) and the header as associated data, and a
+ * nonce carried in front of the ciphertext: a random 16-byte prefix drawn
+ * from the env whenever a session object is made (new or decoded) and a
+ * 64-bit count of that object's messages.
+ *
+ * Message keys are deterministic: a session state rolled back (a crash
+ * before the caller saved it, a restored backup) sends new plaintexts under
+ * keys it used before. The nonce is not part of the state, so that never
+ * reuses a (key, nonce) pair, and confidentiality and integrity hold; but
+ * the receiver sees those message numbers again and refuses the repeats
+ * (RATCHET_REPLAY). So a caller should still store the state
+ * (ratchet_state_encode) after each encrypt before the message leaves, or
+ * those messages are lost.
  *
  * Messages may arrive late, twice, or out of order (mail waits in mailboxes):
  * keys of skipped messages are kept, bounded by RATCHET_MAX_SKIP per step
@@ -41,9 +52,11 @@
 /* Receiving chains remembered after they end, to tell a late duplicate
  * (REPLAY) from a forgery. */
 #define RATCHET_CHAINS_KEPT 256
-/* Largest plaintext, and what encryption adds to it (the Poly1305 tag). */
+/* Largest plaintext, and what encryption adds to it: a random 24-byte
+ * XChaCha20 nonce in front and the 16-byte Poly1305 tag at the end. */
 #define RATCHET_PLAINTEXT_MAX 65536
-#define RATCHET_OVERHEAD      16
+#define RATCHET_NONCE_BYTES   24
+#define RATCHET_OVERHEAD      (RATCHET_NONCE_BYTES + 16)
 
 struct ratchet_header {
     uint8_t dh[RATCHET_KEY_BYTES]; /* sender's current ratchet public key */
@@ -54,23 +67,31 @@ struct ratchet_header {
 struct ratchet;
 
 /* Initiator (after x3dh_initiate): root and ad from X3DH, remote_spk the
- * responder's signed prekey. Can encrypt at once. */
+ * responder's signed prekey; all copied. Can encrypt at once. The session is
+ * the caller's (ratchet_free). Errors: MP_ERR_NOMEM (also when libsodium
+ * fails to start), MP_ERR_WEAK_KEY (remote_spk of low order), MP_ERR_CRYPTO
+ * (key generation failed); *r_out is untouched on error. */
 enum mp_err ratchet_new_initiator(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
                                   const uint8_t ad[RATCHET_AD_BYTES],
                                   const uint8_t remote_spk[RATCHET_KEY_BYTES],
                                   struct ratchet **r_out);
 
 /* Responder (after x3dh_respond): its signed prekey pair is the first
- * ratchet key. Must decrypt the initiator's first message before it can
- * encrypt. */
+ * ratchet key (copied; the pair is not checked here: x3dh_respond gives a
+ * matching one). Must decrypt the initiator's first message before it can
+ * encrypt. The session is the caller's (ratchet_free). Errors: MP_ERR_NOMEM
+ * (also when libsodium failed to start); *r_out is untouched on error. */
 enum mp_err ratchet_new_responder(const struct env *env, const uint8_t root[RATCHET_KEY_BYTES],
                                   const uint8_t ad[RATCHET_AD_BYTES],
                                   const uint8_t spk_sk[RATCHET_KEY_BYTES],
                                   const uint8_t spk_pk[RATCHET_KEY_BYTES], struct ratchet **r_out);
 
 /* Encrypt len <= RATCHET_PLAINTEXT_MAX bytes into ct_out (len +
- * RATCHET_OVERHEAD bytes). MP_ERR_INVAL when the session cannot send yet (a
- * responder before its first message) or len is too big. */
+ * RATCHET_OVERHEAD bytes: 24-byte random nonce, ciphertext, tag; ct_out must
+ * not overlap pt). Safe even when the state was rolled back (see above). MP_ERR_INVAL when the
+ * session cannot send yet (a responder before its first message) or len is too big;
+ * MP_ERR_RATCHET_CHAIN_FULL after 2^32-1 messages in one sending chain (the
+ * peer must answer before more can be sent). */
 enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,
                             struct ratchet_header *hdr_out, uint8_t *ct_out);
 
@@ -99,6 +120,9 @@ void ratchet_free(struct ratchet *r);
 
 /* A header on the wire: msgpack [version, dh, pn, n], at most this long. */
 #define RATCHET_HEADER_WIRE_MAX 48
+/* Writes h into out (RATCHET_HEADER_WIRE_MAX bytes always suffice) and its
+ * length (at most 48) into *len_out. Every header fits, so it returns MP_OK;
+ * the result is an enum mp_err only to match the other encoders. */
 enum mp_err ratchet_header_encode(const struct ratchet_header *h,
                                   uint8_t out[RATCHET_HEADER_WIRE_MAX], size_t *len_out);
 /* MP_ERR_MALFORMED, MP_ERR_TOO_BIG or MP_ERR_WIRE_VERSION on bad input. */
@@ -114,11 +138,5 @@ enum mp_err ratchet_state_encode(const struct ratchet *r, struct buf *out);
  * MP_ERR_WIRE_VERSION (a state from a newer version). */
 enum mp_err ratchet_state_decode(const struct env *env, const uint8_t *data, size_t len,
                                  struct ratchet **r_out);
-
-/* True when data is a well-formed msgpack stream whose every array, map,
- * string and binary length fits in the bytes that remain (so msgpack-c
- * never allocates from an unchecked count), nested at most 32 deep. All
- * decoders of this layer call it before unpacking. */
-bool ratchet_wire_bounded(const uint8_t *data, size_t len);
 
 #endif

@@ -47,9 +47,15 @@ struct ratchet {
     struct ratchet_skipped *skipped;
     uint32_t chain_count; /* oldest first */
     struct ratchet_chain chains[RATCHET_CHAINS_KEPT];
+    /* Nonces of this object's messages: a random prefix drawn when the object
+     * is made (new or decoded) and a counter. Never stored, so a state loaded
+     * twice (a rollback) nonetheless gets fresh nonces. */
+    uint8_t nonce_prefix[RATCHET_NONCE_BYTES - 8];
+    uint64_t nonce_count;
 };
 
-/* An empty session bound to env (ratchet.c); for the decoder. */
+/* An empty session bound to env, with its nonce prefix drawn (ratchet.c);
+ * for the decoder. */
 struct ratchet *ratchet_alloc(const struct env *env);
 
 /* Make room for `need` skipped entries in all; MP_ERR_NOMEM or MP_ERR_TOO_BIG

@@ -3,6 +3,12 @@
  * directly (only crypto/ includes sodium.h): library start-up, the system
  * CSPRNG, wiping memory the compiler may not skip, and hex encoding that
  * does not branch on secret bytes.
+ *
+ * It is not a source of randomness for crypto/ or dht/ logic (they take it
+ * from the env, so tests replay; node/sysenv fills the env from
+ * secure_random), not guarded memory (identity.c keeps the account key in
+ * sodium_malloc), and not a general libsodium wrapper: a new need gets its
+ * own function here, not a pass-through.
  */
 #ifndef MP_CRYPTO_SECURE_H
 #define MP_CRYPTO_SECURE_H

@@ -21,7 +21,7 @@ static enum mp_err derive(uint8_t ikm[IKM_MAX], size_t ikm_len, const uint8_t ik
 {
     memset(ikm, 0xFF, X3DH_KEY_BYTES);
     enum mp_err err = kdf_hkdf(NULL, 0, ikm, ikm_len, (const uint8_t *)x3dh_info,
-                               sizeof(x3dh_info) - 1, keys_out->root, X3DH_KEY_BYTES);
+                               sizeof(x3dh_info) - 1, X3DH_KEY_BYTES, keys_out->root);
     memcpy(keys_out->ad, ik_a, IDENTITY_PUBLIC_BYTES);
     memcpy(keys_out->ad + IDENTITY_PUBLIC_BYTES, ik_b, IDENTITY_PUBLIC_BYTES);
     return err;
@@ -124,9 +124,9 @@ cleanup:
     return err;
 }
 
-void x3dh_accept(struct prekey_store *store, const struct x3dh_init *init)
+enum mp_err x3dh_accept(struct prekey_store *store, const struct x3dh_init *init)
 {
-    prekey_store_commit(store, init->ephemeral, init->spk_id, init->has_opk, init->opk_id);
+    return prekey_store_commit(store, init->ephemeral, init->spk_id, init->has_opk, init->opk_id);
 }
 
 void x3dh_keys_wipe(struct x3dh_keys *k)

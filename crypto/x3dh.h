@@ -60,15 +60,21 @@ enum mp_err x3dh_initiate(const struct env *env, const struct identity *self,
                           struct x3dh_init *init_out, struct x3dh_keys *keys_out);
 
 /* Responder: derive the same keys from a first message's init. Leaves the
- * store unchanged. Errors: MP_ERR_SESSION_REPLAY, MP_ERR_PREKEY_UNKNOWN
- * (prekey_store_lookup), MP_ERR_WEAK_KEY (initiator or ephemeral key). */
+ * store unchanged. Errors: MP_ERR_SESSION_REPLAY, MP_ERR_PREKEY_UNKNOWN,
+ * MP_ERR_PREKEY_FULL (prekey_store_lookup), MP_ERR_WEAK_KEY (initiator or
+ * ephemeral key). */
 enum mp_err x3dh_respond(const struct prekey_store *store, const struct x3dh_init *init,
                          uint64_t now_ms, struct x3dh_keys *keys_out);
 
 /* Responder, once the first message has decrypted under the derived keys:
- * consume the one-time prekey and remember the ephemeral key. */
-void x3dh_accept(struct prekey_store *store, const struct x3dh_init *init);
+ * consume the one-time prekey and remember the ephemeral key. The errors of
+ * prekey_store_commit (another session used the same ephemeral, one-time or
+ * last free replay slot since x3dh_respond); the store is then unchanged
+ * and the caller must drop the new session. */
+enum mp_err x3dh_accept(struct prekey_store *store, const struct x3dh_init *init);
 
+/* Zero every byte of k (root key, AD, prekey secret). Call on every
+ * x3dh_keys once the ratchet is built, and on error paths. */
 void x3dh_keys_wipe(struct x3dh_keys *k);
 
 #endif

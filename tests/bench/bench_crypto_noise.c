@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 
 #define BENCH_SECONDS 2.0
 #define FRAME_BYTES   1024
@@ -24,19 +25,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sodium_random(void *ctx, void *buf, size_t len)
+static void random_cb(void *ctx, void *buf, size_t len)
 {
     (void)ctx;
     randombytes_buf(buf, len);
 }
 
-static uint64_t zero_clock(void *ctx)
+static uint64_t zero_clock_cb(void *ctx)
 {
     (void)ctx;
     return 0;
 }
 
-static const struct env env = {.random = sodium_random, .now_ms = zero_clock};
+static const struct env env = {.random = random_cb, .now_ms = zero_clock_cb};
 static uint8_t s_init[32], s_resp[32], pub_resp[32];
 static uint8_t prologue[NOISE_MERPATI_PROLOGUE_MAX];
 static size_t prologue_len;

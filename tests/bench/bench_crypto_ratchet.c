@@ -28,19 +28,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t env_clock(void *ctx)
+static uint64_t clock_cb(void *ctx)
 {
     (void)ctx;
     return (uint64_t)(now_s() * 1000);
 }
 
-static void env_rand(void *ctx, void *buf, size_t len)
+static void random_cb(void *ctx, void *buf, size_t len)
 {
     (void)ctx;
     randombytes_buf(buf, len);
 }
 
-static const struct env bench_env = {NULL, env_clock, env_rand, NULL};
+static const struct env bench_env = {NULL, clock_cb, random_cb, NULL};
 
 static void check(enum mp_err err, const char *what)
 {

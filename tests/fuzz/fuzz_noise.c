@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 
 #define CHUNK_MAX NOISE_MAX_MESSAGE
 
@@ -33,19 +34,19 @@ static uint8_t key_peer_e[32] = {0x61, 0x62, 0x63};
 static const uint8_t psk[32] = "fuzzing cluster secret, 32 byte";
 
 /* Never called: every handshake uses fixed ephemerals. */
-static void no_random(void *ctx, void *buf, size_t len)
+static void no_random_cb(void *ctx, void *buf, size_t len)
 {
     (void)ctx;
     memset(buf, 0x77, len);
 }
 
-static uint64_t no_clock(void *ctx)
+static uint64_t no_clock_cb(void *ctx)
 {
     (void)ctx;
     return 0;
 }
 
-static const struct env fixed_env = {.random = no_random, .now_ms = no_clock};
+static const struct env fixed_env = {.random = no_random_cb, .now_ms = no_clock_cb};
 
 #define N_PATTERNS     5
 #define MODE_INITIATOR 8

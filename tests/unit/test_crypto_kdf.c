@@ -94,14 +94,14 @@ static void test_hkdf_wycheproof(void **state)
             if (size > sizeof(out)) {
                 /* Only the "size too large" cases ask for more than 255 blocks. */
                 assert_false(valid);
-                assert_int_equal(kdf_hkdf(salt, salt_len, ikm, ikm_len, info, info_len, out,
-                                          KDF_HKDF_OUT_MAX + 1),
+                assert_int_equal(kdf_hkdf(salt, salt_len, ikm, ikm_len, info, info_len,
+                                          KDF_HKDF_OUT_MAX + 1, out),
                                  MP_ERR_INVAL);
                 refused++;
                 checked++;
                 continue;
             }
-            enum mp_err err = kdf_hkdf(salt, salt_len, ikm, ikm_len, info, info_len, out, size);
+            enum mp_err err = kdf_hkdf(salt, salt_len, ikm, ikm_len, info, info_len, size, out);
             if (!valid) {
                 if (err != MP_ERR_INVAL)
                     fail_msg("HKDF tcId %lld: invalid case accepted", id);
@@ -127,13 +127,13 @@ static void test_hkdf_limits(void **state)
     uint8_t prk[KDF_HASH_BYTES] = {1};
 
     memset(out, 0xAA, sizeof(out));
-    assert_int_equal(kdf_hkdf_expand(prk, NULL, 0, out, 0), MP_ERR_INVAL);
-    assert_int_equal(kdf_hkdf_expand(prk, NULL, 0, out, KDF_HKDF_OUT_MAX + 1), MP_ERR_INVAL);
+    assert_int_equal(kdf_hkdf_expand(prk, NULL, 0, 0, out), MP_ERR_INVAL);
+    assert_int_equal(kdf_hkdf_expand(prk, NULL, 0, KDF_HKDF_OUT_MAX + 1, out), MP_ERR_INVAL);
     assert_int_equal(out[0], 0xAA); /* untouched */
     /* Expand is a prefix-stable stream: 33 bytes begin with the 32-byte output. */
     uint8_t a[32], b[33];
-    assert_int_equal(kdf_hkdf_expand(prk, (const uint8_t *)"x", 1, a, sizeof(a)), MP_OK);
-    assert_int_equal(kdf_hkdf_expand(prk, (const uint8_t *)"x", 1, b, sizeof(b)), MP_OK);
+    assert_int_equal(kdf_hkdf_expand(prk, (const uint8_t *)"x", 1, sizeof(a), a), MP_OK);
+    assert_int_equal(kdf_hkdf_expand(prk, (const uint8_t *)"x", 1, sizeof(b), b), MP_OK);
     assert_memory_equal(a, b, sizeof(a));
 }
 

@@ -14,6 +14,7 @@
 #include "crypto/identity.h"
 #include "crypto/kdf.h"
 #include "crypto/prekey.h"
+#include "crypto/wire.h"
 #include "crypto/x3dh.h"
 #include "tests/support/test_env.h"
 
@@ -179,8 +180,11 @@ static void test_bundle_codec(void **state)
     /* Over the cap. */
     static uint8_t big[PREKEY_BUNDLE_WIRE_MAX + 1];
     assert_int_equal(prekey_bundle_decode(big, sizeof(big), &back), MP_ERR_TOO_BIG);
-    /* A lying array count does not make the decoder allocate. */
+    /* A lying array count does not make the decoder allocate: the bound
+     * check itself refuses it (2^32-1 elements in 1 byte), and so the decoder. */
     const uint8_t liar[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    assert_false(wire_bounded(liar, sizeof(liar)));
+    assert_true(wire_bounded((const uint8_t[]){0xdd, 0, 0, 0, 1, 0x01}, 6)); /* honest count */
     assert_int_equal(prekey_bundle_decode(liar, sizeof(liar), &back), MP_ERR_MALFORMED);
 }
 
@@ -238,7 +242,7 @@ static void test_x3dh_matches_spec(void **state)
         if (otk)
             assert_int_equal(crypto_scalarmult(ikm + 128, opk_sk, init.ephemeral), 0); /* DH4 */
         assert_int_equal(kdf_hkdf(NULL, 0, ikm, (4 + otk) * 32, (const uint8_t *)"merpati x3dh v1",
-                                  15, root, 32),
+                                  15, 32, root),
                          MP_OK);
         assert_memory_equal(root, ka.root, 32);
         assert_memory_equal(spk_pk, b.spk.pub, 32);
@@ -256,7 +260,7 @@ static void test_x3dh_agreement_and_replay(void **state)
     agree(f, 1, T0, &init);
     assert_int_equal(prekey_store_one_time_count(f->bob_store),
                      before); /* respond alone changes nothing */
-    x3dh_accept(f->bob_store, &init);
+    assert_int_equal(x3dh_accept(f->bob_store, &init), MP_OK);
     assert_int_equal(prekey_store_one_time_count(f->bob_store), before - 1);
     assert_int_equal(x3dh_respond(f->bob_store, &init, T0, &k), MP_ERR_SESSION_REPLAY);
     /* Same one-time key, fresh ephemeral (e.g. a stale bundle): gone. */
@@ -266,7 +270,7 @@ static void test_x3dh_agreement_and_replay(void **state)
 
     /* Without one: replay caught by the seen-ephemeral set. */
     agree(f, 0, T0, &init);
-    x3dh_accept(f->bob_store, &init);
+    assert_int_equal(x3dh_accept(f->bob_store, &init), MP_OK);
     assert_int_equal(x3dh_respond(f->bob_store, &init, T0 + 1000, &k), MP_ERR_SESSION_REPLAY);
 
     /* Unknown signed prekey id; low-order ephemeral; weak initiator key. */
@@ -381,44 +385,106 @@ static void test_one_time_cap(void **state)
     prekey_store_free(s);
 }
 
-/* The replay set is bounded: past PREKEY_SEEN_MAX the oldest is forgotten. */
-static void test_seen_set_is_bounded(void **state)
+/* The replay set is bounded per signed prekey and never forgets a record
+ * while its prekey is held: a flood of throwaway sessions fills the prekey
+ * (which then refuses new ones and asks for a rotation) instead of pushing
+ * out older records. Records go only with their prekey. */
+static void test_seen_set_per_signed_prekey(void **state)
 {
     struct fixture *f = *state;
     struct prekey_store *s = NULL;
-    struct prekey_bundle b;
-    uint8_t eph[32], first[32], second[32];
+    struct prekey_bundle b, b2;
+    uint8_t eph[32], first[32];
     uint8_t ik[32], sk[32], pk[32], ok[32];
 
     assert_int_equal(prekey_store_new(&f->te.env, f->bob, T0, &s), MP_OK);
-    prekey_store_bundle(s, 0, &b);
-    for (uint32_t i = 0; i <= PREKEY_SEEN_MAX; i++) {
+    assert_int_equal(prekey_store_add_one_time(s, &f->te.env, 1), MP_OK);
+    prekey_store_bundle(s, 1, &b);
+    for (uint32_t i = 0; i < PREKEY_SEEN_PER_SIGNED; i++) {
         env_random(&f->te.env, eph, sizeof(eph));
         if (i == 0)
             memcpy(first, eph, 32);
-        if (i == 1)
-            memcpy(second, eph, 32);
-        prekey_store_commit(s, eph, b.spk.id, false, 0);
+        assert_int_equal(prekey_store_lookup(s, eph, b.spk.id, false, 0, T0, ik, sk, pk, ok),
+                         MP_OK);
+        assert_int_equal(prekey_store_commit(s, eph, b.spk.id, false, 0), MP_OK);
+        /* A rotation is asked for from half full on, long before a week. */
+        assert_int_equal(prekey_store_rotation_due(s, T0), i + 1 >= PREKEY_SEEN_PER_SIGNED / 2);
     }
-    assert_int_equal(prekey_store_lookup(s, first, b.spk.id, false, 0, T0, ik, sk, pk, ok), MP_OK);
-    assert_int_equal(prekey_store_lookup(s, second, b.spk.id, false, 0, T0, ik, sk, pk, ok),
+    assert_int_equal(prekey_store_seen_count(s, b.spk.id), PREKEY_SEEN_PER_SIGNED);
+    /* Nothing was forgotten: the first and the last are still replays. */
+    assert_int_equal(prekey_store_lookup(s, first, b.spk.id, false, 0, T0, ik, sk, pk, ok),
                      MP_ERR_SESSION_REPLAY);
     assert_int_equal(prekey_store_lookup(s, eph, b.spk.id, false, 0, T0, ik, sk, pk, ok),
                      MP_ERR_SESSION_REPLAY);
+    /* Full: a new session on this prekey is refused, and nothing changes. */
+    env_random(&f->te.env, eph, sizeof(eph));
+    assert_int_equal(
+        prekey_store_lookup(s, eph, b.spk.id, true, b.one_time[0].id, T0, ik, sk, pk, ok),
+        MP_ERR_PREKEY_FULL);
+    assert_int_equal(prekey_store_commit(s, eph, b.spk.id, true, b.one_time[0].id),
+                     MP_ERR_PREKEY_FULL);
+    assert_int_equal(prekey_store_seen_count(s, b.spk.id), PREKEY_SEEN_PER_SIGNED);
+    assert_int_equal(prekey_store_one_time_count(s), 1);
+    /* The full store still fits its stored form and comes back the same. */
+    struct buf wire;
+    struct prekey_store *back = NULL;
+    assert_int_equal(prekey_store_encode(s, &wire), MP_OK);
+    assert_int_equal(prekey_store_decode(f->bob, wire.data, wire.len, &back), MP_OK);
+    assert_int_equal(prekey_store_seen_count(back, b.spk.id), PREKEY_SEEN_PER_SIGNED);
+    assert_int_equal(prekey_store_lookup(back, first, b.spk.id, false, 0, T0, ik, sk, pk, ok),
+                     MP_ERR_SESSION_REPLAY);
+    prekey_store_free(back);
+    buf_free(&wire);
+    /* After a rotation the new prekey takes sessions; the old one keeps every
+     * record for as long as it is held... */
+    assert_int_equal(prekey_store_rotate(s, &f->te.env, f->bob, T0 + 1), MP_OK);
+    prekey_store_bundle(s, 0, &b2);
+    assert_int_equal(prekey_store_lookup(s, eph, b2.spk.id, false, 0, T0 + 1, ik, sk, pk, ok),
+                     MP_OK);
+    assert_int_equal(prekey_store_commit(s, eph, b2.spk.id, false, 0), MP_OK);
+    assert_int_equal(prekey_store_lookup(s, first, b.spk.id, false, 0, T0 + 1, ik, sk, pk, ok),
+                     MP_ERR_SESSION_REPLAY);
+    /* ...and they go with it, when it can no longer open anything. */
+    uint64_t gone = b.spk.expires_ms + PREKEY_GRACE_MS;
+    assert_int_equal(prekey_store_rotate(s, &f->te.env, f->bob, gone), MP_OK);
+    assert_int_equal(prekey_store_seen_count(s, b.spk.id), 0);
+    assert_int_equal(prekey_store_lookup(s, first, b.spk.id, false, 0, gone, ik, sk, pk, ok),
+                     MP_ERR_PREKEY_UNKNOWN);
     prekey_store_free(s);
+}
+
+/* Two first messages looked up before either is accepted: the second accept
+ * finds what the first consumed and changes nothing. */
+static void test_accept_rechecks(void **state)
+{
+    struct fixture *f = *state;
+    struct x3dh_init i1, i2;
+
+    agree(f, 1, T0, &i1);
+    agree(f, 1, T0, &i2); /* the same one-time prekey, another ephemeral */
+    assert_int_equal(i1.opk_id, i2.opk_id);
+    size_t before = prekey_store_one_time_count(f->bob_store);
+    assert_int_equal(x3dh_accept(f->bob_store, &i1), MP_OK);
+    assert_int_equal(x3dh_accept(f->bob_store, &i1), MP_ERR_SESSION_REPLAY);
+    assert_int_equal(x3dh_accept(f->bob_store, &i2), MP_ERR_PREKEY_UNKNOWN);
+    assert_int_equal(prekey_store_one_time_count(f->bob_store), before - 1);
+    struct x3dh_keys k;
+    i2.has_opk = false; /* i2's ephemeral was not recorded */
+    assert_int_equal(x3dh_respond(f->bob_store, &i2, T0, &k), MP_OK);
+    x3dh_keys_wipe(&k);
 }
 
 static void test_store_codec(void **state)
 {
     struct fixture *f = *state;
-    struct prekey_store *back = NULL;
+    struct prekey_store *back = NULL, *back2 = NULL;
     struct x3dh_init init_used, init_new;
     struct x3dh_keys k1, k2;
     struct buf wire;
 
     /* A store with history: an accepted session, a rotation. */
     agree(f, 1, T0, &init_used);
-    x3dh_accept(f->bob_store, &init_used);
+    assert_int_equal(x3dh_accept(f->bob_store, &init_used), MP_OK);
     assert_int_equal(prekey_store_rotate(f->bob_store, &f->te.env, f->bob, T0 + 10), MP_OK);
     agree(f, 1, T0 + 20, &init_new); /* not accepted yet */
 
@@ -446,25 +512,57 @@ static void test_store_codec(void **state)
         assert_int_not_equal(prekey_store_decode(f->bob, wire.data, cut, &t), MP_OK);
         assert_null(t);
     }
+    /* A signed prekey secret whose public half does not match is refused,
+     * whichever half was changed. Each entry opens with [bin32 secret, [id,
+     * bin32 public, ...]: 0x93 0xc4 0x20, then the secret. */
+    size_t at = 0;
+    while (at + 3 < wire.len &&
+           !(wire.data[at] == 0x93 && wire.data[at + 1] == 0xc4 && wire.data[at + 2] == 0x20))
+        at++;
+    assert_true(at + 3 + 32 < wire.len);
+    for (int half = 0; half < 2; half++) {
+        struct prekey_store *t = NULL;
+        /* The secret's first byte, or the public key's (after 0x95, id, 0xc4 0x20). */
+        size_t pos = at + 3;
+        if (half == 1) {
+            pos = at + 3 + 32;
+            assert_int_equal(wire.data[pos], 0x95);
+            uint8_t id0 = wire.data[pos + 1]; /* the id: fixint, uint8, uint16 or uint32 */
+            pos += 1 + (id0 < 0x80 ? 1 : id0 == 0xcc ? 2 : id0 == 0xcd ? 3 : 5);
+            assert_int_equal(wire.data[pos], 0xc4);
+            pos += 2;
+        }
+        wire.data[pos] ^= 0x21;
+        assert_int_equal(prekey_store_decode(f->bob, wire.data, wire.len, &t), MP_ERR_MALFORMED);
+        assert_null(t);
+        wire.data[pos] ^= 0x21;
+    }
+    assert_int_equal(prekey_store_decode(f->bob, wire.data, wire.len, &back2), MP_OK);
+    prekey_store_free(back2);
     buf_free(&again);
     buf_free(&wire);
     prekey_store_free(back);
 }
 
+/* Every test gets a fresh fixture (setup/teardown per test), so none
+ * depends on what another did to Bob's store or to the random stream. */
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bundle_verifies),
-        cmocka_unit_test(test_bundle_refusals),
-        cmocka_unit_test(test_bundle_codec),
-        cmocka_unit_test(test_x3dh_matches_spec),
-        cmocka_unit_test(test_x3dh_agreement_and_replay),
-        cmocka_unit_test(test_x3dh_wrong_responder_disagrees),
-        cmocka_unit_test(test_rotation_grace),
-        cmocka_unit_test(test_rotation_keeps_at_most_six),
-        cmocka_unit_test(test_one_time_cap),
-        cmocka_unit_test(test_seen_set_is_bounded),
-        cmocka_unit_test(test_store_codec),
+        T(test_bundle_verifies),
+        T(test_bundle_refusals),
+        T(test_bundle_codec),
+        T(test_x3dh_matches_spec),
+        T(test_x3dh_agreement_and_replay),
+        T(test_x3dh_wrong_responder_disagrees),
+        T(test_rotation_grace),
+        T(test_rotation_keeps_at_most_six),
+        T(test_one_time_cap),
+        T(test_seen_set_per_signed_prekey),
+        T(test_accept_rechecks),
+        T(test_store_codec),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

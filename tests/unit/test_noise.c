@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "crypto/noise.h"
+#include "crypto/noise_testing.h"
 #include "tests/support/test_env.h"
 
 #ifndef NOISE_VECTORS_DIR
@@ -629,46 +630,83 @@ static void test_wrong_prologue(void **state)
 
 /* Flip each bit pattern at every byte of every handshake message: the
  * handshake never completes on the side that reads the altered data. */
+/* What the receiver must report when byte `pos` of handshake message m is
+ * altered: the docs/PROTOCOL.md table ("Noise links", Errors) applied to the
+ * field that holds the byte. With the test payload (P = 12 bytes), a message
+ * is e (32, clear), s (32 + 16 once a key exists), payload (P, + 16 once a key
+ * exists). An altered e or first encrypted field spoils that field; a later
+ * field is reached only if the first one opened. */
+struct tamper_expect {
+    enum noise_pattern p;
+    unsigned msg;
+    int side;          /* who detects it: 0 initiator, 1 responder */
+    unsigned at_msg;   /* in which message */
+    size_t first_end;  /* bytes [0, first_end) spoil the first encrypted field */
+    enum mp_err first; /* ... and are reported so */
+    enum mp_err later; /* bytes from first_end on (the payload after s) */
+};
+
+static const struct tamper_expect tamper_table[] = {
+    /* IK: -> e, es, s, ss + payload; <- e, ee, se + payload */
+    {NOISE_PATTERN_IK, 0, 1, 0, 80, MP_ERR_NOISE_PEER_KEY, MP_ERR_NOISE_DECRYPT},
+    {NOISE_PATTERN_IK, 1, 0, 1, SIZE_MAX, MP_ERR_NOISE_PEER_KEY, MP_ERR_NOISE_PEER_KEY},
+    {NOISE_PATTERN_IKPSK2, 0, 1, 0, 80, MP_ERR_NOISE_PEER_KEY, MP_ERR_NOISE_DECRYPT},
+    {NOISE_PATTERN_IKPSK2, 1, 0, 1, SIZE_MAX, MP_ERR_NOISE_PSK, MP_ERR_NOISE_PSK},
+    {NOISE_PATTERN_IKPSK1, 0, 1, 0, 80, MP_ERR_NOISE_PEER_KEY, MP_ERR_NOISE_PSK},
+    {NOISE_PATTERN_IKPSK1, 1, 0, 1, SIZE_MAX, MP_ERR_NOISE_PEER_KEY, MP_ERR_NOISE_PEER_KEY},
+    /* XX: -> e + clear payload (caught by the initiator in message 2);
+     * <- e, ee, s, es + payload; -> s, se + payload */
+    {NOISE_PATTERN_XX, 0, 0, 1, SIZE_MAX, MP_ERR_NOISE_PROLOGUE, MP_ERR_NOISE_PROLOGUE},
+    {NOISE_PATTERN_XX, 1, 0, 1, 80, MP_ERR_NOISE_PROLOGUE, MP_ERR_NOISE_DECRYPT},
+    {NOISE_PATTERN_XX, 2, 1, 2, 48, MP_ERR_NOISE_DECRYPT, MP_ERR_NOISE_DECRYPT},
+    /* XXpsk3: message 1's payload is encrypted (MixKey(e)); psk ends message 3. */
+    {NOISE_PATTERN_XXPSK3, 0, 1, 0, SIZE_MAX, MP_ERR_NOISE_PROLOGUE, MP_ERR_NOISE_PROLOGUE},
+    {NOISE_PATTERN_XXPSK3, 1, 0, 1, 80, MP_ERR_NOISE_DECRYPT, MP_ERR_NOISE_DECRYPT},
+    {NOISE_PATTERN_XXPSK3, 2, 1, 2, 48, MP_ERR_NOISE_DECRYPT, MP_ERR_NOISE_PSK},
+};
+
 static void test_tamper_every_byte(void **state)
 {
     (void)state;
     struct party a, b;
     party_make(&a);
     party_make(&b);
-    unsigned runs = 0;
+    unsigned runs = 0, rows = 0;
 
-    for (size_t k = 0; k < N_PATTERNS; k++) {
-        enum noise_pattern p = all_patterns[k];
-        for (unsigned m = 0; m < handshake_messages(p); m++) {
-            /* Learn the message length from an honest run. */
-            struct run r;
-            struct outcome o;
-            run_init(&r, p, &a, &b);
+    for (size_t t = 0; t < sizeof(tamper_table) / sizeof(tamper_table[0]); t++) {
+        const struct tamper_expect *x = &tamper_table[t];
+        /* Learn the message length from an honest run. */
+        struct run r;
+        struct outcome o;
+        run_init(&r, x->p, &a, &b);
+        play(&r, &o);
+        assert_int_equal(o.err, MP_OK);
+        size_t len = o.msg_len[x->msg];
+        outcome_free(&o);
+        assert_true(len >= 32);
+        for (size_t pos = 0; pos < len; pos++) {
+            enum mp_err want = pos < x->first_end ? x->first : x->later;
+            r.tamper_msg = (int)x->msg;
+            r.tamper_pos = pos;
+            r.tamper_mask = (uint8_t)(1u << (pos % 8));
             play(&r, &o);
-            assert_int_equal(o.err, MP_OK);
-            size_t len = o.msg_len[m];
+            runs++;
+            if (o.err != want || o.failed_side != x->side || o.at_msg != x->at_msg)
+                fail_msg("%s msg %u byte %zu: got %s (side %d, msg %u), want %s (side %d, "
+                         "msg %u)",
+                         noise_protocol_name(x->p), x->msg, pos, mp_errname(o.err), o.failed_side,
+                         o.at_msg, mp_errname(want), x->side, x->at_msg);
+            assert_false(o.leaked);
+            assert_poisoned(o.hs[o.failed_side]);
             outcome_free(&o);
-            assert_true(len >= 32);
-            for (size_t pos = 0; pos < len; pos++) {
-                r.tamper_msg = (int)m;
-                r.tamper_pos = pos;
-                r.tamper_mask = (uint8_t)(1u << (pos % 8));
-                play(&r, &o);
-                runs++;
-                if (o.err != MP_ERR_NOISE_DECRYPT && o.err != MP_ERR_NOISE_PROLOGUE &&
-                    o.err != MP_ERR_NOISE_PEER_KEY && o.err != MP_ERR_NOISE_PSK)
-                    fail_msg("%s msg %u byte %zu: got %s", noise_protocol_name(p), m, pos,
-                             mp_errname(o.err));
-                /* Detected by the receiver of this message or (clear XX
-                 * message 1) by the next reader. */
-                assert_true(o.at_msg == m || (o.at_msg == m + 1 && p == NOISE_PATTERN_XX));
-                assert_false(o.leaked);
-                assert_poisoned(o.hs[o.failed_side]);
-                outcome_free(&o);
-            }
         }
+        rows++;
     }
-    /* Every byte of the 12 handshake messages was tried. */
+    /* Every byte of the 12 handshake messages of the five patterns was tried. */
+    size_t messages = 0;
+    for (size_t k = 0; k < N_PATTERNS; k++)
+        messages += handshake_messages(all_patterns[k]);
+    assert_int_equal(rows, messages);
     assert_true(runs > 500);
 }
 
@@ -824,29 +862,53 @@ static void test_prologue_format(void **state)
     uint8_t out[NOISE_MERPATI_PROLOGUE_MAX];
     uint8_t id[NOISE_NETWORK_ID_MAX + 1];
     size_t len = 0;
-    static const uint8_t expect[] = {'m', 'e', 'r', 'p', 'a', 't', 'i',
-                                     '/', '1', 4,   'm', 'a', 'i', 'n'};
+    static const uint8_t expect[] = {'m', 'e', 'r', 'p', 'a', 't', 'i', '/',
+                                     0,   1,   4,   'm', 'a', 'i', 'n'};
 
     assert_int_equal(noise_prologue(1, (const uint8_t *)"main", 4, out, &len), MP_OK);
     assert_int_equal(len, sizeof(expect));
     assert_memory_equal(out, expect, sizeof(expect));
-    assert_int_equal(noise_prologue(12, (const uint8_t *)"x", 1, out, &len), MP_OK);
+    assert_int_equal(noise_prologue(0x0102, (const uint8_t *)"x", 1, out, &len), MP_OK);
     assert_int_equal(len, 8 + 2 + 1 + 1);
-    assert_memory_equal(out, "merpati/12\x01x", len);
+    assert_memory_equal(out, "merpati/\x01\x02\x01x", len);
 
     memset(id, 'n', sizeof(id));
-    assert_int_equal(noise_prologue(999, id, NOISE_NETWORK_ID_MAX, out, &len), MP_OK);
+    assert_int_equal(noise_prologue(65535, id, NOISE_NETWORK_ID_MAX, out, &len), MP_OK);
     assert_int_equal(len, NOISE_MERPATI_PROLOGUE_MAX);
     assert_int_equal(noise_prologue(1, id, NOISE_NETWORK_ID_MAX + 1, out, &len), MP_ERR_INVAL);
     assert_int_equal(noise_prologue(1, id, 0, out, &len), MP_ERR_INVAL);
     assert_int_equal(noise_prologue(0, id, 4, out, &len), MP_ERR_INVAL);
-    assert_int_equal(noise_prologue(1000, id, 4, out, &len), MP_ERR_INVAL);
+    assert_int_equal(noise_prologue(65536, id, 4, out, &len), MP_ERR_INVAL);
     /* Different versions and ids give different prologues. */
     uint8_t o2[NOISE_MERPATI_PROLOGUE_MAX];
     size_t l2 = 0;
     assert_int_equal(noise_prologue(1, (const uint8_t *)"ab", 2, out, &len), MP_OK);
     assert_int_equal(noise_prologue(1, (const uint8_t *)"abc", 3, o2, &l2), MP_OK);
     assert_int_not_equal(len, l2);
+}
+
+/* The collision of the old decimal encoding: version 1 with the id "1" and
+ * 49 'x' (50 bytes) against version 12 with 49 'x' both read
+ * "merpati/1" 0x32 0x31 "xxx...", since the length byte 50 is '2' and '1' is
+ * 49. With a fixed-width version they differ, and the version can always be
+ * read back from the same two bytes. */
+static void test_prologue_no_collision(void **state)
+{
+    (void)state;
+    uint8_t id1[50], id12[49], a[NOISE_MERPATI_PROLOGUE_MAX], b[NOISE_MERPATI_PROLOGUE_MAX];
+    size_t la = 0, lb = 0;
+
+    id1[0] = '1';
+    memset(id1 + 1, 'x', 49);
+    memset(id12, 'x', 49);
+    assert_int_equal(noise_prologue(1, id1, sizeof(id1), a, &la), MP_OK);
+    assert_int_equal(noise_prologue(12, id12, sizeof(id12), b, &lb), MP_OK);
+    assert_false(la == lb && memcmp(a, b, la) == 0);
+    for (unsigned v = 1; v <= NOISE_PROTOCOL_VERSION_MAX; v += 257) {
+        assert_int_equal(noise_prologue(v, id12, sizeof(id12), a, &la), MP_OK);
+        assert_int_equal(((unsigned)a[8] << 8) | a[9], v);
+        assert_int_equal(a[10], sizeof(id12));
+    }
 }
 
 /* Wycheproof X25519: every public key that makes the shared secret zero is
@@ -1097,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_payload_caps),
         cmocka_unit_test(test_state_machine),
         cmocka_unit_test(test_prologue_format),
+        cmocka_unit_test(test_prologue_no_collision),
         cmocka_unit_test(test_low_order_wycheproof),
         cmocka_unit_test(test_cipher_known_answers),
         cmocka_unit_test(test_nonce_exhaustion),
