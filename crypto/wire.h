@@ -3,8 +3,8 @@
  * ratchet_wire.c, envelope_wire.c; implemented in msgpack_wire.c), so each
  * length, type and count check is written once.
  *
- * It is not a general msgpack layer and not an API for other modules: only
- * *_wire.c files of crypto/ include it (they alone may use msgpack.h, so the
+ * It is not a general msgpack layer: only *_wire.c files (of crypto/, and
+ * node/'s codecs, which share the same rules) include it (they alone may use msgpack.h, so the
  * msgpack-c types appear here by their struct tags only), apart from
  * wire_bounded, which has no msgpack type and which tests call directly.
  * Encoders pack twice, once to count and once to write, so the output is one

@@ -1,1 +1,2 @@
 mp_fuzz(fuzz_rpc SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_rpc.c LIBS mp_node)
+mp_fuzz(fuzz_msg SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_msg.c LIBS mp_node)

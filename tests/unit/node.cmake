@@ -1,2 +1,3 @@
 mp_test(unit_rpc SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_rpc.c LIBS mp_node LABELS unit)
 mp_test(unit_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS mp_node LABELS unit)
+mp_test(unit_msg SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_msg.c LIBS mp_node LABELS unit)

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,6 +13,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/utf8.h"
 
 static void test_err_map_is_complete_and_distinct(void **state)
 {
@@ -146,6 +148,30 @@ static void test_log_levels(void **state)
     log_set_level(LOG_LEVEL_INFO);
 }
 
+static bool valid(const char *s, size_t len)
+{
+    return utf8_valid((const uint8_t *)s, len);
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_true(valid("", 0));
+    assert_true(valid("hello", 5));
+    assert_true(valid("k\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\xa6", 10)); /* é € bird */
+    assert_true(valid("\xf4\x8f\xbf\xbf", 4));                           /* U+10FFFF */
+    assert_false(valid("a\0b", 3));                                         /* NUL */
+    assert_false(valid("\xc0\xaf", 2));                                     /* overlong '/' */
+    assert_false(valid("\xe0\x80\xaf", 3));                                /* overlong */
+    assert_false(valid("\xed\xa0\x80", 3));                                /* surrogate */
+    assert_false(valid("\xf4\x90\x80\x80", 4));                           /* > U+10FFFF */
+    assert_false(valid("\x80", 1));                                         /* lone continuation */
+    assert_false(valid("\xc3", 1));                                         /* truncated */
+    assert_false(valid("\xe2\x82", 2));                                     /* truncated */
+    assert_false(valid("\xc3\x28", 2));                                     /* bad continuation */
+    assert_false(valid("\xff", 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_addr_equal),
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

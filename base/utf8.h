@@ -1,0 +1,16 @@
+/*
+ * utf8: validation of UTF-8 text from the network or a user, so that what
+ * a node stores and shows as text is text: well-formed (no overlong forms,
+ * no surrogates, nothing past U+10FFFF) and without NUL bytes.
+ */
+#ifndef MP_BASE_UTF8_H
+#define MP_BASE_UTF8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True when the len bytes are well-formed UTF-8 with no NUL. */
+bool utf8_valid(const uint8_t *s, size_t len);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * msg: the byte formats of messaging (docs/PROTOCOL.md, "Presence and prekey
+ * records" and "Messages and delivery"): the presence payload a node
+ * publishes in the DHT, the plaintext of one end-to-end message, and the
+ * messages two nodes exchange on a link.
+ *
+ * Codecs only, no logic: decoders check every type, length and count and
+ * fill plain owned structs; encoders refuse what the decoder would refuse.
+ * The msgpack lives in msg_wire.c.
+ */
+#ifndef MP_NODE_MSG_H
+#define MP_NODE_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/addr.h"
+#include "base/buf.h"
+#include "base/err.h"
+
+#define MSG_ID_BYTES 16
+#define MSG_KEY_BYTES 32
+/* Longest text a message carries, in bytes of UTF-8. */
+#define MSG_TEXT_MAX 65536
+/* Message ids one receipt acknowledges. */
+#define MSG_RECEIPT_IDS_MAX 64
+/* Largest encoded plaintext (a full text plus framing). */
+#define MSG_WIRE_MAX (MSG_TEXT_MAX + 128)
+#define MSG_PRESENCE_ADDRS_MAX 4
+#define MSG_PRESENCE_MAILBOXES_MAX 4
+/* Largest link message: an envelope of ENVELOPE_WIRE_MAX (96 KiB) plus framing. */
+#define MSG_LINK_ENVELOPE_MAX (96 * 1024)
+#define MSG_LINK_WIRE_MAX (MSG_LINK_ENVELOPE_MAX + 16)
+
+enum msg_kind {
+    MSG_KIND_TEXT = 1,
+    MSG_KIND_RECEIPT = 2,
+};
+
+/* One end-to-end message's plaintext. */
+struct msg {
+    uint8_t id[MSG_ID_BYTES];
+    uint64_t sent_at_ms; /* sender's Unix ms */
+    uint64_t counter;    /* 1, 2, ... per (sender, recipient) */
+    uint8_t kind;        /* enum msg_kind */
+    char *text;          /* kind text: NUL-terminated UTF-8, owned; NULL otherwise */
+    size_t text_len;
+    unsigned receipt_count; /* kind receipt: 1..MSG_RECEIPT_IDS_MAX */
+    uint8_t receipt_ids[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
+};
+
+/* Encode into out (initialised here, max MSG_WIRE_MAX; caller buf_frees).
+ * MP_ERR_INVAL for a kind, text or receipt count the decoder would refuse. */
+enum mp_err msg_encode(const struct msg *m, struct buf *out);
+
+/* Decode; on MP_OK m_out owns its text (msg_clear frees it). Errors:
+ * MP_ERR_WIRE_VERSION, MP_ERR_TOO_BIG, MP_ERR_MALFORMED (also text that is
+ * not UTF-8 or holds NUL). */
+enum mp_err msg_decode(const uint8_t *data, size_t len, struct msg *m_out);
+void msg_clear(struct msg *m);
+
+/* What a presence record says about an account's node. */
+struct msg_presence {
+    uint8_t node_key[MSG_KEY_BYTES]; /* X25519: Noise static key and DHT key */
+    unsigned addr_count;             /* 0..MSG_PRESENCE_ADDRS_MAX */
+    struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
+    unsigned mailbox_count; /* 0..MSG_PRESENCE_MAILBOXES_MAX */
+    uint8_t mailboxes[MSG_PRESENCE_MAILBOXES_MAX][MSG_KEY_BYTES];
+};
+
+/* Encode into out (cap bytes, at most the DHT's record payload). */
+enum mp_err msg_presence_encode(const struct msg_presence *p, uint8_t *out, size_t cap,
+                                size_t *len_out);
+enum mp_err msg_presence_decode(const uint8_t *data, size_t len, struct msg_presence *p_out);
+
+enum msg_link_type {
+    MSG_LINK_ENVELOPE = 1, /* an envelope for the receiving node's account */
+    MSG_LINK_ACK = 2,      /* the envelope with this digest is stored */
+};
+
+struct msg_link {
+    uint8_t type; /* enum msg_link_type */
+    uint8_t digest[32];   /* ack */
+    struct buf envelope;  /* envelope: owned bytes (msg_link_clear frees) */
+};
+
+/* Encode a link message into out (initialised here; caller buf_frees). */
+enum mp_err msg_link_encode(const struct msg_link *l, struct buf *out);
+/* Decode; the envelope is copied. MP_ERR_WIRE_VERSION for an unknown type. */
+enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_out);
+void msg_link_clear(struct msg_link *l);
+
+#endif

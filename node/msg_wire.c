@@ -1,0 +1,269 @@
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/utf8.h"
+#include "crypto/wire.h"
+#include "node/msg.h"
+
+#define MSG_VERSION 1
+#define MSG_FIELDS 6
+#define PRESENCE_VERSION 1
+#define PRESENCE_FIELDS 4
+
+/* ---- message plaintext ---- */
+
+static bool msg_valid(const struct msg *m)
+{
+    if (m->kind == MSG_KIND_TEXT)
+        return m->text != NULL && m->text_len <= MSG_TEXT_MAX &&
+               utf8_valid((const uint8_t *)m->text, m->text_len);
+    if (m->kind == MSG_KIND_RECEIPT)
+        return m->receipt_count >= 1 && m->receipt_count <= MSG_RECEIPT_IDS_MAX;
+    return false;
+}
+
+static void pack_msg_cb(msgpack_packer *pk, const void *obj)
+{
+    const struct msg *m = obj;
+
+    msgpack_pack_array(pk, MSG_FIELDS);
+    msgpack_pack_uint32(pk, MSG_VERSION);
+    wire_pack_bin(pk, m->id, MSG_ID_BYTES);
+    msgpack_pack_uint64(pk, m->sent_at_ms);
+    msgpack_pack_uint64(pk, m->counter);
+    msgpack_pack_uint32(pk, m->kind);
+    if (m->kind == MSG_KIND_TEXT) {
+        msgpack_pack_str(pk, m->text_len);
+        msgpack_pack_str_body(pk, m->text, m->text_len);
+    } else {
+        msgpack_pack_array(pk, m->receipt_count);
+        for (unsigned i = 0; i < m->receipt_count; i++)
+            wire_pack_bin(pk, m->receipt_ids[i], MSG_ID_BYTES);
+    }
+}
+
+enum mp_err msg_encode(const struct msg *m, struct buf *out)
+{
+    if (!msg_valid(m))
+        return MP_ERR_INVAL;
+    return wire_encode_buf(pack_msg_cb, m, MSG_WIRE_MAX, out);
+}
+
+void msg_clear(struct msg *m)
+{
+    free(m->text);
+    m->text = NULL;
+    m->text_len = 0;
+}
+
+static bool get_body(const msgpack_object *o, struct msg *m)
+{
+    if (m->kind == MSG_KIND_TEXT) {
+        if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > MSG_TEXT_MAX ||
+            !utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size))
+            return false;
+        m->text = malloc(o->via.str.size + 1);
+        if (m->text == NULL)
+            return false;
+        memcpy(m->text, o->via.str.ptr, o->via.str.size);
+        m->text[o->via.str.size] = '\0';
+        m->text_len = o->via.str.size;
+        return true;
+    }
+    if (m->kind == MSG_KIND_RECEIPT) {
+        uint32_t n = 0;
+        const msgpack_object *ids = wire_get_array(o, 1, MSG_RECEIPT_IDS_MAX, &n);
+        if (ids == NULL)
+            return false;
+        for (uint32_t i = 0; i < n; i++) {
+            if (!wire_get_bin(&ids[i], m->receipt_ids[i], MSG_ID_BYTES))
+                return false;
+        }
+        m->receipt_count = n;
+        return true;
+    }
+    return false;
+}
+
+enum mp_err msg_decode(const uint8_t *data, size_t len, struct msg *m_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    struct msg m;
+    uint32_t kind = 0;
+    enum mp_err err;
+
+    if (len > MSG_WIRE_MAX)
+        return MP_ERR_TOO_BIG;
+    memset(&m, 0, sizeof(m));
+    msgpack_unpacked_init(&u);
+    err = wire_unpack(data, len, &u);
+    if (err == MP_OK)
+        err = wire_versioned(&u, MSG_VERSION, MSG_FIELDS, &f);
+    if (err != MP_OK)
+        goto cleanup;
+    err = MP_ERR_MALFORMED;
+    if (!wire_get_bin(&f[1], m.id, MSG_ID_BYTES) || !wire_get_u64(&f[2], &m.sent_at_ms) ||
+        !wire_get_u64(&f[3], &m.counter) || !wire_get_u32(&f[4], &kind) || kind > 255)
+        goto cleanup;
+    m.kind = (uint8_t)kind;
+    if (!get_body(&f[5], &m))
+        goto cleanup;
+    *m_out = m;
+    memset(&m, 0, sizeof(m)); /* the text now belongs to m_out */
+    err = MP_OK;
+cleanup:
+    msg_clear(&m);
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+/* ---- presence ---- */
+
+static void pack_presence_cb(msgpack_packer *pk, const void *obj)
+{
+    const struct msg_presence *p = obj;
+
+    msgpack_pack_array(pk, PRESENCE_FIELDS);
+    msgpack_pack_uint32(pk, PRESENCE_VERSION);
+    wire_pack_bin(pk, p->node_key, MSG_KEY_BYTES);
+    msgpack_pack_array(pk, p->addr_count);
+    for (unsigned i = 0; i < p->addr_count; i++) {
+        char text[ADDR_TEXT_MAX];
+        addr_format(&p->addrs[i], text, sizeof(text));
+        msgpack_pack_str(pk, strlen(text));
+        msgpack_pack_str_body(pk, text, strlen(text));
+    }
+    msgpack_pack_array(pk, p->mailbox_count);
+    for (unsigned i = 0; i < p->mailbox_count; i++)
+        wire_pack_bin(pk, p->mailboxes[i], MSG_KEY_BYTES);
+}
+
+enum mp_err msg_presence_encode(const struct msg_presence *p, uint8_t *out, size_t cap,
+                                size_t *len_out)
+{
+    if (p->addr_count > MSG_PRESENCE_ADDRS_MAX || p->mailbox_count > MSG_PRESENCE_MAILBOXES_MAX)
+        return MP_ERR_INVAL;
+    for (unsigned i = 0; i < p->addr_count; i++) {
+        if (p->addrs[i].family != ADDR_FAMILY_IPV4 && p->addrs[i].family != ADDR_FAMILY_IPV6)
+            return MP_ERR_INVAL;
+    }
+    return wire_encode_into(pack_presence_cb, p, out, cap, len_out);
+}
+
+enum mp_err msg_presence_decode(const uint8_t *data, size_t len, struct msg_presence *p_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    struct msg_presence p;
+    uint32_t n = 0;
+    enum mp_err err;
+
+    memset(&p, 0, sizeof(p));
+    msgpack_unpacked_init(&u);
+    err = wire_unpack(data, len, &u);
+    if (err == MP_OK)
+        err = wire_versioned(&u, PRESENCE_VERSION, PRESENCE_FIELDS, &f);
+    if (err != MP_OK)
+        goto cleanup;
+    err = MP_ERR_MALFORMED;
+    if (!wire_get_bin(&f[1], p.node_key, MSG_KEY_BYTES))
+        goto cleanup;
+    const msgpack_object *addrs = wire_get_array(&f[2], 0, MSG_PRESENCE_ADDRS_MAX, &n);
+    if (addrs == NULL)
+        goto cleanup;
+    for (uint32_t i = 0; i < n; i++) {
+        char text[ADDR_TEXT_MAX];
+        if (addrs[i].type != MSGPACK_OBJECT_STR || addrs[i].via.str.size >= sizeof(text))
+            goto cleanup;
+        memcpy(text, addrs[i].via.str.ptr, addrs[i].via.str.size);
+        text[addrs[i].via.str.size] = '\0';
+        if (addr_parse(text, &p.addrs[i]) != MP_OK)
+            goto cleanup;
+    }
+    p.addr_count = n;
+    const msgpack_object *boxes = wire_get_array(&f[3], 0, MSG_PRESENCE_MAILBOXES_MAX, &n);
+    if (boxes == NULL)
+        goto cleanup;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!wire_get_bin(&boxes[i], p.mailboxes[i], MSG_KEY_BYTES))
+            goto cleanup;
+    }
+    p.mailbox_count = n;
+    *p_out = p;
+    err = MP_OK;
+cleanup:
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+/* ---- link messages ---- */
+
+static void pack_link_cb(msgpack_packer *pk, const void *obj)
+{
+    const struct msg_link *l = obj;
+
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint32(pk, l->type);
+    if (l->type == MSG_LINK_ENVELOPE)
+        wire_pack_bin(pk, l->envelope.data, l->envelope.len);
+    else
+        wire_pack_bin(pk, l->digest, sizeof(l->digest));
+}
+
+enum mp_err msg_link_encode(const struct msg_link *l, struct buf *out)
+{
+    if ((l->type != MSG_LINK_ENVELOPE && l->type != MSG_LINK_ACK) ||
+        (l->type == MSG_LINK_ENVELOPE &&
+         (l->envelope.len == 0 || l->envelope.len > MSG_LINK_ENVELOPE_MAX)))
+        return MP_ERR_INVAL;
+    return wire_encode_buf(pack_link_cb, l, MSG_LINK_WIRE_MAX, out);
+}
+
+void msg_link_clear(struct msg_link *l)
+{
+    buf_free(&l->envelope);
+}
+
+enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    uint32_t n = 0, type = 0;
+    enum mp_err err;
+
+    memset(l_out, 0, sizeof(*l_out));
+    buf_init(&l_out->envelope, MSG_LINK_ENVELOPE_MAX);
+    if (len > MSG_LINK_WIRE_MAX)
+        return MP_ERR_TOO_BIG;
+    msgpack_unpacked_init(&u);
+    err = wire_unpack(data, len, &u);
+    if (err != MP_OK)
+        goto cleanup;
+    err = MP_ERR_MALFORMED;
+    f = wire_get_array(&u.data, 2, 2, &n);
+    if (f == NULL || !wire_get_u32(&f[0], &type))
+        goto cleanup;
+    if (type == MSG_LINK_ACK) {
+        if (!wire_get_bin(&f[1], l_out->digest, sizeof(l_out->digest)))
+            goto cleanup;
+    } else if (type == MSG_LINK_ENVELOPE) {
+        if (f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size == 0 ||
+            f[1].via.bin.size > MSG_LINK_ENVELOPE_MAX)
+            goto cleanup;
+        err = buf_append(&l_out->envelope, f[1].via.bin.ptr, f[1].via.bin.size);
+        if (err != MP_OK)
+            goto cleanup;
+    } else {
+        err = MP_ERR_WIRE_VERSION;
+        goto cleanup;
+    }
+    l_out->type = (uint8_t)type;
+    err = MP_OK;
+cleanup:
+    if (err != MP_OK)
+        msg_link_clear(l_out);
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
