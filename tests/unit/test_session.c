@@ -1,0 +1,228 @@
+/* Unit tests for node/session.c over real stores: sessions open from a
+ * bundle, survive restarts, resolve both sides opening at once, and refuse
+ * replays and envelopes for others. */
+#define _GNU_SOURCE /* mkdtemp */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "node/session.h"
+#include "tests/support/test_env.h"
+
+#define NOW 1796000000000ull
+
+struct party {
+    char dir[64];
+    struct store *store;
+    struct identity *id;
+    struct sessions *sessions;
+};
+
+static struct test_env te;
+
+static void party_open(struct party *p)
+{
+    pid_t holder;
+    assert_int_equal(store_open(p->dir, &p->store, &holder), MP_OK);
+    assert_int_equal(sessions_new(&te.env, p->store, p->id, NOW, &p->sessions), MP_OK);
+}
+
+static void party_close(struct party *p)
+{
+    sessions_free(p->sessions);
+    store_close(p->store);
+    p->sessions = NULL;
+    p->store = NULL;
+}
+
+static void party_new(struct party *p, uint8_t seed_byte)
+{
+    uint8_t seed[IDENTITY_SEED_BYTES];
+    memset(seed, seed_byte, sizeof(seed));
+    snprintf(p->dir, sizeof(p->dir), "/tmp/mp-session-XXXXXX");
+    assert_non_null(mkdtemp(p->dir));
+    assert_int_equal(identity_from_seed(seed, &p->id), MP_OK);
+    party_open(p);
+}
+
+static void party_free(struct party *p)
+{
+    char cmd[128];
+    party_close(p);
+    identity_free(p->id);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", p->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void seal(struct party *from, struct party *to, const char *text, struct buf *env_out)
+{
+    struct prekey_bundle bundle;
+    bool changed;
+    assert_int_equal(sessions_bundle(to->sessions, NOW, &bundle, &changed), MP_OK);
+    struct store_batch *batch = store_batch_new();
+    enum mp_err err = sessions_seal(from->sessions, identity_public_key(to->id), &bundle, NOW,
+                                    (const uint8_t *)text, strlen(text), batch, env_out);
+    assert_int_equal(err, MP_OK);
+    assert_int_equal(store_batch_write(from->store, batch, true), MP_OK);
+    store_batch_free(batch);
+}
+
+static enum mp_err open_env(struct party *to, const struct buf *env, struct party *want_from,
+                            const char *want_text)
+{
+    uint8_t sender[IDENTITY_PUBLIC_BYTES];
+    struct buf pt;
+    struct store_batch *batch = store_batch_new();
+    enum mp_err err = sessions_open(to->sessions, env->data, env->len, NOW, batch, sender, &pt);
+    if (err == MP_OK) {
+        assert_int_equal(store_batch_write(to->store, batch, true), MP_OK);
+        assert_memory_equal(sender, identity_public_key(want_from->id), IDENTITY_PUBLIC_BYTES);
+        assert_int_equal(pt.len, strlen(want_text));
+        assert_memory_equal(pt.data, want_text, pt.len);
+        buf_free(&pt);
+    }
+    store_batch_free(batch);
+    return err;
+}
+
+static void exchange(struct party *from, struct party *to, const char *text)
+{
+    struct buf env;
+    seal(from, to, text, &env);
+    assert_int_equal(open_env(to, &env, from, text), MP_OK);
+    buf_free(&env);
+}
+
+static void test_first_contact_and_conversation(void **state)
+{
+    (void)state;
+    struct party a, b;
+    party_new(&a, 1);
+    party_new(&b, 2);
+    assert_false(sessions_has(a.sessions, identity_public_key(b.id)));
+    exchange(&a, &b, "hello b");
+    assert_true(sessions_has(a.sessions, identity_public_key(b.id)));
+    assert_true(sessions_has(b.sessions, identity_public_key(a.id)));
+    exchange(&a, &b, "are you there?");
+    exchange(&b, &a, "yes");
+    for (int i = 0; i < 50; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "message %d", i);
+        if (i % 3 == 0)
+            exchange(&b, &a, text);
+        else
+            exchange(&a, &b, text);
+    }
+    /* Both restart; the sessions continue exactly. */
+    party_close(&a);
+    party_close(&b);
+    party_open(&a);
+    party_open(&b);
+    exchange(&a, &b, "after restart");
+    exchange(&b, &a, "still here");
+    party_free(&a);
+    party_free(&b);
+}
+
+static void test_out_of_order_and_replay(void **state)
+{
+    (void)state;
+    struct party a, b;
+    party_new(&a, 3);
+    party_new(&b, 4);
+    struct buf e1, e2, e3;
+    seal(&a, &b, "one", &e1);
+    seal(&a, &b, "two", &e2);
+    seal(&a, &b, "three", &e3);
+    /* Arrive 3, 1, 2; each carries the X3DH part until b answers. */
+    assert_int_equal(open_env(&b, &e3, &a, "three"), MP_OK);
+    assert_int_equal(open_env(&b, &e1, &a, "one"), MP_OK);
+    assert_int_equal(open_env(&b, &e2, &a, "two"), MP_OK);
+    /* The same envelope again is a replay, and changes nothing. */
+    assert_int_equal(open_env(&b, &e2, &a, "two"), MP_ERR_RATCHET_REPLAY);
+    exchange(&b, &a, "got them");
+    exchange(&a, &b, "good");
+    buf_free(&e1);
+    buf_free(&e2);
+    buf_free(&e3);
+    party_free(&a);
+    party_free(&b);
+}
+
+static void test_both_open_at_once(void **state)
+{
+    (void)state;
+    struct party a, b;
+    party_new(&a, 5);
+    party_new(&b, 6);
+    struct buf from_a, from_b;
+    seal(&a, &b, "hi from a", &from_a);
+    seal(&b, &a, "hi from b", &from_b);
+    assert_int_equal(open_env(&b, &from_a, &a, "hi from a"), MP_OK);
+    assert_int_equal(open_env(&a, &from_b, &b, "hi from b"), MP_OK);
+    buf_free(&from_a);
+    buf_free(&from_b);
+    /* Whatever the tie-break chose, both sides read each other from now on. */
+    for (int i = 0; i < 10; i++) {
+        exchange(&a, &b, "ping");
+        exchange(&b, &a, "pong");
+    }
+    party_free(&a);
+    party_free(&b);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    struct party a, b, c;
+    party_new(&a, 7);
+    party_new(&b, 8);
+    party_new(&c, 9);
+    struct buf env;
+    struct store_batch *batch = store_batch_new();
+    /* No session and no bundle. */
+    assert_int_equal(sessions_seal(a.sessions, identity_public_key(b.id), NULL, NOW,
+                                   (const uint8_t *)"x", 1, batch, &env),
+                     MP_ERR_NOT_FOUND);
+    /* A bundle of someone else for b is refused. */
+    struct prekey_bundle other;
+    bool changed;
+    assert_int_equal(sessions_bundle(c.sessions, NOW, &other, &changed), MP_OK);
+    assert_int_equal(sessions_seal(a.sessions, identity_public_key(b.id), &other, NOW,
+                                   (const uint8_t *)"x", 1, batch, &env),
+                     MP_ERR_PREKEY_OWNER);
+    store_batch_free(batch);
+    /* An envelope for b does not open at c. */
+    seal(&a, &b, "for b only", &env);
+    assert_int_equal(open_env(&c, &env, &a, "for b only"), MP_ERR_ENVELOPE_OPEN);
+    assert_int_equal(open_env(&b, &env, &a, "for b only"), MP_OK);
+    buf_free(&env);
+    party_free(&a);
+    party_free(&b);
+    party_free(&c);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    test_env_init(&te, test_env_seed(11));
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_contact_and_conversation),
+        cmocka_unit_test(test_out_of_order_and_replay),
+        cmocka_unit_test(test_both_open_at_once),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
