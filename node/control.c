@@ -231,6 +231,20 @@ static void call_free(struct control_call *call)
     free(call);
 }
 
+bool control_call_notify(struct control_call *call, const char *method, json_t *params)
+{
+    struct client *c = call->client;
+
+    if (c == NULL || uv_is_closing((uv_handle_t *)&c->pipe)) {
+        json_decref(params);
+        return false;
+    }
+    size_t len = 0;
+    char *line = rpc_notification_line(method, params, &len);
+    send_line(c, line, len);
+    return call->client != NULL && !uv_is_closing((uv_handle_t *)&c->pipe);
+}
+
 void control_call_reply(struct control_call *call, json_t *result)
 {
     struct client *c = call->client;

@@ -53,6 +53,13 @@ struct control_method {
  * answers or fails it exactly once, also when it shuts down: that frees it. */
 struct control_call *control_call_defer(struct control_call *call);
 
+/* Push a notification (JSON-RPC, no id) on a deferred call's connection,
+ * leaving the call open: how a subscription streams events. params is
+ * stolen. Returns false when the client is gone or does not read fast enough
+ * (its queued output is over CONTROL_OUTPUT_MAX and it was cut off): the
+ * caller should then end the call. */
+bool control_call_notify(struct control_call *call, const char *method, json_t *params);
+
 /* Answer a deferred call with result (stolen; NULL for null) and free it. */
 void control_call_reply(struct control_call *call, json_t *result);
 

@@ -30,6 +30,14 @@ struct send_block {
     uint8_t data[];
 };
 
+/* A get for another node module, waiting for the DHT. */
+struct overlay_get_op {
+    struct overlay *ov;
+    void (*cb)(void *arg, enum mp_err status, const uint8_t *payload, size_t len);
+    void *arg;
+    bool in_use;
+};
+
 struct overlay {
     uv_loop_t *loop;
     uv_udp_t *udp;
@@ -44,6 +52,8 @@ struct overlay {
     uint64_t send_drops;
     char bootstrap[CONFIG_BOOTSTRAP_TEXT_MAX]; /* our own entry, for status */
     struct overlay_op ops[OVERLAY_OPS_MAX];
+    struct overlay_get_op gets[OVERLAY_OPS_MAX];
+    struct addr bound;
     void (*closed_cb)(void *arg);
     void *closed_arg;
 };
@@ -303,10 +313,12 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
     char self_text[ADDR_TEXT_MAX];
     secure_hex(hex, sizeof(hex), box_key_public(ov->box), DHT_PK_BYTES);
     if (uv_udp_getsockname(udp, (struct sockaddr *)&bound, &len) == 0 &&
-        from_sockaddr((struct sockaddr *)&bound, &self))
+        from_sockaddr((struct sockaddr *)&bound, &self)) {
         addr_format(&self, self_text, sizeof(self_text));
-    else
+        ov->bound = self;
+    } else {
         snprintf(self_text, sizeof(self_text), "?");
+    }
     snprintf(ov->bootstrap, sizeof(ov->bootstrap), "%s@%s", hex, self_text);
     log_info(MOD, "DHT node key %.16s..., bootstrap entry for others: %s", hex, ov->bootstrap);
 
@@ -341,6 +353,11 @@ void overlay_close(struct overlay *ov, void (*closed_cb)(void *arg), void *arg)
     save_peers(ov);
     /* The DHT drops its pending operations without callbacks: answer ours. */
     for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
+        if (ov->gets[i].in_use)
+            ov->gets[i].cb(ov->gets[i].arg, MP_ERR_UNAVAILABLE, NULL, 0);
+        ov->gets[i].in_use = false;
+    }
+    for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
         if (ov->ops[i].in_use && ov->ops[i].call != NULL)
             control_call_fail(ov->ops[i].call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
                               "the node is shutting down");
@@ -349,6 +366,58 @@ void overlay_close(struct overlay *ov, void (*closed_cb)(void *arg), void *arg)
     ov->closed_cb = closed_cb;
     ov->closed_arg = arg;
     uv_close((uv_handle_t *)&ov->timer, timer_closed_cb);
+}
+
+/* ---- for other node modules ---- */
+
+static void module_get_cb(void *arg, enum mp_err status, const struct record *rec,
+                          const struct dht_lookup_info *info)
+{
+    struct overlay_get_op *op = arg;
+    (void)info;
+    op->in_use = false;
+    op->cb(op->arg, status, status == MP_OK ? rec->payload : NULL,
+           status == MP_OK ? rec->payload_len : 0);
+}
+
+enum mp_err overlay_get(struct overlay *ov, unsigned kind, const uint8_t owner[32],
+                        void (*cb)(void *arg, enum mp_err status, const uint8_t *payload,
+                                   size_t len),
+                        void *arg)
+{
+    for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
+        struct overlay_get_op *op = &ov->gets[i];
+        if (op->in_use)
+            continue;
+        *op = (struct overlay_get_op){.ov = ov, .cb = cb, .arg = arg, .in_use = true};
+        enum mp_err err = dht_get(ov->dht, kind, owner, module_get_cb, op);
+        if (err != MP_OK) {
+            op->in_use = false;
+            return err;
+        }
+        rearm(ov);
+        return MP_OK;
+    }
+    return MP_ERR_DHT_BUSY;
+}
+
+enum mp_err overlay_publish(struct overlay *ov, unsigned kind, const uint8_t *payload, size_t len,
+                            uint32_t ttl_s)
+{
+    enum mp_err err = dht_publish(ov->dht, ov->account, kind, payload, len, ttl_s, NULL, NULL);
+    if (err == MP_OK)
+        rearm(ov);
+    return err;
+}
+
+const uint8_t *overlay_node_key(const struct overlay *ov)
+{
+    return box_key_public(ov->box);
+}
+
+struct addr overlay_bound_addr(const struct overlay *ov)
+{
+    return ov->bound;
 }
 
 /* ---- status and control methods ---- */

@@ -42,6 +42,21 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
 void overlay_on_datagram(struct overlay *ov, const struct sockaddr *from, const uint8_t *data,
                          size_t len);
 
+/* For other node modules: the DHT's get and publish (dht/dht.h semantics;
+ * the overlay re-arms its timer). cb runs from the loop, never inside the call. */
+enum mp_err overlay_get(struct overlay *ov, unsigned kind, const uint8_t owner[32],
+                        void (*cb)(void *arg, enum mp_err status, const uint8_t *payload,
+                                   size_t len),
+                        void *arg);
+/* Publish payload as the account's record of kind, republished until
+ * overlay_close; replaces an earlier one of the same kind. */
+enum mp_err overlay_publish(struct overlay *ov, unsigned kind, const uint8_t *payload, size_t len,
+                            uint32_t ttl_s);
+/* The node's X25519 public key (DHT and links), 32 bytes, borrowed. */
+const uint8_t *overlay_node_key(const struct overlay *ov);
+/* The UDP address the node is bound to (its port is the TCP port too). */
+struct addr overlay_bound_addr(const struct overlay *ov);
+
 /* Its control methods, to pass to control_add_methods with the overlay as ctx. */
 const struct control_method *overlay_methods(size_t *count_out);
 

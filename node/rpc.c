@@ -183,6 +183,13 @@ json_t *rpc_err_data(enum mp_err err)
     return json_pack("{s:i, s:s}", "code", (int)err, "name", mp_errname(err));
 }
 
+char *rpc_notification_line(const char *method, json_t *params, size_t *len_out)
+{
+    json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params",
+                            params != NULL ? params : json_object());
+    return dump_line(msg, len_out);
+}
+
 char *rpc_request_line(const char *method, json_t *params, long id, size_t *len_out)
 {
     json_t *msg = json_pack("{s:s, s:s, s:o, s:I}", "jsonrpc", "2.0", "method", method, "params",

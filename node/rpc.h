@@ -67,6 +67,9 @@ char *rpc_error_line(const struct rpc_error *err, json_t *data, size_t *len_out)
 /* {"code": err, "name": "..."}: the data member for RPC_CODE_FAILED errors. */
 json_t *rpc_err_data(enum mp_err err);
 
+/* A notification line (no id) for method with params (stolen). */
+char *rpc_notification_line(const char *method, json_t *params, size_t *len_out);
+
 /* A request line for method with params (stolen; may be NULL) and a numeric id. */
 char *rpc_request_line(const char *method, json_t *params, long id, size_t *len_out);
 
