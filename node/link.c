@@ -15,6 +15,8 @@
 /* One Noise message and its length prefix: all the read buffer ever holds
  * beyond what it can process. */
 #define LINK_READ_MAX (2u + NOISE_MAX_MESSAGE)
+/* Queued messages are coalesced into writes of up to this many bytes. */
+#define LINK_WRITE_BATCH (64u * 1024u)
 /* Buckets of the peer table (indexed by the key's first byte). */
 #define LINK_PEER_BUCKETS 256u
 
@@ -508,14 +510,10 @@ static void send_frame(struct conn *c, const uint8_t *frame, size_t len)
     send_block(c, w);
 }
 
-/* Encrypts a whole message as its frames into one write block. */
-static struct write_block *seal_message(struct conn *c, const uint8_t *msg, size_t len)
+/* Encrypts a whole message as its frames at out (link_frame_wire_size(len)
+ * bytes). False if the cipher refuses (nonces used up). */
+static bool seal_message(struct conn *c, const uint8_t *msg, size_t len, uint8_t *out)
 {
-    size_t wire = link_frame_wire_size(len);
-    struct write_block *w = malloc(sizeof(*w) + wire);
-    if (w == NULL)
-        return NULL;
-    uint8_t *out = w->data;
     size_t off = 0;
     do {
         uint8_t header[LINK_FRAME_DATA_HEADER];
@@ -526,18 +524,14 @@ static struct write_block *seal_message(struct conn *c, const uint8_t *msg, size
         memcpy(plain, header, hlen);
         memcpy(plain + hlen, msg + off, chunk);
         if (noise_cipher_encrypt(c->tx, plain, hlen + chunk, plain,
-                                 hlen + chunk + NOISE_TAG_BYTES, &clen) != MP_OK) {
-            secure_wipe(w->data, wire);
-            free(w);
-            return NULL;
-        }
+                                 hlen + chunk + NOISE_TAG_BYTES, &clen) != MP_OK)
+            return false;
         out[0] = (uint8_t)(clen >> 8);
         out[1] = (uint8_t)clen;
         out += 2 + clen;
         off += chunk;
     } while (off < len);
-    w->len = (size_t)(out - w->data);
-    return w;
+    return true;
 }
 
 static bool has_room(const struct peer *p)
@@ -568,7 +562,8 @@ static void check_writable(struct links *l, struct peer *p)
     }
 }
 
-/* Sends queued messages on the peer's link while credit lasts. */
+/* Sends queued messages on the peer's link while credit lasts, several
+ * to a write (up to LINK_WRITE_BATCH bytes, or one larger message). */
 static void pump(struct peer *p)
 {
     struct conn *c = p->active;
@@ -577,23 +572,46 @@ static void pump(struct peer *p)
     struct links *l = c->links;
     bool sent = false;
     while (p->head != NULL && c->state == CONN_OPEN && link_flow_can_send(&c->flow, p->head->len)) {
-        struct qmsg *q = p->head;
-        struct write_block *w = seal_message(c, q->data, q->len);
+        /* Size the batch first: whole messages that credit allows. */
+        struct link_flow credit = c->flow;
+        size_t wire = 0;
+        unsigned count = 0;
+        for (struct qmsg *q = p->head; q != NULL && link_flow_can_send(&credit, q->len); q = q->next) {
+            size_t size = link_frame_wire_size(q->len);
+            if (count > 0 && wire + size > LINK_WRITE_BATCH)
+                break;
+            link_flow_sent(&credit, q->len);
+            wire += size;
+            count++;
+        }
+        struct write_block *w = malloc(sizeof(*w) + wire);
         if (w == NULL) {
             conn_close(c, LINK_REASON_OTHER);
             return;
         }
-        p->head = q->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-        p->qmsgs--;
-        p->qbytes -= q->len;
-        l->queued_bytes -= q->len;
-        link_flow_sent(&c->flow, q->len);
-        l->stats.msgs_out++;
-        l->stats.bytes_out += q->len;
-        secure_wipe(q->data, q->len);
-        free(q);
+        w->len = wire;
+        uint8_t *out = w->data;
+        for (unsigned i = 0; i < count; i++) {
+            struct qmsg *q = p->head;
+            if (!seal_message(c, q->data, q->len, out)) {
+                secure_wipe(w->data, wire);
+                free(w);
+                conn_close(c, LINK_REASON_OTHER);
+                return;
+            }
+            out += link_frame_wire_size(q->len);
+            p->head = q->next;
+            if (p->head == NULL)
+                p->tail = NULL;
+            p->qmsgs--;
+            p->qbytes -= q->len;
+            l->queued_bytes -= q->len;
+            link_flow_sent(&c->flow, q->len);
+            l->stats.msgs_out++;
+            l->stats.bytes_out += q->len;
+            secure_wipe(q->data, q->len);
+            free(q);
+        }
         sent = true;
         if (!send_block(c, w))
             return;
