@@ -15,6 +15,7 @@
 #include "crypto/identity.h"
 #include "node/control.h"
 #include "node/keyfile.h"
+#include "node/link.h"
 #include "node/store.h"
 
 /* How many times to look for a port free on both UDP and TCP when port is 0. */
@@ -29,6 +30,9 @@ struct daemon {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     struct control *control;
+    /* Node-to-node links (node/link.h). NULL until the daemon has an X25519
+     * link key pair to create them with; meanwhile TCP is refused. */
+    struct links *links;
     struct store *store;
     struct identity *identity;
     const struct daemon_options *opts;
@@ -64,6 +68,8 @@ static void daemon_stop(struct daemon *d, const char *why)
     log_info("daemon", "stopping (%s)", why);
     control_close(d->control, NULL, NULL);
     d->control = NULL;
+    links_close(d->links, NULL, NULL);
+    d->links = NULL;
     close_quietly((uv_handle_t *)&d->udp);
     close_quietly((uv_handle_t *)&d->tcp);
     close_quietly((uv_handle_t *)&d->sigint);
@@ -103,6 +109,10 @@ static void tcp_connection_cb(uv_stream_t *server, int status)
 
     if (status < 0)
         return;
+    if (d->links != NULL) { /* a failed handshake is counted in the links' `refused` */
+        links_accept(d->links, server);
+        return;
+    }
     uv_tcp_t *conn = malloc(sizeof(*conn));
     if (conn == NULL || uv_tcp_init(&d->loop, conn) != 0) {
         free(conn);
@@ -186,6 +196,9 @@ static bool method_status(void *ctx, json_t *params, json_t **result_out,
     (void)err_out;
     (void)data_out;
     uint64_t uptime_ms = uv_now(&d->loop) - d->started_ms;
+    struct links_stats ls = {0};
+    if (d->links != NULL)
+        links_stats(d->links, &ls);
     *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I}, s:s, s:s, s:{s:I, s:I}}",
                             "address", d->address, "version", MERPATI_VERSION, "pid",
                             (json_int_t)getpid(), "uptime_s", (json_int_t)(uptime_ms / 1000),
@@ -193,7 +206,7 @@ static bool method_status(void *ctx, json_t *params, json_t **result_out,
                             "data_dir", d->opts->data_dir, "control_socket",
                             d->opts->control_path, "dropped", "udp_unhandled",
                             (json_int_t)d->udp_dropped, "tcp_unhandled",
-                            (json_int_t)d->tcp_refused);
+                            (json_int_t)(d->tcp_refused + ls.refused));
     return true;
 }
 

@@ -753,9 +753,114 @@ static void test_shutdown_with_links_open(void **state)
     world_free(w); /* asserts uv_loop_close == 0 */
 }
 
+/* ---- the frame codec alone ---- */
+
+/* Fragments msg as a sender does and feeds the frames to f. */
+static enum link_violation feed_message(struct link_flow *f, const uint8_t *msg, size_t len,
+                                        const uint8_t **out, size_t *out_len, unsigned *frames)
+{
+    static uint8_t frame[LINK_FRAME_MAX];
+    size_t off = 0;
+    enum link_violation v;
+    *frames = 0;
+    do {
+        size_t chunk = 0;
+        size_t hlen = link_frame_header(len, off, frame, &chunk);
+        enum link_event ev;
+        memcpy(frame + hlen, msg + off, chunk);
+        off += chunk;
+        (*frames)++;
+        v = link_flow_input(f, frame, hlen + chunk, &ev, out, out_len);
+        if (v != LINK_VIOLATION_NONE)
+            return v;
+        assert_int_equal(ev, off == len ? LINK_EVENT_MESSAGE : LINK_EVENT_NONE);
+    } while (off < len);
+    return LINK_VIOLATION_NONE;
+}
+
+static void test_frames_round_trip(void **state)
+{
+    (void)state;
+    static uint8_t msg[LINK_MESSAGE_MAX];
+    const size_t sizes[] = {0, 1, LINK_FRAME_DATA_ROOM, LINK_FRAME_DATA_ROOM + 1, LINK_MESSAGE_MAX};
+    const unsigned frames_expected[] = {1, 1, 1, 2, 5};
+    struct link_flow f;
+    link_flow_init(&f);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        const uint8_t *out = NULL;
+        size_t out_len = 0;
+        unsigned frames = 0;
+        randombytes_buf(msg, sizes[i]);
+        assert_int_equal(feed_message(&f, msg, sizes[i], &out, &out_len, &frames),
+                         LINK_VIOLATION_NONE);
+        assert_int_equal(out_len, sizes[i]);
+        if (sizes[i] > 0)
+            assert_memory_equal(out, msg, sizes[i]);
+        assert_int_equal(frames, frames_expected[i]);
+        /* Frames on the wire: what link_frame_wire_size promised. */
+        assert_int_equal(link_frame_wire_size(sizes[i]),
+                         sizes[i] + frames * (2 + NOISE_TAG_BYTES) + LINK_FRAME_DATA_HEADER +
+                             (frames - 1) * LINK_FRAME_MORE_HEADER);
+        link_flow_delivered(&f, out_len);
+        uint8_t grant[LINK_FRAME_CREDIT_BYTES];
+        link_flow_grant(&f, grant);
+    }
+    link_flow_free(&f);
+}
+
+static void test_frames_violations(void **state)
+{
+    (void)state;
+    struct link_flow f;
+    enum link_event ev;
+    const uint8_t *out;
+    size_t len;
+    const uint8_t more[] = {LINK_FRAME_MORE, 'x'};
+    const uint8_t data10[] = {LINK_FRAME_DATA, 0, 0, 0, 10, 'a', 'b'};
+    const uint8_t oversize[] = {LINK_FRAME_DATA, 0, 4, 0, 1, 'a'};
+    const uint8_t past_total[] = {LINK_FRAME_DATA, 0, 0, 0, 1, 'a', 'b'};
+    const uint8_t grant_past_window[] = {LINK_FRAME_CREDIT, 0, 0, 0, 1, 0, 0, 0, 0};
+    const uint8_t unknown[] = {9, 1, 2};
+    const uint8_t one[] = {LINK_FRAME_DATA, 0, 0, 0, 1, 'z'};
+
+    link_flow_init(&f);
+    assert_int_equal(link_flow_input(&f, more, sizeof(more), &ev, &out, &len),
+                     LINK_VIOLATION_SEQUENCE);
+    link_flow_init(&f);
+    assert_int_equal(link_flow_input(&f, data10, sizeof(data10), &ev, &out, &len),
+                     LINK_VIOLATION_NONE);
+    assert_int_equal(link_flow_input(&f, data10, sizeof(data10), &ev, &out, &len),
+                     LINK_VIOLATION_SEQUENCE);
+    link_flow_free(&f);
+    link_flow_init(&f);
+    assert_int_equal(link_flow_input(&f, oversize, sizeof(oversize), &ev, &out, &len),
+                     LINK_VIOLATION_OVERSIZE);
+    assert_int_equal(link_flow_input(&f, past_total, sizeof(past_total), &ev, &out, &len),
+                     LINK_VIOLATION_MALFORMED);
+    assert_int_equal(link_flow_input(&f, unknown, sizeof(unknown), &ev, &out, &len),
+                     LINK_VIOLATION_MALFORMED);
+    assert_int_equal(link_flow_input(&f, unknown, 0, &ev, &out, &len), LINK_VIOLATION_MALFORMED);
+    /* Nothing was used: a grant would lift the credit above the window. */
+    assert_int_equal(link_flow_input(&f, grant_past_window, sizeof(grant_past_window), &ev, &out,
+                                     &len),
+                     LINK_VIOLATION_CREDIT);
+    /* A peer that never gets credit back can start exactly LINK_WINDOW_MSGS messages. */
+    link_flow_init(&f);
+    for (unsigned i = 0; i < LINK_WINDOW_MSGS; i++) {
+        assert_int_equal(link_flow_input(&f, one, sizeof(one), &ev, &out, &len),
+                         LINK_VIOLATION_NONE);
+        assert_int_equal(ev, LINK_EVENT_MESSAGE);
+    }
+    assert_int_equal(link_flow_input(&f, one, sizeof(one), &ev, &out, &len),
+                     LINK_VIOLATION_CREDIT);
+    link_flow_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_frames_round_trip),
+        cmocka_unit_test(test_frames_violations),
         cmocka_unit_test(test_both_ways_in_order),
         cmocka_unit_test(test_large_messages_intact),
         cmocka_unit_test(test_window_and_busy),
