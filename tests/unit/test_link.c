@@ -14,7 +14,11 @@
 
 #include <cmocka.h>
 #include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
+
+#include "crypto/noise.h"
 
 #include "node/link.h"
 #include "tests/support/test_env.h"
@@ -856,6 +860,170 @@ static void test_frames_violations(void **state)
     link_flow_free(&f);
 }
 
+/* ---- a hand-driven Noise peer that breaks the frame rules ---- */
+
+struct rogue {
+    int fd;
+    struct noise_cipher *tx, *rx;
+};
+
+static bool b_has_link(struct world *w)
+{
+    return stats_of(&w->nodes[1]).links_up == 1;
+}
+
+static void read_exact(int fd, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+}
+
+/* Connects a blocking socket to b and completes an IK handshake by hand. */
+static void rogue_connect(struct world *w, struct rogue *r, const struct node *b)
+{
+    uint8_t sk[32], pk[32], prologue[NOISE_MERPATI_PROLOGUE_MAX];
+    size_t prologue_len = 0, n = 0;
+    static uint8_t buf[6 + NOISE_MAX_MESSAGE];
+    struct noise_handshake *hs = NULL;
+    struct sockaddr_in sin;
+
+    crypto_box_keypair(pk, sk);
+    assert_int_equal(noise_prologue(1, (const uint8_t *)"test", 4, prologue, &prologue_len), MP_OK);
+    struct noise_config nc = {.pattern = NOISE_PATTERN_IK, .initiator = true, .prologue = prologue,
+                              .prologue_len = prologue_len, .s = sk, .rs = b->pk};
+    assert_int_equal(noise_handshake_new(&w->te.env, &nc, &hs), MP_OK);
+    r->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(r->fd >= 0);
+    uv_ip4_addr("127.0.0.1", b->addr.port, &sin);
+    assert_int_equal(connect(r->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(noise_handshake_write(hs, NULL, 0, buf + 6, NOISE_MAX_MESSAGE, &n), MP_OK);
+    memcpy(buf, "mp\x01\x01", 4);
+    buf[4] = (uint8_t)(n >> 8);
+    buf[5] = (uint8_t)n;
+    assert_int_equal(send(r->fd, buf, 6 + n, 0), (ssize_t)(6 + n));
+    run_until(w, b_has_link);
+    read_exact(r->fd, buf, 2);
+    n = (size_t)buf[0] << 8 | buf[1];
+    read_exact(r->fd, buf, n);
+    size_t plen = 0;
+    assert_int_equal(noise_handshake_read(hs, buf, n, buf + n, sizeof(buf) - n, &plen), MP_OK);
+    assert_int_equal(noise_handshake_split(hs, &r->tx, &r->rx), MP_OK);
+    noise_handshake_free(hs);
+}
+
+/* Encrypts one frame and sends it; `corrupt` flips a ciphertext bit. */
+static void rogue_frame(struct rogue *r, const uint8_t *frame, size_t len, bool corrupt)
+{
+    static uint8_t buf[2 + NOISE_MAX_MESSAGE];
+    size_t clen = 0;
+    assert_int_equal(noise_cipher_encrypt(r->tx, frame, len, buf + 2, NOISE_MAX_MESSAGE, &clen),
+                     MP_OK);
+    if (corrupt)
+        buf[2] ^= 1;
+    buf[0] = (uint8_t)(clen >> 8);
+    buf[1] = (uint8_t)clen;
+    assert_int_equal(send(r->fd, buf, 2 + clen, MSG_NOSIGNAL), (ssize_t)(2 + clen));
+}
+
+static void rogue_free(struct rogue *r)
+{
+    close(r->fd);
+    noise_cipher_free(r->tx);
+    noise_cipher_free(r->rx);
+}
+
+static enum link_reason expected_reason;
+
+static bool b_closed_for_reason(struct world *w)
+{
+    return stats_of(&w->nodes[1]).closed[expected_reason] >= 1;
+}
+
+/* Each way of breaking the frame rules closes the link, counted by reason;
+ * a good message before it arrives. */
+static void test_rogue_frames_close_the_link(void **state)
+{
+    (void)state;
+    const uint8_t good[] = {LINK_FRAME_DATA, 0, 0, 0, 5, 0, 0, 0, 1, 0};
+    const uint8_t one[] = {LINK_FRAME_DATA, 0, 0, 0, 1, 'z'};
+    const uint8_t more[] = {LINK_FRAME_MORE, 'x'};
+    const uint8_t oversize[] = {LINK_FRAME_DATA, 0, 4, 0, 1, 'x'};
+    const uint8_t grant[] = {LINK_FRAME_CREDIT, 0, 0, 0, 1, 0, 0, 0, 0};
+    const enum link_reason reasons[] = {LINK_REASON_DECRYPT, LINK_REASON_SEQUENCE,
+                                        LINK_REASON_OVERSIZE, LINK_REASON_CREDIT};
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        struct world *w = world_new();
+        add_node(w, NULL);
+        struct node *b = add_node(w, NULL);
+        struct rogue r;
+        rogue_connect(w, &r, b);
+        rogue_frame(&r, good, sizeof(good), false);
+        expected_reason = reasons[i];
+        switch (reasons[i]) {
+        case LINK_REASON_DECRYPT:
+            rogue_frame(&r, one, sizeof(one), true);
+            break;
+        case LINK_REASON_SEQUENCE:
+            rogue_frame(&r, more, sizeof(more), false);
+            break;
+        case LINK_REASON_OVERSIZE:
+            rogue_frame(&r, oversize, sizeof(oversize), false);
+            break;
+        default: /* credit for a message B never sent: past the window */
+            rogue_frame(&r, grant, sizeof(grant), false);
+            break;
+        }
+        run_until(w, b_closed_for_reason);
+        /* The good message (a well-formed 5-byte message from an unknown node) arrived. */
+        assert_true(b->received >= 1);
+        assert_int_equal(b->ups, 1);
+        assert_int_equal(b->downs, 1);
+        assert_int_equal(stats_of(b).links_up, 0);
+        rogue_free(&r);
+        world_free(w);
+    }
+}
+
+static bool a_saw_down_only(struct world *w)
+{
+    return w->nodes[0].downs >= 1;
+}
+
+static void test_connection_refused(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    struct node *a = add_node(w, NULL);
+    uv_tcp_t tmp;
+    struct sockaddr_in sin;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    struct addr to;
+    uint8_t pk[32], sk[32];
+
+    /* A port that was free a moment ago: nobody listens there. */
+    uv_tcp_init(&w->loop, &tmp);
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    assert_int_equal(uv_tcp_bind(&tmp, (struct sockaddr *)&sin, 0), 0);
+    uv_tcp_getsockname(&tmp, (struct sockaddr *)&bound, &len);
+    addr_from_ip("127.0.0.1", ntohs(((struct sockaddr_in *)&bound)->sin_port), &to);
+    uv_close((uv_handle_t *)&tmp, NULL);
+    crypto_box_keypair(pk, sk);
+    assert_int_equal(links_send(a->links, pk, &to, (const uint8_t *)"x", 1), MP_OK);
+    run_until(w, a_saw_down_only);
+    assert_int_equal(stats_of(a).handshake_failed[LINK_REASON_CONNECT], 1);
+    assert_int_equal(stats_of(a).dropped[LINK_DROP_LINK_DOWN], 1);
+    struct addr none = {0};
+    uint8_t pk2[32];
+    crypto_box_keypair(pk2, sk);
+    assert_int_equal(links_send(a->links, pk2, &none, (const uint8_t *)"x", 1), MP_ERR_NET_ADDR);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -872,6 +1040,8 @@ int main(void)
         cmocka_unit_test(test_handshake_timeout_and_backoff),
         cmocka_unit_test(test_idle_close_and_redial),
         cmocka_unit_test(test_shutdown_with_links_open),
+        cmocka_unit_test(test_rogue_frames_close_the_link),
+        cmocka_unit_test(test_connection_refused),
     };
     if (sodium_init() < 0)
         return 1;
