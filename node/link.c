@@ -17,6 +17,12 @@
 #define LINK_READ_MAX (2u + NOISE_MAX_MESSAGE)
 /* Queued messages are coalesced into writes of up to this many bytes. */
 #define LINK_WRITE_BATCH (64u * 1024u)
+/* Bytes written to a link that the kernel has not taken yet, past which we
+ * neither send messages nor grant credit: a peer that grants credit but
+ * does not read, or sends but does not read our grants, cannot grow our
+ * memory. Above one window plus one batch, so an honest link never hits it
+ * for long. */
+#define LINK_WRITE_QUEUE_MAX (LINK_WINDOW_BYTES + 2u * LINK_WRITE_BATCH)
 /* Buckets of the peer table (indexed by the key's first byte). */
 #define LINK_PEER_BUCKETS 256u
 
@@ -461,6 +467,24 @@ static void conn_close_graceful(struct conn *c, enum link_reason reason)
     uv_timer_start(&c->timer, timer_cb, c->links->cfg.handshake_timeout_ms, 0);
 }
 
+static void send_frame(struct conn *c, const uint8_t *frame, size_t len);
+
+/* True while the peer takes our bytes: libuv holds less than the cap that
+ * the kernel has not accepted yet. */
+static bool peer_draining(struct conn *c)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < LINK_WRITE_QUEUE_MAX;
+}
+
+/* Sends the credit owed to the peer, unless it does not read what we send:
+ * then it gets none, runs out, and must stop sending. */
+static void grant_credit(struct conn *c)
+{
+    uint8_t grant[LINK_FRAME_CREDIT_BYTES];
+    if (c->state == CONN_OPEN && peer_draining(c) && link_flow_grant(&c->flow, grant))
+        send_frame(c, grant, sizeof(grant));
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     struct write_block *w = (struct write_block *)req;
@@ -469,8 +493,15 @@ static void write_cb(uv_write_t *req, int status)
     secure_wipe(w->data, w->len);
     free(w);
     c->writes_owed--;
-    if (status < 0 && c->state != CONN_CLOSING)
-        conn_close(c, LINK_REASON_RESET);
+    if (status < 0) {
+        if (c->state != CONN_CLOSING)
+            conn_close(c, LINK_REASON_RESET);
+        return;
+    }
+    /* The queue drained a little: what waited for it may go now. */
+    grant_credit(c);
+    if (c->state == CONN_OPEN && c->peer->active == c)
+        pump(c->peer);
 }
 
 /* Hands w (owned from here on) to libuv. False if the conn was closed. */
@@ -571,7 +602,8 @@ static void pump(struct peer *p)
         return;
     struct links *l = c->links;
     bool sent = false;
-    while (p->head != NULL && c->state == CONN_OPEN && link_flow_can_send(&c->flow, p->head->len)) {
+    while (p->head != NULL && c->state == CONN_OPEN && peer_draining(c) &&
+           link_flow_can_send(&c->flow, p->head->len)) {
         /* Size the batch first: whole messages that credit allows. */
         struct link_flow credit = c->flow;
         size_t wire = 0;
@@ -792,9 +824,7 @@ static void transport_input(struct conn *c, uint8_t *msg, size_t len)
         l->stats.bytes_in += body_len;
         notify_message(l, c->peer->pk, body, body_len);
         link_flow_delivered(&c->flow, body_len);
-        uint8_t grant[LINK_FRAME_CREDIT_BYTES];
-        if (c->state == CONN_OPEN && link_flow_grant(&c->flow, grant))
-            send_frame(c, grant, sizeof(grant));
+        grant_credit(c);
     } else if (event == LINK_EVENT_CREDIT && c->peer->active == c) {
         pump(c->peer);
     }

@@ -18,9 +18,12 @@
  *
  * Memory is bounded: per peer at most LINK_QUEUE_MSGS messages and
  * LINK_QUEUE_BYTES bytes wait to be sent (LINK_QUEUE_TOTAL_BYTES over all
- * peers), plus one credit window in flight (LINK_WINDOW_MSGS messages and
- * LINK_WINDOW_BYTES bytes); on the receiving side one read buffer and one
- * message being reassembled per link. A full queue refuses with
+ * peers), plus what was written but not yet taken by the kernel, which
+ * stays under one credit window (LINK_WINDOW_MSGS messages,
+ * LINK_WINDOW_BYTES bytes) and under 1.5 MiB whatever the peer does (a peer
+ * that does not read gets no more data and no more credit); on the
+ * receiving side one read buffer (64 KiB) and one message being reassembled
+ * (at most LINK_MESSAGE_MAX) per link. A full queue refuses with
  * MP_ERR_BUSY, and writable_cb says when to try again.
  *
  * Timers: a handshake must finish within handshake_timeout_ms (10 s); a link
@@ -126,7 +129,8 @@ struct links_config {
      * dial that never came up. Not called once links_close has begun. */
     void (*link_state_cb)(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], bool up);
     /* Optional: a peer whose queue refused a message (MP_ERR_BUSY) has room
-     * again (its queue is at most half full). */
+     * again (its queue is at most half full). If its link goes down instead,
+     * link_state_cb(down) comes and no writable_cb: sending again dials. */
     void (*writable_cb)(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES]);
     void *arg;
 
