@@ -253,28 +253,31 @@ static void drop_queue(struct links *l, struct peer *p)
     p->qbytes = 0;
 }
 
-/* The peer lost its link (or its dial failed) with nothing else coming up. */
+/* The peer's link closed (not replaced) or its dial failed: the queue is
+ * dropped and a down reported, if one is owed. A dial still in flight owes
+ * its own. */
 static void peer_down(struct links *l, struct peer *p)
 {
-    if (p->active != NULL || p->dialing != NULL || !p->owed_down)
+    if (p->active != NULL || !p->owed_down)
         return;
-    p->owed_down = false;
+    p->owed_down = p->dialing != NULL;
     p->up = false;
     drop_queue(l, p);
     notify_state(l, p->pk, false);
 }
 
-/* The last conn of p is gone: unlink and free it (its down is reported first). */
+/* The last conn of p is gone: unlink it, report its down if one is owed,
+ * free it. Unlinked first, so a send from the callback starts a new peer. */
 static void peer_release(struct links *l, struct peer *p)
 {
-    peer_down(l, p);
-    drop_queue(l, p);
     for (struct peer **pp = &l->peers[p->pk[0]]; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
             break;
         }
     }
+    peer_down(l, p);
+    drop_queue(l, p);
     free(p);
 }
 
@@ -410,16 +413,20 @@ static void conn_retract(struct conn *c, enum link_reason reason)
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (p == NULL)
         return;
+    bool was_link = false;
     if (p->active == c) {
         p->active = NULL;
         l->links_up--;
+        was_link = true;
     }
     if (p->dialing == c) {
         p->dialing = NULL;
         if (reason != LINK_REASON_LOCAL)
             backoff_fail(l, p->pk);
+        was_link = true;
     }
-    peer_down(l, p);
+    if (was_link)
+        peer_down(l, p);
 }
 
 /* Closes at once; writes still queued are cancelled. */
@@ -768,6 +775,37 @@ static void handshake_done(struct conn *c)
     pump(p);
 }
 
+/* Writes our next handshake message (empty payload), after the preamble
+ * when it is the dialer's first. False if the conn was closed. */
+static bool send_handshake(struct conn *c, bool preamble)
+{
+    struct links *l = c->links;
+    size_t n = 0;
+    size_t head = preamble ? LINK_PREAMBLE_BYTES : 0;
+
+    enum mp_err err = noise_handshake_write(c->hs, NULL, 0, l->scratch, sizeof(l->scratch), &n);
+    if (err != MP_OK) {
+        conn_close(c, reason_of_noise(err));
+        return false;
+    }
+    struct write_block *w = malloc(sizeof(*w) + head + 2 + n);
+    if (w == NULL) {
+        conn_close(c, LINK_REASON_OTHER);
+        return false;
+    }
+    if (preamble) {
+        w->data[0] = 'm';
+        w->data[1] = 'p';
+        w->data[2] = LINK_PREAMBLE_VERSION;
+        w->data[3] = l->has_psk ? LINK_PREAMBLE_IKPSK1 : LINK_PREAMBLE_IK;
+    }
+    w->data[head] = (uint8_t)(n >> 8);
+    w->data[head + 1] = (uint8_t)n;
+    memcpy(w->data + head + 2, l->scratch, n);
+    w->len = head + 2 + n;
+    return send_block(c, w);
+}
+
 static void handshake_input(struct conn *c, const uint8_t *msg, size_t len)
 {
     struct links *l = c->links;
@@ -778,25 +816,8 @@ static void handshake_input(struct conn *c, const uint8_t *msg, size_t len)
         conn_close(c, reason_of_noise(err));
         return;
     }
-    if (noise_handshake_next(c->hs) == NOISE_STEP_WRITE) { /* responder: message 2 */
-        struct write_block *w = malloc(sizeof(*w) + 2 + NOISE_MAX_MESSAGE);
-        size_t n = 0;
-        if (w == NULL) {
-            conn_close(c, LINK_REASON_OTHER);
-            return;
-        }
-        err = noise_handshake_write(c->hs, NULL, 0, w->data + 2, NOISE_MAX_MESSAGE, &n);
-        if (err != MP_OK) {
-            free(w);
-            conn_close(c, reason_of_noise(err));
-            return;
-        }
-        w->data[0] = (uint8_t)(n >> 8);
-        w->data[1] = (uint8_t)n;
-        w->len = 2 + n;
-        if (!send_block(c, w))
-            return;
-    }
+    if (noise_handshake_next(c->hs) == NOISE_STEP_WRITE && !send_handshake(c, false))
+        return; /* responder: message 2 */
     if (noise_handshake_next(c->hs) == NOISE_STEP_SPLIT)
         handshake_done(c);
 }
@@ -989,8 +1010,6 @@ enum mp_err links_accept(struct links *links, uv_stream_t *server)
 static void connect_cb(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
-    struct links *l = c->links;
-    size_t n = 0;
 
     if (status == UV_ECANCELED || c->state != CONN_HANDSHAKE)
         return;
@@ -999,26 +1018,7 @@ static void connect_cb(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    struct write_block *w = malloc(sizeof(*w) + LINK_PREAMBLE_BYTES + 2 + NOISE_MAX_MESSAGE);
-    if (w == NULL) {
-        conn_close(c, LINK_REASON_OTHER);
-        return;
-    }
-    enum mp_err err = noise_handshake_write(c->hs, NULL, 0, w->data + LINK_PREAMBLE_BYTES + 2,
-                                            NOISE_MAX_MESSAGE, &n);
-    if (err != MP_OK) {
-        free(w);
-        conn_close(c, reason_of_noise(err));
-        return;
-    }
-    w->data[0] = 'm';
-    w->data[1] = 'p';
-    w->data[2] = LINK_PREAMBLE_VERSION;
-    w->data[3] = l->has_psk ? LINK_PREAMBLE_IKPSK1 : LINK_PREAMBLE_IK;
-    w->data[4] = (uint8_t)(n >> 8);
-    w->data[5] = (uint8_t)n;
-    w->len = LINK_PREAMBLE_BYTES + 2 + n;
-    if (!send_block(c, w))
+    if (!send_handshake(c, true))
         return;
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
         conn_close(c, LINK_REASON_RESET);

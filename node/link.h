@@ -123,10 +123,12 @@ struct links_config {
      * Called in order per link. May call any links_ function. */
     void (*message_cb)(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], const uint8_t *msg,
                        size_t len);
-    /* up: a link to peer_pk can carry messages. down: there is no link any
-     * more (it closed, or a dial failed); every message still queued for
-     * the peer was dropped. Each up is followed by one down, and so is each
-     * dial that never came up. Not called once links_close has begun. */
+    /* up: a link to peer_pk can carry messages. down: the link closed (and
+     * was not replaced by another to the same peer) or a dial failed; every
+     * message still queued for the peer was dropped, and messages written
+     * shortly before may be lost too. Every up is followed by a down, and
+     * every dial that never came up ends in one. Not called once
+     * links_close has begun. */
     void (*link_state_cb)(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], bool up);
     /* Optional: a peer whose queue refused a message (MP_ERR_BUSY) has room
      * again (its queue is at most half full). If its link goes down instead,
