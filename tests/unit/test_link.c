@@ -576,11 +576,15 @@ static bool both_got_one(struct world *w)
     return w->nodes[0].received >= 1 && w->nodes[1].received >= 1;
 }
 
+/* Every node has one link to every other and no handshake pending. */
 static bool settled(struct world *w)
 {
-    struct links_stats s0 = stats_of(&w->nodes[0]), s1 = stats_of(&w->nodes[1]);
-    return s0.handshakes_pending == 0 && s1.handshakes_pending == 0 && s0.links_up == 1 &&
-           s1.links_up == 1;
+    for (unsigned i = 0; i < w->n; i++) {
+        struct links_stats s = stats_of(&w->nodes[i]);
+        if (s.handshakes_pending != 0 || s.links_up != w->n - 1)
+            return false;
+    }
+    return true;
 }
 
 static bool both_got_two(struct world *w)
@@ -1024,6 +1028,83 @@ static void test_connection_refused(void **state)
     world_free(w);
 }
 
+/* ---- three nodes, and callbacks that close ---- */
+
+static bool all_got_all(struct world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->nodes[i].received < 2 * 40)
+            return false;
+    }
+    return true;
+}
+
+static void test_three_nodes_all_pairs(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    for (unsigned i = 0; i < 3; i++)
+        add_node(w, NULL);
+    /* Each node sends 40 messages to each other node, all at once. */
+    for (uint32_t seq = 1; seq <= 40; seq++) {
+        for (unsigned i = 0; i < 3; i++) {
+            for (unsigned j = 0; j < 3; j++) {
+                if (i != j)
+                    assert_int_equal(send_seq(&w->nodes[i], &w->nodes[j], seq, 200 + seq * 50),
+                                     MP_OK);
+            }
+        }
+    }
+    /* Senders resend nothing here: simultaneous dials between each pair must
+     * not lose what was queued (it waits for whichever link is kept). */
+    run_until(w, all_got_all);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(w->nodes[i].received, 80);
+        assert_false(w->nodes[i].content_broken);
+    }
+    run_until(w, settled);
+    world_free(w);
+}
+
+static void close_on_message(void *arg, const uint8_t peer_pk[32], const uint8_t *msg, size_t len)
+{
+    struct node *nd = arg;
+    message_cb(arg, peer_pk, msg, len);
+    links_close(nd->links, NULL, NULL);
+    nd->links = NULL;
+}
+
+static bool b_closed_itself(struct world *w)
+{
+    return w->nodes[1].links == NULL && w->nodes[0].downs >= 1;
+}
+
+static void test_close_from_a_callback(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    struct node *a = add_node(w, NULL);
+    struct node *b = add_node(w, NULL);
+    struct links *keep = b->links;
+    links_close(keep, NULL, NULL);
+    struct links_config cfg = {
+        .env = &w->te.env, .static_secret = b->sk, .static_public = b->pk, .version = 1,
+        .network_id = (const uint8_t *)"test", .network_id_len = 4,
+        .message_cb = close_on_message, .link_state_cb = state_cb, .arg = b,
+    };
+    assert_int_equal(links_new(&w->loop, &cfg, &b->links), MP_OK);
+    /* Several messages in one read: B closes on the first, the rest are not delivered. */
+    for (uint32_t seq = 1; seq <= 10; seq++)
+        assert_int_equal(send_seq(a, b, seq, 100), MP_OK);
+    run_until(w, b_closed_itself);
+    assert_int_equal(b->received, 1);
+    assert_int_equal(b->downs, 0); /* no callbacks once closing */
+    /* A is told its link went down. */
+    assert_int_equal(a->downs, 1);
+    /* world_free closes the rest; B's links is NULL (closed_cb comes at once). */
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1042,6 +1123,8 @@ int main(void)
         cmocka_unit_test(test_shutdown_with_links_open),
         cmocka_unit_test(test_rogue_frames_close_the_link),
         cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_three_nodes_all_pairs),
+        cmocka_unit_test(test_close_from_a_callback),
     };
     if (sodium_init() < 0)
         return 1;
