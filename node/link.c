@@ -104,7 +104,7 @@ struct links {
     struct peer *peers[LINK_PEER_BUCKETS];
     struct conn *conns;
     unsigned handles; /* uv handles open over all conns */
-    unsigned handshakes;
+    unsigned handshakes[2]; /* in progress: [0] incoming, [1] our dials */
     unsigned links_up;
     size_t queued_bytes; /* over all peers */
     bool global_busy;    /* a send was refused for the total cap */
@@ -338,7 +338,7 @@ static void set_state(struct conn *c, enum conn_state state)
 {
     struct links *l = c->links;
     if (c->state == CONN_HANDSHAKE && state != CONN_HANDSHAKE)
-        l->handshakes--;
+        l->handshakes[c->outbound]--;
     c->state = state;
 }
 
@@ -749,7 +749,10 @@ static void handshake_done(struct conn *c)
     struct peer *p = c->peer;
     if (p->dialing == c)
         p->dialing = NULL;
-    if (p->active == NULL && l->links_up >= LINK_MAX_LINKS) {
+    /* Incoming links leave LINK_RESERVED_OUT places for our own dials, so
+     * a crowd of peers with fresh keys cannot keep us from reaching out. */
+    unsigned cap = c->outbound ? LINK_MAX_LINKS : LINK_MAX_LINKS - LINK_RESERVED_OUT;
+    if (p->active == NULL && l->links_up >= cap) {
         conn_close(c, LINK_REASON_LIMIT);
         return;
     }
@@ -949,7 +952,7 @@ static struct conn *conn_new(struct links *l, bool outbound)
     l->conns = c;
     c->outbound = outbound;
     c->state = CONN_HANDSHAKE;
-    l->handshakes++;
+    l->handshakes[outbound]++;
     link_flow_init(&c->flow);
     if (uv_timer_init(l->loop, &c->timer) != 0) {
         set_state(c, CONN_CLOSING);
@@ -991,7 +994,7 @@ enum mp_err links_accept(struct links *links, uv_stream_t *server)
         return MP_ERR_IO;
     }
     l->stats.accepted++;
-    if (l->closing || l->handshakes > LINK_MAX_HANDSHAKES) {
+    if (l->closing || l->handshakes[0] > LINK_MAX_HANDSHAKES) {
         conn_close(c, LINK_REASON_LIMIT);
         return MP_ERR_BUSY;
     }
@@ -1081,7 +1084,7 @@ enum mp_err links_send(struct links *links, const uint8_t peer_pk[LINK_KEY_BYTES
     struct peer *p = find_peer(l, peer_pk);
     bool need_dial = p == NULL || (p->active == NULL && p->dialing == NULL);
     if (l->closing || (need_dial && (links_retry_ms(l, peer_pk) > 0 ||
-                                     l->handshakes >= LINK_MAX_HANDSHAKES ||
+                                     l->handshakes[1] >= LINK_MAX_HANDSHAKES ||
                                      l->links_up >= LINK_MAX_LINKS))) {
         l->stats.dropped[LINK_DROP_UNAVAILABLE]++;
         return MP_ERR_UNAVAILABLE;
@@ -1159,7 +1162,7 @@ void links_stats(const struct links *links, struct links_stats *stats_out)
 {
     *stats_out = links->stats;
     stats_out->links_up = links->links_up;
-    stats_out->handshakes_pending = links->handshakes;
+    stats_out->handshakes_pending = links->handshakes[0] + links->handshakes[1];
 }
 
 enum mp_err links_new(uv_loop_t *loop, const struct links_config *cfg, struct links **links_out)

@@ -31,7 +31,8 @@
  * keep-alive: the next links_send dials again). After a failed dial the peer
  * is in backoff: 1 s, doubling per consecutive failure up to 60 s, during
  * which links_send returns MP_ERR_UNAVAILABLE at once. Caps: LINK_MAX_LINKS
- * links up and LINK_MAX_HANDSHAKES handshakes in progress.
+ * links up (incoming ones leave LINK_RESERVED_OUT for our dials) and
+ * LINK_MAX_HANDSHAKES handshakes in progress each way.
  *
  * Simultaneous dials: when both ends dial each other, both keep the TCP
  * connection dialed by the smaller static key (memcmp order); the other one
@@ -57,7 +58,8 @@
 #define LINK_QUEUE_BYTES       (1024u * 1024u)     /* per peer */
 #define LINK_QUEUE_TOTAL_BYTES (32u * 1024u * 1024u) /* all peers together */
 #define LINK_MAX_LINKS         256u
-#define LINK_MAX_HANDSHAKES    64u
+#define LINK_MAX_HANDSHAKES    64u                 /* incoming, and our dials, each */
+#define LINK_RESERVED_OUT      32u                 /* of LINK_MAX_LINKS, for our dials only */
 #define LINK_HANDSHAKE_TIMEOUT_MS 10000u
 #define LINK_IDLE_TIMEOUT_MS      (5u * 60u * 1000u)
 #define LINK_BACKOFF_MIN_MS       1000u
@@ -179,7 +181,7 @@ enum mp_err links_pause(struct links *links, const uint8_t peer_pk[LINK_KEY_BYTE
 
 void links_stats(const struct links *links, struct links_stats *stats_out);
 
-/* "connect", "timeout", ... for a reason; "drop_queue_full", ... for drops. */
+/* "connect", "timeout", ... for a reason; "queue_full", ... for drops. */
 const char *link_reason_name(enum link_reason reason);
 const char *link_drop_name(enum link_drop drop);
 

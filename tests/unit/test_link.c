@@ -1105,6 +1105,48 @@ static void test_close_from_a_callback(void **state)
     world_free(w);
 }
 
+static bool b_accepted_all(struct world *w)
+{
+    return stats_of(&w->nodes[1]).accepted >= LINK_MAX_HANDSHAKES + 1;
+}
+
+static bool b_none_pending(struct world *w)
+{
+    return stats_of(&w->nodes[1]).handshakes_pending == 0;
+}
+
+/* Connections that never speak hold a handshake place each: one past the
+ * cap is closed at once, and real peers get through again once they go. */
+static void test_handshake_cap(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    struct node *a = add_node(w, NULL);
+    struct node *b = add_node(w, NULL);
+    int fds[LINK_MAX_HANDSHAKES + 1];
+    struct sockaddr_in sin;
+
+    uv_ip4_addr("127.0.0.1", b->addr.port, &sin);
+    for (unsigned i = 0; i < LINK_MAX_HANDSHAKES + 1; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sin, sizeof(sin)), 0);
+    }
+    run_until(w, b_accepted_all);
+    struct links_stats sb = stats_of(b);
+    assert_int_equal(sb.handshakes_pending, LINK_MAX_HANDSHAKES);
+    assert_int_equal(sb.handshake_failed[LINK_REASON_LIMIT], 1);
+    assert_int_equal(sb.refused, 1);
+    for (unsigned i = 0; i < LINK_MAX_HANDSHAKES + 1; i++)
+        close(fds[i]);
+    run_until(w, b_none_pending);
+    assert_int_equal(stats_of(b).refused, LINK_MAX_HANDSHAKES + 1);
+    w->target = 1;
+    assert_int_equal(send_seq(a, b, 1, 10), MP_OK);
+    run_until(w, b_got_all);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1125,6 +1167,7 @@ int main(void)
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_three_nodes_all_pairs),
         cmocka_unit_test(test_close_from_a_callback),
+        cmocka_unit_test(test_handshake_cap),
     };
     if (sodium_init() < 0)
         return 1;
