@@ -5,7 +5,9 @@
  * its queue from writable_cb, as the delivery layer would from its store.
  *
  * Prints "name value unit" lines: link_loopback_msgs_per_s,
- * link_loopback_MiB_per_s. Usage: bench_messaging_link [messages]
+ * link_loopback_MiB_per_s (1 KiB messages). Usage:
+ * bench_messaging_link [messages [size]]; another size prints
+ * link_loopback_<size>B_msgs_per_s and link_loopback_<size>B_MiB_per_s.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -15,7 +17,7 @@
 
 #include "node/link.h"
 
-#define BENCH_MSG_LEN 1024
+#define BENCH_MSG_LEN 1024 /* default message size */
 #define BENCH_DEFAULT_MSGS 200000
 
 struct side {
@@ -27,7 +29,8 @@ struct side {
 
 static struct side a, b;
 static uint64_t target, sent, received;
-static uint8_t payload[BENCH_MSG_LEN];
+static uint8_t payload[LINK_MESSAGE_MAX];
+static size_t msg_len = BENCH_MSG_LEN;
 
 static void random_fill(void *ctx, void *buf, size_t len)
 {
@@ -46,7 +49,7 @@ static const struct env env = {.random = random_fill, .now_ms = now_ms};
 static void feed(void)
 {
     while (sent < target) {
-        enum mp_err err = links_send(a.links, b.pk, &b.addr, payload, sizeof(payload));
+        enum mp_err err = links_send(a.links, b.pk, &b.addr, payload, msg_len);
         if (err == MP_ERR_BUSY)
             return;
         if (err != MP_OK) {
@@ -62,7 +65,7 @@ static void message_cb(void *arg, const uint8_t pk[32], const uint8_t *msg, size
     (void)arg;
     (void)pk;
     (void)msg;
-    if (len == BENCH_MSG_LEN && ++received == target) {
+    if (len == msg_len && ++received == target) {
         links_close(a.links, NULL, NULL);
         links_close(b.links, NULL, NULL);
         uv_close((uv_handle_t *)&a.server, NULL);
@@ -117,9 +120,11 @@ int main(int argc, char **argv)
     uv_loop_t loop;
 
     target = argc > 1 ? strtoull(argv[1], NULL, 10) : BENCH_DEFAULT_MSGS;
-    if (target == 0 || sodium_init() < 0 || uv_loop_init(&loop) != 0)
+    if (argc > 2)
+        msg_len = strtoul(argv[2], NULL, 10);
+    if (target == 0 || msg_len > LINK_MESSAGE_MAX || sodium_init() < 0 || uv_loop_init(&loop) != 0)
         return 1;
-    randombytes_buf(payload, sizeof(payload));
+    randombytes_buf(payload, msg_len);
     setup(&loop, &a);
     setup(&loop, &b);
     uint64_t start = uv_hrtime();
@@ -131,8 +136,11 @@ int main(int argc, char **argv)
                 (unsigned long long)target);
         return 1;
     }
-    printf("link_loopback_msgs_per_s %.0f msgs/s\n", (double)target / secs);
-    printf("link_loopback_MiB_per_s %.1f MiB/s\n",
-           (double)target * BENCH_MSG_LEN / secs / (1024.0 * 1024.0));
+    char size[32] = "";
+    if (msg_len != BENCH_MSG_LEN)
+        snprintf(size, sizeof(size), "%zuB_", msg_len);
+    printf("link_loopback_%smsgs_per_s %.0f msgs/s\n", size, (double)target / secs);
+    printf("link_loopback_%sMiB_per_s %.1f MiB/s\n", size,
+           (double)target * (double)msg_len / secs / (1024.0 * 1024.0));
     return 0;
 }
