@@ -12,6 +12,7 @@
 #define LINK_PREAMBLE_VERSION 1u
 #define LINK_PREAMBLE_IK      1u
 #define LINK_PREAMBLE_IKPSK1  2u
+#define LINK_PREAMBLE_XX      3u /* accepted on public networks only (never XXpsk3) */
 /* One Noise message and its length prefix: all the read buffer ever holds
  * beyond what it can process. */
 #define LINK_READ_MAX (2u + NOISE_MAX_MESSAGE)
@@ -859,10 +860,29 @@ static bool reading_paused(const struct conn *c)
     return c->peer != NULL && c->peer->paused && c->peer->active == c;
 }
 
-static bool check_preamble(const struct links *l, const uint8_t *p)
+static enum mp_err start_handshake(struct conn *c, enum noise_pattern pattern);
+
+/* The dialer's preamble names the pattern; the responder's handshake starts
+ * with it. A private cluster takes only IKpsk1: XXpsk3 would show our key to
+ * anyone who connects (docs/PROTOCOL.md, "PSK"). */
+static bool take_preamble(struct conn *c, const uint8_t *p, enum link_reason *why_out)
 {
-    uint8_t pattern = l->has_psk ? LINK_PREAMBLE_IKPSK1 : LINK_PREAMBLE_IK;
-    return p[0] == 'm' && p[1] == 'p' && p[2] == LINK_PREAMBLE_VERSION && p[3] == pattern;
+    const struct links *l = c->links;
+    enum noise_pattern pattern;
+
+    *why_out = LINK_REASON_PREAMBLE;
+    if (p[0] != 'm' || p[1] != 'p' || p[2] != LINK_PREAMBLE_VERSION)
+        return false;
+    if (l->has_psk && p[3] == LINK_PREAMBLE_IKPSK1)
+        pattern = NOISE_PATTERN_IKPSK1;
+    else if (!l->has_psk && p[3] == LINK_PREAMBLE_IK)
+        pattern = NOISE_PATTERN_IK;
+    else if (!l->has_psk && p[3] == LINK_PREAMBLE_XX)
+        pattern = NOISE_PATTERN_XX;
+    else
+        return false;
+    *why_out = LINK_REASON_OTHER;
+    return start_handshake(c, pattern) == MP_OK;
 }
 
 /* Takes every complete Noise message in the read buffer. */
@@ -878,8 +898,9 @@ static void process_input(struct conn *c)
         if (c->state == CONN_HANDSHAKE && !c->outbound && !c->preamble_seen) {
             if (avail < LINK_PREAMBLE_BYTES)
                 break;
-            if (!check_preamble(c->links, c->rbuf + off)) {
-                conn_close(c, LINK_REASON_PREAMBLE);
+            enum link_reason why;
+            if (!take_preamble(c, c->rbuf + off, &why)) {
+                conn_close(c, why);
                 break;
             }
             c->preamble_seen = true;
@@ -966,11 +987,11 @@ static struct conn *conn_new(struct links *l, bool outbound)
     return c;
 }
 
-static enum mp_err start_handshake(struct conn *c)
+static enum mp_err start_handshake(struct conn *c, enum noise_pattern pattern)
 {
     struct links *l = c->links;
     struct noise_config nc = {
-        .pattern = l->has_psk ? NOISE_PATTERN_IKPSK1 : NOISE_PATTERN_IK,
+        .pattern = pattern,
         .initiator = c->outbound,
         .prologue = l->prologue,
         .prologue_len = l->prologue_len,
@@ -997,10 +1018,6 @@ enum mp_err links_accept(struct links *links, uv_stream_t *server)
     if (l->closing || l->handshakes[0] > LINK_MAX_HANDSHAKES) {
         conn_close(c, LINK_REASON_LIMIT);
         return MP_ERR_BUSY;
-    }
-    if (start_handshake(c) != MP_OK) {
-        conn_close(c, LINK_REASON_OTHER);
-        return MP_ERR_NOMEM;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
@@ -1057,7 +1074,7 @@ static enum mp_err dial(struct links *l, struct peer *p, const struct sockaddr_s
     c->peer = p;
     p->conns++;
     l->stats.dials++;
-    if (start_handshake(c) != MP_OK) {
+    if (start_handshake(c, l->has_psk ? NOISE_PATTERN_IKPSK1 : NOISE_PATTERN_IK) != MP_OK) {
         conn_close(c, LINK_REASON_OTHER);
         return MP_ERR_NOMEM;
     }

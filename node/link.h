@@ -4,7 +4,8 @@
  * A `struct links` keeps at most one link per peer (a peer is its static
  * X25519 key). links_send queues a message and dials the peer if no link is
  * up (Noise IK, or IKpsk1 in a private cluster); links_accept takes the
- * daemon's incoming TCP connections and answers IK / IKpsk1 handshakes.
+ * daemon's incoming TCP connections and answers IK / IKpsk1 handshakes
+ * (and XX, from dialers who do not know our key, on public networks).
  * Messages (up to LINK_MESSAGE_MAX bytes) arrive in order per link through
  * message_cb. The frame format, fragmentation and credit window are in
  * node/link_frame.h and docs/PROTOCOL.md "Link frames".

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 #include <sodium.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -866,16 +867,6 @@ static void test_frames_violations(void **state)
 
 /* ---- a hand-driven Noise peer that breaks the frame rules ---- */
 
-struct rogue {
-    int fd;
-    struct noise_cipher *tx, *rx;
-};
-
-static bool b_has_link(struct world *w)
-{
-    return stats_of(&w->nodes[1]).links_up == 1;
-}
-
 static void read_exact(int fd, uint8_t *buf, size_t len)
 {
     size_t got = 0;
@@ -886,35 +877,81 @@ static void read_exact(int fd, uint8_t *buf, size_t len)
     }
 }
 
-/* Connects a blocking socket to b and completes an IK handshake by hand. */
-static void rogue_connect(struct world *w, struct rogue *r, const struct node *b)
+struct rogue {
+    int fd;
+    uint8_t pk[32];
+    struct noise_cipher *tx, *rx;
+};
+
+static void send_noise(int fd, const uint8_t *head, size_t head_len, const uint8_t *msg, size_t n)
 {
-    uint8_t sk[32], pk[32], prologue[NOISE_MERPATI_PROLOGUE_MAX];
-    size_t prologue_len = 0, n = 0;
     static uint8_t buf[6 + NOISE_MAX_MESSAGE];
+    if (head_len > 0)
+        memcpy(buf, head, head_len);
+    buf[head_len] = (uint8_t)(n >> 8);
+    buf[head_len + 1] = (uint8_t)n;
+    memcpy(buf + head_len + 2, msg, n);
+    assert_int_equal(send(fd, buf, head_len + 2 + n, 0), (ssize_t)(head_len + 2 + n));
+}
+
+/* Runs the loop until fd has bytes to read (the node answered). */
+static void run_until_readable(struct world *w, int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (poll(&pfd, 1, 5) == 0) {
+        assert_false(w->guard_fired);
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
+}
+
+static size_t recv_noise(int fd, uint8_t *buf)
+{
+    read_exact(fd, buf, 2);
+    size_t n = (size_t)buf[0] << 8 | buf[1];
+    read_exact(fd, buf, n);
+    return n;
+}
+
+static bool b_has_link(struct world *w)
+{
+    return stats_of(&w->nodes[1]).links_up == 1;
+}
+
+/* Connects a blocking socket to b and completes a handshake by hand: IK
+ * (knowing b's key) or XX (not knowing it). */
+static void rogue_connect(struct world *w, struct rogue *r, const struct node *b,
+                          enum noise_pattern pattern)
+{
+    uint8_t sk[32], prologue[NOISE_MERPATI_PROLOGUE_MAX];
+    size_t prologue_len = 0, n = 0, plen = 0;
+    static uint8_t msg[NOISE_MAX_MESSAGE], payload[NOISE_MAX_MESSAGE];
     struct noise_handshake *hs = NULL;
     struct sockaddr_in sin;
+    const uint8_t preamble[4] = {'m', 'p', 1, pattern == NOISE_PATTERN_XX ? 3 : 1};
 
-    crypto_box_keypair(pk, sk);
+    crypto_box_keypair(r->pk, sk);
     assert_int_equal(noise_prologue(1, (const uint8_t *)"test", 4, prologue, &prologue_len), MP_OK);
-    struct noise_config nc = {.pattern = NOISE_PATTERN_IK, .initiator = true, .prologue = prologue,
-                              .prologue_len = prologue_len, .s = sk, .rs = b->pk};
+    struct noise_config nc = {.pattern = pattern, .initiator = true, .prologue = prologue,
+                              .prologue_len = prologue_len, .s = sk,
+                              .rs = pattern == NOISE_PATTERN_IK ? b->pk : NULL};
     assert_int_equal(noise_handshake_new(&w->te.env, &nc, &hs), MP_OK);
     r->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(r->fd >= 0);
     uv_ip4_addr("127.0.0.1", b->addr.port, &sin);
     assert_int_equal(connect(r->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(noise_handshake_write(hs, NULL, 0, buf + 6, NOISE_MAX_MESSAGE, &n), MP_OK);
-    memcpy(buf, "mp\x01\x01", 4);
-    buf[4] = (uint8_t)(n >> 8);
-    buf[5] = (uint8_t)n;
-    assert_int_equal(send(r->fd, buf, 6 + n, 0), (ssize_t)(6 + n));
-    run_until(w, b_has_link);
-    read_exact(r->fd, buf, 2);
-    n = (size_t)buf[0] << 8 | buf[1];
-    read_exact(r->fd, buf, n);
-    size_t plen = 0;
-    assert_int_equal(noise_handshake_read(hs, buf, n, buf + n, sizeof(buf) - n, &plen), MP_OK);
+    assert_int_equal(noise_handshake_write(hs, NULL, 0, msg, sizeof(msg), &n), MP_OK);
+    send_noise(r->fd, preamble, sizeof(preamble), msg, n);
+    run_until_readable(w, r->fd);
+    n = recv_noise(r->fd, msg);
+    assert_int_equal(noise_handshake_read(hs, msg, n, payload, sizeof(payload), &plen), MP_OK);
+    if (pattern == NOISE_PATTERN_XX) {
+        uint8_t learned[32];
+        assert_int_equal(noise_handshake_remote_static(hs, learned), MP_OK);
+        assert_memory_equal(learned, b->pk, 32); /* XX told us who we reached */
+        assert_int_equal(noise_handshake_write(hs, NULL, 0, msg, sizeof(msg), &n), MP_OK);
+        send_noise(r->fd, NULL, 0, msg, n);
+        run_until(w, b_has_link);
+    }
     assert_int_equal(noise_handshake_split(hs, &r->tx, &r->rx), MP_OK);
     noise_handshake_free(hs);
 }
@@ -964,7 +1001,7 @@ static void test_rogue_frames_close_the_link(void **state)
         add_node(w, NULL);
         struct node *b = add_node(w, NULL);
         struct rogue r;
-        rogue_connect(w, &r, b);
+        rogue_connect(w, &r, b, NOISE_PATTERN_IK);
         rogue_frame(&r, good, sizeof(good), false);
         expected_reason = reasons[i];
         switch (reasons[i]) {
@@ -1147,6 +1184,50 @@ static void test_handshake_cap(void **state)
     world_free(w);
 }
 
+static bool b_got_one_msg(struct world *w)
+{
+    return w->nodes[1].received >= 1;
+}
+
+/* A dialer that does not know B's key uses XX: B answers on a public
+ * network, learns the dialer's key, and the link carries messages. A
+ * private cluster refuses XX at the preamble (it would show its key). */
+static void test_xx_dialer(void **state)
+{
+    (void)state;
+    static const uint8_t psk[32] = "cluster secret for the XX test.";
+    struct world *w = world_new();
+    add_node(w, NULL);
+    struct node *b = add_node(w, NULL);
+    struct node_opts o = {.psk = psk};
+    struct node *c = add_node(w, &o);
+    struct rogue r;
+    const uint8_t good[] = {LINK_FRAME_DATA, 0, 0, 0, 5, 0, 0, 0, 1, 0};
+
+    rogue_connect(w, &r, b, NOISE_PATTERN_XX);
+    assert_true(links_is_up(b->links, r.pk));
+    rogue_frame(&r, good, sizeof(good), false);
+    run_until(w, b_got_one_msg);
+    /* B can answer over the link the XX dialer opened (no address needed). */
+    assert_int_equal(links_send(b->links, r.pk, NULL, (const uint8_t *)"reply", 5), MP_OK);
+    run_until_readable(w, r.fd);
+    uint8_t buf[NOISE_MAX_MESSAGE], plain[NOISE_MAX_MESSAGE];
+    size_t n = recv_noise(r.fd, buf), plen = 0;
+    assert_int_equal(noise_cipher_decrypt(r.rx, buf, n, plain, sizeof(plain), &plen), MP_OK);
+    assert_int_equal(plen, LINK_FRAME_DATA_HEADER + 5);
+    assert_memory_equal(plain + LINK_FRAME_DATA_HEADER, "reply", 5);
+    rogue_free(&r);
+
+    struct raw raw;
+    static const uint8_t xx_preamble[] = {'m', 'p', 1, 3, 0, 32};
+    raws[0] = raws[1] = &raw;
+    raw_send(w, &raw, c, xx_preamble, sizeof(xx_preamble));
+    run_until(w, raws_cut_off);
+    assert_int_equal(stats_of(c).handshake_failed[LINK_REASON_PREAMBLE], 1);
+    uv_close((uv_handle_t *)&raw.tcp, NULL);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1168,6 +1249,7 @@ int main(void)
         cmocka_unit_test(test_three_nodes_all_pairs),
         cmocka_unit_test(test_close_from_a_callback),
         cmocka_unit_test(test_handshake_cap),
+        cmocka_unit_test(test_xx_dialer),
     };
     if (sodium_init() < 0)
         return 1;
