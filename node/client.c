@@ -13,8 +13,17 @@
 #include "base/buf.h"
 #include "node/rpc.h"
 
-/* Largest reply a command accepts. */
+/* Largest reply (or streamed line) a command accepts. */
 #define CLIENT_REPLY_MAX (4 * 1024 * 1024)
+
+/* One connection: the socket, what was read past the last line, and the
+ * time limit (0: none, for streams). */
+struct conn {
+    int fd;
+    struct buf pending;
+    struct timespec start;
+    int timeout_ms;
+};
 
 static long elapsed_ms(const struct timespec *start)
 {
@@ -23,12 +32,12 @@ static long elapsed_ms(const struct timespec *start)
     return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
-static enum mp_err wait_fd(int fd, short events, const struct timespec *start)
+static enum mp_err wait_fd(const struct conn *c, short events)
 {
-    struct pollfd p = {.fd = fd, .events = events};
+    struct pollfd p = {.fd = c->fd, .events = events};
     for (;;) {
-        long left = CLIENT_TIMEOUT_MS - elapsed_ms(start);
-        if (left <= 0)
+        long left = c->timeout_ms > 0 ? c->timeout_ms - elapsed_ms(&c->start) : -1;
+        if (c->timeout_ms > 0 && left <= 0)
             return MP_ERR_TIMEOUT;
         int n = poll(&p, 1, (int)left);
         if (n > 0)
@@ -38,10 +47,15 @@ static enum mp_err wait_fd(int fd, short events, const struct timespec *start)
     }
 }
 
-static enum mp_err connect_to(const char *path, int *fd_out, const struct timespec *start)
+static enum mp_err conn_open(struct conn *c, const char *path, int timeout_ms)
 {
     struct sockaddr_un sun;
 
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+    buf_init(&c->pending, CLIENT_REPLY_MAX);
+    clock_gettime(CLOCK_MONOTONIC, &c->start);
+    c->timeout_ms = timeout_ms;
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     if (strlen(path) >= sizeof(sun.sun_path))
@@ -51,14 +65,14 @@ static enum mp_err connect_to(const char *path, int *fd_out, const struct timesp
     if (fd < 0)
         return MP_ERR_IO;
     /* Non-blocking, so a daemon whose backlog is full (stopped, stuck) cannot
-     * hold the command past its timeout: retry EAGAIN until the deadline. */
+     * hold the command past CLIENT_TIMEOUT_MS: retry EAGAIN until then. */
     for (;;) {
         if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-            *fd_out = fd;
+            c->fd = fd;
             return MP_OK;
         }
         int e = errno;
-        if (e == EAGAIN && elapsed_ms(start) < CLIENT_TIMEOUT_MS) {
+        if (e == EAGAIN && elapsed_ms(&c->start) < CLIENT_TIMEOUT_MS) {
             struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000000L};
             nanosleep(&pause, NULL);
             continue;
@@ -70,14 +84,21 @@ static enum mp_err connect_to(const char *path, int *fd_out, const struct timesp
     }
 }
 
-static enum mp_err send_all(int fd, const char *data, size_t len, const struct timespec *start)
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    buf_free(&c->pending);
+}
+
+static enum mp_err send_all(struct conn *c, const char *data, size_t len)
 {
     while (len > 0) {
-        enum mp_err err = wait_fd(fd, POLLOUT, start);
+        enum mp_err err = wait_fd(c, POLLOUT);
         if (err != MP_OK)
             return err;
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0)
             return MP_ERR_IO;
@@ -87,25 +108,30 @@ static enum mp_err send_all(int fd, const char *data, size_t len, const struct t
     return MP_OK;
 }
 
-/* Read up to the first newline into line (capped). */
-static enum mp_err read_line(int fd, struct buf *line, const struct timespec *start)
+/* The next line (newline stripped) into line; MP_ERR_IO when the daemon
+ * closed the connection first. */
+static enum mp_err read_line(struct conn *c, struct buf *line)
 {
-    char chunk[4096];
+    char chunk[16384];
     for (;;) {
-        enum mp_err err = wait_fd(fd, POLLIN, start);
+        uint8_t *nl = c->pending.len ? memchr(c->pending.data, '\n', c->pending.len) : NULL;
+        if (nl != NULL) {
+            size_t take = (size_t)(nl - c->pending.data);
+            line->len = 0;
+            enum mp_err err = buf_append(line, c->pending.data, take);
+            buf_consume(&c->pending, take + 1);
+            return err;
+        }
+        enum mp_err err = wait_fd(c, POLLIN);
         if (err != MP_OK)
             return err;
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
+        ssize_t n = read(c->fd, chunk, sizeof(chunk));
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0)
-            return MP_ERR_IO; /* the daemon closed the connection before replying */
-        char *nl = memchr(chunk, '\n', (size_t)n);
-        size_t take = nl != NULL ? (size_t)(nl - chunk) : (size_t)n;
-        if ((err = buf_append(line, chunk, take)) != MP_OK)
+            return MP_ERR_IO;
+        if ((err = buf_append(&c->pending, chunk, (size_t)n)) != MP_OK)
             return err;
-        if (nl != NULL)
-            return MP_OK;
     }
 }
 
@@ -134,30 +160,61 @@ static enum mp_err parse_reply(const struct buf *line, struct client_reply *repl
     return err;
 }
 
-enum mp_err client_call(const char *socket_path, const char *method, json_t *params,
-                        struct client_reply *reply_out)
+/* Connect and send one request; the caller reads. */
+static enum mp_err start_call(struct conn *c, const char *path, const char *method, json_t *params,
+                              int timeout_ms)
 {
-    struct timespec start;
-    struct buf line;
     size_t req_len = 0;
-    int fd = -1;
+    enum mp_err err = conn_open(c, path, timeout_ms);
+    char *req = rpc_request_line(method, params, 1, &req_len);
+    if (err == MP_OK && req == NULL)
+        err = MP_ERR_NOMEM;
+    if (err == MP_OK)
+        err = send_all(c, req, req_len);
+    free(req);
+    return err;
+}
+
+enum mp_err client_call(const char *socket_path, const char *method, json_t *params,
+                        int timeout_ms, struct client_reply *reply_out)
+{
+    struct conn c;
+    struct buf line;
 
     memset(reply_out, 0, sizeof(*reply_out));
     buf_init(&line, CLIENT_REPLY_MAX);
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    char *req = rpc_request_line(method, params, 1, &req_len);
-    enum mp_err err = req != NULL ? MP_OK : MP_ERR_NOMEM;
+    enum mp_err err = start_call(&c, socket_path, method, params,
+                                 timeout_ms > 0 ? timeout_ms : CLIENT_TIMEOUT_MS);
     if (err == MP_OK)
-        err = connect_to(socket_path, &fd, &start);
-    if (err == MP_OK)
-        err = send_all(fd, req, req_len, &start);
-    if (err == MP_OK)
-        err = read_line(fd, &line, &start);
+        err = read_line(&c, &line);
     if (err == MP_OK)
         err = parse_reply(&line, reply_out);
-    if (fd >= 0)
-        close(fd);
-    free(req);
+    conn_close(&c);
+    buf_free(&line);
+    return err;
+}
+
+enum mp_err client_stream(const char *socket_path, const char *method, json_t *params,
+                          bool (*line_cb)(void *arg, json_t *line), void *arg)
+{
+    struct conn c;
+    struct buf line;
+
+    buf_init(&line, CLIENT_REPLY_MAX);
+    enum mp_err err = start_call(&c, socket_path, method, params, CLIENT_TIMEOUT_MS);
+    c.timeout_ms = 0; /* connected: now wait as long as the stream lasts */
+    while (err == MP_OK && read_line(&c, &line) == MP_OK) {
+        json_t *j = json_loadb((const char *)line.data, line.len, 0, NULL);
+        if (j == NULL) {
+            err = MP_ERR_MALFORMED;
+            break;
+        }
+        bool more = line_cb(arg, j);
+        json_decref(j);
+        if (!more)
+            break;
+    }
+    conn_close(&c);
     buf_free(&line);
     return err;
 }

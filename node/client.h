@@ -9,10 +9,11 @@
 #define MP_NODE_CLIENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "base/err.h"
 
-/* How long a command waits for the daemon's reply. */
+/* How long a command waits for the daemon's reply unless told otherwise. */
 #define CLIENT_TIMEOUT_MS 10000
 
 struct client_reply {
@@ -22,12 +23,21 @@ struct client_reply {
     enum mp_err err;        /* the node's error (data.code) when rpc_code is -32000 */
 };
 
-/* Call method with params (stolen; may be NULL). Returns MP_ERR_UNAVAILABLE
+/* Call method with params (stolen; may be NULL), waiting at most timeout_ms
+ * (0: CLIENT_TIMEOUT_MS). Returns MP_ERR_UNAVAILABLE
  * when nothing listens at path, MP_ERR_TIMEOUT, MP_ERR_IO or MP_ERR_MALFORMED
  * for transport problems; MP_OK once a reply arrived, which may itself be an
  * error (reply->result NULL, rpc_code set). Clear with client_reply_clear. */
 enum mp_err client_call(const char *socket_path, const char *method, json_t *params,
-                        struct client_reply *reply_out);
+                        int timeout_ms, struct client_reply *reply_out);
+
+/* Call a method that streams: every line that arrives (notifications, then
+ * the final reply) is parsed and passed to line_cb (borrowed for the call)
+ * until line_cb returns false, the connection ends, or a line is not JSON.
+ * No timeout: it runs until the daemon ends the stream. Errors as
+ * client_call's transport errors; MP_OK when the stream ended. */
+enum mp_err client_stream(const char *socket_path, const char *method, json_t *params,
+                          bool (*line_cb)(void *arg, json_t *line), void *arg);
 
 void client_reply_clear(struct client_reply *reply);
 

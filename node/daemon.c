@@ -2,20 +2,25 @@
 
 #include <errno.h>
 #include <signal.h>
-#include "crypto/secure.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/log.h"
 #include "crypto/address.h"
 #include "crypto/identity.h"
+#include "crypto/noise.h"
+#include "crypto/secure.h"
 #include "node/control.h"
+#include "node/delivery.h"
 #include "node/keyfile.h"
+#include "node/link.h"
 #include "node/overlay.h"
+#include "node/session.h"
 #include "node/store.h"
 #include "node/sysenv.h"
 
@@ -31,10 +36,16 @@ struct daemon {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     struct control *control;
+    /* Node-to-node links (node/link.h). NULL until the daemon has an X25519
+     * link key pair to create them with; meanwhile TCP is refused. */
+    struct links *links;
     struct store *store;
     struct identity *identity;  /* the account */
     struct identity *node_key;  /* this node's key in the DHT and on links */
     struct overlay *overlay;
+    struct sessions *sessions;
+    struct delivery *delivery;
+    struct env env; /* the real clock and randomness, for links and sessions */
     const struct daemon_options *opts;
     char address[ADDRESS_TEXT_SIZE];
     uint16_t port;
@@ -66,10 +77,15 @@ static void daemon_stop(struct daemon *d, const char *why)
         return;
     d->stopping = true;
     log_info("daemon", "stopping (%s)", why);
+    /* The overlay first: it fails the DHT lookups delivery still waits for. */
     overlay_close(d->overlay, NULL, NULL);
     d->overlay = NULL;
+    delivery_close(d->delivery);
+    d->delivery = NULL;
     control_close(d->control, NULL, NULL);
     d->control = NULL;
+    links_close(d->links, NULL, NULL);
+    d->links = NULL;
     close_quietly((uv_handle_t *)&d->udp);
     close_quietly((uv_handle_t *)&d->tcp);
     close_quietly((uv_handle_t *)&d->sigint);
@@ -112,6 +128,10 @@ static void tcp_connection_cb(uv_stream_t *server, int status)
 
     if (status < 0)
         return;
+    if (d->links != NULL) { /* a failed handshake is counted in the links' `refused` */
+        links_accept(d->links, server);
+        return;
+    }
     uv_tcp_t *conn = malloc(sizeof(*conn));
     if (conn == NULL || uv_tcp_init(&d->loop, conn) != 0) {
         free(conn);
@@ -196,6 +216,9 @@ static bool method_status(void *ctx, struct control_call *call, json_t *params, 
     (void)err_out;
     (void)data_out;
     uint64_t uptime_ms = uv_now(&d->loop) - d->started_ms;
+    struct links_stats ls = {0};
+    if (d->links != NULL)
+        links_stats(d->links, &ls);
     *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I}, s:s, s:s, s:{s:I, s:I}}",
                             "address", d->address, "version", MERPATI_VERSION, "pid",
                             (json_int_t)getpid(), "uptime_s", (json_int_t)(uptime_ms / 1000),
@@ -203,9 +226,17 @@ static bool method_status(void *ctx, struct control_call *call, json_t *params, 
                             "data_dir", d->opts->data_dir, "control_socket",
                             d->opts->control_path, "dropped", "udp_unhandled",
                             (json_int_t)d->udp_dropped, "tcp_unhandled",
-                            (json_int_t)d->tcp_refused);
+                            (json_int_t)(d->tcp_refused + ls.refused));
     if (*result_out != NULL && d->overlay != NULL)
         json_object_set_new(*result_out, "dht", overlay_status(d->overlay));
+    if (*result_out != NULL && d->delivery != NULL)
+        json_object_set_new(*result_out, "messages", delivery_status(d->delivery));
+    if (*result_out != NULL && d->links != NULL)
+        json_object_set_new(*result_out, "links",
+                            json_pack("{s:i, s:I, s:I, s:I, s:I}", "up", (int)ls.links_up, "dials",
+                                      (json_int_t)ls.dials, "accepted", (json_int_t)ls.accepted,
+                                      "msgs_out", (json_int_t)ls.msgs_out, "msgs_in",
+                                      (json_int_t)ls.msgs_in));
     return true;
 }
 
@@ -318,6 +349,121 @@ static int watch_signal(struct daemon *d, uv_signal_t *handle, int signum)
     return uv_signal_start(handle, signal_cb, signum);
 }
 
+/* ---- links and delivery ---- */
+
+static void link_message_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], const uint8_t *msg,
+                            size_t len)
+{
+    struct daemon *d = arg;
+    if (d->delivery != NULL)
+        delivery_on_link_message(d->delivery, peer_pk, msg, len);
+}
+
+static void link_state_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], bool up)
+{
+    struct daemon *d = arg;
+    if (d->delivery != NULL)
+        delivery_on_link_state(d->delivery, peer_pk, up);
+}
+
+static void link_writable_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES])
+{
+    struct daemon *d = arg;
+    if (d->delivery != NULL)
+        delivery_on_writable(d->delivery, peer_pk);
+}
+
+/* The addresses other nodes can reach us at: the listen address, or for a
+ * wildcard listen the interfaces' addresses (loopback only if there is
+ * nothing else). */
+static unsigned advertised(struct daemon *d, struct addr *out, unsigned max)
+{
+    struct addr listen;
+    unsigned n = 0;
+
+    if (addr_from_ip(d->opts->config.listen, d->port, &listen) == MP_OK) {
+        static const uint8_t zero[16];
+        if (memcmp(listen.ip, zero, 16) != 0) {
+            out[0] = listen;
+            return 1;
+        }
+    }
+    uv_interface_address_t *ifs = NULL;
+    int count = 0;
+    if (uv_interface_addresses(&ifs, &count) == 0) {
+        for (int pass = 0; pass < 2 && n == 0; pass++) {
+            for (int i = 0; i < count && n < max; i++) {
+                char ip[64];
+                struct addr a;
+                bool loop = ifs[i].is_internal != 0;
+                if (loop != (pass == 1))
+                    continue;
+                if (ifs[i].address.address4.sin_family == AF_INET)
+                    uv_ip4_name(&ifs[i].address.address4, ip, sizeof(ip));
+                else
+                    uv_ip6_name(&ifs[i].address.address6, ip, sizeof(ip));
+                if ((listen.family == ADDR_FAMILY_IPV4) !=
+                    (ifs[i].address.address4.sin_family == AF_INET))
+                    continue; /* a socket bound to 0.0.0.0 is not reachable over IPv6 */
+                if (addr_from_ip(ip, d->port, &a) == MP_OK)
+                    out[n++] = a;
+            }
+        }
+        uv_free_interface_addresses(ifs, count);
+    }
+    return n;
+}
+
+static int start_messaging(struct daemon *d)
+{
+    uint8_t sk[LINK_KEY_BYTES], pk[LINK_KEY_BYTES];
+    struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
+    static const uint8_t network_id[] = "public";
+    enum mp_err err;
+
+    if ((err = sysenv_init(&d->env)) != MP_OK ||
+        (err = identity_x25519(d->node_key, sk, pk)) != MP_OK)
+        goto fail;
+    struct links_config lc = {
+        .env = &d->env,
+        .static_secret = sk,
+        .static_public = pk,
+        .version = NOISE_PROTOCOL_VERSION,
+        .network_id = network_id,
+        .network_id_len = sizeof(network_id) - 1,
+        .message_cb = link_message_cb,
+        .link_state_cb = link_state_cb,
+        .writable_cb = link_writable_cb,
+        .arg = d,
+    };
+    err = links_new(&d->loop, &lc, &d->links);
+    secure_wipe(sk, sizeof(sk));
+    if (err != MP_OK)
+        goto fail;
+    struct timespec real;
+    clock_gettime(CLOCK_REALTIME, &real);
+    uint64_t now = (uint64_t)real.tv_sec * 1000u + (uint64_t)real.tv_nsec / 1000000u;
+    if ((err = sessions_new(&d->env, d->store, d->identity, now, &d->sessions)) != MP_OK)
+        goto fail;
+    struct delivery_config dc = {
+        .loop = &d->loop,
+        .env = &d->env,
+        .store = d->store,
+        .sessions = d->sessions,
+        .overlay = d->overlay,
+        .links = d->links,
+        .account = d->identity,
+        .addrs = addrs,
+        .addr_count = advertised(d, addrs, MSG_PRESENCE_ADDRS_MAX),
+    };
+    if ((err = delivery_new(&dc, &d->delivery)) != MP_OK)
+        goto fail;
+    return 0;
+fail:
+    print_error("cannot start messaging", mp_strerror(err));
+    return EX_SOFTWARE;
+}
+
 static int start(struct daemon *d)
 {
     char what[PATHS_MAX + 128];
@@ -347,14 +493,20 @@ static int start(struct daemon *d)
         return EX_SOFTWARE;
     }
 
+    if ((rc = start_messaging(d)) != 0)
+        return rc;
+
     /* The control socket last: a client that reaches it finds everything up. */
-    size_t count = 0;
+    size_t count = 0, dcount = 0;
     const struct control_method *ov_methods = overlay_methods(&count);
+    const struct control_method *d_methods = delivery_methods(&dcount);
     err = control_open(&d->loop, d->opts->control_path, &d->control);
     if (err == MP_OK)
         err = control_add_methods(d->control, methods, sizeof(methods) / sizeof(methods[0]), d);
     if (err == MP_OK)
         err = control_add_methods(d->control, ov_methods, count, d->overlay);
+    if (err == MP_OK)
+        err = control_add_methods(d->control, d_methods, dcount, d->delivery);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
                  d->opts->control_path, mp_strerror(err));
@@ -400,6 +552,7 @@ int daemon_run(const struct daemon_options *opts)
         daemon_stop(d, "start-up failed");
     uv_run(&d->loop, UV_RUN_DEFAULT);
 
+    sessions_free(d->sessions);
     store_close(d->store);
     identity_free(d->identity);
     identity_free(d->node_key);

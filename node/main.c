@@ -22,7 +22,9 @@
 #include "node/config.h"
 #include "node/daemon.h"
 #include "node/keyfile.h"
+#include "node/msg.h"
 #include "node/paths.h"
+#include "node/rpc.h"
 #include "node/store.h"
 #include "node/sysenv.h"
 
@@ -40,6 +42,11 @@ static const char usage_text[] =
     "  id        print the running node's address\n"
     "  status    show the running node's state\n"
     "  peers     list the DHT nodes this node knows\n"
+    "  send <address> <text|->  send a message (- reads it from stdin); prints its id\n"
+    "            [--wait [--timeout S]]: wait until it is delivered (exit 75 if not)\n"
+    "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
+    "  history <address>  the conversation with one address, both ways\n"
+    "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
     "  stop      stop the running node\n"
     "  help      show this text\n"
     "\n"
@@ -101,8 +108,9 @@ static int usage_error(const char *fmt, ...)
 /* Flags that take a value, global or a command's: their values are not positionals. */
 static bool takes_value(const char *flag)
 {
-    static const char *const flags[] = {"--data-dir", "--config",    "--port",
-                                        "--listen",   "--log-level", "--bootstrap"};
+    static const char *const flags[] = {"--data-dir",  "--config", "--port",  "--listen",
+                                        "--log-level", "--bootstrap", "--from", "--since",
+                                        "--timeout",   "--limit"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (strcmp(flag, flags[i]) == 0)
             return true;
@@ -301,13 +309,38 @@ static int cmd_run(struct cli *cli)
 
 /* ---- clients of the control socket ---- */
 
-/* Call method; on failure print why and return the exit code, else 0. */
-static int call(struct cli *cli, const char *method, struct client_reply *reply)
+/* The exit code for a node error in a reply. */
+static int exit_for(enum mp_err err)
 {
-    enum mp_err err = client_call(cli->control_path, method, NULL, reply);
     switch (err) {
-    case MP_OK:
-        break;
+    case MP_ERR_ADDR_PREFIX:
+    case MP_ERR_ADDR_LENGTH:
+    case MP_ERR_ADDR_ALPHABET:
+    case MP_ERR_ADDR_CHECKSUM:
+    case MP_ERR_ADDR_VERSION:
+    case MP_ERR_ADDR_KEY:
+    case MP_ERR_ADDR_CASE:
+    case MP_ERR_TOO_BIG:
+    case MP_ERR_INVAL:
+        return EX_DATAERR;
+    case MP_ERR_NOT_FOUND:
+        return EX_NOUSER;
+    case MP_ERR_TIMEOUT:
+    case MP_ERR_BUSY:
+        return EX_TEMPFAIL;
+    case MP_ERR_DISK_FULL:
+    case MP_ERR_IO:
+    case MP_ERR_STORE:
+        return EX_IOERR;
+    default:
+        return EX_SOFTWARE;
+    }
+}
+
+/* Report a transport failure of a call; returns its exit code. */
+static int transport_error(struct cli *cli, enum mp_err err)
+{
+    switch (err) {
     case MP_ERR_UNAVAILABLE:
     case MP_ERR_NOT_FOUND:
         print_error("start it with `merpati run` (or scripts/run), with the same --data-dir",
@@ -315,7 +348,7 @@ static int call(struct cli *cli, const char *method, struct client_reply *reply)
         return EX_UNAVAILABLE;
     case MP_ERR_TIMEOUT:
         print_error("it may be overloaded or stuck; see its log",
-                    "the daemon did not answer within %d s", CLIENT_TIMEOUT_MS / 1000);
+                    "the daemon did not answer in time");
         return EX_TEMPFAIL;
     case MP_ERR_PERM:
         print_error("run merpati as the user that runs the daemon",
@@ -326,12 +359,25 @@ static int call(struct cli *cli, const char *method, struct client_reply *reply)
                     mp_strerror(err));
         return EX_PROTOCOL;
     }
+}
+
+/* Call method with params (stolen, may be NULL) and a timeout (0: default);
+ * on failure print why and return the exit code, else 0. */
+static int call_with(struct cli *cli, const char *method, json_t *params, int timeout_ms,
+                     struct client_reply *reply)
+{
+    enum mp_err err = client_call(cli->control_path, method, params, timeout_ms, reply);
+    if (err != MP_OK)
+        return transport_error(cli, err);
     if (reply->result == NULL) {
-        print_error(NULL, "%s failed: %s", method, reply->message);
-        return EX_SOFTWARE;
+        print_error(NULL, "%s", reply->message);
+        return reply->rpc_code == RPC_CODE_FAILED ? exit_for(reply->err)
+               : reply->rpc_code == RPC_CODE_INVALID_PARAMS ? EX_DATAERR
+                                                            : EX_SOFTWARE;
     }
     return 0;
 }
+
 
 static int client_command(struct cli *cli, const char *method, int (*show)(struct cli *, json_t *))
 {
@@ -342,7 +388,7 @@ static int client_command(struct cli *cli, const char *method, int (*show)(struc
         return usage_error("unknown flag \"%s\"", cli->args[0]);
     if ((rc = load_settings(cli, false)) != 0)
         return rc;
-    if ((rc = call(cli, method, &reply)) == 0) {
+    if ((rc = call_with(cli, method, NULL, 0, &reply)) == 0) {
         if (cli->json)
             print_json(reply.result);
         else
@@ -460,6 +506,306 @@ static int cmd_stop(struct cli *cli)
     return rc;
 }
 
+/* ---- messaging ---- */
+
+/* The command's positional arguments and its flags (with values) apart. */
+struct cmd_args {
+    const char *pos[8];
+    int pos_count;
+    const char *from, *since, *timeout, *limit;
+    bool wait, requests;
+};
+
+static int split_args(struct cli *cli, struct cmd_args *a, const char *const *allowed)
+{
+    memset(a, 0, sizeof(*a));
+    for (int i = 0; i < cli->arg_count; i++) {
+        const char *arg = cli->args[i];
+        bool ok = false;
+        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (a->pos_count >= 8)
+                return usage_error("%s", "too many arguments");
+            a->pos[a->pos_count++] = arg;
+            continue;
+        }
+        for (const char *const *f = allowed; *f != NULL && !ok; f++)
+            ok = strcmp(*f, arg) == 0;
+        if (!ok)
+            return usage_error("%s does not know \"%s\"", cli->command, arg);
+        const char *value = takes_value(arg) ? cli->args[++i] : NULL;
+        if (strcmp(arg, "--from") == 0)
+            a->from = value;
+        else if (strcmp(arg, "--since") == 0)
+            a->since = value;
+        else if (strcmp(arg, "--timeout") == 0)
+            a->timeout = value;
+        else if (strcmp(arg, "--limit") == 0)
+            a->limit = value;
+        else if (strcmp(arg, "--wait") == 0)
+            a->wait = true;
+        else if (strcmp(arg, "--requests") == 0)
+            a->requests = true;
+    }
+    return 0;
+}
+
+/* A non-negative integer flag value into a JSON params member. */
+static int number_param(json_t *params, const char *name, const char *flag, const char *text)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = text != NULL ? strtoll(text, &end, 10) : 0;
+    if (text == NULL)
+        return 0;
+    if (errno != 0 || end == text || *end != '\0' || v < 0)
+        return usage_error("%s wants a number, not \"%s\"", flag, text);
+    json_object_set_new(params, name, json_integer(v));
+    return 0;
+}
+
+/* Read the message text from stdin ("-"), refusing more than MSG_TEXT_MAX bytes. */
+static int read_stdin_text(char **text_out, size_t *len_out)
+{
+    size_t cap = MSG_TEXT_MAX + 2, len = 0;
+    char *text = malloc(cap);
+    if (text == NULL)
+        return EX_OSERR;
+    for (;;) {
+        size_t n = fread(text + len, 1, cap - 1 - len, stdin);
+        len += n;
+        if (n == 0 || len == cap - 1)
+            break;
+    }
+    if (len > MSG_TEXT_MAX) {
+        free(text);
+        print_error("split it into several messages",
+                    "the message is longer than %d bytes", MSG_TEXT_MAX);
+        return EX_DATAERR;
+    }
+    /* One trailing newline from `echo` or a here-doc is not part of the message. */
+    if (len > 0 && text[len - 1] == '\n')
+        len--;
+    text[len] = '\0';
+    *text_out = text;
+    *len_out = len;
+    return 0;
+}
+
+static int cmd_send(struct cli *cli)
+{
+    static const char *const flags[] = {"--wait", "--timeout", NULL};
+    struct cmd_args a;
+    struct client_reply reply;
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    if ((rc = split_args(cli, &a, flags)) != 0)
+        return rc;
+    if (a.pos_count != 2)
+        return usage_error("%s", "send wants <address> and <text> (or - to read stdin)");
+    if ((rc = load_settings(cli, false)) != 0)
+        return rc;
+    if (strcmp(a.pos[1], "-") == 0) {
+        if ((rc = read_stdin_text(&text, &len)) != 0)
+            return rc;
+    } else {
+        len = strlen(a.pos[1]);
+        if (len > MSG_TEXT_MAX) {
+            print_error("split it into several messages", "the message is longer than %d bytes",
+                        MSG_TEXT_MAX);
+            return EX_DATAERR;
+        }
+        text = strdup(a.pos[1]);
+        if (text == NULL)
+            return EX_OSERR;
+    }
+    long wait_s = 0;
+    if (a.wait || a.timeout != NULL) {
+        char *end = NULL;
+        wait_s = a.timeout != NULL ? strtol(a.timeout, &end, 10) : 30;
+        if (a.timeout != NULL && (end == a.timeout || *end != '\0' || wait_s <= 0 || wait_s > 600)) {
+            free(text);
+            return usage_error("--timeout wants seconds from 1 to 600, not \"%s\"", a.timeout);
+        }
+    }
+    json_t *params = json_pack("{s:s, s:s%}", "to", a.pos[0], "text", text, len);
+    free(text);
+    if (params == NULL) {
+        print_error("messages are UTF-8 text", "the message is not valid UTF-8");
+        return EX_DATAERR;
+    }
+    if (wait_s > 0)
+        json_object_set_new(params, "wait_ms", json_integer(wait_s * 1000));
+    rc = call_with(cli, "send", params, wait_s > 0 ? (int)(wait_s * 1000) + 5000 : 0, &reply);
+    if (rc == EX_TEMPFAIL && wait_s > 0)
+        fprintf(stderr, "hint: it stays queued and goes out when the recipient is reachable\n");
+    if (rc == 0) {
+        if (cli->json)
+            print_json(reply.result);
+        else if (json_object_get(reply.result, "id") != NULL)
+            printf("%s\n", json_string_value(json_object_get(reply.result, "id")));
+        else
+            printf("delivered\n");
+    }
+    client_reply_clear(&reply);
+    return rc;
+}
+
+static void print_message(json_t *m)
+{
+    time_t t = (time_t)(json_integer_value(json_object_get(m, "sent_at_ms")) / 1000);
+    char when[32];
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+    printf("[%lld] %s %.16s...%s: %s\n", (long long)json_integer_value(json_object_get(m, "cursor")),
+           when, json_string_value(json_object_get(m, "peer")),
+           json_is_true(json_object_get(m, "request")) ? " (request)" : "",
+           json_string_value(json_object_get(m, "text")));
+}
+
+static int cmd_inbox(struct cli *cli)
+{
+    static const char *const flags[] = {"--from", "--since", "--limit", "--requests", NULL};
+    struct cmd_args a;
+    struct client_reply reply;
+    int rc;
+
+    if ((rc = split_args(cli, &a, flags)) != 0)
+        return rc;
+    if (a.pos_count != 0)
+        return usage_error("inbox takes no argument \"%s\"", a.pos[0]);
+    json_t *params = json_object();
+    if (a.from != NULL)
+        json_object_set_new(params, "from", json_string(a.from));
+    if (a.requests)
+        json_object_set_new(params, "requests", json_true());
+    if ((rc = number_param(params, "since", "--since", a.since)) != 0 ||
+        (rc = number_param(params, "limit", "--limit", a.limit)) != 0) {
+        json_decref(params);
+        return rc;
+    }
+    if ((rc = load_settings(cli, false)) != 0) {
+        json_decref(params);
+        return rc;
+    }
+    if ((rc = call_with(cli, "inbox.list", params, 0, &reply)) == 0) {
+        if (cli->json) {
+            print_json(reply.result);
+        } else {
+            size_t i;
+            json_t *m;
+            json_array_foreach(json_object_get(reply.result, "messages"), i, m) print_message(m);
+            if (json_array_size(json_object_get(reply.result, "messages")) == 0)
+                printf("no messages%s\n", a.since != NULL ? " after that cursor" : "");
+        }
+    }
+    client_reply_clear(&reply);
+    return rc;
+}
+
+static int cmd_history(struct cli *cli)
+{
+    static const char *const flags[] = {"--limit", NULL};
+    struct cmd_args a;
+    struct client_reply reply;
+    int rc;
+
+    if ((rc = split_args(cli, &a, flags)) != 0)
+        return rc;
+    if (a.pos_count != 1)
+        return usage_error("%s", "history wants one <address>");
+    json_t *params = json_pack("{s:s}", "with", a.pos[0]);
+    if ((rc = number_param(params, "limit", "--limit", a.limit)) != 0 ||
+        (rc = load_settings(cli, false)) != 0) {
+        json_decref(params);
+        return rc;
+    }
+    if ((rc = call_with(cli, "history", params, 0, &reply)) == 0) {
+        if (cli->json) {
+            print_json(reply.result);
+        } else {
+            size_t i;
+            json_t *m;
+            json_array_foreach(json_object_get(reply.result, "messages"), i, m)
+            {
+                bool out = strcmp(json_string_value(json_object_get(m, "direction")), "out") == 0;
+                json_t *t = json_object_get(m, out ? "at_ms" : "sent_at_ms");
+                time_t secs = (time_t)(json_integer_value(t) / 1000);
+                char when[32];
+                struct tm tm;
+                localtime_r(&secs, &tm);
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+                if (out)
+                    printf("%s >> %s  [%s]\n", when, json_string_value(json_object_get(m, "text")),
+                           json_string_value(json_object_get(m, "state")));
+                else
+                    printf("%s << %s\n", when, json_string_value(json_object_get(m, "text")));
+            }
+        }
+    }
+    client_reply_clear(&reply);
+    return rc;
+}
+
+struct listen_state {
+    bool json;
+    int rc;
+};
+
+static bool listen_line_cb(void *arg, json_t *line)
+{
+    struct listen_state *st = arg;
+    json_t *params = json_object_get(line, "params");
+    json_t *error = json_object_get(line, "error");
+
+    if (error != NULL) { /* the stream ended: the daemon stopped, or refused */
+        print_error(NULL, "%s", json_string_value(json_object_get(error, "message")));
+        st->rc = EX_UNAVAILABLE;
+        return false;
+    }
+    if (params == NULL)
+        return true;
+    if (st->json) {
+        print_json(params);
+    } else {
+        const char *type = json_string_value(json_object_get(params, "type"));
+        if (type != NULL && strcmp(type, "message") == 0)
+            print_message(params);
+        else
+            printf("[%lld] %s %s to %.16s...\n",
+                   (long long)json_integer_value(json_object_get(params, "cursor")),
+                   json_string_value(json_object_get(params, "id")), type,
+                   json_string_value(json_object_get(params, "peer")));
+    }
+    fflush(stdout);
+    return true;
+}
+
+static int cmd_listen(struct cli *cli)
+{
+    static const char *const flags[] = {"--since", NULL};
+    struct cmd_args a;
+    struct listen_state st = {.json = cli->json};
+    int rc;
+
+    if ((rc = split_args(cli, &a, flags)) != 0)
+        return rc;
+    if (a.pos_count != 0)
+        return usage_error("listen takes no argument \"%s\"", a.pos[0]);
+    json_t *params = json_object();
+    if ((rc = number_param(params, "since", "--since", a.since)) != 0 ||
+        (rc = load_settings(cli, false)) != 0) {
+        json_decref(params);
+        return rc;
+    }
+    enum mp_err err = client_stream(cli->control_path, "subscribe", params, listen_line_cb, &st);
+    if (err != MP_OK)
+        return transport_error(cli, err);
+    return st.rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cli cli;
@@ -486,6 +832,14 @@ int main(int argc, char **argv)
         return client_command(&cli, "id", show_id);
     if (strcmp(cli.command, "status") == 0)
         return client_command(&cli, "status", show_status);
+    if (strcmp(cli.command, "send") == 0)
+        return cmd_send(&cli);
+    if (strcmp(cli.command, "inbox") == 0)
+        return cmd_inbox(&cli);
+    if (strcmp(cli.command, "history") == 0)
+        return cmd_history(&cli);
+    if (strcmp(cli.command, "listen") == 0)
+        return cmd_listen(&cli);
     if (strcmp(cli.command, "peers") == 0)
         return client_command(&cli, "peers", show_peers);
     if (strcmp(cli.command, "stop") == 0)

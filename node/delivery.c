@@ -1,0 +1,1201 @@
+#include "node/delivery.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/utf8.h"
+#include "crypto/address.h"
+#include "crypto/box.h"
+#include "crypto/secure.h"
+#include "dht/record.h"
+#include "node/msg.h"
+#include "node/outbox.h"
+
+#define MOD "delivery"
+
+/* Key prefixes. Outbox family: 'o' seq -> entry, 'q' seq -> "" (not yet
+ * acked), 'd' digest -> seq, 'm' message id -> seq. Inbox family: 'e' cursor
+ * -> event, 'i' sender id -> cursor (duplicates). Meta: the counters. */
+#define KEY_ENTRY 'o'
+#define KEY_PENDING 'q'
+#define KEY_DIGEST 'd'
+#define KEY_MSGID 'm'
+#define KEY_EVENT 'e'
+#define KEY_SEEN 'i'
+static const char meta_seq[] = "outbox_seq";
+static const char meta_cursor[] = "event_cursor";
+static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
+
+/* Lifetime of the presence and prekey records (republished at half). */
+#define DELIVERY_RECORD_TTL_S 3600
+/* Longest a `send` may wait for delivery (wait_ms). */
+#define DELIVERY_WAIT_MAX_MS (10 * 60 * 1000)
+/* `send` calls waiting for delivery at once. */
+#define DELIVERY_WAITERS_MAX 64
+
+struct peer {
+    bool used;
+    uint8_t account[32];
+    uint64_t last_used_ms;
+    bool has_presence;
+    struct msg_presence presence;
+    uint64_t presence_at_ms;
+    bool fetching_presence;
+    bool has_bundle;
+    struct prekey_bundle bundle;
+    bool fetching_bundle;
+    uint64_t sent_upto;    /* highest seq sent and not yet due for a resend */
+    uint64_t last_send_ms;
+    uint64_t retry_at_ms;  /* nothing goes to this peer before */
+    unsigned failures;     /* in a row, for the retry delay */
+    bool busy;             /* its link queue is full: wait for writable */
+};
+
+struct fetch {
+    struct delivery *d;
+    uint8_t account[32];
+    unsigned kind;
+};
+
+struct subscriber {
+    struct control_call *call; /* NULL: free slot */
+    uint64_t next;             /* next cursor to push */
+};
+
+struct waiter {
+    struct control_call *call; /* NULL: free slot */
+    uint8_t id[MSG_ID_BYTES];
+    uint64_t deadline_ms;
+};
+
+struct delivery {
+    struct delivery_config cfg;
+    uv_timer_t pump;  /* pump.data = this */
+    uv_timer_t feed;  /* feed.data = this: pushes events to subscribers */
+    uint64_t next_seq;
+    uint64_t next_cursor; /* the next event's cursor; events are 1 .. next_cursor - 1 */
+    struct peer peers[DELIVERY_PEERS_MAX];
+    struct subscriber subs[DELIVERY_SUBSCRIBERS_MAX];
+    struct waiter waiters[DELIVERY_WAITERS_MAX];
+    unsigned open_handles;
+    bool closing;
+    /* figures for status */
+    uint64_t sent, received, acked, duplicates, refused, failed_open;
+};
+
+static uint64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
+{
+    secure_hex(out, size, bin, len);
+}
+
+static void digest_of(const uint8_t *data, size_t len, uint8_t out[32])
+{
+    box_hash(out, 32, NULL, 0, data, len, NULL, 0, NULL, 0);
+}
+
+/* ---- small store helpers ---- */
+
+static uint64_t meta_u64(struct store *store, const char *key, size_t key_len)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    uint64_t v = 0;
+    if (store_get(store, STORE_CF_META, key, key_len, &val, &len) == MP_OK && len == 8)
+        v = get_u64(val);
+    free(val);
+    return v;
+}
+
+static void batch_meta_u64(struct store_batch *b, const char *key, size_t key_len, uint64_t v)
+{
+    uint8_t val[8];
+    put_u64(val, v);
+    store_batch_put(b, STORE_CF_META, key, key_len, val, sizeof(val));
+}
+
+static void seq_key(uint8_t out[9], char prefix, uint64_t seq)
+{
+    out[0] = (uint8_t)prefix;
+    put_u64(out + 1, seq);
+}
+
+static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
+{
+    uint8_t key[9], *val = NULL;
+    size_t len = 0;
+    seq_key(key, KEY_ENTRY, seq);
+    enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
+    if (err == MP_OK)
+        err = outbox_entry_decode(val, len, e_out);
+    free(val);
+    return err;
+}
+
+static enum mp_err batch_entry(struct store_batch *b, uint64_t seq, const struct outbox_entry *e)
+{
+    uint8_t key[9];
+    struct buf enc;
+    enum mp_err err = outbox_entry_encode(e, &enc);
+    if (err != MP_OK)
+        return err;
+    seq_key(key, KEY_ENTRY, seq);
+    store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), enc.data, enc.len);
+    buf_free(&enc);
+    return MP_OK;
+}
+
+/* Find the outbox seq an index entry ('d' digest or 'm' id) points to. */
+static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_t id_len,
+                       uint64_t *seq_out)
+{
+    uint8_t key[1 + 32], *val = NULL;
+    size_t len = 0;
+    key[0] = (uint8_t)prefix;
+    memcpy(key + 1, id, id_len);
+    bool found = store_get(d->cfg.store, STORE_CF_OUTBOX, key, 1 + id_len, &val, &len) == MP_OK &&
+                 len == 8;
+    if (found)
+        *seq_out = get_u64(val);
+    free(val);
+    return found;
+}
+
+/* Append an event to the batch and take its cursor. */
+static enum mp_err batch_event(struct delivery *d, struct store_batch *b,
+                               const struct outbox_event *ev, uint64_t *cursor_out)
+{
+    uint8_t key[9];
+    struct buf enc;
+    enum mp_err err = outbox_event_encode(ev, &enc);
+    if (err != MP_OK)
+        return err;
+    uint64_t cursor = d->next_cursor;
+    seq_key(key, KEY_EVENT, cursor);
+    store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), enc.data, enc.len);
+    buf_free(&enc);
+    batch_meta_u64(b, meta_cursor, strlen(meta_cursor), cursor + 1);
+    *cursor_out = cursor;
+    return MP_OK;
+}
+
+/* ---- peers ---- */
+
+static struct peer *peer_find(struct delivery *d, const uint8_t account[32])
+{
+    for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++) {
+        if (d->peers[i].used && memcmp(d->peers[i].account, account, 32) == 0)
+            return &d->peers[i];
+    }
+    return NULL;
+}
+
+/* The peer's slot, made if need be (the least recently used one is reused). */
+static struct peer *peer_get(struct delivery *d, const uint8_t account[32], uint64_t now)
+{
+    struct peer *p = peer_find(d, account);
+    if (p == NULL) {
+        p = &d->peers[0];
+        for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++) {
+            if (!d->peers[i].used) {
+                p = &d->peers[i];
+                break;
+            }
+            if (d->peers[i].last_used_ms < p->last_used_ms)
+                p = &d->peers[i];
+        }
+        memset(p, 0, sizeof(*p));
+        p->used = true;
+        memcpy(p->account, account, 32);
+    }
+    p->last_used_ms = now;
+    return p;
+}
+
+static struct peer *peer_by_node(struct delivery *d, const uint8_t node_key[32])
+{
+    for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++) {
+        struct peer *p = &d->peers[i];
+        if (p->used && p->has_presence && memcmp(p->presence.node_key, node_key, 32) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static void peer_failed(struct peer *p, uint64_t now, uint64_t at_least_ms)
+{
+    uint64_t delay = DELIVERY_RETRY_MIN_MS << (p->failures < 12 ? p->failures : 12);
+    if (delay > DELIVERY_RETRY_MAX_MS)
+        delay = DELIVERY_RETRY_MAX_MS;
+    if (delay < at_least_ms)
+        delay = at_least_ms;
+    p->failures++;
+    p->retry_at_ms = now + delay;
+}
+
+/* ---- the pump ---- */
+
+static void pump_cb(uv_timer_t *timer);
+
+static void kick(struct delivery *d)
+{
+    if (!d->closing)
+        uv_timer_start(&d->pump, pump_cb, 0, 0);
+}
+
+static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size_t len)
+{
+    struct fetch *f = arg;
+    struct delivery *d = f->d;
+    uint64_t now = unix_ms();
+    struct peer *p = peer_find(d, f->account);
+    char who[ADDRESS_TEXT_SIZE];
+
+    address_encode(f->account, who);
+    if (p != NULL && f->kind == RECORD_KIND_PRESENCE) {
+        p->fetching_presence = false;
+        if (status == MP_OK && msg_presence_decode(payload, len, &p->presence) == MP_OK &&
+            p->presence.addr_count > 0) {
+            p->has_presence = true;
+            p->presence_at_ms = now;
+            p->sent_upto = 0; /* maybe a new node: send everything pending again */
+        } else {
+            log_info(MOD, "no usable presence record for %s (%s): will retry", who,
+                     status == MP_OK ? "no address in it" : mp_strerror(status));
+            peer_failed(p, now, 0);
+        }
+    } else if (p != NULL) {
+        p->fetching_bundle = false;
+        if (status == MP_OK && prekey_bundle_decode(payload, len, &p->bundle) == MP_OK) {
+            p->has_bundle = true;
+        } else {
+            log_info(MOD, "no usable prekey record for %s (%s): will retry", who,
+                     mp_strerror(status == MP_OK ? MP_ERR_MALFORMED : status));
+            peer_failed(p, now, 0);
+        }
+    }
+    free(f);
+    kick(d);
+}
+
+static void fetch(struct delivery *d, struct peer *p, unsigned kind)
+{
+    struct fetch *f = malloc(sizeof(*f));
+    if (f == NULL)
+        return;
+    f->d = d;
+    f->kind = kind;
+    memcpy(f->account, p->account, 32);
+    enum mp_err err = overlay_get(d->cfg.overlay, kind, p->account, fetch_cb, f);
+    if (err != MP_OK) {
+        free(f);
+        peer_failed(p, unix_ms(), 0);
+        return;
+    }
+    if (kind == RECORD_KIND_PRESENCE)
+        p->fetching_presence = true;
+    else
+        p->fetching_bundle = true;
+}
+
+/* Seal an entry's plaintext for its recipient and store envelope, digest
+ * index and session state together (synced). */
+static enum mp_err seal_entry(struct delivery *d, struct peer *p, uint64_t seq,
+                              struct outbox_entry *e, uint64_t now)
+{
+    struct store_batch *b = store_batch_new();
+    uint8_t digest[32], key[33], val[8];
+
+    enum mp_err err = sessions_seal(d->cfg.sessions, e->to, p->has_bundle ? &p->bundle : NULL, now,
+                                    e->plaintext.data, e->plaintext.len, b, &e->envelope);
+    if (err == MP_OK) {
+        digest_of(e->envelope.data, e->envelope.len, digest);
+        key[0] = KEY_DIGEST;
+        memcpy(key + 1, digest, 32);
+        put_u64(val, seq);
+        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
+        err = batch_entry(b, seq, e);
+    }
+    if (err == MP_OK)
+        err = store_batch_write(d->cfg.store, b, true);
+    store_batch_free(b);
+    return err;
+}
+
+/* Try to put one pending entry on its way. Returns false when the pass should stop. */
+static bool pump_entry(struct delivery *d, uint64_t seq, uint64_t now, uint64_t *wake)
+{
+    struct outbox_entry e;
+    enum mp_err err = load_entry(d, seq, &e);
+    if (err != MP_OK)
+        return true;
+    struct peer *p = peer_get(d, e.to, now);
+    if (p->retry_at_ms > now) {
+        *wake = p->retry_at_ms < *wake ? p->retry_at_ms : *wake;
+        goto done;
+    }
+    if (seq <= p->sent_upto) {
+        uint64_t due = p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS;
+        if (now < due) {
+            *wake = due < *wake ? due : *wake;
+            goto done;
+        }
+        p->sent_upto = seq - 1; /* no ack in time: send again from here */
+    }
+    if (p->busy || p->fetching_presence || p->fetching_bundle)
+        goto done;
+    if (!p->has_presence || now - p->presence_at_ms > DELIVERY_PRESENCE_MAX_AGE_MS) {
+        fetch(d, p, RECORD_KIND_PRESENCE);
+        goto done;
+    }
+    if (e.envelope.len == 0) {
+        if (!p->has_bundle && !sessions_has(d->cfg.sessions, e.to)) {
+            fetch(d, p, RECORD_KIND_PREKEYS);
+            goto done;
+        }
+        err = seal_entry(d, p, seq, &e, now);
+        if (err != MP_OK) {
+            char who[ADDRESS_TEXT_SIZE];
+            address_encode(e.to, who);
+            log_warn(MOD, "cannot encrypt for %s: %s; will retry", who, mp_strerror(err));
+            p->has_bundle = false; /* fetch a fresh one */
+            peer_failed(p, now, 0);
+            goto done;
+        }
+    }
+    struct msg_link l = {.type = MSG_LINK_ENVELOPE, .envelope = e.envelope};
+    struct buf wire;
+    if (msg_link_encode(&l, &wire) != MP_OK)
+        goto done;
+    err = links_send(d->cfg.links, p->presence.node_key, &p->presence.addrs[0], wire.data,
+                     wire.len);
+    buf_free(&wire);
+    if (err == MP_OK) {
+        p->sent_upto = seq;
+        p->last_send_ms = now;
+        d->sent++;
+        uint64_t due = now + DELIVERY_ACK_TIMEOUT_MS;
+        *wake = due < *wake ? due : *wake;
+    } else if (err == MP_ERR_BUSY) {
+        p->busy = true;
+    } else {
+        uint64_t wait = links_retry_ms(d->cfg.links, p->presence.node_key);
+        peer_failed(p, now, wait);
+        if (p->failures >= 3)
+            p->presence_at_ms = 0; /* it may have moved: look it up again */
+    }
+done:
+    outbox_entry_clear(&e);
+    return true;
+}
+
+static void expire_waiters(struct delivery *d, uint64_t now);
+
+static void pump_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+    uint64_t now = unix_ms();
+    uint64_t wake = now + 60000;
+
+    expire_waiters(d, now);
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
+            wake = d->waiters[i].deadline_ms;
+    }
+    uint8_t prefix = KEY_PENDING;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    unsigned done = 0;
+    bool more = false;
+
+    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        if (key_len != 9)
+            continue;
+        if (++done > DELIVERY_PUMP_BATCH) {
+            more = true;
+            break;
+        }
+        pump_entry(d, get_u64(key + 1), now, &wake);
+    }
+    store_iter_free(it);
+    if (!d->closing)
+        uv_timer_start(&d->pump, pump_cb, more ? 0 : (wake > now ? wake - now : 0), 0);
+}
+
+/* ---- events to subscribers and waiters ---- */
+
+static json_t *event_json(uint64_t cursor, const struct outbox_event *ev)
+{
+    static const char *const types[] = {"", "message", "sent", "delivered"};
+    char peer[ADDRESS_TEXT_SIZE], id[2 * MSG_ID_BYTES + 1];
+
+    address_encode(ev->peer, peer);
+    hex(id, sizeof(id), ev->id, MSG_ID_BYTES);
+    json_t *j = json_pack("{s:I, s:s, s:I, s:s, s:s}", "cursor", (json_int_t)cursor, "type",
+                          types[ev->type], "at_ms", (json_int_t)ev->at_ms, "peer", peer, "id", id);
+    if (j != NULL && ev->type == OUTBOX_EVENT_MESSAGE) {
+        struct msg m;
+        if (msg_decode(ev->plaintext.data, ev->plaintext.len, &m) == MP_OK) {
+            json_object_set_new(j, "text", json_stringn(m.text, m.text_len));
+            json_object_set_new(j, "sent_at_ms", json_integer((json_int_t)m.sent_at_ms));
+            json_object_set_new(j, "counter", json_integer((json_int_t)m.counter));
+            msg_clear(&m);
+        }
+        json_object_set_new(j, "request", json_boolean(ev->request));
+    }
+    return j;
+}
+
+static bool load_event(struct delivery *d, uint64_t cursor, struct outbox_event *ev_out)
+{
+    uint8_t key[9], *val = NULL;
+    size_t len = 0;
+    seq_key(key, KEY_EVENT, cursor);
+    bool ok = store_get(d->cfg.store, STORE_CF_INBOX, key, sizeof(key), &val, &len) == MP_OK &&
+              outbox_event_decode(val, len, ev_out) == MP_OK;
+    free(val);
+    return ok;
+}
+
+static void feed_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+    bool more = false;
+
+    for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
+        struct subscriber *s = &d->subs[i];
+        for (unsigned n = 0; s->call != NULL && s->next < d->next_cursor; n++) {
+            if (n == DELIVERY_FEED_BATCH) {
+                more = true;
+                break;
+            }
+            struct outbox_event ev;
+            if (load_event(d, s->next, &ev)) {
+                bool ok = control_call_notify(s->call, "event", event_json(s->next, &ev));
+                outbox_event_clear(&ev);
+                if (!ok) { /* gone, or cut off for not reading */
+                    control_call_fail(s->call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
+                                      "subscription ended");
+                    s->call = NULL;
+                    break;
+                }
+            }
+            s->next++;
+        }
+    }
+    if (more && !d->closing)
+        uv_timer_start(&d->feed, feed_cb, 0, 0);
+}
+
+/* New events are in the store: push them, and answer `send` calls waiting for them. */
+static void events_added(struct delivery *d, const struct outbox_event *ev)
+{
+    if (ev->type == OUTBOX_EVENT_DELIVERED) {
+        for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+            struct waiter *w = &d->waiters[i];
+            if (w->call != NULL && memcmp(w->id, ev->id, MSG_ID_BYTES) == 0) {
+                control_call_reply(w->call, json_pack("{s:s}", "state", "delivered"));
+                w->call = NULL;
+            }
+        }
+    }
+    if (!d->closing)
+        uv_timer_start(&d->feed, feed_cb, 0, 0);
+}
+
+/* ---- sending ---- */
+
+enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
+                          uint8_t id_out[MSG_ID_BYTES])
+{
+    struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
+    struct outbox_entry e = {.state = OUTBOX_QUEUED};
+    uint8_t key[1 + 32], val[8], counter_key[sizeof(meta_counter) - 1 + 32];
+
+    if (len > MSG_TEXT_MAX)
+        return MP_ERR_TOO_BIG;
+    if (!utf8_valid((const uint8_t *)text, len) ||
+        memcmp(to, identity_public_key(d->cfg.account), 32) == 0)
+        return MP_ERR_INVAL;
+    memcpy(counter_key, meta_counter, sizeof(meta_counter) - 1);
+    memcpy(counter_key + sizeof(meta_counter) - 1, to, 32);
+    uint64_t counter = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key)) + 1;
+
+    env_random(d->cfg.env, m.id, MSG_ID_BYTES);
+    m.sent_at_ms = unix_ms();
+    m.counter = counter;
+    memcpy(e.to, to, 32);
+    e.created_ms = m.sent_at_ms;
+    buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
+    enum mp_err err = msg_encode(&m, &e.plaintext);
+    if (err != MP_OK)
+        return err;
+    uint64_t seq = d->next_seq;
+    struct store_batch *b = store_batch_new();
+    err = batch_entry(b, seq, &e);
+    if (err == MP_OK) {
+        seq_key(key, KEY_PENDING, seq);
+        store_batch_put(b, STORE_CF_OUTBOX, key, 9, "", 0);
+        key[0] = KEY_MSGID;
+        memcpy(key + 1, m.id, MSG_ID_BYTES);
+        put_u64(val, seq);
+        store_batch_put(b, STORE_CF_OUTBOX, key, 1 + MSG_ID_BYTES, val, sizeof(val));
+        batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
+        batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
+        err = store_batch_write(d->cfg.store, b, true);
+    }
+    store_batch_free(b);
+    outbox_entry_clear(&e);
+    if (err != MP_OK)
+        return err;
+    d->next_seq = seq + 1;
+    memcpy(id_out, m.id, MSG_ID_BYTES);
+    kick(d);
+    return MP_OK;
+}
+
+/* A receipt for message ids, queued like a text (no counter). Goes into b. */
+static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, const uint8_t to[32],
+                                 const uint8_t id[MSG_ID_BYTES], uint64_t *seq_io)
+{
+    struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = 1};
+    struct outbox_entry e = {.state = OUTBOX_QUEUED};
+    uint8_t key[9];
+
+    memcpy(m.receipt_ids[0], id, MSG_ID_BYTES);
+    env_random(d->cfg.env, m.id, MSG_ID_BYTES);
+    m.sent_at_ms = unix_ms();
+    memcpy(e.to, to, 32);
+    e.created_ms = m.sent_at_ms;
+    buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
+    enum mp_err err = msg_encode(&m, &e.plaintext);
+    if (err == MP_OK)
+        err = batch_entry(b, *seq_io, &e);
+    if (err == MP_OK) {
+        seq_key(key, KEY_PENDING, *seq_io);
+        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), "", 0);
+        (*seq_io)++;
+        batch_meta_u64(b, meta_seq, strlen(meta_seq), *seq_io);
+    }
+    outbox_entry_clear(&e);
+    return err;
+}
+
+/* ---- receiving ---- */
+
+static void send_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+{
+    struct msg_link ack = {.type = MSG_LINK_ACK};
+    struct buf wire;
+    struct addr none;
+
+    memcpy(ack.digest, digest, 32);
+    memset(&none, 0, sizeof(none)); /* the link is up: the address is not needed */
+    buf_init(&ack.envelope, 0);
+    if (msg_link_encode(&ack, &wire) == MP_OK) {
+        links_send(d->cfg.links, node_key, &none, wire.data, wire.len);
+        buf_free(&wire);
+    }
+}
+
+static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[MSG_ID_BYTES])
+{
+    uint8_t key[1 + 32 + MSG_ID_BYTES], *val = NULL;
+    size_t len = 0;
+    key[0] = KEY_SEEN;
+    memcpy(key + 1, sender, 32);
+    memcpy(key + 33, id, MSG_ID_BYTES);
+    bool found = store_get(d->cfg.store, STORE_CF_INBOX, key, sizeof(key), &val, &len) == MP_OK;
+    free(val);
+    return found;
+}
+
+/* A receipt: mark the messages it names delivered. */
+static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const uint8_t sender[32],
+                                const struct msg *m, struct outbox_event *last_out, bool *any_out)
+{
+    for (unsigned i = 0; i < m->receipt_count; i++) {
+        uint64_t seq;
+        struct outbox_entry e;
+        if (!lookup_seq(d, KEY_MSGID, m->receipt_ids[i], MSG_ID_BYTES, &seq) ||
+            load_entry(d, seq, &e) != MP_OK)
+            continue;
+        bool ours = memcmp(e.to, sender, 32) == 0 && e.state != OUTBOX_DELIVERED;
+        enum mp_err err = MP_OK;
+        if (ours) {
+            uint8_t key[9];
+            e.state = OUTBOX_DELIVERED;
+            err = batch_entry(b, seq, &e);
+            seq_key(key, KEY_PENDING, seq);
+            store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+            struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = unix_ms()};
+            memcpy(ev.peer, sender, 32);
+            memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
+            buf_init(&ev.plaintext, 0);
+            uint64_t cursor;
+            if (err == MP_OK)
+                err = batch_event(d, b, &ev, &cursor);
+            if (err == MP_OK) {
+                d->next_cursor = cursor + 1;
+                *last_out = ev;
+                *any_out = true;
+            }
+        }
+        outbox_entry_clear(&e);
+        if (err != MP_OK)
+            return err;
+    }
+    return MP_OK;
+}
+
+static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope)
+{
+    uint8_t sender[32], digest[32];
+    struct buf pt;
+    struct msg m;
+    struct outbox_event ev = {0};
+    bool notify = false;
+    uint64_t now = unix_ms();
+    uint64_t cursor_before = d->next_cursor, seq_before = d->next_seq;
+
+    digest_of(envelope->data, envelope->len, digest);
+    struct store_batch *b = store_batch_new();
+    enum mp_err err =
+        sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
+    if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
+        d->duplicates++;
+        send_ack(d, node_key, digest); /* read before: our ack was lost */
+        goto cleanup;
+    }
+    if (err != MP_OK) {
+        d->failed_open++;
+        log_info(MOD, "an envelope from node %02x%02x... does not open: %s", node_key[0],
+                 node_key[1], mp_strerror(err));
+        goto cleanup;
+    }
+    err = msg_decode(pt.data, pt.len, &m);
+    buf_free(&pt);
+    if (err != MP_OK) {
+        d->failed_open++;
+        goto cleanup;
+    }
+    enum delivery_verdict verdict =
+        d->cfg.classify_cb != NULL ? d->cfg.classify_cb(d->cfg.classify_arg, sender, node_key)
+                                   : DELIVERY_DELIVER;
+    if (verdict == DELIVERY_KEY_CHANGED) {
+        d->refused++;
+        msg_clear(&m);
+        goto cleanup; /* no ack, nothing stored: it comes again once trusted */
+    }
+    if (verdict == DELIVERY_DROP) {
+        d->refused++;
+    } else if (m.kind == MSG_KIND_RECEIPT) {
+        err = take_receipt(d, b, sender, &m, &ev, &notify);
+    } else if (seen(d, sender, m.id)) {
+        d->duplicates++;
+    } else {
+        uint8_t key[1 + 32 + MSG_ID_BYTES], val[8];
+        uint64_t cursor;
+        ev.type = OUTBOX_EVENT_MESSAGE;
+        ev.at_ms = now;
+        memcpy(ev.peer, sender, 32);
+        memcpy(ev.id, m.id, MSG_ID_BYTES);
+        ev.request = verdict == DELIVERY_REQUEST;
+        err = msg_encode(&m, &ev.plaintext);
+        if (err == MP_OK)
+            err = batch_event(d, b, &ev, &cursor);
+        if (err == MP_OK) {
+            key[0] = KEY_SEEN;
+            memcpy(key + 1, sender, 32);
+            memcpy(key + 33, m.id, MSG_ID_BYTES);
+            put_u64(val, cursor);
+            store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), val, sizeof(val));
+            d->next_cursor = cursor + 1;
+            notify = true;
+            d->received++;
+            if (verdict == DELIVERY_DELIVER)
+                err = batch_receipt(d, b, sender, m.id, &d->next_seq);
+        }
+        outbox_event_clear(&ev);
+    }
+    msg_clear(&m);
+    if (err == MP_OK)
+        err = store_batch_write(d->cfg.store, b, true);
+    if (err != MP_OK) {
+        /* Not stored, so not acked: the sender sends it again. */
+        log_error(MOD, "cannot store an incoming message: %s", mp_strerror(err));
+        d->next_cursor = cursor_before;
+        d->next_seq = seq_before;
+        goto cleanup;
+    }
+    send_ack(d, node_key, digest);
+    if (notify)
+        events_added(d, &ev);
+    if (d->next_seq != seq_before)
+        kick(d); /* a receipt to send */
+cleanup:
+    store_batch_free(b);
+}
+
+static void on_ack(struct delivery *d, const uint8_t digest[32])
+{
+    uint64_t seq;
+    struct outbox_entry e;
+
+    if (!lookup_seq(d, KEY_DIGEST, digest, 32, &seq) || load_entry(d, seq, &e) != MP_OK)
+        return;
+    d->acked++;
+    struct peer *p = peer_find(d, e.to);
+    if (p != NULL)
+        p->failures = 0;
+    if (e.state == OUTBOX_QUEUED) {
+        struct store_batch *b = store_batch_new();
+        uint8_t key[9];
+        struct msg m;
+        bool text = msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK &&
+                    m.kind == MSG_KIND_TEXT;
+        e.state = OUTBOX_SENT;
+        enum mp_err err = batch_entry(b, seq, &e);
+        seq_key(key, KEY_PENDING, seq);
+        store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+        struct outbox_event ev = {.type = OUTBOX_EVENT_SENT, .at_ms = unix_ms()};
+        uint64_t cursor = 0;
+        if (text) {
+            memcpy(ev.peer, e.to, 32);
+            memcpy(ev.id, m.id, MSG_ID_BYTES);
+            buf_init(&ev.plaintext, 0);
+            if (err == MP_OK)
+                err = batch_event(d, b, &ev, &cursor);
+        }
+        if (text)
+            msg_clear(&m);
+        /* Not synced: if lost, the message goes out again and is acked as a duplicate. */
+        if (err == MP_OK)
+            err = store_batch_write(d->cfg.store, b, false);
+        store_batch_free(b);
+        if (err == MP_OK && text) {
+            d->next_cursor = cursor + 1;
+            events_added(d, &ev);
+        }
+    }
+    outbox_entry_clear(&e);
+}
+
+void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
+                              size_t len)
+{
+    struct msg_link l;
+
+    if (d->closing || msg_link_decode(msg, len, &l) != MP_OK) {
+        d->failed_open++;
+        return;
+    }
+    if (l.type == MSG_LINK_ENVELOPE)
+        on_envelope(d, node_key, &l.envelope);
+    else
+        on_ack(d, l.digest);
+    msg_link_clear(&l);
+}
+
+void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up)
+{
+    struct peer *p = peer_by_node(d, node_key);
+    if (p == NULL)
+        return;
+    p->busy = false;
+    if (up) {
+        p->failures = 0;
+        p->retry_at_ms = 0;
+    } else {
+        p->sent_upto = 0; /* what was queued on the link is gone: send again */
+    }
+    kick(d);
+}
+
+void delivery_on_writable(struct delivery *d, const uint8_t node_key[32])
+{
+    struct peer *p = peer_by_node(d, node_key);
+    if (p != NULL)
+        p->busy = false;
+    kick(d);
+}
+
+/* ---- start and stop ---- */
+
+static void publish(struct delivery *d)
+{
+    struct msg_presence pres;
+    uint8_t payload[RECORD_PAYLOAD_MAX];
+    size_t len = 0;
+    struct prekey_bundle bundle;
+    bool changed;
+
+    memset(&pres, 0, sizeof(pres));
+    memcpy(pres.node_key, overlay_node_key(d->cfg.overlay), 32);
+    for (unsigned i = 0; i < d->cfg.addr_count && i < MSG_PRESENCE_ADDRS_MAX; i++)
+        pres.addrs[pres.addr_count++] = d->cfg.addrs[i];
+    if (msg_presence_encode(&pres, payload, sizeof(payload), &len) == MP_OK)
+        overlay_publish(d->cfg.overlay, RECORD_KIND_PRESENCE, payload, len, DELIVERY_RECORD_TTL_S);
+    if (sessions_bundle(d->cfg.sessions, unix_ms(), &bundle, &changed) == MP_OK &&
+        prekey_bundle_encode(&bundle, payload, sizeof(payload), &len) == MP_OK)
+        overlay_publish(d->cfg.overlay, RECORD_KIND_PREKEYS, payload, len, DELIVERY_RECORD_TTL_S);
+}
+
+enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)
+{
+    struct delivery *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return MP_ERR_NOMEM;
+    d->cfg = *cfg;
+    d->next_seq = meta_u64(cfg->store, meta_seq, strlen(meta_seq));
+    d->next_cursor = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor));
+    if (d->next_seq == 0)
+        d->next_seq = 1;
+    if (d->next_cursor == 0)
+        d->next_cursor = 1;
+    if (uv_timer_init(cfg->loop, &d->pump) != 0) {
+        free(d);
+        return MP_ERR_IO;
+    }
+    d->pump.data = d;
+    d->open_handles = 1;
+    if (uv_timer_init(cfg->loop, &d->feed) == 0) {
+        d->feed.data = d;
+        d->open_handles++;
+    }
+    publish(d);
+    kick(d);
+    *delivery_out = d;
+    return MP_OK;
+}
+
+static void handle_closed_cb(uv_handle_t *handle)
+{
+    struct delivery *d = handle->data;
+    if (--d->open_handles == 0)
+        free(d);
+}
+
+void delivery_close(struct delivery *d)
+{
+    if (d == NULL)
+        return;
+    d->closing = true;
+    for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
+        if (d->subs[i].call != NULL)
+            control_call_fail(d->subs[i].call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
+                              "the node is shutting down");
+        d->subs[i].call = NULL;
+    }
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL)
+            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
+                              "the node is shutting down; the message stays queued");
+        d->waiters[i].call = NULL;
+    }
+    uv_close((uv_handle_t *)&d->pump, handle_closed_cb);
+    if (d->feed.data != NULL)
+        uv_close((uv_handle_t *)&d->feed, handle_closed_cb);
+}
+
+json_t *delivery_status(const struct delivery *d)
+{
+    unsigned pending_peers = 0;
+    for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++)
+        pending_peers += d->peers[i].used;
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "sent", (json_int_t)d->sent,
+                     "received", (json_int_t)d->received, "acked", (json_int_t)d->acked,
+                     "duplicates", (json_int_t)d->duplicates, "refused",
+                     (json_int_t)d->refused, "undecryptable", (json_int_t)d->failed_open,
+                     "events", (json_int_t)(d->next_cursor - 1), "peers", (int)pending_peers);
+}
+
+/* ---- control methods ---- */
+
+static bool param_address(json_t *params, const char *name, uint8_t out[32],
+                          struct rpc_error *err_out, json_t **data_out)
+{
+    const char *text = json_string_value(json_object_get(params, name));
+    enum mp_err err = text != NULL ? address_decode(text, out) : MP_ERR_INVAL;
+    if (err != MP_OK) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "\"%s\" must be an address: %s",
+                      name, text != NULL ? mp_strerror(err) : "missing");
+        *data_out = rpc_err_data(err);
+        return false;
+    }
+    return true;
+}
+
+static bool method_send(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                        struct rpc_error *err_out, json_t **data_out)
+{
+    struct delivery *d = ctx;
+    uint8_t to[32], id[MSG_ID_BYTES];
+    char id_hex[2 * MSG_ID_BYTES + 1];
+    json_t *text = json_object_get(params, "text");
+    json_t *wait = json_object_get(params, "wait_ms");
+
+    if (!param_address(params, "to", to, err_out, data_out))
+        return false;
+    if (!json_is_string(text)) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "\"text\" must be a string");
+        return false;
+    }
+    if (wait != NULL && (!json_is_integer(wait) || json_integer_value(wait) < 0 ||
+                         json_integer_value(wait) > DELIVERY_WAIT_MAX_MS)) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                      "\"wait_ms\" must be an integer from 0 to %d", DELIVERY_WAIT_MAX_MS);
+        return false;
+    }
+    enum mp_err err = delivery_send(d, to, json_string_value(text), json_string_length(text), id);
+    if (err == MP_ERR_TOO_BIG || err == MP_ERR_INVAL) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
+                      err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
+                                            : "not UTF-8 text, or addressed to yourself");
+        *data_out = rpc_err_data(err);
+        return false;
+    }
+    if (err != MP_OK) {
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+        *data_out = rpc_err_data(err);
+        return false;
+    }
+    hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
+    if (wait == NULL || json_integer_value(wait) == 0) {
+        *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
+        return true;
+    }
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        struct waiter *w = &d->waiters[i];
+        if (w->call != NULL)
+            continue;
+        w->call = control_call_defer(call);
+        if (w->call == NULL)
+            break;
+        memcpy(w->id, id, MSG_ID_BYTES);
+        w->deadline_ms = unix_ms() + (uint64_t)json_integer_value(wait);
+        return true;
+    }
+    /* No room to wait: it is queued all the same. */
+    *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
+    return true;
+}
+
+/* Waiters past their deadline are told the message is still queued. */
+static void expire_waiters(struct delivery *d, uint64_t now)
+{
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        struct waiter *w = &d->waiters[i];
+        if (w->call != NULL && now >= w->deadline_ms) {
+            control_call_fail(w->call, RPC_CODE_FAILED, MP_ERR_TIMEOUT,
+                              "not delivered yet; the message stays queued");
+            w->call = NULL;
+        }
+    }
+}
+
+static bool param_u64(json_t *params, const char *name, uint64_t dflt, uint64_t max, uint64_t *out,
+                      struct rpc_error *err_out)
+{
+    json_t *v = json_object_get(params, name);
+    if (v == NULL) {
+        *out = dflt;
+        return true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                      "\"%s\" must be an integer from 0 to %llu", name, (unsigned long long)max);
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+/* inbox.list {from?, since?, limit?, requests?}: received messages after a cursor. */
+static bool method_inbox(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                         struct rpc_error *err_out, json_t **data_out)
+{
+    struct delivery *d = ctx;
+    uint8_t from[32];
+    uint64_t since, limit;
+    bool by_sender = json_object_get(params, "from") != NULL;
+    bool requests = json_is_true(json_object_get(params, "requests"));
+    (void)call;
+
+    if (by_sender && !param_address(params, "from", from, err_out, data_out))
+        return false;
+    if (!param_u64(params, "since", 0, UINT64_MAX / 2, &since, err_out) ||
+        !param_u64(params, "limit", 100, 1000, &limit, err_out))
+        return false;
+    json_t *list = json_array();
+    uint64_t cursor = since;
+    for (uint64_t c = since + 1; c < d->next_cursor && json_array_size(list) < limit; c++) {
+        struct outbox_event ev;
+        cursor = c;
+        if (!load_event(d, c, &ev))
+            continue;
+        if (ev.type == OUTBOX_EVENT_MESSAGE && ev.request == requests &&
+            (!by_sender || memcmp(ev.peer, from, 32) == 0))
+            json_array_append_new(list, event_json(c, &ev));
+        outbox_event_clear(&ev);
+    }
+    *result_out = json_pack("{s:o, s:I}", "messages", list, "cursor", (json_int_t)cursor);
+    return true;
+}
+
+struct timed {
+    json_int_t t;
+    size_t order;
+    json_t *item;
+};
+
+static int timed_cmp(const void *a, const void *b)
+{
+    const struct timed *x = a, *y = b;
+    if (x->t != y->t)
+        return x->t < y->t ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* history {with, limit?}: both directions with one account, oldest first. */
+static bool method_history(void *ctx, struct control_call *call, json_t *params,
+                           json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    static const char *const states[] = {"", "queued", "sent", "delivered"};
+    struct delivery *d = ctx;
+    uint8_t with[32], prefix = KEY_ENTRY;
+    uint64_t limit;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    (void)call;
+
+    if (!param_address(params, "with", with, err_out, data_out) ||
+        !param_u64(params, "limit", 100, 1000, &limit, err_out))
+        return false;
+    json_t *list = json_array();
+    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        struct outbox_entry e;
+        struct msg m;
+        if (outbox_entry_decode(val, val_len, &e) != MP_OK)
+            continue;
+        if (memcmp(e.to, with, 32) == 0 && msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK) {
+            if (m.kind == MSG_KIND_TEXT) {
+                char id[2 * MSG_ID_BYTES + 1];
+                hex(id, sizeof(id), m.id, MSG_ID_BYTES);
+                json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:s%, s:s}", "direction",
+                                                      "out", "id", id, "at_ms",
+                                                      (json_int_t)m.sent_at_ms, "text", m.text,
+                                                      m.text_len, "state", states[e.state]));
+            }
+            msg_clear(&m);
+        }
+        outbox_entry_clear(&e);
+    }
+    store_iter_free(it);
+    for (uint64_t c = 1; c < d->next_cursor; c++) {
+        struct outbox_event ev;
+        if (!load_event(d, c, &ev))
+            continue;
+        if (ev.type == OUTBOX_EVENT_MESSAGE && memcmp(ev.peer, with, 32) == 0) {
+            json_t *j = event_json(c, &ev);
+            json_object_set_new(j, "direction", json_string("in"));
+            json_array_append_new(list, j);
+        }
+        outbox_event_clear(&ev);
+    }
+    /* Oldest first by the time the writer sent it, then the newest `limit`. */
+    size_t n = json_array_size(list);
+    struct timed *items = calloc(n ? n : 1, sizeof(*items));
+    if (items == NULL) {
+        json_decref(list);
+        rpc_error_set(err_out, NULL, RPC_CODE_INTERNAL_ERROR, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(list, i);
+        json_t *t = json_object_get(item, "sent_at_ms");
+        items[i].t = json_integer_value(t != NULL ? t : json_object_get(item, "at_ms"));
+        items[i].order = i;
+        items[i].item = json_incref(item);
+    }
+    qsort(items, n, sizeof(*items), timed_cmp);
+    json_array_clear(list);
+    for (size_t i = n > limit ? n - limit : 0; i < n; i++)
+        json_array_append(list, items[i].item);
+    for (size_t i = 0; i < n; i++)
+        json_decref(items[i].item);
+    free(items);
+    *result_out = json_pack("{s:o}", "messages", list);
+    return true;
+}
+
+/* subscribe {since?}: every event after `since` as "event" notifications,
+ * then new ones as they happen; the call stays open. */
+static bool method_subscribe(void *ctx, struct control_call *call, json_t *params,
+                             json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct delivery *d = ctx;
+    uint64_t since;
+    (void)result_out;
+    (void)data_out;
+
+    if (!param_u64(params, "since", 0, UINT64_MAX / 2, &since, err_out))
+        return false;
+    for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
+        struct subscriber *s = &d->subs[i];
+        if (s->call != NULL)
+            continue;
+        s->call = control_call_defer(call);
+        if (s->call == NULL)
+            break;
+        s->next = since + 1;
+        uv_timer_start(&d->feed, feed_cb, 0, 0);
+        return true;
+    }
+    rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "too many listeners (at most %d)",
+                  DELIVERY_SUBSCRIBERS_MAX);
+    return false;
+}
+
+static const char *const send_params[] = {"to", "text", "wait_ms", NULL};
+static const char *const inbox_params[] = {"from", "since", "limit", "requests", NULL};
+static const char *const history_params[] = {"with", "limit", NULL};
+static const char *const subscribe_params[] = {"since", NULL};
+
+static const struct control_method methods[] = {
+    {"send", send_params, method_send},
+    {"inbox.list", inbox_params, method_inbox},
+    {"history", history_params, method_history},
+    {"subscribe", subscribe_params, method_subscribe},
+};
+
+const struct control_method *delivery_methods(size_t *count_out)
+{
+    *count_out = sizeof(methods) / sizeof(methods[0]);
+    return methods;
+}

@@ -1,0 +1,101 @@
+/*
+ * delivery: end-to-end messages between accounts, with nothing lost.
+ *
+ * `send` writes the message to the outbox (synced) before it answers; a pump
+ * then finds the recipient's node (presence record), opens a session (prekey
+ * record) when there is none, seals the message once (envelope and session
+ * state stored together, synced) and sends it on a link, again and again
+ * after silence or a broken link, until the recipient's node acks that it
+ * stored it. The receiving side opens envelopes, drops duplicates by
+ * (sender, message id), stores message and session state in one synced
+ * write, then acks, and answers contacts' texts with a receipt. Every step
+ * is appended to an event log (inbox, history, listen read it). Formats:
+ * docs/PROTOCOL.md, "Messages and delivery" and "Store layout".
+ *
+ * What it is not: it keeps no message in memory (the store is the queue:
+ * a slow peer grows the store, not the heap), and it decides nothing about
+ * who may write to us: the classify callback (contacts) does.
+ */
+#ifndef MP_NODE_DELIVERY_H
+#define MP_NODE_DELIVERY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/env.h"
+#include "crypto/identity.h"
+#include "node/control.h"
+#include "node/link.h"
+#include "node/msg.h"
+#include "node/overlay.h"
+#include "node/session.h"
+#include "node/store.h"
+
+/* Peers whose presence and link state are tracked at once (LRU beyond). */
+#define DELIVERY_PEERS_MAX 256
+/* Envelopes sent per pump pass before yielding to the loop. */
+#define DELIVERY_PUMP_BATCH 512
+/* Without an ack this long after the last send, a peer's unacked messages are sent again. */
+#define DELIVERY_ACK_TIMEOUT_MS 10000
+/* Retry delays after a failure (no presence, link refused): doubling within these. */
+#define DELIVERY_RETRY_MIN_MS 1000
+#define DELIVERY_RETRY_MAX_MS (300 * 1000)
+/* A presence record is looked up again after this long. */
+#define DELIVERY_PRESENCE_MAX_AGE_MS (10 * 60 * 1000)
+/* Open `listen` subscriptions, and events pushed to one per loop turn. */
+#define DELIVERY_SUBSCRIBERS_MAX 16
+#define DELIVERY_FEED_BATCH 256
+
+/* What to do with a message from `account` arriving from node `node_key`. */
+enum delivery_verdict {
+    DELIVERY_DELIVER,     /* a contact: store it, send a receipt */
+    DELIVERY_REQUEST,     /* not a contact: store it as a request, no receipt */
+    DELIVERY_DROP,        /* blocked: ack it so it is not resent, store nothing */
+    DELIVERY_KEY_CHANGED, /* a contact's node key changed: refuse until trusted */
+};
+
+struct delivery_config {
+    uv_loop_t *loop;
+    const struct env *env;
+    struct store *store;
+    struct sessions *sessions;
+    struct overlay *overlay;
+    struct links *links;
+    const struct identity *account;
+    /* Addresses to publish in the presence record (host order ports). */
+    const struct addr *addrs;
+    unsigned addr_count;
+    enum delivery_verdict (*classify_cb)(void *arg, const uint8_t account[32],
+                                         const uint8_t node_key[32]);
+    void *classify_arg;
+};
+
+struct delivery;
+
+/* Loads the outbox and event log positions, publishes presence and prekeys,
+ * and starts the pump. Everything in cfg is borrowed for the delivery's life. */
+enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out);
+
+/* Queue a text for account `to` (synced before it returns). MP_ERR_TOO_BIG
+ * over MSG_TEXT_MAX bytes, MP_ERR_INVAL for text that is not UTF-8 or to
+ * ourselves, MP_ERR_DISK_FULL and other store errors (nothing queued). */
+enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
+                          uint8_t id_out[MSG_ID_BYTES]);
+
+/* The links' callbacks: the daemon forwards them here. */
+void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
+                              size_t len);
+void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up);
+void delivery_on_writable(struct delivery *d, const uint8_t node_key[32]);
+
+/* Its control methods, to pass to control_add_methods with the delivery as ctx. */
+const struct control_method *delivery_methods(size_t *count_out);
+
+/* Figures for `status`: a new reference. */
+json_t *delivery_status(const struct delivery *d);
+
+/* Ends subscriptions and pending waits, stops the pump, frees once its timer closed. */
+void delivery_close(struct delivery *d);
+
+#endif

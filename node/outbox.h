@@ -1,0 +1,56 @@
+/*
+ * outbox: the records delivery keeps in the store, as plain structs with
+ * their codecs (outbox_wire.c): a message waiting to go out (or gone, kept
+ * as history) and an event of the node's event log (a message received, a
+ * message sent or delivered), which `inbox`, `history` and `listen` read.
+ * Layouts: docs/PROTOCOL.md, "Store layout: messages".
+ */
+#ifndef MP_NODE_OUTBOX_H
+#define MP_NODE_OUTBOX_H
+
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "node/msg.h"
+
+enum outbox_state {
+    OUTBOX_QUEUED = 1,    /* not yet acked by the recipient's node */
+    OUTBOX_SENT = 2,      /* stored by the recipient's node */
+    OUTBOX_DELIVERED = 3, /* the recipient's receipt arrived */
+};
+
+struct outbox_entry {
+    uint8_t to[MSG_KEY_BYTES]; /* recipient account */
+    uint8_t state;             /* enum outbox_state */
+    uint64_t created_ms;       /* Unix ms */
+    struct buf plaintext;      /* msg_encode bytes (id, counter, kind, body) */
+    struct buf envelope;       /* sealed once, then resent as is; empty before */
+};
+
+enum outbox_event_type {
+    OUTBOX_EVENT_MESSAGE = 1,   /* a message arrived (plaintext holds it) */
+    OUTBOX_EVENT_SENT = 2,      /* our message reached the recipient's node */
+    OUTBOX_EVENT_DELIVERED = 3, /* its receipt came back */
+};
+
+struct outbox_event {
+    uint8_t type;                /* enum outbox_event_type */
+    uint64_t at_ms;              /* Unix ms, local */
+    uint8_t peer[MSG_KEY_BYTES]; /* sender (message) or recipient (sent, delivered) */
+    uint8_t id[MSG_ID_BYTES];    /* the message */
+    bool request;                /* a message from someone not in contacts */
+    struct buf plaintext;        /* message events: msg_encode bytes; empty otherwise */
+};
+
+/* Encoders initialise out (caller buf_frees); decoders own their buffers
+ * (outbox_*_clear). Errors: MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION, MP_ERR_TOO_BIG. */
+enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out);
+enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_entry *e_out);
+void outbox_entry_clear(struct outbox_entry *e);
+
+enum mp_err outbox_event_encode(const struct outbox_event *ev, struct buf *out);
+enum mp_err outbox_event_decode(const uint8_t *data, size_t len, struct outbox_event *ev_out);
+void outbox_event_clear(struct outbox_event *ev);
+
+#endif

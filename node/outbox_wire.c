@@ -1,0 +1,149 @@
+#include <msgpack.h>
+#include <string.h>
+
+#include "crypto/wire.h"
+#include "node/outbox.h"
+
+#define ENTRY_VERSION 1
+#define ENTRY_FIELDS 6
+#define EVENT_VERSION 1
+#define EVENT_FIELDS 7
+/* An entry: plaintext and envelope at their caps, plus framing. */
+#define ENTRY_WIRE_MAX (MSG_WIRE_MAX + MSG_LINK_ENVELOPE_MAX + 256)
+#define EVENT_WIRE_MAX (MSG_WIRE_MAX + 256)
+
+static void pack_buf(msgpack_packer *pk, const struct buf *b)
+{
+    wire_pack_bin(pk, b->data, b->len);
+}
+
+static void pack_entry_cb(msgpack_packer *pk, const void *obj)
+{
+    const struct outbox_entry *e = obj;
+
+    msgpack_pack_array(pk, ENTRY_FIELDS);
+    msgpack_pack_uint32(pk, ENTRY_VERSION);
+    wire_pack_bin(pk, e->to, MSG_KEY_BYTES);
+    msgpack_pack_uint32(pk, e->state);
+    msgpack_pack_uint64(pk, e->created_ms);
+    pack_buf(pk, &e->plaintext);
+    pack_buf(pk, &e->envelope);
+}
+
+enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out)
+{
+    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_DELIVERED)
+        return MP_ERR_INVAL;
+    return wire_encode_buf(pack_entry_cb, e, ENTRY_WIRE_MAX, out);
+}
+
+/* A bin of at most max bytes, copied into a fresh buf. */
+static bool get_buf(const msgpack_object *o, size_t max, struct buf *out)
+{
+    buf_init(out, max);
+    return o->type == MSGPACK_OBJECT_BIN && o->via.bin.size <= max &&
+           buf_append(out, o->via.bin.ptr, o->via.bin.size) == MP_OK;
+}
+
+void outbox_entry_clear(struct outbox_entry *e)
+{
+    buf_free(&e->plaintext);
+    buf_free(&e->envelope);
+}
+
+enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_entry *e_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    uint32_t state = 0;
+    enum mp_err err;
+
+    memset(e_out, 0, sizeof(*e_out));
+    buf_init(&e_out->plaintext, MSG_WIRE_MAX);
+    buf_init(&e_out->envelope, MSG_LINK_ENVELOPE_MAX);
+    if (len > ENTRY_WIRE_MAX)
+        return MP_ERR_TOO_BIG;
+    msgpack_unpacked_init(&u);
+    err = wire_unpack(data, len, &u);
+    if (err == MP_OK)
+        err = wire_versioned(&u, ENTRY_VERSION, ENTRY_FIELDS, &f);
+    if (err != MP_OK)
+        goto cleanup;
+    err = MP_ERR_MALFORMED;
+    if (!wire_get_bin(&f[1], e_out->to, MSG_KEY_BYTES) || !wire_get_u32(&f[2], &state) ||
+        state < OUTBOX_QUEUED || state > OUTBOX_DELIVERED ||
+        !wire_get_u64(&f[3], &e_out->created_ms) ||
+        !get_buf(&f[4], MSG_WIRE_MAX, &e_out->plaintext) ||
+        !get_buf(&f[5], MSG_LINK_ENVELOPE_MAX, &e_out->envelope))
+        goto cleanup;
+    e_out->state = (uint8_t)state;
+    err = MP_OK;
+cleanup:
+    if (err != MP_OK)
+        outbox_entry_clear(e_out);
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+static void pack_event_cb(msgpack_packer *pk, const void *obj)
+{
+    const struct outbox_event *ev = obj;
+
+    msgpack_pack_array(pk, EVENT_FIELDS);
+    msgpack_pack_uint32(pk, EVENT_VERSION);
+    msgpack_pack_uint32(pk, ev->type);
+    msgpack_pack_uint64(pk, ev->at_ms);
+    wire_pack_bin(pk, ev->peer, MSG_KEY_BYTES);
+    wire_pack_bin(pk, ev->id, MSG_ID_BYTES);
+    if (ev->request)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    pack_buf(pk, &ev->plaintext);
+}
+
+enum mp_err outbox_event_encode(const struct outbox_event *ev, struct buf *out)
+{
+    if (ev->type < OUTBOX_EVENT_MESSAGE || ev->type > OUTBOX_EVENT_DELIVERED)
+        return MP_ERR_INVAL;
+    return wire_encode_buf(pack_event_cb, ev, EVENT_WIRE_MAX, out);
+}
+
+void outbox_event_clear(struct outbox_event *ev)
+{
+    buf_free(&ev->plaintext);
+}
+
+enum mp_err outbox_event_decode(const uint8_t *data, size_t len, struct outbox_event *ev_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    uint32_t type = 0;
+    enum mp_err err;
+
+    memset(ev_out, 0, sizeof(*ev_out));
+    buf_init(&ev_out->plaintext, MSG_WIRE_MAX);
+    if (len > EVENT_WIRE_MAX)
+        return MP_ERR_TOO_BIG;
+    msgpack_unpacked_init(&u);
+    err = wire_unpack(data, len, &u);
+    if (err == MP_OK)
+        err = wire_versioned(&u, EVENT_VERSION, EVENT_FIELDS, &f);
+    if (err != MP_OK)
+        goto cleanup;
+    err = MP_ERR_MALFORMED;
+    if (!wire_get_u32(&f[1], &type) || type < OUTBOX_EVENT_MESSAGE ||
+        type > OUTBOX_EVENT_DELIVERED || !wire_get_u64(&f[2], &ev_out->at_ms) ||
+        !wire_get_bin(&f[3], ev_out->peer, MSG_KEY_BYTES) ||
+        !wire_get_bin(&f[4], ev_out->id, MSG_ID_BYTES) || f[5].type != MSGPACK_OBJECT_BOOLEAN ||
+        !get_buf(&f[6], MSG_WIRE_MAX, &ev_out->plaintext))
+        goto cleanup;
+    ev_out->type = (uint8_t)type;
+    ev_out->request = f[5].via.boolean;
+    err = MP_OK;
+cleanup:
+    if (err != MP_OK)
+        outbox_event_clear(ev_out);
+    msgpack_unpacked_destroy(&u);
+    return err;
+}

@@ -1,0 +1,5 @@
+# bench_messaging_link: 1 KiB messages over one Noise link on loopback
+# (link_loopback_msgs_per_s, link_loopback_MiB_per_s; part of scripts/bench messaging).
+add_executable(bench_messaging_link ${CMAKE_CURRENT_LIST_DIR}/bench_messaging_link.c)
+target_link_libraries(bench_messaging_link PRIVATE mp_node PkgConfig::SODIUM)
+target_include_directories(bench_messaging_link PRIVATE ${CMAKE_SOURCE_DIR})
