@@ -75,6 +75,8 @@ struct delivery {
     struct delivery_config cfg;
     uv_timer_t pump;  /* pump.data = this */
     uv_timer_t feed;  /* feed.data = this: pushes events to subscribers */
+    uv_timer_t publish; /* publish.data = this: presence and prekeys again */
+    unsigned publish_round;
     uint64_t next_seq;
     uint64_t next_cursor; /* the next event's cursor; events are 1 .. next_cursor - 1 */
     struct peer peers[DELIVERY_PEERS_MAX];
@@ -865,6 +867,24 @@ static void publish(struct delivery *d)
         overlay_publish(d->cfg.overlay, RECORD_KIND_PREKEYS, payload, len, DELIVERY_RECORD_TTL_S);
 }
 
+/* A node that just started has an empty routing table, so its first
+ * publication reaches nobody: publish again soon after, while the overlay
+ * fills, then every DELIVERY_REPUBLISH_MS (the DHT also renews records). */
+static const uint64_t publish_delays_ms[] = {1000, 3000, 10000, 30000};
+#define DELIVERY_REPUBLISH_MS (10 * 60 * 1000)
+
+static void publish_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+    size_t n = sizeof(publish_delays_ms) / sizeof(publish_delays_ms[0]);
+
+    publish(d);
+    uint64_t next = d->publish_round < n ? publish_delays_ms[d->publish_round] : DELIVERY_REPUBLISH_MS;
+    d->publish_round++;
+    if (!d->closing)
+        uv_timer_start(&d->publish, publish_cb, next, 0);
+}
+
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)
 {
     struct delivery *d = calloc(1, sizeof(*d));
@@ -877,17 +897,16 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         d->next_seq = 1;
     if (d->next_cursor == 0)
         d->next_cursor = 1;
-    if (uv_timer_init(cfg->loop, &d->pump) != 0) {
-        free(d);
-        return MP_ERR_IO;
-    }
-    d->pump.data = d;
-    d->open_handles = 1;
-    if (uv_timer_init(cfg->loop, &d->feed) == 0) {
-        d->feed.data = d;
+    uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish};
+    for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
+        if (uv_timer_init(cfg->loop, timers[k]) != 0) {
+            delivery_close(d); /* closes the timers made so far, then frees */
+            return MP_ERR_IO;
+        }
+        timers[k]->data = d;
         d->open_handles++;
     }
-    publish(d);
+    publish_cb(&d->publish);
     kick(d);
     *delivery_out = d;
     return MP_OK;
@@ -917,9 +936,13 @@ void delivery_close(struct delivery *d)
                               "the node is shutting down; the message stays queued");
         d->waiters[i].call = NULL;
     }
-    uv_close((uv_handle_t *)&d->pump, handle_closed_cb);
-    if (d->feed.data != NULL)
-        uv_close((uv_handle_t *)&d->feed, handle_closed_cb);
+    uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish};
+    for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
+        if (timers[k]->data != NULL)
+            uv_close((uv_handle_t *)timers[k], handle_closed_cb);
+    }
+    if (d->open_handles == 0)
+        free(d);
 }
 
 json_t *delivery_status(const struct delivery *d)
