@@ -682,6 +682,9 @@ static void on_request(struct dht *dht, const uint8_t pk[DHT_PK_BYTES],
     struct dht_msg m;
     memset(&m, 0, sizeof(m));
     m.tid = req->tid;
+    /* The request is authenticated by the sender's key: if we knew that
+     * node elsewhere, it moved (a restart on another port): follow it. */
+    routing_moved(dht->rt, id, from);
     switch (req->type) {
     case DHT_MSG_PING:
         m.type = DHT_MSG_PONG;

@@ -417,7 +417,6 @@ static unsigned advertised(struct daemon *d, struct addr *out, unsigned max)
 static int start_messaging(struct daemon *d)
 {
     uint8_t sk[LINK_KEY_BYTES], pk[LINK_KEY_BYTES];
-    struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
     static const uint8_t network_id[] = "public";
     enum mp_err err;
 
@@ -453,9 +452,8 @@ static int start_messaging(struct daemon *d)
         .overlay = d->overlay,
         .links = d->links,
         .account = d->identity,
-        .addrs = addrs,
-        .addr_count = advertised(d, addrs, MSG_PRESENCE_ADDRS_MAX),
     };
+    dc.addr_count = advertised(d, dc.addrs, MSG_PRESENCE_ADDRS_MAX);
     if ((err = delivery_new(&dc, &d->delivery)) != MP_OK)
         goto fail;
     return 0;

@@ -410,6 +410,8 @@ static bool pump_entry(struct delivery *d, uint64_t seq, uint64_t now, uint64_t 
             p->presence_at_ms = 0; /* it may have moved: look it up again */
     }
 done:
+    if (p->retry_at_ms > now && p->retry_at_ms < *wake)
+        *wake = p->retry_at_ms; /* a failure above: come back when it may be retried */
     outbox_entry_clear(&e);
     return true;
 }
@@ -860,11 +862,18 @@ static void publish(struct delivery *d)
     memcpy(pres.node_key, overlay_node_key(d->cfg.overlay), 32);
     for (unsigned i = 0; i < d->cfg.addr_count && i < MSG_PRESENCE_ADDRS_MAX; i++)
         pres.addrs[pres.addr_count++] = d->cfg.addrs[i];
-    if (msg_presence_encode(&pres, payload, sizeof(payload), &len) == MP_OK)
-        overlay_publish(d->cfg.overlay, RECORD_KIND_PRESENCE, payload, len, DELIVERY_RECORD_TTL_S);
-    if (sessions_bundle(d->cfg.sessions, unix_ms(), &bundle, &changed) == MP_OK &&
-        prekey_bundle_encode(&bundle, payload, sizeof(payload), &len) == MP_OK)
-        overlay_publish(d->cfg.overlay, RECORD_KIND_PREKEYS, payload, len, DELIVERY_RECORD_TTL_S);
+    enum mp_err err = msg_presence_encode(&pres, payload, sizeof(payload), &len);
+    if (err == MP_OK)
+        err = overlay_publish(d->cfg.overlay, RECORD_KIND_PRESENCE, payload, len,
+                              DELIVERY_RECORD_TTL_S);
+    log_debug(MOD, "presence with %u addresses: %s", pres.addr_count, mp_strerror(err));
+    err = sessions_bundle(d->cfg.sessions, unix_ms(), &bundle, &changed);
+    if (err == MP_OK)
+        err = prekey_bundle_encode(&bundle, payload, sizeof(payload), &len);
+    if (err == MP_OK)
+        err = overlay_publish(d->cfg.overlay, RECORD_KIND_PREKEYS, payload, len,
+                              DELIVERY_RECORD_TTL_S);
+    log_debug(MOD, "prekey bundle: %s", mp_strerror(err));
 }
 
 /* A node that just started has an empty routing table, so its first

@@ -40,7 +40,7 @@
 #define DELIVERY_ACK_TIMEOUT_MS 10000
 /* Retry delays after a failure (no presence, link refused): doubling within these. */
 #define DELIVERY_RETRY_MIN_MS 1000
-#define DELIVERY_RETRY_MAX_MS (300 * 1000)
+#define DELIVERY_RETRY_MAX_MS (30 * 1000)
 /* A presence record is looked up again after this long. */
 #define DELIVERY_PRESENCE_MAX_AGE_MS (10 * 60 * 1000)
 /* Open `listen` subscriptions, and events pushed to one per loop turn. */
@@ -63,8 +63,8 @@ struct delivery_config {
     struct overlay *overlay;
     struct links *links;
     const struct identity *account;
-    /* Addresses to publish in the presence record (host order ports). */
-    const struct addr *addrs;
+    /* Addresses to publish in the presence record (copied). */
+    struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
     unsigned addr_count;
     enum delivery_verdict (*classify_cb)(void *arg, const uint8_t account[32],
                                          const uint8_t node_key[32]);
@@ -74,7 +74,8 @@ struct delivery_config {
 struct delivery;
 
 /* Loads the outbox and event log positions, publishes presence and prekeys,
- * and starts the pump. Everything in cfg is borrowed for the delivery's life. */
+ * and starts the pump. cfg is copied; what its pointers point to is borrowed
+ * for the delivery's life. */
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out);
 
 /* Queue a text for account `to` (synced before it returns). MP_ERR_TOO_BIG

@@ -10,3 +10,6 @@ mp_test(node_daemon SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_daemon.c
 
 mp_test(node_overlay SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_overlay.c
         LIBS mp_harness PkgConfig::JANSSON LABELS node TIMEOUT 600)
+
+mp_test(node_messaging SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_messaging.c
+        LIBS mp_harness PkgConfig::JANSSON LABELS node TIMEOUT 600)

@@ -1,0 +1,339 @@
+/*
+ * Direct delivery with real nodes on loopback: messages both ways with
+ * receipts, `listen` in order, a restart between messages, kill -9 in the
+ * middle of 1,000 sends, and the errors a user meets at `send`.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/node/node_util.h"
+
+#define WAIT_MS 30000
+
+static struct node nodes[3];
+static char config_path[96];
+static char bootstrap[160];
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void start_all(int count)
+{
+    snprintf(config_path, sizeof(config_path), "/tmp/mp-msg-%ld.conf", (long)getpid());
+    FILE *f = fopen(config_path, "w");
+    assert_non_null(f);
+    fputs("dht_ip_limit = 0;\ndht_rate_limit = 0;\n", f);
+    fclose(f);
+    for (int i = 0; i < count; i++)
+        node_init(&nodes[i]);
+    node_start(&nodes[0], ARGS("--config", config_path));
+    json_t *s = status_json(&nodes[0]);
+    snprintf(bootstrap, sizeof(bootstrap), "%s",
+             json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap")));
+    json_decref(s);
+    for (int i = 1; i < count; i++)
+        node_start(&nodes[i], ARGS("--config", config_path, "--bootstrap", bootstrap));
+}
+
+static void restart(struct node *n)
+{
+    node_start(n, ARGS("--config", config_path, "--bootstrap", bootstrap));
+}
+
+static int teardown(void **state)
+{
+    harness_kill_all(state);
+    for (int i = 0; i < 3; i++)
+        node_cleanup(&nodes[i]);
+    unlink(config_path);
+    return 0;
+}
+
+/* `merpati send` through the CLI; returns its result (exit status, out, err). */
+static struct run_result cli_send(struct node *from, const char *to, const char *text,
+                                  bool wait)
+{
+    return harness_run(NULL, wait ? ARGS("send", "--data-dir", from->dir, "--config", config_path,
+                                         to, text, "--wait")
+                                  : ARGS("send", "--data-dir", from->dir, "--config", config_path,
+                                         to, text));
+}
+
+static json_t *inbox(struct node *n, const char *extra_params)
+{
+    char params[256];
+    snprintf(params, sizeof(params), "{\"limit\":1000%s}", extra_params);
+    json_t *reply = node_call(n, "inbox.list", params);
+    json_t *list = json_incref(json_object_get(json_object_get(reply, "result"), "messages"));
+    json_decref(reply);
+    assert_non_null(list);
+    return list;
+}
+
+/* Wait until n's inbox holds at least count messages; returns them. */
+static json_t *wait_inbox(struct node *n, size_t count)
+{
+    for (int waited = 0; waited < WAIT_MS; waited += 100) {
+        json_t *list = inbox(n, "");
+        if (json_array_size(list) >= count)
+            return list;
+        json_decref(list);
+        sleep_ms(100);
+    }
+    fail_msg("%s did not receive %zu messages in time", n->dir, count);
+    return NULL;
+}
+
+static void test_both_ways_with_receipts(void **state)
+{
+    (void)state;
+    start_all(2);
+    struct node *a = &nodes[0], *b = &nodes[1];
+
+    /* b listens before anything arrives, as a program would. */
+    char listen_log[128];
+    snprintf(listen_log, sizeof(listen_log), "%s.listen", b->dir);
+    pid_t listener = harness_spawn(listen_log, ARGS("listen", "--json", "--data-dir", b->dir,
+                                                    "--config", config_path));
+    assert_true(listener > 0);
+
+    struct run_result r = cli_send(a, b->address, "hello b", true);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "delivered");
+    harness_result_free(&r);
+    r = cli_send(b, a->address, "hello a", true);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    for (int i = 1; i <= 3; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "numbered %d", i);
+        r = cli_send(a, b->address, text, false);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(strlen(r.out), 33); /* a 32-hex-digit id and a newline */
+        harness_result_free(&r);
+    }
+
+    json_t *list = wait_inbox(b, 4);
+    assert_int_equal(json_array_size(list), 4);
+    const char *want[] = {"hello b", "numbered 1", "numbered 2", "numbered 3"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *m = json_array_get(list, i);
+        assert_string_equal(json_string_value(json_object_get(m, "text")), want[i]);
+        assert_string_equal(json_string_value(json_object_get(m, "peer")), a->address);
+        assert_int_equal(json_integer_value(json_object_get(m, "counter")), (json_int_t)i + 1);
+    }
+    json_decref(list);
+
+    /* listen printed the same messages, in the same order, as NDJSON. */
+    char *out = NULL;
+    for (int waited = 0; waited < WAIT_MS; waited += 100) {
+        free(out);
+        out = harness_read_file(listen_log);
+        if (out != NULL && strstr(out, "numbered 3") != NULL)
+            break;
+        sleep_ms(100);
+    }
+    assert_contains(out, "hello b");
+    char *p1 = strstr(out, "\"numbered 1\""), *p2 = strstr(out, "\"numbered 2\""),
+         *p3 = strstr(out, "\"numbered 3\"");
+    assert_true(p1 != NULL && p2 != NULL && p3 != NULL && p1 < p2 && p2 < p3);
+    assert_contains(out, "\"type\":\"sent\""); /* b's own reply reached a */
+    free(out);
+    kill(listener, SIGTERM);
+    harness_wait(listener, STOP_TIMEOUT_MS);
+    unlink(listen_log);
+
+    /* a sees its messages delivered (receipts came back). */
+    for (int waited = 0; waited < WAIT_MS; waited += 100) {
+        char params[200];
+        snprintf(params, sizeof(params), "{\"with\":\"%s\"}", b->address);
+        json_t *h = node_call(a, "history", params);
+        json_t *msgs = json_object_get(json_object_get(h, "result"), "messages");
+        size_t delivered = 0, i;
+        json_t *m;
+        json_array_foreach(msgs, i, m) delivered +=
+            strcmp(json_string_value(json_object_get(m, "direction")), "out") == 0 &&
+            strcmp(json_string_value(json_object_get(m, "state")), "delivered") == 0;
+        json_decref(h);
+        if (delivered == 4)
+            break;
+        assert_true(waited + 100 < WAIT_MS);
+        sleep_ms(100);
+    }
+}
+
+static void test_restart_between_messages(void **state)
+{
+    (void)state;
+    start_all(2);
+    struct node *a = &nodes[0], *b = &nodes[1];
+    struct run_result r = cli_send(a, b->address, "before", true);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+
+    node_stop(b);
+    r = cli_send(a, b->address, "while b was away", false);
+    assert_int_equal(r.status, 0); /* queued: b is down */
+    harness_result_free(&r);
+    restart(b);
+    json_t *list = wait_inbox(b, 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "text")),
+                        "while b was away");
+    json_decref(list);
+
+    /* The ratchet continues both ways after the restart. */
+    r = cli_send(b, a->address, "back", true);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    r = cli_send(a, b->address, "welcome back", true);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    list = inbox(b, "");
+    assert_int_equal(json_array_size(list), 3); /* nothing lost, nothing twice */
+    json_decref(list);
+}
+
+static void test_kill_during_a_thousand_sends(void **state)
+{
+    (void)state;
+    enum { TOTAL = 1000, KILL_AFTER = 300 };
+    start_all(2);
+    struct node *a = &nodes[0], *b = &nodes[1];
+
+    /* Pipeline TOTAL sends on one connection; kill -9 a after KILL_AFTER replies. */
+    int fd = harness_connect(a->sock);
+    assert_true(fd >= 0);
+    char line[512];
+    for (int i = 0; i < TOTAL; i++) {
+        int len = snprintf(line, sizeof(line),
+                           "{\"jsonrpc\":\"2.0\",\"method\":\"send\",\"params\":{\"to\":\"%s\","
+                           "\"text\":\"m%04d\"},\"id\":%d}\n",
+                           b->address, i, i);
+        if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != len)
+            break;
+        if (i == KILL_AFTER + 100)
+            break; /* enough queued ahead of the kill */
+    }
+    bool ok[TOTAL] = {false};
+    int succeeded = 0;
+    for (int i = 0; i < KILL_AFTER; i++) {
+        char *reply = harness_exchange(fd, "", 0);
+        assert_non_null(reply);
+        json_t *j = json_loads(reply, 0, NULL);
+        int id = (int)json_integer_value(json_object_get(j, "id"));
+        if (json_object_get(j, "result") != NULL && id >= 0 && id < TOTAL) {
+            ok[id] = true;
+            succeeded++;
+        }
+        json_decref(j);
+        free(reply);
+    }
+    kill(a->pid, SIGKILL);
+    assert_int_equal(harness_wait(a->pid, STOP_TIMEOUT_MS), 128 + SIGKILL);
+    a->pid = 0;
+    close(fd);
+    assert_int_equal(succeeded, KILL_AFTER);
+
+    restart(a);
+    json_t *list = wait_inbox(b, (size_t)succeeded);
+    /* Let anything else in flight land, then check. */
+    sleep_ms(1000);
+    json_decref(list);
+    list = inbox(b, "");
+    bool seen[TOTAL] = {false};
+    int last = -1;
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m)
+    {
+        int n = atoi(json_string_value(json_object_get(m, "text")) + 1);
+        assert_true(n >= 0 && n < TOTAL);
+        assert_false(seen[n]); /* exactly once */
+        seen[n] = true;
+        assert_true(n > last); /* in order */
+        last = n;
+    }
+    for (int k = 0; k < TOTAL; k++) {
+        if (ok[k] && !seen[k])
+            fail_msg("message %d was accepted by send but never arrived", k);
+    }
+    json_decref(list);
+}
+
+static void test_send_errors(void **state)
+{
+    (void)state;
+    start_all(2);
+    struct node *a = &nodes[0], *b = &nodes[1];
+
+    /* One character changed in the address: refused, nothing queued. */
+    char typo[128];
+    snprintf(typo, sizeof(typo), "%s", b->address);
+    typo[10] = typo[10] == 'q' ? 'p' : 'q';
+    struct run_result r = cli_send(a, typo, "lost?", false);
+    assert_int_equal(r.status, 65);
+    assert_contains(r.err, "checksum");
+    harness_result_free(&r);
+
+    /* Over 64 KiB: refused with its size. */
+    char *big = malloc(65538);
+    assert_non_null(big);
+    memset(big, 'x', 65537);
+    big[65537] = '\0';
+    r = cli_send(a, b->address, big, false);
+    free(big);
+    assert_int_equal(r.status, 65);
+    assert_contains(r.err, "longer than 65536 bytes");
+    harness_result_free(&r);
+
+    /* To oneself. */
+    r = cli_send(a, a->address, "me", false);
+    assert_int_equal(r.status, 65);
+    harness_result_free(&r);
+
+    /* Nothing of the above went out. */
+    char params[200];
+    snprintf(params, sizeof(params), "{\"with\":\"%s\"}", b->address);
+    json_t *h = node_call(a, "history", params);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(h, "result"), "messages")),
+                     0);
+    json_decref(h);
+
+    /* --wait with the recipient down: exit 75, and the message stays queued. */
+    node_stop(b);
+    r = harness_run(NULL, ARGS("send", "--data-dir", a->dir, "--config", config_path, b->address,
+                               "later", "--wait", "--timeout", "2"));
+    assert_int_equal(r.status, 75);
+    assert_contains(r.err, "stays queued");
+    harness_result_free(&r);
+    restart(b);
+    json_t *list = wait_inbox(b, 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "text")),
+                        "later");
+    json_decref(list);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_both_ways_with_receipts, teardown),
+        cmocka_unit_test_teardown(test_restart_between_messages, teardown),
+        cmocka_unit_test_teardown(test_kill_during_a_thousand_sends, teardown),
+        cmocka_unit_test_teardown(test_send_errors, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
