@@ -47,7 +47,8 @@ struct overlay {
     struct dht *dht;
     struct store *store;
     const struct identity *account;
-    uint64_t next_save_ms;
+    uint64_t last_save_ms;
+    size_t saved_size; /* table size at the last save */
     unsigned sends_queued;
     uint64_t send_drops;
     char bootstrap[CONFIG_BOOTSTRAP_TEXT_MAX]; /* our own entry, for status */
@@ -171,6 +172,8 @@ static void save_peers(struct overlay *ov)
     }
     enum mp_err err = store_batch_write(ov->store, batch, false);
     store_batch_free(batch);
+    ov->last_save_ms = now_ms(NULL);
+    ov->saved_size = n;
     if (err != MP_OK)
         log_warn(MOD, "cannot save the routing table: %s", mp_strerror(err));
     else
@@ -179,9 +182,27 @@ static void save_peers(struct overlay *ov)
 
 static void timer_cb(uv_timer_t *timer);
 
+/* When the table is to be saved next: on schedule, and soon after it changed
+ * size (joining, losing nodes), so that a node killed without notice
+ * restarts from a recent table. */
+static uint64_t save_due(const struct overlay *ov)
+{
+    struct dht_stats st;
+    dht_get_stats(ov->dht, &st);
+    uint64_t due = ov->last_save_ms + OVERLAY_SAVE_MS;
+    if (st.table_size != ov->saved_size && ov->last_save_ms + OVERLAY_RESAVE_MS < due)
+        due = ov->last_save_ms + OVERLAY_RESAVE_MS;
+    return due;
+}
+
 static void rearm(struct overlay *ov)
 {
     uint64_t delay = dht_tick(ov->dht);
+    /* Wake for a save that is due sooner than the DHT's own next deadline. */
+    uint64_t now = now_ms(NULL), due = save_due(ov);
+    uint64_t save_in = due > now ? due - now : 0;
+    if (save_in < delay)
+        delay = save_in;
     uv_timer_start(&ov->timer, timer_cb, delay, 0);
 }
 
@@ -190,10 +211,8 @@ static void timer_cb(uv_timer_t *timer)
     struct overlay *ov = timer->data;
     uint64_t now = now_ms(NULL);
 
-    if (now >= ov->next_save_ms) {
+    if (now >= save_due(ov))
         save_peers(ov);
-        ov->next_save_ms = now + OVERLAY_SAVE_MS;
-    }
     rearm(ov);
 }
 
@@ -304,7 +323,7 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
         goto fail;
     }
     ov->timer.data = ov;
-    ov->next_save_ms = now_ms(NULL) + OVERLAY_SAVE_MS;
+    ov->last_save_ms = now_ms(NULL);
 
     char hex[2 * DHT_PK_BYTES + 1];
     struct sockaddr_storage bound;

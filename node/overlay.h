@@ -21,8 +21,10 @@
 #include "node/control.h"
 #include "node/store.h"
 
-/* How often the routing table is written to the store. */
+/* How often the routing table is written to the store, and how soon after
+ * it changed size (at most once per OVERLAY_RESAVE_MS). */
 #define OVERLAY_SAVE_MS (10 * 60 * 1000)
+#define OVERLAY_RESAVE_MS (10 * 1000)
 /* Most peers saved and reloaded. */
 #define OVERLAY_SAVED_MAX 64
 /* Datagrams waiting in libuv's send queue; more are dropped and counted. */

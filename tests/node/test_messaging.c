@@ -49,14 +49,26 @@ static void start_all(int count)
         node_start(&nodes[i], ARGS("--config", config_path, "--bootstrap", bootstrap));
 }
 
+/* Start a stopped node again, bootstrapping as its config would: node 0,
+ * the first bootstrap node, joins through node 1. */
 static void restart(struct node *n)
 {
-    node_start(n, ARGS("--config", config_path, "--bootstrap", bootstrap));
+    char entry[160];
+    snprintf(entry, sizeof(entry), "%s", bootstrap);
+    if (n == &nodes[0]) {
+        json_t *s = status_json(&nodes[1]);
+        snprintf(entry, sizeof(entry), "%s",
+                 json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap")));
+        json_decref(s);
+    }
+    node_start(n, ARGS("--config", config_path, "--bootstrap", entry));
 }
 
 static int teardown(void **state)
 {
     harness_kill_all(state);
+    if (getenv("MERPATI_TEST_KEEP") != NULL)
+        return 0; /* leave the data dirs and logs for a look */
     for (int i = 0; i < 3; i++)
         node_cleanup(&nodes[i]);
     unlink(config_path);
@@ -335,5 +347,7 @@ int main(void)
         cmocka_unit_test_teardown(test_kill_during_a_thousand_sends, teardown),
         cmocka_unit_test_teardown(test_send_errors, teardown),
     };
+    if (getenv("MERPATI_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("MERPATI_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
