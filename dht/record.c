@@ -38,7 +38,7 @@ static size_t signed_bytes(const struct record *rec, uint8_t out[SIGNED_MAX])
 
 bool record_kind_valid(unsigned kind)
 {
-    return kind == RECORD_KIND_PRESENCE || kind == RECORD_KIND_PREKEYS;
+    return kind == RECORD_KIND_PRESENCE || kind == RECORD_KIND_PREKEYS || kind == RECORD_KIND_NOTE;
 }
 
 void record_key(unsigned kind, const uint8_t owner[RECORD_OWNER_BYTES],

@@ -35,6 +35,7 @@
 enum record_kind {
     RECORD_KIND_PRESENCE = 1, /* current addresses of an account's nodes, its mailboxes */
     RECORD_KIND_PREKEYS = 2,  /* prekey bundle */
+    RECORD_KIND_NOTE = 3,     /* opaque bytes an operator publishes (dht.put: tools, tests) */
 };
 
 struct record {

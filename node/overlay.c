@@ -498,9 +498,11 @@ static bool parse_kind(json_t *params, unsigned *kind_out, struct rpc_error *err
         *kind_out = RECORD_KIND_PRESENCE;
     else if (kind != NULL && strcmp(kind, "prekeys") == 0)
         *kind_out = RECORD_KIND_PREKEYS;
+    else if (kind != NULL && strcmp(kind, "note") == 0)
+        *kind_out = RECORD_KIND_NOTE;
     else {
         rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
-                      "\"kind\" must be \"presence\" or \"prekeys\"");
+                      "\"kind\" must be \"presence\", \"prekeys\" or \"note\"");
         return false;
     }
     return true;
@@ -554,13 +556,11 @@ static bool method_put(void *ctx, struct control_call *call, json_t *params, jso
                        struct rpc_error *err_out, json_t **data_out)
 {
     struct overlay *ov = ctx;
-    unsigned kind;
+    unsigned kind = RECORD_KIND_NOTE; /* the node's own records are messaging's */
     uint8_t payload[RECORD_PAYLOAD_MAX];
     (void)result_out;
     (void)data_out;
 
-    if (!parse_kind(params, &kind, err_out))
-        return false;
     const char *text = json_string_value(json_object_get(params, "payload"));
     json_t *ttl = json_object_get(params, "ttl_s");
     size_t len = text != NULL ? strlen(text) / 2 : 0;
@@ -646,7 +646,7 @@ static bool method_get(void *ctx, struct control_call *call, json_t *params, jso
     return true;
 }
 
-static const char *const put_params[] = {"kind", "payload", "ttl_s", NULL};
+static const char *const put_params[] = {"payload", "ttl_s", NULL};
 static const char *const get_params[] = {"kind", "owner", NULL};
 
 static const struct control_method methods[] = {

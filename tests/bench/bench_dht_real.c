@@ -130,7 +130,7 @@ int main(void)
     /* Let joining settle, then publish one record per node (what a real node does). */
     sleep(5);
     for (int i = 0; i < NODES; i++) {
-        json_t *r = call(&nodes[i], "dht.put", "{\"kind\":\"presence\",\"payload\":\"00\"}");
+        json_t *r = call(&nodes[i], "dht.put", "{\"payload\":\"00\"}");
         json_decref(r);
     }
     sleep(5);
@@ -163,7 +163,7 @@ int main(void)
         struct bnode *from = &nodes[rand() % NODES];
         struct bnode *owner = &nodes[rand() % NODES];
         char params[256];
-        snprintf(params, sizeof(params), "{\"kind\":\"presence\",\"owner\":\"%s\"}", owner->address);
+        snprintf(params, sizeof(params), "{\"kind\":\"note\",\"owner\":\"%s\"}", owner->address);
         double t = now_ms();
         json_t *r = call(from, "dht.get", params);
         ms[i] = now_ms() - t;

@@ -69,7 +69,7 @@ static void wait_formed(long min)
 static void expect_record(struct node *n, const char *owner, const char *payload_hex)
 {
     char params[256];
-    snprintf(params, sizeof(params), "{\"kind\":\"presence\",\"owner\":\"%s\"}", owner);
+    snprintf(params, sizeof(params), "{\"kind\":\"note\",\"owner\":\"%s\"}", owner);
     json_t *reply = node_call(n, "dht.get", params);
     json_t *result = json_object_get(reply, "result");
     if (result == NULL) {
@@ -88,7 +88,7 @@ static void expect_record_everywhere(const char *owner, const char *payload_hex)
     char line[512];
     int len = snprintf(line, sizeof(line),
                        "{\"jsonrpc\":\"2.0\",\"method\":\"dht.get\",\"params\":{\"kind\":"
-                       "\"presence\",\"owner\":\"%s\"},\"id\":1}\n",
+                       "\"note\",\"owner\":\"%s\"},\"id\":1}\n",
                        owner);
     for (int i = 0; i < NODES; i++) {
         fds[i] = -1;
@@ -150,7 +150,7 @@ static void test_twenty_nodes(void **state)
     /* Node 3 publishes; every other node finds it. */
     const char *payload = "6d65727061746920726f636b73"; /* "merpati rocks" */
     char params[256];
-    snprintf(params, sizeof(params), "{\"kind\":\"presence\",\"payload\":\"%s\"}", payload);
+    snprintf(params, sizeof(params), "{\"payload\":\"%s\"}", payload);
     json_t *reply = node_call(&nodes[3], "dht.put", params);
     json_t *result = json_object_get(reply, "result");
     assert_non_null(result);
@@ -160,7 +160,7 @@ static void test_twenty_nodes(void **state)
         expect_record(&nodes[i], nodes[3].address, payload);
 
     /* A record nobody published is reported missing, not invented. */
-    snprintf(params, sizeof(params), "{\"kind\":\"presence\",\"owner\":\"%s\"}", nodes[5].address);
+    snprintf(params, sizeof(params), "{\"kind\":\"note\",\"owner\":\"%s\"}", nodes[5].address);
     reply = node_call(&nodes[7], "dht.get", params);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(reply, "error"), "code")),
                      -32000);
