@@ -57,4 +57,5 @@
     X(DHT_BUSY, "too many DHT operations in progress; retry shortly")                              \
     X(DHT_NO_PEERS, "the DHT routing table is empty; add a bootstrap node")                        \
     X(RECORD_FORGED, "DHT record signature does not verify for its owner")                         \
-    X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")
+    X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")                   \
+    X(CONTACT_AMBIGUOUS, "more than one contact matches; give more of the address, or the name")
