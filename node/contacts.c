@@ -177,6 +177,11 @@ void contacts_free(struct contacts *book)
     free(book);
 }
 
+const uint8_t *contacts_self(const struct contacts *book)
+{
+    return book->self_pk;
+}
+
 /* ---- names ---- */
 
 struct name_ctx {

@@ -44,6 +44,9 @@ enum mp_err contacts_open(struct store *store, const uint8_t self_pk[CONTACT_KEY
 /* Accepts NULL. */
 void contacts_free(struct contacts *book);
 
+/* The account key the book belongs to (32 bytes, the book's). */
+const uint8_t *contacts_self(const struct contacts *book);
+
 /* What contacts_add did. */
 enum contacts_action {
     CONTACTS_ACTION_ADDED,     /* new entry */

@@ -13,6 +13,8 @@
 #include "base/log.h"
 #include "crypto/address.h"
 #include "crypto/identity.h"
+#include "node/contacts.h"
+#include "node/contacts_api.h"
 #include "node/control.h"
 #include "node/keyfile.h"
 #include "node/overlay.h"
@@ -35,6 +37,7 @@ struct daemon {
     struct identity *identity;  /* the account */
     struct identity *node_key;  /* this node's key in the DHT and on links */
     struct overlay *overlay;
+    struct contacts *contacts;
     const struct daemon_options *opts;
     char address[ADDRESS_TEXT_SIZE];
     uint16_t port;
@@ -347,14 +350,23 @@ static int start(struct daemon *d)
         return EX_SOFTWARE;
     }
 
+    if ((err = contacts_open(d->store, identity_public_key(d->identity), &d->contacts)) != MP_OK) {
+        snprintf(what, sizeof(what), "cannot read the contacts: %s", mp_strerror(err));
+        print_error(what, NULL);
+        return EX_SOFTWARE;
+    }
+
     /* The control socket last: a client that reaches it finds everything up. */
-    size_t count = 0;
+    size_t count = 0, ct_count = 0;
     const struct control_method *ov_methods = overlay_methods(&count);
+    const struct control_method *ct_methods = contacts_api_methods(&ct_count);
     err = control_open(&d->loop, d->opts->control_path, &d->control);
     if (err == MP_OK)
         err = control_add_methods(d->control, methods, sizeof(methods) / sizeof(methods[0]), d);
     if (err == MP_OK)
         err = control_add_methods(d->control, ov_methods, count, d->overlay);
+    if (err == MP_OK)
+        err = control_add_methods(d->control, ct_methods, ct_count, d->contacts);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
                  d->opts->control_path, mp_strerror(err));
@@ -400,6 +412,7 @@ int daemon_run(const struct daemon_options *opts)
         daemon_stop(d, "start-up failed");
     uv_run(&d->loop, UV_RUN_DEFAULT);
 
+    contacts_free(d->contacts);
     store_close(d->store);
     identity_free(d->identity);
     identity_free(d->node_key);
