@@ -11,10 +11,10 @@
 #include <sodium.h>
 #include <string.h>
 
-#define VERSION 1
-#define LABEL "merpati safety number"
+#define VERSION     1
+#define LABEL       "merpati safety number"
 #define CHUNK_BYTES 5
-#define KEY_DIGITS (SAFETY_DIGITS / 2)
+#define KEY_DIGITS  (SAFETY_DIGITS / 2)
 
 static void key_digits(const uint8_t key[SAFETY_KEY_BYTES], char *out)
 {

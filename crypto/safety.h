@@ -13,10 +13,10 @@
 #include <stdint.h>
 
 #define SAFETY_KEY_BYTES 32
-#define SAFETY_DIGITS 60
+#define SAFETY_DIGITS    60
 /* Digits per group and groups, as shown: 12 groups of 5. */
 #define SAFETY_GROUP_DIGITS 5
-#define SAFETY_GROUPS (SAFETY_DIGITS / SAFETY_GROUP_DIGITS)
+#define SAFETY_GROUPS       (SAFETY_DIGITS / SAFETY_GROUP_DIGITS)
 /* Hash rounds per key: makes a search for a key with a chosen number dear. */
 #define SAFETY_ITERATIONS 5200
 /* The 60 digits and a NUL. */

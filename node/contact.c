@@ -52,12 +52,12 @@ static bool next_code_point(const unsigned char *s, size_t len, size_t *i, uint3
 /* Characters that would let a name hide or fake text around it. */
 static bool forbidden(uint32_t cp)
 {
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||  /* C0, DEL, C1 */
-           cp == 0x2028 || cp == 0x2029 ||               /* line, paragraph separator */
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||      /* C0, DEL, C1 */
+           cp == 0x2028 || cp == 0x2029 ||                 /* line, paragraph separator */
            cp == 0x200e || cp == 0x200f || cp == 0x061c || /* directional marks */
-           (cp >= 0x202a && cp <= 0x202e) ||             /* embeddings, overrides */
-           (cp >= 0x2066 && cp <= 0x2069) ||             /* isolates */
-           cp == 0xfeff;                                 /* byte order mark */
+           (cp >= 0x202a && cp <= 0x202e) ||               /* embeddings, overrides */
+           (cp >= 0x2066 && cp <= 0x2069) ||               /* isolates */
+           cp == 0xfeff;                                   /* byte order mark */
 }
 
 bool contact_name_check(const char *name, size_t len)

@@ -21,7 +21,7 @@
 /* Networks a contact is known on (for later: private clusters), each a
  * printable ASCII name of 1..CONTACT_NETWORK_MAX bytes. */
 #define CONTACT_NETWORKS_MAX 4
-#define CONTACT_NETWORK_MAX 32
+#define CONTACT_NETWORK_MAX  32
 /* Version of the stored value; decoders refuse any other. */
 #define CONTACT_WIRE_VERSION 1
 /* Largest encoded value: array header, version, name, state, added_at,
@@ -29,7 +29,7 @@
  * networks, [accepted, dropped, refused]. */
 #define CONTACT_WIRE_MAX                                                                           \
     (1 + 1 + (2 + CONTACT_NAME_MAX) + 1 + 9 + 1 + 9 + 9 + (2 + CONTACT_KEY_BYTES) +                \
-     (1 + (2 + CONTACT_KEY_BYTES) + 9) + (1 + CONTACT_NETWORKS_MAX * (2 + CONTACT_NETWORK_MAX)) + \
+     (1 + (2 + CONTACT_KEY_BYTES) + 9) + (1 + CONTACT_NETWORKS_MAX * (2 + CONTACT_NETWORK_MAX)) +  \
      (1 + 3 * 9))
 
 enum contact_state {
@@ -42,8 +42,8 @@ struct contact {
     uint8_t account_pk[CONTACT_KEY_BYTES]; /* the store key, not in the value */
     char name[CONTACT_NAME_MAX + 1];       /* "" = no name */
     enum contact_state state;
-    uint64_t added_at_ms; /* Unix ms when it entered the book */
-    bool verified;        /* the user compared safety numbers */
+    uint64_t added_at_ms;   /* Unix ms when it entered the book */
+    bool verified;          /* the user compared safety numbers */
     uint64_t first_seen_ms; /* first message from it, 0 = never */
     uint64_t last_seen_ms;
     /* Trust on first use: the node key of the first message (or none yet). */
@@ -81,8 +81,7 @@ bool contact_state_parse(const char *name, enum contact_state *state_out);
 /* The stored value of c (all but account_pk) into out (cap bytes;
  * CONTACT_WIRE_MAX always suffices). MP_ERR_INVAL when a field breaks its
  * rule (bad name, state, network), MP_ERR_TOO_BIG when cap is too small. */
-enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t cap,
-                                size_t *len_out);
+enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t cap, size_t *len_out);
 
 /* Decode exactly len bytes into *c_out (account_pk is left zero: it is the
  * key). MP_ERR_TOO_BIG past CONTACT_WIRE_MAX, MP_ERR_STORE_VERSION for

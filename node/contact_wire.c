@@ -9,7 +9,7 @@
 
 #include "dht/wire_scan.h"
 
-#define FIELDS 11
+#define FIELDS   11
 #define COUNTERS 3
 
 /* Fixed-buffer writer for msgpack_packer: fails sticky past the cap. */
@@ -51,8 +51,7 @@ static bool state_valid(uint64_t state)
            state == CONTACT_STATE_BLOCKED;
 }
 
-enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t cap,
-                                size_t *len_out)
+enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t cap, size_t *len_out)
 {
     struct sink s = {out, cap, 0, false};
     msgpack_packer pk;

@@ -77,8 +77,8 @@ static enum mp_err save(struct contacts *book, const struct contact *c, bool syn
 
     enum mp_err err = contact_wire_encode(c, val, sizeof(val), &len);
     if (err == MP_OK)
-        err = store_put(book->store, STORE_CF_CONTACTS, c->account_pk, CONTACT_KEY_BYTES, val,
-                        len, sync);
+        err = store_put(book->store, STORE_CF_CONTACTS, c->account_pk, CONTACT_KEY_BYTES, val, len,
+                        sync);
     if (err != MP_OK)
         log_warn(MOD, "cannot save a contact: %s", mp_strerror(err));
     return err;
@@ -162,9 +162,8 @@ enum mp_err contacts_open(struct store *store, const uint8_t self_pk[CONTACT_KEY
     }
     if (damaged > 0)
         log_warn(MOD, "%zu damaged contact entries skipped", damaged);
-    log_info(MOD, "%zu contacts, %zu requests, %zu blocked",
-             book->count[CONTACT_STATE_CONTACT], book->count[CONTACT_STATE_REQUEST],
-             book->count[CONTACT_STATE_BLOCKED]);
+    log_info(MOD, "%zu contacts, %zu requests, %zu blocked", book->count[CONTACT_STATE_CONTACT],
+             book->count[CONTACT_STATE_REQUEST], book->count[CONTACT_STATE_BLOCKED]);
     *book_out = book;
     return MP_OK;
 }
@@ -256,8 +255,8 @@ enum mp_err contacts_add(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYT
         return err;
     } else {
         old_state = c.state;
-        action = c.state == CONTACT_STATE_REQUEST   ? CONTACTS_ACTION_ACCEPTED
-                 : c.state == CONTACT_STATE_BLOCKED ? CONTACTS_ACTION_UNBLOCKED
+        action = c.state == CONTACT_STATE_REQUEST            ? CONTACTS_ACTION_ACCEPTED
+                 : c.state == CONTACT_STATE_BLOCKED          ? CONTACTS_ACTION_UNBLOCKED
                  : name != NULL && strcmp(c.name, name) != 0 ? CONTACTS_ACTION_RENAMED
                                                              : CONTACTS_ACTION_UNCHANGED;
     }
@@ -583,8 +582,9 @@ enum mp_err contacts_note_sender(struct contacts *book, const uint8_t account_pk
             c.pending_since_ms = now_ms;
             sync = true;
             char hex[2 * CONTACT_KEY_BYTES + 1];
-            log_warn(MOD, "a contact's node key changed (new key %.16s...); refusing its "
-                          "messages until the user trusts it",
+            log_warn(MOD,
+                     "a contact's node key changed (new key %.16s...); refusing its "
+                     "messages until the user trusts it",
                      secure_hex(hex, sizeof(hex), node_pk, CONTACT_KEY_BYTES));
         }
         c.refused++;
@@ -596,8 +596,8 @@ enum mp_err contacts_note_sender(struct contacts *book, const uint8_t account_pk
             sync = true;
         }
         c.accepted++;
-        verdict = c.state == CONTACT_STATE_CONTACT ? CONTACTS_VERDICT_DELIVER
-                                                   : CONTACTS_VERDICT_REQUEST;
+        verdict =
+            c.state == CONTACT_STATE_CONTACT ? CONTACTS_VERDICT_DELIVER : CONTACTS_VERDICT_REQUEST;
     }
     seen(&c, now_ms);
     if ((err = save(book, &c, sync)) != MP_OK)

@@ -27,7 +27,7 @@
 #include "node/contact.h"
 #include "node/store.h"
 
-#define CONTACTS_MAX 2000
+#define CONTACTS_MAX          2000
 #define CONTACTS_REQUESTS_MAX 200
 /* Fewest characters of an address (with "mp1") that select a contact. */
 #define CONTACTS_PREFIX_MIN 8

@@ -14,7 +14,7 @@
 #include "node/contacts.h"
 
 /* Longest contact argument echoed back in an error message. */
-#define SHOWN_MAX 64
+#define SHOWN_MAX   64
 #define WARNING_MAX 512
 
 static uint64_t wall_ms(void)
@@ -53,12 +53,12 @@ json_t *contacts_api_json(const struct contact *c, bool full)
     json_object_set_new(o, "first_seen", ms_or_null(c->first_seen_ms));
     json_object_set_new(o, "node_key", key_or_null(c->has_node_key, c->node_key));
     json_object_set_new(o, "pending_node_key", key_or_null(c->has_pending_key, c->pending_key));
-    json_object_set_new(o, "pending_since", ms_or_null(c->has_pending_key ? c->pending_since_ms : 0));
+    json_object_set_new(o, "pending_since",
+                        ms_or_null(c->has_pending_key ? c->pending_since_ms : 0));
     json_object_set_new(o, "networks", networks);
     json_object_set_new(o, "counters",
-                        json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)c->accepted,
-                                  "dropped", (json_int_t)c->dropped, "refused",
-                                  (json_int_t)c->refused));
+                        json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)c->accepted, "dropped",
+                                  (json_int_t)c->dropped, "refused", (json_int_t)c->refused));
     if (c->has_pending_key) {
         char warning[WARNING_MAX];
         contacts_key_message(c, warning, sizeof(warning));
@@ -69,8 +69,8 @@ json_t *contacts_api_json(const struct contact *c, bool full)
 
 /* ---- errors ---- */
 
-static bool fail(struct rpc_error *err_out, json_t **data_out, enum rpc_code code,
-                 enum mp_err err, const char *message)
+static bool fail(struct rpc_error *err_out, json_t **data_out, enum rpc_code code, enum mp_err err,
+                 const char *message)
 {
     rpc_error_set(err_out, NULL, code, "%s", message);
     *data_out = rpc_err_data(err);
@@ -223,8 +223,8 @@ static bool method_show(void *ctx, struct control_call *call, json_t *params, js
     return true;
 }
 
-static bool method_remove(void *ctx, struct control_call *call, json_t *params,
-                          json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+static bool method_remove(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                          struct rpc_error *err_out, json_t **data_out)
 {
     struct contact c;
     (void)call;
@@ -264,8 +264,8 @@ static bool method_block(void *ctx, struct control_call *call, json_t *params, j
     return true;
 }
 
-static bool method_accept(void *ctx, struct control_call *call, json_t *params,
-                          json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+static bool method_accept(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                          struct rpc_error *err_out, json_t **data_out)
 {
     struct contact c;
     (void)call;
@@ -280,8 +280,8 @@ static bool method_accept(void *ctx, struct control_call *call, json_t *params,
     return true;
 }
 
-static bool method_verify(void *ctx, struct control_call *call, json_t *params,
-                          json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+static bool method_verify(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                          struct rpc_error *err_out, json_t **data_out)
 {
     struct contacts *book = ctx;
     struct contact c;
@@ -303,8 +303,8 @@ static bool method_verify(void *ctx, struct control_call *call, json_t *params,
     safety_number(contacts_self(book), c.account_pk, digits);
     json_t *groups = json_array();
     for (int g = 0; g < SAFETY_GROUPS; g++)
-        json_array_append_new(groups, json_stringn(digits + g * SAFETY_GROUP_DIGITS,
-                                                   SAFETY_GROUP_DIGITS));
+        json_array_append_new(groups,
+                              json_stringn(digits + g * SAFETY_GROUP_DIGITS, SAFETY_GROUP_DIGITS));
     *result_out = json_pack("{s:s, s:o, s:b, s:o}", "safety_number", digits, "groups", groups,
                             "verified", c.verified, "contact", contacts_api_json(&c, true));
     return true;
@@ -321,8 +321,8 @@ static bool method_trust(void *ctx, struct control_call *call, json_t *params, j
     enum mp_err err = contacts_trust(ctx, c.account_pk, &changed, &c);
     if (err != MP_OK)
         return fail_book(err_out, data_out, err);
-    *result_out = json_pack("{s:b, s:o}", "trusted", changed, "contact",
-                            contacts_api_json(&c, true));
+    *result_out =
+        json_pack("{s:b, s:o}", "trusted", changed, "contact", contacts_api_json(&c, true));
     return true;
 }
 

@@ -49,8 +49,9 @@ static char *cli_ok(struct node *n, int want, const char *const *args)
 
 static json_t *list_json(struct node *n, const char *flag)
 {
-    char *out = cli_ok(n, 0, flag != NULL ? ARGS("contacts", "list", flag, "--json")
-                                          : ARGS("contacts", "list", "--json"));
+    char *out = cli_ok(n, 0,
+                       flag != NULL ? ARGS("contacts", "list", flag, "--json")
+                                    : ARGS("contacts", "list", "--json"));
     json_t *j = json_loads(out, 0, NULL);
     free(out);
     assert_non_null(j);

@@ -31,11 +31,23 @@
 static void test_names(void **state)
 {
     (void)state;
-    static const char *const good[] = {"alice", "Bob Smith", "Zoë", "日本語", "a",
-                                       "emoji 🐦", "x-y_z.1"};
-    static const char *const bad[] = {"", " alice", "alice ", "a\tb", "a\nb", "mp1abc",
-                                      "MP1xyz", "a\x7f", "\xc3", "\xc0\xaf", "\xed\xa0\x80",
-                                      "ab\xe2\x80\xae" "cd", "\xc2\x85", "x\xe2\x81\xa6y"};
+    static const char *const good[] = {"alice", "Bob Smith", "Zoë",    "日本語",
+                                       "a",     "emoji 🐦",   "x-y_z.1"};
+    static const char *const bad[] = {"",
+                                      " alice",
+                                      "alice ",
+                                      "a\tb",
+                                      "a\nb",
+                                      "mp1abc",
+                                      "MP1xyz",
+                                      "a\x7f",
+                                      "\xc3",
+                                      "\xc0\xaf",
+                                      "\xed\xa0\x80",
+                                      "ab\xe2\x80\xae"
+                                      "cd",
+                                      "\xc2\x85",
+                                      "x\xe2\x81\xa6y"};
     char long_name[CONTACT_NAME_MAX + 2];
 
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
@@ -465,7 +477,7 @@ static void test_requests_bounded(void **state)
         pk[1] = (uint8_t)(i >> 8);
         assert_int_equal(contacts_note_sender(f->book, pk, node, 1, &v), MP_OK);
         assert_int_equal(v, i < CONTACTS_REQUESTS_MAX ? CONTACTS_VERDICT_REQUEST
-                                                       : CONTACTS_VERDICT_DROP);
+                                                      : CONTACTS_VERDICT_DROP);
     }
     contacts_counts(f->book, &counts);
     assert_int_equal(counts.requests, CONTACTS_REQUESTS_MAX);
@@ -489,9 +501,9 @@ static void test_damaged_entry_skipped(void **state)
     size_t n = 0;
 
     assert_int_equal(contacts_add(f->book, f->keys[0], "bob", 1, NULL, NULL), MP_OK);
-    assert_int_equal(store_put(f->store, STORE_CF_CONTACTS, f->keys[1], CONTACT_KEY_BYTES,
-                               "\x91\x07", 2, true),
-                     MP_OK);
+    assert_int_equal(
+        store_put(f->store, STORE_CF_CONTACTS, f->keys[1], CONTACT_KEY_BYTES, "\x91\x07", 2, true),
+        MP_OK);
     reopen(f);
     assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_ERR_NOT_FOUND);
     assert_int_equal(contacts_list(f->book, 0, &list, &n), MP_OK);
