@@ -62,9 +62,9 @@ static enum mp_err load(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTE
     free(val);
     if (err != MP_OK) {
         char hex[2 * CONTACT_KEY_BYTES + 1];
-        log_warn(MOD, "contact %s is damaged (%s); treating it as absent",
+        log_warn(MOD, "contact %.16s... cannot be read (%s)",
                  secure_hex(hex, sizeof(hex), pk, CONTACT_KEY_BYTES), mp_strerror(err));
-        return MP_ERR_NOT_FOUND;
+        return MP_ERR_STORE;
     }
     memcpy(c->account_pk, pk, CONTACT_KEY_BYTES);
     return MP_OK;
@@ -244,7 +244,7 @@ enum mp_err contacts_add(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYT
     if (name != NULL && !contact_name_check(name, strlen(name)))
         return MP_ERR_INVAL;
     err = load(book, pk, &c);
-    if (err == MP_ERR_NOT_FOUND) {
+    if (err == MP_ERR_NOT_FOUND || err == MP_ERR_STORE) { /* new, or replacing a damaged one */
         if (total(book) >= CONTACTS_MAX)
             return MP_ERR_TOO_BIG;
         memset(&c, 0, sizeof(c));
@@ -424,11 +424,13 @@ enum mp_err contacts_remove(struct contacts *book, const uint8_t pk[CONTACT_KEY_
 {
     struct contact c;
     enum mp_err err = load(book, pk, &c);
-    if (err != MP_OK)
+    if (err != MP_OK && err != MP_ERR_STORE) /* a damaged entry can be removed */
         return err;
+    bool counted = err == MP_OK;
     if ((err = store_delete(book->store, STORE_CF_CONTACTS, pk, CONTACT_KEY_BYTES, true)) != MP_OK)
         return err;
-    book->count[c.state]--;
+    if (counted)
+        book->count[c.state]--;
     return MP_OK;
 }
 
@@ -441,7 +443,7 @@ enum mp_err contacts_block(struct contacts *book, const uint8_t pk[CONTACT_KEY_B
     if (memcmp(pk, book->self_pk, CONTACT_KEY_BYTES) == 0)
         return MP_ERR_INVAL;
     enum mp_err err = load(book, pk, &c);
-    if (err == MP_ERR_NOT_FOUND) {
+    if (err == MP_ERR_NOT_FOUND || err == MP_ERR_STORE) {
         if (total(book) >= CONTACTS_MAX)
             return MP_ERR_TOO_BIG;
         memset(&c, 0, sizeof(c));

@@ -35,8 +35,11 @@
 struct contacts;
 
 /* Open the book of the account self_pk (copied; adding oneself is refused)
- * over store (borrowed for the book's life). Counts the entries once;
- * entries that do not decode are logged and skipped (never deleted).
+ * over store (borrowed for the book's life). Counts the entries once.
+ * An entry that does not decode (damaged, or another version) is logged,
+ * left out of lists and counts, and MP_ERR_STORE for every call that names
+ * it, except contacts_add and contacts_block (which replace it) and
+ * contacts_remove (which deletes it).
  * MP_ERR_NOMEM, or the store's error. */
 enum mp_err contacts_open(struct store *store, const uint8_t self_pk[CONTACT_KEY_BYTES],
                           struct contacts **book_out);
@@ -69,7 +72,7 @@ enum mp_err contacts_add(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYT
                          const char *name, uint64_t now_ms, enum contacts_action *action_out,
                          struct contact *c_out);
 
-/* The entry of pk. MP_ERR_NOT_FOUND if none. */
+/* The entry of pk. MP_ERR_NOT_FOUND if none, MP_ERR_STORE if damaged. */
 enum mp_err contacts_get(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
                          struct contact *c_out);
 
@@ -128,7 +131,8 @@ const char *contacts_verdict_name(enum contacts_verdict verdict);
  * differs gets node_pk recorded as pending (synced; see
  * contacts_key_message) and KEY_CHANGED. Counters and last_seen are updated
  * (unsynced: the message's own synced write makes them durable).
- * Errors are the store's (then *verdict_out is unset). */
+ * Errors are the store's, or MP_ERR_STORE when the sender's entry is
+ * damaged (then *verdict_out is unset; the entry is left alone). */
 enum mp_err contacts_note_sender(struct contacts *book, const uint8_t account_pk[CONTACT_KEY_BYTES],
                                  const uint8_t node_pk[CONTACT_KEY_BYTES], uint64_t now_ms,
                                  enum contacts_verdict *verdict_out);

@@ -152,6 +152,9 @@ static bool method_add(void *ctx, struct control_call *call, json_t *params, jso
     const char *address = string_param(params, "address", err_out);
     if (address == NULL)
         return false;
+    enum mp_err err = address_decode(address, pk);
+    if (err != MP_OK)
+        return fail_address(err_out, data_out, err);
     json_t *name_j = json_object_get(params, "name");
     const char *name = NULL;
     if (name_j != NULL && !json_is_null(name_j)) {
@@ -161,9 +164,6 @@ static bool method_add(void *ctx, struct control_call *call, json_t *params, jso
                         "\"name\" must be 1 to 64 bytes of printable text (no control "
                         "characters, no leading or trailing space, not starting with mp1)");
     }
-    enum mp_err err = address_decode(address, pk);
-    if (err != MP_OK)
-        return fail_address(err_out, data_out, err);
     err = contacts_add(book, pk, name, wall_ms(), &action, &c);
     if (err == MP_ERR_INVAL)
         return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, err,

@@ -710,9 +710,11 @@ static int cmd_contacts(struct cli *cli)
         const char *a = cli->args[i];
         if (strcmp(a, "--name") == 0 && strcmp(sub, "add") == 0 && i + 1 < cli->arg_count)
             name = cli->args[++i];
-        else if (strcmp(a, "--requests") == 0 && strcmp(sub, "list") == 0)
+        else if (strcmp(a, "--requests") == 0 && strcmp(sub, "list") == 0 &&
+                 strcmp(state, "contact") == 0)
             state = "request";
-        else if (strcmp(a, "--blocked") == 0 && strcmp(sub, "list") == 0)
+        else if (strcmp(a, "--blocked") == 0 && strcmp(sub, "list") == 0 &&
+                 strcmp(state, "contact") == 0)
             state = "blocked";
         else if (strcmp(a, "--confirm") == 0 && strcmp(sub, "verify") == 0)
             confirm = true;

@@ -505,11 +505,30 @@ static void test_damaged_entry_skipped(void **state)
         store_put(f->store, STORE_CF_CONTACTS, f->keys[1], CONTACT_KEY_BYTES, "\x91\x07", 2, true),
         MP_OK);
     reopen(f);
-    assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_ERR_NOT_FOUND);
+    /* Not listed, not counted, never overwritten by a message; an error when named. */
+    assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_ERR_STORE);
     assert_int_equal(contacts_list(f->book, 0, &list, &n), MP_OK);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].name, "bob");
     free(list);
+    struct contacts_counts counts;
+    contacts_counts(f->book, &counts);
+    assert_int_equal(counts.contacts, 1);
+    uint8_t node[CONTACT_KEY_BYTES] = {0};
+    enum contacts_verdict v;
+    assert_int_equal(contacts_note_sender(f->book, f->keys[1], node, 5, &v), MP_ERR_STORE);
+    assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_ERR_STORE);
+    /* The user can remove it, or replace it by adding. */
+    assert_int_equal(contacts_remove(f->book, f->keys[1]), MP_OK);
+    assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_ERR_NOT_FOUND);
+    assert_int_equal(
+        store_put(f->store, STORE_CF_CONTACTS, f->keys[1], CONTACT_KEY_BYTES, "\x91\x07", 2, true),
+        MP_OK);
+    assert_int_equal(contacts_add(f->book, f->keys[1], "carol", 9, NULL, NULL), MP_OK);
+    assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_OK);
+    assert_string_equal(c.name, "carol");
+    contacts_counts(f->book, &counts);
+    assert_int_equal(counts.contacts, 2);
 }
 
 int main(void)
