@@ -61,4 +61,5 @@
     X(RATCHET_CHAIN_FULL, "session sent 2^32-1 messages without an answer; wait for a reply or "  \
                           "start a new session")                                         \
     X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "  \
-                   "fetched prekey bundle")
+                   "fetched prekey bundle")                                                        \
+    X(CONTACT_AMBIGUOUS, "more than one contact matches; give more of the address, or the name")

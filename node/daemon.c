@@ -15,6 +15,8 @@
 #include "crypto/identity.h"
 #include "crypto/noise.h"
 #include "crypto/secure.h"
+#include "node/contacts.h"
+#include "node/contacts_api.h"
 #include "node/control.h"
 #include "node/delivery.h"
 #include "node/keyfile.h"
@@ -46,6 +48,7 @@ struct daemon {
     struct sessions *sessions;
     struct delivery *delivery;
     struct env env; /* the real clock and randomness, for links and sessions */
+    struct contacts *contacts;
     const struct daemon_options *opts;
     char address[ADDRESS_TEXT_SIZE];
     uint16_t port;
@@ -491,13 +494,19 @@ static int start(struct daemon *d)
         return EX_SOFTWARE;
     }
 
+    if ((err = contacts_open(d->store, identity_public_key(d->identity), &d->contacts)) != MP_OK) {
+        snprintf(what, sizeof(what), "cannot read the contacts: %s", mp_strerror(err));
+        print_error(what, NULL);
+        return EX_SOFTWARE;
+    }
     if ((rc = start_messaging(d)) != 0)
         return rc;
 
     /* The control socket last: a client that reaches it finds everything up. */
-    size_t count = 0, dcount = 0;
+    size_t count = 0, dcount = 0, ct_count = 0;
     const struct control_method *ov_methods = overlay_methods(&count);
     const struct control_method *d_methods = delivery_methods(&dcount);
+    const struct control_method *ct_methods = contacts_api_methods(&ct_count);
     err = control_open(&d->loop, d->opts->control_path, &d->control);
     if (err == MP_OK)
         err = control_add_methods(d->control, methods, sizeof(methods) / sizeof(methods[0]), d);
@@ -505,6 +514,8 @@ static int start(struct daemon *d)
         err = control_add_methods(d->control, ov_methods, count, d->overlay);
     if (err == MP_OK)
         err = control_add_methods(d->control, d_methods, dcount, d->delivery);
+    if (err == MP_OK)
+        err = control_add_methods(d->control, ct_methods, ct_count, d->contacts);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",
                  d->opts->control_path, mp_strerror(err));
@@ -551,6 +562,7 @@ int daemon_run(const struct daemon_options *opts)
     uv_run(&d->loop, UV_RUN_DEFAULT);
 
     sessions_free(d->sessions);
+    contacts_free(d->contacts);
     store_close(d->store);
     identity_free(d->identity);
     identity_free(d->node_key);

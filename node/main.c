@@ -47,6 +47,7 @@ static const char usage_text[] =
     "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
     "  history <address>  the conversation with one address, both ways\n"
     "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
+    "  contacts  manage contacts (subcommands below)\n"
     "  stop      stop the running node\n"
     "  help      show this text\n"
     "\n"
@@ -62,7 +63,18 @@ static const char usage_text[] =
     "  --listen IP     numeric address to listen on\n"
     "  --log-level L   error, warn, info or debug\n"
     "  --bootstrap K@IP:PORT   join the DHT through this node (repeatable; K is its\n"
-    "                  node key, printed by `merpati status` on that node)\n";
+    "                  node key, printed by `merpati status` on that node)\n"
+    "\n"
+    "Contacts (<c> is a name, an address, or the start of one):\n"
+    "  contacts add <address> [--name N]   add (or rename, accept, unblock)\n"
+    "  contacts list [--requests|--blocked]  contacts, or who wrote unasked, or blocked\n"
+    "  contacts show <c>       details, node key, a key-change warning\n"
+    "  contacts remove <c>     forget <c> (if they write again: a request)\n"
+    "  contacts block <c>      drop their messages (<c> may be any address)\n"
+    "  contacts accept <c>     a request becomes a contact\n"
+    "  contacts verify <c> [--confirm]  show the safety number; --confirm marks <c>\n"
+    "                          verified once both of you saw the same digits\n"
+    "  contacts trust <c>      accept <c>'s new node key after a key change\n";
 
 struct cli {
     const char *data_dir_flag;
@@ -108,9 +120,9 @@ static int usage_error(const char *fmt, ...)
 /* Flags that take a value, global or a command's: their values are not positionals. */
 static bool takes_value(const char *flag)
 {
-    static const char *const flags[] = {"--data-dir",  "--config", "--port",  "--listen",
-                                        "--log-level", "--bootstrap", "--from", "--since",
-                                        "--timeout",   "--limit"};
+    static const char *const flags[] = {"--data-dir",  "--config",  "--port",    "--listen",
+                                        "--log-level", "--bootstrap", "--from",  "--since",
+                                        "--timeout",   "--limit",     "--name"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (strcmp(flag, flags[i]) == 0)
             return true;
@@ -652,6 +664,288 @@ static int cmd_send(struct cli *cli)
     return rc;
 }
 
+/* ---- contacts ---- */
+
+/* "2026-11-30 10:22 UTC" for Unix ms, "never" for null. */
+static const char *when(json_t *ms, char *out, size_t cap)
+{
+    struct tm tm;
+    if (!json_is_integer(ms)) {
+        snprintf(out, cap, "never");
+        return out;
+    }
+    time_t t = (time_t)(json_integer_value(ms) / 1000);
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, cap, "%Y-%m-%d %H:%M UTC", &tm) == 0)
+        snprintf(out, cap, "?");
+    return out;
+}
+
+/* The contact's name, else its address. */
+static const char *label(json_t *contact)
+{
+    const char *name = json_string_value(json_object_get(contact, "name"));
+    return name != NULL ? name : json_string_value(json_object_get(contact, "address"));
+}
+
+static const char *address_hint(enum mp_err err)
+{
+    switch (err) {
+    case MP_ERR_ADDR_CHECKSUM:
+        return "a character is wrong or two are swapped: copy and paste the whole address "
+               "again (it starts with mp1 and has 62 characters)";
+    case MP_ERR_ADDR_LENGTH:
+        return "an address has 62 characters and starts with mp1: some are missing or extra; "
+               "copy and paste it whole";
+    case MP_ERR_ADDR_PREFIX:
+        return "a Merpati address starts with mp1 (the other person's `merpati id` prints it)";
+    case MP_ERR_ADDR_ALPHABET:
+        return "after mp1 an address has only lowercase letters and digits, never b, i, o "
+               "or 1: check for a typo";
+    case MP_ERR_ADDR_CASE:
+        return "write the address all in lowercase (or all in uppercase)";
+    default:
+        return "ask for the address again (`merpati id` prints it on their side)";
+    }
+}
+
+static bool address_error(enum mp_err err)
+{
+    return err == MP_ERR_ADDR_PREFIX || err == MP_ERR_ADDR_LENGTH || err == MP_ERR_ADDR_ALPHABET ||
+           err == MP_ERR_ADDR_CASE || err == MP_ERR_ADDR_CHECKSUM || err == MP_ERR_MALFORMED ||
+           err == MP_ERR_ADDR_VERSION || err == MP_ERR_ADDR_KEY;
+}
+
+/* Print a contacts.* error reply and return its exit code. */
+static int contacts_failed(const struct client_reply *reply)
+{
+    if (reply->rpc_code == RPC_CODE_INVALID_PARAMS) {
+        bool addr = address_error(reply->err);
+        print_error(addr ? address_hint(reply->err) : NULL, "%s", reply->message);
+        return EX_DATAERR;
+    }
+    if (reply->rpc_code != RPC_CODE_FAILED) {
+        print_error(NULL, "%s", reply->message);
+        return EX_SOFTWARE;
+    }
+    switch (reply->err) {
+    case MP_ERR_NOT_FOUND:
+        print_error("see `merpati contacts list` (add --requests or --blocked for the others)",
+                    "%s", reply->message);
+        return EX_NOUSER;
+    case MP_ERR_CONTACT_AMBIGUOUS:
+        print_error("`merpati contacts list` shows the full addresses", "%s", reply->message);
+        return EX_DATAERR;
+    case MP_ERR_EXISTS:
+        print_error("pick another --name (names ignore upper and lower case)", "%s",
+                    reply->message);
+        return EX_DATAERR;
+    case MP_ERR_DISK_FULL:
+        print_error("free some disk space", "%s", reply->message);
+        return EX_IOERR;
+    default:
+        print_error(NULL, "%s", reply->message);
+        return EX_SOFTWARE;
+    }
+}
+
+static void show_contact_list(json_t *result, const char *state)
+{
+    json_t *list = json_object_get(result, "contacts");
+    char seen[32];
+    size_t i;
+    json_t *c;
+
+    if (json_array_size(list) == 0) {
+        if (strcmp(state, "request") == 0)
+            printf("no requests (messages from people who are not contacts land here)\n");
+        else if (strcmp(state, "blocked") == 0)
+            printf("nobody is blocked\n");
+        else
+            printf("no contacts yet; add one with `merpati contacts add <address> --name N`\n");
+        return;
+    }
+    printf("%-20s  %-62s  %-8s  %s\n", "NAME", "ADDRESS", "VERIFIED", "LAST SEEN");
+    json_array_foreach(list, i, c)
+    {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        printf("%-20s  %-62s  %-8s  %s%s\n", name != NULL ? name : "-",
+               json_string_value(json_object_get(c, "address")),
+               json_is_true(json_object_get(c, "verified")) ? "yes" : "no",
+               when(json_object_get(c, "last_seen"), seen, sizeof(seen)),
+               json_is_true(json_object_get(c, "key_changed")) ? "  (node key changed!)" : "");
+    }
+    if (strcmp(state, "request") == 0)
+        printf("\naccept one with `merpati contacts accept <address>`, or block it with "
+               "`merpati contacts block <address>`\n");
+}
+
+static void show_contact(json_t *c)
+{
+    json_t *counters = json_object_get(c, "counters");
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *node_key = json_string_value(json_object_get(c, "node_key"));
+    const char *warning = json_string_value(json_object_get(c, "warning"));
+    char t[32];
+
+    printf("name        %s\n", name != NULL ? name : "-");
+    printf("address     %s\n", json_string_value(json_object_get(c, "address")));
+    printf("state       %s\n", json_string_value(json_object_get(c, "state")));
+    if (json_is_true(json_object_get(c, "verified")))
+        printf("verified    yes (safety numbers compared)\n");
+    else
+        printf("verified    no (compare safety numbers: merpati contacts verify %s)\n", label(c));
+    printf("added       %s\n", when(json_object_get(c, "added_at"), t, sizeof(t)));
+    printf("first seen  %s\n", when(json_object_get(c, "first_seen"), t, sizeof(t)));
+    printf("last seen   %s\n", when(json_object_get(c, "last_seen"), t, sizeof(t)));
+    if (node_key != NULL)
+        printf("node key    %s (trusted on first use)\n", node_key);
+    else
+        printf("node key    none yet (the first message's is trusted)\n");
+    printf("messages    %lld accepted, %lld dropped, %lld refused\n",
+           (long long)json_integer_value(json_object_get(counters, "accepted")),
+           (long long)json_integer_value(json_object_get(counters, "dropped")),
+           (long long)json_integer_value(json_object_get(counters, "refused")));
+    if (warning != NULL)
+        printf("\nwarning: %s\n", warning);
+}
+
+static void show_contacts_result(const char *sub, json_t *result)
+{
+    json_t *c = json_object_get(result, "contact");
+
+    if (strcmp(sub, "show") == 0) {
+        show_contact(result);
+    } else if (strcmp(sub, "add") == 0) {
+        const char *action = json_string_value(json_object_get(result, "action"));
+        if (strcmp(action, "added") == 0)
+            printf("added %s (%s)\n", label(c), json_string_value(json_object_get(c, "address")));
+        else if (strcmp(action, "accepted") == 0)
+            printf("accepted %s: their messages now go to the inbox\n", label(c));
+        else if (strcmp(action, "unblocked") == 0)
+            printf("unblocked %s: a contact again\n", label(c));
+        else if (strcmp(action, "renamed") == 0)
+            printf("renamed %s to %s\n", json_string_value(json_object_get(c, "address")),
+                   label(c));
+        else
+            printf("%s is already a contact\n", label(c));
+    } else if (strcmp(sub, "remove") == 0) {
+        printf("removed %s\n", label(json_object_get(result, "removed")));
+    } else if (strcmp(sub, "block") == 0) {
+        printf("blocked %s: their messages are dropped\n", label(c));
+    } else if (strcmp(sub, "accept") == 0) {
+        const char *was = json_string_value(json_object_get(result, "was"));
+        if (strcmp(was, "contact") == 0)
+            printf("%s is already a contact\n", label(c));
+        else
+            printf("accepted %s: their messages now go to the inbox\n", label(c));
+    } else if (strcmp(sub, "trust") == 0) {
+        if (json_is_true(json_object_get(result, "trusted")))
+            printf("now trusting the new node key of %s: %s\n", label(c),
+                   json_string_value(json_object_get(c, "node_key")));
+        else
+            printf("nothing to trust: the node key of %s has not changed\n", label(c));
+    }
+}
+
+static void show_safety_number(json_t *result, bool confirmed)
+{
+    json_t *groups = json_object_get(result, "groups");
+    json_t *c = json_object_get(result, "contact");
+
+    printf("safety number with %s:\n\n", label(c));
+    for (size_t row = 0; row < 3; row++) {
+        printf("   ");
+        for (size_t g = 0; g < 4; g++)
+            printf(" %s", json_string_value(json_array_get(groups, row * 4 + g)));
+        printf("\n");
+    }
+    printf("\n");
+    if (confirmed) {
+        printf("%s is now marked verified\n", label(c));
+        return;
+    }
+    printf("%s sees the same 60 digits for you (`merpati contacts verify <your address>` on\n"
+           "their side). Compare them in person or over a call you trust; if all match, run\n"
+           "`merpati contacts verify %s --confirm`.%s\n",
+           label(c), label(c),
+           json_is_true(json_object_get(result, "verified")) ? " (already verified)" : "");
+}
+
+static int cmd_contacts(struct cli *cli)
+{
+    static const char *const subs[] = {"add",    "list",   "show",   "remove",
+                                       "block",  "accept", "verify", "trust"};
+    const char *sub = cli->arg_count > 0 ? cli->args[0] : NULL;
+    const char *target = NULL, *name = NULL, *state = "contact";
+    char method[RPC_METHOD_MAX + 1];
+    bool confirm = false, known = false;
+    struct client_reply reply;
+    int rc;
+
+    for (size_t i = 0; sub != NULL && i < sizeof(subs) / sizeof(subs[0]); i++)
+        known = known || strcmp(sub, subs[i]) == 0;
+    if (!known)
+        return usage_error("contacts wants one of add, list, show, remove, block, accept, "
+                           "verify, trust%s%s%s",
+                           sub != NULL ? " (not \"" : "", sub != NULL ? sub : "",
+                           sub != NULL ? "\")" : "");
+    for (int i = 1; i < cli->arg_count; i++) {
+        const char *a = cli->args[i];
+        if (strcmp(a, "--name") == 0 && strcmp(sub, "add") == 0 && i + 1 < cli->arg_count)
+            name = cli->args[++i];
+        else if (strcmp(a, "--requests") == 0 && strcmp(sub, "list") == 0 &&
+                 strcmp(state, "contact") == 0)
+            state = "request";
+        else if (strcmp(a, "--blocked") == 0 && strcmp(sub, "list") == 0 &&
+                 strcmp(state, "contact") == 0)
+            state = "blocked";
+        else if (strcmp(a, "--confirm") == 0 && strcmp(sub, "verify") == 0)
+            confirm = true;
+        else if (a[0] != '-' && target == NULL && strcmp(sub, "list") != 0)
+            target = a;
+        else
+            return usage_error("contacts %s does not take \"%s\"", sub, a);
+    }
+    if (target == NULL && strcmp(sub, "list") != 0)
+        return usage_error("contacts %s needs %s", sub,
+                           strcmp(sub, "add") == 0 ? "an address" : "a contact (name or address)");
+    if ((rc = load_settings(cli, false)) != 0)
+        return rc;
+
+    json_t *params;
+    if (strcmp(sub, "add") == 0)
+        params = name != NULL ? json_pack("{s:s, s:s}", "address", target, "name", name)
+                              : json_pack("{s:s}", "address", target);
+    else if (strcmp(sub, "list") == 0)
+        params = json_pack("{s:s}", "state", state);
+    else if (strcmp(sub, "verify") == 0)
+        params = json_pack("{s:s, s:b}", "contact", target, "confirm", confirm);
+    else
+        params = json_pack("{s:s}", "contact", target);
+    if (params == NULL) {
+        /* json_pack refuses strings that are not UTF-8. */
+        print_error("names and addresses must be UTF-8 text", "cannot send \"%s\"",
+                    name != NULL ? name : target);
+        return EX_DATAERR;
+    }
+    snprintf(method, sizeof(method), "contacts.%s", sub);
+    enum mp_err terr = client_call(cli->control_path, method, params, 0, &reply);
+    if (terr != MP_OK)
+        return transport_error(cli, terr);
+    if (reply.result == NULL)
+        rc = contacts_failed(&reply);
+    else if (cli->json)
+        print_json(reply.result);
+    else if (strcmp(sub, "list") == 0)
+        show_contact_list(reply.result, state);
+    else if (strcmp(sub, "verify") == 0)
+        show_safety_number(reply.result, confirm);
+    else
+        show_contacts_result(sub, reply.result);
+    client_reply_clear(&reply);
+    return rc;
+}
+
 static void print_message(json_t *m)
 {
     time_t t = (time_t)(json_integer_value(json_object_get(m, "sent_at_ms")) / 1000);
@@ -844,5 +1138,7 @@ int main(int argc, char **argv)
         return client_command(&cli, "peers", show_peers);
     if (strcmp(cli.command, "stop") == 0)
         return cmd_stop(&cli);
+    if (strcmp(cli.command, "contacts") == 0)
+        return cmd_contacts(&cli);
     return usage_error("unknown command \"%s\"", cli.command);
 }
