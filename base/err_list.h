@@ -62,4 +62,5 @@
                           "start a new session")                                         \
     X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "  \
                    "fetched prekey bundle")                                                        \
-    X(CONTACT_AMBIGUOUS, "more than one contact matches; give more of the address, or the name")
+    X(CONTACT_AMBIGUOUS, "more than one contact matches; give more of the address, or the name")   \
+    X(KEY_CHANGED, "the contact's node key changed; compare safety numbers, then `merpati contacts trust`")

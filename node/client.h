@@ -19,7 +19,7 @@
 struct client_reply {
     json_t *result;         /* on success, owned */
     int rpc_code;           /* on an error reply: its code ... */
-    char message[256];      /* ... and message */
+    char message[512];      /* ... and message */
     enum mp_err err;        /* the node's error (data.code) when rpc_code is -32000 */
 };
 

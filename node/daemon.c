@@ -376,6 +376,61 @@ static void link_writable_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES])
         delivery_on_writable(d->delivery, peer_pk);
 }
 
+/* What contacts say of a message's sender, in delivery's terms. */
+static enum delivery_verdict classify_cb(void *arg, const uint8_t account[32],
+                                         const uint8_t node_key[32])
+{
+    struct daemon *d = arg;
+    enum contacts_verdict v;
+    struct timespec real;
+
+    clock_gettime(CLOCK_REALTIME, &real);
+    uint64_t now = (uint64_t)real.tv_sec * 1000u + (uint64_t)real.tv_nsec / 1000000u;
+    if (contacts_note_sender(d->contacts, account, node_key, now, &v) != MP_OK)
+        return DELIVERY_KEY_CHANGED; /* not stored, not acked: it comes again */
+    switch (v) {
+    case CONTACTS_VERDICT_DELIVER:
+        return DELIVERY_DELIVER;
+    case CONTACTS_VERDICT_REQUEST:
+        return DELIVERY_REQUEST;
+    case CONTACTS_VERDICT_DROP:
+        return DELIVERY_DROP;
+    default:
+        return DELIVERY_KEY_CHANGED;
+    }
+}
+
+/* An address, or a contact by name or address prefix; sending to a contact
+ * whose node key changed is refused until the user trusts the new key. */
+static enum mp_err resolve_cb(void *arg, const char *who, bool for_sending, uint8_t pk_out[32],
+                              char *why, size_t why_size)
+{
+    struct daemon *d = arg;
+    struct contact c;
+
+    enum mp_err err = address_decode(who, pk_out);
+    if (err == MP_OK) {
+        err = contacts_get(d->contacts, pk_out, &c);
+        if (err == MP_ERR_NOT_FOUND)
+            return MP_OK; /* anyone can be written to by address */
+    } else {
+        err = contacts_find(d->contacts, who, &c);
+        if (err == MP_OK)
+            memcpy(pk_out, c.account_pk, 32);
+        else if (err == MP_ERR_NOT_FOUND)
+            snprintf(why, why_size, "no contact or address \"%.64s\"", who);
+        else if (err == MP_ERR_CONTACT_AMBIGUOUS)
+            snprintf(why, why_size, "\"%.64s\" matches more than one contact", who);
+        else
+            snprintf(why, why_size, "\"%.70s\" is not an address: %s", who, mp_strerror(err));
+    }
+    if (err == MP_OK && for_sending && c.has_pending_key) {
+        contacts_key_message(&c, why, why_size);
+        return MP_ERR_KEY_CHANGED;
+    }
+    return err;
+}
+
 /* The addresses other nodes can reach us at: the listen address, or for a
  * wildcard listen the interfaces' addresses (loopback only if there is
  * nothing else). */
@@ -455,6 +510,9 @@ static int start_messaging(struct daemon *d)
         .overlay = d->overlay,
         .links = d->links,
         .account = d->identity,
+        .classify_cb = classify_cb,
+        .resolve_cb = resolve_cb,
+        .classify_arg = d,
     };
     dc.addr_count = advertised(d, dc.addrs, MSG_PRESENCE_ADDRS_MAX);
     if ((err = delivery_new(&dc, &d->delivery)) != MP_OK)

@@ -968,18 +968,27 @@ json_t *delivery_status(const struct delivery *d)
 
 /* ---- control methods ---- */
 
-static bool param_address(json_t *params, const char *name, uint8_t out[32],
-                          struct rpc_error *err_out, json_t **data_out)
+/* The account a request names (param `name`): an address or a contact. */
+static bool param_account(struct delivery *d, json_t *params, const char *name, bool for_sending,
+                          uint8_t out[32], struct rpc_error *err_out, json_t **data_out)
 {
     const char *text = json_string_value(json_object_get(params, name));
-    enum mp_err err = text != NULL ? address_decode(text, out) : MP_ERR_INVAL;
-    if (err != MP_OK) {
-        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "\"%s\" must be an address: %s",
-                      name, text != NULL ? mp_strerror(err) : "missing");
-        *data_out = rpc_err_data(err);
-        return false;
-    }
-    return true;
+    char why[512] = "";
+    enum mp_err err = MP_ERR_INVAL;
+
+    if (text != NULL && d->cfg.resolve_cb != NULL)
+        err = d->cfg.resolve_cb(d->cfg.classify_arg, text, for_sending, out, why, sizeof(why));
+    else if (text != NULL)
+        err = address_decode(text, out);
+    if (err == MP_OK)
+        return true;
+    bool bad_param = err != MP_ERR_NOT_FOUND && err != MP_ERR_KEY_CHANGED;
+    rpc_error_set(err_out, NULL, bad_param ? RPC_CODE_INVALID_PARAMS : RPC_CODE_FAILED, "%s",
+                  text == NULL ? "missing the address or contact"
+                  : why[0]     ? why
+                               : mp_strerror(err));
+    *data_out = rpc_err_data(err);
+    return false;
 }
 
 static bool method_send(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
@@ -991,7 +1000,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
     json_t *text = json_object_get(params, "text");
     json_t *wait = json_object_get(params, "wait_ms");
 
-    if (!param_address(params, "to", to, err_out, data_out))
+    if (!param_account(d, params, "to", true, to, err_out, data_out))
         return false;
     if (!json_is_string(text)) {
         rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "\"text\" must be a string");
@@ -1078,7 +1087,7 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
     bool requests = json_is_true(json_object_get(params, "requests"));
     (void)call;
 
-    if (by_sender && !param_address(params, "from", from, err_out, data_out))
+    if (by_sender && !param_account(d, params, "from", false, from, err_out, data_out))
         return false;
     if (!param_u64(params, "since", 0, UINT64_MAX / 2, &since, err_out) ||
         !param_u64(params, "limit", 100, 1000, &limit, err_out))
@@ -1125,7 +1134,7 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
     size_t key_len, val_len;
     (void)call;
 
-    if (!param_address(params, "with", with, err_out, data_out) ||
+    if (!param_account(d, params, "with", false, with, err_out, data_out) ||
         !param_u64(params, "limit", 100, 1000, &limit, err_out))
         return false;
     json_t *list = json_array();

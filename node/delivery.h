@@ -68,7 +68,13 @@ struct delivery_config {
     unsigned addr_count;
     enum delivery_verdict (*classify_cb)(void *arg, const uint8_t account[32],
                                          const uint8_t node_key[32]);
-    void *classify_arg;
+    /* Who the user means by `to`, `with` or `from` in a request: an address,
+     * or a contact's name or address prefix. On failure, the error (address
+     * errors, MP_ERR_NOT_FOUND, MP_ERR_CONTACT_AMBIGUOUS, MP_ERR_KEY_CHANGED
+     * for sending) and one sentence for the user in why. */
+    enum mp_err (*resolve_cb)(void *arg, const char *who, bool for_sending, uint8_t pk_out[32],
+                              char *why, size_t why_size);
+    void *classify_arg; /* for both callbacks */
 };
 
 struct delivery;

@@ -42,10 +42,10 @@ static const char usage_text[] =
     "  id        print the running node's address\n"
     "  status    show the running node's state\n"
     "  peers     list the DHT nodes this node knows\n"
-    "  send <address> <text|->  send a message (- reads it from stdin); prints its id\n"
+    "  send <contact|address> <text|->  send a message (- reads stdin); prints its id\n"
     "            [--wait [--timeout S]]: wait until it is delivered (exit 75 if not)\n"
     "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
-    "  history <address>  the conversation with one address, both ways\n"
+    "  history <contact|address>  the conversation with one account, both ways\n"
     "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
     "  contacts  manage contacts (subcommands below)\n"
     "  stop      stop the running node\n"
@@ -334,9 +334,12 @@ static int exit_for(enum mp_err err)
     case MP_ERR_ADDR_CASE:
     case MP_ERR_TOO_BIG:
     case MP_ERR_INVAL:
+    case MP_ERR_CONTACT_AMBIGUOUS:
         return EX_DATAERR;
     case MP_ERR_NOT_FOUND:
         return EX_NOUSER;
+    case MP_ERR_KEY_CHANGED:
+        return EX_NOPERM;
     case MP_ERR_TIMEOUT:
     case MP_ERR_BUSY:
         return EX_TEMPFAIL;
@@ -383,9 +386,10 @@ static int call_with(struct cli *cli, const char *method, json_t *params, int ti
         return transport_error(cli, err);
     if (reply->result == NULL) {
         print_error(NULL, "%s", reply->message);
-        return reply->rpc_code == RPC_CODE_FAILED ? exit_for(reply->err)
-               : reply->rpc_code == RPC_CODE_INVALID_PARAMS ? EX_DATAERR
-                                                            : EX_SOFTWARE;
+        if (reply->rpc_code == RPC_CODE_FAILED ||
+            (reply->rpc_code == RPC_CODE_INVALID_PARAMS && reply->err != MP_ERR_IO))
+            return exit_for(reply->err);
+        return reply->rpc_code == RPC_CODE_INVALID_PARAMS ? EX_DATAERR : EX_SOFTWARE;
     }
     return 0;
 }
@@ -615,7 +619,7 @@ static int cmd_send(struct cli *cli)
     if ((rc = split_args(cli, &a, flags)) != 0)
         return rc;
     if (a.pos_count != 2)
-        return usage_error("%s", "send wants <address> and <text> (or - to read stdin)");
+        return usage_error("%s", "send wants <contact|address> and <text> (or - to read stdin)");
     if ((rc = load_settings(cli, false)) != 0)
         return rc;
     if (strcmp(a.pos[1], "-") == 0) {
@@ -1009,7 +1013,7 @@ static int cmd_history(struct cli *cli)
     if ((rc = split_args(cli, &a, flags)) != 0)
         return rc;
     if (a.pos_count != 1)
-        return usage_error("%s", "history wants one <address>");
+        return usage_error("%s", "history wants one <contact|address>");
     json_t *params = json_pack("{s:s}", "with", a.pos[0]);
     if ((rc = number_param(params, "limit", "--limit", a.limit)) != 0 ||
         (rc = load_settings(cli, false)) != 0) {

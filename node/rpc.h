@@ -40,7 +40,7 @@ struct rpc_request {
 
 struct rpc_error {
     enum rpc_code code;
-    char message[160];
+    char message[512];
     json_t *id; /* the id to answer with (json null if unknown); owned */
 };
 

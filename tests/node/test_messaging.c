@@ -85,6 +85,15 @@ static struct run_result cli_send(struct node *from, const char *to, const char 
                                          to, text));
 }
 
+/* `merpati contacts add` of other on n, under name. */
+static void add_contact(struct node *n, struct node *other, const char *name)
+{
+    struct run_result r = harness_run(NULL, ARGS("contacts", "add", other->address, "--name", name,
+                                                 "--data-dir", n->dir, "--config", config_path));
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+}
+
 static json_t *inbox(struct node *n, const char *extra_params)
 {
     char params[256];
@@ -113,8 +122,10 @@ static json_t *wait_inbox(struct node *n, size_t count)
 static void test_both_ways_with_receipts(void **state)
 {
     (void)state;
-    start_all(2);
-    struct node *a = &nodes[0], *b = &nodes[1];
+    start_all(3);
+    struct node *a = &nodes[0], *b = &nodes[1], *c = &nodes[2];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
 
     /* b listens before anything arrives, as a program would. */
     char listen_log[128];
@@ -123,7 +134,7 @@ static void test_both_ways_with_receipts(void **state)
                                                     "--config", config_path));
     assert_true(listener > 0);
 
-    struct run_result r = cli_send(a, b->address, "hello b", true);
+    struct run_result r = cli_send(a, "bob", "hello b", true); /* by contact name */
     assert_int_equal(r.status, 0);
     assert_contains(r.out, "delivered");
     harness_result_free(&r);
@@ -169,6 +180,34 @@ static void test_both_ways_with_receipts(void **state)
     harness_wait(listener, STOP_TIMEOUT_MS);
     unlink(listen_log);
 
+    /* c is not b's contact: its message waits among b's requests, not the inbox. */
+    r = cli_send(c, b->address, "hi, I am c", false);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    json_t *requests = NULL;
+    for (int waited = 0; waited < WAIT_MS; waited += 100) {
+        requests = inbox(b, ",\"requests\":true");
+        if (json_array_size(requests) == 1)
+            break;
+        json_decref(requests);
+        requests = NULL;
+        sleep_ms(100);
+    }
+    assert_non_null(requests);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(requests, 0), "text")),
+                        "hi, I am c");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(requests, 0), "peer")),
+                        c->address);
+    json_decref(requests);
+    list = inbox(b, "");
+    assert_int_equal(json_array_size(list), 4); /* still only a's */
+    json_decref(list);
+    r = harness_run(NULL, ARGS("contacts", "list", "--requests", "--data-dir", b->dir, "--config",
+                               config_path));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, c->address);
+    harness_result_free(&r);
+
     /* a sees its messages delivered (receipts came back). */
     for (int waited = 0; waited < WAIT_MS; waited += 100) {
         char params[200];
@@ -193,6 +232,8 @@ static void test_restart_between_messages(void **state)
     (void)state;
     start_all(2);
     struct node *a = &nodes[0], *b = &nodes[1];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
     struct run_result r = cli_send(a, b->address, "before", true);
     assert_int_equal(r.status, 0);
     harness_result_free(&r);
@@ -225,6 +266,7 @@ static void test_kill_during_a_thousand_sends(void **state)
     enum { TOTAL = 1000, KILL_AFTER = 300 };
     start_all(2);
     struct node *a = &nodes[0], *b = &nodes[1];
+    add_contact(b, a, "alice");
 
     /* Pipeline TOTAL sends on one connection; kill -9 a after KILL_AFTER replies. */
     int fd = harness_connect(a->sock);
@@ -291,12 +333,20 @@ static void test_send_errors(void **state)
     (void)state;
     start_all(2);
     struct node *a = &nodes[0], *b = &nodes[1];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
+
+    /* A contact name that does not exist: 67, nothing queued. */
+    struct run_result r = cli_send(a, "carol", "who?", false);
+    assert_int_equal(r.status, 67);
+    assert_contains(r.err, "no contact or address \"carol\"");
+    harness_result_free(&r);
 
     /* One character changed in the address: refused, nothing queued. */
     char typo[128];
     snprintf(typo, sizeof(typo), "%s", b->address);
     typo[10] = typo[10] == 'q' ? 'p' : 'q';
-    struct run_result r = cli_send(a, typo, "lost?", false);
+    r = cli_send(a, typo, "lost?", false);
     assert_int_equal(r.status, 65);
     assert_contains(r.err, "checksum");
     harness_result_free(&r);
@@ -339,6 +389,63 @@ static void test_send_errors(void **state)
     json_decref(list);
 }
 
+static void test_changed_node_key(void **state)
+{
+    (void)state;
+    start_all(2);
+    struct node *a = &nodes[0], *b = &nodes[1];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
+    struct run_result r = cli_send(b, "alice", "first", true); /* a now trusts b's node key */
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+
+    /* b comes back with a new node key (a reinstall, or a stolen account key in use elsewhere). */
+    node_stop(b);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/node.key", b->dir);
+    assert_int_equal(unlink(path), 0);
+    restart(b);
+    r = cli_send(b, "alice", "from my new node", false);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+
+    /* a refuses it, says why, and will not send to bob until told to trust the key. */
+    json_t *c = NULL;
+    for (int waited = 0; waited < WAIT_MS; waited += 100) {
+        json_t *reply = node_call(a, "contacts.show", "{\"contact\":\"bob\"}");
+        c = json_incref(json_object_get(reply, "result"));
+        json_decref(reply);
+        if (json_is_string(json_object_get(c, "pending_node_key")))
+            break;
+        json_decref(c);
+        c = NULL;
+        sleep_ms(100);
+    }
+    if (c == NULL)
+        fail_msg("a never saw b's new node key");
+    json_decref(c);
+    json_t *list = inbox(a, "");
+    assert_int_equal(json_array_size(list), 1); /* only "first" */
+    json_decref(list);
+    r = cli_send(a, "bob", "are you you?", false);
+    assert_int_equal(r.status, 77);
+    assert_contains(r.err, "trust");
+    harness_result_free(&r);
+
+    r = harness_run(NULL, ARGS("contacts", "trust", "bob", "--data-dir", a->dir, "--config",
+                               config_path));
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    list = wait_inbox(a, 2); /* b kept resending; now it gets in */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "text")),
+                        "from my new node");
+    json_decref(list);
+    r = cli_send(a, "bob", "welcome", true);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +453,7 @@ int main(void)
         cmocka_unit_test_teardown(test_restart_between_messages, teardown),
         cmocka_unit_test_teardown(test_kill_during_a_thousand_sends, teardown),
         cmocka_unit_test_teardown(test_send_errors, teardown),
+        cmocka_unit_test_teardown(test_changed_node_key, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("MERPATI_TEST_FILTER"));
