@@ -45,7 +45,6 @@ struct lookup {
     struct dht_lookup_info info;
     uint64_t started_ms;
     uint64_t deadline_ms;
-    bool join; /* our own id, run once on joining */
     bool put_phase;
     unsigned put_pending;
     unsigned put_stored;
@@ -101,7 +100,8 @@ struct dht {
     uint8_t token_secret[2][16]; /* [0] current, [1] previous */
     uint64_t token_rotate_ms;
     uint64_t sweep_ms;
-    bool joined; /* a self-lookup was started */
+    bool joined;          /* a self-lookup was started */
+    uint64_t rejoin_ms;   /* when to look up our own id a second time; 0: done */
     struct boot boots[DHT_BOOTSTRAP_MAX]; /* retried while the table is empty */
     unsigned nboots;
     uint64_t boot_next_ms;
@@ -411,16 +411,6 @@ static void lookup_finish(struct dht *dht, struct lookup *l)
             dht->lookups[i] = NULL;
     }
     l->info.duration_ms = now(dht) - l->started_ms;
-    if (l->join) {
-        /* Joining ends, as in Kademlia, with a refresh of the buckets up to
-         * the deepest one (right away, at the next tick), so far buckets get
-         * filled too; buckets the self-lookup already filled are skipped. */
-        int deepest = routing_deepest(dht->rt);
-        for (int b = 0; b <= deepest; b++) {
-            if (routing_bucket_size(dht->rt, (unsigned)b) < DHT_K)
-                dht->refresh_at[b] = now(dht);
-        }
-    }
     if (l->kind == LOOKUP_FIND && l->find_cb != NULL) {
         struct dht_peer out[DHT_K];
         size_t n = 0;
@@ -739,8 +729,16 @@ static void start_self_lookup(struct dht *dht)
 {
     struct lookup *l = NULL;
     dht->joined = true;
-    if (lookup_start(dht, LOOKUP_FIND, dht->id, &l) == MP_OK) /* runs from the next dht_tick */
-        l->join = true;
+    dht->rejoin_ms = now(dht) + DHT_REJOIN_MS;
+    /* Joining is this lookup of our own id, which fills the near buckets and
+     * makes us known to our neighbours. Farther buckets fill from the nodes
+     * that contact us and from their first refresh, spread over the first
+     * DHT_REFRESH_MS (Kademlia's refresh of all buckets right at joining
+     * quadruples the cost of a join and is not needed to be found). The
+     * lookup is repeated once DHT_REJOIN_MS later: a node that joined with
+     * a crowd, when the overlay was small, thus meets the neighbours that
+     * arrived after it. */
+    lookup_start(dht, LOOKUP_FIND, dht->id, &l); /* runs from the next dht_tick */
 }
 
 static struct lookup *tx_lookup(struct dht *dht, const struct tx *t)
@@ -945,6 +943,14 @@ static void refresh_buckets(struct dht *dht, uint64_t t)
         struct lookup *l = NULL;
         dht->refresh_at[b] = t + DHT_REFRESH_MS;
         lookup_start(dht, LOOKUP_FIND, target, &l); /* sets the next refresh_at[b] */
+        /* Bad nodes still here had no replacement: ask them again, so a
+         * network that was split (and marked the other side bad) heals. */
+        struct routing_entry bad[DHT_K];
+        size_t nbad = routing_bad(dht->rt, (unsigned)b, bad, DHT_K);
+        for (size_t i = 0; i < nbad; i++) {
+            if (!ping_pending(dht, bad[i].pk))
+                send_ping(dht, bad[i].pk, &bad[i].addr);
+        }
     }
 }
 
@@ -968,6 +974,20 @@ uint64_t dht_tick(struct dht *dht)
     }
     if (dht->joined)
         refresh_buckets(dht, t);
+    if (dht->rejoin_ms != 0 && t >= dht->rejoin_ms) {
+        /* Second step of joining: our own id again, and every bucket up to
+         * the deepest that is still empty (far buckets that no contact has
+         * filled: without one, lookups into that part of the id space stall). */
+        struct lookup *l = NULL;
+        dht->rejoin_ms = 0;
+        lookup_start(dht, LOOKUP_FIND, dht->id, &l);
+        int deepest = routing_deepest(dht->rt);
+        for (int b = 0; b < deepest; b++) {
+            if (routing_bucket_size(dht->rt, (unsigned)b) < DHT_JOIN_FILL)
+                dht->refresh_at[b] = t;
+        }
+        refresh_buckets(dht, t);
+    }
     if (routing_count(dht->rt) > 0) {
         dht->boot_backoff_ms = dht->nboots > 0 ? DHT_BOOTSTRAP_RETRY_MS : 0;
         dht->boot_next_ms = t + dht->boot_backoff_ms;
@@ -995,6 +1015,8 @@ uint64_t dht_tick(struct dht *dht)
     } while (0)
     EARLIER(dht->token_rotate_ms);
     EARLIER(dht->sweep_ms);
+    if (dht->rejoin_ms != 0)
+        EARLIER(dht->rejoin_ms);
     if (routing_count(dht->rt) == 0 && dht->nboots > 0)
         EARLIER(dht->boot_next_ms);
     for (unsigned i = 0; i < DHT_TX_MAX; i++) {

@@ -47,6 +47,8 @@
 #define DHT_RPC_TRIES 2                      /* a lookup asks a silent node twice, */
 #define DHT_RPC_TRIES_NEAR 4                 /* or 4 times among the DHT_ALPHA nearest */
 #define DHT_LOOKUP_TIMEOUT_MS 30000          /* a whole lookup gives up after this */
+#define DHT_REJOIN_MS 30000                  /* the join's own-id lookup runs again after this, */
+#define DHT_JOIN_FILL 1                      /* with a refresh of buckets holding fewer nodes */
 #define DHT_REFRESH_MS (15 * 60 * 1000)      /* an unused bucket is refreshed after this */
 #define DHT_TOKEN_ROTATE_MS (5 * 60 * 1000)  /* write tokens live 5 to 10 minutes */
 #define DHT_EXPIRE_SWEEP_MS (60 * 1000)      /* expired records go within a minute */
