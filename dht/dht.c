@@ -820,8 +820,22 @@ static void on_response(struct dht *dht, const uint8_t pk[DHT_PK_BYTES],
     if (r == ROUTING_REFUSED_IP)
         drop(dht, DHT_DROP_IP_LIMIT);
     struct lookup *l = tx_lookup(dht, &t);
-    if (l != NULL)
+    if (l != NULL) {
         on_answer(dht, l, id, m);
+    } else if (m->type == DHT_MSG_NODES) {
+        /* A bucket refresh: the strangers named that a bucket would take
+         * get a ping (they enter when they answer). */
+        for (unsigned i = 0; i < m->node_count; i++) {
+            uint8_t nid[DHT_ID_BYTES];
+            const struct dht_wire_node *nd = &m->nodes[i];
+            if (!addr_usable(&nd->addr) || dht->tx_used >= DHT_TX_MAX / 2)
+                continue;
+            box_node_id(nd->pk, nid);
+            if (routing_get(dht->rt, nid) == NULL && routing_wants(dht->rt, nid) &&
+                !ping_pending(dht, nd->pk))
+                send_ping(dht, nd->pk, &nd->addr);
+        }
+    }
     if (!dht->joined && routing_count(dht->rt) > 0)
         start_self_lookup(dht);
 }
@@ -918,6 +932,51 @@ static void expire_requests(struct dht *dht, uint64_t t)
     }
 }
 
+static void random_in_bucket(struct dht *dht, int b, uint8_t target[DHT_ID_BYTES])
+{
+    env_random(dht->env, target, DHT_ID_BYTES);
+    /* Same first b bits as ours, bit b flipped, the rest random. */
+    for (int i = 0; i <= b; i++) {
+        uint8_t mask = (uint8_t)(0x80 >> (i % 8));
+        uint8_t bit = dht->id[i / 8] & mask;
+        if (i == b)
+            bit ^= mask;
+        target[i / 8] = (uint8_t)((target[i / 8] & ~mask) | bit);
+    }
+}
+
+/*
+ * Refresh bucket b: ask one of its good nodes (at random) for the nodes
+ * nearest a random id in the bucket's range, and ping the strangers it names
+ * that the bucket would take (the way jech/dht keeps buckets: one request,
+ * not a whole lookup). An empty bucket (or one with only bad nodes) asks the
+ * node nearest its range instead. Bad nodes get pinged, so a split network
+ * heals.
+ */
+static void refresh_bucket(struct dht *dht, int b, uint64_t t)
+{
+    uint8_t target[DHT_ID_BYTES];
+    struct routing_entry e[DHT_K];
+    random_in_bucket(dht, b, target);
+    dht->refresh_at[b] = t + DHT_REFRESH_MS / 2 + random_below(dht, DHT_REFRESH_MS);
+    size_t n = routing_bucket(dht->rt, (unsigned)b, false, e, DHT_K);
+    const struct routing_entry *to = n > 0 ? &e[random_below(dht, n)] : NULL;
+    if (to == NULL && routing_closest(dht->rt, target, false, e, 1) == 1)
+        to = &e[0]; /* an empty bucket: ask the node nearest its range */
+    if (to != NULL) {
+        struct dht_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = DHT_MSG_FIND_NODE;
+        memcpy(m.target, target, DHT_ID_BYTES);
+        send_request(dht, to->pk, &to->addr, &m, NULL);
+    }
+    n = routing_bucket(dht->rt, (unsigned)b, true, e, DHT_K);
+    for (size_t i = 0; i < n; i++) {
+        if (!ping_pending(dht, e[i].pk))
+            send_ping(dht, e[i].pk, &e[i].addr);
+    }
+}
+
 static void refresh_buckets(struct dht *dht, uint64_t t)
 {
     int deepest = routing_deepest(dht->rt);
@@ -926,30 +985,8 @@ static void refresh_buckets(struct dht *dht, uint64_t t)
             /* Spread first refreshes over an interval so nodes that joined
              * together do not refresh together. */
             dht->refresh_at[b] = t + 1 + random_below(dht, DHT_REFRESH_MS);
-            continue;
-        }
-        if (dht->refresh_at[b] > t)
-            continue;
-        uint8_t target[DHT_ID_BYTES];
-        env_random(dht->env, target, sizeof(target));
-        /* Same first b bits as ours, bit b flipped, the rest random. */
-        for (int i = 0; i <= b; i++) {
-            uint8_t mask = (uint8_t)(0x80 >> (i % 8));
-            uint8_t bit = dht->id[i / 8] & mask;
-            if (i == b)
-                bit ^= mask;
-            target[i / 8] = (uint8_t)((target[i / 8] & ~mask) | bit);
-        }
-        struct lookup *l = NULL;
-        dht->refresh_at[b] = t + DHT_REFRESH_MS;
-        lookup_start(dht, LOOKUP_FIND, target, &l); /* sets the next refresh_at[b] */
-        /* Bad nodes still here had no replacement: ask them again, so a
-         * network that was split (and marked the other side bad) heals. */
-        struct routing_entry bad[DHT_K];
-        size_t nbad = routing_bad(dht->rt, (unsigned)b, bad, DHT_K);
-        for (size_t i = 0; i < nbad; i++) {
-            if (!ping_pending(dht, bad[i].pk))
-                send_ping(dht, bad[i].pk, &bad[i].addr);
+        } else if (dht->refresh_at[b] <= t) {
+            refresh_bucket(dht, b, t);
         }
     }
 }

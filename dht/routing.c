@@ -274,13 +274,13 @@ size_t routing_export(const struct routing *rt, struct routing_entry *out, size_
     return n;
 }
 
-size_t routing_bad(const struct routing *rt, unsigned bucket, struct routing_entry *out,
-                   size_t max)
+size_t routing_bucket(const struct routing *rt, unsigned bucket, bool bad,
+                      struct routing_entry *out, size_t max)
 {
     size_t n = 0;
     const struct bucket *b = bucket < ROUTING_BUCKETS ? rt->b[bucket] : NULL;
     for (unsigned j = 0; b != NULL && j < b->n && n < max; j++) {
-        if (b->live[j].fails >= ROUTING_FAILS_BAD)
+        if ((b->live[j].fails >= ROUTING_FAILS_BAD) == bad)
             out[n++] = b->live[j];
     }
     return n;

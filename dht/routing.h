@@ -84,10 +84,11 @@ size_t routing_closest(const struct routing *rt, const uint8_t target[ROUTING_ID
 /* Copy up to max live entries (any order); returns the count. */
 size_t routing_export(const struct routing *rt, struct routing_entry *out, size_t max);
 
-/* Copy up to max bad entries of one bucket (ones still in the table because
- * no replacement was at hand); returns the count. */
-size_t routing_bad(const struct routing *rt, unsigned bucket, struct routing_entry *out,
-                   size_t max);
+/* Copy up to max entries of one bucket, the good ones (bad == false) or the
+ * bad ones (still in the table because no replacement was at hand); returns
+ * the count. */
+size_t routing_bucket(const struct routing *rt, unsigned bucket, bool bad,
+                      struct routing_entry *out, size_t max);
 
 /* Live entries in one bucket. */
 unsigned routing_bucket_size(const struct routing *rt, unsigned bucket);

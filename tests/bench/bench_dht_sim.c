@@ -164,6 +164,18 @@ int main(int argc, char **argv)
     sim_run_for(sim, 60 * 1000);
     double idle = (double)(sim_sent(sim) - sent0) / nodes;
     fprintf(stderr, "[%.0f s] idle window done\n", wall() - t0);
+    {
+        uint64_t x = 0, rpcs = 0;
+        for (unsigned i = 0; i < nodes; i++) {
+            struct dht_stats st;
+            dht_get_stats(sim_dht(sim, i), &st);
+            x += st.x25519;
+            rpcs += st.rpcs_out;
+        }
+        fprintf(stderr, "so far: %llu X25519, %llu requests, %llu datagrams\n",
+                (unsigned long long)x, (unsigned long long)rpcs,
+                (unsigned long long)sim_sent(sim));
+    }
 
     size_t mem = 0;
     for (unsigned i = 0; i < nodes; i++)
