@@ -87,8 +87,8 @@ enum dht_drop {
 
 struct dht_config {
     const uint8_t *network_key; /* BOX_NETWORK_KEY_BYTES (cluster secret); NULL: public network */
-    unsigned per_ip_per_bucket; /* nodes of one IP per bucket; 0: no limit (loopback) */
-    unsigned rate_per_s;        /* datagrams per second per source IP; 0: no limit */
+    unsigned per_ip_per_bucket; /* nodes of one IP per bucket; 0: no limit; loopback exempt */
+    unsigned rate_per_s;        /* datagrams per second per source IP; 0: no limit; loopback exempt */
     unsigned rate_burst;        /* datagrams a source may send at once */
     size_t max_records;         /* records held for others */
     size_t key_cache_slots;     /* per-peer shared keys cached */

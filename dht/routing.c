@@ -116,7 +116,7 @@ enum routing_result routing_seen(struct routing *rt, const uint8_t id[ROUTING_ID
         b->live[i] = fresh;
         return ROUTING_UPDATED;
     }
-    if (rt->per_ip_limit > 0) {
+    if (rt->per_ip_limit > 0 && !addr_is_loopback(addr)) {
         unsigned same = 0;
         for (unsigned j = 0; j < b->n; j++)
             same += same_ip(&b->live[j].addr, addr);

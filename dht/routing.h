@@ -8,7 +8,8 @@
  * A node whose requests time out ROUTING_FAILS_BAD times in a row is "bad":
  * it is replaced by the freshest replacement, or by the next node that
  * answers, and is no longer handed to others. A bucket holds at most
- * per_ip_limit nodes of one IP address (0 = no limit, for loopback tests).
+ * per_ip_limit nodes of one IP address (0 = no limit); loopback addresses are
+ * exempt, so nodes on one host (tests, a local cluster) can fill a table.
  *
  * Buckets are allocated when first used, so a table costs about one bucket
  * per bit of log2(network size). No I/O, no clock: times are passed in.

@@ -107,6 +107,13 @@ static void test_per_ip_limit(void **state)
     /* Another bucket has its own allowance. */
     id_at(2, id);
     assert_int_equal(routing_seen(rt, id, pk, &a, 1, 1), ROUTING_ADDED);
+    /* Loopback is exempt: nodes on one host fill a bucket. */
+    assert_int_equal(addr_parse("127.0.0.1:1", &a), MP_OK);
+    for (unsigned i = 0; i < 4; i++) {
+        id_at(3, id);
+        a.port = (uint16_t)(5000 + i);
+        assert_int_equal(routing_seen(rt, id, pk, &a, 1, 1), ROUTING_ADDED);
+    }
     routing_free(rt);
 }
 

@@ -78,6 +78,10 @@ static void test_ratelimit_refills_and_forgets(void **state)
         ratelimit_allow(rl, &a, 2000 + i);
     }
     assert_int_equal(ratelimit_memory(rl), mem);
+    /* Loopback is never limited. */
+    assert_int_equal(addr_parse("127.0.0.1:9", &a), MP_OK);
+    for (unsigned i = 0; i < 100; i++)
+        assert_true(ratelimit_allow(rl, &a, 9000));
     ratelimit_free(rl);
     /* rate 0: no limit. */
     assert_int_equal(ratelimit_new(8, 0, 0, key, &rl), MP_OK);
