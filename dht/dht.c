@@ -6,41 +6,28 @@
 #include "dht/dht_wire.h"
 #include "dht/keycache.h"
 #include "dht/ratelimit.h"
+#include "dht/shortlist.h"
 #include "dht/storage.h"
 
 /* Datagram: version(1) || sender pk(32) || nonce(24) || AEAD(body). The
  * header is the associated data. */
 #define VERSION_BYTE 0x01
 #define HEADER_BYTES (1 + DHT_PK_BYTES + BOX_NONCE_BYTES)
-#define LOOKUP_CANDS 24
 #define RATE_SLOTS 512
 
 _Static_assert(HEADER_BYTES == 57, "header layout in docs/PROTOCOL.md");
 _Static_assert(DHT_WIRE_BODY_MAX == DHT_DATAGRAM_MAX - HEADER_BYTES - BOX_TAG_BYTES, "body cap");
 _Static_assert(DHT_WIRE_NODES_MAX == DHT_K, "one answer carries a bucket");
+_Static_assert(SHORTLIST_TOKEN_BYTES == DHT_WIRE_TOKEN_BYTES, "token size");
+_Static_assert(SHORTLIST_MAX >= 2 * DHT_K, "a lookup keeps more candidates than it returns");
 _Static_assert((DHT_TX_MAX & (DHT_TX_MAX - 1)) == 0, "tx slots are indexed by tid bits");
-
-enum cand_state { CAND_NEW, CAND_INFLIGHT, CAND_ANSWERED, CAND_FAILED };
-
-struct cand {
-    uint8_t id[DHT_ID_BYTES];
-    uint8_t pk[DHT_PK_BYTES];
-    struct addr addr;
-    uint8_t state;
-    uint8_t depth;
-    uint8_t tries; /* requests sent to it */
-    bool has_token;
-    uint8_t token[DHT_WIRE_TOKEN_BYTES];
-};
 
 enum lookup_kind { LOOKUP_FIND, LOOKUP_GET, LOOKUP_PUT };
 
 struct lookup {
     uint32_t serial;
     uint8_t kind;
-    uint8_t target[DHT_ID_BYTES];
-    struct cand c[LOOKUP_CANDS];
-    unsigned n;
+    struct shortlist sl; /* holds the target */
     unsigned inflight;
     struct dht_lookup_info info;
     uint64_t started_ms;
@@ -365,45 +352,6 @@ static void fill_closest(struct dht *dht, const uint8_t target[DHT_ID_BYTES], st
     m->node_count = (uint8_t)n;
 }
 
-static struct cand *cand_find(struct lookup *l, const uint8_t id[DHT_ID_BYTES])
-{
-    for (unsigned i = 0; i < l->n; i++) {
-        if (memcmp(l->c[i].id, id, DHT_ID_BYTES) == 0)
-            return &l->c[i];
-    }
-    return NULL;
-}
-
-static void cand_add(struct lookup *l, const uint8_t id[DHT_ID_BYTES],
-                     const uint8_t pk[DHT_PK_BYTES], const struct addr *addr, unsigned depth)
-{
-    struct cand *c = cand_find(l, id);
-    if (c != NULL) {
-        if (depth < c->depth)
-            c->depth = (uint8_t)depth;
-        return;
-    }
-    unsigned k = l->n;
-    if (l->n == LOOKUP_CANDS) {
-        if (routing_cmp_distance(l->target, id, l->c[l->n - 1].id) >= 0)
-            return;
-        k = l->n - 1; /* the farthest makes room; a late answer from it is ignored */
-    } else {
-        l->n++;
-    }
-    while (k > 0 && routing_cmp_distance(l->target, id, l->c[k - 1].id) < 0) {
-        l->c[k] = l->c[k - 1];
-        k--;
-    }
-    c = &l->c[k];
-    memset(c, 0, sizeof(*c));
-    memcpy(c->id, id, DHT_ID_BYTES);
-    memcpy(c->pk, pk, DHT_PK_BYTES);
-    c->addr = *addr;
-    c->state = CAND_NEW;
-    c->depth = (uint8_t)(depth > 255 ? 255 : depth);
-}
-
 static void lookup_finish(struct dht *dht, struct lookup *l)
 {
     for (unsigned i = 0; i < DHT_LOOKUPS_MAX; i++) {
@@ -414,9 +362,9 @@ static void lookup_finish(struct dht *dht, struct lookup *l)
     if (l->kind == LOOKUP_FIND && l->find_cb != NULL) {
         struct dht_peer out[DHT_K];
         size_t n = 0;
-        for (unsigned i = 0; i < l->n && n < DHT_K; i++) {
-            const struct cand *c = &l->c[i];
-            if (c->state != CAND_ANSWERED)
+        for (unsigned i = 0; i < l->sl.n && n < DHT_K; i++) {
+            const struct shortlist_entry *c = &l->sl.e[i];
+            if (c->state != SHORTLIST_ANSWERED)
                 continue;
             memset(&out[n], 0, sizeof(out[n]));
             memcpy(out[n].id, c->id, DHT_ID_BYTES);
@@ -443,9 +391,9 @@ static void lookup_start_puts(struct dht *dht, struct lookup *l)
 {
     unsigned answered = 0;
     l->put_phase = true;
-    for (unsigned i = 0; i < l->n && answered < DHT_K; i++) {
-        struct cand *c = &l->c[i];
-        if (c->state != CAND_ANSWERED)
+    for (unsigned i = 0; i < l->sl.n && answered < DHT_K; i++) {
+        struct shortlist_entry *c = &l->sl.e[i];
+        if (c->state != SHORTLIST_ANSWERED)
             continue;
         answered++;
         if (!c->has_token)
@@ -463,7 +411,7 @@ static void lookup_start_puts(struct dht *dht, struct lookup *l)
     }
 }
 
-/* Send what may be sent; finish when the DHT_K closest live candidates have
+/* Send what may be sent; finish when the DHT_K nearest live candidates have
  * all answered (or nothing is left to ask). */
 static void lookup_step(struct dht *dht, struct lookup *l)
 {
@@ -472,36 +420,35 @@ static void lookup_step(struct dht *dht, struct lookup *l)
             lookup_finish(dht, l);
         return;
     }
-    unsigned answered = 0;
-    bool pending = false;
-    for (unsigned i = 0; i < l->n && answered < DHT_K; i++) {
-        struct cand *c = &l->c[i];
-        if (c->state == CAND_ANSWERED) {
-            answered++;
-        } else if (c->state == CAND_INFLIGHT) {
-            pending = true;
-        } else if (c->state == CAND_NEW) {
-            pending = true;
-            if (l->inflight >= DHT_ALPHA)
-                continue;
+    bool done;
+    unsigned unusable;
+    do {
+        struct shortlist_entry *ask[DHT_ALPHA];
+        unsigned n_ask = 0;
+        unsigned room = l->inflight < DHT_ALPHA ? DHT_ALPHA - l->inflight : 0;
+        done = shortlist_scan(&l->sl, DHT_K, ask, room, &n_ask);
+        unusable = 0;
+        for (unsigned i = 0; i < n_ask; i++) {
+            struct shortlist_entry *c = ask[i];
             struct dht_msg m;
             memset(&m, 0, sizeof(m));
             m.type = l->kind == LOOKUP_FIND ? DHT_MSG_FIND_NODE : DHT_MSG_GET;
-            memcpy(m.target, l->target, DHT_ID_BYTES);
+            memcpy(m.target, l->sl.target, DHT_ID_BYTES);
             enum mp_err err = send_request(dht, c->pk, &c->addr, &m, l);
             if (err == MP_OK) {
-                c->state = CAND_INFLIGHT;
+                c->state = SHORTLIST_ASKED;
                 c->tries++;
                 l->inflight++;
                 l->info.rpcs++;
                 if (c->depth > l->info.rounds)
                     l->info.rounds = c->depth;
             } else if (err != MP_ERR_DHT_BUSY) {
-                c->state = CAND_FAILED; /* unusable key or address */
+                c->state = SHORTLIST_FAILED; /* unusable key or address */
+                unusable++;
             }
         }
-    }
-    if (pending && now(dht) < l->deadline_ms)
+    } while (unusable > 0 && !done); /* look again past the unusable ones */
+    if (!done && now(dht) < l->deadline_ms)
         return;
     if (l->kind == LOOKUP_PUT) {
         lookup_start_puts(dht, l);
@@ -532,11 +479,11 @@ static enum mp_err lookup_start(struct dht *dht, unsigned kind, const uint8_t ta
         return MP_ERR_NOMEM;
     l->serial = ++dht->next_serial;
     l->kind = (uint8_t)kind;
-    memcpy(l->target, target, DHT_ID_BYTES);
+    shortlist_init(&l->sl, target);
     l->started_ms = now(dht);
     l->deadline_ms = l->started_ms + DHT_LOOKUP_TIMEOUT_MS;
     for (size_t i = 0; i < n; i++)
-        cand_add(l, e[i].id, e[i].pk, &e[i].addr, 1);
+        shortlist_add(&l->sl, e[i].id, e[i].pk, &e[i].addr, 1);
     dht->lookups[slot] = l;
     /* A lookup into a bucket's range refreshes that bucket. The next refresh
      * is due after 0.5 to 1.5 times DHT_REFRESH_MS, so nodes that joined
@@ -765,10 +712,10 @@ static void on_answer(struct dht *dht, struct lookup *l, const uint8_t id[DHT_ID
     }
     if (l->inflight > 0)
         l->inflight--;
-    struct cand *c = cand_find(l, id);
+    struct shortlist_entry *c = shortlist_find(&l->sl, id);
     unsigned depth = 1;
     if (c != NULL) {
-        c->state = CAND_ANSWERED;
+        c->state = SHORTLIST_ANSWERED;
         depth = c->depth;
         if (m->type == DHT_MSG_GOT) {
             c->has_token = true;
@@ -778,7 +725,7 @@ static void on_answer(struct dht *dht, struct lookup *l, const uint8_t id[DHT_ID
     if (m->has_record && l->kind != LOOKUP_FIND) {
         uint8_t key[RECORD_KEY_BYTES];
         record_key(m->record.kind, m->record.owner, key);
-        if (memcmp(key, l->target, RECORD_KEY_BYTES) != 0 ||
+        if (memcmp(key, l->sl.target, RECORD_KEY_BYTES) != 0 ||
             record_check(&m->record, dht_network_time_s(dht)) != MP_OK) {
             drop(dht, DHT_DROP_BAD_RECORD);
         } else if (l->kind == LOOKUP_GET && (!l->has_rec || m->record.seq > l->rec.seq)) {
@@ -793,7 +740,7 @@ static void on_answer(struct dht *dht, struct lookup *l, const uint8_t id[DHT_ID
         box_node_id(m->nodes[i].pk, nid);
         if (memcmp(nid, dht->id, DHT_ID_BYTES) == 0)
             continue;
-        cand_add(l, nid, m->nodes[i].pk, &m->nodes[i].addr, depth + 1);
+        shortlist_add(&l->sl, nid, m->nodes[i].pk, &m->nodes[i].addr, depth + 1);
     }
     lookup_step(dht, l);
 }
@@ -922,10 +869,11 @@ static void expire_requests(struct dht *dht, uint64_t t)
                 l->inflight--;
             /* Retries: a lost datagram should not cost a lookup its target,
              * which is the nearest candidate once it is known. */
-            struct cand *c = cand_find(l, id);
-            if (c != NULL && c->state == CAND_INFLIGHT) {
-                unsigned limit = c - l->c < DHT_ALPHA ? DHT_RPC_TRIES_NEAR : DHT_RPC_TRIES;
-                c->state = c->tries < limit ? CAND_NEW : CAND_FAILED;
+            struct shortlist_entry *c = shortlist_find(&l->sl, id);
+            if (c != NULL && c->state == SHORTLIST_ASKED) {
+                unsigned limit = shortlist_rank(&l->sl, c) < DHT_ALPHA ? DHT_RPC_TRIES_NEAR
+                                                                       : DHT_RPC_TRIES;
+                c->state = c->tries < limit ? SHORTLIST_NEW : SHORTLIST_FAILED;
             }
         }
         lookup_step(dht, l);
