@@ -20,8 +20,10 @@
  * not thread-safe (one thread drives a dht).
  *
  * Callbacks run from inside dht_on_datagram or dht_tick, never from the call
- * that started the operation. A callback may start new operations; it must
- * not free the dht. dht_free drops pending operations without calling them.
+ * that started the operation. A callback may start new operations (their
+ * requests go out at the next dht_tick); it must not call dht_tick,
+ * dht_on_datagram or dht_free. dht_free drops pending operations without
+ * calling them.
  */
 #ifndef MP_DHT_DHT_H
 #define MP_DHT_DHT_H
