@@ -94,6 +94,7 @@ struct dht {
     uint64_t boot_next_ms;
     uint64_t boot_backoff_ms;
     uint64_t refresh_at[ROUTING_BUCKETS]; /* 0: not scheduled yet */
+    bool started;                         /* a lookup began since the last step of all */
     struct dht_stats stats;
 };
 
@@ -485,6 +486,7 @@ static enum mp_err lookup_start(struct dht *dht, unsigned kind, const uint8_t ta
     for (size_t i = 0; i < n; i++)
         shortlist_add(&l->sl, e[i].id, e[i].pk, &e[i].addr, 1);
     dht->lookups[slot] = l;
+    dht->started = true;
     /* A lookup into a bucket's range refreshes that bucket. The next refresh
      * is due after 0.5 to 1.5 times DHT_REFRESH_MS, so nodes that joined
      * together drift apart instead of refreshing in step. */
@@ -987,10 +989,14 @@ uint64_t dht_tick(struct dht *dht)
         dht->boot_next_ms = t + dht->boot_backoff_ms;
     }
     /* Last, so operations started above (and since the last tick) send now. */
+    dht->started = false;
     for (unsigned i = 0; i < DHT_LOOKUPS_MAX; i++) {
         if (dht->lookups[i] != NULL)
             lookup_step(dht, dht->lookups[i]);
     }
+    /* A callback above may have started a lookup in a slot already passed. */
+    if (dht->started)
+        return 1;
 
     uint64_t next = t + DHT_TICK_MAX_MS;
 #define EARLIER(x)                                                                                 \
