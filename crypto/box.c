@@ -1,5 +1,7 @@
 #include "crypto/box.h"
 
+#include "crypto/identity.h"
+
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,8 @@ _Static_assert(BOX_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, 
 _Static_assert(BOX_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
 _Static_assert(BOX_SHARED_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES, "key size");
 _Static_assert(BOX_SEED_BYTES == crypto_sign_SEEDBYTES, "seed size");
+_Static_assert(IDENTITY_ENCODED_BYTES == 8 + BOX_SEED_BYTES + IDENTITY_PUBLIC_BYTES,
+               "identity_encode layout: magic, seed, public key");
 
 static const char node_id_label[] = "merpati node id v1";
 static const char shared_label[] = "merpati dht v1";
@@ -74,6 +78,16 @@ enum mp_err box_key_from_ed25519_seed(const uint8_t seed[BOX_SEED_BYTES], struct
 cleanup:
     sodium_free(ed_sk);
     box_key_free(key);
+    return err;
+}
+
+enum mp_err box_key_from_identity(const struct identity *id, struct box_key **key_out)
+{
+    /* The encoded form is magic (8) || seed (32) || public key (32). */
+    uint8_t enc[IDENTITY_ENCODED_BYTES];
+    identity_encode(id, enc);
+    enum mp_err err = box_key_from_ed25519_seed(enc + 8, key_out);
+    sodium_memzero(enc, sizeof(enc));
     return err;
 }
 

@@ -45,6 +45,12 @@ enum mp_err box_key_generate(const struct env *env, struct box_key **key_out);
 enum mp_err box_key_from_ed25519_seed(const uint8_t seed[BOX_SEED_BYTES],
                                       struct box_key **key_out);
 
+/* The same conversion for a node identity (crypto/identity.h): the node's
+ * Ed25519 key and its DHT key are then one key pair, and nothing new needs
+ * storing. id is borrowed for the call. */
+struct identity;
+enum mp_err box_key_from_identity(const struct identity *id, struct box_key **key_out);
+
 /* Borrowed 32-byte X25519 public key, valid until box_key_free. */
 const uint8_t *box_key_public(const struct box_key *key);
 

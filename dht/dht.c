@@ -6,46 +6,32 @@
 #include "dht/dht_wire.h"
 #include "dht/keycache.h"
 #include "dht/ratelimit.h"
+#include "dht/shortlist.h"
 #include "dht/storage.h"
 
 /* Datagram: version(1) || sender pk(32) || nonce(24) || AEAD(body). The
  * header is the associated data. */
 #define VERSION_BYTE 0x01
 #define HEADER_BYTES (1 + DHT_PK_BYTES + BOX_NONCE_BYTES)
-#define LOOKUP_CANDS 24
 #define RATE_SLOTS 512
 
 _Static_assert(HEADER_BYTES == 57, "header layout in docs/PROTOCOL.md");
 _Static_assert(DHT_WIRE_BODY_MAX == DHT_DATAGRAM_MAX - HEADER_BYTES - BOX_TAG_BYTES, "body cap");
 _Static_assert(DHT_WIRE_NODES_MAX == DHT_K, "one answer carries a bucket");
+_Static_assert(SHORTLIST_TOKEN_BYTES == DHT_WIRE_TOKEN_BYTES, "token size");
+_Static_assert(SHORTLIST_MAX >= 2 * DHT_K, "a lookup keeps more candidates than it returns");
 _Static_assert((DHT_TX_MAX & (DHT_TX_MAX - 1)) == 0, "tx slots are indexed by tid bits");
-
-enum cand_state { CAND_NEW, CAND_INFLIGHT, CAND_ANSWERED, CAND_FAILED };
-
-struct cand {
-    uint8_t id[DHT_ID_BYTES];
-    uint8_t pk[DHT_PK_BYTES];
-    struct addr addr;
-    uint8_t state;
-    uint8_t depth;
-    uint8_t tries; /* requests sent to it */
-    bool has_token;
-    uint8_t token[DHT_WIRE_TOKEN_BYTES];
-};
 
 enum lookup_kind { LOOKUP_FIND, LOOKUP_GET, LOOKUP_PUT };
 
 struct lookup {
     uint32_t serial;
     uint8_t kind;
-    uint8_t target[DHT_ID_BYTES];
-    struct cand c[LOOKUP_CANDS];
-    unsigned n;
+    struct shortlist sl; /* holds the target */
     unsigned inflight;
     struct dht_lookup_info info;
     uint64_t started_ms;
     uint64_t deadline_ms;
-    bool join; /* our own id, run once on joining */
     bool put_phase;
     unsigned put_pending;
     unsigned put_stored;
@@ -101,12 +87,14 @@ struct dht {
     uint8_t token_secret[2][16]; /* [0] current, [1] previous */
     uint64_t token_rotate_ms;
     uint64_t sweep_ms;
-    bool joined; /* a self-lookup was started */
+    bool joined;          /* a self-lookup was started */
+    uint64_t rejoin_ms;   /* when to look up our own id a second time; 0: done */
     struct boot boots[DHT_BOOTSTRAP_MAX]; /* retried while the table is empty */
     unsigned nboots;
     uint64_t boot_next_ms;
     uint64_t boot_backoff_ms;
     uint64_t refresh_at[ROUTING_BUCKETS]; /* 0: not scheduled yet */
+    bool started;                         /* a lookup began since the last step of all */
     struct dht_stats stats;
 };
 
@@ -365,45 +353,6 @@ static void fill_closest(struct dht *dht, const uint8_t target[DHT_ID_BYTES], st
     m->node_count = (uint8_t)n;
 }
 
-static struct cand *cand_find(struct lookup *l, const uint8_t id[DHT_ID_BYTES])
-{
-    for (unsigned i = 0; i < l->n; i++) {
-        if (memcmp(l->c[i].id, id, DHT_ID_BYTES) == 0)
-            return &l->c[i];
-    }
-    return NULL;
-}
-
-static void cand_add(struct lookup *l, const uint8_t id[DHT_ID_BYTES],
-                     const uint8_t pk[DHT_PK_BYTES], const struct addr *addr, unsigned depth)
-{
-    struct cand *c = cand_find(l, id);
-    if (c != NULL) {
-        if (depth < c->depth)
-            c->depth = (uint8_t)depth;
-        return;
-    }
-    unsigned k = l->n;
-    if (l->n == LOOKUP_CANDS) {
-        if (routing_cmp_distance(l->target, id, l->c[l->n - 1].id) >= 0)
-            return;
-        k = l->n - 1; /* the farthest makes room; a late answer from it is ignored */
-    } else {
-        l->n++;
-    }
-    while (k > 0 && routing_cmp_distance(l->target, id, l->c[k - 1].id) < 0) {
-        l->c[k] = l->c[k - 1];
-        k--;
-    }
-    c = &l->c[k];
-    memset(c, 0, sizeof(*c));
-    memcpy(c->id, id, DHT_ID_BYTES);
-    memcpy(c->pk, pk, DHT_PK_BYTES);
-    c->addr = *addr;
-    c->state = CAND_NEW;
-    c->depth = (uint8_t)(depth > 255 ? 255 : depth);
-}
-
 static void lookup_finish(struct dht *dht, struct lookup *l)
 {
     for (unsigned i = 0; i < DHT_LOOKUPS_MAX; i++) {
@@ -411,22 +360,12 @@ static void lookup_finish(struct dht *dht, struct lookup *l)
             dht->lookups[i] = NULL;
     }
     l->info.duration_ms = now(dht) - l->started_ms;
-    if (l->join) {
-        /* Joining ends, as in Kademlia, with a refresh of the buckets up to
-         * the deepest one (right away, at the next tick), so far buckets get
-         * filled too; buckets the self-lookup already filled are skipped. */
-        int deepest = routing_deepest(dht->rt);
-        for (int b = 0; b <= deepest; b++) {
-            if (routing_bucket_size(dht->rt, (unsigned)b) < DHT_K)
-                dht->refresh_at[b] = now(dht);
-        }
-    }
     if (l->kind == LOOKUP_FIND && l->find_cb != NULL) {
         struct dht_peer out[DHT_K];
         size_t n = 0;
-        for (unsigned i = 0; i < l->n && n < DHT_K; i++) {
-            const struct cand *c = &l->c[i];
-            if (c->state != CAND_ANSWERED)
+        for (unsigned i = 0; i < l->sl.n && n < DHT_K; i++) {
+            const struct shortlist_entry *c = &l->sl.e[i];
+            if (c->state != SHORTLIST_ANSWERED)
                 continue;
             memset(&out[n], 0, sizeof(out[n]));
             memcpy(out[n].id, c->id, DHT_ID_BYTES);
@@ -453,9 +392,9 @@ static void lookup_start_puts(struct dht *dht, struct lookup *l)
 {
     unsigned answered = 0;
     l->put_phase = true;
-    for (unsigned i = 0; i < l->n && answered < DHT_K; i++) {
-        struct cand *c = &l->c[i];
-        if (c->state != CAND_ANSWERED)
+    for (unsigned i = 0; i < l->sl.n && answered < DHT_K; i++) {
+        struct shortlist_entry *c = &l->sl.e[i];
+        if (c->state != SHORTLIST_ANSWERED)
             continue;
         answered++;
         if (!c->has_token)
@@ -473,7 +412,7 @@ static void lookup_start_puts(struct dht *dht, struct lookup *l)
     }
 }
 
-/* Send what may be sent; finish when the DHT_K closest live candidates have
+/* Send what may be sent; finish when the DHT_K nearest live candidates have
  * all answered (or nothing is left to ask). */
 static void lookup_step(struct dht *dht, struct lookup *l)
 {
@@ -482,36 +421,35 @@ static void lookup_step(struct dht *dht, struct lookup *l)
             lookup_finish(dht, l);
         return;
     }
-    unsigned answered = 0;
-    bool pending = false;
-    for (unsigned i = 0; i < l->n && answered < DHT_K; i++) {
-        struct cand *c = &l->c[i];
-        if (c->state == CAND_ANSWERED) {
-            answered++;
-        } else if (c->state == CAND_INFLIGHT) {
-            pending = true;
-        } else if (c->state == CAND_NEW) {
-            pending = true;
-            if (l->inflight >= DHT_ALPHA)
-                continue;
+    bool done;
+    unsigned unusable;
+    do {
+        struct shortlist_entry *ask[DHT_ALPHA];
+        unsigned n_ask = 0;
+        unsigned room = l->inflight < DHT_ALPHA ? DHT_ALPHA - l->inflight : 0;
+        done = shortlist_scan(&l->sl, DHT_K, ask, room, &n_ask);
+        unusable = 0;
+        for (unsigned i = 0; i < n_ask; i++) {
+            struct shortlist_entry *c = ask[i];
             struct dht_msg m;
             memset(&m, 0, sizeof(m));
             m.type = l->kind == LOOKUP_FIND ? DHT_MSG_FIND_NODE : DHT_MSG_GET;
-            memcpy(m.target, l->target, DHT_ID_BYTES);
+            memcpy(m.target, l->sl.target, DHT_ID_BYTES);
             enum mp_err err = send_request(dht, c->pk, &c->addr, &m, l);
             if (err == MP_OK) {
-                c->state = CAND_INFLIGHT;
+                c->state = SHORTLIST_ASKED;
                 c->tries++;
                 l->inflight++;
                 l->info.rpcs++;
                 if (c->depth > l->info.rounds)
                     l->info.rounds = c->depth;
             } else if (err != MP_ERR_DHT_BUSY) {
-                c->state = CAND_FAILED; /* unusable key or address */
+                c->state = SHORTLIST_FAILED; /* unusable key or address */
+                unusable++;
             }
         }
-    }
-    if (pending && now(dht) < l->deadline_ms)
+    } while (unusable > 0 && !done); /* look again past the unusable ones */
+    if (!done && now(dht) < l->deadline_ms)
         return;
     if (l->kind == LOOKUP_PUT) {
         lookup_start_puts(dht, l);
@@ -542,12 +480,13 @@ static enum mp_err lookup_start(struct dht *dht, unsigned kind, const uint8_t ta
         return MP_ERR_NOMEM;
     l->serial = ++dht->next_serial;
     l->kind = (uint8_t)kind;
-    memcpy(l->target, target, DHT_ID_BYTES);
+    shortlist_init(&l->sl, target);
     l->started_ms = now(dht);
     l->deadline_ms = l->started_ms + DHT_LOOKUP_TIMEOUT_MS;
     for (size_t i = 0; i < n; i++)
-        cand_add(l, e[i].id, e[i].pk, &e[i].addr, 1);
+        shortlist_add(&l->sl, e[i].id, e[i].pk, &e[i].addr, 1);
     dht->lookups[slot] = l;
+    dht->started = true;
     /* A lookup into a bucket's range refreshes that bucket. The next refresh
      * is due after 0.5 to 1.5 times DHT_REFRESH_MS, so nodes that joined
      * together drift apart instead of refreshing in step. */
@@ -742,8 +681,16 @@ static void start_self_lookup(struct dht *dht)
 {
     struct lookup *l = NULL;
     dht->joined = true;
-    if (lookup_start(dht, LOOKUP_FIND, dht->id, &l) == MP_OK) /* runs from the next dht_tick */
-        l->join = true;
+    dht->rejoin_ms = now(dht) + DHT_REJOIN_MS;
+    /* Joining is this lookup of our own id, which fills the near buckets and
+     * makes us known to our neighbours. Farther buckets fill from the nodes
+     * that contact us and from their first refresh, spread over the first
+     * DHT_REFRESH_MS (Kademlia's refresh of all buckets right at joining
+     * quadruples the cost of a join and is not needed to be found). The
+     * lookup is repeated once DHT_REJOIN_MS later: a node that joined with
+     * a crowd, when the overlay was small, thus meets the neighbours that
+     * arrived after it. */
+    lookup_start(dht, LOOKUP_FIND, dht->id, &l); /* runs from the next dht_tick */
 }
 
 static struct lookup *tx_lookup(struct dht *dht, const struct tx *t)
@@ -770,10 +717,10 @@ static void on_answer(struct dht *dht, struct lookup *l, const uint8_t id[DHT_ID
     }
     if (l->inflight > 0)
         l->inflight--;
-    struct cand *c = cand_find(l, id);
+    struct shortlist_entry *c = shortlist_find(&l->sl, id);
     unsigned depth = 1;
     if (c != NULL) {
-        c->state = CAND_ANSWERED;
+        c->state = SHORTLIST_ANSWERED;
         depth = c->depth;
         if (m->type == DHT_MSG_GOT) {
             c->has_token = true;
@@ -783,7 +730,7 @@ static void on_answer(struct dht *dht, struct lookup *l, const uint8_t id[DHT_ID
     if (m->has_record && l->kind != LOOKUP_FIND) {
         uint8_t key[RECORD_KEY_BYTES];
         record_key(m->record.kind, m->record.owner, key);
-        if (memcmp(key, l->target, RECORD_KEY_BYTES) != 0 ||
+        if (memcmp(key, l->sl.target, RECORD_KEY_BYTES) != 0 ||
             record_check(&m->record, dht_network_time_s(dht)) != MP_OK) {
             drop(dht, DHT_DROP_BAD_RECORD);
         } else if (l->kind == LOOKUP_GET && (!l->has_rec || m->record.seq > l->rec.seq)) {
@@ -798,7 +745,7 @@ static void on_answer(struct dht *dht, struct lookup *l, const uint8_t id[DHT_ID
         box_node_id(m->nodes[i].pk, nid);
         if (memcmp(nid, dht->id, DHT_ID_BYTES) == 0)
             continue;
-        cand_add(l, nid, m->nodes[i].pk, &m->nodes[i].addr, depth + 1);
+        shortlist_add(&l->sl, nid, m->nodes[i].pk, &m->nodes[i].addr, depth + 1);
     }
     lookup_step(dht, l);
 }
@@ -825,8 +772,22 @@ static void on_response(struct dht *dht, const uint8_t pk[DHT_PK_BYTES],
     if (r == ROUTING_REFUSED_IP)
         drop(dht, DHT_DROP_IP_LIMIT);
     struct lookup *l = tx_lookup(dht, &t);
-    if (l != NULL)
+    if (l != NULL) {
         on_answer(dht, l, id, m);
+    } else if (m->type == DHT_MSG_NODES) {
+        /* A bucket refresh: the strangers named that a bucket would take
+         * get a ping (they enter when they answer). */
+        for (unsigned i = 0; i < m->node_count; i++) {
+            uint8_t nid[DHT_ID_BYTES];
+            const struct dht_wire_node *nd = &m->nodes[i];
+            if (!addr_usable(&nd->addr) || dht->tx_used >= DHT_TX_MAX / 2)
+                continue;
+            box_node_id(nd->pk, nid);
+            if (routing_get(dht->rt, nid) == NULL && routing_wants(dht->rt, nid) &&
+                !ping_pending(dht, nd->pk))
+                send_ping(dht, nd->pk, &nd->addr);
+        }
+    }
     if (!dht->joined && routing_count(dht->rt) > 0)
         start_self_lookup(dht);
 }
@@ -913,13 +874,59 @@ static void expire_requests(struct dht *dht, uint64_t t)
                 l->inflight--;
             /* Retries: a lost datagram should not cost a lookup its target,
              * which is the nearest candidate once it is known. */
-            struct cand *c = cand_find(l, id);
-            if (c != NULL && c->state == CAND_INFLIGHT) {
-                unsigned limit = c - l->c < DHT_ALPHA ? DHT_RPC_TRIES_NEAR : DHT_RPC_TRIES;
-                c->state = c->tries < limit ? CAND_NEW : CAND_FAILED;
+            struct shortlist_entry *c = shortlist_find(&l->sl, id);
+            if (c != NULL && c->state == SHORTLIST_ASKED) {
+                unsigned limit = shortlist_rank(&l->sl, c) < DHT_ALPHA ? DHT_RPC_TRIES_NEAR
+                                                                       : DHT_RPC_TRIES;
+                c->state = c->tries < limit ? SHORTLIST_NEW : SHORTLIST_FAILED;
             }
         }
         lookup_step(dht, l);
+    }
+}
+
+static void random_in_bucket(struct dht *dht, int b, uint8_t target[DHT_ID_BYTES])
+{
+    env_random(dht->env, target, DHT_ID_BYTES);
+    /* Same first b bits as ours, bit b flipped, the rest random. */
+    for (int i = 0; i <= b; i++) {
+        uint8_t mask = (uint8_t)(0x80 >> (i % 8));
+        uint8_t bit = dht->id[i / 8] & mask;
+        if (i == b)
+            bit ^= mask;
+        target[i / 8] = (uint8_t)((target[i / 8] & ~mask) | bit);
+    }
+}
+
+/*
+ * Refresh bucket b: ask one of its good nodes (at random) for the nodes
+ * nearest a random id in the bucket's range, and ping the strangers it names
+ * that the bucket would take (the way jech/dht keeps buckets: one request,
+ * not a whole lookup). An empty bucket (or one with only bad nodes) asks the
+ * node nearest its range instead. Bad nodes get pinged, so a split network
+ * heals.
+ */
+static void refresh_bucket(struct dht *dht, int b, uint64_t t)
+{
+    uint8_t target[DHT_ID_BYTES];
+    struct routing_entry e[DHT_K];
+    random_in_bucket(dht, b, target);
+    dht->refresh_at[b] = t + DHT_REFRESH_MS / 2 + random_below(dht, DHT_REFRESH_MS);
+    size_t n = routing_bucket(dht->rt, (unsigned)b, false, e, DHT_K);
+    const struct routing_entry *to = n > 0 ? &e[random_below(dht, n)] : NULL;
+    if (to == NULL && routing_closest(dht->rt, target, false, e, 1) == 1)
+        to = &e[0]; /* an empty bucket: ask the node nearest its range */
+    if (to != NULL) {
+        struct dht_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = DHT_MSG_FIND_NODE;
+        memcpy(m.target, target, DHT_ID_BYTES);
+        send_request(dht, to->pk, &to->addr, &m, NULL);
+    }
+    n = routing_bucket(dht->rt, (unsigned)b, true, e, DHT_K);
+    for (size_t i = 0; i < n; i++) {
+        if (!ping_pending(dht, e[i].pk))
+            send_ping(dht, e[i].pk, &e[i].addr);
     }
 }
 
@@ -931,23 +938,9 @@ static void refresh_buckets(struct dht *dht, uint64_t t)
             /* Spread first refreshes over an interval so nodes that joined
              * together do not refresh together. */
             dht->refresh_at[b] = t + 1 + random_below(dht, DHT_REFRESH_MS);
-            continue;
+        } else if (dht->refresh_at[b] <= t) {
+            refresh_bucket(dht, b, t);
         }
-        if (dht->refresh_at[b] > t)
-            continue;
-        uint8_t target[DHT_ID_BYTES];
-        env_random(dht->env, target, sizeof(target));
-        /* Same first b bits as ours, bit b flipped, the rest random. */
-        for (int i = 0; i <= b; i++) {
-            uint8_t mask = (uint8_t)(0x80 >> (i % 8));
-            uint8_t bit = dht->id[i / 8] & mask;
-            if (i == b)
-                bit ^= mask;
-            target[i / 8] = (uint8_t)((target[i / 8] & ~mask) | bit);
-        }
-        struct lookup *l = NULL;
-        dht->refresh_at[b] = t + DHT_REFRESH_MS;
-        lookup_start(dht, LOOKUP_FIND, target, &l); /* sets the next refresh_at[b] */
     }
 }
 
@@ -971,6 +964,20 @@ uint64_t dht_tick(struct dht *dht)
     }
     if (dht->joined)
         refresh_buckets(dht, t);
+    if (dht->rejoin_ms != 0 && t >= dht->rejoin_ms) {
+        /* Second step of joining: our own id again, and every bucket up to
+         * the deepest that is still empty (far buckets that no contact has
+         * filled: without one, lookups into that part of the id space stall). */
+        struct lookup *l = NULL;
+        dht->rejoin_ms = 0;
+        lookup_start(dht, LOOKUP_FIND, dht->id, &l);
+        int deepest = routing_deepest(dht->rt);
+        for (int b = 0; b < deepest; b++) {
+            if (routing_bucket_size(dht->rt, (unsigned)b) < DHT_JOIN_FILL)
+                dht->refresh_at[b] = t;
+        }
+        refresh_buckets(dht, t);
+    }
     if (routing_count(dht->rt) > 0) {
         dht->boot_backoff_ms = dht->nboots > 0 ? DHT_BOOTSTRAP_RETRY_MS : 0;
         dht->boot_next_ms = t + dht->boot_backoff_ms;
@@ -985,10 +992,14 @@ uint64_t dht_tick(struct dht *dht)
         dht->boot_next_ms = t + dht->boot_backoff_ms;
     }
     /* Last, so operations started above (and since the last tick) send now. */
+    dht->started = false;
     for (unsigned i = 0; i < DHT_LOOKUPS_MAX; i++) {
         if (dht->lookups[i] != NULL)
             lookup_step(dht, dht->lookups[i]);
     }
+    /* A callback above may have started a lookup in a slot already passed. */
+    if (dht->started)
+        return 1;
 
     uint64_t next = t + DHT_TICK_MAX_MS;
 #define EARLIER(x)                                                                                 \
@@ -998,6 +1009,8 @@ uint64_t dht_tick(struct dht *dht)
     } while (0)
     EARLIER(dht->token_rotate_ms);
     EARLIER(dht->sweep_ms);
+    if (dht->rejoin_ms != 0)
+        EARLIER(dht->rejoin_ms);
     if (routing_count(dht->rt) == 0 && dht->nboots > 0)
         EARLIER(dht->boot_next_ms);
     for (unsigned i = 0; i < DHT_TX_MAX; i++) {

@@ -20,8 +20,10 @@
  * not thread-safe (one thread drives a dht).
  *
  * Callbacks run from inside dht_on_datagram or dht_tick, never from the call
- * that started the operation. A callback may start new operations; it must
- * not free the dht. dht_free drops pending operations without calling them.
+ * that started the operation. A callback may start new operations (their
+ * requests go out at the next dht_tick); it must not call dht_tick,
+ * dht_on_datagram or dht_free. dht_free drops pending operations without
+ * calling them.
  */
 #ifndef MP_DHT_DHT_H
 #define MP_DHT_DHT_H
@@ -47,6 +49,8 @@
 #define DHT_RPC_TRIES 2                      /* a lookup asks a silent node twice, */
 #define DHT_RPC_TRIES_NEAR 4                 /* or 4 times among the DHT_ALPHA nearest */
 #define DHT_LOOKUP_TIMEOUT_MS 30000          /* a whole lookup gives up after this */
+#define DHT_REJOIN_MS 30000                  /* the join's own-id lookup runs again after this, */
+#define DHT_JOIN_FILL 1                      /* with a refresh of buckets holding fewer nodes */
 #define DHT_REFRESH_MS (15 * 60 * 1000)      /* an unused bucket is refreshed after this */
 #define DHT_TOKEN_ROTATE_MS (5 * 60 * 1000)  /* write tokens live 5 to 10 minutes */
 #define DHT_EXPIRE_SWEEP_MS (60 * 1000)      /* expired records go within a minute */
@@ -85,8 +89,8 @@ enum dht_drop {
 
 struct dht_config {
     const uint8_t *network_key; /* BOX_NETWORK_KEY_BYTES (cluster secret); NULL: public network */
-    unsigned per_ip_per_bucket; /* nodes of one IP per bucket; 0: no limit (loopback) */
-    unsigned rate_per_s;        /* datagrams per second per source IP; 0: no limit */
+    unsigned per_ip_per_bucket; /* nodes of one IP per bucket; 0: no limit; loopback exempt */
+    unsigned rate_per_s;        /* datagrams per second per source IP; 0: no limit; loopback exempt */
     unsigned rate_burst;        /* datagrams a source may send at once */
     size_t max_records;         /* records held for others */
     size_t key_cache_slots;     /* per-peer shared keys cached */

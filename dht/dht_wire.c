@@ -1,6 +1,7 @@
 #include "dht/dht_wire.h"
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "dht/record_wire.h"
@@ -10,14 +11,14 @@ struct sink {
     uint8_t *out;
     size_t cap;
     size_t len;
-    int overflow;
+    bool overflow;
 };
 
 static int sink_write(void *data, const char *buf, size_t len)
 {
     struct sink *s = data;
     if (s->overflow || len > s->cap - s->len) {
-        s->overflow = 1;
+        s->overflow = true;
         return -1;
     }
     memcpy(s->out + s->len, buf, len);
@@ -32,7 +33,7 @@ static void pack_bin(msgpack_packer *pk, const uint8_t *p, size_t n)
 }
 
 /* An address is bin 6 (IPv4 + port) or bin 18 (IPv6 + port), port big-endian. */
-static int pack_addr(msgpack_packer *pk, const struct addr *a)
+static bool pack_addr(msgpack_packer *pk, const struct addr *a)
 {
     uint8_t b[18];
     size_t iplen;
@@ -41,36 +42,36 @@ static int pack_addr(msgpack_packer *pk, const struct addr *a)
     else if (a->family == ADDR_FAMILY_IPV6)
         iplen = 16;
     else
-        return -1;
+        return false;
     memcpy(b, a->ip, iplen);
     b[iplen] = (uint8_t)(a->port >> 8);
     b[iplen + 1] = (uint8_t)a->port;
     pack_bin(pk, b, iplen + 2);
-    return 0;
+    return true;
 }
 
-static int pack_nodes(msgpack_packer *pk, const struct dht_msg *m)
+static bool pack_nodes(msgpack_packer *pk, const struct dht_msg *m)
 {
     if (m->node_count > DHT_WIRE_NODES_MAX)
-        return -1;
+        return false;
     msgpack_pack_array(pk, m->node_count);
     for (unsigned i = 0; i < m->node_count; i++) {
         msgpack_pack_array(pk, 2);
         pack_bin(pk, m->nodes[i].pk, DHT_WIRE_PK_BYTES);
-        if (pack_addr(pk, &m->nodes[i].addr) != 0)
-            return -1;
+        if (!pack_addr(pk, &m->nodes[i].addr))
+            return false;
     }
-    return 0;
+    return true;
 }
 
-static int pack_record(msgpack_packer *pk, const struct record *rec)
+static bool pack_record(msgpack_packer *pk, const struct record *rec)
 {
     uint8_t buf[RECORD_WIRE_MAX];
     size_t n = 0;
     if (record_wire_encode(rec, buf, sizeof(buf), &n) != MP_OK)
-        return -1;
+        return false;
     pack_bin(pk, buf, n);
-    return 0;
+    return true;
 }
 
 bool dht_wire_is_request(unsigned type)
@@ -95,9 +96,9 @@ static unsigned field_count(unsigned type)
 
 enum mp_err dht_wire_encode(const struct dht_msg *m, uint8_t *out, size_t cap, size_t *len_out)
 {
-    struct sink s = {out, cap, 0, 0};
+    struct sink s = {out, cap, 0, false};
     msgpack_packer pk;
-    int bad = 0;
+    bool bad = false;
     unsigned n = field_count(m->type);
 
     if (n == 0)
@@ -115,19 +116,19 @@ enum mp_err dht_wire_encode(const struct dht_msg *m, uint8_t *out, size_t cap, s
         break;
     case DHT_MSG_PUT:
         pack_bin(&pk, m->token, DHT_WIRE_TOKEN_BYTES);
-        bad = !m->has_record || pack_record(&pk, &m->record) != 0;
+        bad = !m->has_record || !pack_record(&pk, &m->record);
         break;
     case DHT_MSG_PONG:
-        bad = pack_addr(&pk, &m->observed) != 0;
+        bad = !pack_addr(&pk, &m->observed);
         break;
     case DHT_MSG_NODES:
-        bad = pack_nodes(&pk, m) != 0;
+        bad = !pack_nodes(&pk, m);
         break;
     case DHT_MSG_GOT:
         pack_bin(&pk, m->token, DHT_WIRE_TOKEN_BYTES);
-        bad = pack_nodes(&pk, m) != 0;
+        bad = !pack_nodes(&pk, m);
         if (m->has_record)
-            bad = bad || pack_record(&pk, &m->record) != 0;
+            bad = bad || !pack_record(&pk, &m->record);
         else
             msgpack_pack_nil(&pk);
         break;
@@ -143,20 +144,20 @@ enum mp_err dht_wire_encode(const struct dht_msg *m, uint8_t *out, size_t cap, s
     return MP_OK;
 }
 
-static int get_bin(const msgpack_object *o, uint8_t *dst, size_t n)
+static bool get_bin(const msgpack_object *o, uint8_t *dst, size_t n)
 {
     if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != n)
-        return -1;
+        return false;
     memcpy(dst, o->via.bin.ptr, n);
-    return 0;
+    return true;
 }
 
-static int get_addr(const msgpack_object *o, struct addr *a)
+static bool get_addr(const msgpack_object *o, struct addr *a)
 {
     size_t iplen;
     memset(a, 0, sizeof(*a));
     if (o->type != MSGPACK_OBJECT_BIN)
-        return -1;
+        return false;
     if (o->via.bin.size == 6) {
         a->family = ADDR_FAMILY_IPV4;
         iplen = 4;
@@ -164,45 +165,45 @@ static int get_addr(const msgpack_object *o, struct addr *a)
         a->family = ADDR_FAMILY_IPV6;
         iplen = 16;
     } else {
-        return -1;
+        return false;
     }
     const uint8_t *p = (const uint8_t *)o->via.bin.ptr;
     memcpy(a->ip, p, iplen);
     a->port = (uint16_t)((p[iplen] << 8) | p[iplen + 1]);
-    return 0;
+    return true;
 }
 
-static int get_nodes(const msgpack_object *o, struct dht_msg *m)
+static bool get_nodes(const msgpack_object *o, struct dht_msg *m)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > DHT_WIRE_NODES_MAX)
-        return -1;
+        return false;
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         const msgpack_object *e = &o->via.array.ptr[i];
         if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
-            get_bin(&e->via.array.ptr[0], m->nodes[i].pk, DHT_WIRE_PK_BYTES) != 0 ||
-            get_addr(&e->via.array.ptr[1], &m->nodes[i].addr) != 0)
-            return -1;
+            !get_bin(&e->via.array.ptr[0], m->nodes[i].pk, DHT_WIRE_PK_BYTES) ||
+            !get_addr(&e->via.array.ptr[1], &m->nodes[i].addr))
+            return false;
     }
     m->node_count = (uint8_t)o->via.array.size;
-    return 0;
+    return true;
 }
 
-static int get_record(const msgpack_object *o, struct dht_msg *m)
+static bool get_record(const msgpack_object *o, struct dht_msg *m)
 {
     if (o->type != MSGPACK_OBJECT_BIN)
-        return -1;
+        return false;
     if (record_wire_decode((const uint8_t *)o->via.bin.ptr, o->via.bin.size, &m->record) !=
         MP_OK)
-        return -1;
+        return false;
     m->has_record = true;
-    return 0;
+    return true;
 }
 
 enum mp_err dht_wire_decode(const uint8_t *data, size_t len, struct dht_msg *m_out)
 {
     msgpack_unpacked up;
     size_t off = 0;
-    int bad = 1;
+    bool bad = true;
 
     memset(m_out, 0, sizeof(*m_out));
     if (len > DHT_WIRE_BODY_MAX)
@@ -227,24 +228,24 @@ enum mp_err dht_wire_decode(const uint8_t *data, size_t len, struct dht_msg *m_o
     m_out->tid = (uint32_t)f[1].via.u64;
     switch (type) {
     case DHT_MSG_PING:
-        bad = 0;
+        bad = false;
         break;
     case DHT_MSG_FIND_NODE:
     case DHT_MSG_GET:
-        bad = get_bin(&f[2], m_out->target, DHT_WIRE_ID_BYTES);
+        bad = !get_bin(&f[2], m_out->target, DHT_WIRE_ID_BYTES);
         break;
     case DHT_MSG_PUT:
-        bad = get_bin(&f[2], m_out->token, DHT_WIRE_TOKEN_BYTES) || get_record(&f[3], m_out);
+        bad = !get_bin(&f[2], m_out->token, DHT_WIRE_TOKEN_BYTES) || !get_record(&f[3], m_out);
         break;
     case DHT_MSG_PONG:
-        bad = get_addr(&f[2], &m_out->observed);
+        bad = !get_addr(&f[2], &m_out->observed);
         break;
     case DHT_MSG_NODES:
-        bad = get_nodes(&f[2], m_out);
+        bad = !get_nodes(&f[2], m_out);
         break;
     case DHT_MSG_GOT:
-        bad = get_bin(&f[2], m_out->token, DHT_WIRE_TOKEN_BYTES) || get_nodes(&f[3], m_out) ||
-              (f[4].type != MSGPACK_OBJECT_NIL && get_record(&f[4], m_out));
+        bad = !get_bin(&f[2], m_out->token, DHT_WIRE_TOKEN_BYTES) || !get_nodes(&f[3], m_out) ||
+              (f[4].type != MSGPACK_OBJECT_NIL && !get_record(&f[4], m_out));
         break;
     case DHT_MSG_PUT_ACK:
         bad = f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[2].via.u64 > DHT_PUT_FULL;

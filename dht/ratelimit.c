@@ -51,7 +51,7 @@ void ratelimit_free(struct ratelimit *rl)
 
 bool ratelimit_allow(struct ratelimit *rl, const struct addr *addr, uint64_t now_ms)
 {
-    if (rl->rate == 0)
+    if (rl->rate == 0 || addr_is_loopback(addr))
         return true;
     uint8_t h[16];
     uint64_t idx = 0;

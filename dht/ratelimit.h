@@ -5,7 +5,8 @@
  * that. The table has a fixed number of slots (two-way set associative by a
  * keyed hash of the IP): when both slots of a set are taken, the source seen
  * least recently is forgotten, so memory is bounded whatever the number of
- * sources. rate 0 disables limiting (loopback tests with many nodes on one IP).
+ * sources. rate 0 disables limiting; loopback sources are never limited (only
+ * the local host can send from them, and local clusters share one IP).
  */
 #ifndef MP_DHT_RATELIMIT_H
 #define MP_DHT_RATELIMIT_H

@@ -3,6 +3,7 @@
 #include "dht/wire_scan.h"
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* Fixed-buffer writer for msgpack_packer: fails sticky past the cap. */
@@ -10,14 +11,14 @@ struct sink {
     uint8_t *out;
     size_t cap;
     size_t len;
-    int overflow;
+    bool overflow;
 };
 
 static int sink_write(void *data, const char *buf, size_t len)
 {
     struct sink *s = data;
     if (s->overflow || len > s->cap - s->len) {
-        s->overflow = 1;
+        s->overflow = true;
         return -1;
     }
     memcpy(s->out + s->len, buf, len);
@@ -34,7 +35,7 @@ static void pack_bin(msgpack_packer *pk, const uint8_t *p, size_t n)
 enum mp_err record_wire_encode(const struct record *rec, uint8_t *out, size_t cap,
                                size_t *len_out)
 {
-    struct sink s = {out, cap, 0, 0};
+    struct sink s = {out, cap, 0, false};
     msgpack_packer pk;
 
     if (rec->payload_len > RECORD_PAYLOAD_MAX)
@@ -53,20 +54,20 @@ enum mp_err record_wire_encode(const struct record *rec, uint8_t *out, size_t ca
     return MP_OK;
 }
 
-static int get_bin(const msgpack_object *o, uint8_t *dst, size_t n)
+static bool get_bin(const msgpack_object *o, uint8_t *dst, size_t n)
 {
     if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != n)
-        return -1;
+        return false;
     memcpy(dst, o->via.bin.ptr, n);
-    return 0;
+    return true;
 }
 
-static int get_uint(const msgpack_object *o, uint64_t max, uint64_t *v)
+static bool get_uint(const msgpack_object *o, uint64_t max, uint64_t *v)
 {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max)
-        return -1;
+        return false;
     *v = o->via.u64;
-    return 0;
+    return true;
 }
 
 enum mp_err record_wire_decode(const uint8_t *data, size_t len, struct record *rec_out)
@@ -89,11 +90,11 @@ enum mp_err record_wire_decode(const uint8_t *data, size_t len, struct record *r
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 6)
         goto cleanup;
     const msgpack_object *f = o->via.array.ptr;
-    if (get_uint(&f[0], 255, &kind) != 0 || !record_kind_valid((unsigned)kind) ||
-        get_bin(&f[1], rec_out->owner, RECORD_OWNER_BYTES) != 0 ||
-        get_uint(&f[2], UINT64_MAX, &rec_out->seq) != 0 ||
-        get_uint(&f[3], UINT64_MAX, &rec_out->expires_s) != 0 ||
-        get_bin(&f[5], rec_out->sig, RECORD_SIG_BYTES) != 0 || f[4].type != MSGPACK_OBJECT_BIN)
+    if (!get_uint(&f[0], 255, &kind) || !record_kind_valid((unsigned)kind) ||
+        !get_bin(&f[1], rec_out->owner, RECORD_OWNER_BYTES) ||
+        !get_uint(&f[2], UINT64_MAX, &rec_out->seq) ||
+        !get_uint(&f[3], UINT64_MAX, &rec_out->expires_s) ||
+        !get_bin(&f[5], rec_out->sig, RECORD_SIG_BYTES) || f[4].type != MSGPACK_OBJECT_BIN)
         goto cleanup;
     if (f[4].via.bin.size > RECORD_PAYLOAD_MAX) {
         err = MP_ERR_TOO_BIG;

@@ -15,6 +15,7 @@ struct routing {
     unsigned per_ip_limit;
     size_t count;
     size_t nbuckets; /* allocated */
+    int deepest;     /* deepest non-empty bucket; live entries are replaced, never removed */
     struct bucket *b[ROUTING_BUCKETS];
 };
 
@@ -26,6 +27,7 @@ enum mp_err routing_new(const uint8_t self[ROUTING_ID_BYTES], unsigned per_ip_li
         return MP_ERR_NOMEM;
     memcpy(rt->self, self, ROUTING_ID_BYTES);
     rt->per_ip_limit = per_ip_limit;
+    rt->deepest = -1;
     *rt_out = rt;
     return MP_OK;
 }
@@ -127,7 +129,7 @@ enum routing_result routing_seen(struct routing *rt, const uint8_t id[ROUTING_ID
         b->live[i] = fresh;
         return ROUTING_UPDATED;
     }
-    if (rt->per_ip_limit > 0) {
+    if (rt->per_ip_limit > 0 && !addr_is_loopback(addr)) {
         unsigned same = 0;
         for (unsigned j = 0; j < b->n; j++)
             same += same_ip(&b->live[j].addr, addr);
@@ -140,6 +142,8 @@ enum routing_result routing_seen(struct routing *rt, const uint8_t id[ROUTING_ID
             remove_spare(b, (unsigned)s);
         b->live[b->n++] = fresh;
         rt->count++;
+        if ((int)cpl > rt->deepest)
+            rt->deepest = (int)cpl;
         return ROUTING_ADDED;
     }
     for (unsigned j = 0; j < b->n; j++) {
@@ -221,30 +225,54 @@ const struct routing_entry *routing_get(const struct routing *rt,
     return i >= 0 ? &rt->b[cpl]->live[i] : NULL;
 }
 
+/* Insert e into out (n used, nearest first, at most max); returns the new n. */
+static size_t insert_sorted(const uint8_t target[ROUTING_ID_BYTES], struct routing_entry *out,
+                            size_t n, size_t max, const struct routing_entry *e)
+{
+    if (n == max && routing_cmp_distance(target, e->id, out[n - 1].id) >= 0)
+        return n;
+    size_t k = n < max ? n++ : max - 1;
+    while (k > 0 && routing_cmp_distance(target, e->id, out[k - 1].id) < 0) {
+        out[k] = out[k - 1];
+        k--;
+    }
+    out[k] = *e;
+    return n;
+}
+
+static size_t add_bucket(const struct bucket *b, const uint8_t target[ROUTING_ID_BYTES],
+                         bool include_bad, struct routing_entry *out, size_t n, size_t max)
+{
+    for (unsigned j = 0; b != NULL && j < b->n; j++) {
+        if (include_bad || b->live[j].fails < ROUTING_FAILS_BAD)
+            n = insert_sorted(target, out, n, max, &b->live[j]);
+    }
+    return n;
+}
+
+/*
+ * With c = common bits of target and self, the XOR distances fall in bands:
+ * bucket c holds the nearest nodes, then all buckets deeper than c (their
+ * distance has bit c set and nothing above), then buckets c-1, c-2, ... 0,
+ * each farther than the one before. So buckets are visited in that order and
+ * the scan stops once max nodes are in hand and the next band is farther.
+ */
 size_t routing_closest(const struct routing *rt, const uint8_t target[ROUTING_ID_BYTES],
                        bool include_bad, struct routing_entry *out, size_t max)
 {
     size_t n = 0;
     if (max == 0)
         return 0;
-    for (unsigned bi = 0; bi < ROUTING_BUCKETS; bi++) {
-        const struct bucket *b = rt->b[bi];
-        if (b == NULL)
-            continue;
-        for (unsigned j = 0; j < b->n; j++) {
-            const struct routing_entry *e = &b->live[j];
-            if (!include_bad && e->fails >= ROUTING_FAILS_BAD)
-                continue;
-            if (n == max && routing_cmp_distance(target, e->id, out[n - 1].id) >= 0)
-                continue;
-            size_t k = n < max ? n++ : max - 1;
-            while (k > 0 && routing_cmp_distance(target, e->id, out[k - 1].id) < 0) {
-                out[k] = out[k - 1];
-                k--;
-            }
-            out[k] = *e;
-        }
+    unsigned c = routing_common_bits(rt->self, target);
+    if (c >= ROUTING_BUCKETS)
+        c = ROUTING_BUCKETS - 1; /* target is self: bucket 255 is nearest */
+    n = add_bucket(rt->b[c], target, include_bad, out, n, max);
+    if (n < max) {
+        for (unsigned i = c + 1; i < ROUTING_BUCKETS; i++)
+            n = add_bucket(rt->b[i], target, include_bad, out, n, max);
     }
+    for (int i = (int)c - 1; i >= 0 && n < max; i--)
+        n = add_bucket(rt->b[i], target, include_bad, out, n, max);
     return n;
 }
 
@@ -254,6 +282,18 @@ size_t routing_export(const struct routing *rt, struct routing_entry *out, size_
     for (unsigned bi = 0; bi < ROUTING_BUCKETS && n < max; bi++) {
         const struct bucket *b = rt->b[bi];
         for (unsigned j = 0; b != NULL && j < b->n && n < max; j++)
+            out[n++] = b->live[j];
+    }
+    return n;
+}
+
+size_t routing_bucket(const struct routing *rt, unsigned bucket, bool bad,
+                      struct routing_entry *out, size_t max)
+{
+    size_t n = 0;
+    const struct bucket *b = bucket < ROUTING_BUCKETS ? rt->b[bucket] : NULL;
+    for (unsigned j = 0; b != NULL && j < b->n && n < max; j++) {
+        if ((b->live[j].fails >= ROUTING_FAILS_BAD) == bad)
             out[n++] = b->live[j];
     }
     return n;
@@ -271,11 +311,7 @@ size_t routing_count(const struct routing *rt)
 
 int routing_deepest(const struct routing *rt)
 {
-    for (int i = ROUTING_BUCKETS - 1; i >= 0; i--) {
-        if (rt->b[i] != NULL && rt->b[i]->n > 0)
-            return i;
-    }
-    return -1;
+    return rt->deepest;
 }
 
 size_t routing_memory(const struct routing *rt)

@@ -8,7 +8,8 @@
  * A node whose requests time out ROUTING_FAILS_BAD times in a row is "bad":
  * it is replaced by the freshest replacement, or by the next node that
  * answers, and is no longer handed to others. A bucket holds at most
- * per_ip_limit nodes of one IP address (0 = no limit, for loopback tests).
+ * per_ip_limit nodes of one IP address (0 = no limit); loopback addresses are
+ * exempt, so nodes on one host (tests, a local cluster) can fill a table.
  *
  * Buckets are allocated when first used, so a table costs about one bucket
  * per bit of log2(network size). No I/O, no clock: times are passed in.
@@ -89,6 +90,12 @@ size_t routing_closest(const struct routing *rt, const uint8_t target[ROUTING_ID
 
 /* Copy up to max live entries (any order); returns the count. */
 size_t routing_export(const struct routing *rt, struct routing_entry *out, size_t max);
+
+/* Copy up to max entries of one bucket, the good ones (bad == false) or the
+ * bad ones (still in the table because no replacement was at hand); returns
+ * the count. */
+size_t routing_bucket(const struct routing *rt, unsigned bucket, bool bad,
+                      struct routing_entry *out, size_t max);
 
 /* Live entries in one bucket. */
 unsigned routing_bucket_size(const struct routing *rt, unsigned bucket);

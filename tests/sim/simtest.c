@@ -1,6 +1,7 @@
 #include "tests/sim/simtest.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Virtual time an operation may take before the helper gives up. */
@@ -110,6 +111,33 @@ void simtest_wait(struct sim *sim, struct simtest_result *results, size_t n)
             results[i].status = MP_ERR_TIMEOUT;
         }
     }
+}
+
+unsigned simtest_find_all(struct sim *sim, unsigned batch, bool *found)
+{
+    unsigned n = sim_count(sim), ok = 0;
+    struct simtest_result *res = calloc(batch, sizeof(*res));
+    if (res == NULL)
+        abort();
+    for (unsigned start = 0; start < n; start += batch) {
+        unsigned m = n - start < batch ? n - start : batch;
+        for (unsigned i = 0; i < m; i++) {
+            unsigned target = start + i, from;
+            do {
+                from = simtest_random_alive(sim);
+            } while (from == target);
+            simtest_start_lookup(sim, from, dht_id(sim_dht(sim, target)), &res[i]);
+        }
+        simtest_wait(sim, res, m);
+        for (unsigned i = 0; i < m; i++) {
+            const uint8_t *id = dht_id(sim_dht(sim, start + i));
+            found[start + i] = res[i].status == MP_OK && res[i].count > 0 &&
+                               memcmp(res[i].nodes[0].id, id, DHT_ID_BYTES) == 0;
+            ok += found[start + i];
+        }
+    }
+    free(res);
+    return ok;
 }
 
 bool simtest_finds(struct sim *sim, unsigned idx, unsigned target, struct simtest_result *out)

@@ -45,6 +45,11 @@ enum mp_err simtest_start_lookup(struct sim *sim, unsigned idx, const uint8_t ta
                                  struct simtest_result *out);
 void simtest_wait(struct sim *sim, struct simtest_result *results, size_t n);
 
+/* Look up every node's id from another random node, batch lookups at a time
+ * (sharing virtual time); found[i] tells whether node i's lookup returned it
+ * first. Returns how many were found. */
+unsigned simtest_find_all(struct sim *sim, unsigned batch, bool *found);
+
 /* True when the lookup from idx for node target's id returns target first. */
 bool simtest_finds(struct sim *sim, unsigned idx, unsigned target, struct simtest_result *out);
 

@@ -131,7 +131,8 @@ static void attacker_rx(void *ctx, const struct addr *from, const uint8_t *data,
     struct attacker *a = ctx;
     (void)from;
     struct dht_msg m;
-    if (simtest_open(a->key, NULL, data, len, &m)) {
+    /* Answers only: a victim may also ping the stranger back. */
+    if (simtest_open(a->key, NULL, data, len, &m) && !dht_wire_is_request(m.type)) {
         a->last = m;
         a->got = true;
     }

@@ -9,3 +9,5 @@ mp_test(unit_dht_routing SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dht_routing.c
 # One node driven by hand-made datagrams (the sim's attacker helpers).
 mp_test(unit_dht_node SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dht_node.c
         LIBS mp_sim LABELS unit)
+mp_test(unit_dht_tables SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dht_tables.c
+        LIBS mp_dht mp_test_support LABELS unit)

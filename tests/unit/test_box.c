@@ -27,6 +27,10 @@ static void test_ed25519_seed_converts_to_matching_x25519(void **state)
     /* The X25519 public key is the standard conversion of the Ed25519 one. */
     assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(curve_pk, identity_public_key(id)), 0);
     assert_memory_equal(box_key_public(key), curve_pk, 32);
+    struct box_key *from_id = NULL;
+    assert_int_equal(box_key_from_identity(id, &from_id), MP_OK);
+    assert_memory_equal(box_key_public(from_id), curve_pk, 32);
+    box_key_free(from_id);
     identity_free(id);
     box_key_free(key);
     box_key_free(NULL);

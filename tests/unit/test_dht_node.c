@@ -298,6 +298,116 @@ static void test_api_errors_and_tick_bounds(void **state)
     rig_down(&r);
 }
 
+/* The last datagram the node sent, opened by the peer. */
+static void last_sent(struct rig *r, struct dht_msg *m)
+{
+    unsigned i = (r->sent - 1) % 4;
+    assert_true(simtest_open(r->peer_key, NULL, r->out[i], r->out_len[i], m));
+}
+
+static void reply(struct rig *r, struct dht_msg *m)
+{
+    uint8_t d[DHT_DATAGRAM_MAX];
+    size_t n = simtest_seal(r->peer_key, box_key_public(r->node_key), NULL, ++r->nonce, m, d);
+    assert_true(n > 0);
+    dht_on_datagram(r->dht, &r->peer_addr, d, n);
+}
+
+struct got {
+    bool done;
+    enum mp_err status;
+    bool has;
+    struct record rec;
+};
+
+static void got_cb(void *arg, enum mp_err status, const struct record *rec,
+                   const struct dht_lookup_info *info)
+{
+    struct got *g = arg;
+    (void)info;
+    g->done = true;
+    g->status = status;
+    g->has = rec != NULL;
+    if (rec != NULL)
+        g->rec = *rec;
+}
+
+/* The node knows only the peer, which answers its get with `answer`. */
+static void get_from_liar(struct rig *r, const uint8_t owner[32], const struct record *answer,
+                          struct got *g)
+{
+    struct dht_msg m, ans;
+    memset(g, 0, sizeof(*g));
+    assert_int_equal(dht_get(r->dht, RECORD_KIND_PRESENCE, owner, got_cb, g), MP_OK);
+    dht_tick(r->dht);
+    last_sent(r, &m);
+    assert_int_equal(m.type, DHT_MSG_GET);
+    memset(&ans, 0, sizeof(ans));
+    ans.type = DHT_MSG_GOT;
+    ans.tid = m.tid;
+    ans.has_record = true;
+    ans.record = *answer;
+    reply(r, &ans);
+    dht_tick(r->dht);
+    assert_true(g->done);
+}
+
+static void test_get_rejects_forged_answers(void **state)
+{
+    (void)state;
+    struct rig r;
+    struct dht_msg m, ans;
+    rig_up(&r, NULL);
+    /* Join through the peer: it answers the ping and the own-id lookup. */
+    assert_int_equal(dht_bootstrap(r.dht, box_key_public(r.peer_key), &r.peer_addr), MP_OK);
+    last_sent(&r, &m);
+    memset(&ans, 0, sizeof(ans));
+    ans.type = DHT_MSG_PONG;
+    ans.tid = m.tid;
+    ans.observed = r.peer_addr;
+    reply(&r, &ans);
+    dht_tick(r.dht);
+    last_sent(&r, &m);
+    assert_int_equal(m.type, DHT_MSG_FIND_NODE);
+    memset(&ans, 0, sizeof(ans));
+    ans.type = DHT_MSG_NODES;
+    ans.tid = m.tid;
+    reply(&r, &ans);
+    dht_tick(r.dht);
+
+    struct identity *owner = NULL, *other = NULL;
+    struct record good, forged, elsewhere;
+    uint64_t now_s = dht_network_time_s(r.dht);
+    struct got g;
+    assert_int_equal(identity_generate(&r.te.env, &owner), MP_OK);
+    assert_int_equal(identity_generate(&r.te.env, &other), MP_OK);
+    assert_int_equal(record_make(owner, RECORD_KIND_PRESENCE, 3, now_s + 600,
+                                 (const uint8_t *)"real", 4, &good),
+                     MP_OK);
+    /* Bad signature. */
+    forged = good;
+    forged.seq = 4;
+    get_from_liar(&r, identity_public_key(owner), &forged, &g);
+    assert_int_equal(g.status, MP_ERR_NOT_FOUND);
+    assert_false(g.has);
+    assert_int_equal(drops(&r, DHT_DROP_BAD_RECORD), 1);
+    /* Genuine, but another owner's record: not what was asked for. */
+    assert_int_equal(record_make(other, RECORD_KIND_PRESENCE, 9, now_s + 600,
+                                 (const uint8_t *)"other", 5, &elsewhere),
+                     MP_OK);
+    get_from_liar(&r, identity_public_key(owner), &elsewhere, &g);
+    assert_int_equal(g.status, MP_ERR_NOT_FOUND);
+    assert_int_equal(drops(&r, DHT_DROP_BAD_RECORD), 2);
+    /* The genuine one is returned. */
+    get_from_liar(&r, identity_public_key(owner), &good, &g);
+    assert_int_equal(g.status, MP_OK);
+    assert_true(g.has);
+    assert_memory_equal(&g.rec, &good, sizeof(good));
+    identity_free(owner);
+    identity_free(other);
+    rig_down(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_token_bound_to_address_and_rotating),
         cmocka_unit_test(test_record_store_is_bounded),
         cmocka_unit_test(test_api_errors_and_tick_bounds),
+        cmocka_unit_test(test_get_rejects_forged_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

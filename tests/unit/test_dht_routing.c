@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "dht/routing.h"
+#include "dht/shortlist.h"
 #include "tests/support/test_env.h"
 
 static struct test_env te;
@@ -107,6 +108,13 @@ static void test_per_ip_limit(void **state)
     /* Another bucket has its own allowance. */
     id_at(2, id);
     assert_int_equal(routing_seen(rt, id, pk, &a, 1, 1), ROUTING_ADDED);
+    /* Loopback is exempt: nodes on one host fill a bucket. */
+    assert_int_equal(addr_parse("127.0.0.1:1", &a), MP_OK);
+    for (unsigned i = 0; i < 4; i++) {
+        id_at(3, id);
+        a.port = (uint16_t)(5000 + i);
+        assert_int_equal(routing_seen(rt, id, pk, &a, 1, 1), ROUTING_ADDED);
+    }
     routing_free(rt);
 }
 
@@ -157,6 +165,72 @@ static void test_closest_matches_brute_force(void **state)
     routing_free(rt);
 }
 
+static void test_shortlist_order_and_bounds(void **state)
+{
+    (void)state;
+    struct shortlist sl;
+    uint8_t target[32] = {0}, id[32] = {0}, pk[32] = {0};
+    struct addr a;
+    addr_n(1, &a);
+    shortlist_init(&sl, target);
+    /* Ids 40, 39, ..., 1 (distance = id): the list keeps the 24 nearest. */
+    for (unsigned i = 40; i >= 1; i--) {
+        id[31] = (uint8_t)i;
+        shortlist_add(&sl, id, pk, &a, 3);
+    }
+    assert_int_equal(sl.n, SHORTLIST_MAX);
+    for (unsigned i = 0; i < sl.n; i++)
+        assert_int_equal(sl.e[i].id[31], i + 1);
+    /* Farther than the farthest: not added. A duplicate keeps its smaller depth. */
+    id[31] = 200;
+    shortlist_add(&sl, id, pk, &a, 1);
+    assert_null(shortlist_find(&sl, id));
+    id[31] = 5;
+    shortlist_add(&sl, id, pk, &a, 2);
+    assert_int_equal(shortlist_find(&sl, id)->depth, 2);
+    shortlist_add(&sl, id, pk, &a, 9);
+    assert_int_equal(shortlist_find(&sl, id)->depth, 2);
+    assert_int_equal(shortlist_rank(&sl, shortlist_find(&sl, id)), 4);
+}
+
+static void test_shortlist_scan_decides_termination(void **state)
+{
+    (void)state;
+    struct shortlist sl;
+    struct shortlist_entry *ask[3];
+    unsigned n_ask = 0;
+    uint8_t target[32] = {0}, id[32] = {0}, pk[32] = {0};
+    struct addr a;
+    addr_n(1, &a);
+    shortlist_init(&sl, target);
+    assert_true(shortlist_scan(&sl, 8, ask, 3, &n_ask)); /* nothing to ask: over */
+    for (unsigned i = 1; i <= 12; i++) {
+        id[31] = (uint8_t)i;
+        shortlist_add(&sl, id, pk, &a, 1);
+    }
+    /* The three nearest are asked first. */
+    assert_false(shortlist_scan(&sl, 8, ask, 3, &n_ask));
+    assert_int_equal(n_ask, 3);
+    assert_int_equal(ask[0]->id[31], 1);
+    assert_int_equal(ask[2]->id[31], 3);
+    /* Nothing to ask while all slots are busy, but not over either. */
+    for (unsigned i = 0; i < 3; i++)
+        ask[i]->state = SHORTLIST_ASKED;
+    assert_false(shortlist_scan(&sl, 8, ask, 0, &n_ask));
+    assert_int_equal(n_ask, 0);
+    /* The 8 nearest answered: over, whatever lies beyond. */
+    for (unsigned i = 0; i < 8; i++)
+        sl.e[i].state = SHORTLIST_ANSWERED;
+    assert_true(shortlist_scan(&sl, 8, ask, 3, &n_ask));
+    /* One of them failed instead: the 9th nearest must be asked now. */
+    sl.e[2].state = SHORTLIST_FAILED;
+    assert_false(shortlist_scan(&sl, 8, ask, 3, &n_ask));
+    assert_int_equal(n_ask, 1);
+    assert_int_equal(ask[0]->id[31], 9);
+    ask[0]->state = SHORTLIST_ANSWERED;
+    assert_true(shortlist_scan(&sl, 8, ask, 3, &n_ask));
+}
+
 int main(void)
 {
     test_env_init(&te, test_env_seed(23));
@@ -166,6 +240,8 @@ int main(void)
         cmocka_unit_test(test_bucket_fills_then_caches_then_replaces_bad),
         cmocka_unit_test(test_per_ip_limit),
         cmocka_unit_test(test_closest_matches_brute_force),
+        cmocka_unit_test(test_shortlist_order_and_bounds),
+        cmocka_unit_test(test_shortlist_scan_decides_termination),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
