@@ -83,11 +83,10 @@ cleanup:
 
 enum mp_err box_key_from_identity(const struct identity *id, struct box_key **key_out)
 {
-    /* The encoded form is magic (8) || seed (32) || public key (32). */
-    uint8_t enc[IDENTITY_ENCODED_BYTES];
-    identity_encode(id, enc);
-    enum mp_err err = box_key_from_ed25519_seed(enc + 8, key_out);
-    sodium_memzero(enc, sizeof(enc));
+    uint8_t seed[IDENTITY_SEED_BYTES];
+    identity_seed(id, seed);
+    enum mp_err err = box_key_from_ed25519_seed(seed, key_out);
+    sodium_memzero(seed, sizeof(seed));
     return err;
 }
 

@@ -286,7 +286,6 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
                         const struct identity *node_key, const struct identity *account,
                         const struct config *cfg, struct overlay **overlay_out)
 {
-    uint8_t seed[IDENTITY_SEED_BYTES];
     struct dht_config dcfg;
     struct timespec real;
     enum mp_err err;
@@ -303,9 +302,7 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
     ov->env.random = random_fill;
     ov->env.send = udp_send;
 
-    identity_seed(node_key, seed);
-    err = box_key_from_ed25519_seed(seed, &ov->box);
-    secure_wipe(seed, sizeof(seed));
+    err = box_key_from_identity(node_key, &ov->box);
     if (err != MP_OK)
         goto fail;
     dht_config_default(&dcfg);
