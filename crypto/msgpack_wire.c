@@ -163,6 +163,8 @@ static int sink_write_cb(void *data, const char *p, size_t n)
 {
     struct sink *s = data;
 
+    if (n == 0)
+        return 0; /* an empty bin's body: p may be NULL */
     if (s->buf != NULL) {
         if (n > s->cap - s->len)
             return -1;

@@ -54,7 +54,8 @@
 #define RATCHET_CHAINS_KEPT 256
 /* Largest plaintext, and what encryption adds to it: a random 24-byte
  * XChaCha20 nonce in front and the 16-byte Poly1305 tag at the end. */
-#define RATCHET_PLAINTEXT_MAX 65536
+/* A 64 KiB text plus the framing of the message that carries it. */
+#define RATCHET_PLAINTEXT_MAX (65536 + 1024)
 #define RATCHET_NONCE_BYTES   24
 #define RATCHET_OVERHEAD      (RATCHET_NONCE_BYTES + 16)
 

@@ -231,6 +231,18 @@ static void call_free(struct control_call *call)
     free(call);
 }
 
+bool control_call_alive(const struct control_call *call)
+{
+    return call->client != NULL && !uv_is_closing((uv_handle_t *)&call->client->pipe);
+}
+
+size_t control_call_backlog(const struct control_call *call)
+{
+    if (!control_call_alive(call))
+        return 0;
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&call->client->pipe);
+}
+
 bool control_call_notify(struct control_call *call, const char *method, json_t *params)
 {
     struct client *c = call->client;

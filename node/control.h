@@ -60,6 +60,14 @@ struct control_call *control_call_defer(struct control_call *call);
  * caller should then end the call. */
 bool control_call_notify(struct control_call *call, const char *method, json_t *params);
 
+/* False once the call's client has gone (the call still needs answering
+ * or failing, which then only frees it). */
+bool control_call_alive(const struct control_call *call);
+
+/* Bytes of output waiting for the call's client to read: a streaming
+ * producer pauses while this is high (0 for a gone client). */
+size_t control_call_backlog(const struct control_call *call);
+
 /* Answer a deferred call with result (stolen; NULL for null) and free it. */
 void control_call_reply(struct control_call *call, json_t *result);
 

@@ -121,15 +121,21 @@ static void digest_of(const uint8_t *data, size_t len, uint8_t out[32])
 
 /* ---- small store helpers ---- */
 
-static uint64_t meta_u64(struct store *store, const char *key, size_t key_len)
+/* A u64 from meta: 0 when absent; any other failure (a read error, a
+ * damaged value) is returned, never taken for 0, so a counter cannot restart
+ * and overwrite what it numbered. */
+static enum mp_err meta_u64(struct store *store, const char *key, size_t key_len, uint64_t *v_out)
 {
     uint8_t *val = NULL;
     size_t len = 0;
-    uint64_t v = 0;
-    if (store_get(store, STORE_CF_META, key, key_len, &val, &len) == MP_OK && len == 8)
-        v = get_u64(val);
+    enum mp_err err = store_get(store, STORE_CF_META, key, key_len, &val, &len);
+    *v_out = 0;
+    if (err == MP_OK && len != 8)
+        err = MP_ERR_STORE;
+    if (err == MP_OK)
+        *v_out = get_u64(val);
     free(val);
-    return v;
+    return err == MP_ERR_NOT_FOUND ? MP_OK : err;
 }
 
 static void batch_meta_u64(struct store_batch *b, const char *key, size_t key_len, uint64_t v)
@@ -221,14 +227,21 @@ static struct peer *peer_get(struct delivery *d, const uint8_t account[32], uint
     struct peer *p = peer_find(d, account);
     if (p == NULL) {
         p = &d->peers[0];
+        struct peer *victim = NULL;
         for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++) {
-            if (!d->peers[i].used) {
-                p = &d->peers[i];
+            struct peer *q = &d->peers[i];
+            if (!q->used) {
+                victim = q;
                 break;
             }
-            if (d->peers[i].last_used_ms < p->last_used_ms)
-                p = &d->peers[i];
+            /* A peer waiting for a lookup keeps its slot: its answer needs it. */
+            if (!q->fetching_presence && !q->fetching_bundle &&
+                (victim == NULL || q->last_used_ms < victim->last_used_ms))
+                victim = q;
         }
+        if (victim == NULL)
+            return NULL; /* every slot waits for a lookup: try this one later */
+        p = victim;
         memset(p, 0, sizeof(*p));
         p->used = true;
         memcpy(p->account, account, 32);
@@ -347,14 +360,20 @@ static enum mp_err seal_entry(struct delivery *d, struct peer *p, uint64_t seq,
     return err;
 }
 
-/* Try to put one pending entry on its way. Returns false when the pass should stop. */
+/* Try to put one pending entry on its way. Returns true when it did work
+ * (a lookup started, a seal, a send), which counts against the pass's batch. */
 static bool pump_entry(struct delivery *d, uint64_t seq, uint64_t now, uint64_t *wake)
 {
     struct outbox_entry e;
+    bool worked = false;
     enum mp_err err = load_entry(d, seq, &e);
     if (err != MP_OK)
-        return true;
+        return false;
     struct peer *p = peer_get(d, e.to, now);
+    if (p == NULL) {
+        outbox_entry_clear(&e);
+        return false;
+    }
     if (p->retry_at_ms > now) {
         *wake = p->retry_at_ms < *wake ? p->retry_at_ms : *wake;
         goto done;
@@ -369,6 +388,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, uint64_t now, uint64_t 
     }
     if (p->busy || p->fetching_presence || p->fetching_bundle)
         goto done;
+    worked = true;
     if (!p->has_presence || now - p->presence_at_ms > DELIVERY_PRESENCE_MAX_AGE_MS) {
         fetch(d, p, RECORD_KIND_PRESENCE);
         goto done;
@@ -413,7 +433,7 @@ done:
     if (p->retry_at_ms > now && p->retry_at_ms < *wake)
         *wake = p->retry_at_ms; /* a failure above: come back when it may be retried */
     outbox_entry_clear(&e);
-    return true;
+    return worked;
 }
 
 static void expire_waiters(struct delivery *d, uint64_t now);
@@ -439,11 +459,11 @@ static void pump_cb(uv_timer_t *timer)
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         if (key_len != 9)
             continue;
-        if (++done > DELIVERY_PUMP_BATCH) {
-            more = true;
+        if (done >= DELIVERY_PUMP_BATCH) {
+            more = true; /* yield to the loop, then go on */
             break;
         }
-        pump_entry(d, get_u64(key + 1), now, &wake);
+        done += pump_entry(d, get_u64(key + 1), now, &wake);
     }
     store_iter_free(it);
     if (!d->closing)
@@ -485,16 +505,39 @@ static bool load_event(struct delivery *d, uint64_t cursor, struct outbox_event 
     return ok;
 }
 
+/* Free the slots of subscribers and waiters whose client went away. */
+static void sweep(struct delivery *d)
+{
+    for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
+        if (d->subs[i].call != NULL && !control_call_alive(d->subs[i].call)) {
+            control_call_fail(d->subs[i].call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE, "gone");
+            d->subs[i].call = NULL;
+        }
+    }
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL && !control_call_alive(d->waiters[i].call)) {
+            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE, "gone");
+            d->waiters[i].call = NULL;
+        }
+    }
+}
+
 static void feed_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
-    bool more = false;
+    bool more = false, waiting = false;
 
+    sweep(d);
     for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
         struct subscriber *s = &d->subs[i];
         for (unsigned n = 0; s->call != NULL && s->next < d->next_cursor; n++) {
             if (n == DELIVERY_FEED_BATCH) {
                 more = true;
+                break;
+            }
+            /* A slow reader is paused, not cut off: resume once it has read. */
+            if (control_call_backlog(s->call) > DELIVERY_FEED_BACKLOG_MAX) {
+                waiting = true;
                 break;
             }
             struct outbox_event ev;
@@ -511,8 +554,8 @@ static void feed_cb(uv_timer_t *timer)
             s->next++;
         }
     }
-    if (more && !d->closing)
-        uv_timer_start(&d->feed, feed_cb, 0, 0);
+    if ((more || waiting) && !d->closing)
+        uv_timer_start(&d->feed, feed_cb, waiting && !more ? DELIVERY_FEED_RETRY_MS : 0, 0);
 }
 
 /* New events are in the store: push them, and answer `send` calls waiting for them. */
@@ -547,7 +590,11 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
         return MP_ERR_INVAL;
     memcpy(counter_key, meta_counter, sizeof(meta_counter) - 1);
     memcpy(counter_key + sizeof(meta_counter) - 1, to, 32);
-    uint64_t counter = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key)) + 1;
+    uint64_t counter = 0;
+    enum mp_err err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key), &counter);
+    if (err != MP_OK)
+        return err;
+    counter++;
 
     env_random(d->cfg.env, m.id, MSG_ID_BYTES);
     m.sent_at_ms = unix_ms();
@@ -555,7 +602,7 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
     memcpy(e.to, to, 32);
     e.created_ms = m.sent_at_ms;
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
-    enum mp_err err = msg_encode(&m, &e.plaintext);
+    err = msg_encode(&m, &e.plaintext);
     if (err != MP_OK)
         return err;
     uint64_t seq = d->next_seq;
@@ -685,11 +732,13 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     bool notify = false;
     uint64_t now = unix_ms();
     uint64_t cursor_before = d->next_cursor, seq_before = d->next_seq;
+    bool committed = false;
 
     digest_of(envelope->data, envelope->len, digest);
     struct store_batch *b = store_batch_new();
     enum mp_err err =
         sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
+    bool opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
         d->duplicates++;
         send_ack(d, node_key, digest); /* read before: our ack was lost */
@@ -756,12 +805,15 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         d->next_seq = seq_before;
         goto cleanup;
     }
+    committed = true;
     send_ack(d, node_key, digest);
     if (notify)
         events_added(d, &ev);
     if (d->next_seq != seq_before)
         kick(d); /* a receipt to send */
 cleanup:
+    if (opened && !committed)
+        sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
     store_batch_free(b);
 }
 
@@ -900,8 +952,14 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
     if (d == NULL)
         return MP_ERR_NOMEM;
     d->cfg = *cfg;
-    d->next_seq = meta_u64(cfg->store, meta_seq, strlen(meta_seq));
-    d->next_cursor = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor));
+    enum mp_err err = meta_u64(cfg->store, meta_seq, strlen(meta_seq), &d->next_seq);
+    if (err == MP_OK)
+        err = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor), &d->next_cursor);
+    if (err != MP_OK) {
+        log_error(MOD, "cannot read the outbox and event counters: %s", mp_strerror(err));
+        free(d);
+        return err;
+    }
     if (d->next_seq == 0)
         d->next_seq = 1;
     if (d->next_cursor == 0)
@@ -1030,6 +1088,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
         return true;
     }
+    sweep(d);
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
         if (w->call != NULL)
@@ -1207,6 +1266,7 @@ static bool method_subscribe(void *ctx, struct control_call *call, json_t *param
 
     if (!param_u64(params, "since", 0, UINT64_MAX / 2, &since, err_out))
         return false;
+    sweep(d);
     for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
         struct subscriber *s = &d->subs[i];
         if (s->call != NULL)

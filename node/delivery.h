@@ -34,7 +34,7 @@
 
 /* Peers whose presence and link state are tracked at once (LRU beyond). */
 #define DELIVERY_PEERS_MAX 256
-/* Envelopes sent per pump pass before yielding to the loop. */
+/* Entries worked on (looked up, sealed, sent) per pump pass before yielding. */
 #define DELIVERY_PUMP_BATCH 512
 /* Without an ack this long after the last send, a peer's unacked messages are sent again. */
 #define DELIVERY_ACK_TIMEOUT_MS 10000
@@ -46,6 +46,10 @@
 /* Open `listen` subscriptions, and events pushed to one per loop turn. */
 #define DELIVERY_SUBSCRIBERS_MAX 16
 #define DELIVERY_FEED_BATCH 256
+/* A subscriber with more unread output than this is paused, and looked at
+ * again after DELIVERY_FEED_RETRY_MS (it is cut off only at CONTROL_OUTPUT_MAX). */
+#define DELIVERY_FEED_BACKLOG_MAX (256 * 1024)
+#define DELIVERY_FEED_RETRY_MS 20
 
 /* What to do with a message from `account` arriving from node `node_key`. */
 enum delivery_verdict {

@@ -8,8 +8,11 @@
 #include "crypto/ratchet.h"
 #include "crypto/secure.h"
 #include "crypto/x3dh.h"
+#include "node/msg.h"
 
 #define MOD "session"
+
+_Static_assert(MSG_WIRE_MAX <= RATCHET_PLAINTEXT_MAX, "a full message must fit one ratchet message");
 
 /* The meta key of the account's prekey store. */
 static const char prekey_key[] = "prekey_store";
@@ -199,25 +202,32 @@ static enum mp_err prekeys_save_now(struct sessions *s)
 
 /* ---- life ---- */
 
+/* The prekeys as stored. */
+static enum mp_err prekeys_load(struct sessions *s, struct prekey_store **prekeys_out)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    enum mp_err err = store_get(s->store, STORE_CF_META, prekey_key, strlen(prekey_key), &val, &len);
+    if (err == MP_OK) {
+        err = prekey_store_decode(s->account, val, len, prekeys_out);
+        secure_wipe(val, len);
+        free(val);
+    }
+    return err;
+}
+
 enum mp_err sessions_new(const struct env *env, struct store *store,
                          const struct identity *account, uint64_t now_ms,
                          struct sessions **sessions_out)
 {
-    uint8_t *val = NULL;
-    size_t len = 0;
-
     struct sessions *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return MP_ERR_NOMEM;
     s->env = env;
     s->store = store;
     s->account = account;
-    enum mp_err err = store_get(store, STORE_CF_META, prekey_key, strlen(prekey_key), &val, &len);
-    if (err == MP_OK) {
-        err = prekey_store_decode(account, val, len, &s->prekeys);
-        secure_wipe(val, len);
-        free(val);
-    } else if (err == MP_ERR_NOT_FOUND) {
+    enum mp_err err = prekeys_load(s, &s->prekeys);
+    if (err == MP_ERR_NOT_FOUND) {
         err = prekey_store_new(env, account, now_ms, &s->prekeys);
         if (err == MP_OK)
             err = prekeys_save_now(s);
@@ -228,6 +238,19 @@ enum mp_err sessions_new(const struct env *env, struct store *store,
         return err;
     }
     *sessions_out = s;
+    return MP_OK;
+}
+
+enum mp_err sessions_discard(struct sessions *s)
+{
+    struct prekey_store *fresh = NULL;
+    enum mp_err err = prekeys_load(s, &fresh);
+    if (err != MP_OK) {
+        log_error(MOD, "cannot reload the prekeys: %s", mp_strerror(err));
+        return err;
+    }
+    prekey_store_free(s->prekeys);
+    s->prekeys = fresh;
     return MP_OK;
 }
 

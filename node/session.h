@@ -61,4 +61,10 @@ enum mp_err sessions_open(struct sessions *s, const uint8_t *envelope, size_t le
                           uint64_t now_ms, struct store_batch *batch,
                           uint8_t sender_out[IDENTITY_PUBLIC_BYTES], struct buf *pt_out);
 
+/* The caller dropped the batch of a successful sessions_open instead of
+ * writing it (the message was refused, or the write failed): forget the
+ * in-memory part of it too, by reloading the prekeys from the store, so the
+ * same envelope opens again when it is resent. */
+enum mp_err sessions_discard(struct sessions *s);
+
 #endif

@@ -3,3 +3,7 @@
 add_executable(bench_messaging_link ${CMAKE_CURRENT_LIST_DIR}/bench_messaging_link.c)
 target_link_libraries(bench_messaging_link PRIVATE mp_node PkgConfig::SODIUM)
 target_include_directories(bench_messaging_link PRIVATE ${CMAKE_SOURCE_DIR})
+
+# bench_messaging_real: two real nodes on loopback, the issue's figures.
+add_executable(bench_messaging_real ${CMAKE_CURRENT_LIST_DIR}/bench_messaging_real.c)
+target_link_libraries(bench_messaging_real PRIVATE mp_harness PkgConfig::JANSSON)

@@ -209,6 +209,30 @@ static void test_refusals(void **state)
     party_free(&c);
 }
 
+static void test_discarded_batch_opens_again(void **state)
+{
+    (void)state;
+    struct party a, b;
+    party_new(&a, 10);
+    party_new(&b, 11);
+    struct buf env, pt;
+    uint8_t sender[IDENTITY_PUBLIC_BYTES];
+    seal(&a, &b, "first contact", &env);
+    /* b opens it but drops the batch (say the disk was full)... */
+    struct store_batch *batch = store_batch_new();
+    assert_int_equal(sessions_open(b.sessions, env.data, env.len, NOW, batch, sender, &pt), MP_OK);
+    buf_free(&pt);
+    store_batch_free(batch);
+    assert_int_equal(sessions_discard(b.sessions), MP_OK);
+    /* ...so the resent envelope must open again, not count as a replay. */
+    assert_int_equal(open_env(&b, &env, &a, "first contact"), MP_OK);
+    assert_int_equal(open_env(&b, &env, &a, "first contact"), MP_ERR_RATCHET_REPLAY);
+    buf_free(&env);
+    exchange(&b, &a, "got it");
+    party_free(&a);
+    party_free(&b);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -223,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order_and_replay),
         cmocka_unit_test(test_both_open_at_once),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_discarded_batch_opens_again),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
