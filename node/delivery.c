@@ -71,8 +71,16 @@ struct waiter {
     uint64_t deadline_ms;
 };
 
+/* An ack that found the link's queue full, waiting for room (writable). */
+struct pending_ack {
+    uint8_t node_key[32];
+    uint8_t digest[32];
+};
+
 struct delivery {
     struct delivery_config cfg;
+    struct pending_ack acks[DELIVERY_ACKS_WAITING_MAX];
+    size_t ack_count;
     uv_timer_t pump;  /* pump.data = this */
     uv_timer_t feed;  /* feed.data = this: pushes events to subscribers */
     uv_timer_t publish; /* publish.data = this: presence and prekeys again */
@@ -438,6 +446,86 @@ done:
 
 static void expire_waiters(struct delivery *d, uint64_t now);
 
+/* Seal n entries for one peer with one session update and one synced write:
+ * a burst of sends costs one fsync, not one each. */
+static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
+                       struct outbox_entry *entries, size_t n, uint64_t now)
+{
+    struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
+    struct store_batch *b = store_batch_new();
+
+    for (size_t i = 0; i < n; i++)
+        pts[i] = entries[i].plaintext;
+    enum mp_err err = sessions_seal_many(d->cfg.sessions, p->account,
+                                         p->has_bundle ? &p->bundle : NULL, now, pts, n, b, envs);
+    for (size_t i = 0; err == MP_OK && i < n; i++) {
+        uint8_t key[33], val[8];
+        buf_free(&entries[i].envelope);
+        entries[i].envelope = envs[i];
+        buf_init(&envs[i], 0); /* moved */
+        key[0] = KEY_DIGEST;
+        digest_of(entries[i].envelope.data, entries[i].envelope.len, key + 1);
+        put_u64(val, seqs[i]);
+        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
+        err = batch_entry(b, seqs[i], &entries[i]);
+    }
+    if (err == MP_OK)
+        err = store_batch_write(d->cfg.store, b, true);
+    store_batch_free(b);
+    if (err != MP_OK) {
+        char who[ADDRESS_TEXT_SIZE];
+        address_encode(p->account, who);
+        log_warn(MOD, "cannot encrypt for %s: %s; will retry", who, mp_strerror(err));
+        p->has_bundle = false; /* fetch a fresh one */
+        peer_failed(p, now, 0);
+    }
+}
+
+/* Before sending, seal what waits unsealed, in groups per peer. */
+static void seal_pending(struct delivery *d, uint64_t now)
+{
+    /* One slot more than a group: the entry that starts the next group. */
+    static uint64_t seqs[DELIVERY_SEAL_GROUP + 1];
+    static struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
+    struct peer *group = NULL;
+    size_t n = 0, sealed = 0;
+    uint8_t prefix = KEY_PENDING;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+
+    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    while (sealed < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        uint64_t seq = key_len == 9 ? get_u64(key + 1) : 0;
+        if (seq == 0 || load_entry(d, seq, &entries[n]) != MP_OK)
+            continue;
+        struct peer *p = entries[n].envelope.len == 0 ? peer_get(d, entries[n].to, now) : NULL;
+        bool ready = p != NULL && p->retry_at_ms <= now && p->has_presence &&
+                     (p->has_bundle || sessions_has(d->cfg.sessions, p->account));
+        if (!ready) {
+            outbox_entry_clear(&entries[n]);
+            continue;
+        }
+        if (group != NULL && (p != group || n == DELIVERY_SEAL_GROUP)) {
+            /* entries[n] is the next group's first: seal the others first. */
+            struct outbox_entry next = entries[n];
+            seal_group(d, group, seqs, entries, n, now);
+            for (size_t i = 0; i < n; i++)
+                outbox_entry_clear(&entries[i]);
+            sealed += n;
+            entries[0] = next;
+            n = 0;
+        }
+        group = p;
+        seqs[n++] = seq;
+    }
+    store_iter_free(it);
+    if (n > 0) {
+        seal_group(d, group, seqs, entries, n, now);
+        for (size_t i = 0; i < n; i++)
+            outbox_entry_clear(&entries[i]);
+    }
+}
+
 static void pump_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
@@ -445,6 +533,7 @@ static void pump_cb(uv_timer_t *timer)
     uint64_t wake = now + 60000;
 
     expire_waiters(d, now);
+    seal_pending(d, now);
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
             wake = d->waiters[i].deadline_ms;
@@ -658,7 +747,8 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
 
 /* ---- receiving ---- */
 
-static void send_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+/* MP_OK, or MP_ERR_BUSY when the link's queue is full. */
+static enum mp_err try_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
 {
     struct msg_link ack = {.type = MSG_LINK_ACK};
     struct buf wire;
@@ -667,10 +757,44 @@ static void send_ack(struct delivery *d, const uint8_t node_key[32], const uint8
     memcpy(ack.digest, digest, 32);
     memset(&none, 0, sizeof(none)); /* the link is up: the address is not needed */
     buf_init(&ack.envelope, 0);
-    if (msg_link_encode(&ack, &wire) == MP_OK) {
-        links_send(d->cfg.links, node_key, &none, wire.data, wire.len);
+    enum mp_err err = msg_link_encode(&ack, &wire);
+    if (err == MP_OK) {
+        err = links_send(d->cfg.links, node_key, &none, wire.data, wire.len);
         buf_free(&wire);
     }
+    return err;
+}
+
+/* Ack a stored envelope. A full link queue must not lose the ack (the sender
+ * would resend after a timeout): it waits here, bounded, for writable. */
+static void send_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+{
+    bool queued_before = false;
+    for (size_t i = 0; i < d->ack_count && !queued_before; i++)
+        queued_before = memcmp(d->acks[i].node_key, node_key, 32) == 0;
+    if (!queued_before && try_ack(d, node_key, digest) != MP_ERR_BUSY)
+        return;
+    if (d->ack_count == DELIVERY_ACKS_WAITING_MAX)
+        return; /* the sender resends; the duplicate is acked then */
+    memcpy(d->acks[d->ack_count].node_key, node_key, 32);
+    memcpy(d->acks[d->ack_count].digest, digest, 32);
+    d->ack_count++;
+}
+
+/* The link to node_key has room: send the acks waiting for it, in order. */
+static void flush_acks(struct delivery *d, const uint8_t node_key[32])
+{
+    size_t kept = 0;
+    bool blocked = false;
+    for (size_t i = 0; i < d->ack_count; i++) {
+        struct pending_ack *a = &d->acks[i];
+        bool mine = memcmp(a->node_key, node_key, 32) == 0;
+        if (mine && !blocked && try_ack(d, a->node_key, a->digest) != MP_ERR_BUSY)
+            continue; /* sent (or the link is gone: the sender resends) */
+        blocked = blocked || mine;
+        d->acks[kept++] = *a;
+    }
+    d->ack_count = kept;
 }
 
 static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[MSG_ID_BYTES])
@@ -879,6 +1003,8 @@ void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], co
 
 void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up)
 {
+    if (!up)
+        flush_acks(d, node_key); /* the link is gone: drop its waiting acks */
     struct peer *p = peer_by_node(d, node_key);
     if (p == NULL)
         return;
@@ -894,6 +1020,7 @@ void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool
 
 void delivery_on_writable(struct delivery *d, const uint8_t node_key[32])
 {
+    flush_acks(d, node_key);
     struct peer *p = peer_by_node(d, node_key);
     if (p != NULL)
         p->busy = false;

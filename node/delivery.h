@@ -36,6 +36,8 @@
 #define DELIVERY_PEERS_MAX 256
 /* Entries worked on (looked up, sealed, sent) per pump pass before yielding. */
 #define DELIVERY_PUMP_BATCH 512
+/* Messages to one peer sealed together, under one synced write. */
+#define DELIVERY_SEAL_GROUP 256
 /* Without an ack this long after the last send, a peer's unacked messages are sent again. */
 #define DELIVERY_ACK_TIMEOUT_MS 10000
 /* Retry delays after a failure (no presence, link refused): doubling within these. */
@@ -46,6 +48,8 @@
 /* Open `listen` subscriptions, and events pushed to one per loop turn. */
 #define DELIVERY_SUBSCRIBERS_MAX 16
 #define DELIVERY_FEED_BATCH 256
+/* Acks waiting for room on their links, all links together. */
+#define DELIVERY_ACKS_WAITING_MAX 4096
 /* A subscriber with more unread output than this is paused, and looked at
  * again after DELIVERY_FEED_RETRY_MS (it is cut off only at CONTROL_OUTPUT_MAX). */
 #define DELIVERY_FEED_BACKLOG_MAX (256 * 1024)

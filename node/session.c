@@ -307,46 +307,68 @@ static enum mp_err open_as_initiator(struct sessions *s, const uint8_t peer[IDEN
     return err;
 }
 
-enum mp_err sessions_seal(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
-                          const struct prekey_bundle *bundle, uint64_t now_ms, const uint8_t *pt,
-                          size_t len, struct store_batch *batch, struct buf *envelope_out)
+/* Encrypt and seal one plaintext under r (advancing it). */
+static enum mp_err seal_one(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+                            struct record *r, const uint8_t *pt, size_t len,
+                            struct buf *envelope_out)
 {
-    struct record r;
     struct envelope_content c;
-    uint8_t *ct = NULL;
 
     if (len > RATCHET_PLAINTEXT_MAX)
         return MP_ERR_TOO_BIG;
     memset(&c, 0, sizeof(c));
+    uint8_t *ct = malloc(len + RATCHET_OVERHEAD);
+    if (ct == NULL)
+        return MP_ERR_NOMEM;
+    enum mp_err err = ratchet_encrypt(r->current, pt, len, &c.header, ct);
+    if (err == MP_OK) {
+        /* The peer needs the X3DH part until it has answered once. */
+        if (ratchet_has_received(r->current))
+            r->has_init = false;
+        memcpy(c.sender, identity_public_key(s->account), IDENTITY_PUBLIC_BYTES);
+        c.has_init = r->has_init;
+        c.init = r->init;
+        c.ct = ct;
+        c.ct_len = len + RATCHET_OVERHEAD;
+        err = envelope_seal(s->env, peer, &c, envelope_out);
+    }
+    free(ct);
+    return err;
+}
+
+enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+                               const struct prekey_bundle *bundle, uint64_t now_ms,
+                               const struct buf *pts, size_t count, struct store_batch *batch,
+                               struct buf *envelopes_out)
+{
+    struct record r;
+    size_t done = 0;
+
+    for (size_t k = 0; k < count; k++)
+        buf_init(&envelopes_out[k], 0);
     enum mp_err err = record_load(s, peer, &r);
     if (err == MP_ERR_NOT_FOUND) {
         memset(&r, 0, sizeof(r));
         err = bundle != NULL ? open_as_initiator(s, peer, bundle, now_ms, &r) : MP_ERR_NOT_FOUND;
     }
-    if (err != MP_OK)
-        goto cleanup;
-    ct = malloc(len + RATCHET_OVERHEAD);
-    if (ct == NULL) {
-        err = MP_ERR_NOMEM;
-        goto cleanup;
+    for (; err == MP_OK && done < count; done++)
+        err = seal_one(s, peer, &r, pts[done].data, pts[done].len, &envelopes_out[done]);
+    if (err == MP_OK)
+        err = record_save(peer, &r, batch);
+    if (err != MP_OK) {
+        for (size_t k = 0; k < count; k++)
+            buf_free(&envelopes_out[k]);
     }
-    if ((err = ratchet_encrypt(r.current, pt, len, &c.header, ct)) != MP_OK)
-        goto cleanup;
-    /* The peer needs the X3DH part until it has answered once. */
-    if (ratchet_has_received(r.current))
-        r.has_init = false;
-    memcpy(c.sender, identity_public_key(s->account), IDENTITY_PUBLIC_BYTES);
-    c.has_init = r.has_init;
-    c.init = r.init;
-    c.ct = ct;
-    c.ct_len = len + RATCHET_OVERHEAD;
-    err = envelope_seal(s->env, peer, &c, envelope_out);
-    if (err == MP_OK && (err = record_save(peer, &r, batch)) != MP_OK)
-        buf_free(envelope_out);
-cleanup:
-    free(ct);
     record_clear(&r);
     return err;
+}
+
+enum mp_err sessions_seal(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+                          const struct prekey_bundle *bundle, uint64_t now_ms, const uint8_t *pt,
+                          size_t len, struct store_batch *batch, struct buf *envelope_out)
+{
+    struct buf one = {.data = (uint8_t *)pt, .len = len, .cap = len, .max = len};
+    return sessions_seal_many(s, peer, bundle, now_ms, &one, 1, batch, envelope_out);
 }
 
 /* ---- receiving ---- */

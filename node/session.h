@@ -52,6 +52,14 @@ enum mp_err sessions_seal(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC
                           const struct prekey_bundle *bundle, uint64_t now_ms, const uint8_t *pt,
                           size_t len, struct store_batch *batch, struct buf *envelope_out);
 
+/* sessions_seal for count plaintexts to one peer at once, in order: one
+ * session state change in batch for all of them, so a caller commits many
+ * messages with one synced write. On error no envelope is left (all freed). */
+enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+                               const struct prekey_bundle *bundle, uint64_t now_ms,
+                               const struct buf *pts, size_t count, struct store_batch *batch,
+                               struct buf *envelopes_out);
+
 /* Open an envelope for this account: the sender's account key and the
  * plaintext (pt_out initialised here; the caller buf_frees it). State changes
  * go into batch. Errors: envelope_open's, the ratchet's (RATCHET_REPLAY for
