@@ -621,9 +621,14 @@ static void on_request(struct dht *dht, const uint8_t pk[DHT_PK_BYTES],
     struct dht_msg m;
     memset(&m, 0, sizeof(m));
     m.tid = req->tid;
-    /* The request is authenticated by the sender's key: if we knew that
-     * node elsewhere, it moved (a restart on another port): follow it. */
-    routing_moved(dht->rt, id, from);
+    /* A node we hold at another address may have moved (a restart on
+     * another port). A request could be a replay from anywhere, so do not
+     * move the entry on its word: ping the new address, and the answer, which
+     * only the real node can give, updates the entry (routing_seen). */
+    const struct routing_entry *known = routing_get(dht->rt, id);
+    if (known != NULL && !addr_equal(&known->addr, from) && addr_usable(from) &&
+        !ping_pending(dht, pk))
+        send_ping(dht, pk, from);
     switch (req->type) {
     case DHT_MSG_PING:
         m.type = DHT_MSG_PONG;

@@ -88,19 +88,6 @@ static void remove_spare(struct bucket *b, unsigned i)
     b->nspare--;
 }
 
-bool routing_moved(struct routing *rt, const uint8_t id[ROUTING_ID_BYTES], const struct addr *addr)
-{
-    unsigned cpl = routing_common_bits(rt->self, id);
-    if (cpl >= ROUTING_BUCKETS || rt->b[cpl] == NULL)
-        return false;
-    struct bucket *b = rt->b[cpl];
-    int i = find(b->live, b->n, id);
-    if (i < 0 || addr_equal(&b->live[i].addr, addr))
-        return false;
-    b->live[i].addr = *addr;
-    return true;
-}
-
 enum routing_result routing_seen(struct routing *rt, const uint8_t id[ROUTING_ID_BYTES],
                                  const uint8_t pk[ROUTING_PK_BYTES], const struct addr *addr,
                                  uint64_t now_ms, uint32_t rtt_ms)

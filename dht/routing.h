@@ -61,11 +61,6 @@ unsigned routing_common_bits(const uint8_t a[ROUTING_ID_BYTES], const uint8_t b[
 int routing_cmp_distance(const uint8_t target[ROUTING_ID_BYTES], const uint8_t a[ROUTING_ID_BYTES],
                          const uint8_t b[ROUTING_ID_BYTES]);
 
-/* An authenticated request came from a node we hold at another address
- * (it restarted on another port, or its IP changed): move the entry to addr.
- * Returns true if the entry existed and moved. Does not add nodes, and does
- * not count as an answer (liveness stays with routing_seen). */
-bool routing_moved(struct routing *rt, const uint8_t id[ROUTING_ID_BYTES], const struct addr *addr);
 
 /* The node answered one of our requests from addr after rtt_ms. */
 enum routing_result routing_seen(struct routing *rt, const uint8_t id[ROUTING_ID_BYTES],

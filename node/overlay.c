@@ -172,8 +172,10 @@ static void save_peers(struct overlay *ov)
     }
     enum mp_err err = store_batch_write(ov->store, batch, false);
     store_batch_free(batch);
+    struct dht_stats st;
+    dht_get_stats(ov->dht, &st);
     ov->last_save_ms = now_ms(NULL);
-    ov->saved_size = n;
+    ov->saved_size = st.table_size; /* the whole table's size: n stops at OVERLAY_SAVED_MAX */
     if (err != MP_OK)
         log_warn(MOD, "cannot save the routing table: %s", mp_strerror(err));
     else
