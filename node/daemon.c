@@ -22,7 +22,7 @@
 #include "node/keyfile.h"
 #include "node/link.h"
 #include "node/overlay.h"
-#include "node/session.h"
+#include "node/sessions.h"
 #include "node/store.h"
 #include "node/sysenv.h"
 

@@ -29,7 +29,7 @@
 #include "node/link.h"
 #include "node/msg.h"
 #include "node/overlay.h"
-#include "node/session.h"
+#include "node/sessions.h"
 #include "node/store.h"
 
 /* Peers whose presence and link state are tracked at once (LRU beyond). */

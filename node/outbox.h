@@ -8,6 +8,7 @@
 #ifndef MP_NODE_OUTBOX_H
 #define MP_NODE_OUTBOX_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/buf.h"

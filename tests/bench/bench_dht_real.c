@@ -94,7 +94,7 @@ static int cmp_double(const void *a, const void *b)
 int main(void)
 {
     const char *idle_env = getenv("MERPATI_BENCH_IDLE_S");
-    int idle_s = idle_env != NULL ? atoi(idle_env) : BENCH_IDLE_S;
+    int idle_s = idle_env != NULL ? (int)strtol(idle_env, NULL, 10) : BENCH_IDLE_S;
     if (idle_s <= 0)
         idle_s = BENCH_IDLE_S;
 

@@ -185,9 +185,9 @@ static long rss_kib(pid_t pid)
 int main(void)
 {
     const char *env = getenv("MERPATI_BENCH_MSGS");
-    int msgs = env != NULL && atoi(env) > 0 ? atoi(env) : 2000;
+    int msgs = env != NULL && strtol(env, NULL, 10) > 0 ? (int)strtol(env, NULL, 10) : 2000;
     env = getenv("MERPATI_BENCH_IDLE_S");
-    int idle_s = env != NULL && atoi(env) > 0 ? atoi(env) : 20;
+    int idle_s = env != NULL && strtol(env, NULL, 10) > 0 ? (int)strtol(env, NULL, 10) : 20;
 
     snprintf(config_path, sizeof(config_path), "/tmp/mp-bench-msg-%ld.conf", (long)getpid());
     FILE *f = fopen(config_path, "w");

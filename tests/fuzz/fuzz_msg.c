@@ -1,4 +1,4 @@
-/* Fuzz target: the messaging codecs (node/msg_wire.c). The first byte picks
+/* Fuzz target: the messaging codecs (node/msg_wire.c, node/outbox_wire.c). The first byte picks
  * the decoder; whatever decodes must encode back to a form that decodes to
  * the same value. */
 #include <stdint.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "node/msg.h"
+#include "node/outbox.h"
 
 static void fuzz_msg(const uint8_t *data, size_t size)
 {
@@ -60,11 +61,52 @@ static void fuzz_link(const uint8_t *data, size_t size)
     buf_free(&enc);
 }
 
+static void fuzz_outbox(const uint8_t *data, size_t size)
+{
+    struct outbox_entry e, again;
+    struct buf enc;
+    if (outbox_entry_decode(data, size, &e) != MP_OK)
+        return;
+    if (outbox_entry_encode(&e, &enc) != MP_OK || outbox_entry_decode(enc.data, enc.len, &again) != MP_OK ||
+        e.state != again.state || e.created_ms != again.created_ms ||
+        memcmp(e.to, again.to, MSG_KEY_BYTES) != 0 || e.plaintext.len != again.plaintext.len ||
+        e.envelope.len != again.envelope.len ||
+        (e.plaintext.len && memcmp(e.plaintext.data, again.plaintext.data, e.plaintext.len)) ||
+        (e.envelope.len && memcmp(e.envelope.data, again.envelope.data, e.envelope.len)))
+        abort();
+    outbox_entry_clear(&e);
+    outbox_entry_clear(&again);
+    buf_free(&enc);
+}
+
+static void fuzz_event(const uint8_t *data, size_t size)
+{
+    struct outbox_event ev, again;
+    struct buf enc;
+    if (outbox_event_decode(data, size, &ev) != MP_OK)
+        return;
+    if (outbox_event_encode(&ev, &enc) != MP_OK || outbox_event_decode(enc.data, enc.len, &again) != MP_OK ||
+        ev.type != again.type || ev.at_ms != again.at_ms || ev.request != again.request ||
+        memcmp(ev.peer, again.peer, MSG_KEY_BYTES) != 0 || memcmp(ev.id, again.id, MSG_ID_BYTES) != 0 ||
+        ev.plaintext.len != again.plaintext.len ||
+        (ev.plaintext.len && memcmp(ev.plaintext.data, again.plaintext.data, ev.plaintext.len)))
+        abort();
+    outbox_event_clear(&ev);
+    outbox_event_clear(&again);
+    buf_free(&enc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 5) {
+    case 3:
+        fuzz_outbox(data + 1, size - 1);
+        break;
+    case 4:
+        fuzz_event(data + 1, size - 1);
+        break;
     case 0:
         fuzz_msg(data + 1, size - 1);
         break;

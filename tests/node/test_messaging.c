@@ -314,7 +314,7 @@ static void test_kill_during_a_thousand_sends(void **state)
     json_t *m;
     json_array_foreach(list, i, m)
     {
-        int n = atoi(json_string_value(json_object_get(m, "text")) + 1);
+        int n = (int)strtol(json_string_value(json_object_get(m, "text")) + 1, NULL, 10);
         assert_true(n >= 0 && n < TOTAL);
         assert_false(seen[n]); /* exactly once */
         seen[n] = true;

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "node/msg.h"
+#include "node/outbox.h"
 
 static void test_text_round_trip(void **state)
 {
@@ -174,12 +175,66 @@ static void test_link_round_trip(void **state)
     assert_int_equal(msg_link_decode(empty_env, sizeof(empty_env), &back), MP_ERR_MALFORMED);
 }
 
+static void test_outbox_round_trip(void **state)
+{
+    (void)state;
+    struct outbox_entry e = {.state = OUTBOX_SENT, .created_ms = 1796000000123ull};
+    memset(e.to, 0x42, sizeof(e.to));
+    buf_init(&e.plaintext, MSG_WIRE_MAX);
+    buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
+    assert_int_equal(buf_append(&e.plaintext, "plain", 5), MP_OK);
+    struct buf enc;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK); /* empty envelope: not sealed yet */
+    struct outbox_entry back;
+    assert_int_equal(outbox_entry_decode(enc.data, enc.len, &back), MP_OK);
+    assert_memory_equal(back.to, e.to, 32);
+    assert_int_equal(back.state, OUTBOX_SENT);
+    assert_int_equal(back.created_ms, e.created_ms);
+    assert_int_equal(back.plaintext.len, 5);
+    assert_memory_equal(back.plaintext.data, "plain", 5);
+    assert_int_equal(back.envelope.len, 0);
+    outbox_entry_clear(&back);
+    for (size_t cut = 0; cut < enc.len; cut++)
+        assert_int_not_equal(outbox_entry_decode(enc.data, cut, &back), MP_OK);
+    buf_free(&enc);
+    assert_int_equal(buf_append(&e.envelope, "sealed!", 7), MP_OK);
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+    assert_int_equal(outbox_entry_decode(enc.data, enc.len, &back), MP_OK);
+    assert_int_equal(back.envelope.len, 7);
+    outbox_entry_clear(&back);
+    buf_free(&enc);
+    e.state = 9;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+    outbox_entry_clear(&e);
+
+    struct outbox_event ev = {.type = OUTBOX_EVENT_MESSAGE, .at_ms = 5, .request = true};
+    memset(ev.peer, 1, 32);
+    memset(ev.id, 2, MSG_ID_BYTES);
+    buf_init(&ev.plaintext, MSG_WIRE_MAX);
+    assert_int_equal(buf_append(&ev.plaintext, "xyz", 3), MP_OK);
+    assert_int_equal(outbox_event_encode(&ev, &enc), MP_OK);
+    struct outbox_event evb;
+    assert_int_equal(outbox_event_decode(enc.data, enc.len, &evb), MP_OK);
+    assert_int_equal(evb.type, OUTBOX_EVENT_MESSAGE);
+    assert_int_equal(evb.at_ms, 5);
+    assert_true(evb.request);
+    assert_memory_equal(evb.peer, ev.peer, 32);
+    assert_memory_equal(evb.id, ev.id, MSG_ID_BYTES);
+    assert_int_equal(evb.plaintext.len, 3);
+    outbox_event_clear(&evb);
+    for (size_t cut = 0; cut < enc.len; cut++)
+        assert_int_not_equal(outbox_event_decode(enc.data, cut, &evb), MP_OK);
+    buf_free(&enc);
+    outbox_event_clear(&ev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_round_trip),    cmocka_unit_test(test_text_limits),
         cmocka_unit_test(test_receipt_round_trip), cmocka_unit_test(test_msg_refuses),
         cmocka_unit_test(test_presence_round_trip), cmocka_unit_test(test_link_round_trip),
+        cmocka_unit_test(test_outbox_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

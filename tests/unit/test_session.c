@@ -1,4 +1,4 @@
-/* Unit tests for node/session.c over real stores: sessions open from a
+/* Unit tests for node/sessions.c over real stores: sessions open from a
  * bundle, survive restarts, resolve both sides opening at once, and refuse
  * replays and envelopes for others. */
 #define _GNU_SOURCE /* mkdtemp */
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "node/session.h"
+#include "node/sessions.h"
 #include "tests/support/test_env.h"
 
 #define NOW 1796000000000ull

@@ -1,4 +1,4 @@
-#include "node/session.h"
+#include "node/sessions.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +10,7 @@
 #include "crypto/x3dh.h"
 #include "node/msg.h"
 
-#define MOD "session"
+#define MOD "sessions"
 
 _Static_assert(MSG_WIRE_MAX <= RATCHET_PLAINTEXT_MAX, "a full message must fit one ratchet message");
 

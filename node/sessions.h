@@ -1,5 +1,5 @@
 /*
- * session: this account's end-to-end sessions with other accounts, kept in
+ * sessions: this account's end-to-end sessions with other accounts, kept in
  * the store: the Double Ratchet state per peer (column family sessions) and
  * the account's own prekeys (meta "prekey_store").
  *
@@ -12,8 +12,8 @@
  * sides opened a session at once (the one opened by the lower account key
  * wins as current; docs/PROTOCOL.md, "Messages and delivery").
  */
-#ifndef MP_NODE_SESSION_H
-#define MP_NODE_SESSION_H
+#ifndef MP_NODE_SESSIONS_H
+#define MP_NODE_SESSIONS_H
 
 #include <stdbool.h>
 #include <stdint.h>
