@@ -243,8 +243,9 @@ int main(void)
     printf("rtt_64B_p99_ms %.3f ms\n", rtt[RTT_SAMPLES * 99 / 100]);
     fflush(stdout);
 
-    /* Idle: the pair is connected and has nothing to say. */
-    sleep(2);
+    /* Idle: the pair is connected and has nothing to say. Start-up is over
+     * first (joining's second round at 30 s, the early publications). */
+    sleep(30);
     json_int_t d0 = status_num(a, "dht", "rx") + status_num(a, "dht", "tx") +
                     status_num(b, "dht", "rx") + status_num(b, "dht", "tx");
     double i0 = now_ms();
