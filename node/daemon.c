@@ -400,6 +400,23 @@ static enum delivery_verdict classify_cb(void *arg, const uint8_t account[32],
     }
 }
 
+/* Sending to a contact's node: its node key must be the trusted one. A
+ * contact with no node key yet trusts this one (its presence record is
+ * signed by its account key); a different one is recorded as pending, as
+ * for a message from it. Non-contacts are not judged. */
+static enum delivery_verdict node_check_cb(void *arg, const uint8_t account[32],
+                                           const uint8_t node_key[32])
+{
+    struct daemon *d = arg;
+    struct contact c;
+
+    if (contacts_get(d->contacts, account, &c) != MP_OK ||
+        (c.has_node_key && memcmp(c.node_key, node_key, 32) == 0))
+        return DELIVERY_DELIVER;
+    return classify_cb(arg, account, node_key) == DELIVERY_KEY_CHANGED ? DELIVERY_KEY_CHANGED
+                                                                       : DELIVERY_DELIVER;
+}
+
 /* An address, or a contact by name or address prefix; sending to a contact
  * whose node key changed is refused until the user trusts the new key. */
 static enum mp_err resolve_cb(void *arg, const char *who, bool for_sending, uint8_t pk_out[32],
@@ -512,6 +529,7 @@ static int start_messaging(struct daemon *d)
         .account = d->identity,
         .classify_cb = classify_cb,
         .resolve_cb = resolve_cb,
+        .node_check_cb = node_check_cb,
         .classify_arg = d,
     };
     dc.addr_count = advertised(d, dc.addrs, MSG_PRESENCE_ADDRS_MAX);

@@ -305,6 +305,15 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
             p->has_presence = true;
             p->presence_at_ms = now;
             p->sent_upto = 0; /* maybe a new node: send everything pending again */
+            if (d->cfg.node_check_cb != NULL &&
+                d->cfg.node_check_cb(d->cfg.classify_arg, p->account, p->presence.node_key) ==
+                    DELIVERY_KEY_CHANGED) {
+                /* Not to a node the user has not trusted: look again later. */
+                log_info(MOD, "%s now runs on another node key: waiting for `contacts trust`",
+                         who);
+                p->has_presence = false;
+                p->retry_at_ms = now + DELIVERY_KEY_RECHECK_MS;
+            }
         } else {
             log_info(MOD, "no usable presence record for %s (%s): will retry", who,
                      status == MP_OK ? "no address in it" : mp_strerror(status));

@@ -45,6 +45,8 @@
 #define DELIVERY_RETRY_MAX_MS (30 * 1000)
 /* A presence record is looked up again after this long. */
 #define DELIVERY_PRESENCE_MAX_AGE_MS (10 * 60 * 1000)
+/* How often a peer whose node key changed is looked at again (trusted yet?). */
+#define DELIVERY_KEY_RECHECK_MS 5000
 /* Open `listen` subscriptions, and events pushed to one per loop turn. */
 #define DELIVERY_SUBSCRIBERS_MAX 16
 #define DELIVERY_FEED_BATCH 256
@@ -82,7 +84,12 @@ struct delivery_config {
      * for sending) and one sentence for the user in why. */
     enum mp_err (*resolve_cb)(void *arg, const char *who, bool for_sending, uint8_t pk_out[32],
                               char *why, size_t why_size);
-    void *classify_arg; /* for both callbacks */
+    /* Before sending to account's node node_key (from its presence record):
+     * DELIVERY_KEY_CHANGED when the user trusts another node key for that
+     * contact (nothing is sent until `contacts trust`), else DELIVERY_DELIVER. */
+    enum delivery_verdict (*node_check_cb)(void *arg, const uint8_t account[32],
+                                           const uint8_t node_key[32]);
+    void *classify_arg; /* for all three callbacks */
 };
 
 struct delivery;
