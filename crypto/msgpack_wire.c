@@ -174,6 +174,29 @@ static int sink_write_cb(void *data, const char *p, size_t n)
     return 0;
 }
 
+static int fixed_sink_cb(void *data, const char *p, size_t n)
+{
+    struct wire_sink *s = data;
+
+    if (s->overflow || n > s->cap - s->len) {
+        s->overflow = true;
+        return -1;
+    }
+    if (n > 0) /* an empty bin's body: p may be NULL */
+        memcpy(s->out + s->len, p, n);
+    s->len += n;
+    return 0;
+}
+
+void wire_sink_init(struct wire_sink *s, uint8_t *out, size_t cap, struct msgpack_packer *pk)
+{
+    s->out = out;
+    s->cap = cap;
+    s->len = 0;
+    s->overflow = false;
+    msgpack_packer_init(pk, s, fixed_sink_cb);
+}
+
 static size_t packed_len(void (*pack_cb)(struct msgpack_packer *pk, const void *obj),
                          const void *obj)
 {

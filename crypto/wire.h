@@ -47,6 +47,18 @@ enum mp_err wire_encode_into(void (*pack_cb)(struct msgpack_packer *pk, const vo
 enum mp_err wire_encode_buf(void (*pack_cb)(struct msgpack_packer *pk, const void *obj),
                             const void *obj, size_t max, struct buf *out);
 
+/* A fixed buffer for a msgpack_packer, for encoders that pack in one go:
+ * writes past cap fail and set overflow (sticky), leaving len as it was. */
+struct wire_sink {
+    uint8_t *out;
+    size_t cap;
+    size_t len;
+    bool overflow;
+};
+
+/* Point s at out (cap bytes) and make pk write into it. */
+void wire_sink_init(struct wire_sink *s, uint8_t *out, size_t cap, struct msgpack_packer *pk);
+
 /* A bin of n bytes, or nil when !has. */
 void wire_pack_bin(struct msgpack_packer *pk, const uint8_t *p, size_t n);
 void wire_pack_opt(struct msgpack_packer *pk, bool has, const uint8_t *p, size_t n);

@@ -1,3 +1,4 @@
+#include "crypto/wire.h"
 #include "dht/dht_wire.h"
 
 #include <msgpack.h>
@@ -6,31 +7,6 @@
 
 #include "dht/record_wire.h"
 #include "dht/wire_scan.h"
-
-struct sink {
-    uint8_t *out;
-    size_t cap;
-    size_t len;
-    bool overflow;
-};
-
-static int sink_write(void *data, const char *buf, size_t len)
-{
-    struct sink *s = data;
-    if (s->overflow || len > s->cap - s->len) {
-        s->overflow = true;
-        return -1;
-    }
-    memcpy(s->out + s->len, buf, len);
-    s->len += len;
-    return 0;
-}
-
-static void pack_bin(msgpack_packer *pk, const uint8_t *p, size_t n)
-{
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
-}
 
 /* An address is bin 6 (IPv4 + port) or bin 18 (IPv6 + port), port big-endian. */
 static bool pack_addr(msgpack_packer *pk, const struct addr *a)
@@ -46,7 +22,7 @@ static bool pack_addr(msgpack_packer *pk, const struct addr *a)
     memcpy(b, a->ip, iplen);
     b[iplen] = (uint8_t)(a->port >> 8);
     b[iplen + 1] = (uint8_t)a->port;
-    pack_bin(pk, b, iplen + 2);
+    wire_pack_bin(pk, b, iplen + 2);
     return true;
 }
 
@@ -57,7 +33,7 @@ static bool pack_nodes(msgpack_packer *pk, const struct dht_msg *m)
     msgpack_pack_array(pk, m->node_count);
     for (unsigned i = 0; i < m->node_count; i++) {
         msgpack_pack_array(pk, 2);
-        pack_bin(pk, m->nodes[i].pk, DHT_WIRE_PK_BYTES);
+        wire_pack_bin(pk, m->nodes[i].pk, DHT_WIRE_PK_BYTES);
         if (!pack_addr(pk, &m->nodes[i].addr))
             return false;
     }
@@ -70,7 +46,7 @@ static bool pack_record(msgpack_packer *pk, const struct record *rec)
     size_t n = 0;
     if (record_wire_encode(rec, buf, sizeof(buf), &n) != MP_OK)
         return false;
-    pack_bin(pk, buf, n);
+    wire_pack_bin(pk, buf, n);
     return true;
 }
 
@@ -96,14 +72,14 @@ static unsigned field_count(unsigned type)
 
 enum mp_err dht_wire_encode(const struct dht_msg *m, uint8_t *out, size_t cap, size_t *len_out)
 {
-    struct sink s = {out, cap, 0, false};
+    struct wire_sink s;
     msgpack_packer pk;
     bool bad = false;
     unsigned n = field_count(m->type);
 
     if (n == 0)
         return MP_ERR_INVAL;
-    msgpack_packer_init(&pk, &s, sink_write);
+    wire_sink_init(&s, out, cap, &pk);
     msgpack_pack_array(&pk, n);
     msgpack_pack_uint8(&pk, m->type);
     msgpack_pack_uint32(&pk, m->tid);
@@ -112,10 +88,10 @@ enum mp_err dht_wire_encode(const struct dht_msg *m, uint8_t *out, size_t cap, s
         break;
     case DHT_MSG_FIND_NODE:
     case DHT_MSG_GET:
-        pack_bin(&pk, m->target, DHT_WIRE_ID_BYTES);
+        wire_pack_bin(&pk, m->target, DHT_WIRE_ID_BYTES);
         break;
     case DHT_MSG_PUT:
-        pack_bin(&pk, m->token, DHT_WIRE_TOKEN_BYTES);
+        wire_pack_bin(&pk, m->token, DHT_WIRE_TOKEN_BYTES);
         bad = !m->has_record || !pack_record(&pk, &m->record);
         break;
     case DHT_MSG_PONG:
@@ -125,7 +101,7 @@ enum mp_err dht_wire_encode(const struct dht_msg *m, uint8_t *out, size_t cap, s
         bad = !pack_nodes(&pk, m);
         break;
     case DHT_MSG_GOT:
-        pack_bin(&pk, m->token, DHT_WIRE_TOKEN_BYTES);
+        wire_pack_bin(&pk, m->token, DHT_WIRE_TOKEN_BYTES);
         bad = !pack_nodes(&pk, m);
         if (m->has_record)
             bad = bad || !pack_record(&pk, &m->record);

@@ -1,3 +1,4 @@
+#include "crypto/wire.h"
 #include "dht/record_wire.h"
 
 #include "dht/wire_scan.h"
@@ -6,48 +7,22 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* Fixed-buffer writer for msgpack_packer: fails sticky past the cap. */
-struct sink {
-    uint8_t *out;
-    size_t cap;
-    size_t len;
-    bool overflow;
-};
-
-static int sink_write(void *data, const char *buf, size_t len)
-{
-    struct sink *s = data;
-    if (s->overflow || len > s->cap - s->len) {
-        s->overflow = true;
-        return -1;
-    }
-    memcpy(s->out + s->len, buf, len);
-    s->len += len;
-    return 0;
-}
-
-static void pack_bin(msgpack_packer *pk, const uint8_t *p, size_t n)
-{
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
-}
-
 enum mp_err record_wire_encode(const struct record *rec, uint8_t *out, size_t cap,
                                size_t *len_out)
 {
-    struct sink s = {out, cap, 0, false};
+    struct wire_sink s;
     msgpack_packer pk;
 
     if (rec->payload_len > RECORD_PAYLOAD_MAX)
         return MP_ERR_TOO_BIG;
-    msgpack_packer_init(&pk, &s, sink_write);
+    wire_sink_init(&s, out, cap, &pk);
     msgpack_pack_array(&pk, 6);
     msgpack_pack_uint8(&pk, rec->kind);
-    pack_bin(&pk, rec->owner, RECORD_OWNER_BYTES);
+    wire_pack_bin(&pk, rec->owner, RECORD_OWNER_BYTES);
     msgpack_pack_uint64(&pk, rec->seq);
     msgpack_pack_uint64(&pk, rec->expires_s);
-    pack_bin(&pk, rec->payload, rec->payload_len);
-    pack_bin(&pk, rec->sig, RECORD_SIG_BYTES);
+    wire_pack_bin(&pk, rec->payload, rec->payload_len);
+    wire_pack_bin(&pk, rec->sig, RECORD_SIG_BYTES);
     if (s.overflow)
         return MP_ERR_TOO_BIG;
     *len_out = s.len;

@@ -2,6 +2,7 @@
  * contact_wire: the msgpack value of a contact in the store's contacts
  * family. Layout: docs/PROTOCOL.md, "Contacts (store)".
  */
+#include "crypto/wire.h"
 #include "node/contact.h"
 
 #include <msgpack.h>
@@ -11,32 +12,6 @@
 
 #define FIELDS   11
 #define COUNTERS 3
-
-/* Fixed-buffer writer for msgpack_packer: fails sticky past the cap. */
-struct sink {
-    uint8_t *out;
-    size_t cap;
-    size_t len;
-    bool overflow;
-};
-
-static int sink_write(void *data, const char *buf, size_t len)
-{
-    struct sink *s = data;
-    if (s->overflow || len > s->cap - s->len) {
-        s->overflow = true;
-        return -1;
-    }
-    memcpy(s->out + s->len, buf, len);
-    s->len += len;
-    return 0;
-}
-
-static void pack_bin(msgpack_packer *pk, const uint8_t *p, size_t n)
-{
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
-}
 
 static void pack_str(msgpack_packer *pk, const char *s)
 {
@@ -53,7 +28,7 @@ static bool state_valid(uint64_t state)
 
 enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t cap, size_t *len_out)
 {
-    struct sink s = {out, cap, 0, false};
+    struct wire_sink s;
     msgpack_packer pk;
     size_t name_len = strnlen(c->name, sizeof(c->name));
 
@@ -65,7 +40,7 @@ enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t ca
         if (!contact_network_check(c->networks[i], n) || n == sizeof(c->networks[i]))
             return MP_ERR_INVAL;
     }
-    msgpack_packer_init(&pk, &s, sink_write);
+    wire_sink_init(&s, out, cap, &pk);
     msgpack_pack_array(&pk, FIELDS);
     msgpack_pack_uint8(&pk, CONTACT_WIRE_VERSION);
     pack_str(&pk, c->name);
@@ -78,12 +53,12 @@ enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t ca
     msgpack_pack_uint64(&pk, c->first_seen_ms);
     msgpack_pack_uint64(&pk, c->last_seen_ms);
     if (c->has_node_key)
-        pack_bin(&pk, c->node_key, CONTACT_KEY_BYTES);
+        wire_pack_bin(&pk, c->node_key, CONTACT_KEY_BYTES);
     else
         msgpack_pack_nil(&pk);
     if (c->has_pending_key) {
         msgpack_pack_array(&pk, 2);
-        pack_bin(&pk, c->pending_key, CONTACT_KEY_BYTES);
+        wire_pack_bin(&pk, c->pending_key, CONTACT_KEY_BYTES);
         msgpack_pack_uint64(&pk, c->pending_since_ms);
     } else {
         msgpack_pack_nil(&pk);
