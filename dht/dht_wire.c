@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "dht/record_wire.h"
-#include "dht/wire_scan.h"
 
 /* An address is bin 6 (IPv4 + port) or bin 18 (IPv6 + port), port big-endian. */
 static bool pack_addr(msgpack_packer *pk, const struct addr *a)
@@ -184,7 +183,7 @@ enum mp_err dht_wire_decode(const uint8_t *data, size_t len, struct dht_msg *m_o
     memset(m_out, 0, sizeof(*m_out));
     if (len > DHT_WIRE_BODY_MAX)
         return MP_ERR_TOO_BIG;
-    if (!wire_scan_one(data, len))
+    if (!wire_bounded(data, len))
         return MP_ERR_MALFORMED;
     msgpack_unpacked_init(&up);
     if (msgpack_unpack_next(&up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS ||

@@ -1,7 +1,6 @@
 #include "crypto/wire.h"
 #include "dht/record_wire.h"
 
-#include "dht/wire_scan.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -55,7 +54,7 @@ enum mp_err record_wire_decode(const uint8_t *data, size_t len, struct record *r
     memset(rec_out, 0, sizeof(*rec_out));
     if (len > RECORD_WIRE_MAX)
         return MP_ERR_TOO_BIG;
-    if (!wire_scan_one(data, len))
+    if (!wire_bounded(data, len))
         return MP_ERR_MALFORMED;
     msgpack_unpacked_init(&up);
     if (msgpack_unpack_next(&up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS ||

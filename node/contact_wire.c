@@ -8,7 +8,6 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "dht/wire_scan.h"
 
 #define FIELDS   11
 #define COUNTERS 3
@@ -154,7 +153,7 @@ enum mp_err contact_wire_decode(const uint8_t *data, size_t len, struct contact 
     memset(c_out, 0, sizeof(*c_out));
     if (len > CONTACT_WIRE_MAX)
         return MP_ERR_TOO_BIG;
-    if (!wire_scan_one(data, len))
+    if (!wire_bounded(data, len))
         return MP_ERR_MALFORMED;
     msgpack_unpacked_init(&up);
     if (msgpack_unpack_next(&up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS ||

@@ -1,5 +1,5 @@
-/* Unit tests for the DHT codecs (dht_wire, record_wire, wire_scan) and for
- * signed records (record). */
+/* Unit tests for the DHT codecs (dht_wire, record_wire), the msgpack bounds
+ * check they use (crypto/wire.h, wire_bounded) and signed records (record). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +8,10 @@
 
 #include <cmocka.h>
 
+#include "crypto/wire.h"
 #include "dht/dht_wire.h"
 #include "dht/record.h"
 #include "dht/record_wire.h"
-#include "dht/wire_scan.h"
 #include "tests/support/test_env.h"
 
 static struct test_env te;
@@ -152,25 +152,25 @@ static void test_decode_rejects_malformed(void **state)
     /* An array32 claiming four billion elements in six bytes: refused
      * before msgpack-c could try to allocate for it. */
     static const uint8_t huge[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x00};
-    assert_false(wire_scan_one(huge, sizeof(huge)));
+    assert_false(wire_bounded(huge, sizeof(huge)));
     assert_int_equal(dht_wire_decode(huge, sizeof(huge), &m), MP_ERR_MALFORMED);
     static const uint8_t huge_bin[] = {0xc6, 0x7f, 0xff, 0xff, 0xff, 0x00};
-    assert_false(wire_scan_one(huge_bin, sizeof(huge_bin)));
+    assert_false(wire_bounded(huge_bin, sizeof(huge_bin)));
     uint8_t big[DHT_WIRE_BODY_MAX + 1] = {0};
     assert_int_equal(dht_wire_decode(big, sizeof(big), &m), MP_ERR_TOO_BIG);
 }
 
-static void test_wire_scan_accepts_valid(void **state)
+static void test_wire_bounded_accepts_valid(void **state)
 {
     (void)state;
     static const uint8_t map[] = {0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0xcb, 0, 0, 0, 0, 0, 0, 0, 0};
-    assert_true(wire_scan_one(map, sizeof(map)));
+    assert_true(wire_bounded(map, sizeof(map)));
     static const uint8_t nested[] = {0x91, 0x91, 0x91, 0xc0};
-    assert_true(wire_scan_one(nested, sizeof(nested)));
-    assert_false(wire_scan_one(nested, 3));
+    assert_true(wire_bounded(nested, sizeof(nested)));
+    assert_false(wire_bounded(nested, 3));
     static const uint8_t never[] = {0xc1};
-    assert_false(wire_scan_one(never, 1));
-    assert_false(wire_scan_one(NULL, 0));
+    assert_false(wire_bounded(never, 1));
+    assert_false(wire_bounded(NULL, 0));
 }
 
 static void test_record_roundtrip_and_sizes(void **state)
@@ -251,7 +251,7 @@ int main(void)
         cmocka_unit_test(test_every_message_roundtrips),
         cmocka_unit_test(test_encode_refuses_what_it_cannot_say),
         cmocka_unit_test(test_decode_rejects_malformed),
-        cmocka_unit_test(test_wire_scan_accepts_valid),
+        cmocka_unit_test(test_wire_bounded_accepts_valid),
         cmocka_unit_test(test_record_roundtrip_and_sizes),
         cmocka_unit_test(test_record_signature_and_expiry),
     };
