@@ -898,7 +898,13 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         goto cleanup; /* no ack, nothing stored: it comes again once trusted */
     }
     if (verdict == DELIVERY_DROP) {
+        /* Blocked, or a stranger while the requests list is full: ack so it is
+         * not resent, but keep nothing, not even the session, so that fresh
+         * identities cannot grow our store. */
         d->refused++;
+        msg_clear(&m);
+        send_ack(d, node_key, digest);
+        goto cleanup;
     } else if (m.kind == MSG_KIND_RECEIPT) {
         err = take_receipt(d, b, sender, &m, &ev, &notify);
     } else if (seen(d, sender, m.id)) {

@@ -208,6 +208,32 @@ static void test_both_ways_with_receipts(void **state)
     assert_contains(r.out, c->address);
     harness_result_free(&r);
 
+    /* b blocks c: c's next message is taken (c sees it sent) and dropped. */
+    r = harness_run(NULL, ARGS("contacts", "block", c->address, "--data-dir", b->dir, "--config",
+                               config_path));
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    r = cli_send(c, b->address, "let me in", false);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    bool acked = false;
+    for (int waited = 0; waited < WAIT_MS && !acked; waited += 100) {
+        char params[200];
+        snprintf(params, sizeof(params), "{\"with\":\"%s\"}", b->address);
+        json_t *h = node_call(c, "history", params);
+        json_t *msgs = json_object_get(json_object_get(h, "result"), "messages");
+        json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+        acked = last != NULL && strcmp(json_string_value(json_object_get(last, "state")), "sent") == 0 &&
+                strcmp(json_string_value(json_object_get(last, "text")), "let me in") == 0;
+        json_decref(h);
+        if (!acked)
+            sleep_ms(100);
+    }
+    assert_true(acked);
+    requests = inbox(b, ",\"requests\":true");
+    assert_int_equal(json_array_size(requests), 1); /* still only the first */
+    json_decref(requests);
+
     /* a sees its messages delivered (receipts came back). */
     for (int waited = 0; waited < WAIT_MS; waited += 100) {
         char params[200];
