@@ -234,6 +234,26 @@ static void test_both_ways_with_receipts(void **state)
     assert_int_equal(json_array_size(requests), 1); /* still only the first */
     json_decref(requests);
 
+    /* A program resuming with `since` gets every later event once, in cursor order. */
+    json_t *st = status_json(b);
+    json_int_t total = json_integer_value(json_object_get(json_object_get(st, "messages"), "events"));
+    json_decref(st);
+    assert_true(total >= 6);
+    int fd = harness_connect(b->sock);
+    assert_true(fd >= 0);
+    const char *sub = "{\"jsonrpc\":\"2.0\",\"method\":\"subscribe\",\"params\":{\"since\":2},\"id\":1}\n";
+    char *line = harness_exchange(fd, sub, strlen(sub));
+    for (json_int_t cursor = 3; cursor <= total; cursor++) {
+        assert_non_null(line);
+        json_t *ev = json_loads(line, 0, NULL);
+        json_t *params = json_object_get(ev, "params");
+        assert_int_equal(json_integer_value(json_object_get(params, "cursor")), cursor);
+        json_decref(ev);
+        free(line);
+        line = cursor < total ? harness_exchange(fd, "", 0) : NULL;
+    }
+    close(fd);
+
     /* a sees its messages delivered (receipts came back). */
     for (int waited = 0; waited < WAIT_MS; waited += 100) {
         char params[200];
