@@ -22,6 +22,8 @@ extern char **environ;
 #define HARNESS_ARGS_MAX 32
 #define HARNESS_ENV_MAX 256
 #define HARNESS_SPAWNED_MAX 64
+/* How long a reply may take: generous, for sanitizer builds on a busy machine. */
+#define HARNESS_REPLY_TIMEOUT_MS 30000
 
 static pid_t spawned[HARNESS_SPAWNED_MAX];
 
@@ -253,7 +255,7 @@ bool harness_wait_log(const char *path, const char *text, int timeout_ms)
 
 char *harness_exchange(int fd, const char *data, size_t len)
 {
-    long deadline = now_ms() + 10000;
+    long deadline = now_ms() + HARNESS_REPLY_TIMEOUT_MS;
     while (len > 0) {
         ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)

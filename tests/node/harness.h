@@ -42,7 +42,7 @@ bool harness_wait_log(const char *path, const char *text, int timeout_ms);
 int harness_connect(const char *path);
 
 /* Send len bytes, then read one reply line (malloc'd, newline stripped); NULL
- * if the connection closed or 10 s passed. */
+ * if the connection closed or 30 s passed. */
 char *harness_exchange(int fd, const char *data, size_t len);
 
 /* Read a whole file into a malloc'd string (NULL if missing). */

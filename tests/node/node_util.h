@@ -45,7 +45,7 @@ json_t *status_json(struct node *n);
 
 /* One JSON-RPC call over the node's socket; params_json is an object's text.
  * Returns the whole reply (result or error), parsed; fails the test if no
- * reply comes within 10 s. */
+ * reply comes within 30 s. */
 json_t *node_call(struct node *n, const char *method, const char *params_json);
 
 #endif
