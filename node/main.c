@@ -461,6 +461,22 @@ static int show_status(struct cli *cli, json_t *result)
         printf("%s\n", shown == 0 ? " none" : "");
         printf("bootstrap       %s\n", json_string_value(json_object_get(dht, "bootstrap")));
     }
+    json_t *links = json_object_get(result, "links");
+    if (links != NULL)
+        printf("links           %lld up (%lld dialed, %lld accepted)\n",
+               (long long)json_integer_value(json_object_get(links, "up")),
+               (long long)json_integer_value(json_object_get(links, "dials")),
+               (long long)json_integer_value(json_object_get(links, "accepted")));
+    json_t *msgs = json_object_get(result, "messages");
+    if (msgs != NULL)
+        printf("messages        %lld sent, %lld acked, %lld received, %lld duplicates, "
+               "%lld refused, %lld undecryptable\n",
+               (long long)json_integer_value(json_object_get(msgs, "sent")),
+               (long long)json_integer_value(json_object_get(msgs, "acked")),
+               (long long)json_integer_value(json_object_get(msgs, "received")),
+               (long long)json_integer_value(json_object_get(msgs, "duplicates")),
+               (long long)json_integer_value(json_object_get(msgs, "refused")),
+               (long long)json_integer_value(json_object_get(msgs, "undecryptable")));
     return 0;
 }
 
