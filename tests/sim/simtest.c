@@ -203,3 +203,31 @@ bool simtest_open(const struct box_key *key, const uint8_t *network_key, const u
         return false;
     return dht_wire_decode(body, len - HEADER - BOX_TAG_BYTES, m_out) == MP_OK;
 }
+
+unsigned simtest_run_lookups(struct sim *sim, unsigned count)
+{
+    /* In batches of 50 that share virtual time. */
+    struct simtest_result r[50];
+    unsigned targets[50], ok = 0;
+    for (unsigned done = 0; done < count;) {
+        unsigned n = count - done < 50 ? count - done : 50;
+        for (unsigned i = 0; i < n; i++) {
+            unsigned from = simtest_random_alive(sim);
+            do {
+                targets[i] = simtest_random_alive(sim);
+            } while (targets[i] == from);
+            simtest_start_lookup(sim, from, dht_id(sim_dht(sim, targets[i])), &r[i]);
+        }
+        simtest_wait(sim, r, n);
+        for (unsigned i = 0; i < n; i++) {
+            if (r[i].status == MP_OK && r[i].count > 0 &&
+                memcmp(r[i].nodes[0].id, dht_id(sim_dht(sim, targets[i])), DHT_ID_BYTES) == 0)
+                ok++;
+            else
+                fprintf(stderr, "lookup for node %u missed: status %d, %zu answers, %u rpcs, %u timeouts\n",
+                        targets[i], r[i].status, r[i].count, r[i].info.rpcs, r[i].info.timeouts);
+        }
+        done += n;
+    }
+    return ok;
+}

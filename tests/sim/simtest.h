@@ -69,4 +69,9 @@ bool simtest_open(const struct box_key *key, const uint8_t *network_key, const u
 /* Print the seed (to repeat the run) when cond is false; returns cond. */
 bool simtest_check(const struct sim *sim, bool cond, const char *what);
 
+/* count lookups from random live nodes for random live nodes' ids, in
+ * batches of 50 sharing virtual time; returns how many found their target
+ * first. Misses are printed with their status and RPC counts. */
+unsigned simtest_run_lookups(struct sim *sim, unsigned count);
+
 #endif

@@ -15,41 +15,13 @@
 #define NODES 1000
 #define LOOKUPS 300
 
-static unsigned run_lookups(struct sim *sim, unsigned count)
-{
-    /* In batches of 50 that share virtual time. */
-    struct simtest_result r[50];
-    unsigned targets[50], ok = 0;
-    for (unsigned done = 0; done < count;) {
-        unsigned n = count - done < 50 ? count - done : 50;
-        for (unsigned i = 0; i < n; i++) {
-            unsigned from = simtest_random_alive(sim);
-            do {
-                targets[i] = simtest_random_alive(sim);
-            } while (targets[i] == from);
-            simtest_start_lookup(sim, from, dht_id(sim_dht(sim, targets[i])), &r[i]);
-        }
-        simtest_wait(sim, r, n);
-        for (unsigned i = 0; i < n; i++) {
-            if (r[i].status == MP_OK && r[i].count > 0 &&
-                memcmp(r[i].nodes[0].id, dht_id(sim_dht(sim, targets[i])), DHT_ID_BYTES) == 0)
-                ok++;
-            else
-                fprintf(stderr, "lookup for node %u missed: status %d, %zu answers, %u rpcs, %u timeouts\n",
-                        targets[i], r[i].status, r[i].count, r[i].info.rpcs, r[i].info.timeouts);
-        }
-        done += n;
-    }
-    return ok;
-}
-
 static void test_lookups_all_succeed(void **state)
 {
     (void)state;
     struct sim_config cfg;
     sim_config_default(&cfg, test_env_seed(2));
     struct sim *sim = simtest_overlay(&cfg, NODES, 1000, 60 * 1000);
-    unsigned ok = run_lookups(sim, LOOKUPS);
+    unsigned ok = simtest_run_lookups(sim, LOOKUPS);
     fprintf(stderr, "lookups: %u of %u found their target\n", ok, LOOKUPS);
     assert_true(simtest_check(sim, ok == LOOKUPS, "every lookup finds its target"));
     sim_free(sim);

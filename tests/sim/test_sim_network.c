@@ -15,34 +15,6 @@
 #define NODES 300
 #define LOOKUPS 300
 
-static unsigned run_lookups(struct sim *sim, unsigned count)
-{
-    /* In batches of 50 that share virtual time. */
-    struct simtest_result r[50];
-    unsigned targets[50], ok = 0;
-    for (unsigned done = 0; done < count;) {
-        unsigned n = count - done < 50 ? count - done : 50;
-        for (unsigned i = 0; i < n; i++) {
-            unsigned from = simtest_random_alive(sim);
-            do {
-                targets[i] = simtest_random_alive(sim);
-            } while (targets[i] == from);
-            simtest_start_lookup(sim, from, dht_id(sim_dht(sim, targets[i])), &r[i]);
-        }
-        simtest_wait(sim, r, n);
-        for (unsigned i = 0; i < n; i++) {
-            if (r[i].status == MP_OK && r[i].count > 0 &&
-                memcmp(r[i].nodes[0].id, dht_id(sim_dht(sim, targets[i])), DHT_ID_BYTES) == 0)
-                ok++;
-            else
-                fprintf(stderr, "lookup for node %u missed: status %d, %zu answers, %u rpcs, %u timeouts\n",
-                        targets[i], r[i].status, r[i].count, r[i].info.rpcs, r[i].info.timeouts);
-        }
-        done += n;
-    }
-    return ok;
-}
-
 static void test_lookups_with_ten_percent_loss(void **state)
 {
     (void)state;
@@ -50,7 +22,7 @@ static void test_lookups_with_ten_percent_loss(void **state)
     sim_config_default(&cfg, test_env_seed(4));
     cfg.loss = 0.10; /* from the first datagram on, joins included */
     struct sim *sim = simtest_overlay(&cfg, NODES, 1000, 60 * 1000);
-    unsigned ok = run_lookups(sim, LOOKUPS);
+    unsigned ok = simtest_run_lookups(sim, LOOKUPS);
     fprintf(stderr, "lookups at 10 %% loss: %u of %u found their target (%llu of %llu lost)\n",
             ok, LOOKUPS, (unsigned long long)sim_lost(sim), (unsigned long long)sim_sent(sim));
     assert_true(simtest_check(sim, sim_lost(sim) * 100 >= sim_sent(sim) * 9, "loss happened"));
