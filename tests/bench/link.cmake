@@ -6,4 +6,4 @@ target_include_directories(bench_messaging_link PRIVATE ${CMAKE_SOURCE_DIR})
 
 # bench_messaging_real: two real nodes on loopback, the issue's figures.
 add_executable(bench_messaging_real ${CMAKE_CURRENT_LIST_DIR}/bench_messaging_real.c)
-target_link_libraries(bench_messaging_real PRIVATE mp_harness PkgConfig::JANSSON)
+target_link_libraries(bench_messaging_real PRIVATE mp_bench_nodes)

@@ -1,0 +1,46 @@
+/*
+ * bench_nodes: what the real-process benchmarks share: a node (temp data
+ * dir, socket, log, pid), starting it, calling its control API, a clock and
+ * a way to give up. A benchmark that cannot measure prints why on stderr and
+ * exits 1 (after killing its nodes): it never prints a made-up figure.
+ */
+#ifndef MP_TESTS_BENCH_NODES_H
+#define MP_TESTS_BENCH_NODES_H
+
+#include <jansson.h>
+#include <sys/types.h>
+
+struct bench_node {
+    char dir[64];
+    char sock[128];
+    char log[128];
+    char address[128];
+    pid_t pid;
+};
+
+/* Name used in messages ("bench_dht_real: ..."). */
+void bench_init(const char *name);
+
+/* Milliseconds on a monotonic clock. */
+double bench_now_ms(void);
+
+/* Print why, kill every node started, exit 1. */
+void bench_die(const char *why) __attribute__((noreturn));
+
+/* A fresh data dir with `merpati init`. */
+void bench_node_init(struct bench_node *n);
+
+/* `merpati run` on 127.0.0.1 port 0 with config_path and an optional bootstrap
+ * entry; returns once its control socket answers. */
+void bench_node_start(struct bench_node *n, const char *config_path, const char *bootstrap);
+
+/* One JSON-RPC call; the whole reply, parsed (dies if there is none). */
+json_t *bench_call(struct bench_node *n, const char *method, const char *params);
+
+/* SIGTERM, wait, remove the data dir and log. */
+void bench_node_stop(struct bench_node *n);
+
+/* qsort comparator for doubles. */
+int bench_cmp_double(const void *a, const void *b);
+
+#endif
