@@ -77,10 +77,28 @@ struct pending_ack {
     uint8_t digest[32];
 };
 
+/* What waits for the next sync of the store before it may happen: an ack
+ * (we promise the envelope is stored) and the news of an event (listeners
+ * and `send --wait` must not see what a crash could still take back). */
+struct durable_item {
+    bool has_ack;
+    uint8_t node_key[32];
+    uint8_t digest[32];
+    bool has_event;
+    uint8_t event_type;
+    uint8_t event_id[MSG_ID_BYTES];
+    struct control_call *reply; /* a `send` answered once its message is durable */
+};
+
 struct delivery {
     struct delivery_config cfg;
     struct pending_ack acks[DELIVERY_ACKS_WAITING_MAX];
     size_t ack_count;
+    uv_timer_t durable; /* durable.data = this: one sync for what came in one loop turn */
+    struct durable_item pend[DELIVERY_SYNC_GROUP];
+    size_t pend_count;
+    bool needs_sync;       /* unsynced writes whose consequences wait */
+    uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
     uv_timer_t pump;  /* pump.data = this */
     uv_timer_t feed;  /* feed.data = this: pushes events to subscribers */
     uv_timer_t publish; /* publish.data = this: presence and prekeys again */
@@ -628,7 +646,7 @@ static void feed_cb(uv_timer_t *timer)
     sweep(d);
     for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
         struct subscriber *s = &d->subs[i];
-        for (unsigned n = 0; s->call != NULL && s->next < d->next_cursor; n++) {
+        for (unsigned n = 0; s->call != NULL && s->next < d->durable_cursor; n++) {
             if (n == DELIVERY_FEED_BATCH) {
                 more = true;
                 break;
@@ -657,25 +675,54 @@ static void feed_cb(uv_timer_t *timer)
 }
 
 /* New events are in the store: push them, and answer `send` calls waiting for them. */
-static void events_added(struct delivery *d, const struct outbox_event *ev)
+static void event_synced(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID_BYTES])
 {
-    if (ev->type == OUTBOX_EVENT_DELIVERED) {
-        for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-            struct waiter *w = &d->waiters[i];
-            if (w->call != NULL && memcmp(w->id, ev->id, MSG_ID_BYTES) == 0) {
-                control_call_reply(w->call, json_pack("{s:s}", "state", "delivered"));
-                w->call = NULL;
-            }
+    if (type != OUTBOX_EVENT_DELIVERED)
+        return;
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        struct waiter *w = &d->waiters[i];
+        if (w->call != NULL && memcmp(w->id, id, MSG_ID_BYTES) == 0) {
+            control_call_reply(w->call, json_pack("{s:s}", "state", "delivered"));
+            w->call = NULL;
         }
     }
+}
+
+static void durable_cb(uv_timer_t *timer);
+
+/* Written (unsynced): its ack and news wait for the sync at the end of this
+ * loop turn, or happen now if the group is full. */
+static void pend(struct delivery *d, const struct durable_item *item)
+{
+    if (d->pend_count == DELIVERY_SYNC_GROUP)
+        durable_cb(&d->durable);
+    d->pend[d->pend_count++] = *item;
+    d->needs_sync = true;
     if (!d->closing)
-        uv_timer_start(&d->feed, feed_cb, 0, 0);
+        uv_timer_start(&d->durable, durable_cb, 0, 0);
+}
+
+static void pend_event(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID_BYTES])
+{
+    struct durable_item item = {.has_event = true, .event_type = type};
+    memcpy(item.event_id, id, MSG_ID_BYTES);
+    pend(d, &item);
+}
+
+static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+{
+    struct durable_item item = {.has_ack = true};
+    memcpy(item.node_key, node_key, 32);
+    memcpy(item.digest, digest, 32);
+    pend(d, &item);
 }
 
 /* ---- sending ---- */
 
-enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
-                          uint8_t id_out[MSG_ID_BYTES])
+/* delivery_send, with the write synced now or (sync false) left for the
+ * caller to make durable (durable_cb) before it tells anyone. */
+static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const char *text,
+                              size_t len, bool sync, uint8_t id_out[MSG_ID_BYTES])
 {
     struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
     struct outbox_entry e = {.state = OUTBOX_QUEUED};
@@ -715,7 +762,7 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
         store_batch_put(b, STORE_CF_OUTBOX, key, 1 + MSG_ID_BYTES, val, sizeof(val));
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
-        err = store_batch_write(d->cfg.store, b, true);
+        err = store_batch_write(d->cfg.store, b, sync);
     }
     store_batch_free(b);
     outbox_entry_clear(&e);
@@ -725,6 +772,12 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
     memcpy(id_out, m.id, MSG_ID_BYTES);
     kick(d);
     return MP_OK;
+}
+
+enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
+                          uint8_t id_out[MSG_ID_BYTES])
+{
+    return queue_text(d, to, text, len, true, id_out);
 }
 
 /* A receipt for message ids, queued like a text (no counter). Goes into b. */
@@ -820,7 +873,8 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
 
 /* A receipt: mark the messages it names delivered. */
 static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const uint8_t sender[32],
-                                const struct msg *m, struct outbox_event *last_out, bool *any_out)
+                                const struct msg *m, uint8_t ids_out[][MSG_ID_BYTES],
+                                unsigned *count_out)
 {
     for (unsigned i = 0; i < m->receipt_count; i++) {
         uint64_t seq;
@@ -845,8 +899,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 err = batch_event(d, b, &ev, &cursor);
             if (err == MP_OK) {
                 d->next_cursor = cursor + 1;
-                *last_out = ev;
-                *any_out = true;
+                memcpy(ids_out[(*count_out)++], m->receipt_ids[i], MSG_ID_BYTES);
             }
         }
         outbox_entry_clear(&e);
@@ -862,7 +915,9 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     struct buf pt;
     struct msg m;
     struct outbox_event ev = {0};
-    bool notify = false;
+    uint8_t delivered[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
+    unsigned delivered_count = 0;
+    bool message = false;
     uint64_t now = unix_ms();
     uint64_t cursor_before = d->next_cursor, seq_before = d->next_seq;
     bool committed = false;
@@ -874,7 +929,8 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     bool opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
         d->duplicates++;
-        send_ack(d, node_key, digest); /* read before: our ack was lost */
+        /* Read before (our ack was lost); it may not be synced yet: ack after the sync. */
+        pend_ack(d, node_key, digest);
         goto cleanup;
     }
     if (err != MP_OK) {
@@ -903,10 +959,10 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
          * identities cannot grow our store. */
         d->refused++;
         msg_clear(&m);
-        send_ack(d, node_key, digest);
+        pend_ack(d, node_key, digest);
         goto cleanup;
     } else if (m.kind == MSG_KIND_RECEIPT) {
-        err = take_receipt(d, b, sender, &m, &ev, &notify);
+        err = take_receipt(d, b, sender, &m, delivered, &delivered_count);
     } else if (seen(d, sender, m.id)) {
         d->duplicates++;
     } else {
@@ -927,33 +983,78 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
             put_u64(val, cursor);
             store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), val, sizeof(val));
             d->next_cursor = cursor + 1;
-            notify = true;
+            message = true;
             d->received++;
             if (verdict == DELIVERY_DELIVER)
                 err = batch_receipt(d, b, sender, m.id, &d->next_seq);
         }
         outbox_event_clear(&ev);
     }
-    msg_clear(&m);
+    /* Written unsynced; the ack and the news wait for the one sync of this
+     * loop turn (durable_cb), so many envelopes cost one fsync. */
     if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, true);
+        err = store_batch_write(d->cfg.store, b, false);
     if (err != MP_OK) {
         /* Not stored, so not acked: the sender sends it again. */
         log_error(MOD, "cannot store an incoming message: %s", mp_strerror(err));
         d->next_cursor = cursor_before;
         d->next_seq = seq_before;
+        msg_clear(&m);
         goto cleanup;
     }
     committed = true;
-    send_ack(d, node_key, digest);
-    if (notify)
-        events_added(d, &ev);
-    if (d->next_seq != seq_before)
-        kick(d); /* a receipt to send */
+    if (message)
+        pend_event(d, OUTBOX_EVENT_MESSAGE, m.id);
+    for (unsigned i = 0; i < delivered_count; i++)
+        pend_event(d, OUTBOX_EVENT_DELIVERED, delivered[i]);
+    pend_ack(d, node_key, digest);
+    msg_clear(&m);
 cleanup:
     if (opened && !committed)
         sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
     store_batch_free(b);
+}
+
+/* The sync at the end of a loop turn: everything written so far becomes
+ * durable; then the acks go out, listeners and waiters hear, receipts go. */
+static void durable_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+
+    if (!d->needs_sync)
+        return;
+    enum mp_err err = store_sync(d->cfg.store);
+    size_t n = d->pend_count;
+    d->pend_count = 0;
+    d->needs_sync = false;
+    if (err != MP_OK) {
+        /* Nothing promised: senders resend what they have no ack for, and
+         * `send` calls hear that their message may not be queued. */
+        log_error(MOD, "cannot sync the store: %s; %zu acks withheld", mp_strerror(err), n);
+        for (size_t i = 0; i < n; i++) {
+            if (d->pend[i].reply != NULL)
+                control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
+                                  "not queued: the store cannot write");
+        }
+        return;
+    }
+    d->durable_cursor = d->next_cursor;
+    for (size_t i = 0; i < n; i++) {
+        if (d->pend[i].reply != NULL) {
+            char id_hex[2 * MSG_ID_BYTES + 1];
+            hex(id_hex, sizeof(id_hex), d->pend[i].event_id, MSG_ID_BYTES);
+            control_call_reply(d->pend[i].reply,
+                               json_pack("{s:s, s:s}", "id", id_hex, "state", "queued"));
+        }
+        if (d->pend[i].has_ack)
+            send_ack(d, d->pend[i].node_key, d->pend[i].digest);
+        if (d->pend[i].has_event)
+            event_synced(d, d->pend[i].event_type, d->pend[i].event_id);
+    }
+    if (!d->closing) {
+        uv_timer_start(&d->feed, feed_cb, 0, 0);
+        kick(d); /* receipts to send, resends to reconsider */
+    }
 }
 
 static void on_ack(struct delivery *d, const uint8_t digest[32])
@@ -994,7 +1095,7 @@ static void on_ack(struct delivery *d, const uint8_t digest[32])
         store_batch_free(b);
         if (err == MP_OK && text) {
             d->next_cursor = cursor + 1;
-            events_added(d, &ev);
+            pend_event(d, OUTBOX_EVENT_SENT, ev.id);
         }
     }
     outbox_entry_clear(&e);
@@ -1106,7 +1207,8 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         d->next_seq = 1;
     if (d->next_cursor == 0)
         d->next_cursor = 1;
-    uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish};
+    d->durable_cursor = d->next_cursor;
+    uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
         if (uv_timer_init(cfg->loop, timers[k]) != 0) {
             delivery_close(d); /* closes the timers made so far, then frees */
@@ -1145,7 +1247,12 @@ void delivery_close(struct delivery *d)
                               "the node is shutting down; the message stays queued");
         d->waiters[i].call = NULL;
     }
-    uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish};
+    /* Make what was written durable, and answer the `send` calls waiting
+     * for that (acks may be lost with the closing links: senders resend and
+     * we ack the duplicates next time). */
+    if (d->durable.data != NULL)
+        durable_cb(&d->durable);
+    uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
         if (timers[k]->data != NULL)
             uv_close((uv_handle_t *)timers[k], handle_closed_cb);
@@ -1212,7 +1319,11 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
                       "\"wait_ms\" must be an integer from 0 to %d", DELIVERY_WAIT_MAX_MS);
         return false;
     }
-    enum mp_err err = delivery_send(d, to, json_string_value(text), json_string_length(text), id);
+    /* Without a wait, the reply comes after the next sync (one fsync for every
+     * send of this loop turn); the message is on disk when the id is given. */
+    bool grouped = wait == NULL || json_integer_value(wait) == 0;
+    enum mp_err err =
+        queue_text(d, to, json_string_value(text), json_string_length(text), !grouped, id);
     if (err == MP_ERR_TOO_BIG || err == MP_ERR_INVAL) {
         rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
                       err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
@@ -1226,7 +1337,19 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         return false;
     }
     hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
-    if (wait == NULL || json_integer_value(wait) == 0) {
+    if (grouped) {
+        struct durable_item item = {.reply = control_call_defer(call)};
+        memcpy(item.event_id, id, MSG_ID_BYTES);
+        if (item.reply != NULL) {
+            pend(d, &item);
+            return true;
+        }
+        /* No room to defer: make it durable now and answer at once. */
+        if ((err = store_sync(d->cfg.store)) != MP_OK) {
+            rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+            *data_out = rpc_err_data(err);
+            return false;
+        }
         *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
         return true;
     }

@@ -50,6 +50,8 @@
 /* Open `listen` subscriptions, and events pushed to one per loop turn. */
 #define DELIVERY_SUBSCRIBERS_MAX 16
 #define DELIVERY_FEED_BATCH 256
+/* Acks and events waiting for one sync (a loop turn's worth), at most. */
+#define DELIVERY_SYNC_GROUP 1024
 /* Acks waiting for room on their links, all links together. */
 #define DELIVERY_ACKS_WAITING_MAX 4096
 /* A subscriber with more unread output than this is paused, and looked at

@@ -492,6 +492,15 @@ enum mp_err store_get(struct store *s, enum store_cf cf, const void *key, size_t
     return MP_OK;
 }
 
+enum mp_err store_sync(struct store *s)
+{
+    char *errptr = NULL;
+    if (s->write_failed)
+        return MP_ERR_IO; /* RocksDB refuses writes until reopened */
+    rocksdb_flush_wal(s->db, 1, &errptr);
+    return errptr != NULL ? write_err(s, errptr, "syncing the write-ahead log") : MP_OK;
+}
+
 enum mp_err store_put(struct store *s, enum store_cf cf, const void *key, size_t key_len,
                       const void *val, size_t val_len, bool sync)
 {

@@ -71,6 +71,12 @@ enum mp_err store_put(struct store *store, enum store_cf cf, const void *key, si
 enum mp_err store_delete(struct store *store, enum store_cf cf, const void *key, size_t key_len,
                          bool sync);
 
+/* Make every write so far durable (sync the write-ahead log): one fsync for
+ * any number of unsynced writes before it, which is how callers group-commit.
+ * Recovery after a crash keeps a prefix of the writes in order, so what was
+ * synced is there, and anything after it is either there or not, whole. */
+enum mp_err store_sync(struct store *store);
+
 /* A write batch applies atomically: all of it or none. Building one cannot fail
  * (allocation failure aborts, as in RocksDB itself) and needs no store; the
  * batch copies keys and values. store_batch_write leaves the batch as it was

@@ -197,6 +197,10 @@ static void test_reopen_keeps_data_and_batches_are_atomic(void **state)
     struct store *s = open_ok(dir);
     put_str(s, STORE_CF_CONTACTS, "alice", "a", true);
     put_str(s, STORE_CF_OUTBOX, "gone", "x", true);
+    /* Unsynced writes are readable at once, and made durable by one sync. */
+    put_str(s, STORE_CF_INBOX, "later", "synced by store_sync", false);
+    expect_str(s, STORE_CF_INBOX, "later", "synced by store_sync");
+    assert_int_equal(store_sync(s), MP_OK);
 
     struct store_batch *b = store_batch_new();
     store_batch_put(b, STORE_CF_OUTBOX, "m1", 2, "hello", 5);
@@ -221,6 +225,7 @@ static void test_reopen_keeps_data_and_batches_are_atomic(void **state)
 
     s = open_ok(dir);
     expect_str(s, STORE_CF_CONTACTS, "alice", "a");
+    expect_str(s, STORE_CF_INBOX, "later", "synced by store_sync");
     expect_str(s, STORE_CF_OUTBOX, "m1", "hello");
     expect_str(s, STORE_CF_SESSIONS, "alice", "ratchet-2");
     expect_absent(s, STORE_CF_OUTBOX, "gone");
