@@ -52,6 +52,7 @@ struct peer {
     uint64_t retry_at_ms;  /* nothing goes to this peer before */
     unsigned failures;     /* in a row, for the retry delay */
     bool busy;             /* its link queue is full: wait for writable */
+    uint64_t sealed_upto;  /* its entries up to this seq are sealed (they seal in order) */
 };
 
 struct fetch {
@@ -397,32 +398,33 @@ static enum mp_err seal_entry(struct delivery *d, struct peer *p, uint64_t seq,
 
 /* Try to put one pending entry on its way. Returns true when it did work
  * (a lookup started, a seal, a send), which counts against the pass's batch. */
-static bool pump_entry(struct delivery *d, uint64_t seq, uint64_t now, uint64_t *wake)
+static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], uint64_t now,
+                       uint64_t *wake)
 {
     struct outbox_entry e;
     bool worked = false;
-    enum mp_err err = load_entry(d, seq, &e);
-    if (err != MP_OK)
+    struct peer *p = peer_get(d, to, now);
+    if (p == NULL)
         return false;
-    struct peer *p = peer_get(d, e.to, now);
-    if (p == NULL) {
-        outbox_entry_clear(&e);
-        return false;
-    }
+    /* Most entries wait for something: decide that from memory, without
+     * reading them, so a long queue costs a key scan, not a load each. */
     if (p->retry_at_ms > now) {
         *wake = p->retry_at_ms < *wake ? p->retry_at_ms : *wake;
-        goto done;
+        return false;
     }
     if (seq <= p->sent_upto) {
         uint64_t due = p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS;
         if (now < due) {
             *wake = due < *wake ? due : *wake;
-            goto done;
+            return false;
         }
         p->sent_upto = seq - 1; /* no ack in time: send again from here */
     }
     if (p->busy || p->fetching_presence || p->fetching_bundle)
-        goto done;
+        return false;
+    if (load_entry(d, seq, &e) != MP_OK)
+        return false;
+    enum mp_err err;
     worked = true;
     if (!p->has_presence || now - p->presence_at_ms > DELIVERY_PRESENCE_MAX_AGE_MS) {
         fetch(d, p, RECORD_KIND_PRESENCE);
@@ -499,7 +501,9 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     if (err == MP_OK)
         err = store_batch_write(d->cfg.store, b, true);
     store_batch_free(b);
-    if (err != MP_OK) {
+    if (err == MP_OK) {
+        p->sealed_upto = seqs[n - 1];
+    } else {
         char who[ADDRESS_TEXT_SIZE];
         address_encode(p->account, who);
         log_warn(MOD, "cannot encrypt for %s: %s; will retry", who, mp_strerror(err));
@@ -522,13 +526,18 @@ static void seal_pending(struct delivery *d, uint64_t now)
 
     struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
     while (sealed < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        uint64_t seq = key_len == 9 ? get_u64(key + 1) : 0;
-        if (seq == 0 || load_entry(d, seq, &entries[n]) != MP_OK)
+        uint64_t seq = key_len == 9 && val_len == 32 ? get_u64(key + 1) : 0;
+        struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
+        if (p == NULL || seq <= p->sealed_upto || p->retry_at_ms > now || !p->has_presence)
             continue;
-        struct peer *p = entries[n].envelope.len == 0 ? peer_get(d, entries[n].to, now) : NULL;
-        bool ready = p != NULL && p->retry_at_ms <= now && p->has_presence &&
-                     (p->has_bundle || sessions_has(d->cfg.sessions, p->account));
-        if (!ready) {
+        if (load_entry(d, seq, &entries[n]) != MP_OK)
+            continue;
+        if (entries[n].envelope.len != 0) { /* sealed before (another pass, or a restart) */
+            p->sealed_upto = seq;
+            outbox_entry_clear(&entries[n]);
+            continue;
+        }
+        if (!p->has_bundle && !sessions_has(d->cfg.sessions, p->account)) {
             outbox_entry_clear(&entries[n]);
             continue;
         }
@@ -573,13 +582,13 @@ static void pump_cb(uv_timer_t *timer)
 
     struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        if (key_len != 9)
+        if (key_len != 9 || val_len != 32)
             continue;
         if (done >= DELIVERY_PUMP_BATCH) {
             more = true; /* yield to the loop, then go on */
             break;
         }
-        done += pump_entry(d, get_u64(key + 1), now, &wake);
+        done += pump_entry(d, get_u64(key + 1), val, now, &wake);
     }
     store_iter_free(it);
     if (!d->closing)
@@ -755,7 +764,7 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     err = batch_entry(b, seq, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, seq);
-        store_batch_put(b, STORE_CF_OUTBOX, key, 9, "", 0);
+        store_batch_put(b, STORE_CF_OUTBOX, key, 9, to, 32); /* the pump's work list */
         key[0] = KEY_MSGID;
         memcpy(key + 1, m.id, MSG_ID_BYTES);
         put_u64(val, seq);
@@ -799,7 +808,7 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
         err = batch_entry(b, *seq_io, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, *seq_io);
-        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), "", 0);
+        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), to, 32);
         (*seq_io)++;
         batch_meta_u64(b, meta_seq, strlen(meta_seq), *seq_io);
     }
