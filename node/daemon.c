@@ -562,8 +562,10 @@ static int start(struct daemon *d)
     log_info("daemon", "listening on %s: UDP port %u, TCP port %u", d->opts->config.listen,
              d->port, d->port);
 
+    struct addr reach[MSG_PRESENCE_ADDRS_MAX];
+    unsigned reach_count = advertised(d, reach, MSG_PRESENCE_ADDRS_MAX);
     err = overlay_new(&d->loop, &d->udp, d->store, d->node_key, d->identity, &d->opts->config,
-                      &d->overlay);
+                      reach_count > 0 ? &reach[0] : NULL, &d->overlay);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot start the DHT: %s", mp_strerror(err));
         print_error(what, NULL);

@@ -286,7 +286,8 @@ static void join(struct overlay *ov, const struct config *cfg)
 
 enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
                         const struct identity *node_key, const struct identity *account,
-                        const struct config *cfg, struct overlay **overlay_out)
+                        const struct config *cfg, const struct addr *advertised,
+                        struct overlay **overlay_out)
 {
     struct dht_config dcfg;
     struct timespec real;
@@ -332,8 +333,8 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
     secure_hex(hex, sizeof(hex), box_key_public(ov->box), DHT_PK_BYTES);
     if (uv_udp_getsockname(udp, (struct sockaddr *)&bound, &len) == 0 &&
         from_sockaddr((struct sockaddr *)&bound, &self)) {
-        addr_format(&self, self_text, sizeof(self_text));
         ov->bound = self;
+        addr_format(advertised != NULL ? advertised : &self, self_text, sizeof(self_text));
     } else {
         snprintf(self_text, sizeof(self_text), "?");
     }

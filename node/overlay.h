@@ -33,12 +33,14 @@
 struct overlay;
 
 /* Start the DHT on a bound, receiving UDP handle (borrowed; the daemon owns
- * and closes it). node_key is the node's identity (its DHT and link key);
+ * and closes it). advertised (may be NULL: the bound address) is where
+ * others reach us, for our bootstrap entry when we listen on a wildcard. node_key is the node's identity (its DHT and link key);
  * account signs the records put through dht.put. Both borrowed for the
  * overlay's life, like store and cfg. */
 enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
                         const struct identity *node_key, const struct identity *account,
-                        const struct config *cfg, struct overlay **overlay_out);
+                        const struct config *cfg, const struct addr *advertised,
+                        struct overlay **overlay_out);
 
 /* One datagram from the UDP socket. */
 void overlay_on_datagram(struct overlay *ov, const struct sockaddr *from, const uint8_t *data,
