@@ -177,17 +177,13 @@ static bool get_record(const msgpack_object *o, struct dht_msg *m)
 enum mp_err dht_wire_decode(const uint8_t *data, size_t len, struct dht_msg *m_out)
 {
     msgpack_unpacked up;
-    size_t off = 0;
     bool bad = true;
 
     memset(m_out, 0, sizeof(*m_out));
     if (len > DHT_WIRE_BODY_MAX)
         return MP_ERR_TOO_BIG;
-    if (!wire_bounded(data, len))
-        return MP_ERR_MALFORMED;
     msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len)
+    if (wire_unpack(data, len, &up) != MP_OK)
         goto cleanup;
     const msgpack_object *o = &up.data;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 2)

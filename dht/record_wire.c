@@ -47,18 +47,14 @@ static bool get_uint(const msgpack_object *o, uint64_t max, uint64_t *v)
 enum mp_err record_wire_decode(const uint8_t *data, size_t len, struct record *rec_out)
 {
     msgpack_unpacked up;
-    size_t off = 0;
     enum mp_err err = MP_ERR_MALFORMED;
     uint64_t kind = 0;
 
     memset(rec_out, 0, sizeof(*rec_out));
     if (len > RECORD_WIRE_MAX)
         return MP_ERR_TOO_BIG;
-    if (!wire_bounded(data, len))
-        return MP_ERR_MALFORMED;
     msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len)
+    if (wire_unpack(data, len, &up) != MP_OK)
         goto cleanup;
     const msgpack_object *o = &up.data;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 6)

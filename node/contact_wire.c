@@ -146,18 +146,14 @@ static bool decode_fields(const msgpack_object *f, struct contact *c)
 enum mp_err contact_wire_decode(const uint8_t *data, size_t len, struct contact *c_out)
 {
     msgpack_unpacked up;
-    size_t off = 0;
     uint64_t version;
     enum mp_err err = MP_ERR_MALFORMED;
 
     memset(c_out, 0, sizeof(*c_out));
     if (len > CONTACT_WIRE_MAX)
         return MP_ERR_TOO_BIG;
-    if (!wire_bounded(data, len))
-        return MP_ERR_MALFORMED;
     msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len)
+    if (wire_unpack(data, len, &up) != MP_OK)
         goto cleanup;
     const msgpack_object *o = &up.data;
     /* The version first: another version may have another shape. */
