@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "crypto/prekey_store.h"
 
 /* Clock skew tolerated between the owner (who stamps created_ms) and a peer. */
@@ -15,18 +16,6 @@ static const uint8_t spk_label[16] = "merpati spk v1\0";
 _Static_assert(PREKEY_KEY_BYTES == crypto_scalarmult_BYTES, "x25519 size");
 _Static_assert(sizeof(spk_label) == 16, "label size");
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
 void prekey_signed_message(const uint8_t owner[IDENTITY_PUBLIC_BYTES],
                            const struct prekey_signed *spk,
                            uint8_t msg_out[PREKEY_SIGNED_MSG_BYTES])
@@ -37,13 +26,13 @@ void prekey_signed_message(const uint8_t owner[IDENTITY_PUBLIC_BYTES],
     p += sizeof(spk_label);
     memcpy(p, owner, IDENTITY_PUBLIC_BYTES);
     p += IDENTITY_PUBLIC_BYTES;
-    put_u32(p, spk->id);
+    bytes_put_u32(p, spk->id);
     p += 4;
     memcpy(p, spk->pub, PREKEY_KEY_BYTES);
     p += PREKEY_KEY_BYTES;
-    put_u64(p, spk->created_ms);
+    bytes_put_u64(p, spk->created_ms);
     p += 8;
-    put_u64(p, spk->expires_ms);
+    bytes_put_u64(p, spk->expires_ms);
 }
 
 bool prekey_public_ok(const uint8_t pub[PREKEY_KEY_BYTES])

@@ -39,7 +39,32 @@ static const char default_text[] =
     "dht_ip_limit = 2;\n"
     "\n"
     "# Datagrams per second accepted from one IP address (0 = no limit).\n"
-    "dht_rate_limit = 50;\n";
+    "dht_rate_limit = 50;\n"
+    "\n"
+    "# Mailboxes: sealed envelopes held for accounts that are offline. They\n"
+    "# hold ciphertext only; no mailbox can read a message or see its sender.\n"
+    "mailbox = {\n"
+    "  # Hold mail for others (the network relies on nodes that do).\n"
+    "  serve = true;\n"
+    "  # Seconds an envelope is held before it is dropped (14 days).\n"
+    "  ttl = 1209600;\n"
+    "  # Per recipient mailbox: at most this many envelopes and KiB.\n"
+    "  max_count = 20000;\n"
+    "  max_kib = 65536;\n"
+    "  # All mailboxes held here together, in MiB.\n"
+    "  total_mib = 512;\n"
+    "  # One sending node may store this many envelopes at once, then this\n"
+    "  # many per second.\n"
+    "  burst = 20000;\n"
+    "  rate = 50;\n"
+    "  # How many of the nodes closest to a recipient's mailbox id hold its mail.\n"
+    "  replicas = 3;\n"
+    "  # Seconds between asking our own mailboxes for mail while online.\n"
+    "  fetch_interval = 60;\n"
+    "  # Nodes you trust to hold your mail too (your always-on node, a friend's),\n"
+    "  # as \"<node key>@<ip>:<port>\"; listed in your presence record.\n"
+    "  nodes = [ ];\n"
+    "};\n";
 
 void config_defaults(struct config *cfg)
 {
@@ -49,6 +74,17 @@ void config_defaults(struct config *cfg)
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->dht_ip_limit = 2;
     cfg->dht_rate_limit = 50;
+    cfg->mailbox = (struct config_mailbox){
+        .serve = true,
+        .ttl_s = 14 * 24 * 3600,
+        .max_count = 20000,
+        .max_kib = 64 * 1024,
+        .total_mib = 512,
+        .rate = 50,
+        .burst = 20000,
+        .replicas = 3,
+        .fetch_interval_s = 60,
+    };
 }
 
 enum mp_err config_check_bootstrap(const char *text, char *why_out, size_t why_size)
@@ -73,6 +109,22 @@ enum mp_err config_check_bootstrap(const char *text, char *why_out, size_t why_s
         return MP_ERR_CONFIG;
     }
     return MP_OK;
+}
+
+enum mp_err config_parse_node(const char *text, uint8_t key_out[32], struct addr *addr_out)
+{
+    char why[200];
+    if (config_check_bootstrap(text, why, sizeof(why)) != MP_OK)
+        return MP_ERR_CONFIG;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (size_t k = 0; k < 2; k++) {
+            char c = text[2 * i + k];
+            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        key_out[i] = (uint8_t)v;
+    }
+    return addr_parse(strchr(text, '@') + 1, addr_out);
 }
 
 enum mp_err config_add_bootstrap(struct config *cfg, const char *text, char *why_out,
@@ -140,7 +192,7 @@ static enum mp_err check_known(const config_setting_t *root, const char *path,
                                char error_out[CONFIG_ERROR_MAX])
 {
     static const char *const known[] = {"listen",    "port",         "control_socket", "log_level",
-                                        "bootstrap", "dht_ip_limit", "dht_rate_limit"};
+                                        "bootstrap", "dht_ip_limit", "dht_rate_limit", "mailbox"};
     char msg[160];
 
     for (int i = 0; i < config_setting_length(root); i++) {
@@ -152,6 +204,69 @@ static enum mp_err check_known(const config_setting_t *root, const char *path,
         if (!ok) {
             snprintf(msg, sizeof(msg), "unknown setting \"%s\"", name);
             return setting_error(s, path, msg, error_out);
+        }
+    }
+    return MP_OK;
+}
+
+/* The `mailbox` group. */
+static enum mp_err apply_mailbox(const config_setting_t *g, const char *path,
+                                 struct config_mailbox *mb, char error_out[CONFIG_ERROR_MAX])
+{
+    static const char *const known[] = {"serve",    "ttl",  "max_count", "max_kib",
+                                        "total_mib", "rate", "burst",     "replicas",
+                                        "fetch_interval", "nodes"};
+    enum mp_err err;
+    const config_setting_t *s;
+    char msg[160];
+
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return setting_error(g, path, "mailbox must be a group { ... }", error_out);
+    for (int i = 0; i < config_setting_length(g); i++) {
+        const config_setting_t *e = config_setting_get_elem(g, (unsigned)i);
+        bool ok = false;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            ok = ok || strcmp(config_setting_name(e), known[k]) == 0;
+        if (!ok) {
+            snprintf(msg, sizeof(msg), "unknown setting \"mailbox.%s\"", config_setting_name(e));
+            return setting_error(e, path, msg, error_out);
+        }
+    }
+    if ((s = config_setting_get_member(g, "serve")) != NULL) {
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+            return setting_error(s, path, "mailbox.serve must be true or false", error_out);
+        mb->serve = config_setting_get_bool(s) != 0;
+    }
+    if ((err = read_count(g, "ttl", path, 365u * 24 * 3600, &mb->ttl_s, error_out)) ||
+        (err = read_count(g, "max_count", path, 10000000, &mb->max_count, error_out)) ||
+        (err = read_count(g, "max_kib", path, 64u * 1024 * 1024, &mb->max_kib, error_out)) ||
+        (err = read_count(g, "total_mib", path, 1024u * 1024, &mb->total_mib, error_out)) ||
+        (err = read_count(g, "rate", path, 1000000, &mb->rate, error_out)) ||
+        (err = read_count(g, "burst", path, 10000000, &mb->burst, error_out)) ||
+        (err = read_count(g, "replicas", path, 8, &mb->replicas, error_out)) ||
+        (err = read_count(g, "fetch_interval", path, 24 * 3600, &mb->fetch_interval_s, error_out)))
+        return err;
+    if (mb->ttl_s == 0 || mb->replicas == 0 || mb->fetch_interval_s == 0)
+        return setting_error(g, path, "mailbox.ttl, replicas and fetch_interval must be above 0",
+                             error_out);
+    if ((s = config_setting_get_member(g, "nodes")) != NULL) {
+        if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+            return setting_error(s, path, "mailbox.nodes must be a list of strings in [ ]",
+                                 error_out);
+        mb->node_count = 0;
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            char why[200];
+            if (config_setting_type(e) != CONFIG_TYPE_STRING)
+                return setting_error(s, path, "mailbox.nodes must be a list of strings", error_out);
+            if (mb->node_count == CONFIG_MAILBOX_NODES_MAX) {
+                snprintf(msg, sizeof(msg), "more than %d mailbox.nodes", CONFIG_MAILBOX_NODES_MAX);
+                return setting_error(e, path, msg, error_out);
+            }
+            if (config_check_bootstrap(config_setting_get_string(e), why, sizeof(why)) != MP_OK)
+                return setting_error(e, path, why, error_out);
+            snprintf(mb->nodes[mb->node_count++], CONFIG_BOOTSTRAP_TEXT_MAX, "%s",
+                     config_setting_get_string(e));
         }
     }
     return MP_OK;
@@ -199,6 +314,9 @@ static enum mp_err apply(const config_setting_t *root, const char *path, struct 
                 return setting_error(e, path, why, error_out);
         }
     }
+    if ((s = config_setting_get_member(root, "mailbox")) != NULL &&
+        (err = apply_mailbox(s, path, &cfg->mailbox, error_out)) != MP_OK)
+        return err;
     if ((s = config_setting_get_member(root, "log_level")) != NULL) {
         if ((err = read_string(root, "log_level", path, level, sizeof(level), error_out)))
             return err;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/addr.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "node/paths.h"
@@ -26,6 +27,27 @@
 /* "<64 hex>@" + "[v6]:port". */
 #define CONFIG_BOOTSTRAP_TEXT_MAX 128
 
+/* Own mailbox nodes listed in the config. */
+#define CONFIG_MAILBOX_NODES_MAX 4
+
+/* Mail held for others, and where our own waits (the `mailbox` group;
+ * docs/PROTOCOL.md, "Mailboxes", states the defaults and why). */
+struct config_mailbox {
+    bool serve;               /* hold envelopes for other accounts */
+    unsigned ttl_s;           /* how long an envelope is held */
+    unsigned max_count;       /* envelopes held per mailbox */
+    unsigned max_kib;         /* bytes held per mailbox, in KiB */
+    unsigned total_mib;       /* bytes held for all mailboxes together, in MiB */
+    unsigned rate;            /* stores per second from one sending node */
+    unsigned burst;           /* stores one sending node may make at once */
+    unsigned replicas;        /* mailboxes (closest nodes) a message is left with */
+    unsigned fetch_interval_s; /* how often our own mailboxes are asked for mail */
+    /* Our own mailbox nodes, "<node key>@<ip>:<port>": listed in our
+     * presence record, so senders leave our mail there too. */
+    char nodes[CONFIG_MAILBOX_NODES_MAX][CONFIG_BOOTSTRAP_TEXT_MAX];
+    unsigned node_count;
+};
+
 struct config {
     char listen[64];                 /* numeric IP to bind UDP and TCP on */
     uint16_t port;                   /* 0 = any free port, chosen at each start */
@@ -36,11 +58,15 @@ struct config {
     unsigned bootstrap_count;
     unsigned dht_ip_limit;  /* nodes of one IP per bucket; 0 = no limit */
     unsigned dht_rate_limit; /* datagrams per second per source IP; 0 = no limit */
+    struct config_mailbox mailbox;
 };
 
 /* Check a bootstrap entry's form without resolving anything: MP_OK, or
  * MP_ERR_CONFIG with the reason in why_out. */
 enum mp_err config_check_bootstrap(const char *text, char *why_out, size_t why_size);
+
+/* A checked "<node key>@<ip>:<port>" entry into its parts; MP_ERR_CONFIG if malformed. */
+enum mp_err config_parse_node(const char *text, uint8_t key_out[32], struct addr *addr_out);
 
 /* Append a bootstrap entry (validated); MP_ERR_TOO_BIG past CONFIG_BOOTSTRAP_MAX. */
 enum mp_err config_add_bootstrap(struct config *cfg, const char *text, char *why_out,

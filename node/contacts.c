@@ -561,8 +561,10 @@ enum mp_err contacts_note_sender(struct contacts *book, const uint8_t account_pk
         memcpy(c.account_pk, account_pk, CONTACT_KEY_BYTES);
         c.state = CONTACT_STATE_REQUEST;
         c.added_at_ms = now_ms;
-        memcpy(c.node_key, node_pk, CONTACT_KEY_BYTES);
-        c.has_node_key = true;
+        if (node_pk != NULL) {
+            memcpy(c.node_key, node_pk, CONTACT_KEY_BYTES);
+            c.has_node_key = true;
+        }
         c.accepted = 1;
         seen(&c, now_ms);
         if ((err = save_counted(book, &c, 0, true)) != MP_OK)
@@ -577,7 +579,8 @@ enum mp_err contacts_note_sender(struct contacts *book, const uint8_t account_pk
     if (c.state == CONTACT_STATE_BLOCKED) {
         c.dropped++;
         verdict = CONTACTS_VERDICT_DROP;
-    } else if (c.has_node_key && memcmp(c.node_key, node_pk, CONTACT_KEY_BYTES) != 0) {
+    } else if (node_pk != NULL && c.has_node_key &&
+               memcmp(c.node_key, node_pk, CONTACT_KEY_BYTES) != 0) {
         if (!c.has_pending_key || memcmp(c.pending_key, node_pk, CONTACT_KEY_BYTES) != 0) {
             memcpy(c.pending_key, node_pk, CONTACT_KEY_BYTES);
             c.has_pending_key = true;
@@ -592,7 +595,7 @@ enum mp_err contacts_note_sender(struct contacts *book, const uint8_t account_pk
         c.refused++;
         verdict = CONTACTS_VERDICT_KEY_CHANGED;
     } else {
-        if (!c.has_node_key) {
+        if (!c.has_node_key && node_pk != NULL) {
             memcpy(c.node_key, node_pk, CONTACT_KEY_BYTES);
             c.has_node_key = true;
             sync = true;

@@ -125,7 +125,8 @@ enum contacts_verdict {
 
 const char *contacts_verdict_name(enum contacts_verdict verdict);
 
-/* A message from account_pk arrived from node node_pk at now_ms. An unknown
+/* A message from account_pk arrived from node node_pk at now_ms (node_pk
+ * NULL: through a mailbox, so no node key is learnt or checked). An unknown
  * sender is stored as a request trusting node_pk (synced); a contact or
  * request without a node key trusts node_pk now; one whose trusted key
  * differs gets node_pk recorded as pending (synced; see

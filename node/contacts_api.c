@@ -12,17 +12,11 @@
 #include "crypto/safety.h"
 #include "crypto/secure.h"
 #include "node/contacts.h"
+#include "node/sysenv.h"
 
 /* Longest contact argument echoed back in an error message. */
 #define SHOWN_MAX   64
 #define WARNING_MAX 512
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static json_t *ms_or_null(uint64_t ms)
 {
@@ -164,7 +158,7 @@ static bool method_add(void *ctx, struct control_call *call, json_t *params, jso
                         "\"name\" must be 1 to 64 bytes of printable text (no control "
                         "characters, no leading or trailing space, not starting with mp1)");
     }
-    err = contacts_add(book, pk, name, wall_ms(), &action, &c);
+    err = contacts_add(book, pk, name, sysenv_unix_ms(), &action, &c);
     if (err == MP_ERR_INVAL)
         return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, err,
                     "that is this node's own address");
@@ -254,7 +248,7 @@ static bool method_block(void *ctx, struct control_call *call, json_t *params, j
             return false;
         memcpy(pk, c.account_pk, CONTACT_KEY_BYTES);
     }
-    enum mp_err err = contacts_block(book, pk, wall_ms(), &c);
+    enum mp_err err = contacts_block(book, pk, sysenv_unix_ms(), &c);
     if (err == MP_ERR_INVAL)
         return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, err,
                     "that is this node's own address");

@@ -20,6 +20,7 @@
 #include "node/control.h"
 #include "node/delivery.h"
 #include "node/keyfile.h"
+#include "node/mailbox.h"
 #include "node/link.h"
 #include "node/overlay.h"
 #include "node/sessions.h"
@@ -47,6 +48,7 @@ struct daemon {
     struct overlay *overlay;
     struct sessions *sessions;
     struct delivery *delivery;
+    struct mailbox *mailbox;
     struct env env; /* the real clock and randomness, for links and sessions */
     struct contacts *contacts;
     const struct daemon_options *opts;
@@ -84,6 +86,9 @@ static void daemon_stop(struct daemon *d, const char *why)
     overlay_close(d->overlay, NULL, NULL);
     d->overlay = NULL;
     delivery_close(d->delivery);
+    d->delivery = NULL;
+    mailbox_close(d->mailbox);
+    d->mailbox = NULL;
     d->delivery = NULL;
     control_close(d->control, NULL, NULL);
     d->control = NULL;
@@ -234,6 +239,8 @@ static bool method_status(void *ctx, struct control_call *call, json_t *params, 
         json_object_set_new(*result_out, "dht", overlay_status(d->overlay));
     if (*result_out != NULL && d->delivery != NULL)
         json_object_set_new(*result_out, "messages", delivery_status(d->delivery));
+    if (*result_out != NULL && d->mailbox != NULL)
+        json_object_set_new(*result_out, "mailbox", mailbox_status(d->mailbox));
     if (*result_out != NULL && d->links != NULL)
         json_object_set_new(*result_out, "links",
                             json_pack("{s:i, s:I, s:I, s:I, s:I}", "up", (int)ls.links_up, "dials",
@@ -376,16 +383,22 @@ static void link_writable_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES])
         delivery_on_writable(d->delivery, peer_pk);
 }
 
+/* Mail fetched from one of our mailboxes. */
+static void mail_cb(void *arg, const uint8_t node_key[32], const struct buf *envelope)
+{
+    struct daemon *d = arg;
+    if (d->delivery != NULL)
+        delivery_on_mail(d->delivery, node_key, envelope);
+}
+
 /* What contacts say of a message's sender, in delivery's terms. */
 static enum delivery_verdict classify_cb(void *arg, const uint8_t account[32],
                                          const uint8_t node_key[32])
 {
     struct daemon *d = arg;
     enum contacts_verdict v;
-    struct timespec real;
+    uint64_t now = sysenv_unix_ms();
 
-    clock_gettime(CLOCK_REALTIME, &real);
-    uint64_t now = (uint64_t)real.tv_sec * 1000u + (uint64_t)real.tv_nsec / 1000000u;
     if (contacts_note_sender(d->contacts, account, node_key, now, &v) != MP_OK)
         return DELIVERY_KEY_CHANGED; /* not stored, not acked: it comes again */
     switch (v) {
@@ -514,10 +527,21 @@ static int start_messaging(struct daemon *d)
     secure_wipe(sk, sizeof(sk));
     if (err != MP_OK)
         goto fail;
-    struct timespec real;
-    clock_gettime(CLOCK_REALTIME, &real);
-    uint64_t now = (uint64_t)real.tv_sec * 1000u + (uint64_t)real.tv_nsec / 1000000u;
+    uint64_t now = sysenv_unix_ms();
     if ((err = sessions_new(&d->env, d->store, d->identity, now, &d->sessions)) != MP_OK)
+        goto fail;
+    struct mailbox_config mc = {
+        .loop = &d->loop,
+        .env = &d->env,
+        .store = d->store,
+        .links = d->links,
+        .overlay = d->overlay,
+        .account = d->identity,
+        .limits = d->opts->config.mailbox,
+        .mail_cb = mail_cb,
+        .mail_arg = d,
+    };
+    if ((err = mailbox_new(&mc, &d->mailbox)) != MP_OK)
         goto fail;
     struct delivery_config dc = {
         .loop = &d->loop,
@@ -526,6 +550,7 @@ static int start_messaging(struct daemon *d)
         .sessions = d->sessions,
         .overlay = d->overlay,
         .links = d->links,
+        .mailbox = d->mailbox,
         .account = d->identity,
         .classify_cb = classify_cb,
         .resolve_cb = resolve_cb,

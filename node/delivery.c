@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/bytes.h"
 #include "base/log.h"
 #include "base/utf8.h"
 #include "crypto/address.h"
@@ -12,6 +13,7 @@
 #include "crypto/secure.h"
 #include "dht/record.h"
 #include "node/msg.h"
+#include "node/sysenv.h"
 #include "node/outbox.h"
 
 #define MOD "delivery"
@@ -29,12 +31,28 @@ static const char meta_seq[] = "outbox_seq";
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
 
-/* Lifetime of the presence and prekey records (republished at half). */
+/* Lifetime of the presence record (republished at half), and of the prekey
+ * record: as long as the DHT allows, so that a session can still be opened
+ * with an account whose node has been offline for a day. */
 #define DELIVERY_RECORD_TTL_S 3600
+#define DELIVERY_PREKEY_TTL_S RECORD_TTL_MAX_S
 /* Longest a `send` may wait for delivery (wait_ms). */
 #define DELIVERY_WAIT_MAX_MS (10 * 60 * 1000)
 /* `send` calls waiting for delivery at once. */
 #define DELIVERY_WAITERS_MAX 64
+
+/* A mailbox node that holds (or should hold) a peer's mail. Entries go to it
+ * in seq order, so what it holds is a prefix of what waits. */
+struct target {
+    struct mailbox_target node;
+    uint64_t stored_upto; /* it answered "held" up to this seq */
+    uint64_t sent_upto;   /* stored up to this seq, answer due */
+    uint64_t last_send_ms;
+    uint64_t retry_at_ms; /* after a refusal or an unreachable node */
+    unsigned failures;
+    bool busy;            /* its link queue is full */
+    uint8_t last_status;  /* enum msg_mb_status of its last answer */
+};
 
 struct peer {
     bool used;
@@ -53,6 +71,12 @@ struct peer {
     unsigned failures;     /* in a row, for the retry delay */
     bool busy;             /* its link queue is full: wait for writable */
     uint64_t sealed_upto;  /* its entries up to this seq are sealed (they seal in order) */
+    /* Its node cannot be reached: entries also go to its mailboxes. */
+    bool via_mailbox;
+    bool finding_targets;
+    uint64_t targets_at_ms;
+    size_t target_count;
+    struct target targets[MAILBOX_TARGETS_MAX];
 };
 
 struct fetch {
@@ -83,12 +107,14 @@ struct pending_ack {
  * and `send --wait` must not see what a crash could still take back). */
 struct durable_item {
     bool has_ack;
+    bool taken;  /* the ack is a mailbox's "taken", not a link ack */
     uint8_t node_key[32];
     uint8_t digest[32];
     bool has_event;
     uint8_t event_type;
     uint8_t event_id[MSG_ID_BYTES];
     struct control_call *reply; /* a `send` answered once its message is durable */
+    uint8_t to[32];             /* the send's recipient */
 };
 
 struct delivery {
@@ -113,28 +139,9 @@ struct delivery {
     bool closing;
     /* figures for status */
     uint64_t sent, received, acked, duplicates, refused, failed_open;
+    uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
+    uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
 };
-
-static uint64_t unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
 {
@@ -160,7 +167,7 @@ static enum mp_err meta_u64(struct store *store, const char *key, size_t key_len
     if (err == MP_OK && len != 8)
         err = MP_ERR_STORE;
     if (err == MP_OK)
-        *v_out = get_u64(val);
+        *v_out = bytes_get_u64(val);
     free(val);
     return err == MP_ERR_NOT_FOUND ? MP_OK : err;
 }
@@ -168,14 +175,14 @@ static enum mp_err meta_u64(struct store *store, const char *key, size_t key_len
 static void batch_meta_u64(struct store_batch *b, const char *key, size_t key_len, uint64_t v)
 {
     uint8_t val[8];
-    put_u64(val, v);
+    bytes_put_u64(val, v);
     store_batch_put(b, STORE_CF_META, key, key_len, val, sizeof(val));
 }
 
 static void seq_key(uint8_t out[9], char prefix, uint64_t seq)
 {
     out[0] = (uint8_t)prefix;
-    put_u64(out + 1, seq);
+    bytes_put_u64(out + 1, seq);
 }
 
 static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
@@ -214,7 +221,7 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
     bool found = store_get(d->cfg.store, STORE_CF_OUTBOX, key, 1 + id_len, &val, &len) == MP_OK &&
                  len == 8;
     if (found)
-        *seq_out = get_u64(val);
+        *seq_out = bytes_get_u64(val);
     free(val);
     return found;
 }
@@ -312,7 +319,7 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
 {
     struct fetch *f = arg;
     struct delivery *d = f->d;
-    uint64_t now = unix_ms();
+    uint64_t now = sysenv_unix_ms();
     struct peer *p = peer_find(d, f->account);
     char who[ADDRESS_TEXT_SIZE];
 
@@ -334,8 +341,10 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
                 p->retry_at_ms = now + DELIVERY_KEY_RECHECK_MS;
             }
         } else {
-            log_info(MOD, "no usable presence record for %s (%s): will retry", who,
-                     status == MP_OK ? "no address in it" : mp_strerror(status));
+            if (!p->via_mailbox)
+                log_info(MOD, "no usable presence record for %s (%s): mail goes to its mailboxes",
+                         who, status == MP_OK ? "no address in it" : mp_strerror(status));
+            p->via_mailbox = true;
             peer_failed(p, now, 0);
         }
     } else if (p != NULL) {
@@ -363,13 +372,163 @@ static void fetch(struct delivery *d, struct peer *p, unsigned kind)
     enum mp_err err = overlay_get(d->cfg.overlay, kind, p->account, fetch_cb, f);
     if (err != MP_OK) {
         free(f);
-        peer_failed(p, unix_ms(), 0);
+        peer_failed(p, sysenv_unix_ms(), 0);
         return;
     }
     if (kind == RECORD_KIND_PRESENCE)
         p->fetching_presence = true;
     else
         p->fetching_bundle = true;
+}
+
+/* ---- mail for recipients who are offline ---- */
+
+struct find {
+    struct delivery *d;
+    uint8_t account[32];
+};
+
+static void targets_cb(void *arg, enum mp_err status, const struct mailbox_target *found,
+                       size_t count)
+{
+    struct find *f = arg;
+    struct delivery *d = f->d;
+    struct peer *p = peer_find(d, f->account);
+    uint64_t now = sysenv_unix_ms();
+
+    if (p != NULL) {
+        struct target next[MAILBOX_TARGETS_MAX];
+        memset(next, 0, sizeof(next));
+        for (size_t i = 0; i < count; i++) {
+            next[i].node = found[i];
+            for (size_t k = 0; k < p->target_count; k++) {
+                if (memcmp(p->targets[k].node.key, found[i].key, 32) == 0) {
+                    next[i] = p->targets[k]; /* a node known before keeps its progress */
+                    next[i].node.addr = found[i].addr;
+                }
+            }
+        }
+        memcpy(p->targets, next, sizeof(next));
+        p->target_count = count;
+        p->finding_targets = false;
+        /* None found: look again soon, not after a full refresh period. */
+        p->targets_at_ms = count > 0 ? now : now - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
+        if (count == 0) {
+            char who[ADDRESS_TEXT_SIZE];
+            address_encode(f->account, who);
+            log_info(MOD, "no mailbox nodes found for %s (%s): will retry", who,
+                     mp_strerror(status));
+        }
+    }
+    free(f);
+    kick(d);
+}
+
+static void find_targets(struct delivery *d, struct peer *p)
+{
+    struct mailbox_target listed[MSG_PRESENCE_MAILBOXES_MAX];
+    size_t n = 0;
+    struct find *f = malloc(sizeof(*f));
+    if (f == NULL)
+        return;
+    f->d = d;
+    memcpy(f->account, p->account, 32);
+    /* The recipient's own choice (its presence record) as well as the DHT's;
+     * never its own node, which is the one we cannot reach. */
+    for (unsigned i = 0; p->has_presence && i < p->presence.mailbox_count; i++) {
+        memcpy(listed[n].key, p->presence.mailboxes[i], 32);
+        listed[n++].addr = p->presence.mailbox_addrs[i];
+    }
+    enum mp_err err = mailbox_find(d->cfg.mailbox, p->account,
+                                   p->has_presence ? p->presence.node_key : NULL, listed, n,
+                                   targets_cb, f);
+    if (err != MP_OK) {
+        free(f);
+        p->targets_at_ms = sysenv_unix_ms() - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
+        return;
+    }
+    p->finding_targets = true;
+}
+
+static void target_failed(struct target *t, uint64_t now)
+{
+    uint64_t delay = DELIVERY_MAILBOX_RETRY_MIN_MS << (t->failures < 10 ? t->failures : 10);
+    if (delay > DELIVERY_MAILBOX_RETRY_MAX_MS)
+        delay = DELIVERY_MAILBOX_RETRY_MAX_MS;
+    t->failures++;
+    t->retry_at_ms = now + delay;
+}
+
+/* Leave entry seq with the peer's mailboxes that do not hold it yet.
+ * Returns true when it did work. */
+static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint64_t now,
+                         uint64_t *wake)
+{
+    if (d->cfg.mailbox == NULL)
+        return false;
+    if ((p->target_count == 0 || now - p->targets_at_ms > DELIVERY_MAILBOX_REFRESH_MS) &&
+        !p->finding_targets) {
+        find_targets(d, p);
+        return true;
+    }
+    /* Decide from memory which mailboxes want it, before reading it. */
+    bool wanted = false;
+    for (size_t i = 0; i < p->target_count; i++) {
+        struct target *t = &p->targets[i];
+        if (seq <= t->stored_upto)
+            continue;
+        if (t->retry_at_ms > now) {
+            *wake = t->retry_at_ms < *wake ? t->retry_at_ms : *wake;
+            continue;
+        }
+        if (seq <= t->sent_upto) {
+            uint64_t due = t->last_send_ms + DELIVERY_ACK_TIMEOUT_MS;
+            if (now < due) {
+                *wake = due < *wake ? due : *wake;
+                continue;
+            }
+            t->sent_upto = seq - 1; /* no answer in time: store again from here */
+        }
+        wanted = wanted || !t->busy;
+    }
+    if (!wanted)
+        return false;
+    struct outbox_entry e;
+    if (load_entry(d, seq, &e) != MP_OK)
+        return false;
+    if (e.envelope.len == 0) { /* sealed by seal_pending once a session or bundle is there */
+        if (!p->has_bundle && !p->fetching_bundle && !sessions_has(d->cfg.sessions, e.to))
+            fetch(d, p, RECORD_KIND_PREKEYS);
+        outbox_entry_clear(&e);
+        return true;
+    }
+    struct msg_link l = {.type = MSG_LINK_MB_STORE, .envelope = e.envelope};
+    struct buf wire;
+    if (msg_link_encode(&l, &wire) != MP_OK) {
+        outbox_entry_clear(&e);
+        return false;
+    }
+    for (size_t i = 0; i < p->target_count; i++) {
+        struct target *t = &p->targets[i];
+        if (seq <= t->sent_upto || t->retry_at_ms > now || t->busy)
+            continue;
+        enum mp_err err = links_send(d->cfg.links, t->node.key, &t->node.addr, wire.data, wire.len);
+        if (err == MP_OK) {
+            t->sent_upto = seq;
+            t->last_send_ms = now;
+            d->mb_sent++;
+            uint64_t due = now + DELIVERY_ACK_TIMEOUT_MS;
+            *wake = due < *wake ? due : *wake;
+        } else if (err == MP_ERR_BUSY) {
+            t->busy = true;
+        } else {
+            target_failed(t, now);
+            *wake = t->retry_at_ms < *wake ? t->retry_at_ms : *wake;
+        }
+    }
+    buf_free(&wire);
+    outbox_entry_clear(&e);
+    return true;
 }
 
 /* Seal an entry's plaintext for its recipient and store envelope, digest
@@ -386,7 +545,7 @@ static enum mp_err seal_entry(struct delivery *d, struct peer *p, uint64_t seq,
         digest_of(e->envelope.data, e->envelope.len, digest);
         key[0] = KEY_DIGEST;
         memcpy(key + 1, digest, 32);
-        put_u64(val, seq);
+        bytes_put_u64(val, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
         err = batch_entry(b, seq, e);
     }
@@ -406,6 +565,14 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     struct peer *p = peer_get(d, to, now);
     if (p == NULL)
         return false;
+    if (p->via_mailbox) {
+        /* To its mailboxes; and its node is tried again when its retry is due. */
+        worked = pump_mailbox(d, p, seq, now, wake);
+        if (p->retry_at_ms > now || p->fetching_presence) {
+            *wake = p->retry_at_ms > now && p->retry_at_ms < *wake ? p->retry_at_ms : *wake;
+            return worked;
+        }
+    }
     /* Most entries wait for something: decide that from memory, without
      * reading them, so a long queue costs a key scan, not a load each. */
     if (p->retry_at_ms > now) {
@@ -421,9 +588,9 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
         p->sent_upto = seq - 1; /* no ack in time: send again from here */
     }
     if (p->busy || p->fetching_presence || p->fetching_bundle)
-        return false;
+        return worked;
     if (load_entry(d, seq, &e) != MP_OK)
-        return false;
+        return worked;
     enum mp_err err;
     worked = true;
     if (!p->has_presence || now - p->presence_at_ms > DELIVERY_PRESENCE_MAX_AGE_MS) {
@@ -463,6 +630,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     } else {
         uint64_t wait = links_retry_ms(d->cfg.links, p->presence.node_key);
         peer_failed(p, now, wait);
+        p->via_mailbox = true; /* its node is unreachable: its mailboxes hold the mail */
         if (p->failures >= 3)
             p->presence_at_ms = 0; /* it may have moved: look it up again */
     }
@@ -474,6 +642,7 @@ done:
 }
 
 static void expire_waiters(struct delivery *d, uint64_t now);
+static void expire_due(struct delivery *d, uint64_t now);
 
 /* Seal n entries for one peer with one session update and one synced write:
  * a burst of sends costs one fsync, not one each. */
@@ -494,7 +663,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         buf_init(&envs[i], 0); /* moved */
         key[0] = KEY_DIGEST;
         digest_of(entries[i].envelope.data, entries[i].envelope.len, key + 1);
-        put_u64(val, seqs[i]);
+        bytes_put_u64(val, seqs[i]);
         store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
         err = batch_entry(b, seqs[i], &entries[i]);
     }
@@ -526,9 +695,10 @@ static void seal_pending(struct delivery *d, uint64_t now)
 
     struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
     while (sealed < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        uint64_t seq = key_len == 9 && val_len == 32 ? get_u64(key + 1) : 0;
+        uint64_t seq = key_len == 9 && val_len == 32 ? bytes_get_u64(key + 1) : 0;
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
-        if (p == NULL || seq <= p->sealed_upto || p->retry_at_ms > now || !p->has_presence)
+        if (p == NULL || seq <= p->sealed_upto ||
+            (!p->via_mailbox && (p->retry_at_ms > now || !p->has_presence)))
             continue;
         if (load_entry(d, seq, &entries[n]) != MP_OK)
             continue;
@@ -565,11 +735,14 @@ static void seal_pending(struct delivery *d, uint64_t now)
 static void pump_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
-    uint64_t now = unix_ms();
+    uint64_t now = sysenv_unix_ms();
     uint64_t wake = now + 60000;
 
     expire_waiters(d, now);
+    expire_due(d, now);
     seal_pending(d, now);
+    if (d->next_expiry_ms < wake)
+        wake = d->next_expiry_ms;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
             wake = d->waiters[i].deadline_ms;
@@ -588,7 +761,7 @@ static void pump_cb(uv_timer_t *timer)
             more = true; /* yield to the loop, then go on */
             break;
         }
-        done += pump_entry(d, get_u64(key + 1), val, now, &wake);
+        done += pump_entry(d, bytes_get_u64(key + 1), val, now, &wake);
     }
     store_iter_free(it);
     if (!d->closing)
@@ -599,7 +772,7 @@ static void pump_cb(uv_timer_t *timer)
 
 static json_t *event_json(uint64_t cursor, const struct outbox_event *ev)
 {
-    static const char *const types[] = {"", "message", "sent", "delivered"};
+    static const char *const types[] = {"", "message", "sent", "delivered", "mailbox", "expired"};
     char peer[ADDRESS_TEXT_SIZE], id[2 * MSG_ID_BYTES + 1];
 
     address_encode(ev->peer, peer);
@@ -718,9 +891,10 @@ static void pend_event(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID
     pend(d, &item);
 }
 
-static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
+                     bool taken)
 {
-    struct durable_item item = {.has_ack = true};
+    struct durable_item item = {.has_ack = true, .taken = taken};
     memcpy(item.node_key, node_key, 32);
     memcpy(item.digest, digest, 32);
     pend(d, &item);
@@ -751,7 +925,7 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     counter++;
 
     env_random(d->cfg.env, m.id, MSG_ID_BYTES);
-    m.sent_at_ms = unix_ms();
+    m.sent_at_ms = sysenv_unix_ms();
     m.counter = counter;
     memcpy(e.to, to, 32);
     e.created_ms = m.sent_at_ms;
@@ -767,7 +941,7 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
         store_batch_put(b, STORE_CF_OUTBOX, key, 9, to, 32); /* the pump's work list */
         key[0] = KEY_MSGID;
         memcpy(key + 1, m.id, MSG_ID_BYTES);
-        put_u64(val, seq);
+        bytes_put_u64(val, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 1 + MSG_ID_BYTES, val, sizeof(val));
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
@@ -799,7 +973,7 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
 
     memcpy(m.receipt_ids[0], id, MSG_ID_BYTES);
     env_random(d->cfg.env, m.id, MSG_ID_BYTES);
-    m.sent_at_ms = unix_ms();
+    m.sent_at_ms = sysenv_unix_ms();
     memcpy(e.to, to, 32);
     e.created_ms = m.sent_at_ms;
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
@@ -899,7 +1073,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
             err = batch_entry(b, seq, &e);
             seq_key(key, KEY_PENDING, seq);
             store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
-            struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = unix_ms()};
+            struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = sysenv_unix_ms()};
             memcpy(ev.peer, sender, 32);
             memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
             buf_init(&ev.plaintext, 0);
@@ -918,7 +1092,11 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
     return MP_OK;
 }
 
-static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope)
+/* An envelope from node_key: from the sender's node over a link, or
+ * (from_mailbox) handed out by our mailbox at node_key. Either way it is
+ * acked only once stored and synced: a link ack, or "taken". */
+static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope,
+                        bool from_mailbox)
 {
     uint8_t sender[32], digest[32];
     struct buf pt;
@@ -927,7 +1105,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     uint8_t delivered[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
     unsigned delivered_count = 0;
     bool message = false;
-    uint64_t now = unix_ms();
+    uint64_t now = sysenv_unix_ms();
     uint64_t cursor_before = d->next_cursor, seq_before = d->next_seq;
     bool committed = false;
 
@@ -938,14 +1116,20 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     bool opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
         d->duplicates++;
-        /* Read before (our ack was lost); it may not be synced yet: ack after the sync. */
-        pend_ack(d, node_key, digest);
+        /* Read before (our ack was lost, or another mailbox's copy); it may
+         * not be synced yet: ack after the sync. */
+        pend_ack(d, node_key, digest, from_mailbox);
         goto cleanup;
     }
     if (err != MP_OK) {
         d->failed_open++;
-        log_info(MOD, "an envelope from node %02x%02x... does not open: %s", node_key[0],
-                 node_key[1], mp_strerror(err));
+        log_info(MOD, "an envelope from %s %02x%02x... does not open: %s",
+                 from_mailbox ? "mailbox node" : "node", node_key[0], node_key[1],
+                 mp_strerror(err));
+        /* Mail that can never open (not ours, damaged) would be handed out
+         * forever: take it, and so drop it. */
+        if (from_mailbox && err != MP_ERR_NOMEM && err != MP_ERR_STORE)
+            pend_ack(d, node_key, digest, true);
         goto cleanup;
     }
     err = msg_decode(pt.data, pt.len, &m);
@@ -954,9 +1138,11 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         d->failed_open++;
         goto cleanup;
     }
+    /* Mail from a mailbox says nothing of the sender's node. */
     enum delivery_verdict verdict =
-        d->cfg.classify_cb != NULL ? d->cfg.classify_cb(d->cfg.classify_arg, sender, node_key)
-                                   : DELIVERY_DELIVER;
+        d->cfg.classify_cb != NULL
+            ? d->cfg.classify_cb(d->cfg.classify_arg, sender, from_mailbox ? NULL : node_key)
+            : DELIVERY_DELIVER;
     if (verdict == DELIVERY_KEY_CHANGED) {
         d->refused++;
         msg_clear(&m);
@@ -968,7 +1154,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
          * identities cannot grow our store. */
         d->refused++;
         msg_clear(&m);
-        pend_ack(d, node_key, digest);
+        pend_ack(d, node_key, digest, from_mailbox);
         goto cleanup;
     } else if (m.kind == MSG_KIND_RECEIPT) {
         err = take_receipt(d, b, sender, &m, delivered, &delivered_count);
@@ -989,7 +1175,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
             key[0] = KEY_SEEN;
             memcpy(key + 1, sender, 32);
             memcpy(key + 33, m.id, MSG_ID_BYTES);
-            put_u64(val, cursor);
+            bytes_put_u64(val, cursor);
             store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), val, sizeof(val));
             d->next_cursor = cursor + 1;
             message = true;
@@ -1016,7 +1202,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         pend_event(d, OUTBOX_EVENT_MESSAGE, m.id);
     for (unsigned i = 0; i < delivered_count; i++)
         pend_event(d, OUTBOX_EVENT_DELIVERED, delivered[i]);
-    pend_ack(d, node_key, digest);
+    pend_ack(d, node_key, digest, from_mailbox);
     msg_clear(&m);
 cleanup:
     if (opened && !committed)
@@ -1051,11 +1237,16 @@ static void durable_cb(uv_timer_t *timer)
     for (size_t i = 0; i < n; i++) {
         if (d->pend[i].reply != NULL) {
             char id_hex[2 * MSG_ID_BYTES + 1];
+            const struct peer *p = peer_find(d, d->pend[i].to);
             hex(id_hex, sizeof(id_hex), d->pend[i].event_id, MSG_ID_BYTES);
+            /* "mailbox": its node is known to be unreachable, so it goes there. */
             control_call_reply(d->pend[i].reply,
-                               json_pack("{s:s, s:s}", "id", id_hex, "state", "queued"));
+                               json_pack("{s:s, s:s, s:s}", "id", id_hex, "state", "queued", "via",
+                                         p != NULL && p->via_mailbox ? "mailbox" : "direct"));
         }
-        if (d->pend[i].has_ack)
+        if (d->pend[i].has_ack && d->pend[i].taken)
+            mailbox_taken(d->cfg.mailbox, d->pend[i].node_key, d->pend[i].digest);
+        else if (d->pend[i].has_ack)
             send_ack(d, d->pend[i].node_key, d->pend[i].digest);
         if (d->pend[i].has_event)
             event_synced(d, d->pend[i].event_type, d->pend[i].event_id);
@@ -1077,7 +1268,7 @@ static void on_ack(struct delivery *d, const uint8_t digest[32])
     struct peer *p = peer_find(d, e.to);
     if (p != NULL)
         p->failures = 0;
-    if (e.state == OUTBOX_QUEUED) {
+    if (e.state == OUTBOX_QUEUED || e.state == OUTBOX_MAILBOX) {
         struct store_batch *b = store_batch_new();
         uint8_t key[9];
         struct msg m;
@@ -1087,7 +1278,7 @@ static void on_ack(struct delivery *d, const uint8_t digest[32])
         enum mp_err err = batch_entry(b, seq, &e);
         seq_key(key, KEY_PENDING, seq);
         store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
-        struct outbox_event ev = {.type = OUTBOX_EVENT_SENT, .at_ms = unix_ms()};
+        struct outbox_event ev = {.type = OUTBOX_EVENT_SENT, .at_ms = sysenv_unix_ms()};
         uint64_t cursor = 0;
         if (text) {
             memcpy(ev.peer, e.to, 32);
@@ -1110,6 +1301,127 @@ static void on_ack(struct delivery *d, const uint8_t digest[32])
     outbox_entry_clear(&e);
 }
 
+/* Our message now waits in the recipient's mailboxes, or expired there. */
+static void set_state(struct delivery *d, uint64_t seq, struct outbox_entry *e, uint8_t state,
+                      uint8_t event_type)
+{
+    struct store_batch *b = store_batch_new();
+    struct msg m;
+    uint8_t key[9];
+    bool text = msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK &&
+                m.kind == MSG_KIND_TEXT;
+    uint64_t cursor = 0;
+
+    e->state = state;
+    enum mp_err err = batch_entry(b, seq, e);
+    if (state == OUTBOX_EXPIRED) {
+        seq_key(key, KEY_PENDING, seq);
+        store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+    }
+    struct outbox_event ev = {.type = event_type, .at_ms = sysenv_unix_ms()};
+    if (text) {
+        memcpy(ev.peer, e->to, 32);
+        memcpy(ev.id, m.id, MSG_ID_BYTES);
+        buf_init(&ev.plaintext, 0);
+        if (err == MP_OK)
+            err = batch_event(d, b, &ev, &cursor);
+        msg_clear(&m);
+    }
+    /* Not synced: if lost, the mailbox answers again (or the sweep expires it again). */
+    if (err == MP_OK)
+        err = store_batch_write(d->cfg.store, b, false);
+    store_batch_free(b);
+    if (err == MP_OK && text) {
+        d->next_cursor = cursor + 1;
+        pend_event(d, event_type, ev.id);
+    }
+}
+
+/* A mailbox's answer to our store. */
+static void on_stored(struct delivery *d, const uint8_t node_key[32], const struct msg_link *l)
+{
+    uint64_t seq, now = sysenv_unix_ms();
+    struct outbox_entry e;
+    struct target *t = NULL;
+
+    if (!lookup_seq(d, KEY_DIGEST, l->digest, 32, &seq) || load_entry(d, seq, &e) != MP_OK)
+        return; /* not ours (an answer to a handoff), or gone */
+    struct peer *p = peer_find(d, e.to);
+    for (size_t i = 0; p != NULL && i < p->target_count && t == NULL; i++) {
+        if (memcmp(p->targets[i].node.key, node_key, 32) == 0)
+            t = &p->targets[i];
+    }
+    if (l->status != MSG_MB_HELD) {
+        static const char *const why[] = {"", "is full", "is rate-limiting us", "refused it"};
+        d->mb_full += l->status == MSG_MB_FULL;
+        d->mb_rate += l->status == MSG_MB_RATE;
+        d->mb_refused += l->status == MSG_MB_REFUSED;
+        if (t != NULL) {
+            if (t->failures == 0 || t->last_status != l->status) {
+                char who[ADDRESS_TEXT_SIZE];
+                address_encode(e.to, who);
+                log_info(MOD, "a mailbox of %s (node %02x%02x...) %s: will retry", who,
+                         node_key[0], node_key[1], why[l->status]);
+            }
+            t->last_status = l->status;
+            if (t->sent_upto >= seq)
+                t->sent_upto = seq - 1; /* in order: from this one on, later */
+            target_failed(t, now);
+        }
+        outbox_entry_clear(&e);
+        return;
+    }
+    d->mb_held++;
+    if (t != NULL) {
+        t->last_status = l->status;
+        t->failures = 0;
+        if (seq > t->stored_upto)
+            t->stored_upto = seq;
+    }
+    if (e.state == OUTBOX_QUEUED) {
+        e.expires_ms = l->expires_s * 1000;
+        set_state(d, seq, &e, OUTBOX_MAILBOX, OUTBOX_EVENT_MAILBOX);
+        if (e.expires_ms < d->next_expiry_ms)
+            d->next_expiry_ms = e.expires_ms;
+    }
+    outbox_entry_clear(&e);
+}
+
+/* Entries whose mailboxes dropped them without a receipt are not delivered:
+ * say so. Runs when the earliest known expiry is due (and once at start). */
+static void expire_due(struct delivery *d, uint64_t now)
+{
+    uint8_t prefix = KEY_PENDING;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    uint64_t next = UINT64_MAX;
+
+    if (now < d->next_expiry_ms)
+        return;
+    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        struct outbox_entry e;
+        uint64_t seq = key_len == 9 ? bytes_get_u64(key + 1) : 0;
+        if (seq == 0 || load_entry(d, seq, &e) != MP_OK)
+            continue;
+        if (e.state == OUTBOX_MAILBOX && e.expires_ms != 0 && e.expires_ms <= now) {
+            d->expired++;
+            set_state(d, seq, &e, OUTBOX_EXPIRED, OUTBOX_EVENT_EXPIRED);
+        } else if (e.state == OUTBOX_MAILBOX && e.expires_ms != 0 && e.expires_ms < next) {
+            next = e.expires_ms;
+        }
+        outbox_entry_clear(&e);
+    }
+    store_iter_free(it);
+    d->next_expiry_ms = next;
+}
+
+void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope)
+{
+    if (!d->closing)
+        on_envelope(d, node_key, envelope, true);
+}
+
 void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
                               size_t len)
 {
@@ -1120,14 +1432,37 @@ void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], co
         return;
     }
     if (l.type == MSG_LINK_ENVELOPE)
-        on_envelope(d, node_key, &l.envelope);
-    else
+        on_envelope(d, node_key, &l.envelope, false);
+    else if (l.type == MSG_LINK_ACK)
         on_ack(d, l.digest);
+    else if (l.type == MSG_LINK_MB_STORED)
+        on_stored(d, node_key, &l);
+    else if (d->cfg.mailbox != NULL)
+        mailbox_on_link(d->cfg.mailbox, node_key, &l);
     msg_link_clear(&l);
+}
+
+/* The peers' mailbox targets at node_key: its link came or went, or has room. */
+static void targets_at(struct delivery *d, const uint8_t node_key[32], bool down)
+{
+    for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++) {
+        struct peer *p = &d->peers[i];
+        for (size_t k = 0; p->used && k < p->target_count; k++) {
+            struct target *t = &p->targets[k];
+            if (memcmp(t->node.key, node_key, 32) != 0)
+                continue;
+            t->busy = false;
+            if (down)
+                t->sent_upto = t->stored_upto; /* unanswered stores: again */
+        }
+    }
 }
 
 void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up)
 {
+    if (d->cfg.mailbox != NULL)
+        mailbox_on_link_state(d->cfg.mailbox, node_key, up);
+    targets_at(d, node_key, !up);
     if (!up)
         flush_acks(d, node_key); /* the link is gone: drop its waiting acks */
     struct peer *p = peer_by_node(d, node_key);
@@ -1137,6 +1472,7 @@ void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool
     if (up) {
         p->failures = 0;
         p->retry_at_ms = 0;
+        p->via_mailbox = false; /* its node is back: directly again */
     } else {
         p->sent_upto = 0; /* what was queued on the link is gone: send again */
     }
@@ -1145,6 +1481,9 @@ void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool
 
 void delivery_on_writable(struct delivery *d, const uint8_t node_key[32])
 {
+    if (d->cfg.mailbox != NULL)
+        mailbox_on_writable(d->cfg.mailbox, node_key);
+    targets_at(d, node_key, false);
     flush_acks(d, node_key);
     struct peer *p = peer_by_node(d, node_key);
     if (p != NULL)
@@ -1166,17 +1505,26 @@ static void publish(struct delivery *d)
     memcpy(pres.node_key, overlay_node_key(d->cfg.overlay), 32);
     for (unsigned i = 0; i < d->cfg.addr_count && i < MSG_PRESENCE_ADDRS_MAX; i++)
         pres.addrs[pres.addr_count++] = d->cfg.addrs[i];
+    if (d->cfg.mailbox != NULL) {
+        struct mailbox_target own[MSG_PRESENCE_MAILBOXES_MAX];
+        size_t n = mailbox_own_nodes(d->cfg.mailbox, own, MSG_PRESENCE_MAILBOXES_MAX);
+        for (size_t i = 0; i < n; i++) {
+            memcpy(pres.mailboxes[i], own[i].key, 32);
+            pres.mailbox_addrs[i] = own[i].addr;
+        }
+        pres.mailbox_count = (unsigned)n;
+    }
     enum mp_err err = msg_presence_encode(&pres, payload, sizeof(payload), &len);
     if (err == MP_OK)
         err = overlay_publish(d->cfg.overlay, RECORD_KIND_PRESENCE, payload, len,
                               DELIVERY_RECORD_TTL_S);
     log_debug(MOD, "presence with %u addresses: %s", pres.addr_count, mp_strerror(err));
-    err = sessions_bundle(d->cfg.sessions, unix_ms(), &bundle, &changed);
+    err = sessions_bundle(d->cfg.sessions, sysenv_unix_ms(), &bundle, &changed);
     if (err == MP_OK)
         err = prekey_bundle_encode(&bundle, payload, sizeof(payload), &len);
     if (err == MP_OK)
         err = overlay_publish(d->cfg.overlay, RECORD_KIND_PREKEYS, payload, len,
-                              DELIVERY_RECORD_TTL_S);
+                              DELIVERY_PREKEY_TTL_S);
     log_debug(MOD, "prekey bundle: %s", mp_strerror(err));
 }
 
@@ -1275,11 +1623,22 @@ json_t *delivery_status(const struct delivery *d)
     unsigned pending_peers = 0;
     for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++)
         pending_peers += d->peers[i].used;
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "sent", (json_int_t)d->sent,
-                     "received", (json_int_t)d->received, "acked", (json_int_t)d->acked,
-                     "duplicates", (json_int_t)d->duplicates, "refused",
-                     (json_int_t)d->refused, "undecryptable", (json_int_t)d->failed_open,
-                     "events", (json_int_t)(d->next_cursor - 1), "peers", (int)pending_peers);
+    unsigned via_mailbox = 0;
+    for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++)
+        via_mailbox += d->peers[i].used && d->peers[i].via_mailbox;
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "sent", (json_int_t)d->sent,
+                          "received", (json_int_t)d->received, "acked", (json_int_t)d->acked,
+                          "duplicates", (json_int_t)d->duplicates, "refused",
+                          (json_int_t)d->refused, "undecryptable", (json_int_t)d->failed_open,
+                          "events", (json_int_t)(d->next_cursor - 1), "peers", (int)pending_peers);
+    /* Mail left with others' mailboxes, and how they answered. */
+    json_object_set_new(j, "to_mailboxes",
+                        json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "peers", (int)via_mailbox,
+                                  "stores_sent", (json_int_t)d->mb_sent, "held",
+                                  (json_int_t)d->mb_held, "full", (json_int_t)d->mb_full,
+                                  "rate_limited", (json_int_t)d->mb_rate, "refused",
+                                  (json_int_t)d->mb_refused, "expired", (json_int_t)d->expired));
+    return j;
 }
 
 /* ---- control methods ---- */
@@ -1349,6 +1708,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
     if (grouped) {
         struct durable_item item = {.reply = control_call_defer(call)};
         memcpy(item.event_id, id, MSG_ID_BYTES);
+        memcpy(item.to, to, 32);
         if (item.reply != NULL) {
             pend(d, &item);
             return true;
@@ -1371,7 +1731,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         if (w->call == NULL)
             break;
         memcpy(w->id, id, MSG_ID_BYTES);
-        w->deadline_ms = unix_ms() + (uint64_t)json_integer_value(wait);
+        w->deadline_ms = sysenv_unix_ms() + (uint64_t)json_integer_value(wait);
         return true;
     }
     /* No room to wait: it is queued all the same. */
@@ -1459,7 +1819,7 @@ static int timed_cmp(const void *a, const void *b)
 static bool method_history(void *ctx, struct control_call *call, json_t *params,
                            json_t **result_out, struct rpc_error *err_out, json_t **data_out)
 {
-    static const char *const states[] = {"", "queued", "sent", "delivered"};
+    static const char *const states[] = {"", "queued", "sent", "delivered", "mailbox", "expired"};
     struct delivery *d = ctx;
     uint8_t with[32], prefix = KEY_ENTRY;
     uint64_t limit;
@@ -1557,7 +1917,66 @@ static bool method_subscribe(void *ctx, struct control_call *call, json_t *param
     return false;
 }
 
+struct where {
+    struct control_call *call;
+};
+
+static void where_cb(void *arg, enum mp_err status, const struct mailbox_target *targets,
+                     size_t count)
+{
+    struct where *w = arg;
+    json_t *list = json_array();
+    for (size_t i = 0; i < count; i++) {
+        char key[65], addr[ADDR_TEXT_MAX];
+        hex(key, sizeof(key), targets[i].key, 32);
+        addr_format(&targets[i].addr, addr, sizeof(addr));
+        json_array_append_new(list, json_pack("{s:s, s:s}", "node_key", key, "addr", addr));
+    }
+    if (count == 0)
+        control_call_fail(w->call, RPC_CODE_FAILED, status,
+                          "no mailbox nodes found now (is the node joined to the network?)");
+    else
+        control_call_reply(w->call, json_pack("{s:o}", "mailboxes", list));
+    if (count == 0)
+        json_decref(list);
+    free(w);
+}
+
+/* mailbox.where {who}: the nodes that would hold mail for `who` now. */
+static bool method_where(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                         struct rpc_error *err_out, json_t **data_out)
+{
+    struct delivery *d = ctx;
+    uint8_t who[32];
+    (void)result_out;
+
+    if (!param_account(d, params, "who", false, who, err_out, data_out))
+        return false;
+    struct peer *p = peer_get(d, who, sysenv_unix_ms());
+    struct mailbox_target listed[MSG_PRESENCE_MAILBOXES_MAX];
+    size_t n = 0;
+    for (unsigned i = 0; p != NULL && p->has_presence && i < p->presence.mailbox_count; i++) {
+        memcpy(listed[n].key, p->presence.mailboxes[i], 32);
+        listed[n++].addr = p->presence.mailbox_addrs[i];
+    }
+    struct where *w = malloc(sizeof(*w));
+    if (w == NULL || (w->call = control_call_defer(call)) == NULL) {
+        free(w);
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "busy: try again");
+        return false;
+    }
+    enum mp_err err = mailbox_find(d->cfg.mailbox, who,
+                                   p != NULL && p->has_presence ? p->presence.node_key : NULL,
+                                   listed, n, where_cb, w);
+    if (err != MP_OK) {
+        control_call_fail(w->call, RPC_CODE_FAILED, err, "cannot look for mailbox nodes now");
+        free(w);
+    }
+    return true;
+}
+
 static const char *const send_params[] = {"to", "text", "wait_ms", NULL};
+static const char *const where_params[] = {"who", NULL};
 static const char *const inbox_params[] = {"from", "since", "limit", "requests", NULL};
 static const char *const history_params[] = {"with", "limit", NULL};
 static const char *const subscribe_params[] = {"since", NULL};
@@ -1567,6 +1986,7 @@ static const struct control_method methods[] = {
     {"inbox.list", inbox_params, method_inbox},
     {"history", history_params, method_history},
     {"subscribe", subscribe_params, method_subscribe},
+    {"mailbox.where", where_params, method_where},
 };
 
 const struct control_method *delivery_methods(size_t *count_out)

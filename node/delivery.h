@@ -27,6 +27,7 @@
 #include "crypto/identity.h"
 #include "node/control.h"
 #include "node/link.h"
+#include "node/mailbox.h"
 #include "node/msg.h"
 #include "node/overlay.h"
 #include "node/sessions.h"
@@ -38,6 +39,11 @@
 #define DELIVERY_PUMP_BATCH 512
 /* Messages to one peer sealed together, under one synced write. */
 #define DELIVERY_SEAL_GROUP 256
+/* A recipient's mailbox nodes are looked up again after this long. */
+#define DELIVERY_MAILBOX_REFRESH_MS (10 * 60 * 1000)
+/* After a mailbox refused (full, rate): wait, doubling within these. */
+#define DELIVERY_MAILBOX_RETRY_MIN_MS 5000
+#define DELIVERY_MAILBOX_RETRY_MAX_MS (10 * 60 * 1000)
 /* Without an ack this long after the last send, a peer's unacked messages are sent again. */
 #define DELIVERY_ACK_TIMEOUT_MS 10000
 /* Retry delays after a failure (no presence, link refused): doubling within these. */
@@ -74,6 +80,7 @@ struct delivery_config {
     struct sessions *sessions;
     struct overlay *overlay;
     struct links *links;
+    struct mailbox *mailbox; /* where mail waits when a recipient is offline */
     const struct identity *account;
     /* Addresses to publish in the presence record (copied). */
     struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
@@ -107,7 +114,11 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
 enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
                           uint8_t id_out[MSG_ID_BYTES]);
 
-/* The links' callbacks: the daemon forwards them here. */
+/* An envelope fetched from our mailbox at node_key (mailbox mail_cb):
+ * stored like one from a link, then mailbox_taken once durable. */
+void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope);
+/* The links' callbacks: the daemon forwards them here (mailbox messages
+ * go on to the mailbox). */
 void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
                               size_t len);
 void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up);

@@ -675,8 +675,13 @@ static int cmd_send(struct cli *cli)
     if (rc == 0) {
         if (cli->json)
             print_json(reply.result);
-        else if (json_object_get(reply.result, "id") != NULL)
+        else if (json_object_get(reply.result, "id") != NULL) {
             printf("%s\n", json_string_value(json_object_get(reply.result, "id")));
+            json_t *via = json_object_get(reply.result, "via");
+            if (via != NULL && strcmp(json_string_value(via), "mailbox") == 0)
+                fprintf(stderr, "queued for mailbox: the recipient's node is not reachable now; "
+                                "its mailboxes hold it until it comes back\n");
+        }
         else
             printf("delivered\n");
     }

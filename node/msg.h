@@ -66,7 +66,8 @@ struct msg_presence {
     unsigned addr_count;             /* 0..MSG_PRESENCE_ADDRS_MAX */
     struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
     unsigned mailbox_count; /* 0..MSG_PRESENCE_MAILBOXES_MAX */
-    uint8_t mailboxes[MSG_PRESENCE_MAILBOXES_MAX][MSG_KEY_BYTES];
+    uint8_t mailboxes[MSG_PRESENCE_MAILBOXES_MAX][MSG_KEY_BYTES]; /* their node keys */
+    struct addr mailbox_addrs[MSG_PRESENCE_MAILBOXES_MAX];
 };
 
 /* Encode into out (cap bytes, at most the DHT's record payload). */
@@ -75,14 +76,51 @@ enum mp_err msg_presence_encode(const struct msg_presence *p, uint8_t *out, size
 enum mp_err msg_presence_decode(const uint8_t *data, size_t len, struct msg_presence *p_out);
 
 enum msg_link_type {
-    MSG_LINK_ENVELOPE = 1, /* an envelope for the receiving node's account */
-    MSG_LINK_ACK = 2,      /* the envelope with this digest is stored */
+    MSG_LINK_ENVELOPE = 1,  /* an envelope for the receiving node's account */
+    MSG_LINK_ACK = 2,       /* the envelope with this digest is stored */
+    /* Mailboxes (docs/PROTOCOL.md, "Mailboxes"). */
+    MSG_LINK_MB_STORE = 3,  /* hold this envelope for its mailbox */
+    MSG_LINK_MB_STORED = 4, /* digest, status, expiry: the answer to a store */
+    MSG_LINK_MB_HELLO = 5,  /* I want my mail: send a challenge */
+    MSG_LINK_MB_CHALLENGE = 6, /* nonce */
+    MSG_LINK_MB_FETCH = 7,  /* account, signature over the challenge */
+    MSG_LINK_MB_MAIL = 8,   /* one held envelope for the proven account */
+    MSG_LINK_MB_TAKEN = 9,  /* digests stored by the fetcher: delete them */
+    MSG_LINK_MB_END = 10,   /* status: no more mail for now, or refused */
 };
 
+/* The answer to a store (MSG_LINK_MB_STORED). */
+enum msg_mb_status {
+    MSG_MB_HELD = 0,    /* stored (synced), or held already */
+    MSG_MB_FULL = 1,    /* over the mailbox's or the node's quota */
+    MSG_MB_RATE = 2,    /* this sending node is over its rate */
+    MSG_MB_REFUSED = 3, /* not a storable envelope, or this node holds no mail */
+    MSG_MB_STATUS_MAX = 3,
+};
+
+/* Why a fetch ended (MSG_LINK_MB_END). */
+enum msg_mb_end {
+    MSG_MB_END_DONE = 0,    /* everything held was handed out */
+    MSG_MB_END_REFUSED = 1, /* no valid proof: wrong key, stale or replayed challenge */
+    MSG_MB_END_MAX = 1,
+};
+
+#define MSG_MB_NONCE_BYTES 32
+#define MSG_MB_SIG_BYTES 64
+/* Digests one MSG_LINK_MB_TAKEN carries. */
+#define MSG_MB_TAKEN_MAX 128
+
 struct msg_link {
-    uint8_t type; /* enum msg_link_type */
-    uint8_t digest[32];   /* ack */
-    struct buf envelope;  /* envelope: owned bytes (msg_link_clear frees) */
+    uint8_t type;        /* enum msg_link_type */
+    uint8_t digest[32];  /* ack, stored */
+    struct buf envelope; /* envelope, store, mail: owned bytes (msg_link_clear frees) */
+    uint8_t status;      /* stored: enum msg_mb_status; end: enum msg_mb_end */
+    uint64_t expires_s;  /* stored: Unix s when the mailbox drops it (0 when not held) */
+    uint8_t nonce[MSG_MB_NONCE_BYTES];       /* challenge */
+    uint8_t account[MSG_KEY_BYTES];          /* fetch */
+    uint8_t sig[MSG_MB_SIG_BYTES];           /* fetch */
+    unsigned digest_count;                   /* taken: 1..MSG_MB_TAKEN_MAX */
+    uint8_t digests[MSG_MB_TAKEN_MAX][32];   /* taken */
 };
 
 /* Encode a link message into out (initialised here; caller buf_frees). */

@@ -136,8 +136,25 @@ static void pack_presence_cb(msgpack_packer *pk, const void *obj)
         msgpack_pack_str_body(pk, text, strlen(text));
     }
     msgpack_pack_array(pk, p->mailbox_count);
-    for (unsigned i = 0; i < p->mailbox_count; i++)
+    for (unsigned i = 0; i < p->mailbox_count; i++) {
+        char text[ADDR_TEXT_MAX];
+        addr_format(&p->mailbox_addrs[i], text, sizeof(text));
+        msgpack_pack_array(pk, 2);
         wire_pack_bin(pk, p->mailboxes[i], MSG_KEY_BYTES);
+        msgpack_pack_str(pk, strlen(text));
+        msgpack_pack_str_body(pk, text, strlen(text));
+    }
+}
+
+/* An "ip:port" string into a. */
+static bool get_addr(const msgpack_object *o, struct addr *a)
+{
+    char text[ADDR_TEXT_MAX];
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= sizeof(text))
+        return false;
+    memcpy(text, o->via.str.ptr, o->via.str.size);
+    text[o->via.str.size] = '\0';
+    return addr_parse(text, a) == MP_OK;
 }
 
 enum mp_err msg_presence_encode(const struct msg_presence *p, uint8_t *out, size_t cap,
@@ -147,6 +164,11 @@ enum mp_err msg_presence_encode(const struct msg_presence *p, uint8_t *out, size
         return MP_ERR_INVAL;
     for (unsigned i = 0; i < p->addr_count; i++) {
         if (p->addrs[i].family != ADDR_FAMILY_IPV4 && p->addrs[i].family != ADDR_FAMILY_IPV6)
+            return MP_ERR_INVAL;
+    }
+    for (unsigned i = 0; i < p->mailbox_count; i++) {
+        if (p->mailbox_addrs[i].family != ADDR_FAMILY_IPV4 &&
+            p->mailbox_addrs[i].family != ADDR_FAMILY_IPV6)
             return MP_ERR_INVAL;
     }
     return wire_encode_into(pack_presence_cb, p, out, cap, len_out);
@@ -174,12 +196,7 @@ enum mp_err msg_presence_decode(const uint8_t *data, size_t len, struct msg_pres
     if (addrs == NULL)
         goto cleanup;
     for (uint32_t i = 0; i < n; i++) {
-        char text[ADDR_TEXT_MAX];
-        if (addrs[i].type != MSGPACK_OBJECT_STR || addrs[i].via.str.size >= sizeof(text))
-            goto cleanup;
-        memcpy(text, addrs[i].via.str.ptr, addrs[i].via.str.size);
-        text[addrs[i].via.str.size] = '\0';
-        if (addr_parse(text, &p.addrs[i]) != MP_OK)
+        if (!get_addr(&addrs[i], &p.addrs[i]))
             goto cleanup;
     }
     p.addr_count = n;
@@ -187,7 +204,10 @@ enum mp_err msg_presence_decode(const uint8_t *data, size_t len, struct msg_pres
     if (boxes == NULL)
         goto cleanup;
     for (uint32_t i = 0; i < n; i++) {
-        if (!wire_get_bin(&boxes[i], p.mailboxes[i], MSG_KEY_BYTES))
+        uint32_t two = 0;
+        const msgpack_object *box = wire_get_array(&boxes[i], 2, 2, &two);
+        if (box == NULL || !wire_get_bin(&box[0], p.mailboxes[i], MSG_KEY_BYTES) ||
+            !get_addr(&box[1], &p.mailbox_addrs[i]))
             goto cleanup;
     }
     p.mailbox_count = n;
@@ -200,23 +220,82 @@ cleanup:
 
 /* ---- link messages ---- */
 
+/* Fields after the type, per type (docs/PROTOCOL.md, "Mailboxes"). */
+static unsigned link_fields(unsigned type)
+{
+    switch (type) {
+    case MSG_LINK_ENVELOPE:
+    case MSG_LINK_ACK:
+    case MSG_LINK_MB_STORE:
+    case MSG_LINK_MB_CHALLENGE:
+    case MSG_LINK_MB_MAIL:
+    case MSG_LINK_MB_TAKEN:
+    case MSG_LINK_MB_END:
+        return 1;
+    case MSG_LINK_MB_STORED:
+        return 3;
+    case MSG_LINK_MB_FETCH:
+        return 2;
+    default:
+        return 0; /* MSG_LINK_MB_HELLO */
+    }
+}
+
+static bool link_has_envelope(unsigned type)
+{
+    return type == MSG_LINK_ENVELOPE || type == MSG_LINK_MB_STORE || type == MSG_LINK_MB_MAIL;
+}
+
 static void pack_link_cb(msgpack_packer *pk, const void *obj)
 {
     const struct msg_link *l = obj;
 
-    msgpack_pack_array(pk, 2);
+    msgpack_pack_array(pk, 1 + link_fields(l->type));
     msgpack_pack_uint32(pk, l->type);
-    if (l->type == MSG_LINK_ENVELOPE)
+    switch (l->type) {
+    case MSG_LINK_ENVELOPE:
+    case MSG_LINK_MB_STORE:
+    case MSG_LINK_MB_MAIL:
         wire_pack_bin(pk, l->envelope.data, l->envelope.len);
-    else
+        break;
+    case MSG_LINK_ACK:
         wire_pack_bin(pk, l->digest, sizeof(l->digest));
+        break;
+    case MSG_LINK_MB_STORED:
+        wire_pack_bin(pk, l->digest, sizeof(l->digest));
+        msgpack_pack_uint32(pk, l->status);
+        msgpack_pack_uint64(pk, l->expires_s);
+        break;
+    case MSG_LINK_MB_CHALLENGE:
+        wire_pack_bin(pk, l->nonce, sizeof(l->nonce));
+        break;
+    case MSG_LINK_MB_FETCH:
+        wire_pack_bin(pk, l->account, sizeof(l->account));
+        wire_pack_bin(pk, l->sig, sizeof(l->sig));
+        break;
+    case MSG_LINK_MB_TAKEN:
+        msgpack_pack_array(pk, l->digest_count);
+        for (unsigned i = 0; i < l->digest_count; i++)
+            wire_pack_bin(pk, l->digests[i], 32);
+        break;
+    case MSG_LINK_MB_END:
+        msgpack_pack_uint32(pk, l->status);
+        break;
+    default:
+        break;
+    }
 }
 
 enum mp_err msg_link_encode(const struct msg_link *l, struct buf *out)
 {
-    if ((l->type != MSG_LINK_ENVELOPE && l->type != MSG_LINK_ACK) ||
-        (l->type == MSG_LINK_ENVELOPE &&
-         (l->envelope.len == 0 || l->envelope.len > MSG_LINK_ENVELOPE_MAX)))
+    bool known = l->type >= MSG_LINK_ENVELOPE && l->type <= MSG_LINK_MB_END;
+    if (!known ||
+        (link_has_envelope(l->type) &&
+         (l->envelope.len == 0 || l->envelope.len > MSG_LINK_ENVELOPE_MAX)) ||
+        (l->type == MSG_LINK_MB_STORED && l->status > MSG_MB_STATUS_MAX) ||
+        (l->type == MSG_LINK_MB_END && l->status > MSG_MB_END_MAX) ||
+        (l->type == MSG_LINK_MB_TAKEN &&
+         (l->digest_count == 0 || l->digest_count > MSG_MB_TAKEN_MAX)))
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_link_cb, l, MSG_LINK_WIRE_MAX, out);
 }
@@ -229,8 +308,8 @@ void msg_link_clear(struct msg_link *l)
 enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_out)
 {
     msgpack_unpacked u;
-    const msgpack_object *f = NULL;
-    uint32_t n = 0, type = 0;
+    const msgpack_object *f = NULL, *d = NULL;
+    uint32_t n = 0, type = 0, status = 0;
     enum mp_err err;
 
     memset(l_out, 0, sizeof(*l_out));
@@ -242,24 +321,64 @@ enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_
     if (err != MP_OK)
         goto cleanup;
     err = MP_ERR_MALFORMED;
-    f = wire_get_array(&u.data, 2, 2, &n);
+    f = wire_get_array(&u.data, 1, 4, &n);
     if (f == NULL || !wire_get_u32(&f[0], &type))
         goto cleanup;
-    if (type == MSG_LINK_ACK) {
-        if (!wire_get_bin(&f[1], l_out->digest, sizeof(l_out->digest)))
-            goto cleanup;
-    } else if (type == MSG_LINK_ENVELOPE) {
-        if (f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size == 0 ||
-            f[1].via.bin.size > MSG_LINK_ENVELOPE_MAX)
-            goto cleanup;
-        err = buf_append(&l_out->envelope, f[1].via.bin.ptr, f[1].via.bin.size);
-        if (err != MP_OK)
-            goto cleanup;
-    } else {
+    if (type < MSG_LINK_ENVELOPE || type > MSG_LINK_MB_END) {
         err = MP_ERR_WIRE_VERSION;
         goto cleanup;
     }
+    if (n != 1 + link_fields(type))
+        goto cleanup;
+    switch (type) {
+    case MSG_LINK_ENVELOPE:
+    case MSG_LINK_MB_STORE:
+    case MSG_LINK_MB_MAIL:
+        if (f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size == 0 ||
+            f[1].via.bin.size > MSG_LINK_ENVELOPE_MAX)
+            goto cleanup;
+        if (buf_append(&l_out->envelope, f[1].via.bin.ptr, f[1].via.bin.size) != MP_OK) {
+            err = MP_ERR_NOMEM;
+            goto cleanup;
+        }
+        break;
+    case MSG_LINK_ACK:
+        if (!wire_get_bin(&f[1], l_out->digest, sizeof(l_out->digest)))
+            goto cleanup;
+        break;
+    case MSG_LINK_MB_STORED:
+        if (!wire_get_bin(&f[1], l_out->digest, sizeof(l_out->digest)) ||
+            !wire_get_u32(&f[2], &status) || status > MSG_MB_STATUS_MAX ||
+            !wire_get_u64(&f[3], &l_out->expires_s))
+            goto cleanup;
+        break;
+    case MSG_LINK_MB_CHALLENGE:
+        if (!wire_get_bin(&f[1], l_out->nonce, sizeof(l_out->nonce)))
+            goto cleanup;
+        break;
+    case MSG_LINK_MB_FETCH:
+        if (!wire_get_bin(&f[1], l_out->account, sizeof(l_out->account)) ||
+            !wire_get_bin(&f[2], l_out->sig, sizeof(l_out->sig)))
+            goto cleanup;
+        break;
+    case MSG_LINK_MB_TAKEN:
+        d = wire_get_array(&f[1], 1, MSG_MB_TAKEN_MAX, &l_out->digest_count);
+        if (d == NULL)
+            goto cleanup;
+        for (unsigned i = 0; i < l_out->digest_count; i++) {
+            if (!wire_get_bin(&d[i], l_out->digests[i], 32))
+                goto cleanup;
+        }
+        break;
+    case MSG_LINK_MB_END:
+        if (!wire_get_u32(&f[1], &status) || status > MSG_MB_END_MAX)
+            goto cleanup;
+        break;
+    default: /* MSG_LINK_MB_HELLO: no fields */
+        break;
+    }
     l_out->type = (uint8_t)type;
+    l_out->status = (uint8_t)status;
     err = MP_OK;
 cleanup:
     if (err != MP_OK)

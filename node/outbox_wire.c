@@ -4,8 +4,10 @@
 #include "crypto/wire.h"
 #include "node/outbox.h"
 
-#define ENTRY_VERSION 1
-#define ENTRY_FIELDS 6
+#define ENTRY_VERSION 2
+#define ENTRY_FIELDS 7
+/* Version 1 entries (no expiry) are still read: queued mail survives an upgrade. */
+#define ENTRY_V1_FIELDS 6
 #define EVENT_VERSION 1
 #define EVENT_FIELDS 7
 /* An entry: plaintext and envelope at their caps, plus framing. */
@@ -28,11 +30,12 @@ static void pack_entry_cb(msgpack_packer *pk, const void *obj)
     msgpack_pack_uint64(pk, e->created_ms);
     pack_buf(pk, &e->plaintext);
     pack_buf(pk, &e->envelope);
+    msgpack_pack_uint64(pk, e->expires_ms);
 }
 
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out)
 {
-    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_DELIVERED)
+    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX)
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_entry_cb, e, ENTRY_WIRE_MAX, out);
 }
@@ -65,13 +68,21 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
         return MP_ERR_TOO_BIG;
     msgpack_unpacked_init(&u);
     err = wire_unpack(data, len, &u);
-    if (err == MP_OK)
+    bool v1 = false;
+    if (err == MP_OK) {
         err = wire_versioned(&u, ENTRY_VERSION, ENTRY_FIELDS, &f);
+        if (err == MP_ERR_WIRE_VERSION) {
+            err = wire_versioned(&u, 1, ENTRY_V1_FIELDS, &f);
+            v1 = true;
+        }
+    }
     if (err != MP_OK)
         goto cleanup;
     err = MP_ERR_MALFORMED;
+    if (!v1 && !wire_get_u64(&f[6], &e_out->expires_ms))
+        goto cleanup;
     if (!wire_get_bin(&f[1], e_out->to, MSG_KEY_BYTES) || !wire_get_u32(&f[2], &state) ||
-        state < OUTBOX_QUEUED || state > OUTBOX_DELIVERED ||
+        state < OUTBOX_QUEUED || state > OUTBOX_STATE_MAX ||
         !wire_get_u64(&f[3], &e_out->created_ms) ||
         !get_buf(&f[4], MSG_WIRE_MAX, &e_out->plaintext) ||
         !get_buf(&f[5], MSG_LINK_ENVELOPE_MAX, &e_out->envelope))
@@ -104,7 +115,7 @@ static void pack_event_cb(msgpack_packer *pk, const void *obj)
 
 enum mp_err outbox_event_encode(const struct outbox_event *ev, struct buf *out)
 {
-    if (ev->type < OUTBOX_EVENT_MESSAGE || ev->type > OUTBOX_EVENT_DELIVERED)
+    if (ev->type < OUTBOX_EVENT_MESSAGE || ev->type > OUTBOX_EVENT_MAX)
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_event_cb, ev, EVENT_WIRE_MAX, out);
 }
@@ -133,7 +144,7 @@ enum mp_err outbox_event_decode(const uint8_t *data, size_t len, struct outbox_e
         goto cleanup;
     err = MP_ERR_MALFORMED;
     if (!wire_get_u32(&f[1], &type) || type < OUTBOX_EVENT_MESSAGE ||
-        type > OUTBOX_EVENT_DELIVERED || !wire_get_u64(&f[2], &ev_out->at_ms) ||
+        type > OUTBOX_EVENT_MAX || !wire_get_u64(&f[2], &ev_out->at_ms) ||
         !wire_get_bin(&f[3], ev_out->peer, MSG_KEY_BYTES) ||
         !wire_get_bin(&f[4], ev_out->id, MSG_ID_BYTES) || f[5].type != MSGPACK_OBJECT_BOOLEAN ||
         !get_buf(&f[6], MSG_WIRE_MAX, &ev_out->plaintext))

@@ -34,6 +34,7 @@ struct send_block {
 struct overlay_get_op {
     struct overlay *ov;
     void (*cb)(void *arg, enum mp_err status, const uint8_t *payload, size_t len);
+    overlay_lookup_cb *lookup_cb; /* a lookup instead of a get */
     void *arg;
     bool in_use;
 };
@@ -372,7 +373,9 @@ void overlay_close(struct overlay *ov, void (*closed_cb)(void *arg), void *arg)
     save_peers(ov);
     /* The DHT drops its pending operations without callbacks: answer ours. */
     for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
-        if (ov->gets[i].in_use)
+        if (ov->gets[i].in_use && ov->gets[i].lookup_cb != NULL)
+            ov->gets[i].lookup_cb(ov->gets[i].arg, MP_ERR_UNAVAILABLE, NULL, 0);
+        else if (ov->gets[i].in_use)
             ov->gets[i].cb(ov->gets[i].arg, MP_ERR_UNAVAILABLE, NULL, 0);
         ov->gets[i].in_use = false;
     }
@@ -399,25 +402,57 @@ static void module_get_cb(void *arg, enum mp_err status, const struct record *re
            status == MP_OK ? rec->payload_len : 0);
 }
 
+static void module_lookup_cb(void *arg, enum mp_err status, const struct dht_peer *nodes,
+                             size_t count, const struct dht_lookup_info *info)
+{
+    struct overlay_get_op *op = arg;
+    (void)info;
+    op->in_use = false;
+    op->lookup_cb(op->arg, status, nodes, status == MP_OK ? count : 0);
+}
+
+/* A free operation slot, or NULL when all are in use. */
+static struct overlay_get_op *get_op(struct overlay *ov)
+{
+    for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
+        if (!ov->gets[i].in_use)
+            return &ov->gets[i];
+    }
+    return NULL;
+}
+
 enum mp_err overlay_get(struct overlay *ov, unsigned kind, const uint8_t owner[32],
                         void (*cb)(void *arg, enum mp_err status, const uint8_t *payload,
                                    size_t len),
                         void *arg)
 {
-    for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
-        struct overlay_get_op *op = &ov->gets[i];
-        if (op->in_use)
-            continue;
-        *op = (struct overlay_get_op){.ov = ov, .cb = cb, .arg = arg, .in_use = true};
-        enum mp_err err = dht_get(ov->dht, kind, owner, module_get_cb, op);
-        if (err != MP_OK) {
-            op->in_use = false;
-            return err;
-        }
-        rearm(ov);
-        return MP_OK;
+    struct overlay_get_op *op = get_op(ov);
+    if (op == NULL)
+        return MP_ERR_DHT_BUSY;
+    *op = (struct overlay_get_op){.ov = ov, .cb = cb, .arg = arg, .in_use = true};
+    enum mp_err err = dht_get(ov->dht, kind, owner, module_get_cb, op);
+    if (err != MP_OK) {
+        op->in_use = false;
+        return err;
     }
-    return MP_ERR_DHT_BUSY;
+    rearm(ov);
+    return MP_OK;
+}
+
+enum mp_err overlay_lookup(struct overlay *ov, const uint8_t target[32], overlay_lookup_cb *cb,
+                           void *arg)
+{
+    struct overlay_get_op *op = get_op(ov);
+    if (op == NULL)
+        return MP_ERR_DHT_BUSY;
+    *op = (struct overlay_get_op){.ov = ov, .lookup_cb = cb, .arg = arg, .in_use = true};
+    enum mp_err err = dht_lookup(ov->dht, target, module_lookup_cb, op);
+    if (err != MP_OK) {
+        op->in_use = false;
+        return err;
+    }
+    rearm(ov);
+    return MP_OK;
 }
 
 enum mp_err overlay_publish(struct overlay *ov, unsigned kind, const uint8_t *payload, size_t len,

@@ -17,6 +17,7 @@
 
 #include "base/err.h"
 #include "crypto/identity.h"
+#include "dht/dht.h"
 #include "node/config.h"
 #include "node/control.h"
 #include "node/store.h"
@@ -52,6 +53,13 @@ enum mp_err overlay_get(struct overlay *ov, unsigned kind, const uint8_t owner[3
                         void (*cb)(void *arg, enum mp_err status, const uint8_t *payload,
                                    size_t len),
                         void *arg);
+/* The up to DHT_K nodes closest to target that answered, nearest first
+ * (borrowed for the call); status MP_OK, else MP_ERR_TIMEOUT with none. */
+typedef void overlay_lookup_cb(void *arg, enum mp_err status, const struct dht_peer *nodes,
+                               size_t count);
+/* Find the nodes closest to target (a mailbox id, say). cb as for overlay_get. */
+enum mp_err overlay_lookup(struct overlay *ov, const uint8_t target[32], overlay_lookup_cb *cb,
+                           void *arg);
 /* Publish payload as the account's record of kind, republished until
  * overlay_close; replaces an earlier one of the same kind. */
 enum mp_err overlay_publish(struct overlay *ov, unsigned kind, const uint8_t *payload, size_t len,

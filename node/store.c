@@ -661,6 +661,16 @@ struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void 
     return it;
 }
 
+struct store_iter *store_iter_new_from(struct store *s, enum store_cf cf, const void *prefix,
+                                       size_t prefix_len, const void *start, size_t start_len)
+{
+    struct store_iter *it = store_iter_new(s, cf, prefix, prefix_len);
+    if (!it->done && (start_len > prefix_len ||
+                      (start_len == prefix_len && memcmp(start, prefix, prefix_len) > 0)))
+        rocksdb_iter_seek(it->it, (const char *)start, start_len);
+    return it;
+}
+
 bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key_len_out,
                      const uint8_t **val_out, size_t *val_len_out)
 {

@@ -25,3 +25,10 @@ enum mp_err sysenv_init(struct env *env)
     env->random = random_fill;
     return MP_OK;
 }
+
+uint64_t sysenv_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

@@ -43,6 +43,11 @@ static void fuzz_presence(const uint8_t *data, size_t size)
         if (!addr_equal(&p.addrs[i], &again.addrs[i]))
             abort();
     }
+    for (unsigned i = 0; i < p.mailbox_count; i++) {
+        if (!addr_equal(&p.mailbox_addrs[i], &again.mailbox_addrs[i]) ||
+            memcmp(p.mailboxes[i], again.mailboxes[i], MSG_KEY_BYTES) != 0)
+            abort();
+    }
 }
 
 static void fuzz_link(const uint8_t *data, size_t size)
@@ -54,7 +59,11 @@ static void fuzz_link(const uint8_t *data, size_t size)
     if (msg_link_encode(&l, &enc) != MP_OK || msg_link_decode(enc.data, enc.len, &again) != MP_OK ||
         l.type != again.type || l.envelope.len != again.envelope.len ||
         (l.envelope.len && memcmp(l.envelope.data, again.envelope.data, l.envelope.len)) ||
-        (l.type == MSG_LINK_ACK && memcmp(l.digest, again.digest, sizeof(l.digest))))
+        memcmp(l.digest, again.digest, sizeof(l.digest)) != 0 || l.status != again.status ||
+        l.expires_s != again.expires_s || memcmp(l.nonce, again.nonce, sizeof(l.nonce)) != 0 ||
+        memcmp(l.account, again.account, sizeof(l.account)) != 0 ||
+        memcmp(l.sig, again.sig, sizeof(l.sig)) != 0 || l.digest_count != again.digest_count ||
+        memcmp(l.digests, again.digests, sizeof(l.digests)) != 0)
         abort();
     msg_link_clear(&l);
     msg_link_clear(&again);
