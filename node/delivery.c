@@ -27,6 +27,7 @@
 #define KEY_MSGID 'm'
 #define KEY_EVENT 'e'
 #define KEY_SEEN 'i'
+#define KEY_RECEIPT_DUE 'r'
 static const char meta_seq[] = "outbox_seq";
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
@@ -53,6 +54,9 @@ struct target {
     bool busy;            /* its link queue is full */
     uint8_t last_status;  /* enum msg_mb_status of its last answer */
 };
+
+/* Envelope digests remembered (see struct delivery). */
+#define DELIVERY_DIGESTS 16384
 
 struct peer {
     bool used;
@@ -141,6 +145,11 @@ struct delivery {
     uint64_t sent, received, acked, duplicates, refused, failed_open;
     uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
+    bool receipts_due;       /* 'r' keys wait to become receipts */
+    /* Envelopes stored (or dropped for good) lately, by digest, one per slot:
+     * another copy (from a second mailbox, or resent) is acked without being
+     * opened again. A cache: a miss costs only the full open. */
+    uint8_t digests[DELIVERY_DIGESTS][32];
 };
 
 static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
@@ -341,11 +350,13 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
                 p->retry_at_ms = now + DELIVERY_KEY_RECHECK_MS;
             }
         } else {
-            if (!p->via_mailbox)
+            peer_failed(p, now, 0);
+            /* Not a first miss (it may be publishing right now): the second. */
+            if (!p->via_mailbox && p->failures >= 2) {
                 log_info(MOD, "no usable presence record for %s (%s): mail goes to its mailboxes",
                          who, status == MP_OK ? "no address in it" : mp_strerror(status));
-            p->via_mailbox = true;
-            peer_failed(p, now, 0);
+                p->via_mailbox = true;
+            }
         }
     } else if (p != NULL) {
         p->fetching_bundle = false;
@@ -497,7 +508,8 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
     if (load_entry(d, seq, &e) != MP_OK)
         return false;
     if (e.envelope.len == 0) { /* sealed by seal_pending once a session or bundle is there */
-        if (!p->has_bundle && !p->fetching_bundle && !sessions_has(d->cfg.sessions, e.to))
+        if (!p->has_bundle && !p->fetching_bundle && p->retry_at_ms <= now &&
+            !sessions_has(d->cfg.sessions, e.to))
             fetch(d, p, RECORD_KIND_PREKEYS);
         outbox_entry_clear(&e);
         return true;
@@ -630,7 +642,8 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     } else {
         uint64_t wait = links_retry_ms(d->cfg.links, p->presence.node_key);
         peer_failed(p, now, wait);
-        p->via_mailbox = true; /* its node is unreachable: its mailboxes hold the mail */
+        if (p->failures >= 2)
+            p->via_mailbox = true; /* its node is unreachable: its mailboxes hold the mail */
         if (p->failures >= 3)
             p->presence_at_ms = 0; /* it may have moved: look it up again */
     }
@@ -963,15 +976,16 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
     return queue_text(d, to, text, len, true, id_out);
 }
 
-/* A receipt for message ids, queued like a text (no counter). Goes into b. */
+/* A receipt for count message ids, queued like a text (no counter). Goes into b. */
 static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, const uint8_t to[32],
-                                 const uint8_t id[MSG_ID_BYTES], uint64_t *seq_io)
+                                 const uint8_t (*ids)[MSG_ID_BYTES], unsigned count,
+                                 uint64_t *seq_io)
 {
-    struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = 1};
+    struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = count};
     struct outbox_entry e = {.state = OUTBOX_QUEUED};
     uint8_t key[9];
 
-    memcpy(m.receipt_ids[0], id, MSG_ID_BYTES);
+    memcpy(m.receipt_ids, ids, (size_t)count * MSG_ID_BYTES);
     env_random(d->cfg.env, m.id, MSG_ID_BYTES);
     m.sent_at_ms = sysenv_unix_ms();
     memcpy(e.to, to, 32);
@@ -1095,6 +1109,11 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
 /* An envelope from node_key: from the sender's node over a link, or
  * (from_mailbox) handed out by our mailbox at node_key. Either way it is
  * acked only once stored and synced: a link ack, or "taken". */
+static uint8_t *digest_slot(struct delivery *d, const uint8_t digest[32])
+{
+    return d->digests[bytes_get_u64(digest) % DELIVERY_DIGESTS];
+}
+
 static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope,
                         bool from_mailbox)
 {
@@ -1110,11 +1129,18 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     bool committed = false;
 
     digest_of(envelope->data, envelope->len, digest);
+    if (memcmp(digest_slot(d, digest), digest, 32) == 0) {
+        /* Taken in before: its write is in the store, synced by the time this ack goes. */
+        d->duplicates++;
+        pend_ack(d, node_key, digest, from_mailbox);
+        return;
+    }
     struct store_batch *b = store_batch_new();
     enum mp_err err =
         sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
     bool opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
+        memcpy(digest_slot(d, digest), digest, 32);
         d->duplicates++;
         /* Read before (our ack was lost, or another mailbox's copy); it may
          * not be synced yet: ack after the sync. */
@@ -1180,8 +1206,16 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
             d->next_cursor = cursor + 1;
             message = true;
             d->received++;
-            if (verdict == DELIVERY_DELIVER)
-                err = batch_receipt(d, b, sender, m.id, &d->next_seq);
+            if (verdict == DELIVERY_DELIVER) {
+                /* A receipt is due: written with the message, sent later
+                 * together with the others due to this sender (receipts_due). */
+                uint8_t rkey[1 + 32 + MSG_ID_BYTES];
+                rkey[0] = KEY_RECEIPT_DUE;
+                memcpy(rkey + 1, sender, 32);
+                memcpy(rkey + 33, m.id, MSG_ID_BYTES);
+                store_batch_put(b, STORE_CF_OUTBOX, rkey, sizeof(rkey), NULL, 0);
+                d->receipts_due = true;
+            }
         }
         outbox_event_clear(&ev);
     }
@@ -1198,6 +1232,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         goto cleanup;
     }
     committed = true;
+    memcpy(digest_slot(d, digest), digest, 32);
     if (message)
         pend_event(d, OUTBOX_EVENT_MESSAGE, m.id);
     for (unsigned i = 0; i < delivered_count; i++)
@@ -1210,6 +1245,48 @@ cleanup:
     store_batch_free(b);
 }
 
+/* Turn the receipts due ('r' keys) into receipts, one per sender for up to
+ * MSG_RECEIPT_IDS_MAX messages, each with the removal of its keys in one
+ * batch: a burst of messages costs a few receipts, not one each. */
+static void receipts_due(struct delivery *d)
+{
+    uint8_t prefix = KEY_RECEIPT_DUE, to[32], ids[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    unsigned n = 0;
+    bool more = true;
+
+    if (!d->receipts_due)
+        return;
+    d->receipts_due = false;
+    struct store_batch *b = store_batch_new();
+    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    while (more) {
+        more = store_iter_next(it, &key, &key_len, &val, &val_len);
+        bool same = more && key_len == 1 + 32 + MSG_ID_BYTES && n > 0 &&
+                    memcmp(key + 1, to, 32) == 0 && n < MSG_RECEIPT_IDS_MAX;
+        if (n > 0 && !same) { /* the group ends: queue its receipt */
+            uint64_t seq = d->next_seq;
+            if (batch_receipt(d, b, to, (const uint8_t(*)[MSG_ID_BYTES])ids, n, &seq) != MP_OK ||
+                store_batch_write(d->cfg.store, b, false) != MP_OK) {
+                d->receipts_due = true; /* the keys stay: another time */
+                break;
+            }
+            d->next_seq = seq;
+            store_batch_free(b);
+            b = store_batch_new();
+            n = 0;
+        }
+        if (!more || key_len != 1 + 32 + MSG_ID_BYTES)
+            continue;
+        memcpy(to, key + 1, 32);
+        memcpy(ids[n++], key + 33, MSG_ID_BYTES);
+        store_batch_delete(b, STORE_CF_OUTBOX, key, key_len);
+    }
+    store_iter_free(it);
+    store_batch_free(b);
+}
+
 /* The sync at the end of a loop turn: everything written so far becomes
  * durable; then the acks go out, listeners and waiters hear, receipts go. */
 static void durable_cb(uv_timer_t *timer)
@@ -1218,6 +1295,7 @@ static void durable_cb(uv_timer_t *timer)
 
     if (!d->needs_sync)
         return;
+    receipts_due(d); /* made durable by the same sync */
     enum mp_err err = store_sync(d->cfg.store);
     size_t n = d->pend_count;
     d->pend_count = 0;
@@ -1564,6 +1642,7 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         d->next_seq = 1;
     if (d->next_cursor == 0)
         d->next_cursor = 1;
+    d->receipts_due = true; /* any left from before a crash */
     d->durable_cursor = d->next_cursor;
     uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {

@@ -25,6 +25,10 @@
 #define HELD_KEY_BYTES (1 + ID_BYTES + 8)
 #define DIGEST_VAL_BYTES (ID_BYTES + 8 + 8 + 4)
 static const char meta_seq[] = "mailbox_seq";
+/* The mailbox nodes asked last, "<node key hex>@<ip>:<port>" lines: asked
+ * again at once after a restart, before any lookup answers. */
+static const char meta_last[] = "mailbox_asked";
+#define LAST_MAX 8
 
 /* What a fetch proof signs: label || mailbox node key || fetcher node key || nonce. */
 static const char fetch_label[] = "merpati mailbox fetch v1";
@@ -532,8 +536,13 @@ static void on_fetch(struct mailbox *mb, const uint8_t peer[32], const struct ms
     uint64_t now = sysenv_unix_ms();
     char who[16];
 
-    if (s == NULL)
+    if (s == NULL) { /* no challenge was asked for on this link */
+        struct msg_link end = {.type = MSG_LINK_MB_END, .status = MSG_MB_END_REFUSED};
+        mb->refused_proof++;
+        buf_init(&end.envelope, 0);
+        send_link(mb, peer, NULL, &end, NULL);
         return;
+    }
     /* A challenge is good once, for a short while, on this link only. */
     bool fresh = s->has_nonce && now - s->nonce_ms <= MAILBOX_CHALLENGE_MS;
     proof_message(msg, mb->node_key, peer, s->nonce);
@@ -658,14 +667,60 @@ static void ask(struct mailbox *mb, const uint8_t key[32], const struct addr *ad
         f->used = false;
 }
 
+/* Remember where we asked (unsynced: a cache). */
+static void save_asked(struct mailbox *mb, const struct mailbox_target *targets, size_t count)
+{
+    char text[LAST_MAX * (CONFIG_BOOTSTRAP_TEXT_MAX + 1)];
+    size_t len = 0;
+    for (size_t i = 0; i < count && i < LAST_MAX; i++) {
+        char key[65], addr[ADDR_TEXT_MAX];
+        secure_hex(key, sizeof(key), targets[i].key, 32);
+        addr_format(&targets[i].addr, addr, sizeof(addr));
+        int n = snprintf(text + len, sizeof(text) - len, "%s@%s\n", key, addr);
+        if (n < 0 || (size_t)n >= sizeof(text) - len)
+            break;
+        len += (size_t)n;
+    }
+    store_put(mb->cfg.store, STORE_CF_META, meta_last, strlen(meta_last), text, len, false);
+}
+
+/* Ask the mailbox nodes asked last time (at start, without waiting for a lookup). */
+static void ask_saved(struct mailbox *mb)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    if (store_get(mb->cfg.store, STORE_CF_META, meta_last, strlen(meta_last), &val, &len) != MP_OK)
+        return;
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (val[i] != '\n')
+            continue;
+        char line[CONFIG_BOOTSTRAP_TEXT_MAX];
+        struct mailbox_target t;
+        size_t n = i - start;
+        if (n < sizeof(line)) {
+            memcpy(line, val + start, n);
+            line[n] = '\0';
+            if (config_parse_node(line, t.key, &t.addr) == MP_OK)
+                ask(mb, t.key, &t.addr);
+        }
+        start = i + 1;
+    }
+    free(val);
+}
+
 static void fetch_found_cb(void *arg, enum mp_err status, const struct mailbox_target *targets,
                            size_t count)
 {
     struct mailbox *mb = arg;
     if (mb->closing)
         return;
+    if (count > 0)
+        save_asked(mb, targets, count);
     if (status != MP_OK)
         log_debug(MOD, "no mailbox nodes found for our mail: %s", mp_strerror(status));
+    else
+        log_debug(MOD, "asking %zu mailbox nodes for our mail", count);
     for (size_t i = 0; i < count; i++)
         ask(mb, targets[i].key, &targets[i].addr);
 }
@@ -677,6 +732,8 @@ static void fetch_cb(uv_timer_t *timer)
 
     for (size_t i = 0; i < mb->own_count; i++)
         ask(mb, mb->own[i].key, &mb->own[i].addr);
+    if (mb->fetch_round == 0)
+        ask_saved(mb);
     /* The closest nodes and more (twice the replicas): mail stays found while
      * the closest set shifts a little. */
     find_start(mb, mb->own_mbid, NULL, NULL, 0, 2 * mb->cfg.limits.replicas, fetch_found_cb, mb);
@@ -1151,7 +1208,7 @@ enum mp_err mailbox_new(const struct mailbox_config *cfg, struct mailbox **mailb
         timers[k]->data = mb;
         mb->open_handles++;
     }
-    uv_timer_start(&mb->fetch, fetch_cb, 500, 0);
+    uv_timer_start(&mb->fetch, fetch_cb, 0, 0);
     uv_timer_start(&mb->sweep, sweep_cb, 1000, 0);
     uv_timer_start(&mb->handoff, handoff_cb, MAILBOX_HANDOFF_MS, 0);
     *mailbox_out = mb;

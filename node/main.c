@@ -47,6 +47,7 @@ static const char usage_text[] =
     "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
     "  history <contact|address>  the conversation with one account, both ways\n"
     "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
+    "  mailboxes <contact|address>  the nodes that would hold its mail while it is offline\n"
     "  contacts  manage contacts (subcommands below)\n"
     "  stop      stop the running node\n"
     "  help      show this text\n"
@@ -477,6 +478,29 @@ static int show_status(struct cli *cli, json_t *result)
                (long long)json_integer_value(json_object_get(msgs, "duplicates")),
                (long long)json_integer_value(json_object_get(msgs, "refused")),
                (long long)json_integer_value(json_object_get(msgs, "undecryptable")));
+    json_t *out = json_object_get(msgs, "to_mailboxes");
+    if (out != NULL)
+        printf("to mailboxes    %lld contacts offline, %lld held, %lld full, %lld rate-limited, "
+               "%lld expired\n",
+               (long long)json_integer_value(json_object_get(out, "peers")),
+               (long long)json_integer_value(json_object_get(out, "held")),
+               (long long)json_integer_value(json_object_get(out, "full")),
+               (long long)json_integer_value(json_object_get(out, "rate_limited")),
+               (long long)json_integer_value(json_object_get(out, "expired")));
+    json_t *mb = json_object_get(result, "mailbox");
+    if (mb != NULL) {
+        printf("mailbox         %s; holding %lld envelopes (%lld bytes) for others; %lld fetched "
+               "for us\n",
+               json_is_true(json_object_get(mb, "serving")) ? "serving" : "not serving",
+               (long long)json_integer_value(json_object_get(mb, "held")),
+               (long long)json_integer_value(json_object_get(mb, "held_bytes")),
+               (long long)json_integer_value(json_object_get(mb, "fetched")));
+        size_t i;
+        json_t *n;
+        json_array_foreach(json_object_get(mb, "own_nodes"), i, n)
+        printf("my mailbox      %s@%s\n", json_string_value(json_object_get(n, "node_key")),
+               json_string_value(json_object_get(n, "addr")));
+    }
     return 0;
 }
 
@@ -1024,6 +1048,35 @@ static int cmd_inbox(struct cli *cli)
     return rc;
 }
 
+/* `mailboxes <who>`: where who's mail waits when its node is offline. */
+static int cmd_mailboxes(struct cli *cli)
+{
+    struct cmd_args a;
+    struct client_reply reply;
+    int rc;
+
+    if ((rc = split_args(cli, &a, NULL)) != 0)
+        return rc;
+    if (a.pos_count != 1)
+        return usage_error("%s", "mailboxes wants one <contact|address>");
+    if ((rc = load_settings(cli, false)) != 0)
+        return rc;
+    json_t *params = json_pack("{s:s}", "who", a.pos[0]);
+    if ((rc = call_with(cli, "mailbox.where", params, 0, &reply)) == 0) {
+        if (cli->json) {
+            print_json(reply.result);
+        } else {
+            size_t i;
+            json_t *m;
+            json_array_foreach(json_object_get(reply.result, "mailboxes"), i, m)
+            printf("%s@%s\n", json_string_value(json_object_get(m, "node_key")),
+                   json_string_value(json_object_get(m, "addr")));
+        }
+    }
+    client_reply_clear(&reply);
+    return rc;
+}
+
 static int cmd_history(struct cli *cli)
 {
     static const char *const flags[] = {"--limit", NULL};
@@ -1159,6 +1212,8 @@ int main(int argc, char **argv)
         return cmd_history(&cli);
     if (strcmp(cli.command, "listen") == 0)
         return cmd_listen(&cli);
+    if (strcmp(cli.command, "mailboxes") == 0)
+        return cmd_mailboxes(&cli);
     if (strcmp(cli.command, "peers") == 0)
         return client_command(&cli, "peers", show_peers);
     if (strcmp(cli.command, "stop") == 0)

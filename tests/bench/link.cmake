@@ -7,3 +7,7 @@ target_include_directories(bench_messaging_link PRIVATE ${CMAKE_SOURCE_DIR})
 # bench_messaging_real: two real nodes on loopback, the issue's figures.
 add_executable(bench_messaging_real ${CMAKE_CURRENT_LIST_DIR}/bench_messaging_real.c)
 target_link_libraries(bench_messaging_real PRIVATE mp_bench_nodes)
+
+# bench_mailbox: 10,000 messages through mailboxes (mailbox_drain_10k_s, mailbox_bytes_per_msg).
+add_executable(bench_mailbox ${CMAKE_CURRENT_LIST_DIR}/bench_mailbox.c)
+target_link_libraries(bench_mailbox PRIVATE mp_bench_nodes)

@@ -22,8 +22,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <uv.h>
+
 #include <cmocka.h>
 
+#include "crypto/address.h"
+#include "crypto/identity.h"
+#include "crypto/noise.h"
+#include "crypto/secure.h"
+#include "node/link.h"
+#include "node/msg.h"
+#include "node/sysenv.h"
 #include "tests/node/node_util.h"
 
 #define WAIT_MS 60000
@@ -287,11 +304,428 @@ static void test_mailbox_killed_halfway(void **state)
     expect_in_order(b, "k", TOTAL);
 }
 
+/* ---- canary: no byte of the message outside the two ends ---- */
+
+/* Every frame on the loopback interface while the test runs (needs root;
+ * the capture is skipped with a message otherwise). */
+struct capture {
+    int fd;
+    pthread_t thread;
+    volatile int stop;
+    uint8_t *data;
+    size_t len, cap;
+};
+
+static void *capture_main(void *arg)
+{
+    struct capture *c = arg;
+    uint8_t frame[65536 + 256];
+    while (!c->stop) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(c->fd, frame, sizeof(frame), 0);
+        if (n <= 0 || c->len + (size_t)n > c->cap)
+            continue; /* bounded: a capture past the cap stops growing */
+        memcpy(c->data + c->len, frame, (size_t)n);
+        c->len += (size_t)n;
+    }
+    return NULL;
+}
+
+static bool capture_start(struct capture *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+    if (c->fd < 0)
+        return false;
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+                              .sll_ifindex = (int)if_nametoindex("lo")};
+    c->cap = 256u * 1024 * 1024;
+    c->data = malloc(c->cap);
+    if (c->data == NULL || bind(c->fd, (struct sockaddr *)&sll, sizeof(sll)) != 0 ||
+        pthread_create(&c->thread, NULL, capture_main, c) != 0) {
+        close(c->fd);
+        free(c->data);
+        return false;
+    }
+    return true;
+}
+
+static void capture_stop(struct capture *c)
+{
+    c->stop = 1;
+    pthread_join(c->thread, NULL);
+    close(c->fd);
+}
+
+static bool contains(const uint8_t *hay, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; n <= len && i <= len - n; i++) {
+        if (hay[i] == (uint8_t)needle[0] && memcmp(hay + i, needle, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Fails the test if any file under path (recursively) holds needle. */
+static void assert_tree_lacks(const char *path, const char *needle)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *dir = opendir(path);
+        assert_non_null(dir);
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char sub[512];
+            snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+            assert_tree_lacks(sub, needle);
+        }
+        closedir(dir);
+        return;
+    }
+    if (!S_ISREG(st.st_mode))
+        return;
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t *data = malloc((size_t)st.st_size + 1);
+    assert_non_null(data);
+    ssize_t n = read(fd, data, (size_t)st.st_size);
+    close(fd);
+    if (n > 0 && contains(data, (size_t)n, needle))
+        fail_msg("the canary is in %s", path);
+    free(data);
+}
+
+/* Fails if the running process's writable memory holds needle; false when
+ * its memory cannot be read (not root, or ptrace is restricted). */
+static bool assert_memory_lacks(pid_t pid, const char *needle)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *maps = fopen(path, "r");
+    snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+    int mem = open(path, O_RDONLY);
+    bool read_any = false;
+    char line[512];
+    while (maps != NULL && mem >= 0 && fgets(line, sizeof(line), maps) != NULL) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
+            perms[1] != 'w' || hi - lo > 1024ul * 1024 * 1024)
+            continue;
+        size_t len = hi - lo;
+        uint8_t *buf = malloc(len);
+        assert_non_null(buf);
+        ssize_t n = pread(mem, buf, len, (off_t)lo);
+        if (n > 0) {
+            read_any = true;
+            if (contains(buf, (size_t)n, needle))
+                fail_msg("the canary is in the memory of pid %d (%s)", (int)pid, line);
+        }
+        free(buf);
+    }
+    if (maps != NULL)
+        fclose(maps);
+    if (mem >= 0)
+        close(mem);
+    return read_any;
+}
+
+static void test_canary_only_at_the_ends(void **state)
+{
+    (void)state;
+    uint8_t raw[16];
+    char canary[64], hexs[33], text[128];
+    secure_init();
+    secure_random(raw, sizeof(raw));
+    secure_hex(hexs, sizeof(hexs), raw, sizeof(raw));
+    snprintf(canary, sizeof(canary), "CANARY%s", hexs);
+    snprintf(text, sizeof(text), "the word is %s, keep it", canary);
+
+    start_all("");
+    struct node *a = &nodes[A], *b = &nodes[B];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
+    sleep_ms(1500);
+    node_stop(b);
+    struct capture cap;
+    bool capturing = capture_start(&cap);
+    if (!capturing)
+        print_message("loopback capture skipped: needs root (AF_PACKET)\n");
+
+    struct run_result r = harness_run(NULL, ARGS("send", "--data-dir", a->dir, "--config",
+                                                 config_path, "bob", text));
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+    wait_state(a, b, "mailbox", 1);
+    node_stop(a);
+    start_node(b);
+    json_t *list = NULL;
+    for (int waited = 0; waited < WAIT_MS; waited += 200) {
+        json_decref(list);
+        list = inbox_all(b);
+        if (json_array_size(list) >= 1)
+            break;
+        sleep_ms(200);
+    }
+    /* The canary made it, so its absence below means something. */
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "text")), text);
+    json_decref(list);
+
+    if (capturing) {
+        capture_stop(&cap);
+        assert_true(cap.len > 0);
+        if (contains(cap.data, cap.len, canary))
+            fail_msg("the canary crossed the loopback interface in clear");
+        print_message("captured %zu bytes of loopback traffic: no canary\n", cap.len);
+        free(cap.data);
+    }
+    bool memory_read = true;
+    for (int i = 0; i < NODES; i++) {
+        if (i != A && i != B) { /* DHT nodes and mailboxes: nothing of it */
+            assert_tree_lacks(nodes[i].dir, canary);
+            memory_read = assert_memory_lacks(nodes[i].pid, canary) && memory_read;
+        }
+        assert_tree_lacks(nodes[i].log, canary); /* and no log, the ends' included */
+    }
+    if (!memory_read)
+        print_message("process memory check skipped: /proc/PID/mem not readable\n");
+}
+
+/* ---- forged fetches ---- */
+
+/* A node of our own, in this process, speaking the link protocol. */
+struct rogue {
+    uv_loop_t loop;
+    struct env env;
+    struct links *links;
+    uint8_t node_pk[32];
+    int challenges, mails, ends;
+    uint8_t nonce[MSG_MB_NONCE_BYTES];
+    uint8_t end_status;
+};
+
+static void rogue_message_cb(void *arg, const uint8_t peer[LINK_KEY_BYTES], const uint8_t *msg,
+                             size_t len)
+{
+    struct rogue *r = arg;
+    struct msg_link l;
+    (void)peer;
+    if (msg_link_decode(msg, len, &l) != MP_OK)
+        return;
+    if (l.type == MSG_LINK_MB_CHALLENGE) {
+        memcpy(r->nonce, l.nonce, sizeof(r->nonce));
+        r->challenges++;
+    } else if (l.type == MSG_LINK_MB_MAIL) {
+        r->mails++;
+    } else if (l.type == MSG_LINK_MB_END) {
+        r->end_status = l.status;
+        r->ends++;
+    }
+    msg_link_clear(&l);
+}
+
+static void rogue_state_cb(void *arg, const uint8_t peer[LINK_KEY_BYTES], bool up)
+{
+    (void)arg;
+    (void)peer;
+    (void)up;
+}
+
+static void rogue_writable_cb(void *arg, const uint8_t peer[LINK_KEY_BYTES])
+{
+    (void)arg;
+    (void)peer;
+}
+
+static void rogue_send(struct rogue *r, const uint8_t peer[32], const struct addr *addr,
+                       const struct msg_link *l)
+{
+    struct buf wire;
+    assert_int_equal(msg_link_encode(l, &wire), MP_OK);
+    assert_int_equal(links_send(r->links, peer, addr, wire.data, wire.len), MP_OK);
+    buf_free(&wire);
+}
+
+/* Run the loop until *counter reaches want (or 15 s pass). */
+static void rogue_wait(struct rogue *r, const int *counter, int want)
+{
+    for (int i = 0; i < 1500 && *counter < want; i++) {
+        uv_run(&r->loop, UV_RUN_NOWAIT);
+        sleep_ms(10);
+    }
+    assert_int_equal(*counter, want);
+}
+
+static void sign_fetch(const struct identity *id, const uint8_t mailbox_node[32],
+                       const uint8_t fetcher_node[32], const uint8_t nonce[32],
+                       struct msg_link *out)
+{
+    static const char label[] = "merpati mailbox fetch v1";
+    uint8_t msg[sizeof(label) - 1 + 96];
+    memcpy(msg, label, sizeof(label) - 1);
+    memcpy(msg + sizeof(label) - 1, mailbox_node, 32);
+    memcpy(msg + sizeof(label) - 1 + 32, fetcher_node, 32);
+    memcpy(msg + sizeof(label) - 1 + 64, nonce, 32);
+    identity_sign(id, msg, sizeof(msg), out->sig);
+}
+
+static void closed_cb(void *arg)
+{
+    (void)arg;
+}
+
+static void test_forged_fetch_refused(void **state)
+{
+    (void)state;
+    start_all("");
+    struct node *a = &nodes[A], *b = &nodes[B];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
+    sleep_ms(1500);
+    node_stop(b);
+    send_many(a, b, "f", 0, 5);
+    wait_state(a, b, "mailbox", 5);
+    int boxes[3];
+    assert_true(mailboxes_of(a, b, boxes) >= 1);
+    struct node *m = &nodes[boxes[0]];
+    json_t *ms = status_json(m);
+    uint8_t m_key[32];
+    struct addr m_addr;
+    const char *entry =
+        json_string_value(json_object_get(json_object_get(ms, "dht"), "bootstrap"));
+    assert_non_null(entry);
+    for (int i = 0; i < 32; i++)
+        sscanf(entry + 2 * i, "%2hhx", &m_key[i]);
+    assert_int_equal(addr_parse(strchr(entry, '@') + 1, &m_addr), MP_OK);
+    json_decref(ms);
+
+    /* The rogue: its own account X and node key, B's address known to all. */
+    struct rogue r;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(uv_loop_init(&r.loop), 0);
+    assert_int_equal(sysenv_init(&r.env), MP_OK);
+    struct identity *x = NULL, *node = NULL;
+    assert_int_equal(identity_generate(&r.env, &x), MP_OK);
+    assert_int_equal(identity_generate(&r.env, &node), MP_OK);
+    uint8_t sk[32];
+    assert_int_equal(identity_x25519(node, sk, r.node_pk), MP_OK);
+    static const uint8_t network_id[] = "public";
+    struct links_config lc = {.env = &r.env, .static_secret = sk, .static_public = r.node_pk,
+                              .version = NOISE_PROTOCOL_VERSION, .network_id = network_id,
+                              .network_id_len = sizeof(network_id) - 1,
+                              .message_cb = rogue_message_cb, .link_state_cb = rogue_state_cb,
+                              .writable_cb = rogue_writable_cb, .arg = &r};
+    assert_int_equal(links_new(&r.loop, &lc, &r.links), MP_OK);
+    uint8_t b_key[32];
+    assert_int_equal(address_decode(b->address, b_key), MP_OK);
+    struct msg_link hello = {.type = MSG_LINK_MB_HELLO}, fetch = {.type = MSG_LINK_MB_FETCH};
+    buf_init(&hello.envelope, 0);
+    buf_init(&fetch.envelope, 0);
+
+    /* 1. Claim B's mailbox with X's signature: refused, nothing handed out. */
+    rogue_send(&r, m_key, &m_addr, &hello);
+    rogue_wait(&r, &r.challenges, 1);
+    memcpy(fetch.account, b_key, 32);
+    sign_fetch(x, m_key, r.node_pk, r.nonce, &fetch);
+    rogue_send(&r, m_key, &m_addr, &fetch);
+    rogue_wait(&r, &r.ends, 1);
+    assert_int_equal(r.end_status, MSG_MB_END_REFUSED);
+
+    /* 2. X's own mailbox, properly: served, and empty: B's mail is not X's. */
+    rogue_send(&r, m_key, &m_addr, &hello);
+    rogue_wait(&r, &r.challenges, 2);
+    memcpy(fetch.account, identity_public_key(x), 32);
+    sign_fetch(x, m_key, r.node_pk, r.nonce, &fetch);
+    rogue_send(&r, m_key, &m_addr, &fetch);
+    rogue_wait(&r, &r.ends, 2);
+    assert_int_equal(r.end_status, MSG_MB_END_DONE);
+
+    /* 3. The same fetch again: its challenge was used up. */
+    rogue_send(&r, m_key, &m_addr, &fetch);
+    rogue_wait(&r, &r.ends, 3);
+    assert_int_equal(r.end_status, MSG_MB_END_REFUSED);
+    assert_int_equal(r.mails, 0);
+
+    links_close(r.links, closed_cb, NULL);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r.loop);
+    secure_wipe(sk, sizeof(sk));
+    identity_free(x);
+    identity_free(node);
+    ms = status_json(m);
+    assert_true(json_integer_value(json_object_get(json_object_get(ms, "mailbox"),
+                                                   "refused_proof")) >= 2);
+    json_decref(ms);
+
+    /* The mail was there all along, for B. */
+    start_node(b);
+    expect_in_order(b, "f", 5);
+}
+
+/* ---- quota and TTL ---- */
+
+static long long sum_mailbox(const char *field)
+{
+    long long sum = 0;
+    for (int i = 0; i < NODES; i++) {
+        if (i == A || i == B || nodes[i].pid <= 0)
+            continue;
+        json_t *s = status_json(&nodes[i]);
+        sum += (long long)json_integer_value(json_object_get(json_object_get(s, "mailbox"), field));
+        json_decref(s);
+    }
+    return sum;
+}
+
+static void test_quota_and_ttl(void **state)
+{
+    (void)state;
+    enum { TOTAL = 8, QUOTA = 5 };
+    start_all("max_count = 5; ttl = 4;");
+    struct node *a = &nodes[A], *b = &nodes[B];
+    add_contact(a, b, "bob");
+    sleep_ms(1500);
+    node_stop(b);
+    send_many(a, b, "q", 0, TOTAL);
+    /* Each mailbox takes five; the rest is refused as full, and A says so. */
+    wait_state(a, b, "mailbox", QUOTA);
+    json_t *s = status_json(a);
+    long long full = (long long)json_integer_value(
+        json_object_get(json_object_get(json_object_get(s, "messages"), "to_mailboxes"), "full"));
+    json_decref(s);
+    assert_true(full > 0);
+    assert_true(sum_mailbox("refused_full") > 0);
+    /* Four seconds on, the mailboxes drop them and A marks them expired:
+     * the first five, then the other three once stored after the room freed. */
+    wait_state(a, b, "expired", TOTAL);
+    for (int waited = 0; waited < WAIT_MS && sum_mailbox("held") > 0; waited += 200)
+        sleep_ms(200);
+    assert_int_equal(sum_mailbox("held"), 0);
+    assert_true(sum_mailbox("expired") >= QUOTA);
+    /* B comes back to nothing: expired mail is gone. */
+    start_node(b);
+    sleep_ms(3000);
+    json_t *list = inbox_all(b);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_offline_both_ways, teardown),
         cmocka_unit_test_teardown(test_mailbox_killed_halfway, teardown),
+        cmocka_unit_test_teardown(test_canary_only_at_the_ends, teardown),
+        cmocka_unit_test_teardown(test_forged_fetch_refused, teardown),
+        cmocka_unit_test_teardown(test_quota_and_ttl, teardown),
     };
     const char *filter = getenv("MERPATI_TEST_FILTER");
     if (filter != NULL)
