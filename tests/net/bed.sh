@@ -47,8 +47,10 @@ bed_skip() {
     exit 77
 }
 
-# Print the tail of every host's log and fail the test.
+# Print the tail of every host's log and fail the test (on stderr, so that a
+# failure inside $(...) is still shown; the caller there adds `|| exit 1`).
 bed_fail() {
+    exec 1>&2
     echo "FAIL: $*"
     local i
     for ((i = 1; i <= BED_N; i++)); do
@@ -336,7 +338,7 @@ bed_contacts_both() {
 # bed_send i j TEXT: send from host i to host j's address; prints the id.
 bed_send() {
     local out id
-    out=$(bed_cli "$1" --json send "h$2" "$3") || bed_fail "send from host $1 to host $2: $out"
+    out=$(bed_cli "$1" --json send "h$2" "$3" 2>&1) || bed_fail "send from host $1 to host $2: $out"
     id=$(echo "$out" | jq -r .id)
     [ -n "$id" ] && [ "$id" != null ] || bed_fail "send from host $1 gave no id: $out"
     echo "$id"
