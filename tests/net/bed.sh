@@ -192,6 +192,8 @@ bed_init() {
             bed_log "netem available: hosts $BED_LOSSY lose ${BED_LOSS_PCT}% of packets each way"
         else
             BED_LOSS_MODE=relay
+            command -v python3 >/dev/null ||
+                bed_skip "netem unavailable and no python3 for the lossy relay (scripts/setup installs it)"
             echo "netem unavailable: using the in-test lossy relay (hosts $BED_LOSSY, ${BED_LOSS_PCT}% of UDP dropped each way, TCP connections cut now and then)"
         fi
     fi
