@@ -14,6 +14,15 @@
 #   mpnPr<i>        only for lossy hosts (bed_init N --lossy "i j"): a namespace
 #                   between host i and the switch where the lossy relay
 #                   (lossy_relay.py) copies frames and drops some
+# Adding a test: copy test_partition.sh (set -u; source bed.sh; bed_require;
+# bed_init N; bed_start_all; then bed_* helpers), end with `echo PASS`, and add
+# its name to the foreach list in CMakeLists.txt. Per-host settings go in
+# BED_CONFIG_EXTRA[i] (config lines appended for host i) before it first
+# starts; bed_prepare i creates a host's data dir and config without running
+# it (for commands that work on a stopped node), bed_start_all takes the
+# hosts to start (default: all; host 1 always first, as the bootstrap), and
+# BED_NO_BOOTSTRAP="i j" leaves those hosts' bootstrap lists empty.
+#
 # Nothing is created in the namespace the test started in: every address and
 # every packet stays inside the namespaces above. An EXIT/INT/TERM trap kills
 # the processes started here and deletes the namespaces (their veths go with
@@ -39,6 +48,7 @@ BED_LOSS_MODE=""
 BED_T0=$(date +%s)
 declare -a BED_PID=()
 declare -a BED_RELAY_PID=()
+declare -a BED_CONFIG_EXTRA=()
 
 bed_log() { echo "[bed +$(($(date +%s) - BED_T0))s] $*"; }
 
@@ -245,23 +255,31 @@ bed_wait() {
 # Write host i's config: its own address, the fixed port, host 1 as bootstrap.
 bed_write_config() {
     local i=$1 boot=""
-    [ "$i" -ne 1 ] && [ -n "${BED_BOOTSTRAP:-}" ] && boot="\"$BED_BOOTSTRAP\""
+    [ "$i" -ne 1 ] && [ -n "${BED_BOOTSTRAP:-}" ] && [[ " ${BED_NO_BOOTSTRAP:-} " != *" $i "* ]] &&
+        boot="\"$BED_BOOTSTRAP\""
     cat >"$BED_DIR/h$i/merpati.conf" <<EOF
 # written by tests/net/bed.sh for host $i
 listen = "$(bed_ip "$i")";
 port = $BED_PORT;
 log_level = "${BED_LOG_LEVEL:-info}";
 bootstrap = [ $boot ];
+${BED_CONFIG_EXTRA[$i]:-}
 EOF
 }
 
-# Start host i's node (merpati init on first start) without waiting for it.
-bed_launch() {
+# Host i's data dir and config (merpati init), once; the node is not started.
+bed_prepare() {
     local i=$1
     if [ ! -f "$BED_DIR/h$i/merpati.conf" ]; then
         bed_cli "$i" init >"$BED_DIR/init$i.log" 2>&1 || { cat "$BED_DIR/init$i.log"; bed_fail "merpati init on host $i"; }
         bed_write_config "$i"
     fi
+}
+
+# Start host i's node (bed_prepare on first start) without waiting for it.
+bed_launch() {
+    local i=$1
+    bed_prepare "$i"
     # ip netns exec runs merpati in place, so $! is merpati's own PID.
     ip netns exec "$(bed_ns "$i")" "$MERPATI" --data-dir "$BED_DIR/h$i" run >>"$BED_DIR/h$i/run.log" 2>&1 &
     BED_PID[$i]=$!
@@ -278,19 +296,23 @@ bed_start() {
     bed_wait_up "$1"
 }
 
-# Start every host: host 1 first, then the others bootstrapping from it.
+# bed_start_all [HOSTS...]: start host 1, then the given hosts (default: all
+# the others) bootstrapping from it.
 bed_start_all() {
-    local i
+    local i hosts=("$@")
+    if [ ${#hosts[@]} -eq 0 ]; then
+        for ((i = 2; i <= BED_N; i++)); do hosts+=("$i"); done
+    fi
     bed_start 1
     BED_BOOTSTRAP=$(bed_cli 1 --json status | jq -r .dht.bootstrap)
     [[ "$BED_BOOTSTRAP" == *"@$(bed_ip 1):$BED_PORT" ]] || bed_fail "host 1's entry is \"$BED_BOOTSTRAP\""
-    for ((i = 2; i <= BED_N; i++)); do
-        bed_launch "$i"
+    for i in "${hosts[@]}"; do
+        [ "$i" -ne 1 ] && bed_launch "$i"
     done
-    for ((i = 2; i <= BED_N; i++)); do
+    for i in "${hosts[@]}"; do
         bed_wait_up "$i"
     done
-    bed_log "$BED_N nodes running; bootstrap $BED_BOOTSTRAP"
+    bed_log "${#hosts[@]} more nodes running; bootstrap $BED_BOOTSTRAP"
 }
 
 # kill -9 host i's node (no chance to save anything).
@@ -327,6 +349,14 @@ bed_peer_count() { bed_cli "$1" --json peers | jq '.peers | length'; }
 bed_has_peers() {
     local n
     n=$(bed_peer_count "$1") && [ "$n" -ge "${2:-1}" ]
+}
+
+# bed_has_peers_besides i k N: host i knows at least N DHT peers other than host k.
+bed_has_peers_besides() {
+    local n
+    n=$(bed_cli "$1" --json peers |
+        jq --arg not "$(bed_ip "$2"):$BED_PORT" '[.peers[] | select(.address != $not)] | length') &&
+        [ "$n" -ge "$3" ]
 }
 
 # Make hosts i and j contacts of each other, named h<i> / h<j>.

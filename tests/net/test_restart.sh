@@ -2,7 +2,8 @@
 # net test: a killed host. Host 4 dies (kill -9); what is sent to it while it
 # is down arrives once it is back, whether through the senders' retries or a
 # mailbox. And what host 4 had queued when it died is still sent after the
-# restart (its outbox is on disk before send returns).
+# restart (its outbox is on disk before send returns). Last, a restart with
+# the bootstrap node gone rejoins through the saved peers.
 set -u
 source "$(dirname "$0")/bed.sh"
 bed_require
@@ -35,4 +36,14 @@ bed_expect_delivery 60 "$a" "$x" "sent while host $x is down" "$id1"
 bed_expect_delivery 60 "$b" "$x" "also sent while it is down" "$id2"
 bed_expect_delivery 60 "$x" "$a" "queued before the crash" "$idx"
 bed_log "mail to and from the killed host arrived once after its restart"
+
+# A clean stop saves the routing table: with the bootstrap host (1) gone too,
+# host 4 rejoins through the peers it saved, and mail still reaches it.
+bed_stop "$x"
+bed_stop 1
+id3=$(bed_send "$a" "$x" "after the bootstrap node left") || exit 1
+bed_start "$x"
+bed_wait 30 "host $x to rejoin through its saved peers" bed_has_peers_besides "$x" 1 2
+bed_expect_delivery 60 "$a" "$x" "after the bootstrap node left" "$id3"
+bed_log "host $x rejoined without the bootstrap node: $(bed_peer_count "$x") peers"
 echo PASS
