@@ -9,7 +9,9 @@ they are: no NAT, no proxying. On the way it
   - about every --tcp-cut-every seconds, cuts one TCP connection: the
     segment that passes is replaced by a RST to its receiver and a RST goes
     back to its sender (the sequence numbers are taken from the segment, so
-    both ends accept them and drop the connection).
+    both ends accept them and drop the connection). Only a connection that
+    has carried GRACE_SEGMENTS segments is cut, so the one that replaces it
+    always gets some work done (otherwise each retry would be cut at once).
 Frames it forwards get their TCP checksum recomputed and UDP checksum
 cleared (veth leaves them to offload). Prints its counters every few seconds.
 """
@@ -26,6 +28,10 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 FRAME_MAX = 65536
 STATS_EVERY_S = 5.0
+# Segments a connection carries (both ways) before it may be cut.
+GRACE_SEGMENTS = 12
+# Connections tracked at once; the table is emptied beyond that.
+CONNS_MAX = 4096
 
 
 def checksum(data):
@@ -67,6 +73,7 @@ class Relay:
         self.cut_every = args.tcp_cut_every
         self.next_cut = time.monotonic() + self.draw_cut()
         self.stats = dict(frames=0, udp=0, udp_dropped=0, tcp=0, tcp_cuts=0, too_big=0)
+        self.conns = {}  # both ends' (ip, port), sorted -> segments seen
         self.socks = {}
         for name in (args.a, args.b):
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -108,8 +115,16 @@ class Relay:
         if proto == 6 and end >= l4 + 20:
             self.stats["tcp"] += 1
             flags = frame[l4 + 13]
+            ends = sorted([(frame[26:30], frame[l4:l4 + 2]), (frame[30:34], frame[l4 + 2:l4 + 4])])
+            key = (ends[0], ends[1])
+            if len(self.conns) >= CONNS_MAX:
+                self.conns.clear()
+            seen = self.conns.get(key, 0) + 1
+            self.conns[key] = seen
             # Cut an established connection (ACK set, not SYN/RST/FIN).
-            if time.monotonic() >= self.next_cut and flags & 0x10 and not flags & 0x07:
+            if (time.monotonic() >= self.next_cut and seen > GRACE_SEGMENTS and flags & 0x10 and
+                    not flags & 0x07):
+                del self.conns[key]
                 self.cut(name, frame, l4)
                 return
             f = bytearray(frame[:end])
