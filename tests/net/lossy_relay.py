@@ -149,10 +149,10 @@ class Relay:
     def print_stats(self):
         print("relay " + " ".join("%s=%d" % kv for kv in self.stats.items()), flush=True)
 
-    def run(self):
+    def run(self, lifetime_s):
         by_fd = {s.fileno(): name for name, s in self.socks.items()}
-        last = time.monotonic()
-        while True:
+        last = start = time.monotonic()
+        while time.monotonic() - start < lifetime_s:
             ready, _, _ = select.select(list(self.socks.values()), [], [], 1.0)
             for s in ready:
                 frame, addr = s.recvfrom(FRAME_MAX)
@@ -162,6 +162,7 @@ class Relay:
             if time.monotonic() - last >= STATS_EVERY_S:
                 last = time.monotonic()
                 self.print_stats()
+        print("relay: lifetime over, exiting", flush=True)
 
 
 def main():
@@ -171,6 +172,8 @@ def main():
     p.add_argument("--udp-loss", type=float, default=20.0, help="percent of UDP datagrams dropped")
     p.add_argument("--tcp-cut-every", type=float, default=40.0,
                    help="seconds between TCP connection cuts, on average (0: never)")
+    p.add_argument("--lifetime", type=float, default=900.0,
+                   help="exit after this many seconds even if nobody stops the relay")
     args = p.parse_args()
     relay = Relay(args)
 
@@ -180,7 +183,7 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    relay.run()
+    relay.run(args.lifetime)
 
 
 if __name__ == "__main__":
