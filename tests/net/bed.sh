@@ -14,6 +14,17 @@
 #   mpnPr<i>        only for lossy hosts (bed_init N --lossy "i j"): a namespace
 #                   between host i and the switch where the lossy relay
 #                   (lossy_relay.py) copies frames and drops some
+#
+# Helpers (i, j are host numbers): bed_start/bed_stop/bed_kill/bed_restart i,
+# bed_link_down/bed_link_up i (pull / plug host i's cable at the switch),
+# bed_addr i, bed_peer_count i, bed_has_peers i N, bed_contacts_both i j
+# (contacts named h<j> on i, h<i> on j), bed_send i j TEXT (prints the id),
+# bed_inbox_count j i TEXT, bed_msg_state i j ID, bed_expect_delivery SECS i j
+# TEXT ID (arrives exactly once, sender sees "delivered"), bed_wait SECS WHAT
+# CMD..., bed_fail MSG. Knobs (environment): MERPATI, BED_KEEP=1 (keep the
+# data dirs and logs of a failed run), BED_LOG_LEVEL, BED_TCP_CUT_EVERY (s),
+# BED_START_TIMEOUT_S.
+#
 # Adding a test: copy test_partition.sh (set -u; source bed.sh; bed_require;
 # bed_init N; bed_start_all; then bed_* helpers), end with `echo PASS`, and add
 # its name to the foreach list in CMakeLists.txt. Per-host settings go in
