@@ -497,6 +497,26 @@ static bool port_param(json_t *params, uint16_t *port_out, struct rpc_error *err
     return true;
 }
 
+static int start_messaging(struct daemon *d);
+
+/* cluster_only and the first cluster joined while running: it becomes the
+ * primary network, and messaging starts on it. */
+static void promote(struct daemon *d, struct network *net)
+{
+    size_t count = 0, dcount = 0;
+    const struct control_method *ov_methods = overlay_methods(&count);
+    const struct control_method *d_methods = delivery_methods(&dcount);
+
+    d->primary = net;
+    if (control_add_methods(d->control, ov_methods, count, network_overlay(net)) != MP_OK)
+        log_warn("daemon", "peers and dht.* stay unavailable until a restart");
+    if (d->opts->config.bootstrap_only || d->contacts == NULL || start_messaging(d) != 0)
+        return;
+    if (control_add_methods(d->control, d_methods, dcount, d->delivery) != MP_OK)
+        log_warn("daemon", "messaging methods stay unavailable until a restart");
+    log_info("daemon", "messaging runs on cluster %s", network_name(net));
+}
+
 /* Start a cluster from a token and remember it; fills the reply. */
 static bool join_token(struct daemon *d, struct cluster_token *t, uint16_t port,
                        const char *saved_text, json_t **result_out, struct rpc_error *err_out,
@@ -549,6 +569,8 @@ static bool join_token(struct daemon *d, struct cluster_token *t, uint16_t port,
     }
     log_info("daemon", "joined cluster %s (fingerprint %s) on port %u", t->name,
              network_fingerprint(slot->net), network_port(slot->net));
+    if (d->primary == NULL)
+        promote(d, slot->net);
     *result_out = json_pack("{s:s, s:s, s:i, s:s, s:i}", "name", t->name, "fingerprint",
                             network_fingerprint(slot->net), "port", (int)network_port(slot->net),
                             "token", invite, "bootstrap", (int)cfg.bootstrap_count);
