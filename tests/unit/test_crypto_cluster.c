@@ -170,6 +170,41 @@ static void test_bad_tokens(void **state)
     assert_int_equal(cluster_token_encode(&t, text, 20), MP_ERR_TOO_BIG);
 }
 
+/* Right checksums over payloads that break the format (made by the Python
+ * encoder, as a hand-made or future token would be). */
+static void test_bad_payloads(void **state)
+{
+    static const struct {
+        const char *text;
+        enum mp_err err;
+    } cases[] = {
+        {"mpc1qgpkcctzqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0sqpc2e2t",
+         MP_ERR_CLUSTER_TOKEN_VERSION}, /* version 2 */
+        {"mpc1qypkcctzqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0sqqq4c08vh",
+         MP_ERR_CLUSTER_TOKEN}, /* a trailing byte */
+        {"mpc1qypkcctzqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0szvenxvenxvenxvenxvenxve"
+         "nxvenxvenxvenxvenxvenxvenxvenq5qsyqcyqqqscz3htg",
+         MP_ERR_CLUSTER_TOKEN}, /* address family 5 */
+        {"mpc1qypkcctzqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0szvenxvenxvenxvenxvenxve"
+         "nxvenxvenxvenxvenxvenxvenxvenqsqsyqcyqqqqp4sevv",
+         MP_ERR_CLUSTER_TOKEN}, /* port 0 */
+        {"mpc1qyp5cctzqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0sq0h9cqg",
+         MP_ERR_CLUSTER_TOKEN}, /* name "Lab" */
+    };
+    struct cluster_token t;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(cluster_token_decode(cases[i].text, &t), cases[i].err);
+    /* The same payload with a valid name and no entries is a token. */
+    assert_int_equal(
+        cluster_token_decode(
+            "mpc1qypkcctzqqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0sqhn3khf", &t),
+        MP_OK);
+    assert_string_equal(t.name, "lab");
+    assert_int_equal(t.bootstrap_count, 0);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -228,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_known_answer), cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_typos),        cmocka_unit_test(test_bad_tokens),
         cmocka_unit_test(test_names),        cmocka_unit_test(test_derive),
+        cmocka_unit_test(test_bad_payloads),
     };
     secure_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
