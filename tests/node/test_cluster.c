@@ -32,6 +32,7 @@
 
 static struct node members[MEMBERS];
 static struct node outsider;
+static struct node solo[3]; /* fresh nodes for the cluster_only test */
 
 static void sleep_ms(long ms)
 {
@@ -125,6 +126,10 @@ static int teardown(void **state)
     for (int i = 0; i < MEMBERS; i++)
         node_cleanup(&members[i]);
     node_cleanup(&outsider);
+    for (int i = 0; i < 3; i++) {
+        if (solo[i].dir[0] != '\0')
+            node_cleanup(&solo[i]);
+    }
     return 0;
 }
 
@@ -276,10 +281,75 @@ static void test_cluster(void **state)
     node_stop(&outsider);
 }
 
+/* Two cluster_only nodes talk only through their cluster: messaging starts
+ * on the first cluster joined, and a message goes over the cluster's PSK
+ * links. A bootstrap-only node serves the DHT and nothing else. */
+static void test_cluster_only(void **state)
+{
+    struct node *x = &solo[0], *y = &solo[1], *boot = &solo[2];
+    char token[1024];
+    (void)state;
+
+    for (int i = 0; i < 3; i++)
+        node_init(&solo[i]);
+
+    node_start(x, ARGS("--cluster-only"));
+    node_start(y, ARGS("--cluster-only"));
+    node_start(boot, ARGS("--bootstrap-only"));
+    json_t *s = status_json(x);
+    assert_int_equal(json_array_size(json_object_get(s, "networks")), 0);
+    assert_null(json_object_get(s, "messages"));
+    json_decref(s);
+
+    struct run_result r = cli_ok(x, ARGS("cluster", "create", "lab"));
+    snprintf(token, sizeof(token), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    harness_result_free(&r);
+    r = cli_ok(y, ARGS("cluster", "join", token));
+    harness_result_free(&r);
+    wait_table(x, "lab", 1);
+    wait_table(y, "lab", 1);
+    s = status_json(y);
+    assert_string_equal(json_string_value(json_object_get(s, "primary")), "lab");
+    assert_non_null(json_object_get(s, "messages"));
+    assert_int_equal(json_array_size(json_object_get(s, "networks")), 1);
+    json_decref(s);
+
+    r = cli_ok(x, ARGS("contacts", "add", y->address, "--name", "y"));
+    harness_result_free(&r);
+    r = cli_ok(y, ARGS("contacts", "add", x->address, "--name", "x"));
+    harness_result_free(&r);
+    r = cli_ok(x, ARGS("send", "y", "hello over the cluster", "--wait", "--timeout", "30"));
+    harness_result_free(&r);
+    r = cli_ok(y, ARGS("inbox"));
+    assert_contains(r.out, "hello over the cluster");
+    harness_result_free(&r);
+    json_t *lab = network_of(x, "lab");
+    assert_true(json_integer_value(json_object_get(json_object_get(lab, "links"), "up")) +
+                    json_integer_value(json_object_get(json_object_get(lab, "links"), "dials")) >
+                0);
+    json_decref(lab);
+
+    /* The bootstrap node: public network, no messaging. */
+    s = status_json(boot);
+    assert_true(json_is_true(json_object_get(s, "bootstrap_only")));
+    assert_null(json_object_get(s, "messages"));
+    assert_int_equal(json_array_size(json_object_get(s, "networks")), 1);
+    json_decref(s);
+    struct run_result no =
+        harness_run(NULL, ARGS("send", x->address, "hi", "--data-dir", boot->dir));
+    assert_int_not_equal(no.status, 0);
+    harness_result_free(&no);
+
+    node_stop(x);
+    node_stop(y);
+    node_stop(boot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster),
+        cmocka_unit_test(test_cluster_only),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
