@@ -817,6 +817,26 @@ static bool method_bootstrap_rm(void *ctx, struct control_call *call, json_t *pa
     return true;
 }
 
+static bool method_peers(void *ctx, struct control_call *call, json_t *params,
+                         json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char why[160];
+    (void)call;
+
+    const char *name = json_string_value(json_object_get(params, "network"));
+    struct daemon_net *slot = name != NULL ? find_net(d, name) : NULL;
+    struct network *net = name != NULL ? (slot != NULL ? slot->net : NULL) : d->primary;
+    if (net == NULL || network_overlay(net) == NULL) {
+        snprintf(why, sizeof(why), "no network \"%.40s\" (see `merpati status`)",
+                 name != NULL ? name : "");
+        return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_CLUSTER_UNKNOWN, why);
+    }
+    *result_out = overlay_peers(network_overlay(net));
+    return true;
+}
+
+static const char *const peers_params[] = {"network", NULL};
 static const char *const create_params[] = {"name", "port", "bootstrap", NULL};
 static const char *const join_params[] = {"token", "port", NULL};
 static const char *const leave_params[] = {"name", NULL};
@@ -827,6 +847,7 @@ static const struct control_method methods[] = {
     {"status", NULL, method_status},
     {"id", NULL, method_id},
     {"shutdown", NULL, method_shutdown},
+    {"peers", peers_params, method_peers},
     {"cluster.create", create_params, method_cluster_create},
     {"cluster.join", join_params, method_cluster_join},
     {"cluster.list", NULL, method_cluster_list},

@@ -41,7 +41,7 @@ static const char usage_text[] =
     "  run       run the node in the foreground (Ctrl-C stops it)\n"
     "  id        print the running node's address\n"
     "  status    show the running node's state\n"
-    "  peers     list the DHT nodes this node knows\n"
+    "  peers     list the DHT nodes this node knows [--network NAME]\n"
     "  send <contact|address> <text|->  send a message (- reads stdin); prints its id\n"
     "            [--wait [--timeout S]]: wait until it is delivered (exit 75 if not)\n"
     "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
@@ -135,7 +135,7 @@ static bool takes_value(const char *flag)
 {
     static const char *const flags[] = {"--data-dir",  "--config",  "--port",    "--listen",
                                         "--log-level", "--bootstrap", "--from",  "--since",
-                                        "--timeout",   "--limit",     "--name"};
+                                        "--timeout",   "--limit",     "--name",    "--network"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (strcmp(flag, flags[i]) == 0)
             return true;
@@ -551,6 +551,30 @@ static int show_peers(struct cli *cli, json_t *result)
                (long long)json_integer_value(json_object_get(p, "rtt_ms")));
     }
     return 0;
+}
+
+/* `peers [--network NAME]`: the primary network's table, or NAME's. */
+static int cmd_peers(struct cli *cli)
+{
+    struct client_reply reply;
+    int rc;
+
+    if (cli->arg_count == 0)
+        return client_command(cli, "peers", show_peers);
+    if (cli->arg_count != 2 || strcmp(cli->args[0], "--network") != 0)
+        return usage_error("peers takes only --network NAME, not \"%s\"", cli->args[0]);
+    if ((rc = load_settings(cli, false)) != 0)
+        return rc;
+    memset(&reply, 0, sizeof(reply));
+    if ((rc = call_with(cli, "peers", json_pack("{s:s}", "network", cli->args[1]), 0, &reply)) ==
+        0) {
+        if (cli->json)
+            print_json(reply.result);
+        else
+            rc = show_peers(cli, reply.result);
+    }
+    client_reply_clear(&reply);
+    return rc;
 }
 
 /* Wait until the daemon has released the data dir, so that a `run` right after
@@ -1394,7 +1418,7 @@ int main(int argc, char **argv)
     if (strcmp(cli.command, "listen") == 0)
         return cmd_listen(&cli);
     if (strcmp(cli.command, "peers") == 0)
-        return client_command(&cli, "peers", show_peers);
+        return cmd_peers(&cli);
     if (strcmp(cli.command, "stop") == 0)
         return cmd_stop(&cli);
     if (strcmp(cli.command, "cluster") == 0)

@@ -579,15 +579,9 @@ enum mp_err overlay_forget_peers(struct store *store, const uint8_t *prefix, siz
     return err;
 }
 
-static bool method_peers(void *ctx, struct control_call *call, json_t *params,
-                         json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+json_t *overlay_peers(const struct overlay *ov)
 {
-    struct overlay *ov = ctx;
     struct dht_peer peers[DHT_K * 32];
-    (void)call;
-    (void)params;
-    (void)err_out;
-    (void)data_out;
 
     size_t n = dht_peers(ov->dht, peers, sizeof(peers) / sizeof(peers[0]));
     uint64_t now = now_ms(NULL);
@@ -603,8 +597,7 @@ static bool method_peers(void *ctx, struct control_call *call, json_t *params,
                                               (json_int_t)ago, "rtt_ms",
                                               (json_int_t)peers[i].rtt_ms));
     }
-    *result_out = json_pack("{s:o}", "peers", list);
-    return true;
+    return json_pack("{s:s, s:o}", "network", ov->name, "peers", list);
 }
 
 static bool parse_kind(json_t *params, unsigned *kind_out, struct rpc_error *err_out)
@@ -766,7 +759,6 @@ static const char *const put_params[] = {"payload", "ttl_s", NULL};
 static const char *const get_params[] = {"kind", "owner", NULL};
 
 static const struct control_method methods[] = {
-    {"peers", NULL, method_peers},
     {"dht.put", put_params, method_put},
     {"dht.get", get_params, method_get},
 };

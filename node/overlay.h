@@ -6,8 +6,8 @@
  * timer re-armed with the delay it returns, so an idle node sleeps. Joins
  * through the saved routing table (the store's peers family) and the
  * bootstrap entries, saves the table again every OVERLAY_SAVE_MS and at
- * close. Serves the control methods `peers`, `dht.put`, `dht.get` and adds
- * its figures to `status`.
+ * close. Serves the control methods `dht.put` and `dht.get`, and gives the
+ * daemon its table for `peers` and its figures for `status`.
  */
 #ifndef MP_NODE_OVERLAY_H
 #define MP_NODE_OVERLAY_H
@@ -90,7 +90,12 @@ const uint8_t *overlay_node_key(const struct overlay *ov);
 /* The UDP address the node is bound to (its port is the TCP port too). */
 struct addr overlay_bound_addr(const struct overlay *ov);
 
-/* Its control methods, to pass to control_add_methods with the overlay as ctx. */
+/* {"network", "peers": [{"id" (16 hex), "node_key", "address", "last_seen_s",
+ * "rtt_ms"}]}: the routing table, for the `peers` method; a new reference. */
+json_t *overlay_peers(const struct overlay *ov);
+
+/* Its control methods (dht.put, dht.get), to pass to control_add_methods
+ * with the overlay as ctx. */
 const struct control_method *overlay_methods(size_t *count_out);
 
 /* {"node_key", "bootstrap", "network", ["fingerprint",] "table_size",

@@ -215,10 +215,17 @@ static void test_cluster(void **state)
     /* Dropped at the first check, and it never entered a member's table. */
     assert_true(auth_drops_of(&members[0], "team") > drops_before);
     assert_int_equal(table_of(&members[0], "team"), MEMBERS - 1);
-    json_t *peers = node_call(&outsider, "peers", "{}");
+    json_t *peers = node_call(&outsider, "peers", "{\"network\":\"team\"}");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(peers, "result"), "network")), "team");
     assert_int_equal(json_array_size(json_object_get(json_object_get(peers, "result"), "peers")),
                      0);
     json_decref(peers);
+    r = cli_ok(&members[0], ARGS("peers", "--network", "team", "--json"));
+    peers = json_loads(r.out, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(peers, "peers")), MEMBERS - 1);
+    json_decref(peers);
+    harness_result_free(&r);
 
     /* bootstrap add|rm on the public network, live and remembered. */
     entry_of(&members[0], "public", entry, sizeof(entry));
