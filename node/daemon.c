@@ -705,6 +705,8 @@ static bool method_cluster_leave(void *ctx, struct control_call *call, json_t *p
                  name != NULL ? name : "");
         return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_CLUSTER_UNKNOWN, why);
     }
+    if (network_overlay(slot->net) != NULL)
+        overlay_stop_saving(network_overlay(slot->net));
     enum mp_err err = clusters_remove(d->store, name);
     if (err != MP_OK && err != MP_ERR_NOT_FOUND) {
         snprintf(why, sizeof(why), "cannot forget the cluster: %s", mp_strerror(err));

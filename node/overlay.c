@@ -60,6 +60,7 @@ struct overlay {
     uint64_t join_ms;   /* when the bootstrap nodes were last pinged */
     unsigned join_tried; /* saved peers and bootstrap entries pinged then */
     bool warned;        /* the empty-table warning was logged */
+    bool no_save;       /* overlay_stop_saving was called */
     struct overlay_op ops[OVERLAY_OPS_MAX];
     struct overlay_get_op gets[OVERLAY_OPS_MAX];
     struct addr bound;
@@ -162,6 +163,11 @@ static enum mp_err udp_send(void *ctx, const struct addr *to, const uint8_t *buf
 
 static void save_peers(struct overlay *ov)
 {
+    if (ov->no_save) {
+        ov->last_save_ms = now_ms(NULL); /* not due again: the timer must not spin */
+        ov->saved_size = overlay_table_size(ov);
+        return;
+    }
     struct dht_peer peers[OVERLAY_SAVED_MAX];
     size_t n = dht_peers(ov->dht, peers, OVERLAY_SAVED_MAX);
     struct store_batch *batch = store_batch_new();
@@ -561,6 +567,11 @@ enum mp_err overlay_add_bootstrap(struct overlay *ov, const char *entry)
     ov->warned = false;
     rearm(ov);
     return MP_OK;
+}
+
+void overlay_stop_saving(struct overlay *ov)
+{
+    ov->no_save = true;
 }
 
 enum mp_err overlay_forget_peers(struct store *store, const uint8_t *prefix, size_t prefix_len)

@@ -68,6 +68,10 @@ enum mp_err overlay_add_bootstrap(struct overlay *ov, const char *entry);
 /* Entries in the DHT's routing table. */
 size_t overlay_table_size(const struct overlay *ov);
 
+/* Never save the routing table again (the network was left for good: its
+ * saved peers are being deleted, and closing must not write them back). */
+void overlay_stop_saving(struct overlay *ov);
+
 /* Delete every saved peer under prefix (a network left for good). */
 enum mp_err overlay_forget_peers(struct store *store, const uint8_t *prefix, size_t prefix_len);
 
