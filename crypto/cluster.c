@@ -14,27 +14,26 @@
  * written as "mpc1" + 5-bit groups of the payload (zero padded) + a 6
  * character Bech32m checksum over hrp "mpc" and the groups.
  */
-#define HRP "mpc"
-#define HRP_LEN 3
-#define PREFIX_LEN (HRP_LEN + 1)
+#define HRP            "mpc"
+#define HRP_LEN        3
+#define PREFIX_LEN     (HRP_LEN + 1)
 #define CHECKSUM_CHARS 6
 #define DATA_CHARS_MAX ((CLUSTER_TOKEN_BYTES_MAX * 8 + 4) / 5)
 
 /* HKDF salt and info strings: one context per use of the secret. */
-#define KDF_SALT "merpati cluster v1"
-#define KDF_INFO_DHT "dht network key"
-#define KDF_INFO_PSK "link psk"
-#define KDF_INFO_NETWORK_ID "link network id"
+#define KDF_SALT             "merpati cluster v1"
+#define KDF_INFO_DHT         "dht network key"
+#define KDF_INFO_PSK         "link psk"
+#define KDF_INFO_NETWORK_ID  "link network id"
 #define KDF_INFO_FINGERPRINT "fingerprint"
-#define FINGERPRINT_BYTES 8
+#define FINGERPRINT_BYTES    8
 
 static const char charset[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 #define BECH32M_CONST 0x2bc830a3u
 
 /* BIP-173's generator words; the same checksum as crypto/address.c, whose
  * comment derives them. */
-static const uint32_t fold[5] = {0x3b6a57b2u, 0x26508e6du, 0x1ea119fau, 0x3d4233ddu,
-                                 0x2a1462b3u};
+static const uint32_t fold[5] = {0x3b6a57b2u, 0x26508e6du, 0x1ea119fau, 0x3d4233ddu, 0x2a1462b3u};
 
 static uint32_t polymod_step(uint32_t state, uint8_t value)
 {

@@ -25,22 +25,23 @@
 #include "base/env.h"
 #include "base/err.h"
 
-#define CLUSTER_SECRET_BYTES 32
-#define CLUSTER_KEY_BYTES 32        /* DHT network key and Noise PSK */
+#define CLUSTER_SECRET_BYTES     32
+#define CLUSTER_KEY_BYTES        32 /* DHT network key and Noise PSK */
 #define CLUSTER_NETWORK_ID_BYTES 16 /* the Noise prologue's network id */
 /* A name: 1..CLUSTER_NAME_MAX of [a-z0-9._-], starting with a letter or digit. */
-#define CLUSTER_NAME_MAX 32
-#define CLUSTER_NAME_SIZE (CLUSTER_NAME_MAX + 1)
+#define CLUSTER_NAME_MAX      32
+#define CLUSTER_NAME_SIZE     (CLUSTER_NAME_MAX + 1)
 #define CLUSTER_BOOTSTRAP_MAX 8
 #define CLUSTER_TOKEN_VERSION 1
 /* "xxxx-xxxx-xxxx-xxxx" (8 bytes in hex, grouped) and its NUL. */
 #define CLUSTER_FINGERPRINT_SIZE 20
 /* Bytes of the largest token payload: version, name length, name, secret,
  * entry count, entries of node key, family, IPv6 address, port. */
-#define CLUSTER_TOKEN_BYTES_MAX \
-    (1 + 1 + CLUSTER_NAME_MAX + CLUSTER_SECRET_BYTES + 1 + CLUSTER_BOOTSTRAP_MAX * (32 + 1 + 16 + 2))
+#define CLUSTER_TOKEN_BYTES_MAX                                                                    \
+    (1 + 1 + CLUSTER_NAME_MAX + CLUSTER_SECRET_BYTES + 1 +                                         \
+     CLUSTER_BOOTSTRAP_MAX * (32 + 1 + 16 + 2))
 /* Characters of the longest token: "mpc1", the 5-bit groups, 6 checksum characters. */
-#define CLUSTER_TOKEN_TEXT_MAX (4 + (CLUSTER_TOKEN_BYTES_MAX * 8 + 4) / 5 + 6)
+#define CLUSTER_TOKEN_TEXT_MAX  (4 + (CLUSTER_TOKEN_BYTES_MAX * 8 + 4) / 5 + 6)
 #define CLUSTER_TOKEN_TEXT_SIZE (CLUSTER_TOKEN_TEXT_MAX + 1)
 
 struct cluster_entry {
@@ -57,10 +58,10 @@ struct cluster_token {
 
 /* What a node uses of a cluster secret; wipe with cluster_keys_wipe. */
 struct cluster_keys {
-    uint8_t dht_key[CLUSTER_KEY_BYTES];               /* dht_config.network_key */
-    uint8_t psk[CLUSTER_KEY_BYTES];                   /* links_config.psk */
-    uint8_t network_id[CLUSTER_NETWORK_ID_BYTES];     /* links_config.network_id */
-    char fingerprint[CLUSTER_FINGERPRINT_SIZE];       /* shown to users; not secret */
+    uint8_t dht_key[CLUSTER_KEY_BYTES];           /* dht_config.network_key */
+    uint8_t psk[CLUSTER_KEY_BYTES];               /* links_config.psk */
+    uint8_t network_id[CLUSTER_NETWORK_ID_BYTES]; /* links_config.network_id */
+    char fingerprint[CLUSTER_FINGERPRINT_SIZE];   /* shown to users; not secret */
 };
 
 /* True if name is 1..CLUSTER_NAME_MAX characters of [a-z0-9._-] and starts

@@ -12,8 +12,8 @@
 /* meta keys: "cluster/<name>" -> port (u16 big-endian) || token text;
  * "bootstrap/public" -> entries separated by '\n' (empty: an empty list). */
 #define CLUSTER_KEY_PREFIX "cluster/"
-#define BOOTSTRAP_KEY "bootstrap/public"
-#define KEY_MAX (sizeof(CLUSTER_KEY_PREFIX) + CLUSTER_NAME_MAX)
+#define BOOTSTRAP_KEY      "bootstrap/public"
+#define KEY_MAX            (sizeof(CLUSTER_KEY_PREFIX) + CLUSTER_NAME_MAX)
 
 static size_t cluster_key(const char *name, char key[KEY_MAX])
 {
@@ -96,8 +96,8 @@ enum mp_err clusters_bootstrap_load(struct store *store, struct config *cfg, boo
     size_t len = 0;
 
     *stored_out = false;
-    enum mp_err err = store_get(store, STORE_CF_META, BOOTSTRAP_KEY, strlen(BOOTSTRAP_KEY), &val,
-                                &len);
+    enum mp_err err =
+        store_get(store, STORE_CF_META, BOOTSTRAP_KEY, strlen(BOOTSTRAP_KEY), &val, &len);
     if (err == MP_ERR_NOT_FOUND)
         return MP_OK;
     if (err != MP_OK)
@@ -127,8 +127,8 @@ enum mp_err clusters_bootstrap_save(struct store *store, const struct config *cf
     size_t len = 0;
 
     for (unsigned i = 0; i < cfg->bootstrap_count; i++) {
-        int n = snprintf(text + len, sizeof(text) - len, "%s%s", i > 0 ? "\n" : "",
-                         cfg->bootstrap[i]);
+        int n =
+            snprintf(text + len, sizeof(text) - len, "%s%s", i > 0 ? "\n" : "", cfg->bootstrap[i]);
         if (n < 0 || (size_t)n >= sizeof(text) - len)
             return MP_ERR_TOO_BIG;
         len += (size_t)n;

@@ -25,8 +25,8 @@
 
 struct clusters_entry {
     char name[CLUSTER_NAME_SIZE];
-    uint16_t port;                        /* the port to bind at every start */
-    char token[CLUSTER_TOKEN_TEXT_SIZE];  /* as joined (or created) */
+    uint16_t port;                       /* the port to bind at every start */
+    char token[CLUSTER_TOKEN_TEXT_SIZE]; /* as joined (or created) */
 };
 
 /* Remember (or replace) a joined cluster; synced. */

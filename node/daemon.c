@@ -464,9 +464,10 @@ static enum mp_err invite_token(const struct daemon *d, const struct daemon_net 
         memcpy(t.bootstrap[t.bootstrap_count].node_key, d->node_pk, 32);
         t.bootstrap[t.bootstrap_count++].addr = reach[i];
     }
-    for (unsigned i = 0; i < slot->token.bootstrap_count && t.bootstrap_count < CLUSTER_BOOTSTRAP_MAX;
-         i++)
-        t.bootstrap[t.bootstrap_count++] = slot->token.bootstrap[i];
+    for (unsigned i = 0; i < slot->token.bootstrap_count; i++) {
+        if (t.bootstrap_count < CLUSTER_BOOTSTRAP_MAX)
+            t.bootstrap[t.bootstrap_count++] = slot->token.bootstrap[i];
+    }
     enum mp_err err = cluster_token_encode(&t, text, CLUSTER_TOKEN_TEXT_SIZE);
     cluster_token_wipe(&t);
     return err;
@@ -794,7 +795,8 @@ static bool method_bootstrap_rm(void *ctx, struct control_call *call, json_t *pa
     unsigned kept = 0, removed = 0;
     for (unsigned i = 0; i < cfg.bootstrap_count; i++) {
         const char *at = strchr(cfg.bootstrap[i], '@');
-        if (strcasecmp(cfg.bootstrap[i], where) == 0 || (at != NULL && strcmp(at + 1, where) == 0)) {
+        bool match = strcasecmp(cfg.bootstrap[i], where) == 0;
+        if (match || (at != NULL && strcmp(at + 1, where) == 0)) {
             removed++;
             continue;
         }

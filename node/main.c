@@ -1368,7 +1368,8 @@ static int cmd_bootstrap(struct cli *cli)
         json_t *e;
         json_array_foreach(json_object_get(r, "entries"), i, e)
             printf("%s\n", json_string_value(e));
-        fprintf(stderr, "%zu entries (from the %s)\n", json_array_size(json_object_get(r, "entries")),
+        fprintf(stderr, "%zu entries (from the %s)\n",
+                json_array_size(json_object_get(r, "entries")),
                 strcmp(json_string_value(json_object_get(r, "source")), "store") == 0
                     ? "node's store: `merpati bootstrap add|rm` changed it"
                     : "config file");
@@ -1376,8 +1377,8 @@ static int cmd_bootstrap(struct cli *cli)
         printf("%s %s\n", json_is_true(json_object_get(r, "already")) ? "already listed:" : "added",
                cli->args[1]);
     } else {
-        printf("removed %lld entr%s\n", (long long)json_integer_value(json_object_get(r, "removed")),
-               json_integer_value(json_object_get(r, "removed")) == 1 ? "y" : "ies");
+        json_int_t removed = json_integer_value(json_object_get(r, "removed"));
+        printf("removed %lld entr%s\n", (long long)removed, removed == 1 ? "y" : "ies");
     }
     client_reply_clear(&reply);
     return 0;

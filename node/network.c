@@ -103,9 +103,9 @@ static int bind_pair(struct network *net, const struct sockaddr_storage *sa, uin
     if ((rc = uv_udp_bind(&net->udp, (struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_udp_getsockname(&net->udp, (struct sockaddr *)&bound, &len)) != 0)
         return rc;
-    uint16_t udp_port = ntohs(bound.ss_family == AF_INET6
-                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    uint16_t udp_port =
+        ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                          : ((struct sockaddr_in *)&bound)->sin_port);
     set_port(&ss, udp_port);
     if ((rc = uv_tcp_bind(&net->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&net->tcp, 128, tcp_connection_cb)) != 0)
@@ -200,8 +200,8 @@ static enum mp_err open_links(struct network *net, const struct network_config *
 
 /* ---- life ---- */
 
-enum mp_err network_open(const struct network_config *nc, struct network **net_out,
-                         char *why_out, size_t why_size)
+enum mp_err network_open(const struct network_config *nc, struct network **net_out, char *why_out,
+                         size_t why_size)
 {
     struct addr reach[NETWORK_ADVERTISED_MAX];
     enum mp_err err;
@@ -249,8 +249,7 @@ enum mp_err network_open(const struct network_config *nc, struct network **net_o
         goto fail;
     }
     if ((err = open_links(net, nc)) != MP_OK) {
-        snprintf(why_out, why_size, "%s: cannot start the links: %s", net->name,
-                 mp_strerror(err));
+        snprintf(why_out, why_size, "%s: cannot start the links: %s", net->name, mp_strerror(err));
         goto fail;
     }
     *net_out = net;
@@ -336,12 +335,11 @@ json_t *network_status(const struct network *net)
         links_stats(net->links, &ls);
     json_t *out = json_pack(
         "{s:s, s:b, s:i, s:{s:i, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}}", "name",
-        net->name, "cluster", net->cluster, "port", (int)net->port, "links", "up",
-        (int)ls.links_up, "dials", (json_int_t)ls.dials, "accepted", (json_int_t)ls.accepted,
-        "msgs_out", (json_int_t)ls.msgs_out, "msgs_in", (json_int_t)ls.msgs_in, "dropped",
-        "udp_unhandled", (json_int_t)net->udp_dropped, "tcp_unhandled",
-        (json_int_t)(net->tcp_refused + ls.refused), "link_psk",
-        (json_int_t)ls.handshake_failed[LINK_REASON_PSK], "link_decrypt",
+        net->name, "cluster", net->cluster, "port", (int)net->port, "links", "up", (int)ls.links_up,
+        "dials", (json_int_t)ls.dials, "accepted", (json_int_t)ls.accepted, "msgs_out",
+        (json_int_t)ls.msgs_out, "msgs_in", (json_int_t)ls.msgs_in, "dropped", "udp_unhandled",
+        (json_int_t)net->udp_dropped, "tcp_unhandled", (json_int_t)(net->tcp_refused + ls.refused),
+        "link_psk", (json_int_t)ls.handshake_failed[LINK_REASON_PSK], "link_decrypt",
         (json_int_t)ls.handshake_failed[LINK_REASON_DECRYPT], "link_prologue",
         (json_int_t)ls.handshake_failed[LINK_REASON_PROLOGUE]);
     if (out == NULL)

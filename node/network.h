@@ -41,15 +41,15 @@ struct network;
 
 struct network_config {
     uv_loop_t *loop;
-    const char *name;        /* NETWORK_PUBLIC or a cluster name; copied */
+    const char *name;         /* NETWORK_PUBLIC or a cluster name; copied */
     const struct config *cfg; /* listen, port (0: pick a free one), bootstrap list, DHT
                                  limits; copied */
     /* A cluster's derived keys (crypto/cluster.h), NULL for the public network; copied. */
     const struct cluster_keys *keys;
-    struct store *store;               /* borrowed for the network's life, like: */
-    const struct identity *node_key;   /* DHT and link key */
-    const struct identity *account;    /* signs records put through the DHT */
-    const struct env *env;             /* randomness for links */
+    struct store *store;             /* borrowed for the network's life, like: */
+    const struct identity *node_key; /* DHT and link key */
+    const struct identity *account;  /* signs records put through the DHT */
+    const struct env *env;           /* randomness for links */
 
     /* Link events, as in struct links_config, with the network they came on. */
     void (*message_cb)(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES],
@@ -64,8 +64,8 @@ struct network_config {
  * both, picked by the kernel), start the DHT and the links. On failure
  * nothing stays open, and why_out says what failed ("cannot listen on ...:
  * address already in use") for the user. */
-enum mp_err network_open(const struct network_config *nc, struct network **net_out,
-                         char *why_out, size_t why_size);
+enum mp_err network_open(const struct network_config *nc, struct network **net_out, char *why_out,
+                         size_t why_size);
 
 const char *network_name(const struct network *net);
 /* The cluster's fingerprint, "" for the public network. */

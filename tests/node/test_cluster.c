@@ -52,8 +52,8 @@ static struct run_result cli_ok(struct node *n, const char *const *args)
     full[k] = NULL;
     struct run_result r = harness_run(NULL, full);
     if (r.status != 0)
-        fail_msg("merpati %s %s: exit %d\n%s%s", args[0], args[1] != NULL ? args[1] : "",
-                 r.status, r.out, r.err);
+        fail_msg("merpati %s %s: exit %d\n%s%s", args[0], args[1] != NULL ? args[1] : "", r.status,
+                 r.out, r.err);
     return r;
 }
 
@@ -97,8 +97,8 @@ static void wait_table(struct node *n, const char *name, long min)
             return;
         sleep_ms(200);
     }
-    fail_msg("%s: network %s has %ld peers, not %ld, after %d ms", n->dir, name,
-             table_of(n, name), min, FORM_TIMEOUT_MS);
+    fail_msg("%s: network %s has %ld peers, not %ld, after %d ms", n->dir, name, table_of(n, name),
+             min, FORM_TIMEOUT_MS);
 }
 
 /* The "<node key>@127.0.0.1:<port>" entry of n's network name. */

@@ -77,7 +77,8 @@ static void test_round_trip(void **state)
         memset(&t, 0, sizeof(t));
         unsigned name_len = 1 + round % CLUSTER_NAME_MAX;
         for (unsigned i = 0; i < name_len; i++)
-            t.name[i] = "abcdefghijklmnopqrstuvwxyz0123456789-._"[(round + i * 7) % (i == 0 ? 36 : 39)];
+            t.name[i] =
+                "abcdefghijklmnopqrstuvwxyz0123456789-._"[(round + i * 7) % (i == 0 ? 36 : 39)];
         cluster_secret_generate(&te.env, t.secret);
         t.bootstrap_count = round % (CLUSTER_BOOTSTRAP_MAX + 1);
         for (unsigned i = 0; i < t.bootstrap_count; i++) {
@@ -144,9 +145,9 @@ static void test_bad_tokens(void **state)
     assert_int_equal(cluster_token_decode("", &back), MP_ERR_CLUSTER_TOKEN);
     assert_int_equal(cluster_token_decode("mp1qqqq", &back), MP_ERR_CLUSTER_TOKEN);
     /* An account address is no token. */
-    assert_int_equal(
-        cluster_token_decode("mp1qrt44xqps2cs4d74f0ld8jtyquaqactj70d2vge94upp568hqag3574fzjm", &back),
-        MP_ERR_CLUSTER_TOKEN);
+    assert_int_equal(cluster_token_decode(
+                         "mp1qrt44xqps2cs4d74f0ld8jtyquaqactj70d2vge94upp568hqag3574fzjm", &back),
+                     MP_ERR_CLUSTER_TOKEN);
     memcpy(text, known_token, sizeof(known_token));
     text[10] = 'b'; /* not in the alphabet */
     assert_int_equal(cluster_token_decode(text, &back), MP_ERR_CLUSTER_TOKEN);
