@@ -333,15 +333,19 @@ json_t *network_status(const struct network *net)
 
     if (net->links != NULL)
         links_stats(net->links, &ls);
-    json_t *out = json_pack(
-        "{s:s, s:b, s:i, s:{s:i, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}}", "name",
-        net->name, "cluster", net->cluster, "port", (int)net->port, "links", "up", (int)ls.links_up,
-        "dials", (json_int_t)ls.dials, "accepted", (json_int_t)ls.accepted, "msgs_out",
-        (json_int_t)ls.msgs_out, "msgs_in", (json_int_t)ls.msgs_in, "dropped", "udp_unhandled",
-        (json_int_t)net->udp_dropped, "tcp_unhandled", (json_int_t)(net->tcp_refused + ls.refused),
-        "link_psk", (json_int_t)ls.handshake_failed[LINK_REASON_PSK], "link_decrypt",
+    json_t *dropped = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "udp_unhandled", (json_int_t)net->udp_dropped,
+        "tcp_unhandled", (json_int_t)(net->tcp_refused + ls.refused), "link_preamble",
+        (json_int_t)ls.handshake_failed[LINK_REASON_PREAMBLE], "link_peer_key",
+        (json_int_t)ls.handshake_failed[LINK_REASON_PEER_KEY], "link_psk",
+        (json_int_t)ls.handshake_failed[LINK_REASON_PSK], "link_decrypt",
         (json_int_t)ls.handshake_failed[LINK_REASON_DECRYPT], "link_prologue",
         (json_int_t)ls.handshake_failed[LINK_REASON_PROLOGUE]);
+    json_t *out = json_pack("{s:s, s:b, s:i, s:{s:i, s:I, s:I, s:I, s:I}, s:o}", "name",
+                            net->name, "cluster", net->cluster, "port", (int)net->port, "links",
+                            "up", (int)ls.links_up, "dials", (json_int_t)ls.dials, "accepted",
+                            (json_int_t)ls.accepted, "msgs_out", (json_int_t)ls.msgs_out,
+                            "msgs_in", (json_int_t)ls.msgs_in, "dropped", dropped);
     if (out == NULL)
         return NULL;
     if (net->cluster)

@@ -82,8 +82,8 @@ struct links *network_links(struct network *net);
 unsigned network_advertised(const struct network *net, struct addr *out, unsigned max);
 
 /* {"name", "fingerprint" (clusters), "port", "table_size", "dht": overlay_status,
- * "links": {...}, "dropped": {"udp_unhandled", "tcp_refused", "link_psk",
- * "link_decrypt", "link_prologue"}} for `status`; a new reference. */
+ * "links": {...}, "dropped": {"udp_unhandled", "tcp_unhandled", "link_preamble",
+ * "link_peer_key", "link_psk", "link_decrypt", "link_prologue"}} for `status`; a new reference. */
 json_t *network_status(const struct network *net);
 
 /* Close the DHT only (saving its table): its pending lookups fail now. The
