@@ -263,34 +263,88 @@ static int watch_signal(struct daemon *d, uv_signal_t *handle, int signum)
 
 /* ---- links and delivery ---- */
 
-/* Delivery runs on the primary network only (node/delivery.c takes one
- * overlay and one links); what comes on another network's links is counted
- * and dropped, so nothing crosses from one network to another. */
+/* Delivery's index of a network: 0 for the primary one, 1 + its slot for
+ * the others (DELIVERY_NETS_MAX > DAEMON_NETWORKS_MAX). */
+static unsigned delivery_index(const struct daemon *d, const struct network *net)
+{
+    if (net == d->primary)
+        return 0;
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net == net)
+            return (unsigned)i + 1;
+    }
+    return DELIVERY_NETS_MAX; /* not a network of ours */
+}
+
+_Static_assert(DAEMON_NETWORKS_MAX + 1 <= DELIVERY_NETS_MAX, "a delivery index per network");
+
+/* Messages run on every network (node/delivery.h: a recipient is reached
+ * only on a network where its own node published its presence). */
 static void link_message_cb(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES],
                             const uint8_t *msg, size_t len)
 {
     struct daemon *d = arg;
-    if (net != d->primary) {
-        d->other_net_msgs++;
-        return;
-    }
     if (d->delivery != NULL)
-        delivery_on_link_message(d->delivery, peer_pk, msg, len);
+        delivery_on_link_message_net(d->delivery, delivery_index(d, net), peer_pk, msg, len);
+    else
+        d->other_net_msgs++;
 }
 
 static void link_state_cb(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES],
                           bool up)
 {
     struct daemon *d = arg;
-    if (net == d->primary && d->delivery != NULL)
-        delivery_on_link_state(d->delivery, peer_pk, up);
+    if (d->delivery != NULL)
+        delivery_on_link_state_net(d->delivery, delivery_index(d, net), peer_pk, up);
 }
 
 static void link_writable_cb(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES])
 {
     struct daemon *d = arg;
-    if (net == d->primary && d->delivery != NULL)
+    (void)net;
+    if (d->delivery != NULL)
         delivery_on_writable(d->delivery, peer_pk);
+}
+
+/* Hand a non-primary network to delivery (add), or take it back (NULL). */
+static void delivery_net(struct daemon *d, struct network *net, bool add)
+{
+    struct delivery_net dn;
+    unsigned index = delivery_index(d, net);
+
+    if (d->delivery == NULL || index == 0 || index >= DELIVERY_NETS_MAX)
+        return;
+    if (!add) {
+        delivery_set_net(d->delivery, index, NULL);
+        return;
+    }
+    memset(&dn, 0, sizeof(dn));
+    dn.overlay = network_overlay(net);
+    dn.links = network_links(net);
+    dn.addr_count = network_advertised(net, dn.addrs, MSG_PRESENCE_ADDRS_MAX);
+    if (dn.overlay != NULL)
+        delivery_set_net(d->delivery, index, &dn);
+}
+
+/* The networks that may carry messages to account: those its contact entry
+ * names, when it names any; else every network (its presence decides). */
+static uint32_t networks_cb(void *arg, const uint8_t account[32])
+{
+    struct daemon *d = arg;
+    struct contact c;
+    uint32_t mask = 0;
+
+    if (d->contacts == NULL || contacts_get(d->contacts, account, &c) != MP_OK ||
+        c.network_count == 0)
+        return UINT32_MAX;
+    for (unsigned k = 0; k < c.network_count && k < CONTACT_NETWORKS_MAX; k++) {
+        for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+            struct network *net = d->nets[i].net;
+            if (net != NULL && strcmp(network_name(net), c.networks[k]) == 0)
+                mask |= 1u << delivery_index(d, net);
+        }
+    }
+    return mask;
 }
 
 /* What contacts say of a message's sender, in delivery's terms. */
@@ -572,6 +626,8 @@ static bool join_token(struct daemon *d, struct cluster_token *t, uint16_t port,
              network_fingerprint(slot->net), network_port(slot->net));
     if (d->primary == NULL)
         promote(d, slot->net);
+    else
+        delivery_net(d, slot->net, true);
     *result_out = json_pack("{s:s, s:s, s:i, s:s, s:i}", "name", t->name, "fingerprint",
                             network_fingerprint(slot->net), "port", (int)network_port(slot->net),
                             "token", invite, "bootstrap", (int)cfg.bootstrap_count);
@@ -722,6 +778,7 @@ static bool method_cluster_leave(void *ctx, struct control_call *call, json_t *p
         return true;
     }
     log_info("daemon", "left cluster %s", name);
+    delivery_net(d, slot->net, false);
     network_close(slot->net, NULL, NULL);
     slot->net = NULL;
     cluster_token_wipe(&slot->token);
@@ -883,11 +940,16 @@ static int start_messaging(struct daemon *d)
         .classify_cb = classify_cb,
         .resolve_cb = resolve_cb,
         .node_check_cb = node_check_cb,
+        .networks_cb = networks_cb,
         .classify_arg = d,
     };
     dc.addr_count = network_advertised(d->primary, dc.addrs, MSG_PRESENCE_ADDRS_MAX);
     if ((err = delivery_new(&dc, &d->delivery)) != MP_OK)
         goto fail;
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net != NULL && d->nets[i].net != d->primary)
+            delivery_net(d, d->nets[i].net, true);
+    }
     return 0;
 fail:
     print_error("cannot start messaging", mp_strerror(err));

@@ -37,6 +37,7 @@
 static struct node members[MEMBERS];
 static struct node outsider;
 static struct node solo[3]; /* fresh nodes for the cluster_only test */
+static struct node across[3]; /* and for the test across networks */
 
 static void sleep_ms(long ms)
 {
@@ -169,6 +170,8 @@ static int teardown(void **state)
     for (int i = 0; i < 3; i++) {
         if (solo[i].dir[0] != '\0')
             node_cleanup(&solo[i]);
+        if (across[i].dir[0] != '\0')
+            node_cleanup(&across[i]);
     }
     return 0;
 }
@@ -410,11 +413,83 @@ static void test_cluster_only(void **state)
     node_stop(boot);
 }
 
+static long links_out(struct node *n, const char *name)
+{
+    json_t *net = network_of(n, name);
+    assert_non_null(net);
+    long v = (long)json_integer_value(
+        json_object_get(json_object_get(net, "links"), "msgs_out"));
+    json_decref(net);
+    return v;
+}
+
+/* One node on the public network and in a cluster reaches a contact on
+ * each: a cluster-only contact over the cluster, a public-only one over the
+ * public network; each answers on the network it shares with the node. */
+static void test_across_networks(void **state)
+{
+    struct node *both = &across[0], *member = &across[1], *pub = &across[2];
+    char token[1024], entry[160];
+    (void)state;
+
+    for (int i = 0; i < 3; i++)
+        node_init(&across[i]);
+    node_start(both, NULL);
+    entry_of(both, "public", entry, sizeof(entry));
+    node_start(member, ARGS("--cluster-only"));
+    node_start(pub, ARGS("--bootstrap", entry));
+    struct run_result r = cli_ok(both, ARGS("cluster", "create", "ops"));
+    snprintf(token, sizeof(token), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    harness_result_free(&r);
+    r = cli_ok(member, ARGS("cluster", "join", token));
+    harness_result_free(&r);
+    wait_table(both, "ops", 1);
+    wait_table(both, "public", 1);
+    for (int i = 0; i < 3; i++) {
+        for (int k = 0; k < 3; k++) {
+            if (k == i || (i != 0 && k != 0))
+                continue; /* member and pub share no network: not contacts */
+            r = cli_ok(&across[i], ARGS("contacts", "add", across[k].address));
+            harness_result_free(&r);
+        }
+    }
+
+    r = cli_ok(both, ARGS("send", member->address, "to the cluster member", "--wait", "--timeout",
+                          "60"));
+    harness_result_free(&r);
+    r = cli_ok(both, ARGS("send", pub->address, "to the public node", "--wait", "--timeout", "60"));
+    harness_result_free(&r);
+    r = cli_ok(member, ARGS("send", both->address, "back over ops", "--wait", "--timeout", "60"));
+    harness_result_free(&r);
+    r = cli_ok(pub, ARGS("send", both->address, "back over public", "--wait", "--timeout", "60"));
+    harness_result_free(&r);
+
+    r = cli_ok(member, ARGS("inbox"));
+    assert_contains(r.out, "to the cluster member");
+    harness_result_free(&r);
+    r = cli_ok(pub, ARGS("inbox"));
+    assert_contains(r.out, "to the public node");
+    assert_null(strstr(r.out, "cluster member"));
+    harness_result_free(&r);
+    r = cli_ok(both, ARGS("inbox"));
+    assert_contains(r.out, "back over ops");
+    assert_contains(r.out, "back over public");
+    harness_result_free(&r);
+    /* Each network carried traffic: the cluster's links and the public ones. */
+    assert_true(links_out(both, "ops") > 0);
+    assert_true(links_out(both, "public") > 0);
+    assert_true(links_out(member, "ops") > 0);
+
+    for (int i = 0; i < 3; i++)
+        node_stop(&across[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_cluster_only),
+        cmocka_unit_test(test_across_networks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
