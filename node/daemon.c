@@ -62,7 +62,7 @@ struct daemon {
     uint8_t node_pk[32]; /* the node key's X25519 public half (DHT and links) */
     uint64_t started_ms;
     bool stopping;
-    /* Link messages that came on a network delivery does not run on. */
+    /* Link messages that came while no delivery runs (bootstrap-only). */
     unsigned long other_net_msgs;
 };
 
@@ -131,13 +131,14 @@ static bool method_status(void *ctx, struct control_call *call, json_t *params, 
         json_array_append_new(nets, ns);
     }
     int port = d->primary != NULL ? (int)network_port(d->primary) : 0;
-    *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:i, s:i}, s:s, s:s, s:{s:I, s:I}, s:o, s:s, "
-                            "s:b, s:b}",
+    *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:i, s:i}, s:s, s:s, s:{s:I, s:I, s:I}, s:o, "
+                            "s:s, s:b, s:b}",
                             "address", d->address, "version", MERPATI_VERSION, "pid",
                             (json_int_t)getpid(), "uptime_s", (json_int_t)(uptime_ms / 1000),
                             "ports", "udp", port, "tcp", port, "data_dir", d->opts->data_dir,
                             "control_socket", d->opts->control_path, "dropped", "udp_unhandled",
-                            udp_dropped, "tcp_unhandled", tcp_refused, "networks", nets,
+                            udp_dropped, "tcp_unhandled", tcp_refused, "link_msgs_unhandled",
+                            (json_int_t)d->other_net_msgs, "networks", nets,
                             "primary", d->primary != NULL ? network_name(d->primary) : "",
                             "cluster_only", d->opts->config.cluster_only, "bootstrap_only",
                             d->opts->config.bootstrap_only);
