@@ -63,4 +63,8 @@
     X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "  \
                    "fetched prekey bundle")                                                        \
     X(CONTACT_AMBIGUOUS, "more than one contact matches; give more of the address, or the name")   \
-    X(KEY_CHANGED, "the contact's node key changed; compare safety numbers, then `merpati contacts trust`")
+    X(KEY_CHANGED, "the contact's node key changed; compare safety numbers, then `merpati contacts trust`")   \
+    X(CLUSTER_TOKEN, "not a cluster join token (it starts with mpc1; copy the whole token)")       \
+    X(CLUSTER_TOKEN_CHECKSUM, "cluster token checksum does not match (a typo or a cut-off token?)") \
+    X(CLUSTER_TOKEN_VERSION, "cluster token of an unknown version (made by a newer merpati?)")     \
+    X(CLUSTER_UNKNOWN, "no such cluster joined (see `merpati cluster list`)")

@@ -64,7 +64,15 @@ static const char default_text[] =
     "  # Nodes you trust to hold your mail too (your always-on node, a friend's),\n"
     "  # as \"<node key>@<ip>:<port>\"; listed in your presence record.\n"
     "  nodes = [ ];\n"
-    "};\n";
+    "};\n"
+    "\n"
+    "# true: never talk to the public network, only to the private clusters\n"
+    "# joined with `merpati cluster create` or `merpati cluster join`.\n"
+    "cluster_only = false;\n"
+    "\n"
+    "# true: serve the DHT only (a bootstrap node): no presence record, no\n"
+    "# messages, no contacts. `merpati run --bootstrap-only` sets it too.\n"
+    "bootstrap_only = false;\n";
 
 void config_defaults(struct config *cfg)
 {
@@ -191,8 +199,10 @@ static enum mp_err read_count(const config_setting_t *root, const char *name, co
 static enum mp_err check_known(const config_setting_t *root, const char *path,
                                char error_out[CONFIG_ERROR_MAX])
 {
-    static const char *const known[] = {"listen",    "port",         "control_socket", "log_level",
-                                        "bootstrap", "dht_ip_limit", "dht_rate_limit", "mailbox"};
+    static const char *const known[] = {"listen",         "port",         "control_socket",
+                                        "log_level",      "bootstrap",    "dht_ip_limit",
+                                        "dht_rate_limit", "cluster_only", "bootstrap_only",
+                                        "mailbox"};
     char msg[160];
 
     for (int i = 0; i < config_setting_length(root); i++) {
@@ -317,6 +327,17 @@ static enum mp_err apply(const config_setting_t *root, const char *path, struct 
     if ((s = config_setting_get_member(root, "mailbox")) != NULL &&
         (err = apply_mailbox(s, path, &cfg->mailbox, error_out)) != MP_OK)
         return err;
+    static const char *const flags[] = {"cluster_only", "bootstrap_only"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if ((s = config_setting_get_member(root, flags[i])) == NULL)
+            continue;
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "%s must be true or false", flags[i]);
+            return setting_error(s, path, msg, error_out);
+        }
+        *(i == 0 ? &cfg->cluster_only : &cfg->bootstrap_only) = config_setting_get_bool(s) != 0;
+    }
     if ((s = config_setting_get_member(root, "log_level")) != NULL) {
         if ((err = read_string(root, "log_level", path, level, sizeof(level), error_out)))
             return err;

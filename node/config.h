@@ -59,6 +59,8 @@ struct config {
     unsigned dht_ip_limit;  /* nodes of one IP per bucket; 0 = no limit */
     unsigned dht_rate_limit; /* datagrams per second per source IP; 0 = no limit */
     struct config_mailbox mailbox;
+    bool cluster_only;   /* open no public network: only the joined clusters */
+    bool bootstrap_only; /* DHT and links only: no presence, no delivery, no contacts */
 };
 
 /* Check a bootstrap entry's form without resolving anything: MP_OK, or

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
@@ -12,54 +13,59 @@
 
 #include "base/log.h"
 #include "crypto/address.h"
+#include "crypto/cluster.h"
 #include "crypto/identity.h"
 #include "crypto/noise.h"
 #include "crypto/secure.h"
+#include "node/clusters.h"
 #include "node/contacts.h"
 #include "node/contacts_api.h"
 #include "node/control.h"
 #include "node/delivery.h"
 #include "node/keyfile.h"
-#include "node/mailbox.h"
 #include "node/link.h"
+#include "node/mailbox.h"
+#include "node/network.h"
 #include "node/overlay.h"
 #include "node/sessions.h"
 #include "node/store.h"
 #include "node/sysenv.h"
 
-/* How many times to look for a port free on both UDP and TCP when port is 0. */
-#define DAEMON_PORT_TRIES 16
-/* Bytes of a UDP datagram we read; larger ones are truncated and dropped. */
-#define DAEMON_DATAGRAM_MAX 2048
+/* Networks at once: the public one and CLUSTERS_MAX clusters. */
+#define DAEMON_NETWORKS_MAX (1 + CLUSTERS_MAX)
+
+/* A joined network; token is a cluster's (for `cluster list`), wiped on leave. */
+struct daemon_net {
+    struct network *net; /* NULL: free slot */
+    struct cluster_token token;
+};
 
 struct daemon {
     uv_loop_t loop;
-    uv_udp_t udp;
-    uv_tcp_t tcp;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     struct control *control;
-    /* Node-to-node links (node/link.h). NULL until the daemon has an X25519
-     * link key pair to create them with; meanwhile TCP is refused. */
-    struct links *links;
     struct store *store;
     struct identity *identity;  /* the account */
     struct identity *node_key;  /* this node's key in the DHT and on links */
-    struct overlay *overlay;
+    /* Every joined network; the first one opened (public unless
+     * cluster_only) is the primary one, where delivery runs. */
+    struct daemon_net nets[DAEMON_NETWORKS_MAX];
+    struct network *primary;
+    struct config public_cfg; /* the config, with the stored bootstrap list if any */
+    bool bootstrap_stored;    /* public_cfg.bootstrap came from `merpati bootstrap` */
     struct sessions *sessions;
     struct delivery *delivery;
-    struct mailbox *mailbox;
+    struct mailbox *mailbox; /* on the primary network */
     struct env env; /* the real clock and randomness, for links and sessions */
     struct contacts *contacts;
     const struct daemon_options *opts;
     char address[ADDRESS_TEXT_SIZE];
-    uint16_t port;
+    uint8_t node_pk[32]; /* the node key's X25519 public half (DHT and links) */
     uint64_t started_ms;
     bool stopping;
-    /* Traffic that nothing handles yet; counted so status shows it. */
-    unsigned long udp_dropped;
-    unsigned long tcp_refused;
-    uint8_t datagram[DAEMON_DATAGRAM_MAX];
+    /* Link messages that came while no delivery runs (bootstrap-only). */
+    unsigned long other_net_msgs;
 };
 
 static void print_error(const char *what, const char *hint)
@@ -82,20 +88,21 @@ static void daemon_stop(struct daemon *d, const char *why)
         return;
     d->stopping = true;
     log_info("daemon", "stopping (%s)", why);
-    /* The overlay first: it fails the DHT lookups delivery still waits for. */
-    overlay_close(d->overlay, NULL, NULL);
-    d->overlay = NULL;
+    /* The overlays first: they fail the DHT lookups delivery still waits for. */
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++)
+        network_close_overlay(d->nets[i].net);
     delivery_close(d->delivery);
     d->delivery = NULL;
     mailbox_close(d->mailbox);
     d->mailbox = NULL;
-    d->delivery = NULL;
     control_close(d->control, NULL, NULL);
     d->control = NULL;
-    links_close(d->links, NULL, NULL);
-    d->links = NULL;
-    close_quietly((uv_handle_t *)&d->udp);
-    close_quietly((uv_handle_t *)&d->tcp);
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        network_close(d->nets[i].net, NULL, NULL);
+        d->nets[i].net = NULL;
+        cluster_token_wipe(&d->nets[i].token);
+    }
+    d->primary = NULL;
     close_quietly((uv_handle_t *)&d->sigint);
     close_quietly((uv_handle_t *)&d->sigterm);
 }
@@ -103,114 +110,6 @@ static void daemon_stop(struct daemon *d, const char *why)
 static void signal_cb(uv_signal_t *handle, int signum)
 {
     daemon_stop(handle->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
-}
-
-static void udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
-{
-    struct daemon *d = handle->data;
-    (void)suggested;
-    *out = uv_buf_init((char *)d->datagram, sizeof(d->datagram));
-}
-
-static void udp_recv_cb(uv_udp_t *udp, ssize_t nread, const uv_buf_t *b,
-                        const struct sockaddr *from, unsigned flags)
-{
-    struct daemon *d = udp->data;
-
-    if (nread <= 0 || from == NULL)
-        return;
-    if ((flags & UV_UDP_PARTIAL) || d->overlay == NULL)
-        d->udp_dropped++; /* larger than any DHT datagram, or not started yet */
-    else
-        overlay_on_datagram(d->overlay, from, (const uint8_t *)b->base, (size_t)nread);
-}
-
-static void refused_closed_cb(uv_handle_t *handle)
-{
-    free(handle);
-}
-
-static void tcp_connection_cb(uv_stream_t *server, int status)
-{
-    struct daemon *d = server->data;
-
-    if (status < 0)
-        return;
-    if (d->links != NULL) { /* a failed handshake is counted in the links' `refused` */
-        links_accept(d->links, server);
-        return;
-    }
-    uv_tcp_t *conn = malloc(sizeof(*conn));
-    if (conn == NULL || uv_tcp_init(&d->loop, conn) != 0) {
-        free(conn);
-        return;
-    }
-    conn->data = d;
-    if (uv_accept(server, (uv_stream_t *)conn) == 0)
-        d->tcp_refused++; /* no link protocol yet: close at once */
-    uv_close((uv_handle_t *)conn, refused_closed_cb);
-}
-
-static int bind_pair(struct daemon *d, const struct sockaddr *sa, uint16_t port)
-{
-    struct sockaddr_storage ss;
-    memcpy(&ss, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in));
-    if (ss.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-    else
-        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-
-    int rc = uv_udp_bind(&d->udp, (struct sockaddr *)&ss, 0);
-    if (rc != 0)
-        return rc;
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    if ((rc = uv_udp_getsockname(&d->udp, (struct sockaddr *)&bound, &len)) != 0)
-        return rc;
-    uint16_t udp_port = ntohs(bound.ss_family == AF_INET6
-                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                  : ((struct sockaddr_in *)&bound)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(udp_port);
-    else
-        ((struct sockaddr_in *)&ss)->sin_port = htons(udp_port);
-    if ((rc = uv_tcp_bind(&d->tcp, (struct sockaddr *)&ss, 0)) != 0)
-        return rc;
-    if ((rc = uv_listen((uv_stream_t *)&d->tcp, 128, tcp_connection_cb)) != 0)
-        return rc;
-    d->port = udp_port;
-    return 0;
-}
-
-/* Bind UDP and TCP on the same port. For port 0 the kernel picks the UDP port
- * and TCP may find it taken, so try again with fresh sockets a few times. */
-static int open_network(struct daemon *d)
-{
-    const struct config *cfg = &d->opts->config;
-    struct sockaddr_storage sa;
-    int rc;
-
-    if (uv_ip4_addr(cfg->listen, 0, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(cfg->listen, 0, (struct sockaddr_in6 *)&sa) != 0)
-        return UV_EINVAL;
-    for (int attempt = 0;; attempt++) {
-        if ((rc = uv_udp_init(&d->loop, &d->udp)) != 0)
-            return rc;
-        d->udp.data = d;
-        if ((rc = uv_tcp_init(&d->loop, &d->tcp)) != 0)
-            return rc;
-        d->tcp.data = d;
-        rc = bind_pair(d, (struct sockaddr *)&sa, cfg->port);
-        if (rc == 0 || cfg->port != 0 || rc != UV_EADDRINUSE || attempt + 1 >= DAEMON_PORT_TRIES)
-            break;
-        uv_close((uv_handle_t *)&d->udp, NULL);
-        uv_close((uv_handle_t *)&d->tcp, NULL);
-        uv_run(&d->loop, UV_RUN_NOWAIT); /* let the closes finish before reusing the handles */
-    }
-    if (rc != 0)
-        return rc;
-    return uv_udp_recv_start(&d->udp, udp_alloc_cb, udp_recv_cb);
 }
 
 /* ---- control API methods ---- */
@@ -224,29 +123,45 @@ static bool method_status(void *ctx, struct control_call *call, json_t *params, 
     (void)err_out;
     (void)data_out;
     uint64_t uptime_ms = uv_now(&d->loop) - d->started_ms;
-    struct links_stats ls = {0};
-    if (d->links != NULL)
-        links_stats(d->links, &ls);
-    *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I}, s:s, s:s, s:{s:I, s:I}}",
+    json_t *nets = json_array();
+    json_int_t udp_dropped = 0, tcp_refused = 0;
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net == NULL)
+            continue;
+        json_t *ns = network_status(d->nets[i].net);
+        json_t *dropped = json_object_get(ns, "dropped");
+        udp_dropped += json_integer_value(json_object_get(dropped, "udp_unhandled"));
+        tcp_refused += json_integer_value(json_object_get(dropped, "tcp_unhandled"));
+        json_array_append_new(nets, ns);
+    }
+    int port = d->primary != NULL ? (int)network_port(d->primary) : 0;
+    *result_out = json_pack("{s:s, s:s, s:I, s:I, s:{s:i, s:i}, s:s, s:s, s:{s:I, s:I, s:I}, s:o, "
+                            "s:s, s:b, s:b}",
                             "address", d->address, "version", MERPATI_VERSION, "pid",
                             (json_int_t)getpid(), "uptime_s", (json_int_t)(uptime_ms / 1000),
-                            "ports", "udp", (json_int_t)d->port, "tcp", (json_int_t)d->port,
-                            "data_dir", d->opts->data_dir, "control_socket",
-                            d->opts->control_path, "dropped", "udp_unhandled",
-                            (json_int_t)d->udp_dropped, "tcp_unhandled",
-                            (json_int_t)(d->tcp_refused + ls.refused));
-    if (*result_out != NULL && d->overlay != NULL)
-        json_object_set_new(*result_out, "dht", overlay_status(d->overlay));
-    if (*result_out != NULL && d->delivery != NULL)
+                            "ports", "udp", port, "tcp", port, "data_dir", d->opts->data_dir,
+                            "control_socket", d->opts->control_path, "dropped", "udp_unhandled",
+                            udp_dropped, "tcp_unhandled", tcp_refused, "link_msgs_unhandled",
+                            (json_int_t)d->other_net_msgs, "networks", nets,
+                            "primary", d->primary != NULL ? network_name(d->primary) : "",
+                            "cluster_only", d->opts->config.cluster_only, "bootstrap_only",
+                            d->opts->config.bootstrap_only);
+    if (*result_out == NULL || d->primary == NULL)
+        return true;
+    struct overlay *ov = network_overlay(d->primary);
+    if (ov != NULL)
+        json_object_set_new(*result_out, "dht", overlay_status(ov));
+    if (d->delivery != NULL)
         json_object_set_new(*result_out, "messages", delivery_status(d->delivery));
     if (*result_out != NULL && d->mailbox != NULL)
         json_object_set_new(*result_out, "mailbox", mailbox_status(d->mailbox));
-    if (*result_out != NULL && d->links != NULL)
-        json_object_set_new(*result_out, "links",
-                            json_pack("{s:i, s:I, s:I, s:I, s:I}", "up", (int)ls.links_up, "dials",
-                                      (json_int_t)ls.dials, "accepted", (json_int_t)ls.accepted,
-                                      "msgs_out", (json_int_t)ls.msgs_out, "msgs_in",
-                                      (json_int_t)ls.msgs_in));
+    struct links_stats ls = {0};
+    links_stats(network_links(d->primary), &ls);
+    json_object_set_new(*result_out, "links",
+                        json_pack("{s:i, s:I, s:I, s:I, s:I}", "up", (int)ls.links_up, "dials",
+                                  (json_int_t)ls.dials, "accepted", (json_int_t)ls.accepted,
+                                  "msgs_out", (json_int_t)ls.msgs_out, "msgs_in",
+                                  (json_int_t)ls.msgs_in));
     return true;
 }
 
@@ -275,12 +190,6 @@ static bool method_shutdown(void *ctx, struct control_call *call, json_t *params
     daemon_stop(ctx, "shutdown requested over the control API");
     return true;
 }
-
-static const struct control_method methods[] = {
-    {"status", NULL, method_status},
-    {"id", NULL, method_id},
-    {"shutdown", NULL, method_shutdown},
-};
 
 /* ---- start and stop ---- */
 
@@ -361,27 +270,20 @@ static int watch_signal(struct daemon *d, uv_signal_t *handle, int signum)
 
 /* ---- links and delivery ---- */
 
-static void link_message_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], const uint8_t *msg,
-                            size_t len)
+/* Delivery's index of a network: 0 for the primary one, 1 + its slot for
+ * the others (DELIVERY_NETS_MAX > DAEMON_NETWORKS_MAX). */
+static unsigned delivery_index(const struct daemon *d, const struct network *net)
 {
-    struct daemon *d = arg;
-    if (d->delivery != NULL)
-        delivery_on_link_message(d->delivery, peer_pk, msg, len);
+    if (net == d->primary)
+        return 0;
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net == net)
+            return (unsigned)i + 1;
+    }
+    return DELIVERY_NETS_MAX; /* not a network of ours */
 }
 
-static void link_state_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES], bool up)
-{
-    struct daemon *d = arg;
-    if (d->delivery != NULL)
-        delivery_on_link_state(d->delivery, peer_pk, up);
-}
-
-static void link_writable_cb(void *arg, const uint8_t peer_pk[LINK_KEY_BYTES])
-{
-    struct daemon *d = arg;
-    if (d->delivery != NULL)
-        delivery_on_writable(d->delivery, peer_pk);
-}
+_Static_assert(DAEMON_NETWORKS_MAX + 1 <= DELIVERY_NETS_MAX, "a delivery index per network");
 
 /* Mail fetched from one of our mailboxes. */
 static void mail_cb(void *arg, const uint8_t node_key[32], const struct buf *envelope)
@@ -391,14 +293,85 @@ static void mail_cb(void *arg, const uint8_t node_key[32], const struct buf *env
         delivery_on_mail(d->delivery, node_key, envelope);
 }
 
+/* Messages run on every network (node/delivery.h: a recipient is reached
+ * only on a network where its own node published its presence). */
+static void link_message_cb(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES],
+                            const uint8_t *msg, size_t len)
+{
+    struct daemon *d = arg;
+    if (d->delivery != NULL)
+        delivery_on_link_message_net(d->delivery, delivery_index(d, net), peer_pk, msg, len);
+    else
+        d->other_net_msgs++;
+}
+
+static void link_state_cb(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES],
+                          bool up)
+{
+    struct daemon *d = arg;
+    if (d->delivery != NULL)
+        delivery_on_link_state_net(d->delivery, delivery_index(d, net), peer_pk, up);
+}
+
+static void link_writable_cb(void *arg, struct network *net, const uint8_t peer_pk[LINK_KEY_BYTES])
+{
+    struct daemon *d = arg;
+    (void)net;
+    if (d->delivery != NULL)
+        delivery_on_writable(d->delivery, peer_pk);
+}
+
+/* Hand a non-primary network to delivery (add), or take it back (NULL). */
+static void delivery_net(struct daemon *d, struct network *net, bool add)
+{
+    struct delivery_net dn;
+    unsigned index = delivery_index(d, net);
+
+    if (d->delivery == NULL || index == 0 || index >= DELIVERY_NETS_MAX)
+        return;
+    if (!add) {
+        delivery_set_net(d->delivery, index, NULL);
+        return;
+    }
+    memset(&dn, 0, sizeof(dn));
+    dn.overlay = network_overlay(net);
+    dn.links = network_links(net);
+    dn.addr_count = network_advertised(net, dn.addrs, MSG_PRESENCE_ADDRS_MAX);
+    if (dn.overlay != NULL)
+        delivery_set_net(d->delivery, index, &dn);
+}
+
+/* The networks that may carry messages to account: those its contact entry
+ * names, when it names any; else every network (its presence decides). */
+static uint32_t networks_cb(void *arg, const uint8_t account[32])
+{
+    struct daemon *d = arg;
+    struct contact c;
+    uint32_t mask = 0;
+
+    if (d->contacts == NULL || contacts_get(d->contacts, account, &c) != MP_OK ||
+        c.network_count == 0)
+        return UINT32_MAX;
+    for (unsigned k = 0; k < c.network_count && k < CONTACT_NETWORKS_MAX; k++) {
+        for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+            struct network *net = d->nets[i].net;
+            if (net != NULL && strcmp(network_name(net), c.networks[k]) == 0)
+                mask |= 1u << delivery_index(d, net);
+        }
+    }
+    return mask;
+}
+
 /* What contacts say of a message's sender, in delivery's terms. */
 static enum delivery_verdict classify_cb(void *arg, const uint8_t account[32],
                                          const uint8_t node_key[32])
 {
     struct daemon *d = arg;
     enum contacts_verdict v;
-    uint64_t now = sysenv_unix_ms();
+    struct timespec real;
 
+    clock_gettime(CLOCK_REALTIME, &real);
+    uint64_t now = (uint64_t)real.tv_sec * 1000u + (uint64_t)real.tv_nsec / 1000000u;
     if (contacts_note_sender(d->contacts, account, node_key, now, &v) != MP_OK)
         return DELIVERY_KEY_CHANGED; /* not stored, not acked: it comes again */
     switch (v) {
@@ -461,81 +434,521 @@ static enum mp_err resolve_cb(void *arg, const char *who, bool for_sending, uint
     return err;
 }
 
-/* The addresses other nodes can reach us at: the listen address, or for a
- * wildcard listen the interfaces' addresses (loopback only if there is
- * nothing else). */
-static unsigned advertised(struct daemon *d, struct addr *out, unsigned max)
-{
-    struct addr listen;
-    unsigned n = 0;
+/* ---- networks ---- */
 
-    if (addr_from_ip(d->opts->config.listen, d->port, &listen) == MP_OK) {
-        static const uint8_t zero[16];
-        if (memcmp(listen.ip, zero, 16) != 0) {
-            out[0] = listen;
-            return 1;
-        }
+static struct daemon_net *find_net(struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net != NULL && strcmp(network_name(d->nets[i].net), name) == 0)
+            return &d->nets[i];
     }
-    uv_interface_address_t *ifs = NULL;
-    int count = 0;
-    if (uv_interface_addresses(&ifs, &count) == 0) {
-        for (int pass = 0; pass < 2 && n == 0; pass++) {
-            for (int i = 0; i < count && n < max; i++) {
-                char ip[64];
-                struct addr a;
-                bool loop = ifs[i].is_internal != 0;
-                if (loop != (pass == 1))
-                    continue;
-                if (ifs[i].address.address4.sin_family == AF_INET)
-                    uv_ip4_name(&ifs[i].address.address4, ip, sizeof(ip));
-                else
-                    uv_ip6_name(&ifs[i].address.address6, ip, sizeof(ip));
-                if ((listen.family == ADDR_FAMILY_IPV4) !=
-                    (ifs[i].address.address4.sin_family == AF_INET))
-                    continue; /* a socket bound to 0.0.0.0 is not reachable over IPv6 */
-                if (addr_from_ip(ip, d->port, &a) == MP_OK)
-                    out[n++] = a;
-            }
-        }
-        uv_free_interface_addresses(ifs, count);
-    }
+    return NULL;
+}
+
+static size_t cluster_count(const struct daemon *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++)
+        n += d->nets[i].net != NULL && network_is_cluster(d->nets[i].net);
     return n;
 }
 
-static int start_messaging(struct daemon *d)
+/* A cluster's settings: the node's config with the cluster's port and the
+ * token's bootstrap entries (but our own) as its bootstrap list. */
+static void cluster_config(const struct daemon *d, const struct cluster_token *t, uint16_t port,
+                           struct config *cfg)
 {
-    uint8_t sk[LINK_KEY_BYTES], pk[LINK_KEY_BYTES];
-    static const uint8_t network_id[] = "public";
-    enum mp_err err;
+    *cfg = d->opts->config;
+    cfg->port = port;
+    cfg->bootstrap_count = 0;
+    for (unsigned i = 0; i < t->bootstrap_count && i < CONFIG_BOOTSTRAP_MAX; i++) {
+        char hex[2 * 32 + 1], where[ADDR_TEXT_MAX];
+        if (memcmp(t->bootstrap[i].node_key, d->node_pk, 32) == 0)
+            continue;
+        secure_hex(hex, sizeof(hex), t->bootstrap[i].node_key, 32);
+        addr_format(&t->bootstrap[i].addr, where, sizeof(where));
+        snprintf(cfg->bootstrap[cfg->bootstrap_count++], CONFIG_BOOTSTRAP_TEXT_MAX, "%s@%s", hex,
+                 where);
+    }
+}
 
-    if ((err = sysenv_init(&d->env)) != MP_OK ||
-        (err = identity_x25519(d->node_key, sk, pk)) != MP_OK)
-        goto fail;
-    struct links_config lc = {
+/* Open a network in a free slot: the public one (token NULL) or a cluster. */
+static enum mp_err open_net(struct daemon *d, const struct config *cfg,
+                            const struct cluster_token *token, struct daemon_net **slot_out,
+                            char *why, size_t why_size)
+{
+    struct daemon_net *slot = NULL;
+    struct cluster_keys keys;
+
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX && slot == NULL; i++)
+        slot = d->nets[i].net == NULL ? &d->nets[i] : NULL;
+    if (slot == NULL) {
+        snprintf(why, why_size, "a node joins at most %d clusters", CLUSTERS_MAX);
+        return MP_ERR_TOO_BIG;
+    }
+    if (token != NULL)
+        cluster_derive(token->secret, &keys);
+    struct network_config nc = {
+        .loop = &d->loop,
+        .name = token != NULL ? token->name : NETWORK_PUBLIC,
+        .cfg = cfg,
+        .keys = token != NULL ? &keys : NULL,
+        .store = d->store,
+        .node_key = d->node_key,
+        .account = d->identity,
         .env = &d->env,
-        .static_secret = sk,
-        .static_public = pk,
-        .version = NOISE_PROTOCOL_VERSION,
-        .network_id = network_id,
-        .network_id_len = sizeof(network_id) - 1,
         .message_cb = link_message_cb,
         .link_state_cb = link_state_cb,
         .writable_cb = link_writable_cb,
         .arg = d,
     };
-    err = links_new(&d->loop, &lc, &d->links);
-    secure_wipe(sk, sizeof(sk));
+    enum mp_err err = network_open(&nc, &slot->net, why, why_size);
+    if (token != NULL)
+        cluster_keys_wipe(&keys);
     if (err != MP_OK)
-        goto fail;
+        return err;
+    if (token != NULL)
+        slot->token = *token;
+    if (slot_out != NULL)
+        *slot_out = slot;
+    return MP_OK;
+}
+
+/* The token to hand to a new member: the cluster's secret, our own entries
+ * (unless the token already names our key), then the entries we joined by. */
+static enum mp_err invite_token(const struct daemon *d, const struct daemon_net *slot,
+                                char text[CLUSTER_TOKEN_TEXT_SIZE])
+{
+    struct cluster_token t;
+    struct addr reach[2];
+    bool named = false;
+
+    memset(&t, 0, sizeof(t));
+    memcpy(t.name, slot->token.name, sizeof(t.name));
+    memcpy(t.secret, slot->token.secret, sizeof(t.secret));
+    for (unsigned i = 0; i < slot->token.bootstrap_count; i++)
+        named = named || memcmp(slot->token.bootstrap[i].node_key, d->node_pk, 32) == 0;
+    unsigned n = named ? 0 : network_advertised(slot->net, reach, 2);
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(t.bootstrap[t.bootstrap_count].node_key, d->node_pk, 32);
+        t.bootstrap[t.bootstrap_count++].addr = reach[i];
+    }
+    for (unsigned i = 0; i < slot->token.bootstrap_count; i++) {
+        if (t.bootstrap_count < CLUSTER_BOOTSTRAP_MAX)
+            t.bootstrap[t.bootstrap_count++] = slot->token.bootstrap[i];
+    }
+    enum mp_err err = cluster_token_encode(&t, text, CLUSTER_TOKEN_TEXT_SIZE);
+    cluster_token_wipe(&t);
+    return err;
+}
+
+/* ---- cluster and bootstrap methods ---- */
+
+static bool fail(struct rpc_error *err_out, json_t **data_out, enum rpc_code code, enum mp_err err,
+                 const char *message)
+{
+    rpc_error_set(err_out, NULL, code, "%s", message);
+    *data_out = rpc_err_data(err);
+    return false;
+}
+
+/* "port": absent (0: pick a free one) or 0..65535. */
+static bool port_param(json_t *params, uint16_t *port_out, struct rpc_error *err_out,
+                       json_t **data_out)
+{
+    json_t *p = json_object_get(params, "port");
+    *port_out = 0;
+    if (p == NULL)
+        return true;
+    if (!json_is_integer(p) || json_integer_value(p) < 0 || json_integer_value(p) > 65535)
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL,
+                    "\"port\" must be a number from 0 to 65535");
+    *port_out = (uint16_t)json_integer_value(p);
+    return true;
+}
+
+static int start_messaging(struct daemon *d);
+
+/* cluster_only and the first cluster joined while running: it becomes the
+ * primary network, and messaging starts on it. */
+static void promote(struct daemon *d, struct network *net)
+{
+    size_t count = 0, dcount = 0;
+    const struct control_method *ov_methods = overlay_methods(&count);
+    const struct control_method *d_methods = delivery_methods(&dcount);
+
+    d->primary = net;
+    if (control_add_methods(d->control, ov_methods, count, network_overlay(net)) != MP_OK)
+        log_warn("daemon", "peers and dht.* stay unavailable until a restart");
+    if (d->opts->config.bootstrap_only || d->contacts == NULL || start_messaging(d) != 0)
+        return;
+    if (control_add_methods(d->control, d_methods, dcount, d->delivery) != MP_OK)
+        log_warn("daemon", "messaging methods stay unavailable until a restart");
+    log_info("daemon", "messaging runs on cluster %s", network_name(net));
+}
+
+/* Start a cluster from a token and remember it; fills the reply. */
+static bool join_token(struct daemon *d, struct cluster_token *t, uint16_t port,
+                       const char *saved_text, json_t **result_out, struct rpc_error *err_out,
+                       json_t **data_out)
+{
+    char why[300], invite[CLUSTER_TOKEN_TEXT_SIZE];
+    struct config cfg;
+    struct daemon_net *slot = NULL;
+    struct cluster_keys keys;
+
+    if (strcmp(t->name, NETWORK_PUBLIC) == 0 || find_net(d, t->name) != NULL) {
+        snprintf(why, sizeof(why), "a network named \"%s\" is joined already (see `merpati "
+                 "cluster list`; `merpati cluster leave %s` first)", t->name, t->name);
+        return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_EXISTS, why);
+    }
+    cluster_derive(t->secret, &keys);
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net != NULL &&
+            strcmp(network_fingerprint(d->nets[i].net), keys.fingerprint) == 0) {
+            snprintf(why, sizeof(why), "this cluster (fingerprint %s) is joined already as "
+                     "\"%s\"", keys.fingerprint, network_name(d->nets[i].net));
+            cluster_keys_wipe(&keys);
+            return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_EXISTS, why);
+        }
+    }
+    cluster_keys_wipe(&keys);
+    if (cluster_count(d) >= CLUSTERS_MAX) {
+        snprintf(why, sizeof(why), "a node joins at most %d clusters", CLUSTERS_MAX);
+        return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_TOO_BIG, why);
+    }
+    cluster_config(d, t, port, &cfg);
+    enum mp_err err = open_net(d, &cfg, t, &slot, why, sizeof(why));
+    if (err != MP_OK)
+        return fail(err_out, data_out, RPC_CODE_FAILED, err, why);
+    if ((err = invite_token(d, slot, invite)) == MP_OK) {
+        struct clusters_entry e;
+        memset(&e, 0, sizeof(e));
+        snprintf(e.name, sizeof(e.name), "%s", t->name);
+        e.port = network_port(slot->net); /* the port picked stays the cluster's */
+        snprintf(e.token, sizeof(e.token), "%s", saved_text != NULL ? saved_text : invite);
+        err = clusters_save(d->store, &e);
+        secure_wipe(&e, sizeof(e));
+    }
+    if (err != MP_OK) {
+        network_close(slot->net, NULL, NULL);
+        slot->net = NULL;
+        cluster_token_wipe(&slot->token);
+        snprintf(why, sizeof(why), "cannot remember the cluster: %s", mp_strerror(err));
+        return fail(err_out, data_out, RPC_CODE_FAILED, err, why);
+    }
+    log_info("daemon", "joined cluster %s (fingerprint %s) on port %u", t->name,
+             network_fingerprint(slot->net), network_port(slot->net));
+    if (d->primary == NULL)
+        promote(d, slot->net);
+    else
+        delivery_net(d, slot->net, true);
+    *result_out = json_pack("{s:s, s:s, s:i, s:s, s:i}", "name", t->name, "fingerprint",
+                            network_fingerprint(slot->net), "port", (int)network_port(slot->net),
+                            "token", invite, "bootstrap", (int)cfg.bootstrap_count);
+    secure_wipe(invite, sizeof(invite));
+    return true;
+}
+
+/* "KEY@ip:port" (another node) or "ip:port" (this node, at an address
+ * others reach it by, e.g. behind a port forward) into a token entry. */
+static bool parse_entry(const struct daemon *d, const char *text, struct cluster_entry *e)
+{
+    const char *at = strchr(text, '@');
+    char why[200];
+
+    if (at == NULL) {
+        memcpy(e->node_key, d->node_pk, 32);
+        return addr_parse(text, &e->addr) == MP_OK && e->addr.port != 0;
+    }
+    if (config_check_bootstrap(text, why, sizeof(why)) != MP_OK)
+        return false;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = text[2 * i + (size_t)k];
+            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        e->node_key[i] = (uint8_t)v;
+    }
+    return addr_parse(at + 1, &e->addr) == MP_OK && e->addr.port != 0;
+}
+
+static bool method_cluster_create(void *ctx, struct control_call *call, json_t *params,
+                                  json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    struct cluster_token t;
+    uint16_t port;
+    char why[200];
+    (void)call;
+
+    const char *name = json_string_value(json_object_get(params, "name"));
+    if (name == NULL || !cluster_name_valid(name) || strcmp(name, NETWORK_PUBLIC) == 0)
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL,
+                    "\"name\" must be 1 to 32 of a-z 0-9 . _ - starting with a letter or digit "
+                    "(and not \"public\")");
+    if (!port_param(params, &port, err_out, data_out))
+        return false;
+    json_t *list = json_object_get(params, "bootstrap");
+    if (list != NULL && (!json_is_array(list) || json_array_size(list) > CLUSTER_BOOTSTRAP_MAX))
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL,
+                    "\"bootstrap\" must be a list of at most 8 \"ip:port\" or \"KEY@ip:port\"");
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "%s", name);
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *text = json_string_value(item);
+        if (text == NULL || !parse_entry(d, text, &t.bootstrap[t.bootstrap_count])) {
+            snprintf(why, sizeof(why), "bootstrap entry \"%.80s\" must be a numeric ip:port (this "
+                     "node) or KEY@ip:port (another node)", text != NULL ? text : "?");
+            return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL, why);
+        }
+        t.bootstrap_count++;
+    }
+    cluster_secret_generate(&d->env, t.secret);
+    bool ok = join_token(d, &t, port, NULL, result_out, err_out, data_out);
+    cluster_token_wipe(&t);
+    return ok;
+}
+
+static bool method_cluster_join(void *ctx, struct control_call *call, json_t *params,
+                                json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    struct cluster_token t;
+    uint16_t port;
+    (void)call;
+
+    const char *text = json_string_value(json_object_get(params, "token"));
+    enum mp_err err = text != NULL ? cluster_token_decode(text, &t) : MP_ERR_CLUSTER_TOKEN;
+    if (err != MP_OK)
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, err, mp_strerror(err));
+    bool ok = port_param(params, &port, err_out, data_out) &&
+              join_token(d, &t, port, text, result_out, err_out, data_out);
+    cluster_token_wipe(&t);
+    return ok;
+}
+
+static bool method_cluster_list(void *ctx, struct control_call *call, json_t *params,
+                                json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char invite[CLUSTER_TOKEN_TEXT_SIZE];
+    (void)call;
+    (void)params;
+    (void)err_out;
+    (void)data_out;
+
+    json_t *list = json_array();
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        struct daemon_net *slot = &d->nets[i];
+        if (slot->net == NULL || !network_is_cluster(slot->net))
+            continue;
+        struct overlay *ov = network_overlay(slot->net);
+        json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:b}", "name", network_name(slot->net),
+                              "fingerprint", network_fingerprint(slot->net), "port",
+                              (int)network_port(slot->net), "table_size",
+                              ov != NULL ? (int)overlay_table_size(ov) : 0, "primary",
+                              slot->net == d->primary);
+        if (invite_token(d, slot, invite) == MP_OK)
+            json_object_set_new(c, "token", json_string(invite));
+        json_array_append_new(list, c);
+    }
+    secure_wipe(invite, sizeof(invite));
+    *result_out = json_pack("{s:o, s:b}", "clusters", list, "cluster_only",
+                            d->opts->config.cluster_only);
+    return true;
+}
+
+static bool method_cluster_leave(void *ctx, struct control_call *call, json_t *params,
+                                 json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char why[200];
+    (void)call;
+
+    const char *name = json_string_value(json_object_get(params, "name"));
+    struct daemon_net *slot = name != NULL ? find_net(d, name) : NULL;
+    if (slot == NULL || !network_is_cluster(slot->net)) {
+        snprintf(why, sizeof(why), "no cluster \"%.40s\" joined (see `merpati cluster list`)",
+                 name != NULL ? name : "");
+        return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_CLUSTER_UNKNOWN, why);
+    }
+    if (network_overlay(slot->net) != NULL)
+        overlay_stop_saving(network_overlay(slot->net));
+    enum mp_err err = clusters_remove(d->store, name);
+    if (err != MP_OK && err != MP_ERR_NOT_FOUND) {
+        snprintf(why, sizeof(why), "cannot forget the cluster: %s", mp_strerror(err));
+        return fail(err_out, data_out, RPC_CODE_FAILED, err, why);
+    }
+    *result_out = json_pack("{s:s, s:b}", "left", name, "restart_needed", slot->net == d->primary);
+    if (slot->net == d->primary) {
+        /* Delivery holds this network's overlay and links: it stops with the
+         * node, and the cluster is not joined at the next start. */
+        log_warn("daemon", "cluster %s forgotten; messaging runs on it until the node restarts",
+                 name);
+        return true;
+    }
+    log_info("daemon", "left cluster %s", name);
+    delivery_net(d, slot->net, false);
+    network_close(slot->net, NULL, NULL);
+    slot->net = NULL;
+    cluster_token_wipe(&slot->token);
+    return true;
+}
+
+static bool method_bootstrap_list(void *ctx, struct control_call *call, json_t *params,
+                                  json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    (void)call;
+    (void)params;
+    (void)err_out;
+    (void)data_out;
+
+    json_t *list = json_array();
+    for (unsigned i = 0; i < d->public_cfg.bootstrap_count; i++)
+        json_array_append_new(list, json_string(d->public_cfg.bootstrap[i]));
+    *result_out = json_pack("{s:s, s:o, s:s}", "network", NETWORK_PUBLIC, "entries", list,
+                            "source", d->bootstrap_stored ? "store" : "config");
+    return true;
+}
+
+static bool method_bootstrap_add(void *ctx, struct control_call *call, json_t *params,
+                                 json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char why[300];
+    (void)call;
+
+    const char *entry = json_string_value(json_object_get(params, "entry"));
+    if (entry == NULL)
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL,
+                    "\"entry\" must be \"<node key>@<ip>:<port>\"");
+    if (config_check_bootstrap(entry, why, sizeof(why)) != MP_OK)
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL, why);
+    struct config cfg = d->public_cfg;
+    bool present = false;
+    for (unsigned i = 0; i < cfg.bootstrap_count; i++)
+        present = present || strcasecmp(cfg.bootstrap[i], entry) == 0;
+    enum mp_err err = present ? MP_OK : config_add_bootstrap(&cfg, entry, why, sizeof(why));
+    if (err != MP_OK)
+        return fail(err_out, data_out, RPC_CODE_FAILED, err, why);
+    if ((err = clusters_bootstrap_save(d->store, &cfg)) != MP_OK) {
+        snprintf(why, sizeof(why), "cannot store the bootstrap list: %s", mp_strerror(err));
+        return fail(err_out, data_out, RPC_CODE_FAILED, err, why);
+    }
+    d->public_cfg = cfg;
+    d->bootstrap_stored = true;
+    struct daemon_net *pub = find_net(d, NETWORK_PUBLIC);
+    bool pinged = false;
+    if (pub != NULL && network_overlay(pub->net) != NULL)
+        pinged = overlay_add_bootstrap(network_overlay(pub->net), entry) == MP_OK;
+    *result_out = json_pack("{s:s, s:b, s:b, s:i}", "added", entry, "already", present, "pinged",
+                            pinged, "count", (int)cfg.bootstrap_count);
+    return true;
+}
+
+static bool method_bootstrap_rm(void *ctx, struct control_call *call, json_t *params,
+                                json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char why[200];
+    (void)call;
+
+    const char *where = json_string_value(json_object_get(params, "address"));
+    if (where == NULL)
+        return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL,
+                    "\"address\" must be \"<ip>:<port>\" or a whole entry");
+    struct config cfg = d->public_cfg;
+    unsigned kept = 0, removed = 0;
+    for (unsigned i = 0; i < cfg.bootstrap_count; i++) {
+        const char *at = strchr(cfg.bootstrap[i], '@');
+        bool match = strcasecmp(cfg.bootstrap[i], where) == 0;
+        if (match || (at != NULL && strcmp(at + 1, where) == 0)) {
+            removed++;
+            continue;
+        }
+        if (kept != i)
+            memcpy(cfg.bootstrap[kept], cfg.bootstrap[i], CONFIG_BOOTSTRAP_TEXT_MAX);
+        kept++;
+    }
+    cfg.bootstrap_count = kept;
+    if (removed == 0) {
+        snprintf(why, sizeof(why), "no bootstrap entry at %.80s (see `merpati bootstrap list`)",
+                 where);
+        return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_NOT_FOUND, why);
+    }
+    enum mp_err err = clusters_bootstrap_save(d->store, &cfg);
+    if (err != MP_OK) {
+        snprintf(why, sizeof(why), "cannot store the bootstrap list: %s", mp_strerror(err));
+        return fail(err_out, data_out, RPC_CODE_FAILED, err, why);
+    }
+    d->public_cfg = cfg;
+    d->bootstrap_stored = true;
+    *result_out = json_pack("{s:i, s:i}", "removed", (int)removed, "count", (int)kept);
+    return true;
+}
+
+static bool method_peers(void *ctx, struct control_call *call, json_t *params,
+                         json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct daemon *d = ctx;
+    char why[160];
+    (void)call;
+
+    const char *name = json_string_value(json_object_get(params, "network"));
+    struct daemon_net *slot = name != NULL ? find_net(d, name) : NULL;
+    struct network *net = name != NULL ? (slot != NULL ? slot->net : NULL) : d->primary;
+    if (net == NULL || network_overlay(net) == NULL) {
+        snprintf(why, sizeof(why), "no network \"%.40s\" (see `merpati status`)",
+                 name != NULL ? name : "");
+        return fail(err_out, data_out, RPC_CODE_FAILED, MP_ERR_CLUSTER_UNKNOWN, why);
+    }
+    *result_out = overlay_peers(network_overlay(net));
+    return true;
+}
+
+static const char *const peers_params[] = {"network", NULL};
+static const char *const create_params[] = {"name", "port", "bootstrap", NULL};
+static const char *const join_params[] = {"token", "port", NULL};
+static const char *const leave_params[] = {"name", NULL};
+static const char *const add_params[] = {"entry", NULL};
+static const char *const rm_params[] = {"address", NULL};
+
+static const struct control_method methods[] = {
+    {"status", NULL, method_status},
+    {"id", NULL, method_id},
+    {"shutdown", NULL, method_shutdown},
+    {"peers", peers_params, method_peers},
+    {"cluster.create", create_params, method_cluster_create},
+    {"cluster.join", join_params, method_cluster_join},
+    {"cluster.list", NULL, method_cluster_list},
+    {"cluster.leave", leave_params, method_cluster_leave},
+    {"bootstrap.list", NULL, method_bootstrap_list},
+    {"bootstrap.add", add_params, method_bootstrap_add},
+    {"bootstrap.rm", rm_params, method_bootstrap_rm},
+};
+
+/* ---- start ---- */
+
+static int start_messaging(struct daemon *d)
+{
+    enum mp_err err;
     uint64_t now = sysenv_unix_ms();
+
     if ((err = sessions_new(&d->env, d->store, d->identity, now, &d->sessions)) != MP_OK)
         goto fail;
+    /* Mailboxes run on the primary network (docs/PROTOCOL.md, "Mailboxes"). */
     struct mailbox_config mc = {
         .loop = &d->loop,
         .env = &d->env,
         .store = d->store,
-        .links = d->links,
-        .overlay = d->overlay,
+        .links = network_links(d->primary),
+        .overlay = network_overlay(d->primary),
         .account = d->identity,
         .limits = d->opts->config.mailbox,
         .mail_cb = mail_cb,
@@ -548,62 +961,110 @@ static int start_messaging(struct daemon *d)
         .env = &d->env,
         .store = d->store,
         .sessions = d->sessions,
-        .overlay = d->overlay,
-        .links = d->links,
+        .overlay = network_overlay(d->primary),
+        .links = network_links(d->primary),
         .mailbox = d->mailbox,
         .account = d->identity,
         .classify_cb = classify_cb,
         .resolve_cb = resolve_cb,
         .node_check_cb = node_check_cb,
+        .networks_cb = networks_cb,
         .classify_arg = d,
     };
-    dc.addr_count = advertised(d, dc.addrs, MSG_PRESENCE_ADDRS_MAX);
+    dc.addr_count = network_advertised(d->primary, dc.addrs, MSG_PRESENCE_ADDRS_MAX);
     if ((err = delivery_new(&dc, &d->delivery)) != MP_OK)
         goto fail;
+    for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
+        if (d->nets[i].net != NULL && d->nets[i].net != d->primary)
+            delivery_net(d, d->nets[i].net, true);
+    }
     return 0;
 fail:
     print_error("cannot start messaging", mp_strerror(err));
     return EX_SOFTWARE;
 }
 
+/* The public network (unless cluster_only), then every remembered cluster.
+ * A cluster that cannot start is logged and skipped: the others still run. */
+static int open_networks(struct daemon *d)
+{
+    struct clusters_entry saved[CLUSTERS_MAX];
+    size_t count = 0;
+    char why[300];
+    enum mp_err err;
+
+    d->public_cfg = d->opts->config;
+    if ((err = clusters_bootstrap_load(d->store, &d->public_cfg, &d->bootstrap_stored)) != MP_OK)
+        log_warn("daemon", "cannot read the stored bootstrap list: %s", mp_strerror(err));
+    if (!d->opts->config.cluster_only) {
+        struct daemon_net *slot = NULL;
+        if ((err = open_net(d, &d->public_cfg, NULL, &slot, why, sizeof(why))) != MP_OK) {
+            print_error(why, err == MP_ERR_BUSY
+                                 ? "another program uses that port: set port in the config or "
+                                   "pass --port (0 picks a free one)"
+                                 : "check `listen` in the config");
+            return EX_UNAVAILABLE;
+        }
+        d->primary = slot->net;
+    }
+    if ((err = clusters_load(d->store, saved, CLUSTERS_MAX, &count)) != MP_OK)
+        log_warn("daemon", "cannot read the joined clusters: %s", mp_strerror(err));
+    for (size_t i = 0; i < count; i++) {
+        struct cluster_token t;
+        struct config cfg;
+        struct daemon_net *slot = NULL;
+        if ((err = cluster_token_decode(saved[i].token, &t)) != MP_OK ||
+            strcmp(t.name, saved[i].name) != 0) {
+            log_error("daemon", "cluster %s: its stored token does not parse (%s); skipped",
+                      saved[i].name, mp_strerror(err));
+            continue;
+        }
+        cluster_config(d, &t, saved[i].port, &cfg);
+        if ((err = open_net(d, &cfg, &t, &slot, why, sizeof(why))) != MP_OK)
+            log_error("daemon", "cluster %s not joined: %s", saved[i].name, why);
+        else if (d->primary == NULL)
+            d->primary = slot->net;
+        cluster_token_wipe(&t);
+    }
+    secure_wipe(saved, sizeof(saved));
+    if (d->primary == NULL)
+        log_warn("daemon", "cluster_only is set and no cluster is joined: the node is on no "
+                           "network (`merpati cluster join TOKEN` or `cluster create NAME`)");
+    return 0;
+}
+
 static int start(struct daemon *d)
 {
     char what[PATHS_MAX + 128];
+    uint8_t sk[32];
     enum mp_err err;
     int rc;
 
     if ((rc = open_identity(d)) != 0 || (rc = open_node_key(d)) != 0 ||
         (rc = open_store(d)) != 0)
         return rc;
-    if ((rc = open_network(d)) != 0) {
-        snprintf(what, sizeof(what), "cannot listen on %s port %u: %s", d->opts->config.listen,
-                 d->opts->config.port, uv_strerror(rc));
-        print_error(what, rc == UV_EADDRINUSE
-                              ? "another program uses that port: set port in the config or "
-                                "pass --port (0 picks a free one)"
-                              : "check `listen` in the config");
-        return EX_UNAVAILABLE;
-    }
-    log_info("daemon", "listening on %s: UDP port %u, TCP port %u", d->opts->config.listen,
-             d->port, d->port);
-
-    struct addr reach[MSG_PRESENCE_ADDRS_MAX];
-    unsigned reach_count = advertised(d, reach, MSG_PRESENCE_ADDRS_MAX);
-    err = overlay_new(&d->loop, &d->udp, d->store, d->node_key, d->identity, &d->opts->config,
-                      reach_count > 0 ? &reach[0] : NULL, &d->overlay);
-    if (err != MP_OK) {
-        snprintf(what, sizeof(what), "cannot start the DHT: %s", mp_strerror(err));
-        print_error(what, NULL);
+    if ((err = sysenv_init(&d->env)) != MP_OK ||
+        (err = identity_x25519(d->node_key, sk, d->node_pk)) != MP_OK) {
+        print_error("cannot set up the node key", mp_strerror(err));
         return EX_SOFTWARE;
     }
-
-    if ((err = contacts_open(d->store, identity_public_key(d->identity), &d->contacts)) != MP_OK) {
-        snprintf(what, sizeof(what), "cannot read the contacts: %s", mp_strerror(err));
-        print_error(what, NULL);
-        return EX_SOFTWARE;
-    }
-    if ((rc = start_messaging(d)) != 0)
+    secure_wipe(sk, sizeof(sk));
+    if ((rc = open_networks(d)) != 0)
         return rc;
+
+    bool messaging = !d->opts->config.bootstrap_only && d->primary != NULL;
+    if (!d->opts->config.bootstrap_only) {
+        err = contacts_open(d->store, identity_public_key(d->identity), &d->contacts);
+        if (err != MP_OK) {
+            snprintf(what, sizeof(what), "cannot read the contacts: %s", mp_strerror(err));
+            print_error(what, NULL);
+            return EX_SOFTWARE;
+        }
+    }
+    if (messaging && (rc = start_messaging(d)) != 0)
+        return rc;
+    if (d->opts->config.bootstrap_only)
+        log_info("daemon", "bootstrap-only: serving the DHT, no presence and no messages");
 
     /* The control socket last: a client that reaches it finds everything up. */
     size_t count = 0, dcount = 0, ct_count = 0;
@@ -613,11 +1074,11 @@ static int start(struct daemon *d)
     err = control_open(&d->loop, d->opts->control_path, &d->control);
     if (err == MP_OK)
         err = control_add_methods(d->control, methods, sizeof(methods) / sizeof(methods[0]), d);
-    if (err == MP_OK)
-        err = control_add_methods(d->control, ov_methods, count, d->overlay);
-    if (err == MP_OK)
+    if (err == MP_OK && d->primary != NULL)
+        err = control_add_methods(d->control, ov_methods, count, network_overlay(d->primary));
+    if (err == MP_OK && d->delivery != NULL)
         err = control_add_methods(d->control, d_methods, dcount, d->delivery);
-    if (err == MP_OK)
+    if (err == MP_OK && d->contacts != NULL)
         err = control_add_methods(d->control, ct_methods, ct_count, d->contacts);
     if (err != MP_OK) {
         snprintf(what, sizeof(what), "cannot open the control socket %s: %s",

@@ -81,9 +81,12 @@ struct peer {
     uint64_t targets_at_ms;
     size_t target_count;
     struct target targets[MAILBOX_TARGETS_MAX];
+    unsigned net;          /* the network its presence is looked up / was found on */
+    uint32_t nets_tried;   /* networks where the current round of lookups failed */
 };
 
 struct fetch {
+    unsigned net;
     struct delivery *d;
     uint8_t account[32];
     unsigned kind;
@@ -123,6 +126,7 @@ struct durable_item {
 
 struct delivery {
     struct delivery_config cfg;
+    struct delivery_net nets[DELIVERY_NETS_MAX]; /* [0] from cfg; overlay NULL: none */
     struct pending_ack acks[DELIVERY_ACKS_WAITING_MAX];
     size_t ack_count;
     uv_timer_t durable; /* durable.data = this: one sync for what came in one loop turn */
@@ -324,6 +328,40 @@ static void kick(struct delivery *d)
         uv_timer_start(&d->pump, pump_cb, 0, 0);
 }
 
+/* The networks that may carry messages to p's account, of those present. */
+static uint32_t allowed_nets(struct delivery *d, const struct peer *p)
+{
+    uint32_t mask = d->cfg.networks_cb != NULL
+                        ? d->cfg.networks_cb(d->cfg.classify_arg, p->account)
+                        : UINT32_MAX;
+    uint32_t present = 0;
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++)
+        present |= d->nets[i].overlay != NULL ? 1u << i : 0;
+    return mask & present;
+}
+
+/* Move p to the next allowed network not tried in this round; false (and a
+ * new round from the first allowed one) when none is left. */
+static bool next_net(struct delivery *d, struct peer *p)
+{
+    uint32_t allowed = allowed_nets(d, p);
+    p->nets_tried |= 1u << p->net;
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
+        if ((allowed >> i) & 1u && !((p->nets_tried >> i) & 1u)) {
+            p->net = i;
+            return true;
+        }
+    }
+    p->nets_tried = 0;
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
+        if ((allowed >> i) & 1u) {
+            p->net = i;
+            break;
+        }
+    }
+    return false;
+}
+
 static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size_t len)
 {
     struct fetch *f = arg;
@@ -339,6 +377,7 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
             p->presence.addr_count > 0) {
             p->has_presence = true;
             p->presence_at_ms = now;
+            p->nets_tried = 0;
             p->sent_upto = 0; /* maybe a new node: send everything pending again */
             if (d->cfg.node_check_cb != NULL &&
                 d->cfg.node_check_cb(d->cfg.classify_arg, p->account, p->presence.node_key) ==
@@ -349,6 +388,8 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
                 p->has_presence = false;
                 p->retry_at_ms = now + DELIVERY_KEY_RECHECK_MS;
             }
+        } else if (f->net == p->net && next_net(d, p)) {
+            /* Not on this network: look on the next one it may be on. */
         } else {
             peer_failed(p, now, 0);
             /* Not a first miss (it may be publishing right now): the second. */
@@ -380,10 +421,22 @@ static void fetch(struct delivery *d, struct peer *p, unsigned kind)
     f->d = d;
     f->kind = kind;
     memcpy(f->account, p->account, 32);
-    enum mp_err err = overlay_get(d->cfg.overlay, kind, p->account, fetch_cb, f);
+    uint32_t allowed = allowed_nets(d, p);
+    if (!((allowed >> p->net) & 1u))
+        next_net(d, p); /* its network is gone, or no longer allowed */
+    f->net = p->net;
+    enum mp_err err = !((allowed >> p->net) & 1u)
+                          ? MP_ERR_UNAVAILABLE /* no network may carry it: wait */
+                          : overlay_get(d->nets[p->net].overlay, kind, p->account, fetch_cb, f);
     if (err != MP_OK) {
         free(f);
-        peer_failed(p, sysenv_unix_ms(), 0);
+        /* A presence lookup that cannot start here (an empty table) goes on
+         * to the next network at the next pass; a round over all of them
+         * ends in the usual retry delay. */
+        if (kind == RECORD_KIND_PRESENCE && (allowed >> p->net) & 1u && next_net(d, p))
+            kick(d);
+        else
+            peer_failed(p, sysenv_unix_ms(), 0);
         return;
     }
     if (kind == RECORD_KIND_PRESENCE)
@@ -577,7 +630,9 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     struct peer *p = peer_get(d, to, now);
     if (p == NULL)
         return false;
-    if (p->via_mailbox) {
+    /* Mailboxes run on the primary network: never for a recipient reached on
+     * another, so nothing of its mail leaves the networks it joined. */
+    if (p->via_mailbox && p->net == 0 && (allowed_nets(d, p) & 1u)) {
         /* To its mailboxes; and its node is tried again when its retry is due. */
         worked = pump_mailbox(d, p, seq, now, wake);
         if (p->retry_at_ms > now || p->fetching_presence) {
@@ -628,8 +683,8 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     struct buf wire;
     if (msg_link_encode(&l, &wire) != MP_OK)
         goto done;
-    err = links_send(d->cfg.links, p->presence.node_key, &p->presence.addrs[0], wire.data,
-                     wire.len);
+    err = links_send(d->nets[p->net].links, p->presence.node_key, &p->presence.addrs[0],
+                     wire.data, wire.len);
     buf_free(&wire);
     if (err == MP_OK) {
         p->sent_upto = seq;
@@ -640,7 +695,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     } else if (err == MP_ERR_BUSY) {
         p->busy = true;
     } else {
-        uint64_t wait = links_retry_ms(d->cfg.links, p->presence.node_key);
+        uint64_t wait = links_retry_ms(d->nets[p->net].links, p->presence.node_key);
         peer_failed(p, now, wait);
         if (p->failures >= 2)
             p->via_mailbox = true; /* its node is unreachable: its mailboxes hold the mail */
@@ -1016,9 +1071,18 @@ static enum mp_err try_ack(struct delivery *d, const uint8_t node_key[32], const
     memcpy(ack.digest, digest, 32);
     memset(&none, 0, sizeof(none)); /* the link is up: the address is not needed */
     buf_init(&ack.envelope, 0);
+    /* On a network whose link to the node is up: the envelope came on one,
+     * and a node with links on two networks is a member of both. */
+    struct links *links = d->nets[0].links;
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
+        if (d->nets[i].links != NULL && links_is_up(d->nets[i].links, node_key)) {
+            links = d->nets[i].links;
+            break;
+        }
+    }
     enum mp_err err = msg_link_encode(&ack, &wire);
     if (err == MP_OK) {
-        err = links_send(d->cfg.links, node_key, &none, wire.data, wire.len);
+        err = links_send(links, node_key, &none, wire.data, wire.len);
         buf_free(&wire);
     }
     return err;
@@ -1500,8 +1564,9 @@ void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const stru
         on_envelope(d, node_key, envelope, true);
 }
 
-void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
-                              size_t len)
+/* A message from node_key on network net's links. */
+static void link_message(struct delivery *d, unsigned net, const uint8_t node_key[32],
+                         const uint8_t *msg, size_t len)
 {
     struct msg_link l;
 
@@ -1513,11 +1578,17 @@ void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], co
         on_envelope(d, node_key, &l.envelope, false);
     else if (l.type == MSG_LINK_ACK)
         on_ack(d, l.digest);
-    else if (l.type == MSG_LINK_MB_STORED)
+    else if (l.type == MSG_LINK_MB_STORED && net == 0)
         on_stored(d, node_key, &l);
-    else if (d->cfg.mailbox != NULL)
+    else if (d->cfg.mailbox != NULL && net == 0)
         mailbox_on_link(d->cfg.mailbox, node_key, &l);
     msg_link_clear(&l);
+}
+
+void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
+                              size_t len)
+{
+    link_message(d, 0, node_key, msg, len);
 }
 
 /* The peers' mailbox targets at node_key: its link came or went, or has room. */
@@ -1536,15 +1607,30 @@ static void targets_at(struct delivery *d, const uint8_t node_key[32], bool down
     }
 }
 
+void delivery_on_link_message_net(struct delivery *d, unsigned net, const uint8_t node_key[32],
+                                  const uint8_t *msg, size_t len)
+{
+    /* Acks go back on the link that is up (try_ack); mailboxes run on the
+     * primary network only. */
+    link_message(d, net, node_key, msg, len);
+}
+
 void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up)
 {
-    if (d->cfg.mailbox != NULL)
+    delivery_on_link_state_net(d, 0, node_key, up);
+}
+
+void delivery_on_link_state_net(struct delivery *d, unsigned net, const uint8_t node_key[32],
+                                bool up)
+{
+    if (net == 0 && d->cfg.mailbox != NULL)
         mailbox_on_link_state(d->cfg.mailbox, node_key, up);
-    targets_at(d, node_key, !up);
+    if (net == 0)
+        targets_at(d, node_key, !up);
     if (!up)
         flush_acks(d, node_key); /* the link is gone: drop its waiting acks */
     struct peer *p = peer_by_node(d, node_key);
-    if (p == NULL)
+    if (p == NULL || p->net != net)
         return;
     p->busy = false;
     if (up) {
@@ -1571,7 +1657,8 @@ void delivery_on_writable(struct delivery *d, const uint8_t node_key[32])
 
 /* ---- start and stop ---- */
 
-static void publish(struct delivery *d)
+/* Presence (with that network's own addresses) and prekeys on one network. */
+static void publish_on(struct delivery *d, const struct delivery_net *net)
 {
     struct msg_presence pres;
     uint8_t payload[RECORD_PAYLOAD_MAX];
@@ -1580,9 +1667,9 @@ static void publish(struct delivery *d)
     bool changed;
 
     memset(&pres, 0, sizeof(pres));
-    memcpy(pres.node_key, overlay_node_key(d->cfg.overlay), 32);
-    for (unsigned i = 0; i < d->cfg.addr_count && i < MSG_PRESENCE_ADDRS_MAX; i++)
-        pres.addrs[pres.addr_count++] = d->cfg.addrs[i];
+    memcpy(pres.node_key, overlay_node_key(net->overlay), 32);
+    for (unsigned i = 0; i < net->addr_count && i < MSG_PRESENCE_ADDRS_MAX; i++)
+        pres.addrs[pres.addr_count++] = net->addrs[i];
     if (d->cfg.mailbox != NULL) {
         struct mailbox_target own[MSG_PRESENCE_MAILBOXES_MAX];
         size_t n = mailbox_own_nodes(d->cfg.mailbox, own, MSG_PRESENCE_MAILBOXES_MAX);
@@ -1594,16 +1681,49 @@ static void publish(struct delivery *d)
     }
     enum mp_err err = msg_presence_encode(&pres, payload, sizeof(payload), &len);
     if (err == MP_OK)
-        err = overlay_publish(d->cfg.overlay, RECORD_KIND_PRESENCE, payload, len,
+        err = overlay_publish(net->overlay, RECORD_KIND_PRESENCE, payload, len,
                               DELIVERY_RECORD_TTL_S);
     log_debug(MOD, "presence with %u addresses: %s", pres.addr_count, mp_strerror(err));
     err = sessions_bundle(d->cfg.sessions, sysenv_unix_ms(), &bundle, &changed);
     if (err == MP_OK)
         err = prekey_bundle_encode(&bundle, payload, sizeof(payload), &len);
     if (err == MP_OK)
-        err = overlay_publish(d->cfg.overlay, RECORD_KIND_PREKEYS, payload, len,
+        err = overlay_publish(net->overlay, RECORD_KIND_PREKEYS, payload, len,
                               DELIVERY_PREKEY_TTL_S);
     log_debug(MOD, "prekey bundle: %s", mp_strerror(err));
+}
+
+static void publish(struct delivery *d)
+{
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
+        if (d->nets[i].overlay != NULL)
+            publish_on(d, &d->nets[i]);
+    }
+}
+
+enum mp_err delivery_set_net(struct delivery *d, unsigned index, const struct delivery_net *net)
+{
+    if (index == 0 || index >= DELIVERY_NETS_MAX)
+        return MP_ERR_INVAL;
+    if (net != NULL) {
+        d->nets[index] = *net;
+        publish_on(d, net);
+        kick(d);
+        return MP_OK;
+    }
+    memset(&d->nets[index], 0, sizeof(d->nets[index]));
+    for (size_t i = 0; i < DELIVERY_PEERS_MAX; i++) {
+        struct peer *p = &d->peers[i];
+        if (!p->used || p->net != index)
+            continue;
+        p->has_presence = false; /* look it up again, elsewhere */
+        p->sent_upto = 0;
+        p->busy = false;
+        p->nets_tried = 0;
+        p->net = 0;
+    }
+    kick(d);
+    return MP_OK;
 }
 
 /* A node that just started has an empty routing table, so its first
@@ -1630,6 +1750,10 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
     if (d == NULL)
         return MP_ERR_NOMEM;
     d->cfg = *cfg;
+    d->nets[0].overlay = cfg->overlay;
+    d->nets[0].links = cfg->links;
+    memcpy(d->nets[0].addrs, cfg->addrs, sizeof(cfg->addrs));
+    d->nets[0].addr_count = cfg->addr_count;
     enum mp_err err = meta_u64(cfg->store, meta_seq, strlen(meta_seq), &d->next_seq);
     if (err == MP_OK)
         err = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor), &d->next_cursor);

@@ -64,6 +64,10 @@
  * again after DELIVERY_FEED_RETRY_MS (it is cut off only at CONTROL_OUTPUT_MAX). */
 #define DELIVERY_FEED_BACKLOG_MAX (256 * 1024)
 #define DELIVERY_FEED_RETRY_MS 20
+/* Networks messages may travel on at once: index 0 is the config's overlay
+ * and links (the primary network), 1 .. DELIVERY_NETS_MAX - 1 are added
+ * with delivery_set_net. */
+#define DELIVERY_NETS_MAX 10
 
 /* What to do with a message from `account` arriving from node `node_key`. */
 enum delivery_verdict {
@@ -71,6 +75,14 @@ enum delivery_verdict {
     DELIVERY_REQUEST,     /* not a contact: store it as a request, no receipt */
     DELIVERY_DROP,        /* blocked: ack it so it is not resent, store nothing */
     DELIVERY_KEY_CHANGED, /* a contact's node key changed: refuse until trusted */
+};
+
+/* One more network: its DHT, its links and the addresses published there. */
+struct delivery_net {
+    struct overlay *overlay;
+    struct links *links;
+    struct addr addrs[MSG_PRESENCE_ADDRS_MAX];
+    unsigned addr_count;
 };
 
 struct delivery_config {
@@ -98,7 +110,15 @@ struct delivery_config {
      * contact (nothing is sent until `contacts trust`), else DELIVERY_DELIVER. */
     enum delivery_verdict (*node_check_cb)(void *arg, const uint8_t account[32],
                                            const uint8_t node_key[32]);
-    void *classify_arg; /* for all three callbacks */
+    /* Optional: the networks that may carry messages to account, bit i for
+     * network i (NULL: every network). A recipient's presence is looked up
+     * on the allowed networks in index order, the next one after a failed
+     * lookup, and its messages go only on the network where its presence
+     * (which its own node publishes, signed, only where it joined) was
+     * found: a message never goes out on a network the recipient did not
+     * join. */
+    uint32_t (*networks_cb)(void *arg, const uint8_t account[32]);
+    void *classify_arg; /* for all four callbacks */
 };
 
 struct delivery;
@@ -117,12 +137,25 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
 /* An envelope fetched from our mailbox at node_key (mailbox mail_cb):
  * stored like one from a link, then mailbox_taken once durable. */
 void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope);
-/* The links' callbacks: the daemon forwards them here (mailbox messages
- * go on to the mailbox). */
+/* The links' callbacks: the daemon forwards them here (network 0; mailbox
+ * messages go on to the mailbox). */
 void delivery_on_link_message(struct delivery *d, const uint8_t node_key[32], const uint8_t *msg,
                               size_t len);
 void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool up);
 void delivery_on_writable(struct delivery *d, const uint8_t node_key[32]);
+/* The same from network net (a link state of another network than the
+ * peer's is ignored). */
+void delivery_on_link_message_net(struct delivery *d, unsigned net, const uint8_t node_key[32],
+                                  const uint8_t *msg, size_t len);
+void delivery_on_link_state_net(struct delivery *d, unsigned net, const uint8_t node_key[32],
+                                bool up);
+
+/* Add network index (1 .. DELIVERY_NETS_MAX - 1; copied, its pointers
+ * borrowed until it is removed) and publish presence and prekeys there, or
+ * remove it (net NULL): peers reached on it are looked up again on their
+ * other networks. Remove a network before closing its overlay and links.
+ * MP_ERR_INVAL for index 0 or out of range. */
+enum mp_err delivery_set_net(struct delivery *d, unsigned index, const struct delivery_net *net);
 
 /* Its control methods, to pass to control_add_methods with the delivery as ctx. */
 const struct control_method *delivery_methods(size_t *count_out);

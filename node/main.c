@@ -41,7 +41,7 @@ static const char usage_text[] =
     "  run       run the node in the foreground (Ctrl-C stops it)\n"
     "  id        print the running node's address\n"
     "  status    show the running node's state\n"
-    "  peers     list the DHT nodes this node knows\n"
+    "  peers     list the DHT nodes this node knows [--network NAME]\n"
     "  send <contact|address> <text|->  send a message (- reads stdin); prints its id\n"
     "            [--wait [--timeout S]]: wait until it is delivered (exit 75 if not)\n"
     "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
@@ -49,6 +49,8 @@ static const char usage_text[] =
     "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
     "  mailboxes <contact|address>  the nodes that would hold its mail while it is offline\n"
     "  contacts  manage contacts (subcommands below)\n"
+    "  cluster   private clusters (subcommands below)\n"
+    "  bootstrap the public network's bootstrap list: list | add K@IP:PORT | rm IP:PORT\n"
     "  stop      stop the running node\n"
     "  help      show this text\n"
     "\n"
@@ -65,6 +67,8 @@ static const char usage_text[] =
     "  --log-level L   error, warn, info or debug\n"
     "  --bootstrap K@IP:PORT   join the DHT through this node (repeatable; K is its\n"
     "                  node key, printed by `merpati status` on that node)\n"
+    "  --cluster-only  open no public network, only the joined clusters\n"
+    "  --bootstrap-only  serve the DHT only: no presence, no messages\n"
     "\n"
     "Contacts (<c> is a name, an address, or the start of one):\n"
     "  contacts add <address> [--name N]   add (or rename, accept, unblock)\n"
@@ -75,7 +79,16 @@ static const char usage_text[] =
     "  contacts accept <c>     a request becomes a contact\n"
     "  contacts verify <c> [--confirm]  show the safety number; --confirm marks <c>\n"
     "                          verified once both of you saw the same digits\n"
-    "  contacts trust <c>      accept <c>'s new node key after a key change\n";
+    "  contacts trust <c>      accept <c>'s new node key after a key change\n"
+    "\n"
+    "Private clusters (a running node starts and stops them at once):\n"
+    "  cluster create NAME [--port N] [--bootstrap IP:PORT|K@IP:PORT ...]\n"
+    "                          make a cluster; prints its join token and fingerprint\n"
+    "  cluster join TOKEN [--port N]   join with a token from a member\n"
+    "  cluster list            joined clusters: fingerprint, port, peers\n"
+    "  cluster token NAME      a join token for NAME that names this node\n"
+    "  cluster leave NAME      stop and forget NAME\n"
+    "  (--port 0, the default, picks a free port once and keeps it)\n";
 
 struct cli {
     const char *data_dir_flag;
@@ -123,7 +136,7 @@ static bool takes_value(const char *flag)
 {
     static const char *const flags[] = {"--data-dir",  "--config",  "--port",    "--listen",
                                         "--log-level", "--bootstrap", "--from",  "--since",
-                                        "--timeout",   "--limit",     "--name"};
+                                        "--timeout",   "--limit",     "--name",    "--network"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (strcmp(flag, flags[i]) == 0)
             return true;
@@ -285,6 +298,11 @@ static int cmd_run(struct cli *cli)
     for (int i = 0; i < cli->arg_count; i += 2) {
         const char *flag = cli->args[i];
         const char *value = i + 1 < cli->arg_count ? cli->args[i + 1] : NULL;
+        if (strcmp(flag, "--bootstrap-only") == 0 || strcmp(flag, "--cluster-only") == 0) {
+            *(flag[2] == 'b' ? &cli->config.bootstrap_only : &cli->config.cluster_only) = true;
+            i--; /* no value */
+            continue;
+        }
         if (!takes_value(flag) || value == NULL)
             return usage_error("run does not know \"%s\"", flag);
         if (strcmp(flag, "--port") == 0) {
@@ -336,7 +354,15 @@ static int exit_for(enum mp_err err)
     case MP_ERR_TOO_BIG:
     case MP_ERR_INVAL:
     case MP_ERR_CONTACT_AMBIGUOUS:
+    case MP_ERR_CLUSTER_TOKEN:
+    case MP_ERR_CLUSTER_TOKEN_CHECKSUM:
+    case MP_ERR_CLUSTER_TOKEN_VERSION:
+    case MP_ERR_CONFIG:
         return EX_DATAERR;
+    case MP_ERR_CLUSTER_UNKNOWN:
+        return EX_NOUSER;
+    case MP_ERR_EXISTS:
+        return EX_CANTCREAT;
     case MP_ERR_NOT_FOUND:
         return EX_NOUSER;
     case MP_ERR_KEY_CHANGED:
@@ -462,6 +488,31 @@ static int show_status(struct cli *cli, json_t *result)
         printf("%s\n", shown == 0 ? " none" : "");
         printf("bootstrap       %s\n", json_string_value(json_object_get(dht, "bootstrap")));
     }
+    size_t ni;
+    json_t *net;
+    json_array_foreach(json_object_get(result, "networks"), ni, net)
+    {
+        json_t *nd = json_object_get(json_object_get(net, "dht"), "dropped");
+        json_t *ld = json_object_get(net, "dropped");
+        const char *fp = json_string_value(json_object_get(net, "fingerprint"));
+        printf("%-16s%s%s%s%s port %lld, %lld peers, %lld links up; dropped: %lld auth, %lld "
+               "link psk/decrypt\n",
+               ni == 0 ? "networks" : "", json_string_value(json_object_get(net, "name")),
+               fp != NULL ? " (" : "", fp != NULL ? fp : "", fp != NULL ? ")" : "",
+               (long long)json_integer_value(json_object_get(net, "port")),
+               (long long)json_integer_value(json_object_get(net, "table_size")),
+               (long long)json_integer_value(
+                   json_object_get(json_object_get(net, "links"), "up")),
+               (long long)json_integer_value(json_object_get(nd, "auth")),
+               (long long)(json_integer_value(json_object_get(ld, "link_psk")) +
+                           json_integer_value(json_object_get(ld, "link_decrypt"))));
+        const char *warning = json_string_value(json_object_get(net, "warning"));
+        if (warning != NULL)
+            printf("warning         %s: %s\n", json_string_value(json_object_get(net, "name")),
+                   warning);
+    }
+    if (json_array_size(json_object_get(result, "networks")) == 0)
+        printf("networks        none (cluster_only and no cluster joined)\n");
     json_t *links = json_object_get(result, "links");
     if (links != NULL)
         printf("links           %lld up (%lld dialed, %lld accepted)\n",
@@ -524,6 +575,30 @@ static int show_peers(struct cli *cli, json_t *result)
                (long long)json_integer_value(json_object_get(p, "rtt_ms")));
     }
     return 0;
+}
+
+/* `peers [--network NAME]`: the primary network's table, or NAME's. */
+static int cmd_peers(struct cli *cli)
+{
+    struct client_reply reply;
+    int rc;
+
+    if (cli->arg_count == 0)
+        return client_command(cli, "peers", show_peers);
+    if (cli->arg_count != 2 || strcmp(cli->args[0], "--network") != 0)
+        return usage_error("peers takes only --network NAME, not \"%s\"", cli->args[0]);
+    if ((rc = load_settings(cli, false)) != 0)
+        return rc;
+    memset(&reply, 0, sizeof(reply));
+    if ((rc = call_with(cli, "peers", json_pack("{s:s}", "network", cli->args[1]), 0, &reply)) ==
+        0) {
+        if (cli->json)
+            print_json(reply.result);
+        else
+            rc = show_peers(cli, reply.result);
+    }
+    client_reply_clear(&reply);
+    return rc;
 }
 
 /* Wait until the daemon has released the data dir, so that a `run` right after
@@ -1178,6 +1253,195 @@ static int cmd_listen(struct cli *cli)
     return st.rc;
 }
 
+/* ---- networks: clusters and the bootstrap list ---- */
+
+/* Trim spaces and line ends a copied token may carry. */
+static const char *trimmed(const char *text, char *buf, size_t size)
+{
+    while (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r')
+        text++;
+    size_t len = strnlen(text, size - 1);
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\n' ||
+                       text[len - 1] == '\r'))
+        len--;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+static int show_cluster(struct cli *cli, const char *sub, json_t *r)
+{
+    (void)cli;
+    const char *name = json_string_value(json_object_get(r, "name"));
+    long long port = (long long)json_integer_value(json_object_get(r, "port"));
+    const char *fp = json_string_value(json_object_get(r, "fingerprint"));
+    if (strcmp(sub, "create") == 0) {
+        printf("%s\n", json_string_value(json_object_get(r, "token")));
+        fprintf(stderr,
+                "created cluster %s, fingerprint %s, port %lld\n"
+                "give the token above to each member (privately: it holds the cluster's "
+                "secret); they run `merpati cluster join <token>` and compare the fingerprint\n",
+                name, fp, port);
+    } else {
+        printf("joined cluster %s, fingerprint %s, port %lld, through %lld bootstrap entries\n",
+               name, fp, port, (long long)json_integer_value(json_object_get(r, "bootstrap")));
+    }
+    return 0;
+}
+
+static int cmd_cluster(struct cli *cli)
+{
+    const char *sub = cli->arg_count > 0 ? cli->args[0] : "";
+    const char *target = NULL, *port = NULL;
+    char token[4096];
+    struct client_reply reply;
+    json_t *bootstrap = json_array();
+    int rc = 0;
+
+    for (int i = 1; i < cli->arg_count && rc == 0; i++) {
+        const char *a = cli->args[i];
+        bool creating = strcmp(sub, "create") == 0, joining = strcmp(sub, "join") == 0;
+        if (strcmp(a, "--port") == 0 && (creating || joining) && i + 1 < cli->arg_count)
+            port = cli->args[++i];
+        else if (strcmp(a, "--bootstrap") == 0 && creating && i + 1 < cli->arg_count)
+            json_array_append_new(bootstrap, json_string(cli->args[++i]));
+        else if (a[0] != '-' && target == NULL && strcmp(sub, "list") != 0)
+            target = a;
+        else
+            rc = usage_error("cluster %s does not take \"%s\"", sub, a);
+    }
+    if (rc == 0 && strcmp(sub, "create") != 0 && strcmp(sub, "join") != 0 &&
+        strcmp(sub, "list") != 0 && strcmp(sub, "leave") != 0 && strcmp(sub, "token") != 0)
+        rc = usage_error("cluster wants one of create, join, list, token, leave (not \"%s\")",
+                         sub);
+    if (rc == 0 && target == NULL && strcmp(sub, "list") != 0)
+        rc = usage_error("cluster %s needs %s", sub,
+                         strcmp(sub, "join") == 0 ? "a token (mpc1...)" : "a cluster name");
+    if (rc == 0)
+        rc = load_settings(cli, false);
+    if (rc != 0) {
+        json_decref(bootstrap);
+        return rc;
+    }
+
+    json_t *params = json_object();
+    char method[32];
+    if (strcmp(sub, "create") == 0) {
+        json_object_set_new(params, "name", json_string(target));
+        json_object_set(params, "bootstrap", bootstrap);
+    } else if (strcmp(sub, "join") == 0) {
+        json_object_set_new(params, "token", json_string(trimmed(target, token, sizeof(token))));
+    } else if (strcmp(sub, "leave") == 0) {
+        json_object_set_new(params, "name", json_string(target));
+    }
+    json_decref(bootstrap);
+    if ((rc = number_param(params, "port", "--port", port)) != 0) {
+        json_decref(params);
+        return rc;
+    }
+    snprintf(method, sizeof(method), "cluster.%s", strcmp(sub, "token") == 0 ? "list" : sub);
+    memset(&reply, 0, sizeof(reply));
+    if ((rc = call_with(cli, method, params, 0, &reply)) != 0) {
+        client_reply_clear(&reply);
+        return rc;
+    }
+    json_t *r = reply.result;
+    if (strcmp(sub, "token") == 0) {
+        size_t i;
+        json_t *c;
+        rc = EX_NOUSER;
+        json_array_foreach(json_object_get(r, "clusters"), i, c)
+        {
+            if (strcmp(json_string_value(json_object_get(c, "name")), target) != 0)
+                continue;
+            if (cli->json)
+                print_json(c);
+            else
+                printf("%s\n", json_string_value(json_object_get(c, "token")));
+            rc = 0;
+        }
+        if (rc != 0)
+            print_error("see `merpati cluster list`", "no cluster \"%s\" joined", target);
+    } else if (cli->json) {
+        print_json(r);
+    } else if (strcmp(sub, "list") == 0) {
+        size_t i;
+        json_t *c;
+        if (json_array_size(json_object_get(r, "clusters")) == 0)
+            printf("no clusters joined (`merpati cluster create NAME` or `cluster join TOKEN`)\n");
+        else
+            printf("%-32s  %-19s  %5s  %5s\n", "NAME", "FINGERPRINT", "PORT", "PEERS");
+        json_array_foreach(json_object_get(r, "clusters"), i, c)
+        {
+            printf("%-32s  %-19s  %5lld  %5lld\n", json_string_value(json_object_get(c, "name")),
+                   json_string_value(json_object_get(c, "fingerprint")),
+                   (long long)json_integer_value(json_object_get(c, "port")),
+                   (long long)json_integer_value(json_object_get(c, "table_size")));
+        }
+    } else if (strcmp(sub, "leave") == 0) {
+        printf("left cluster %s\n", target);
+        if (json_is_true(json_object_get(r, "restart_needed")))
+            fprintf(stderr, "messages run on this cluster until the node restarts\n");
+    } else {
+        rc = show_cluster(cli, sub, r);
+    }
+    client_reply_clear(&reply);
+    return rc;
+}
+
+static int cmd_bootstrap(struct cli *cli)
+{
+    const char *sub = cli->arg_count > 0 ? cli->args[0] : "";
+    struct client_reply reply;
+    json_t *params;
+    int rc;
+
+    if (strcmp(sub, "list") == 0 && cli->arg_count == 1)
+        params = json_object();
+    else if (strcmp(sub, "add") == 0 && cli->arg_count == 2)
+        params = json_pack("{s:s}", "entry", cli->args[1]);
+    else if (strcmp(sub, "rm") == 0 && cli->arg_count == 2)
+        params = json_pack("{s:s}", "address", cli->args[1]);
+    else
+        return usage_error("%s", "bootstrap wants list, add <node key>@<ip>:<port> or rm "
+                                 "<ip>:<port>");
+    if (params == NULL)
+        return usage_error("%s", "bootstrap entries are ASCII text");
+    if ((rc = load_settings(cli, false)) != 0) {
+        json_decref(params);
+        return rc;
+    }
+    char method[32];
+    snprintf(method, sizeof(method), "bootstrap.%s", sub);
+    memset(&reply, 0, sizeof(reply));
+    if ((rc = call_with(cli, method, params, 0, &reply)) != 0) {
+        client_reply_clear(&reply);
+        return rc;
+    }
+    json_t *r = reply.result;
+    if (cli->json) {
+        print_json(r);
+    } else if (strcmp(sub, "list") == 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(r, "entries"), i, e)
+            printf("%s\n", json_string_value(e));
+        fprintf(stderr, "%zu entries (from the %s)\n",
+                json_array_size(json_object_get(r, "entries")),
+                strcmp(json_string_value(json_object_get(r, "source")), "store") == 0
+                    ? "node's store: `merpati bootstrap add|rm` changed it"
+                    : "config file");
+    } else if (strcmp(sub, "add") == 0) {
+        printf("%s %s\n", json_is_true(json_object_get(r, "already")) ? "already listed:" : "added",
+               cli->args[1]);
+    } else {
+        json_int_t removed = json_integer_value(json_object_get(r, "removed"));
+        printf("removed %lld entr%s\n", (long long)removed, removed == 1 ? "y" : "ies");
+    }
+    client_reply_clear(&reply);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cli cli;
@@ -1215,9 +1479,13 @@ int main(int argc, char **argv)
     if (strcmp(cli.command, "mailboxes") == 0)
         return cmd_mailboxes(&cli);
     if (strcmp(cli.command, "peers") == 0)
-        return client_command(&cli, "peers", show_peers);
+        return cmd_peers(&cli);
     if (strcmp(cli.command, "stop") == 0)
         return cmd_stop(&cli);
+    if (strcmp(cli.command, "cluster") == 0)
+        return cmd_cluster(&cli);
+    if (strcmp(cli.command, "bootstrap") == 0)
+        return cmd_bootstrap(&cli);
     if (strcmp(cli.command, "contacts") == 0)
         return cmd_contacts(&cli);
     return usage_error("unknown command \"%s\"", cli.command);

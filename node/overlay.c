@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "crypto/address.h"
 #include "crypto/box.h"
+#include "crypto/cluster.h"
 #include "crypto/secure.h"
 #include "dht/dht.h"
 
@@ -53,6 +54,14 @@ struct overlay {
     unsigned sends_queued;
     uint64_t send_drops;
     char bootstrap[CONFIG_BOOTSTRAP_TEXT_MAX]; /* our own entry, for status */
+    char name[OVERLAY_NAME_MAX];
+    char fingerprint[CLUSTER_FINGERPRINT_SIZE];
+    uint8_t prefix[OVERLAY_PREFIX_MAX]; /* of saved peers' store keys */
+    size_t prefix_len;
+    uint64_t join_ms;   /* when the bootstrap nodes were last pinged */
+    unsigned join_tried; /* saved peers and bootstrap entries pinged then */
+    bool warned;        /* the empty-table warning was logged */
+    bool no_save;       /* overlay_stop_saving was called */
     struct overlay_op ops[OVERLAY_OPS_MAX];
     struct overlay_get_op gets[OVERLAY_OPS_MAX];
     struct addr bound;
@@ -155,21 +164,34 @@ static enum mp_err udp_send(void *ctx, const struct addr *to, const uint8_t *buf
 
 static void save_peers(struct overlay *ov)
 {
+    if (ov->no_save) {
+        ov->last_save_ms = now_ms(NULL); /* not due again: the timer must not spin */
+        ov->saved_size = overlay_table_size(ov);
+        return;
+    }
     struct dht_peer peers[OVERLAY_SAVED_MAX];
     size_t n = dht_peers(ov->dht, peers, OVERLAY_SAVED_MAX);
     struct store_batch *batch = store_batch_new();
 
-    /* Replace the whole saved set: old entries first, then the current table. */
-    struct store_iter *it = store_iter_new(ov->store, STORE_CF_PEERS, NULL, 0);
+    /* Replace this network's whole saved set: old entries first, then the
+     * current table. The public network's keys are the bare node keys; other
+     * networks' keys are longer (prefix + key), so each sees only its own. */
+    struct store_iter *it = store_iter_new(ov->store, STORE_CF_PEERS, ov->prefix, ov->prefix_len);
     const uint8_t *key, *val;
     size_t key_len, val_len;
-    while (store_iter_next(it, &key, &key_len, &val, &val_len))
-        store_batch_delete(batch, STORE_CF_PEERS, key, key_len);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        if (key_len == ov->prefix_len + DHT_PK_BYTES)
+            store_batch_delete(batch, STORE_CF_PEERS, key, key_len);
+    }
     store_iter_free(it);
     for (size_t i = 0; i < n; i++) {
         char text[ADDR_TEXT_MAX];
+        uint8_t full[OVERLAY_PREFIX_MAX + DHT_PK_BYTES];
+        memcpy(full, ov->prefix, ov->prefix_len);
+        memcpy(full + ov->prefix_len, peers[i].pk, DHT_PK_BYTES);
         addr_format(&peers[i].addr, text, sizeof(text));
-        store_batch_put(batch, STORE_CF_PEERS, peers[i].pk, DHT_PK_BYTES, text, strlen(text));
+        store_batch_put(batch, STORE_CF_PEERS, full, ov->prefix_len + DHT_PK_BYTES, text,
+                        strlen(text));
     }
     enum mp_err err = store_batch_write(ov->store, batch, false);
     store_batch_free(batch);
@@ -178,9 +200,9 @@ static void save_peers(struct overlay *ov)
     ov->last_save_ms = now_ms(NULL);
     ov->saved_size = st.table_size; /* the whole table's size: n stops at OVERLAY_SAVED_MAX */
     if (err != MP_OK)
-        log_warn(MOD, "cannot save the routing table: %s", mp_strerror(err));
+        log_warn(MOD, "%s: cannot save the routing table: %s", ov->name, mp_strerror(err));
     else
-        log_debug(MOD, "saved %zu peers", n);
+        log_debug(MOD, "%s: saved %zu peers", ov->name, n);
 }
 
 static void timer_cb(uv_timer_t *timer);
@@ -198,6 +220,12 @@ static uint64_t save_due(const struct overlay *ov)
     return due;
 }
 
+/* True while the bootstrap warning is still to be checked. */
+static bool warn_pending(const struct overlay *ov)
+{
+    return !ov->warned && ov->join_tried > 0;
+}
+
 static void rearm(struct overlay *ov)
 {
     uint64_t delay = dht_tick(ov->dht);
@@ -206,7 +234,28 @@ static void rearm(struct overlay *ov)
     uint64_t save_in = due > now ? due - now : 0;
     if (save_in < delay)
         delay = save_in;
+    if (warn_pending(ov)) {
+        uint64_t warn_at = ov->join_ms + OVERLAY_BOOTSTRAP_WARN_MS;
+        uint64_t warn_in = warn_at > now ? warn_at - now : 0;
+        if (warn_in < delay)
+            delay = warn_in;
+    }
     uv_timer_start(&ov->timer, timer_cb, delay, 0);
+}
+
+static void check_joined(struct overlay *ov, uint64_t now)
+{
+    if (!warn_pending(ov) || now < ov->join_ms + OVERLAY_BOOTSTRAP_WARN_MS)
+        return;
+    if (overlay_table_size(ov) > 0) {
+        ov->join_tried = 0; /* joined: nothing to warn about */
+        return;
+    }
+    ov->warned = true;
+    log_warn(MOD, "%s: no peers: bootstrap list stale or unreachable (none of %u saved peers "
+                  "and bootstrap entries answered within %d s); check the entries with "
+                  "`merpati bootstrap list` and that UDP reaches them",
+             ov->name, ov->join_tried, OVERLAY_BOOTSTRAP_WARN_MS / 1000);
 }
 
 static void timer_cb(uv_timer_t *timer)
@@ -216,6 +265,7 @@ static void timer_cb(uv_timer_t *timer)
 
     if (now >= save_due(ov))
         save_peers(ov);
+    check_joined(ov, now);
     rearm(ov);
 }
 
@@ -249,17 +299,18 @@ static void join(struct overlay *ov, const struct config *cfg)
     unsigned saved = 0, listed = 0;
 
     /* Nodes met before first: they are the ones most likely still there. */
-    struct store_iter *it = store_iter_new(ov->store, STORE_CF_PEERS, NULL, 0);
+    struct store_iter *it = store_iter_new(ov->store, STORE_CF_PEERS, ov->prefix, ov->prefix_len);
     const uint8_t *key, *val;
     size_t key_len, val_len;
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         char text[ADDR_TEXT_MAX];
         struct addr a;
-        if (key_len != DHT_PK_BYTES || val_len >= sizeof(text))
+        if (key_len != ov->prefix_len + DHT_PK_BYTES || val_len >= sizeof(text))
             continue;
         memcpy(text, val, val_len);
         text[val_len] = '\0';
-        if (addr_parse(text, &a) == MP_OK && dht_bootstrap(ov->dht, key, &a) == MP_OK)
+        if (addr_parse(text, &a) == MP_OK &&
+            dht_bootstrap(ov->dht, key + ov->prefix_len, &a) == MP_OK)
             saved++;
     }
     store_iter_free(it);
@@ -274,13 +325,20 @@ static void join(struct overlay *ov, const struct config *cfg)
         if (err == MP_OK)
             listed++;
         else
-            log_warn(MOD, "bootstrap entry %s skipped: %s", cfg->bootstrap[i], mp_strerror(err));
+            log_warn(MOD, "%s: bootstrap entry %s skipped: %s", ov->name, cfg->bootstrap[i],
+                     mp_strerror(err));
     }
+    ov->join_ms = now_ms(NULL);
+    ov->join_tried = saved + listed;
+    ov->warned = false;
     if (saved + listed == 0)
-        log_warn(MOD, "no bootstrap nodes and no saved peers: this node is alone until another "
-                      "node bootstraps from it (see `bootstrap` in the config)");
+        log_warn(MOD, "%s: no bootstrap nodes and no saved peers: this node is alone until "
+                      "another node bootstraps from it (see `merpati bootstrap add`, or "
+                      "`bootstrap` in the config)",
+                 ov->name);
     else
-        log_info(MOD, "joining through %u saved peers and %u bootstrap entries", saved, listed);
+        log_info(MOD, "%s: joining through %u saved peers and %u bootstrap entries", ov->name,
+                 saved, listed);
 }
 
 /* ---- life ---- */
@@ -288,7 +346,7 @@ static void join(struct overlay *ov, const struct config *cfg)
 enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
                         const struct identity *node_key, const struct identity *account,
                         const struct config *cfg, const struct addr *advertised,
-                        struct overlay **overlay_out)
+                        const struct overlay_net *net, struct overlay **overlay_out)
 {
     struct dht_config dcfg;
     struct timespec real;
@@ -305,11 +363,24 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
     ov->env.now_ms = now_ms;
     ov->env.random = random_fill;
     ov->env.send = udp_send;
+    snprintf(ov->name, sizeof(ov->name), "%s",
+             net != NULL && net->name != NULL ? net->name : "public");
+    if (net != NULL && net->fingerprint != NULL)
+        snprintf(ov->fingerprint, sizeof(ov->fingerprint), "%s", net->fingerprint);
+    if (net != NULL && net->peers_prefix_len > 0) {
+        if (net->peers_prefix_len > sizeof(ov->prefix)) {
+            free(ov);
+            return MP_ERR_INVAL;
+        }
+        memcpy(ov->prefix, net->peers_prefix, net->peers_prefix_len);
+        ov->prefix_len = net->peers_prefix_len;
+    }
 
     err = box_key_from_identity(node_key, &ov->box);
     if (err != MP_OK)
         goto fail;
     dht_config_default(&dcfg);
+    dcfg.network_key = net != NULL ? net->network_key : NULL;
     dcfg.per_ip_per_bucket = cfg->dht_ip_limit;
     dcfg.rate_per_s = cfg->dht_rate_limit;
     dcfg.rate_burst = cfg->dht_rate_limit * 2;
@@ -340,7 +411,8 @@ enum mp_err overlay_new(uv_loop_t *loop, uv_udp_t *udp, struct store *store,
         snprintf(self_text, sizeof(self_text), "?");
     }
     snprintf(ov->bootstrap, sizeof(ov->bootstrap), "%s@%s", hex, self_text);
-    log_info(MOD, "DHT node key %.16s..., bootstrap entry for others: %s", hex, ov->bootstrap);
+    log_info(MOD, "%s: DHT node key %.16s..., bootstrap entry for others: %s", ov->name, hex,
+             ov->bootstrap);
 
     join(ov, cfg);
     rearm(ov);
@@ -491,22 +563,71 @@ json_t *overlay_status(const struct overlay *ov)
     if (ov->send_drops > 0)
         json_object_set_new(dropped, "send_queue_full", json_integer((json_int_t)ov->send_drops));
     secure_hex(hex, sizeof(hex), box_key_public(ov->box), DHT_PK_BYTES);
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "node_key", hex,
-                     "bootstrap", ov->bootstrap, "network", "public", "table_size",
-                     (json_int_t)st.table_size, "records", (json_int_t)st.records, "rx",
-                     (json_int_t)st.rx, "tx", (json_int_t)st.tx, "lookups",
-                     (json_int_t)st.lookups, "dropped", dropped);
+    json_t *out = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "node_key", hex,
+                            "bootstrap", ov->bootstrap, "network", ov->name, "table_size",
+                            (json_int_t)st.table_size, "records", (json_int_t)st.records, "rx",
+                            (json_int_t)st.rx, "tx", (json_int_t)st.tx, "lookups",
+                            (json_int_t)st.lookups, "dropped", dropped);
+    if (out != NULL && ov->fingerprint[0] != '\0')
+        json_object_set_new(out, "fingerprint", json_string(ov->fingerprint));
+    if (out != NULL && ov->warned && st.table_size == 0)
+        json_object_set_new(out, "warning",
+                            json_string("no peers: bootstrap list stale or unreachable"));
+    return out;
 }
 
-static bool method_peers(void *ctx, struct control_call *call, json_t *params,
-                         json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+size_t overlay_table_size(const struct overlay *ov)
 {
-    struct overlay *ov = ctx;
+    struct dht_stats st;
+    dht_get_stats(ov->dht, &st);
+    return st.table_size;
+}
+
+enum mp_err overlay_add_bootstrap(struct overlay *ov, const char *entry)
+{
+    char why[200];
+    uint8_t pk[DHT_PK_BYTES];
+    struct addr a;
+
+    if (config_check_bootstrap(entry, why, sizeof(why)) != MP_OK)
+        return MP_ERR_INVAL;
+    hex_decode(entry, pk, sizeof(pk));
+    if (addr_parse(strchr(entry, '@') + 1, &a) != MP_OK)
+        return MP_ERR_NET_ADDR;
+    enum mp_err err = dht_bootstrap(ov->dht, pk, &a);
+    if (err != MP_OK)
+        return err;
+    ov->join_ms = now_ms(NULL);
+    ov->join_tried++;
+    ov->warned = false;
+    rearm(ov);
+    return MP_OK;
+}
+
+void overlay_stop_saving(struct overlay *ov)
+{
+    ov->no_save = true;
+}
+
+enum mp_err overlay_forget_peers(struct store *store, const uint8_t *prefix, size_t prefix_len)
+{
+    struct store_batch *batch = store_batch_new();
+    struct store_iter *it = store_iter_new(store, STORE_CF_PEERS, prefix, prefix_len);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len))
+        store_batch_delete(batch, STORE_CF_PEERS, key, key_len);
+    enum mp_err err = store_iter_status(it);
+    store_iter_free(it);
+    if (err == MP_OK)
+        err = store_batch_write(store, batch, false);
+    store_batch_free(batch);
+    return err;
+}
+
+json_t *overlay_peers(const struct overlay *ov)
+{
     struct dht_peer peers[DHT_K * 32];
-    (void)call;
-    (void)params;
-    (void)err_out;
-    (void)data_out;
 
     size_t n = dht_peers(ov->dht, peers, sizeof(peers) / sizeof(peers[0]));
     uint64_t now = now_ms(NULL);
@@ -522,8 +643,7 @@ static bool method_peers(void *ctx, struct control_call *call, json_t *params,
                                               (json_int_t)ago, "rtt_ms",
                                               (json_int_t)peers[i].rtt_ms));
     }
-    *result_out = json_pack("{s:o}", "peers", list);
-    return true;
+    return json_pack("{s:s, s:o}", "network", ov->name, "peers", list);
 }
 
 static bool parse_kind(json_t *params, unsigned *kind_out, struct rpc_error *err_out)
@@ -685,7 +805,6 @@ static const char *const put_params[] = {"payload", "ttl_s", NULL};
 static const char *const get_params[] = {"kind", "owner", NULL};
 
 static const struct control_method methods[] = {
-    {"peers", NULL, method_peers},
     {"dht.put", put_params, method_put},
     {"dht.get", get_params, method_get},
 };

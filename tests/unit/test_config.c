@@ -147,6 +147,31 @@ static void test_bootstrap_and_limits(void **state)
                      MP_ERR_CONFIG);
 }
 
+/* The network roles: off by default (also in the written default file),
+ * true or false only. */
+static void test_roles(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char error[CONFIG_ERROR_MAX];
+
+    config_defaults(&cfg);
+    assert_false(cfg.cluster_only);
+    assert_false(cfg.bootstrap_only);
+    unlink(path);
+    assert_int_equal(config_write_default(path), MP_OK);
+    cfg.cluster_only = true;
+    assert_int_equal(config_load(path, &cfg, error), MP_OK);
+    assert_false(cfg.cluster_only);
+    write_file("cluster_only = true;\nbootstrap_only = true;\n");
+    config_defaults(&cfg);
+    assert_int_equal(config_load(path, &cfg, error), MP_OK);
+    assert_true(cfg.cluster_only);
+    assert_true(cfg.bootstrap_only);
+    expect_error("\ncluster_only = 1;\n", ":2: cluster_only must be true or false");
+    expect_error("bootstrap_only = \"yes\";\n", ":1: bootstrap_only must be true or false");
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -166,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_file_and_line),
         cmocka_unit_test(test_bootstrap_and_limits),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_roles),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
