@@ -61,6 +61,9 @@ static const char default_text[] =
     "  replicas = 3;\n"
     "  # Seconds between asking our own mailboxes for mail while online.\n"
     "  fetch_interval = 60;\n"
+    "  # Seconds between handing held mail to the nodes now closest to its\n"
+    "  # mailbox id (nodes join and leave).\n"
+    "  handoff_interval = 600;\n"
     "  # Nodes you trust to hold your mail too (your always-on node, a friend's),\n"
     "  # as \"<node key>@<ip>:<port>\"; listed in your presence record.\n"
     "  nodes = [ ];\n"
@@ -92,6 +95,7 @@ void config_defaults(struct config *cfg)
         .burst = 20000,
         .replicas = 3,
         .fetch_interval_s = 60,
+        .handoff_interval_s = 600,
     };
 }
 
@@ -225,7 +229,7 @@ static enum mp_err apply_mailbox(const config_setting_t *g, const char *path,
 {
     static const char *const known[] = {"serve",    "ttl",  "max_count", "max_kib",
                                         "total_mib", "rate", "burst",     "replicas",
-                                        "fetch_interval", "nodes"};
+                                        "fetch_interval", "handoff_interval", "nodes"};
     enum mp_err err;
     const config_setting_t *s;
     char msg[160];
@@ -254,10 +258,15 @@ static enum mp_err apply_mailbox(const config_setting_t *g, const char *path,
         (err = read_count(g, "rate", path, 1000000, &mb->rate, error_out)) ||
         (err = read_count(g, "burst", path, 10000000, &mb->burst, error_out)) ||
         (err = read_count(g, "replicas", path, 8, &mb->replicas, error_out)) ||
-        (err = read_count(g, "fetch_interval", path, 24 * 3600, &mb->fetch_interval_s, error_out)))
+        (err = read_count(g, "fetch_interval", path, 24 * 3600, &mb->fetch_interval_s, error_out)) ||
+        (err = read_count(g, "handoff_interval", path, 24 * 3600, &mb->handoff_interval_s,
+                          error_out)))
         return err;
-    if (mb->ttl_s == 0 || mb->replicas == 0 || mb->fetch_interval_s == 0)
-        return setting_error(g, path, "mailbox.ttl, replicas and fetch_interval must be above 0",
+    if (mb->ttl_s == 0 || mb->replicas == 0 || mb->fetch_interval_s == 0 ||
+        mb->handoff_interval_s == 0)
+        return setting_error(g, path,
+                             "mailbox.ttl, replicas, fetch_interval and handoff_interval must be "
+                             "above 0",
                              error_out);
     if ((s = config_setting_get_member(g, "nodes")) != NULL) {
         if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)

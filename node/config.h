@@ -42,6 +42,7 @@ struct config_mailbox {
     unsigned burst;           /* stores one sending node may make at once */
     unsigned replicas;        /* mailboxes (closest nodes) a message is left with */
     unsigned fetch_interval_s; /* how often our own mailboxes are asked for mail */
+    unsigned handoff_interval_s; /* how often held mail goes to the nodes now closest */
     /* Our own mailbox nodes, "<node key>@<ip>:<port>": listed in our
      * presence record, so senders leave our mail there too. */
     char nodes[CONFIG_MAILBOX_NODES_MAX][CONFIG_BOOTSTRAP_TEXT_MAX];

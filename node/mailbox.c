@@ -1066,7 +1066,8 @@ static void handoff_cb(uv_timer_t *timer)
         handoff_next(mb);
     }
     if (!mb->closing)
-        uv_timer_start(&mb->handoff, handoff_cb, MAILBOX_HANDOFF_MS, 0);
+        uv_timer_start(&mb->handoff, handoff_cb,
+                       (uint64_t)mb->cfg.limits.handoff_interval_s * 1000, 0);
 }
 
 /* ---- links ---- */
@@ -1210,7 +1211,7 @@ enum mp_err mailbox_new(const struct mailbox_config *cfg, struct mailbox **mailb
     }
     uv_timer_start(&mb->fetch, fetch_cb, 0, 0);
     uv_timer_start(&mb->sweep, sweep_cb, 1000, 0);
-    uv_timer_start(&mb->handoff, handoff_cb, MAILBOX_HANDOFF_MS, 0);
+    uv_timer_start(&mb->handoff, handoff_cb, (uint64_t)cfg->limits.handoff_interval_s * 1000, 0);
     *mailbox_out = mb;
     return MP_OK;
 }

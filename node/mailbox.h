@@ -9,9 +9,9 @@
  * node, and a TTL after which it is dropped. We hand a mailbox's envelopes
  * only to a node that proves it holds the account key (a signature over a
  * fresh, single-use challenge), and delete each once the fetcher says it
- * stored it. Every handoff period we store what we hold with the nodes now
- * closest to each mailbox id, and drop our copies once we are no longer
- * among them and they all hold it.
+ * stored it. Every handoff_interval we store what we hold with the nodes now
+ * closest to each mailbox id (nodes join and leave), keeping our own copies
+ * until they are fetched or expire.
  *
  * Fetching: soon after start and every fetch_interval we ask the nodes
  * closest to our own mailbox id, and the configured mailbox nodes, for our
@@ -54,8 +54,6 @@
 #define MAILBOX_SENDERS_MAX 256
 /* Answers to stores waiting for one sync (a loop turn's worth). */
 #define MAILBOX_SYNC_GROUP 1024
-/* How often held mail is handed to the nodes now closest to its mailbox. */
-#define MAILBOX_HANDOFF_MS (10 * 60 * 1000)
 /* Mailboxes looked at per handoff pass. */
 #define MAILBOX_HANDOFF_BATCH 16
 

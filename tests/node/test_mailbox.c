@@ -35,6 +35,8 @@
 #include <cmocka.h>
 
 #include "crypto/address.h"
+#include "crypto/box.h"
+#include "crypto/envelope.h"
 #include "crypto/identity.h"
 #include "crypto/noise.h"
 #include "crypto/secure.h"
@@ -718,6 +720,91 @@ static void test_quota_and_ttl(void **state)
     json_decref(list);
 }
 
+/* ---- handoff ---- */
+
+/* The node key (hex in status) of node n, as bytes. */
+static void node_key_of(struct node *n, uint8_t key[32])
+{
+    json_t *s = status_json(n);
+    const char *hex = json_string_value(json_object_get(json_object_get(s, "dht"), "node_key"));
+    assert_non_null(hex);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(sscanf(hex + 2 * i, "%2hhx", &key[i]), 1);
+    json_decref(s);
+}
+
+/* New nodes join closer to B's mailbox id: the nodes that hold B's mail hand
+ * it on, so the three closest running nodes hold it, and B gets it from them
+ * with every node that held it before stopped. */
+static void test_handoff_to_new_closest(void **state)
+{
+    (void)state;
+    enum { TOTAL = 20, FIRST = 4, ALL = 10 };
+    static struct node more[ALL - FIRST];
+    start_all("handoff_interval = 2;");
+    struct node *a = &nodes[A], *b = &nodes[B];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
+    sleep_ms(1500);
+    node_stop(b);
+    send_many(a, b, "h", 0, TOTAL);
+    wait_state(a, b, "mailbox", TOTAL);
+    node_stop(a);
+
+    /* Six more nodes join; with ten candidates the closest three likely change. */
+    struct node *all[ALL];
+    for (int i = 0; i < FIRST; i++)
+        all[i] = &nodes[i];
+    for (int i = 0; i < ALL - FIRST; i++) {
+        node_init(&more[i]);
+        start_node(&more[i]);
+        all[FIRST + i] = &more[i];
+    }
+    uint8_t b_key[32], mbid[32], ids[ALL][32];
+    assert_int_equal(address_decode(b->address, b_key), MP_OK);
+    envelope_mailbox_id(b_key, mbid);
+    int order[ALL];
+    for (int i = 0; i < ALL; i++) {
+        uint8_t key[32];
+        node_key_of(all[i], key);
+        box_node_id(key, ids[i]);
+        for (int k = 0; k < 32; k++)
+            ids[i][k] ^= mbid[k]; /* the XOR distance to the mailbox id */
+        order[i] = i;
+    }
+    for (int i = 1; i < ALL; i++) { /* nearest first */
+        for (int k = i; k > 0 && memcmp(ids[order[k]], ids[order[k - 1]], 32) < 0; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    }
+    int changed = 0;
+    for (int i = 0; i < 3; i++)
+        changed += order[i] >= FIRST;
+    print_message("%d of the 3 closest nodes joined after the mail was stored\n", changed);
+    /* The three closest hold all of it, within a few handoff rounds. */
+    for (int i = 0; i < 3; i++) {
+        json_int_t held = 0;
+        for (int waited = 0; waited < WAIT_MS && held < TOTAL; waited += 250) {
+            json_t *s = status_json(all[order[i]]);
+            held = json_integer_value(json_object_get(json_object_get(s, "mailbox"), "held"));
+            json_decref(s);
+            if (held < TOTAL)
+                sleep_ms(250);
+        }
+        if (held < TOTAL)
+            fail_msg("the %d. closest node holds %lld of %d", i + 1, (long long)held, TOTAL);
+    }
+    /* Every other node stops: B gets its mail from the three closest alone. */
+    for (int i = 3; i < ALL; i++)
+        node_stop(all[order[i]]);
+    start_node(b);
+    expect_in_order(b, "h", TOTAL);
+    for (int i = 0; i < ALL - FIRST; i++)
+        node_cleanup(&more[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +813,7 @@ int main(void)
         cmocka_unit_test_teardown(test_canary_only_at_the_ends, teardown),
         cmocka_unit_test_teardown(test_forged_fetch_refused, teardown),
         cmocka_unit_test_teardown(test_quota_and_ttl, teardown),
+        cmocka_unit_test_teardown(test_handoff_to_new_closest, teardown),
     };
     const char *filter = getenv("MERPATI_TEST_FILTER");
     if (filter != NULL)
