@@ -933,6 +933,26 @@ static void show_contact(json_t *c)
         printf("\nwarning: %s\n", warning);
 }
 
+/* For `contacts show`: where the contact's mail waits while it is offline. */
+static void show_mailboxes_of(struct cli *cli, const char *address)
+{
+    struct client_reply reply;
+    json_t *params = json_pack("{s:s}", "who", address != NULL ? address : "");
+
+    if (client_call(cli->control_path, "mailbox.where", params, 0, &reply) != MP_OK)
+        return;
+    json_t *list = json_object_get(reply.result, "mailboxes");
+    if (json_array_size(list) == 0)
+        printf("mailboxes   none found now (no DHT peers?)\n");
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m)
+    printf("%s %.16s...@%s\n", i == 0 ? "mailboxes  " : "           ",
+           json_string_value(json_object_get(m, "node_key")),
+           json_string_value(json_object_get(m, "addr")));
+    client_reply_clear(&reply);
+}
+
 static void show_contacts_result(const char *sub, json_t *result)
 {
     json_t *c = json_object_get(result, "contact");
@@ -1066,6 +1086,8 @@ static int cmd_contacts(struct cli *cli)
         show_safety_number(reply.result, confirm);
     else
         show_contacts_result(sub, reply.result);
+    if (reply.result != NULL && !cli->json && strcmp(sub, "show") == 0)
+        show_mailboxes_of(cli, json_string_value(json_object_get(reply.result, "address")));
     client_reply_clear(&reply);
     return rc;
 }
