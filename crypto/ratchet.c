@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "crypto/kdf.h"
 #include "crypto/ratchet_state.h"
 
@@ -58,21 +59,13 @@ static void kdf_ck(const uint8_t ck[32], uint8_t ck_out[32], uint8_t mk_out[32])
     sodium_memzero(&st, sizeof(st));
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 static void make_ad(const struct ratchet *r, const struct ratchet_header *h, uint8_t ad[AD_BYTES])
 {
     memcpy(ad, r->ad, RATCHET_AD_BYTES);
     ad[RATCHET_AD_BYTES] = HEADER_AD_VERSION;
     memcpy(ad + RATCHET_AD_BYTES + 1, h->dh, RATCHET_KEY_BYTES);
-    put_u32(ad + RATCHET_AD_BYTES + 1 + RATCHET_KEY_BYTES, h->pn);
-    put_u32(ad + RATCHET_AD_BYTES + 1 + RATCHET_KEY_BYTES + 4, h->n);
+    bytes_put_u32(ad + RATCHET_AD_BYTES + 1 + RATCHET_KEY_BYTES, h->pn);
+    bytes_put_u32(ad + RATCHET_AD_BYTES + 1 + RATCHET_KEY_BYTES + 4, h->n);
 }
 
 /* AEAD key = HKDF-Expand(PRK = mk, info, 32). The message key is already a

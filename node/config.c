@@ -55,7 +55,7 @@ static const char default_text[] =
     "  total_mib = 512;\n"
     "  # One sending node may store this many envelopes at once, then this\n"
     "  # many per second.\n"
-    "  burst = 20000;\n"
+    "  burst = 2000;\n"
     "  rate = 50;\n"
     "  # How many of the nodes closest to a recipient's mailbox id hold its mail.\n"
     "  replicas = 3;\n"
@@ -92,7 +92,7 @@ void config_defaults(struct config *cfg)
         .max_kib = 64 * 1024,
         .total_mib = 512,
         .rate = 50,
-        .burst = 20000,
+        .burst = 2000,
         .replicas = 3,
         .fetch_interval_s = 60,
         .handoff_interval_s = 600,
@@ -257,7 +257,8 @@ static enum mp_err apply_mailbox(const config_setting_t *g, const char *path,
         (err = read_count(g, "total_mib", path, 1024u * 1024, &mb->total_mib, error_out)) ||
         (err = read_count(g, "rate", path, 1000000, &mb->rate, error_out)) ||
         (err = read_count(g, "burst", path, 10000000, &mb->burst, error_out)) ||
-        (err = read_count(g, "replicas", path, 8, &mb->replicas, error_out)) ||
+        (err = read_count(g, "replicas", path, CONFIG_MAILBOX_REPLICAS_MAX, &mb->replicas,
+                          error_out)) ||
         (err = read_count(g, "fetch_interval", path, 24 * 3600, &mb->fetch_interval_s, error_out)) ||
         (err = read_count(g, "handoff_interval", path, 24 * 3600, &mb->handoff_interval_s,
                           error_out)))

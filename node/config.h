@@ -29,6 +29,8 @@
 
 /* Own mailbox nodes listed in the config. */
 #define CONFIG_MAILBOX_NODES_MAX 4
+/* Most mailboxes (closest nodes) one message is left with. */
+#define CONFIG_MAILBOX_REPLICAS_MAX 4
 
 /* Mail held for others, and where our own waits (the `mailbox` group;
  * docs/PROTOCOL.md, "Mailboxes", states the defaults and why). */

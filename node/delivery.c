@@ -32,6 +32,8 @@ static const char meta_seq[] = "outbox_seq";
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
 
+/* Longest a mailbox may say it holds a message (a year): a bound, not a policy. */
+#define DELIVERY_EXPIRY_MAX_S (366u * 24 * 3600)
 /* Lifetime of the presence record (republished at half), and of the prekey
  * record: as long as the DHT allows, so that a session can still be opened
  * with an account whose node has been offline for a day. */
@@ -503,15 +505,16 @@ static void find_targets(struct delivery *d, struct peer *p)
         memcpy(listed[n].key, p->presence.mailboxes[i], 32);
         listed[n++].addr = p->presence.mailbox_addrs[i];
     }
+    /* Set first: the answer may come before mailbox_find returns. */
+    p->finding_targets = true;
     enum mp_err err = mailbox_find(d->cfg.mailbox, p->account,
                                    p->has_presence ? p->presence.node_key : NULL, listed, n,
                                    targets_cb, f);
     if (err != MP_OK) {
         free(f);
+        p->finding_targets = false;
         p->targets_at_ms = sysenv_unix_ms() - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
-        return;
     }
-    p->finding_targets = true;
 }
 
 static void target_failed(struct target *t, uint64_t now)
@@ -567,7 +570,9 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
         outbox_entry_clear(&e);
         return true;
     }
-    struct msg_link l = {.type = MSG_LINK_MB_STORE, .envelope = e.envelope};
+    /* Once held somewhere, its expiry goes along: a re-store never extends it. */
+    struct msg_link l = {.type = MSG_LINK_MB_STORE, .envelope = e.envelope,
+                         .expires_s = e.expires_ms / 1000};
     struct buf wire;
     if (msg_link_encode(&l, &wire) != MP_OK) {
         outbox_entry_clear(&e);
@@ -1218,7 +1223,9 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
                  mp_strerror(err));
         /* Mail that can never open (not ours, damaged) would be handed out
          * forever: take it, and so drop it. */
-        if (from_mailbox && err != MP_ERR_NOMEM && err != MP_ERR_STORE)
+        if (from_mailbox && (err == MP_ERR_ENVELOPE_OPEN || err == MP_ERR_MALFORMED ||
+                             err == MP_ERR_WIRE_VERSION || err == MP_ERR_TOO_BIG ||
+                             err == MP_ERR_WEAK_KEY))
             pend_ack(d, node_key, digest, true);
         goto cleanup;
     }
@@ -1450,8 +1457,8 @@ static void set_state(struct delivery *d, uint64_t seq, struct outbox_entry *e, 
     struct store_batch *b = store_batch_new();
     struct msg m;
     uint8_t key[9];
-    bool text = msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK &&
-                m.kind == MSG_KIND_TEXT;
+    bool decoded = msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK;
+    bool text = decoded && m.kind == MSG_KIND_TEXT;
     uint64_t cursor = 0;
 
     e->state = state;
@@ -1461,22 +1468,23 @@ static void set_state(struct delivery *d, uint64_t seq, struct outbox_entry *e, 
         store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
     }
     struct outbox_event ev = {.type = event_type, .at_ms = sysenv_unix_ms()};
-    if (text) {
+    if (text && event_type != 0) {
         memcpy(ev.peer, e->to, 32);
         memcpy(ev.id, m.id, MSG_ID_BYTES);
         buf_init(&ev.plaintext, 0);
         if (err == MP_OK)
             err = batch_event(d, b, &ev, &cursor);
-        msg_clear(&m);
     }
     /* Not synced: if lost, the mailbox answers again (or the sweep expires it again). */
     if (err == MP_OK)
         err = store_batch_write(d->cfg.store, b, false);
     store_batch_free(b);
-    if (err == MP_OK && text) {
+    if (err == MP_OK && text && event_type != 0) {
         d->next_cursor = cursor + 1;
         pend_event(d, event_type, ev.id);
     }
+    if (decoded)
+        msg_clear(&m);
 }
 
 /* A mailbox's answer to our store. */
@@ -1493,36 +1501,43 @@ static void on_stored(struct delivery *d, const uint8_t node_key[32], const stru
         if (memcmp(p->targets[i].node.key, node_key, 32) == 0)
             t = &p->targets[i];
     }
+    if (t == NULL) { /* not a node we asked: its word counts for nothing */
+        outbox_entry_clear(&e);
+        return;
+    }
     if (l->status != MSG_MB_HELD) {
         static const char *const why[] = {"", "is full", "is rate-limiting us", "refused it"};
         d->mb_full += l->status == MSG_MB_FULL;
         d->mb_rate += l->status == MSG_MB_RATE;
         d->mb_refused += l->status == MSG_MB_REFUSED;
-        if (t != NULL) {
-            if (t->failures == 0 || t->last_status != l->status) {
-                char who[ADDRESS_TEXT_SIZE];
-                address_encode(e.to, who);
-                log_info(MOD, "a mailbox of %s (node %02x%02x...) %s: will retry", who,
-                         node_key[0], node_key[1], why[l->status]);
-            }
-            t->last_status = l->status;
-            if (t->sent_upto >= seq)
-                t->sent_upto = seq - 1; /* in order: from this one on, later */
-            target_failed(t, now);
+        if (t->failures == 0 || t->last_status != l->status) {
+            char who[ADDRESS_TEXT_SIZE];
+            address_encode(e.to, who);
+            log_info(MOD, "a mailbox of %s (node %02x%02x...) %s: will retry", who, node_key[0],
+                     node_key[1], why[l->status]);
         }
+        t->last_status = l->status;
+        if (t->sent_upto >= seq)
+            t->sent_upto = seq - 1; /* in order: from this one on, later */
+        target_failed(t, now);
         outbox_entry_clear(&e);
         return;
     }
     d->mb_held++;
-    if (t != NULL) {
-        t->last_status = l->status;
-        t->failures = 0;
-        if (seq > t->stored_upto)
-            t->stored_upto = seq;
-    }
-    if (e.state == OUTBOX_QUEUED) {
-        e.expires_ms = l->expires_s * 1000;
-        set_state(d, seq, &e, OUTBOX_MAILBOX, OUTBOX_EVENT_MAILBOX);
+    t->last_status = l->status;
+    t->failures = 0;
+    if (seq > t->stored_upto)
+        t->stored_upto = seq;
+    /* The latest expiry any of its mailboxes gave (bounded: a year), so one
+     * mailbox with a short memory does not end the message for the others. */
+    uint64_t expires_ms = l->expires_s;
+    if (expires_ms > now / 1000 + DELIVERY_EXPIRY_MAX_S)
+        expires_ms = now / 1000 + DELIVERY_EXPIRY_MAX_S;
+    expires_ms *= 1000;
+    if (e.state == OUTBOX_QUEUED || (e.state == OUTBOX_MAILBOX && expires_ms > e.expires_ms)) {
+        bool first = e.state == OUTBOX_QUEUED;
+        e.expires_ms = expires_ms;
+        set_state(d, seq, &e, OUTBOX_MAILBOX, first ? OUTBOX_EVENT_MAILBOX : 0);
         if (e.expires_ms < d->next_expiry_ms)
             d->next_expiry_ms = e.expires_ms;
     }
@@ -1670,7 +1685,7 @@ static void publish_on(struct delivery *d, const struct delivery_net *net)
     memcpy(pres.node_key, overlay_node_key(net->overlay), 32);
     for (unsigned i = 0; i < net->addr_count && i < MSG_PRESENCE_ADDRS_MAX; i++)
         pres.addrs[pres.addr_count++] = net->addrs[i];
-    if (d->cfg.mailbox != NULL) {
+    if (d->cfg.mailbox != NULL && net == &d->nets[0]) { /* mailboxes: the primary network's */
         struct mailbox_target own[MSG_PRESENCE_MAILBOXES_MAX];
         size_t n = mailbox_own_nodes(d->cfg.mailbox, own, MSG_PRESENCE_MAILBOXES_MAX);
         for (size_t i = 0; i < n; i++) {
@@ -2155,6 +2170,10 @@ static bool method_where(void *ctx, struct control_call *call, json_t *params, j
 
     if (!param_account(d, params, "who", false, who, err_out, data_out))
         return false;
+    if (d->cfg.mailbox == NULL) {
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "this node runs no mailboxes");
+        return false;
+    }
     struct peer *p = peer_get(d, who, sysenv_unix_ms());
     struct mailbox_target listed[MSG_PRESENCE_MAILBOXES_MAX];
     size_t n = 0;

@@ -6,11 +6,16 @@
  * record) when there is none, seals the message once (envelope and session
  * state stored together, synced) and sends it on a link, again and again
  * after silence or a broken link, until the recipient's node acks that it
- * stored it. The receiving side opens envelopes, drops duplicates by
- * (sender, message id), stores message and session state in one synced
- * write, then acks, and answers contacts' texts with a receipt. Every step
- * is appended to an event log (inbox, history, listen read it). Formats:
- * docs/PROTOCOL.md, "Messages and delivery" and "Store layout".
+ * stored it. When the recipient's node cannot be reached, the same envelope
+ * goes to its mailboxes (node/mailbox.h finds them), in order, until they
+ * hold it; the message then waits there until the receipt comes, or expires
+ * with them. The receiving side opens envelopes (from links, or fetched
+ * from our own mailboxes), drops duplicates by (sender, message id), stores
+ * message and session state in one write made durable by the loop turn's
+ * sync, then acks (or tells the mailbox it took them), and answers
+ * contacts' texts with receipts. Every step is appended to an event log
+ * (inbox, history, listen read it). Formats: docs/PROTOCOL.md, "Messages and
+ * delivery", "Mailboxes" and "Store layout".
  *
  * What it is not: it keeps no message in memory (the store is the queue:
  * a slow peer grows the store, not the heap), and it decides nothing about

@@ -3,20 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "crypto/secure.h"
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 void link_flow_init(struct link_flow *f)
 {
@@ -52,7 +40,7 @@ static enum link_violation take_data(struct link_flow *f, const uint8_t *frame, 
         return LINK_VIOLATION_MALFORMED;
     if (f->in_message)
         return LINK_VIOLATION_SEQUENCE;
-    uint32_t total = get_u32(frame + 1);
+    uint32_t total = bytes_get_u32(frame + 1);
     size_t chunk = len - LINK_FRAME_DATA_HEADER;
     if (total > LINK_MESSAGE_MAX)
         return LINK_VIOLATION_OVERSIZE;
@@ -110,8 +98,8 @@ static enum link_violation take_credit(struct link_flow *f, const uint8_t *frame
 {
     if (len != LINK_FRAME_CREDIT_BYTES)
         return LINK_VIOLATION_MALFORMED;
-    uint32_t msgs = get_u32(frame + 1);
-    uint32_t bytes = get_u32(frame + 5);
+    uint32_t msgs = bytes_get_u32(frame + 1);
+    uint32_t bytes = bytes_get_u32(frame + 5);
     /* A grant can only give back what was used: past the window it is a lie. */
     if (msgs > LINK_WINDOW_MSGS - f->send_msgs || bytes > LINK_WINDOW_BYTES - f->send_bytes)
         return LINK_VIOLATION_CREDIT;
@@ -156,8 +144,8 @@ bool link_flow_grant(struct link_flow *f, uint8_t out[LINK_FRAME_CREDIT_BYTES])
     if (f->return_msgs < LINK_GRANT_MSGS && f->return_bytes < LINK_GRANT_BYTES)
         return false;
     out[0] = LINK_FRAME_CREDIT;
-    put_u32(out + 1, f->return_msgs);
-    put_u32(out + 5, f->return_bytes);
+    bytes_put_u32(out + 1, f->return_msgs);
+    bytes_put_u32(out + 5, f->return_bytes);
     f->recv_msgs += f->return_msgs;
     f->recv_bytes += f->return_bytes;
     f->return_msgs = 0;
@@ -191,7 +179,7 @@ size_t link_frame_header(size_t total, size_t offset, uint8_t out[LINK_FRAME_DAT
     size_t left = total - offset;
     if (offset == 0) {
         out[0] = LINK_FRAME_DATA;
-        put_u32(out + 1, (uint32_t)total);
+        bytes_put_u32(out + 1, (uint32_t)total);
         *chunk_out = left < LINK_FRAME_DATA_ROOM ? left : LINK_FRAME_DATA_ROOM;
         return LINK_FRAME_DATA_HEADER;
     }

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/bytes.h"
 #include "base/log.h"
@@ -34,8 +33,9 @@ static const char meta_last[] = "mailbox_asked";
 static const char fetch_label[] = "merpati mailbox fetch v1";
 #define PROOF_BYTES (sizeof(fetch_label) - 1 + 32 + 32 + MSG_MB_NONCE_BYTES)
 
-/* Our own fetches at once (closest nodes and configured ones). */
-#define MAILBOX_FETCH_MAX (2 * 8 + CONFIG_MAILBOX_NODES_MAX)
+/* Our own fetches at once (twice the replicas, the configured ones, and
+ * those asked last time). */
+#define MAILBOX_FETCH_MAX (2 * CONFIG_MAILBOX_REPLICAS_MAX + CONFIG_MAILBOX_NODES_MAX + LAST_MAX)
 /* Expired envelopes deleted per sweep pass before yielding. */
 #define MAILBOX_SWEEP_BATCH 1000
 /* Mailboxes whose last handoff is remembered (so unchanged ones are skipped). */
@@ -138,7 +138,7 @@ struct mailbox {
     struct handed handed[MAILBOX_HANDED_MAX];
     /* figures for status */
     uint64_t stored, refused_full, refused_rate, refused_other, refused_proof, handed_out, taken,
-        expired, fetched, handed_off;
+        expired, fetched, fetches_done, handed_off;
 };
 
 static void held_key(uint8_t out[HELD_KEY_BYTES], const uint8_t mbid[ID_BYTES], uint64_t seq)
@@ -171,6 +171,13 @@ static void send_link(struct mailbox *mb, const uint8_t peer[32], const struct a
     }
     if (err_out != NULL)
         *err_out = err;
+}
+
+/* Monotonic ms, for timeouts and rates; Unix time (sysenv_unix_ms) only
+ * for expiries, which are stored and compared across nodes. */
+static uint64_t mono_ms(const struct mailbox *mb)
+{
+    return env_now_ms(mb->cfg.env);
 }
 
 /* ---- counts per mailbox ---- */
@@ -334,11 +341,12 @@ static bool rate_ok(struct mailbox *mb, const uint8_t peer[32], uint64_t now)
     return true;
 }
 
-static void on_store(struct mailbox *mb, const uint8_t peer[32], const struct buf *envelope)
+static void on_store(struct mailbox *mb, const uint8_t peer[32], const struct msg_link *l)
 {
+    const struct buf *envelope = &l->envelope;
     const struct config_mailbox *lim = &mb->cfg.limits;
     uint8_t digest[32], mbid[ID_BYTES], dv[DIGEST_VAL_BYTES];
-    uint64_t now = sysenv_unix_ms(), now_s = now / 1000;
+    uint64_t now = mono_ms(mb), now_s = sysenv_unix_ms() / 1000;
 
     box_hash(digest, 32, NULL, 0, envelope->data, envelope->len, NULL, 0, NULL, 0);
     if (!lim->serve || envelope_mailbox(envelope->data, envelope->len, mbid) != MP_OK ||
@@ -365,7 +373,16 @@ static void on_store(struct mailbox *mb, const uint8_t peer[32], const struct bu
         answer(mb, peer, digest, MSG_MB_FULL, 0);
         return;
     }
+    /* Our TTL, or sooner when the sender (or the mailbox handing it over)
+     * says its life ends sooner: handoffs and re-stores never extend it. */
     uint64_t seq = mb->next_seq, expires_s = now_s + lim->ttl_s;
+    if (l->expires_s != 0 && l->expires_s < expires_s)
+        expires_s = l->expires_s;
+    if (expires_s <= now_s) {
+        mb->refused_other++;
+        answer(mb, peer, digest, MSG_MB_REFUSED, 0);
+        return;
+    }
     uint8_t hk[HELD_KEY_BYTES], xk[1 + 8 + ID_BYTES + 8], dk[1 + 32], sv[8];
     uint8_t *val = malloc(8 + len);
     if (val == NULL)
@@ -427,7 +444,7 @@ static struct serve *serve_find(struct mailbox *mb, const uint8_t peer[32], bool
     if (!make)
         return NULL;
     struct serve *s = free_slot;
-    if (s == NULL && oldest != NULL && sysenv_unix_ms() - oldest->active_ms > MAILBOX_IDLE_MS)
+    if (s == NULL && oldest != NULL && mono_ms(mb) - oldest->active_ms > MAILBOX_IDLE_MS)
         s = oldest;
     if (s == NULL)
         return NULL;
@@ -461,7 +478,7 @@ static void stream(struct mailbox *mb, struct serve *s)
     uint8_t prefix[1 + ID_BYTES], start[HELD_KEY_BYTES];
     const uint8_t *key, *val;
     size_t key_len, val_len;
-    uint64_t now = sysenv_unix_ms();
+    uint64_t now = mono_ms(mb), now_s = sysenv_unix_ms() / 1000;
     bool more = false;
 
     if (!s->authorized || s->busy)
@@ -480,7 +497,7 @@ static void stream(struct mailbox *mb, struct serve *s)
             break;
         }
         uint64_t seq = bytes_get_u64(key + 1 + ID_BYTES);
-        if (bytes_get_u64(val) * 1000 <= now) { /* expired: the sweep deletes it */
+        if (bytes_get_u64(val) <= now_s) { /* expired: the sweep deletes it */
             s->cursor = seq;
             continue;
         }
@@ -488,9 +505,11 @@ static void stream(struct mailbox *mb, struct serve *s)
         enum mp_err err;
         buf_init(&l.envelope, MSG_LINK_ENVELOPE_MAX);
         if (buf_append(&l.envelope, val + 8, val_len - 8) != MP_OK) {
+            /* Not an envelope we could have stored: skip it, do not stall. */
             buf_free(&l.envelope);
-            more = true;
-            break;
+            s->cursor = seq;
+            log_warn(MOD, "skipped a damaged held envelope");
+            continue;
         }
         send_link(mb, s->peer, NULL, &l, &err);
         buf_free(&l.envelope);
@@ -523,7 +542,7 @@ static void on_hello(struct mailbox *mb, const uint8_t peer[32])
     env_random(mb->cfg.env, s->nonce, sizeof(s->nonce));
     s->has_nonce = true;
     s->authorized = false;
-    s->nonce_ms = s->active_ms = sysenv_unix_ms();
+    s->nonce_ms = s->active_ms = mono_ms(mb);
     memcpy(l.nonce, s->nonce, sizeof(l.nonce));
     buf_init(&l.envelope, 0);
     send_link(mb, peer, NULL, &l, NULL);
@@ -533,7 +552,7 @@ static void on_fetch(struct mailbox *mb, const uint8_t peer[32], const struct ms
 {
     uint8_t msg[PROOF_BYTES];
     struct serve *s = serve_find(mb, peer, false);
-    uint64_t now = sysenv_unix_ms();
+    uint64_t now = mono_ms(mb);
     char who[16];
 
     if (s == NULL) { /* no challenge was asked for on this link */
@@ -581,7 +600,7 @@ static void on_taken(struct mailbox *mb, const uint8_t peer[32], const struct ms
         log_warn(MOD, "cannot delete fetched envelopes: %s", mp_strerror(err));
     mb->taken += n;
     s->inflight = s->inflight > l->digest_count ? s->inflight - l->digest_count : 0;
-    s->active_ms = sysenv_unix_ms();
+    s->active_ms = mono_ms(mb);
     stream(mb, s);
 }
 
@@ -644,14 +663,14 @@ void mailbox_taken(struct mailbox *mb, const uint8_t node_key[32], const uint8_t
     if (f->taken_count == MSG_MB_TAKEN_MAX)
         return;
     memcpy(f->taken[f->taken_count++], digest, 32);
-    f->active_ms = sysenv_unix_ms();
+    f->active_ms = mono_ms(mb);
     if (!mb->closing)
         uv_timer_start(&mb->flush, flush_cb, 0, 0);
 }
 
 static void ask(struct mailbox *mb, const uint8_t key[32], const struct addr *addr)
 {
-    uint64_t now = sysenv_unix_ms();
+    uint64_t now = mono_ms(mb);
     if (memcmp(key, mb->node_key, 32) == 0)
         return;
     struct fetching *f = fetching_find(mb, key, true);
@@ -756,7 +775,7 @@ static void on_challenge(struct mailbox *mb, const uint8_t peer[32], const struc
     identity_sign(mb->cfg.account, msg, sizeof(msg), reply.sig);
     buf_init(&reply.envelope, 0);
     send_link(mb, peer, NULL, &reply, NULL);
-    f->active_ms = sysenv_unix_ms();
+    f->active_ms = mono_ms(mb);
 }
 
 static void on_mail(struct mailbox *mb, const uint8_t peer[32], const struct msg_link *l)
@@ -764,7 +783,7 @@ static void on_mail(struct mailbox *mb, const uint8_t peer[32], const struct msg
     struct fetching *f = fetching_find(mb, peer, false);
     if (f == NULL || !f->asked)
         return; /* not a node we fetch from */
-    f->active_ms = sysenv_unix_ms();
+    f->active_ms = mono_ms(mb);
     mb->fetched++;
     mb->cfg.mail_cb(mb->cfg.mail_arg, peer, &l->envelope);
 }
@@ -778,6 +797,8 @@ static void on_end(struct mailbox *mb, const uint8_t peer[32], const struct msg_
         char who[16];
         secure_hex(who, sizeof(who), peer, 4);
         log_warn(MOD, "mailbox node %s... refused to hand out our mail", who);
+    } else {
+        mb->fetches_done++;
     }
     f->asked = false;
     if (f->taken_count == 0)
@@ -925,6 +946,8 @@ static struct handed *handed_slot(struct mailbox *mb, const uint8_t mbid[ID_BYTE
     return oldest;
 }
 
+static void handoff_finish(struct mailbox *mb);
+
 /* Store the mailbox's envelopes with each target from its cursor, until its
  * link is busy (writable resumes) or all are stored. */
 static void handoff_push(struct mailbox *mb)
@@ -947,13 +970,15 @@ static void handoff_push(struct mailbox *mb)
         while (!busy && store_iter_next(it, &key, &key_len, &val, &val_len)) {
             if (key_len != HELD_KEY_BYTES || val_len <= 8)
                 continue;
-            struct msg_link l = {.type = MSG_LINK_MB_STORE};
+            struct msg_link l = {.type = MSG_LINK_MB_STORE, .expires_s = bytes_get_u64(val)};
             enum mp_err err;
             buf_init(&l.envelope, MSG_LINK_ENVELOPE_MAX);
             if (buf_append(&l.envelope, val + 8, val_len - 8) != MP_OK) {
+                /* Not an envelope we could have stored: skip it, do not stall. */
                 buf_free(&l.envelope);
-                busy = true;
-                break;
+                ho->cursor[t] = bytes_get_u64(key + 1 + ID_BYTES);
+                log_warn(MOD, "skipped a damaged held envelope in a handoff");
+                continue;
             }
             send_link(mb, ho->targets[t].key, &ho->targets[t].addr, &l, &err);
             buf_free(&l.envelope);
@@ -972,14 +997,23 @@ static void handoff_push(struct mailbox *mb)
         else
             ho->done[t] = true;
     }
-    if (!all_done)
-        return;
+    if (all_done)
+        handoff_finish(mb);
+}
+
+/* Every target of the current mailbox has what we hold (or is gone): remember
+ * how far, and go on with the next mailbox of the pass. */
+static void handoff_finish(struct mailbox *mb)
+{
+    struct handoff *ho = &mb->ho;
     struct handed *h = handed_slot(mb, ho->mbid);
-    uint64_t upto = 0;
+    uint64_t upto = UINT64_MAX; /* what every target got: the least cursor */
     for (size_t t = 0; t < ho->count; t++)
-        upto = ho->cursor[t] > upto ? ho->cursor[t] : upto;
+        upto = ho->cursor[t] < upto ? ho->cursor[t] : upto;
+    if (ho->count == 0)
+        upto = 0;
     h->upto = upto;
-    h->at_ms = sysenv_unix_ms();
+    h->at_ms = mono_ms(mb);
     ho->active = false;
     handoff_next(mb);
 }
@@ -1010,7 +1044,7 @@ static void handoff_found_cb(void *arg, enum mp_err status, const struct mailbox
             ho->cursor[i] = h->upto;
     }
     memcpy(h->targets, sum, sizeof(sum));
-    h->at_ms = sysenv_unix_ms();
+    h->at_ms = mono_ms(mb);
     if (count == 0) {
         ho->active = false;
         handoff_next(mb);
@@ -1078,7 +1112,7 @@ void mailbox_on_link(struct mailbox *mb, const uint8_t node_key[32], const struc
         return;
     switch (l->type) {
     case MSG_LINK_MB_STORE:
-        on_store(mb, node_key, &l->envelope);
+        on_store(mb, node_key, l);
         break;
     case MSG_LINK_MB_HELLO:
         on_hello(mb, node_key);
@@ -1114,10 +1148,14 @@ void mailbox_on_link_state(struct mailbox *mb, const uint8_t node_key[32], bool 
     if (f != NULL)
         f->asked = false; /* asked again next round */
     if (mb->ho.active && !mb->ho.looking) {
+        bool all_done = true;
         for (size_t t = 0; t < mb->ho.count; t++) {
             if (memcmp(mb->ho.targets[t].key, node_key, 32) == 0)
                 mb->ho.done[t] = true; /* gone: next pass */
+            all_done = all_done && mb->ho.done[t];
         }
+        if (all_done)
+            handoff_finish(mb);
     }
 }
 
@@ -1195,19 +1233,19 @@ enum mp_err mailbox_new(const struct mailbox_config *cfg, struct mailbox **mailb
     enum mp_err err = load_totals(mb);
     if (err == MP_OK)
         err = parse_own(mb);
-    if (err != MP_OK) {
-        log_error(MOD, "cannot start mailboxes: %s", mp_strerror(err));
-        free(mb);
-        return err;
-    }
     uv_timer_t *timers[] = {&mb->durable, &mb->fetch, &mb->sweep, &mb->handoff, &mb->flush};
-    for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
+    for (size_t k = 0; err == MP_OK && k < sizeof(timers) / sizeof(timers[0]); k++) {
         if (uv_timer_init(cfg->loop, timers[k]) != 0) {
-            mailbox_close(mb);
-            return MP_ERR_IO;
+            err = MP_ERR_IO;
+            break;
         }
         timers[k]->data = mb;
         mb->open_handles++;
+    }
+    if (err != MP_OK) {
+        log_error(MOD, "cannot start mailboxes: %s", mp_strerror(err));
+        mailbox_close(mb); /* closes the timers made so far, then frees */
+        return err;
     }
     uv_timer_start(&mb->fetch, fetch_cb, 0, 0);
     uv_timer_start(&mb->sweep, sweep_cb, 1000, 0);
@@ -1231,8 +1269,8 @@ json_t *mailbox_status(const struct mailbox *mb)
         addr_format(&mb->own[i].addr, text, sizeof(text));
         json_array_append_new(own, json_pack("{s:s, s:s}", "node_key", hex, "addr", text));
     }
-    return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
-                     "s:o}",
+    return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                     "s:o, s:o}",
                      "serving", mb->cfg.limits.serve, "held", (json_int_t)mb->held, "held_bytes",
                      (json_int_t)mb->held_bytes, "stored", (json_int_t)mb->stored,
                      "refused_full", (json_int_t)mb->refused_full, "refused_rate",
@@ -1240,7 +1278,8 @@ json_t *mailbox_status(const struct mailbox *mb)
                      (json_int_t)mb->refused_other, "refused_proof",
                      (json_int_t)mb->refused_proof, "handed_out", (json_int_t)mb->handed_out,
                      "taken", (json_int_t)mb->taken, "expired", (json_int_t)mb->expired,
-                     "fetched", (json_int_t)mb->fetched, "handed_off",
+                     "fetched", (json_int_t)mb->fetched, "fetches_done",
+                     (json_int_t)mb->fetches_done, "handed_off",
                      (json_int_t)mb->handed_off, "fetching_from", fetch_from, "own_nodes", own);
 }
 

@@ -40,8 +40,10 @@
 #include "node/overlay.h"
 #include "node/store.h"
 
-/* Nodes a message is left with, at most (closest ones plus the recipient's own). */
-#define MAILBOX_TARGETS_MAX 8
+/* Nodes a message is left with, at most: the closest ones plus the
+ * recipient's own (its presence record's). Our own fetch asks twice the
+ * replicas, which fits too. */
+#define MAILBOX_TARGETS_MAX (CONFIG_MAILBOX_REPLICAS_MAX + MSG_PRESENCE_MAILBOXES_MAX)
 /* Envelopes handed to a fetcher and not yet taken, at most. */
 #define MAILBOX_WINDOW 512
 /* Fetchers served at once. */
@@ -108,9 +110,10 @@ enum mp_err mailbox_find(struct mailbox *mb, const uint8_t account[32], const ui
 /* Our own mailbox nodes from the config (for our presence record). */
 size_t mailbox_own_nodes(const struct mailbox *mb, struct mailbox_target *out, size_t max);
 
-/* {"serving", "held", "held_bytes", "mailboxes", "stored", "refused_full",
- * "refused_rate", "refused_proof", "handed_out", "taken", "expired",
- * "fetched", "fetch_from": [...], "own_nodes": [...]} for `status`. */
+/* {"serving", "held", "held_bytes", "stored", "refused_full", "refused_rate",
+ * "refused_other", "refused_proof", "handed_out", "taken", "expired",
+ * "fetched", "fetches_done", "handed_off", "fetching_from": [node key...],
+ * "own_nodes": [{node_key, addr}...]} for `status`. */
 json_t *mailbox_status(const struct mailbox *mb);
 
 /* Stops the timers and frees once they closed. */

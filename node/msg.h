@@ -115,7 +115,8 @@ struct msg_link {
     uint8_t digest[32];  /* ack, stored */
     struct buf envelope; /* envelope, store, mail: owned bytes (msg_link_clear frees) */
     uint8_t status;      /* stored: enum msg_mb_status; end: enum msg_mb_end */
-    uint64_t expires_s;  /* stored: Unix s when the mailbox drops it (0 when not held) */
+    uint64_t expires_s;  /* stored: Unix s when the mailbox drops it (0 when not held);
+                            store: drop it by then at the latest (0: the mailbox's TTL) */
     uint8_t nonce[MSG_MB_NONCE_BYTES];       /* challenge */
     uint8_t account[MSG_KEY_BYTES];          /* fetch */
     uint8_t sig[MSG_MB_SIG_BYTES];           /* fetch */

@@ -226,7 +226,6 @@ static unsigned link_fields(unsigned type)
     switch (type) {
     case MSG_LINK_ENVELOPE:
     case MSG_LINK_ACK:
-    case MSG_LINK_MB_STORE:
     case MSG_LINK_MB_CHALLENGE:
     case MSG_LINK_MB_MAIL:
     case MSG_LINK_MB_TAKEN:
@@ -235,6 +234,7 @@ static unsigned link_fields(unsigned type)
     case MSG_LINK_MB_STORED:
         return 3;
     case MSG_LINK_MB_FETCH:
+    case MSG_LINK_MB_STORE:
         return 2;
     default:
         return 0; /* MSG_LINK_MB_HELLO */
@@ -254,9 +254,12 @@ static void pack_link_cb(msgpack_packer *pk, const void *obj)
     msgpack_pack_uint32(pk, l->type);
     switch (l->type) {
     case MSG_LINK_ENVELOPE:
-    case MSG_LINK_MB_STORE:
     case MSG_LINK_MB_MAIL:
         wire_pack_bin(pk, l->envelope.data, l->envelope.len);
+        break;
+    case MSG_LINK_MB_STORE:
+        wire_pack_bin(pk, l->envelope.data, l->envelope.len);
+        msgpack_pack_uint64(pk, l->expires_s);
         break;
     case MSG_LINK_ACK:
         wire_pack_bin(pk, l->digest, sizeof(l->digest));
@@ -341,6 +344,8 @@ enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_
             err = MP_ERR_NOMEM;
             goto cleanup;
         }
+        if (type == MSG_LINK_MB_STORE && !wire_get_u64(&f[2], &l_out->expires_s))
+            goto cleanup;
         break;
     case MSG_LINK_ACK:
         if (!wire_get_bin(&f[1], l_out->digest, sizeof(l_out->digest)))

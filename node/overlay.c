@@ -41,6 +41,7 @@ struct overlay_get_op {
 };
 
 struct overlay {
+    bool closing; /* overlay_close began: no new operation */
     uv_loop_t *loop;
     uv_udp_t *udp;
     uv_timer_t timer; /* timer.data = this; the one wake-up of the DHT */
@@ -443,13 +444,16 @@ void overlay_close(struct overlay *ov, void (*closed_cb)(void *arg), void *arg)
     if (ov == NULL)
         return;
     save_peers(ov);
-    /* The DHT drops its pending operations without callbacks: answer ours. */
+    /* The DHT drops its pending operations without callbacks: answer ours.
+     * From here no new one starts (a callback may try). */
+    ov->closing = true;
     for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
-        if (ov->gets[i].in_use && ov->gets[i].lookup_cb != NULL)
-            ov->gets[i].lookup_cb(ov->gets[i].arg, MP_ERR_UNAVAILABLE, NULL, 0);
-        else if (ov->gets[i].in_use)
-            ov->gets[i].cb(ov->gets[i].arg, MP_ERR_UNAVAILABLE, NULL, 0);
+        struct overlay_get_op op = ov->gets[i];
         ov->gets[i].in_use = false;
+        if (op.in_use && op.lookup_cb != NULL)
+            op.lookup_cb(op.arg, MP_ERR_UNAVAILABLE, NULL, 0);
+        else if (op.in_use)
+            op.cb(op.arg, MP_ERR_UNAVAILABLE, NULL, 0);
     }
     for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
         if (ov->ops[i].in_use && ov->ops[i].call != NULL)
@@ -486,6 +490,8 @@ static void module_lookup_cb(void *arg, enum mp_err status, const struct dht_pee
 /* A free operation slot, or NULL when all are in use. */
 static struct overlay_get_op *get_op(struct overlay *ov)
 {
+    if (ov->closing)
+        return NULL;
     for (size_t i = 0; i < OVERLAY_OPS_MAX; i++) {
         if (!ov->gets[i].in_use)
             return &ov->gets[i];
@@ -500,7 +506,7 @@ enum mp_err overlay_get(struct overlay *ov, unsigned kind, const uint8_t owner[3
 {
     struct overlay_get_op *op = get_op(ov);
     if (op == NULL)
-        return MP_ERR_DHT_BUSY;
+        return ov->closing ? MP_ERR_UNAVAILABLE : MP_ERR_DHT_BUSY;
     *op = (struct overlay_get_op){.ov = ov, .cb = cb, .arg = arg, .in_use = true};
     enum mp_err err = dht_get(ov->dht, kind, owner, module_get_cb, op);
     if (err != MP_OK) {
@@ -516,7 +522,7 @@ enum mp_err overlay_lookup(struct overlay *ov, const uint8_t target[32], overlay
 {
     struct overlay_get_op *op = get_op(ov);
     if (op == NULL)
-        return MP_ERR_DHT_BUSY;
+        return ov->closing ? MP_ERR_UNAVAILABLE : MP_ERR_DHT_BUSY;
     *op = (struct overlay_get_op){.ov = ov, .lookup_cb = cb, .arg = arg, .in_use = true};
     enum mp_err err = dht_lookup(ov->dht, target, module_lookup_cb, op);
     if (err != MP_OK) {

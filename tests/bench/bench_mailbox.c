@@ -94,7 +94,7 @@ int main(void)
     if (f == NULL)
         bench_die("cannot write the config");
     fputs("dht_ip_limit = 0;\ndht_rate_limit = 0;\nlog_level = \"warn\";\n"
-          "mailbox = { fetch_interval = 2; };\n",
+          "mailbox = { fetch_interval = 2; burst = 20000; };\n",
           f);
     fclose(f);
     for (int i = 0; i < NODES; i++)

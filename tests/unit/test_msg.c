@@ -222,6 +222,19 @@ static void test_mailbox_link_round_trip(void **state)
         msg_link_clear(&back);
         buf_free(&enc);
     }
+    /* A store carries the expiry it may be held until. */
+    struct msg_link store = {.type = MSG_LINK_MB_STORE, .expires_s = 1797000000u}, sback;
+    struct buf senc;
+    buf_init(&store.envelope, MSG_LINK_ENVELOPE_MAX);
+    assert_int_equal(buf_append(&store.envelope, "sealed", 6), MP_OK);
+    assert_int_equal(msg_link_encode(&store, &senc), MP_OK);
+    assert_int_equal(msg_link_decode(senc.data, senc.len, &sback), MP_OK);
+    assert_int_equal(sback.type, MSG_LINK_MB_STORE);
+    assert_true(sback.expires_s == store.expires_s);
+    assert_int_equal(sback.envelope.len, 6);
+    msg_link_clear(&sback);
+    msg_link_clear(&store);
+    buf_free(&senc);
     /* Out of range: refused by the encoder. */
     struct buf enc;
     in[0].status = MSG_MB_STATUS_MAX + 1;
@@ -270,9 +283,47 @@ static void test_outbox_round_trip(void **state)
     assert_int_equal(back.envelope.len, 7);
     outbox_entry_clear(&back);
     buf_free(&enc);
+    /* Held by mailboxes until an expiry: state and expiry survive. */
+    e.state = OUTBOX_MAILBOX;
+    e.expires_ms = 1797209600000ull;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+    assert_int_equal(outbox_entry_decode(enc.data, enc.len, &back), MP_OK);
+    assert_int_equal(back.state, OUTBOX_MAILBOX);
+    assert_true(back.expires_ms == e.expires_ms);
+    outbox_entry_clear(&back);
+    buf_free(&enc);
+    e.state = OUTBOX_EXPIRED;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+    buf_free(&enc);
     e.state = 9;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
     outbox_entry_clear(&e);
+
+    /* A version 1 entry (written before mailboxes: six fields, no expiry) is
+     * still read, so mail queued before an upgrade goes out after it:
+     * [1, bin32 to, 1, 7, bin "pt", bin ""]. */
+    uint8_t v1[2 + 2 + 32 + 1 + 1 + 4 + 2];
+    size_t n = 0;
+    v1[n++] = 0x96;
+    v1[n++] = 0x01;
+    v1[n++] = 0xc4;
+    v1[n++] = 32;
+    memset(v1 + n, 0x42, 32);
+    n += 32;
+    v1[n++] = 0x01;
+    v1[n++] = 0x07;
+    v1[n++] = 0xc4;
+    v1[n++] = 2;
+    v1[n++] = 'p';
+    v1[n++] = 't';
+    v1[n++] = 0xc4;
+    v1[n++] = 0;
+    assert_int_equal(outbox_entry_decode(v1, n, &back), MP_OK);
+    assert_int_equal(back.state, OUTBOX_QUEUED);
+    assert_int_equal(back.created_ms, 7);
+    assert_true(back.expires_ms == 0);
+    assert_int_equal(back.plaintext.len, 2);
+    outbox_entry_clear(&back);
 
     struct outbox_event ev = {.type = OUTBOX_EVENT_MESSAGE, .at_ms = 5, .request = true};
     memset(ev.peer, 1, 32);
