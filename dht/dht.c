@@ -556,8 +556,15 @@ static enum mp_err publish_now(struct dht *dht, struct published *p, dht_put_cb 
     p->seq = net_ms > p->seq ? net_ms : p->seq + 1;
     enum mp_err err = record_make(p->owner, p->kind, p->seq, dht_network_time_s(dht) + p->ttl_s,
                                   p->payload, p->len, &rec);
-    if (err == MP_OK)
+    if (err == MP_OK) {
+        /* We hold our own records too, so a lookup that reaches us finds them
+         * even when every node that stored them restarted since (in a small
+         * overlay that may be all of them). */
+        uint8_t key[RECORD_KEY_BYTES];
+        record_key(rec.kind, rec.owner, key);
+        (void)storage_put(dht->st, key, &rec);
         err = dht_put(dht, &rec, cb, arg);
+    }
     /* Republish at half the lifetime; retry sooner after a failed start. */
     p->next_ms = now(dht) + (err == MP_OK ? (uint64_t)p->ttl_s * 500 : 10000);
     return err;
