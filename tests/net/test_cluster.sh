@@ -45,9 +45,17 @@ for ((i = 2; i <= members; i++)); do
     f=$(bed_cli "$i" --json cluster list | jq -r '.clusters[] | select(.name == "team") | .fingerprint')
     [ "$f" = "$fp" ] || bed_fail "host $i joined fingerprint \"$f\", host 1 made $fp"
 done
-# Every member meets more than the bootstrap node: the cluster's own DHT.
+# Every member meets more than the node it joined through: the cluster's own
+# DHT, on the cluster's port.
+cluster_peers_besides_1() {
+    local k
+    k=$(bed_cli "$1" --json peers --network team |
+        jq --arg not "$(bed_ip 1):$cport" --arg p ":$cport" \
+            '[.peers[] | select(.address != $not and (.address | endswith($p)))] | length') &&
+        [ "$k" -ge "$2" ]
+}
 for ((i = 1; i <= members; i++)); do
-    bed_wait 30 "host $i to know cluster peers" bed_has_peers_besides "$i" 1 3
+    bed_wait 30 "host $i to know 3 cluster peers besides host 1" cluster_peers_besides_1 "$i" 3
 done
 bed_log "12 members; host 12 knows $(bed_peer_count 12) cluster peers"
 
