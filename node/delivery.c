@@ -105,6 +105,15 @@ struct delivery {
     uv_timer_t publish; /* publish.data = this: presence and prekeys again */
     unsigned publish_round;
     uint64_t next_seq;
+    /* No pending ('q') key is below this seq: scans of the work list seek
+     * here instead of stepping over the deleted head of the queue. */
+    uint64_t pending_floor;
+    /* Pending entries below sealed_below are all sealed (for good), those
+     * below sent_below all sent and waiting for their ack until at least
+     * sent_below_due: the pump's walks start past them, so many messages in
+     * flight do not cost a step each per pass. sent_below is 0 (unknown)
+     * whenever some peer's sent_upto goes back. */
+    uint64_t sealed_below, sent_below, sent_below_due;
     uint64_t next_cursor; /* the next event's cursor; events are 1 .. next_cursor - 1 */
     struct peer peers[DELIVERY_PEERS_MAX];
     struct subscriber subs[DELIVERY_SUBSCRIBERS_MAX];
@@ -237,6 +246,15 @@ static enum mp_err batch_event(struct delivery *d, struct store_batch *b,
     return MP_OK;
 }
 
+/* The pump's work list ('q' keys), from seq from or the lowest seq still
+ * pending if higher. */
+static struct store_iter *pending_iter(struct delivery *d, uint64_t from)
+{
+    uint8_t start[9];
+    seq_key(start, KEY_PENDING, from > d->pending_floor ? from : d->pending_floor);
+    return store_iter_new_at(d->cfg.store, STORE_CF_OUTBOX, start, 1, start, sizeof(start));
+}
+
 /* ---- peers ---- */
 
 static struct peer *peer_find(struct delivery *d, const uint8_t account[32])
@@ -269,6 +287,8 @@ static struct peer *peer_get(struct delivery *d, const uint8_t account[32], uint
         if (victim == NULL)
             return NULL; /* every slot waits for a lookup: try this one later */
         p = victim;
+        if (p->used)
+            d->sent_below = 0; /* its entries in flight are to be sent again */
         memset(p, 0, sizeof(*p));
         p->used = true;
         memcpy(p->account, account, 32);
@@ -324,6 +344,7 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
             p->has_presence = true;
             p->presence_at_ms = now;
             p->sent_upto = 0; /* maybe a new node: send everything pending again */
+            d->sent_below = 0;
             if (d->cfg.node_check_cb != NULL &&
                 d->cfg.node_check_cb(d->cfg.classify_arg, p->account, p->presence.node_key) ==
                     DELIVERY_KEY_CHANGED) {
@@ -419,6 +440,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
             return false;
         }
         p->sent_upto = seq - 1; /* no ack in time: send again from here */
+        d->sent_below = 0;
     }
     if (p->busy || p->fetching_presence || p->fetching_bundle)
         return false;
@@ -520,15 +542,21 @@ static void seal_pending(struct delivery *d, uint64_t now)
     static struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
     struct peer *group = NULL;
     size_t n = 0, sealed = 0;
-    uint8_t prefix = KEY_PENDING;
     const uint8_t *key, *val;
     size_t key_len, val_len;
+    bool all_sealed = true; /* so far in this walk */
 
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    struct store_iter *it = pending_iter(d, d->sealed_below);
     while (sealed < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         uint64_t seq = key_len == 9 && val_len == 32 ? get_u64(key + 1) : 0;
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
-        if (p == NULL || seq <= p->sealed_upto || p->retry_at_ms > now || !p->has_presence)
+        if (p != NULL && seq <= p->sealed_upto) {
+            if (all_sealed)
+                d->sealed_below = seq + 1;
+            continue;
+        }
+        all_sealed = false;
+        if (p == NULL || p->retry_at_ms > now || !p->has_presence)
             continue;
         if (load_entry(d, seq, &entries[n]) != MP_OK)
             continue;
@@ -574,22 +602,46 @@ static void pump_cb(uv_timer_t *timer)
         if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
             wake = d->waiters[i].deadline_ms;
     }
-    uint8_t prefix = KEY_PENDING;
     const uint8_t *key, *val;
     size_t key_len, val_len;
     unsigned done = 0;
-    bool more = false;
+    bool more = false, first = true;
+    /* Start past the entries known to wait for their acks, if still so. */
+    bool skip = d->sent_below > d->pending_floor && now < d->sent_below_due;
+    bool in_flight = true; /* every entry so far in this walk waits for its ack */
+    uint64_t flight_due = skip ? d->sent_below_due : UINT64_MAX;
+    if (skip && d->sent_below_due < wake)
+        wake = d->sent_below_due;
+    if (!skip)
+        d->sent_below = 0;
 
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    struct store_iter *it = pending_iter(d, d->sent_below);
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        if (first && !skip && key_len == 9) /* the lowest pending seq: nothing lives below */
+            d->pending_floor = get_u64(key + 1);
+        first = false;
         if (key_len != 9 || val_len != 32)
             continue;
         if (done >= DELIVERY_PUMP_BATCH) {
             more = true; /* yield to the loop, then go on */
             break;
         }
-        done += pump_entry(d, get_u64(key + 1), val, now, &wake);
+        uint64_t seq = get_u64(key + 1);
+        struct peer *p = peer_find(d, val);
+        uint64_t due = p != NULL ? p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS : 0;
+        if (in_flight && p != NULL && seq <= p->sent_upto && now < due) {
+            d->sent_below = seq + 1;
+            flight_due = due < flight_due ? due : flight_due;
+        } else {
+            in_flight = false;
+        }
+        done += pump_entry(d, seq, val, now, &wake);
+        if (d->sent_below == 0)
+            in_flight = false; /* a peer's sent_upto went back just now */
     }
+    d->sent_below_due = flight_due;
+    if (first && !skip && store_iter_status(it) == MP_OK)
+        d->pending_floor = d->next_seq; /* nothing pending: new entries come from here */
     store_iter_free(it);
     if (!d->closing)
         uv_timer_start(&d->pump, pump_cb, more ? 0 : (wake > now ? wake - now : 0), 0);
@@ -1139,6 +1191,7 @@ void delivery_on_link_state(struct delivery *d, const uint8_t node_key[32], bool
         p->retry_at_ms = 0;
     } else {
         p->sent_upto = 0; /* what was queued on the link is gone: send again */
+        d->sent_below = 0;
     }
     kick(d);
 }
