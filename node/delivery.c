@@ -497,23 +497,92 @@ done:
 
 static void expire_waiters(struct delivery *d, uint64_t now);
 
+/* Entry head's receipt takes the ids of the riders after it (up to n), in
+ * merged: re-encoded into its plaintext. On failure they ride no more (each
+ * goes out as it was). */
+static void merge_receipt_run(struct outbox_entry *entries, size_t n, size_t head,
+                              const struct msg *merged, bool *riders)
+{
+    struct buf pt;
+    if (merged->receipt_count > 1 && msg_encode(merged, &pt) == MP_OK) {
+        buf_free(&entries[head].plaintext);
+        entries[head].plaintext = pt;
+        return;
+    }
+    for (size_t i = head + 1; i < n; i++)
+        riders[i] = false;
+}
+
+/* Receipts waiting for one peer go out together: the first receipt entry of
+ * the group takes the ids of the ones after it (up to MSG_RECEIPT_IDS_MAX a
+ * receipt) and those ride along (riders[i]: retired in the seal's write), so
+ * a burst of n received messages costs one receipt envelope, not n. */
+static void merge_receipts(struct outbox_entry *entries, size_t n, bool *riders)
+{
+    struct msg head, m;
+    size_t head_i = 0;
+    bool have = false;
+
+    for (size_t i = 0; i < n; i++) {
+        riders[i] = false;
+        if (msg_decode(entries[i].plaintext.data, entries[i].plaintext.len, &m) != MP_OK)
+            continue;
+        if (m.kind == MSG_KIND_RECEIPT && have &&
+            head.receipt_count + m.receipt_count <= MSG_RECEIPT_IDS_MAX) {
+            memcpy(head.receipt_ids[head.receipt_count], m.receipt_ids,
+                   (size_t)m.receipt_count * MSG_ID_BYTES);
+            head.receipt_count += m.receipt_count;
+            riders[i] = true;
+            msg_clear(&m);
+        } else if (m.kind == MSG_KIND_RECEIPT) {
+            if (have) {
+                merge_receipt_run(entries, i, head_i, &head, riders);
+                msg_clear(&head);
+            }
+            head = m;
+            head_i = i;
+            have = true;
+        } else {
+            msg_clear(&m);
+        }
+    }
+    if (have) {
+        merge_receipt_run(entries, n, head_i, &head, riders);
+        msg_clear(&head);
+    }
+}
+
 /* Seal n entries for one peer with one session update and one synced write:
  * a burst of sends costs one fsync, not one each. */
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now)
 {
     struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
+    bool riders[DELIVERY_SEAL_GROUP];
+    size_t sealed_n = 0;
     struct store_batch *b = store_batch_new();
 
-    for (size_t i = 0; i < n; i++)
-        pts[i] = entries[i].plaintext;
+    merge_receipts(entries, n, riders);
+    for (size_t i = 0; i < n; i++) {
+        if (!riders[i])
+            pts[sealed_n++] = entries[i].plaintext;
+    }
     enum mp_err err = sessions_seal_many(d->cfg.sessions, p->account,
-                                         p->has_bundle ? &p->bundle : NULL, now, pts, n, b, envs);
-    for (size_t i = 0; err == MP_OK && i < n; i++) {
+                                         p->has_bundle ? &p->bundle : NULL, now, pts, sealed_n,
+                                         b, envs);
+    for (size_t i = 0, j = 0; err == MP_OK && i < n; i++) {
         uint8_t key[33], val[8];
+        if (riders[i]) {
+            /* Its id went out in an earlier entry's receipt: nothing left to send. */
+            seq_key(key, KEY_ENTRY, seqs[i]);
+            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
+            key[0] = KEY_PENDING;
+            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
+            continue;
+        }
         buf_free(&entries[i].envelope);
-        entries[i].envelope = envs[i];
-        buf_init(&envs[i], 0); /* moved */
+        entries[i].envelope = envs[j];
+        buf_init(&envs[j++], 0); /* moved */
         key[0] = KEY_DIGEST;
         digest_of(entries[i].envelope.data, entries[i].envelope.len, key + 1);
         put_u64(val, seqs[i]);
