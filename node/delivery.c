@@ -35,6 +35,8 @@ static const char meta_counter[] = "counter/"; /* + recipient key: next text cou
 #define DELIVERY_WAIT_MAX_MS (10 * 60 * 1000)
 /* `send` calls waiting for delivery at once. */
 #define DELIVERY_WAITERS_MAX 64
+/* Messages in one `send.batch` call (its request line is capped too: RPC_LINE_MAX). */
+#define DELIVERY_SEND_BATCH_MAX 1024
 
 struct peer {
     bool used;
@@ -89,6 +91,7 @@ struct durable_item {
     uint8_t event_type;
     uint8_t event_id[MSG_ID_BYTES];
     struct control_call *reply; /* a `send` answered once its message is durable */
+    json_t *result;             /* the reply's result if not {id, state} (send.batch); owned */
 };
 
 struct delivery {
@@ -849,27 +852,34 @@ static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8
 
 /* ---- sending ---- */
 
-/* delivery_send, with the write synced now or (sync false) left for the
- * caller to make durable (durable_cb) before it tells anyone. */
-static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const char *text,
-                              size_t len, bool sync, uint8_t id_out[MSG_ID_BYTES])
+/* Whether text may be queued for to: MP_ERR_TOO_BIG, MP_ERR_INVAL (not
+ * UTF-8, or to ourselves), MP_OK. */
+static enum mp_err check_text(struct delivery *d, const uint8_t to[32], const char *text,
+                              size_t len)
 {
-    struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
-    struct outbox_entry e = {.state = OUTBOX_QUEUED};
-    uint8_t key[1 + 32], val[8], counter_key[sizeof(meta_counter) - 1 + 32];
-
     if (len > MSG_TEXT_MAX)
         return MP_ERR_TOO_BIG;
     if (!utf8_valid((const uint8_t *)text, len) ||
         memcmp(to, identity_public_key(d->cfg.account), 32) == 0)
         return MP_ERR_INVAL;
-    memcpy(counter_key, meta_counter, sizeof(meta_counter) - 1);
-    memcpy(counter_key + sizeof(meta_counter) - 1, to, 32);
-    uint64_t counter = 0;
-    enum mp_err err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key), &counter);
-    if (err != MP_OK)
-        return err;
-    counter++;
+    return MP_OK;
+}
+
+static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uint8_t to[32])
+{
+    memcpy(out, meta_counter, sizeof(meta_counter) - 1);
+    memcpy(out + sizeof(meta_counter) - 1, to, 32);
+}
+
+/* A checked text into b as outbox entry seq with its counter: the entry, the
+ * pump's work-list key and the id index (the counters are the caller's). */
+static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const uint8_t to[32],
+                              const char *text, size_t len, uint64_t seq, uint64_t counter,
+                              uint8_t id_out[MSG_ID_BYTES])
+{
+    struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
+    struct outbox_entry e = {.state = OUTBOX_QUEUED};
+    uint8_t key[1 + 32], val[8];
 
     env_random(d->cfg.env, m.id, MSG_ID_BYTES);
     m.sent_at_ms = unix_ms();
@@ -877,12 +887,9 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     memcpy(e.to, to, 32);
     e.created_ms = m.sent_at_ms;
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
-    err = msg_encode(&m, &e.plaintext);
-    if (err != MP_OK)
-        return err;
-    uint64_t seq = d->next_seq;
-    struct store_batch *b = store_batch_new();
-    err = batch_entry(b, seq, &e);
+    enum mp_err err = msg_encode(&m, &e.plaintext);
+    if (err == MP_OK)
+        err = batch_entry(b, seq, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 9, to, 32); /* the pump's work list */
@@ -890,16 +897,40 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
         memcpy(key + 1, m.id, MSG_ID_BYTES);
         put_u64(val, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 1 + MSG_ID_BYTES, val, sizeof(val));
+        memcpy(id_out, m.id, MSG_ID_BYTES);
+    }
+    outbox_entry_clear(&e);
+    return err;
+}
+
+/* delivery_send, with the write synced now or (sync false) left for the
+ * caller to make durable (durable_cb) before it tells anyone. */
+static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const char *text,
+                              size_t len, bool sync, uint8_t id_out[MSG_ID_BYTES])
+{
+    uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
+    uint64_t counter = 0;
+
+    enum mp_err err = check_text(d, to, text, len);
+    if (err != MP_OK)
+        return err;
+    counter_key_of(counter_key, to);
+    err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key), &counter);
+    if (err != MP_OK)
+        return err;
+    counter++;
+    uint64_t seq = d->next_seq;
+    struct store_batch *b = store_batch_new();
+    err = batch_text(d, b, to, text, len, seq, counter, id_out);
+    if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
         err = store_batch_write(d->cfg.store, b, sync);
     }
     store_batch_free(b);
-    outbox_entry_clear(&e);
     if (err != MP_OK)
         return err;
     d->next_seq = seq + 1;
-    memcpy(id_out, m.id, MSG_ID_BYTES);
     kick(d);
     return MP_OK;
 }
@@ -1165,12 +1196,15 @@ static void durable_cb(uv_timer_t *timer)
             if (d->pend[i].reply != NULL)
                 control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
                                   "not queued: the store cannot write");
+            json_decref(d->pend[i].result);
         }
         return;
     }
     d->durable_cursor = d->next_cursor;
     for (size_t i = 0; i < n; i++) {
-        if (d->pend[i].reply != NULL) {
+        if (d->pend[i].reply != NULL && d->pend[i].result != NULL) {
+            control_call_reply(d->pend[i].reply, d->pend[i].result);
+        } else if (d->pend[i].reply != NULL) {
             char id_hex[2 * MSG_ID_BYTES + 1];
             hex(id_hex, sizeof(id_hex), d->pend[i].event_id, MSG_ID_BYTES);
             control_call_reply(d->pend[i].reply,
@@ -1501,6 +1535,169 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
     return true;
 }
 
+/* A send.batch item's failure: the item's index before the message, and in data. */
+static bool batch_item_failed(size_t index, enum rpc_code code, enum mp_err err,
+                              struct rpc_error *err_out, json_t **data_out)
+{
+    char why[sizeof(err_out->message)];
+    snprintf(why, sizeof(why), "%s", err_out->message);
+    rpc_error_set(err_out, NULL, code, "messages[%zu]: %s", index, why);
+    if (*data_out == NULL && err != MP_OK)
+        *data_out = rpc_err_data(err);
+    if (*data_out == NULL)
+        *data_out = json_object();
+    json_object_set_new(*data_out, "index", json_integer((json_int_t)index));
+    return false;
+}
+
+/* The next counter for to within one batch: read from the store at its
+ * first message, counted in memory after that. */
+struct batch_counter {
+    uint8_t to[32];
+    uint64_t counter;
+};
+
+/* send.batch {to?, messages: [{to?, text}...]}: queue every message, in
+ * order, with one write made durable by one sync, then answer {ids, state}.
+ * All or nothing: an invalid item fails the call (its index in the error)
+ * and queues none. An item without `to` goes to the call's `to`. */
+static bool method_send_batch(void *ctx, struct control_call *call, json_t *params,
+                              json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    static const char *const item_params[] = {"to", "text"};
+    struct delivery *d = ctx;
+    json_t *list = json_object_get(params, "messages");
+    size_t n = json_array_size(list);
+    uint8_t(*tos)[32] = NULL;
+    struct batch_counter *counters = NULL;
+    size_t counter_count = 0;
+    struct store_batch *b = NULL;
+    json_t *ids = NULL;
+    const char *last_to = NULL;
+    bool ok = false;
+    enum mp_err err = MP_OK;
+
+    if (!json_is_array(list) || n == 0 || n > DELIVERY_SEND_BATCH_MAX) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                      "\"messages\" must be an array of 1 to %d messages",
+                      DELIVERY_SEND_BATCH_MAX);
+        return false;
+    }
+    tos = malloc(n * sizeof(*tos));
+    counters = malloc(n * sizeof(*counters));
+    ids = json_array();
+    if (tos == NULL || counters == NULL || ids == NULL) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INTERNAL_ERROR, "out of memory");
+        goto cleanup;
+    }
+    /* Check every item before queueing any. */
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(list, i);
+        json_t *text = json_object_get(item, "text");
+        const char *key;
+        json_t *v;
+        if (!json_is_object(item) || !json_is_string(text)) {
+            rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                          "each message must be an object with a string \"text\"");
+            ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, MP_OK, err_out, data_out);
+            goto cleanup;
+        }
+        json_object_foreach(item, key, v)
+        {
+            if (strcmp(key, item_params[0]) != 0 && strcmp(key, item_params[1]) != 0) {
+                rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "unknown member \"%s\"",
+                              key);
+                ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, MP_OK, err_out, data_out);
+                goto cleanup;
+            }
+        }
+        json_t *owner = json_object_get(item, "to") != NULL ? item : params;
+        const char *to_text = json_string_value(json_object_get(owner, "to"));
+        /* The same recipient as the item before: resolved once. */
+        if (i > 0 && to_text != NULL && last_to != NULL && strcmp(to_text, last_to) == 0) {
+            memcpy(tos[i], tos[i - 1], 32);
+        } else if (!param_account(d, owner, "to", true, tos[i], err_out, data_out)) {
+            ok = batch_item_failed(i, err_out->code, MP_OK, err_out, data_out);
+            goto cleanup;
+        }
+        last_to = to_text;
+        err = check_text(d, tos[i], json_string_value(text), json_string_length(text));
+        if (err != MP_OK) {
+            rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
+                          err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
+                                                : "not UTF-8 text, or addressed to yourself");
+            ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, err, err_out, data_out);
+            goto cleanup;
+        }
+    }
+    /* All valid: one batch with every entry and the counters after them. */
+    b = store_batch_new();
+    for (size_t i = 0; i < n && err == MP_OK; i++) {
+        json_t *text = json_object_get(json_array_get(list, i), "text");
+        struct batch_counter *c = NULL;
+        uint8_t id[MSG_ID_BYTES];
+        char id_hex[2 * MSG_ID_BYTES + 1];
+        for (size_t k = counter_count; k > 0 && c == NULL; k--) {
+            if (memcmp(counters[k - 1].to, tos[i], 32) == 0)
+                c = &counters[k - 1];
+        }
+        if (c == NULL) {
+            uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
+            c = &counters[counter_count++];
+            memcpy(c->to, tos[i], 32);
+            counter_key_of(counter_key, tos[i]);
+            err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key),
+                           &c->counter);
+        }
+        if (err == MP_OK)
+            err = batch_text(d, b, tos[i], json_string_value(text), json_string_length(text),
+                             d->next_seq + i, ++c->counter, id);
+        if (err == MP_OK) {
+            hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
+            json_array_append_new(ids, json_string(id_hex));
+        }
+    }
+    for (size_t k = 0; k < counter_count && err == MP_OK; k++) {
+        uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
+        counter_key_of(counter_key, counters[k].to);
+        batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counters[k].counter);
+    }
+    json_t *result = err == MP_OK ? json_pack("{s:O, s:s}", "ids", ids, "state", "queued") : NULL;
+    if (err == MP_OK && result == NULL)
+        err = MP_ERR_NOMEM;
+    if (err == MP_OK) {
+        batch_meta_u64(b, meta_seq, strlen(meta_seq), d->next_seq + n);
+        err = store_batch_write(d->cfg.store, b, false);
+    }
+    if (err != MP_OK) {
+        json_decref(result);
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+        *data_out = rpc_err_data(err);
+        goto cleanup;
+    }
+    d->next_seq += n;
+    kick(d);
+    /* Answered after the sync at the end of this loop turn, like `send`. */
+    struct durable_item item = {.reply = control_call_defer(call), .result = result};
+    if (item.reply != NULL) {
+        pend(d, &item);
+    } else if ((err = store_sync(d->cfg.store)) == MP_OK) {
+        *result_out = result; /* no room to defer: durable now, answered at once */
+    } else {
+        json_decref(result);
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+        *data_out = rpc_err_data(err);
+        goto cleanup;
+    }
+    ok = true;
+cleanup:
+    store_batch_free(b);
+    json_decref(ids);
+    free(counters);
+    free(tos);
+    return ok;
+}
+
 /* Waiters past their deadline are told the message is still queued. */
 static void expire_waiters(struct delivery *d, uint64_t now)
 {
@@ -1680,12 +1877,14 @@ static bool method_subscribe(void *ctx, struct control_call *call, json_t *param
 }
 
 static const char *const send_params[] = {"to", "text", "wait_ms", NULL};
+static const char *const send_batch_params[] = {"to", "messages", NULL};
 static const char *const inbox_params[] = {"from", "since", "limit", "requests", NULL};
 static const char *const history_params[] = {"with", "limit", NULL};
 static const char *const subscribe_params[] = {"since", NULL};
 
 static const struct control_method methods[] = {
     {"send", send_params, method_send},
+    {"send.batch", send_batch_params, method_send_batch},
     {"inbox.list", inbox_params, method_inbox},
     {"history", history_params, method_history},
     {"subscribe", subscribe_params, method_subscribe},
