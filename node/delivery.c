@@ -827,6 +827,7 @@ static void event_synced(struct delivery *d, uint8_t type, const uint8_t id[MSG_
 }
 
 static void durable_cb(uv_timer_t *timer);
+static void durable_timer_cb(uv_timer_t *timer);
 
 /* Written (unsynced): its ack and news wait for the sync at the end of this
  * loop turn, or happen now if the group is full. */
@@ -837,7 +838,7 @@ static void pend(struct delivery *d, const struct durable_item *item)
     d->pend[d->pend_count++] = *item;
     d->needs_sync = true;
     if (!d->closing)
-        uv_timer_start(&d->durable, durable_cb, 0, 0);
+        uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
 }
 
 static void pend_event(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID_BYTES])
@@ -1231,6 +1232,21 @@ static void durable_cb(uv_timer_t *timer)
         uv_timer_start(&d->feed, feed_cb, 0, 0);
         kick(d); /* receipts to send, resends to reconsider */
     }
+}
+
+/* The end of a loop turn: the sync, then at once the pump, so that what the
+ * sync let go (acks, and the receipts and texts sealed before it) leaves in
+ * this same turn, in one write per link (links_hold), instead of the
+ * envelopes a turn after the acks: the peer takes them in with one sync. */
+static void durable_timer_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+    bool synced = d->needs_sync;
+    links_hold(d->cfg.links, true);
+    durable_cb(timer);
+    if (synced && !d->closing && !d->sync_failed)
+        pump_cb(&d->pump);
+    links_hold(d->cfg.links, false);
 }
 
 static void on_ack(struct delivery *d, const uint8_t digest[32])
