@@ -27,7 +27,6 @@
 #define KEY_MSGID 'm'
 #define KEY_EVENT 'e'
 #define KEY_SEEN 'i'
-#define KEY_RECEIPT_DUE 'r'
 static const char meta_seq[] = "outbox_seq";
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
@@ -43,6 +42,8 @@ static const char meta_counter[] = "counter/"; /* + recipient key: next text cou
 #define DELIVERY_WAIT_MAX_MS (10 * 60 * 1000)
 /* `send` calls waiting for delivery at once. */
 #define DELIVERY_WAITERS_MAX 64
+/* Messages in one `send.batch` call (its request line is capped too: RPC_LINE_MAX). */
+#define DELIVERY_SEND_BATCH_MAX 1024
 
 /* A mailbox node that holds (or should hold) a peer's mail. Entries go to it
  * in seq order, so what it holds is a prefix of what waits. */
@@ -124,6 +125,7 @@ struct durable_item {
     uint8_t event_id[MSG_ID_BYTES];
     struct control_call *reply; /* a `send` answered once its message is durable */
     uint8_t to[32];             /* the send's recipient */
+    json_t *result;             /* the reply's result if not {id, state} (send.batch); owned */
 };
 
 struct delivery {
@@ -135,12 +137,22 @@ struct delivery {
     struct durable_item pend[DELIVERY_SYNC_GROUP];
     size_t pend_count;
     bool needs_sync;       /* unsynced writes whose consequences wait */
+    bool sync_failed;      /* a sync failed: the store refuses writes until reopened */
     uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
     uv_timer_t pump;  /* pump.data = this */
     uv_timer_t feed;  /* feed.data = this: pushes events to subscribers */
     uv_timer_t publish; /* publish.data = this: presence and prekeys again */
     unsigned publish_round;
     uint64_t next_seq;
+    /* No pending ('q') key is below this seq: scans of the work list seek
+     * here instead of stepping over the deleted head of the queue. */
+    uint64_t pending_floor;
+    /* Pending entries below sealed_below are all sealed (for good), those
+     * below sent_below all sent and waiting for their ack until at least
+     * sent_below_due: the pump's walks start past them, so many messages in
+     * flight do not cost a step each per pass. sent_below is 0 (unknown)
+     * whenever some peer's sent_upto goes back. */
+    uint64_t sealed_below, sent_below, sent_below_due;
     uint64_t next_cursor; /* the next event's cursor; events are 1 .. next_cursor - 1 */
     struct peer peers[DELIVERY_PEERS_MAX];
     struct subscriber subs[DELIVERY_SUBSCRIBERS_MAX];
@@ -151,7 +163,6 @@ struct delivery {
     uint64_t sent, received, acked, duplicates, refused, failed_open;
     uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
-    bool receipts_due;       /* 'r' keys wait to become receipts */
     /* Envelopes stored (or dropped for good) lately, by digest, one per slot:
      * another copy (from a second mailbox, or resent) is acked without being
      * opened again. A cache: a miss costs only the full open. */
@@ -259,6 +270,15 @@ static enum mp_err batch_event(struct delivery *d, struct store_batch *b,
     return MP_OK;
 }
 
+/* The pump's work list ('q' keys), from seq from or the lowest seq still
+ * pending if higher. */
+static struct store_iter *pending_iter(struct delivery *d, uint64_t from)
+{
+    uint8_t start[9];
+    seq_key(start, KEY_PENDING, from > d->pending_floor ? from : d->pending_floor);
+    return store_iter_new_at(d->cfg.store, STORE_CF_OUTBOX, start, 1, start, sizeof(start));
+}
+
 /* ---- peers ---- */
 
 static struct peer *peer_find(struct delivery *d, const uint8_t account[32])
@@ -291,6 +311,8 @@ static struct peer *peer_get(struct delivery *d, const uint8_t account[32], uint
         if (victim == NULL)
             return NULL; /* every slot waits for a lookup: try this one later */
         p = victim;
+        if (p->used)
+            d->sent_below = 0; /* its entries in flight are to be sent again */
         memset(p, 0, sizeof(*p));
         p->used = true;
         memcpy(p->account, account, 32);
@@ -381,6 +403,7 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
             p->presence_at_ms = now;
             p->nets_tried = 0;
             p->sent_upto = 0; /* maybe a new node: send everything pending again */
+            d->sent_below = 0;
             if (d->cfg.node_check_cb != NULL &&
                 d->cfg.node_check_cb(d->cfg.classify_arg, p->account, p->presence.node_key) ==
                     DELIVERY_KEY_CHANGED) {
@@ -658,6 +681,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
             return false;
         }
         p->sent_upto = seq - 1; /* no ack in time: send again from here */
+        d->sent_below = 0;
     }
     if (p->busy || p->fetching_presence || p->fetching_bundle)
         return worked;
@@ -717,23 +741,93 @@ done:
 static void expire_waiters(struct delivery *d, uint64_t now);
 static void expire_due(struct delivery *d, uint64_t now);
 
-/* Seal n entries for one peer with one session update and one synced write:
- * a burst of sends costs one fsync, not one each. */
+/* Entry head's receipt takes the ids of the riders after it (up to n), in
+ * merged: re-encoded into its plaintext. On failure they ride no more (each
+ * goes out as it was). */
+static void merge_receipt_run(struct outbox_entry *entries, size_t n, size_t head,
+                              const struct msg *merged, bool *riders)
+{
+    struct buf pt;
+    if (merged->receipt_count > 1 && msg_encode(merged, &pt) == MP_OK) {
+        buf_free(&entries[head].plaintext);
+        entries[head].plaintext = pt;
+        return;
+    }
+    for (size_t i = head + 1; i < n; i++)
+        riders[i] = false;
+}
+
+/* Receipts waiting for one peer go out together: the first receipt entry of
+ * the group takes the ids of the ones after it (up to MSG_RECEIPT_IDS_MAX a
+ * receipt) and those ride along (riders[i]: retired in the seal's write), so
+ * a burst of n received messages costs one receipt envelope, not n. */
+static void merge_receipts(struct outbox_entry *entries, size_t n, bool *riders)
+{
+    struct msg head, m;
+    size_t head_i = 0;
+    bool have = false;
+
+    for (size_t i = 0; i < n; i++) {
+        riders[i] = false;
+        if (msg_decode(entries[i].plaintext.data, entries[i].plaintext.len, &m) != MP_OK)
+            continue;
+        if (m.kind == MSG_KIND_RECEIPT && have &&
+            head.receipt_count + m.receipt_count <= MSG_RECEIPT_IDS_MAX) {
+            memcpy(head.receipt_ids[head.receipt_count], m.receipt_ids,
+                   (size_t)m.receipt_count * MSG_ID_BYTES);
+            head.receipt_count += m.receipt_count;
+            riders[i] = true;
+            msg_clear(&m);
+        } else if (m.kind == MSG_KIND_RECEIPT) {
+            if (have) {
+                merge_receipt_run(entries, i, head_i, &head, riders);
+                msg_clear(&head);
+            }
+            head = m;
+            head_i = i;
+            have = true;
+        } else {
+            msg_clear(&m);
+        }
+    }
+    if (have) {
+        merge_receipt_run(entries, n, head_i, &head, riders);
+        msg_clear(&head);
+    }
+}
+
+/* Seal n entries for one peer with one session update and one write, synced
+ * (or, sync false, made durable by the caller before anything is sent): a
+ * burst of sends costs one fsync, not one each. */
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
-                       struct outbox_entry *entries, size_t n, uint64_t now)
+                       struct outbox_entry *entries, size_t n, uint64_t now, bool sync)
 {
     struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
+    bool riders[DELIVERY_SEAL_GROUP];
+    size_t sealed_n = 0;
     struct store_batch *b = store_batch_new();
 
-    for (size_t i = 0; i < n; i++)
-        pts[i] = entries[i].plaintext;
+    merge_receipts(entries, n, riders);
+    for (size_t i = 0; i < n; i++) {
+        if (!riders[i])
+            pts[sealed_n++] = entries[i].plaintext;
+    }
     enum mp_err err = sessions_seal_many(d->cfg.sessions, p->account,
-                                         p->has_bundle ? &p->bundle : NULL, now, pts, n, b, envs);
-    for (size_t i = 0; err == MP_OK && i < n; i++) {
+                                         p->has_bundle ? &p->bundle : NULL, now, pts, sealed_n,
+                                         b, envs);
+    for (size_t i = 0, j = 0; err == MP_OK && i < n; i++) {
         uint8_t key[33], val[8];
+        if (riders[i]) {
+            /* Its id went out in an earlier entry's receipt: nothing left to send. */
+            seq_key(key, KEY_ENTRY, seqs[i]);
+            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
+            key[0] = KEY_PENDING;
+            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
+            continue;
+        }
         buf_free(&entries[i].envelope);
-        entries[i].envelope = envs[i];
-        buf_init(&envs[i], 0); /* moved */
+        entries[i].envelope = envs[j];
+        buf_init(&envs[j++], 0); /* moved */
         key[0] = KEY_DIGEST;
         digest_of(entries[i].envelope.data, entries[i].envelope.len, key + 1);
         bytes_put_u64(val, seqs[i]);
@@ -741,7 +835,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         err = batch_entry(b, seqs[i], &entries[i]);
     }
     if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, true);
+        err = store_batch_write(d->cfg.store, b, sync);
     store_batch_free(b);
     if (err == MP_OK) {
         p->sealed_upto = seqs[n - 1];
@@ -754,24 +848,30 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     }
 }
 
-/* Before sending, seal what waits unsealed, in groups per peer. */
-static void seal_pending(struct delivery *d, uint64_t now)
+/* Before sending, seal what waits unsealed, in groups per peer; sync as for
+ * seal_group. */
+static void seal_pending(struct delivery *d, uint64_t now, bool sync)
 {
     /* One slot more than a group: the entry that starts the next group. */
     static uint64_t seqs[DELIVERY_SEAL_GROUP + 1];
     static struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
     struct peer *group = NULL;
     size_t n = 0, sealed = 0;
-    uint8_t prefix = KEY_PENDING;
     const uint8_t *key, *val;
     size_t key_len, val_len;
+    bool all_sealed = true; /* so far in this walk */
 
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    struct store_iter *it = pending_iter(d, d->sealed_below);
     while (sealed < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         uint64_t seq = key_len == 9 && val_len == 32 ? bytes_get_u64(key + 1) : 0;
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
-        if (p == NULL || seq <= p->sealed_upto ||
-            (!p->via_mailbox && (p->retry_at_ms > now || !p->has_presence)))
+        if (p != NULL && seq <= p->sealed_upto) {
+            if (all_sealed)
+                d->sealed_below = seq + 1;
+            continue;
+        }
+        all_sealed = false;
+        if (p == NULL || (!p->via_mailbox && (p->retry_at_ms > now || !p->has_presence)))
             continue;
         if (load_entry(d, seq, &entries[n]) != MP_OK)
             continue;
@@ -787,7 +887,7 @@ static void seal_pending(struct delivery *d, uint64_t now)
         if (group != NULL && (p != group || n == DELIVERY_SEAL_GROUP)) {
             /* entries[n] is the next group's first: seal the others first. */
             struct outbox_entry next = entries[n];
-            seal_group(d, group, seqs, entries, n, now);
+            seal_group(d, group, seqs, entries, n, now, sync);
             for (size_t i = 0; i < n; i++)
                 outbox_entry_clear(&entries[i]);
             sealed += n;
@@ -799,7 +899,7 @@ static void seal_pending(struct delivery *d, uint64_t now)
     }
     store_iter_free(it);
     if (n > 0) {
-        seal_group(d, group, seqs, entries, n, now);
+        seal_group(d, group, seqs, entries, n, now, sync);
         for (size_t i = 0; i < n; i++)
             outbox_entry_clear(&entries[i]);
     }
@@ -811,31 +911,57 @@ static void pump_cb(uv_timer_t *timer)
     uint64_t now = sysenv_unix_ms();
     uint64_t wake = now + 60000;
 
+    if (d->sync_failed)
+        return; /* what was sealed unsynced must not leave: nothing goes until a restart */
     expire_waiters(d, now);
     expire_due(d, now);
-    seal_pending(d, now);
+    seal_pending(d, now, true);
     if (d->next_expiry_ms < wake)
         wake = d->next_expiry_ms;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
             wake = d->waiters[i].deadline_ms;
     }
-    uint8_t prefix = KEY_PENDING;
     const uint8_t *key, *val;
     size_t key_len, val_len;
     unsigned done = 0;
-    bool more = false;
+    bool more = false, first = true;
+    /* Start past the entries known to wait for their acks, if still so. */
+    bool skip = d->sent_below > d->pending_floor && now < d->sent_below_due;
+    bool in_flight = true; /* every entry so far in this walk waits for its ack */
+    uint64_t flight_due = skip ? d->sent_below_due : UINT64_MAX;
+    if (skip && d->sent_below_due < wake)
+        wake = d->sent_below_due;
+    if (!skip)
+        d->sent_below = 0;
 
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    struct store_iter *it = pending_iter(d, d->sent_below);
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        if (first && !skip && key_len == 9) /* the lowest pending seq: nothing lives below */
+            d->pending_floor = bytes_get_u64(key + 1);
+        first = false;
         if (key_len != 9 || val_len != 32)
             continue;
         if (done >= DELIVERY_PUMP_BATCH) {
             more = true; /* yield to the loop, then go on */
             break;
         }
-        done += pump_entry(d, bytes_get_u64(key + 1), val, now, &wake);
+        uint64_t seq = bytes_get_u64(key + 1);
+        struct peer *p = peer_find(d, val);
+        uint64_t due = p != NULL ? p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS : 0;
+        if (in_flight && p != NULL && seq <= p->sent_upto && now < due) {
+            d->sent_below = seq + 1;
+            flight_due = due < flight_due ? due : flight_due;
+        } else {
+            in_flight = false;
+        }
+        done += pump_entry(d, seq, val, now, &wake);
+        if (d->sent_below == 0)
+            in_flight = false; /* a peer's sent_upto went back just now */
     }
+    d->sent_below_due = flight_due;
+    if (first && !skip && store_iter_status(it) == MP_OK)
+        d->pending_floor = d->next_seq; /* nothing pending: new entries come from here */
     store_iter_free(it);
     if (!d->closing)
         uv_timer_start(&d->pump, pump_cb, more ? 0 : (wake > now ? wake - now : 0), 0);
@@ -944,6 +1070,7 @@ static void event_synced(struct delivery *d, uint8_t type, const uint8_t id[MSG_
 }
 
 static void durable_cb(uv_timer_t *timer);
+static void durable_timer_cb(uv_timer_t *timer);
 
 /* Written (unsynced): its ack and news wait for the sync at the end of this
  * loop turn, or happen now if the group is full. */
@@ -954,7 +1081,7 @@ static void pend(struct delivery *d, const struct durable_item *item)
     d->pend[d->pend_count++] = *item;
     d->needs_sync = true;
     if (!d->closing)
-        uv_timer_start(&d->durable, durable_cb, 0, 0);
+        uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
 }
 
 static void pend_event(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID_BYTES])
@@ -975,27 +1102,34 @@ static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8
 
 /* ---- sending ---- */
 
-/* delivery_send, with the write synced now or (sync false) left for the
- * caller to make durable (durable_cb) before it tells anyone. */
-static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const char *text,
-                              size_t len, bool sync, uint8_t id_out[MSG_ID_BYTES])
+/* Whether text may be queued for to: MP_ERR_TOO_BIG, MP_ERR_INVAL (not
+ * UTF-8, or to ourselves), MP_OK. */
+static enum mp_err check_text(struct delivery *d, const uint8_t to[32], const char *text,
+                              size_t len)
 {
-    struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
-    struct outbox_entry e = {.state = OUTBOX_QUEUED};
-    uint8_t key[1 + 32], val[8], counter_key[sizeof(meta_counter) - 1 + 32];
-
     if (len > MSG_TEXT_MAX)
         return MP_ERR_TOO_BIG;
     if (!utf8_valid((const uint8_t *)text, len) ||
         memcmp(to, identity_public_key(d->cfg.account), 32) == 0)
         return MP_ERR_INVAL;
-    memcpy(counter_key, meta_counter, sizeof(meta_counter) - 1);
-    memcpy(counter_key + sizeof(meta_counter) - 1, to, 32);
-    uint64_t counter = 0;
-    enum mp_err err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key), &counter);
-    if (err != MP_OK)
-        return err;
-    counter++;
+    return MP_OK;
+}
+
+static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uint8_t to[32])
+{
+    memcpy(out, meta_counter, sizeof(meta_counter) - 1);
+    memcpy(out + sizeof(meta_counter) - 1, to, 32);
+}
+
+/* A checked text into b as outbox entry seq with its counter: the entry, the
+ * pump's work-list key and the id index (the counters are the caller's). */
+static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const uint8_t to[32],
+                              const char *text, size_t len, uint64_t seq, uint64_t counter,
+                              uint8_t id_out[MSG_ID_BYTES])
+{
+    struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
+    struct outbox_entry e = {.state = OUTBOX_QUEUED};
+    uint8_t key[1 + 32], val[8];
 
     env_random(d->cfg.env, m.id, MSG_ID_BYTES);
     m.sent_at_ms = sysenv_unix_ms();
@@ -1003,12 +1137,9 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     memcpy(e.to, to, 32);
     e.created_ms = m.sent_at_ms;
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
-    err = msg_encode(&m, &e.plaintext);
-    if (err != MP_OK)
-        return err;
-    uint64_t seq = d->next_seq;
-    struct store_batch *b = store_batch_new();
-    err = batch_entry(b, seq, &e);
+    enum mp_err err = msg_encode(&m, &e.plaintext);
+    if (err == MP_OK)
+        err = batch_entry(b, seq, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 9, to, 32); /* the pump's work list */
@@ -1016,16 +1147,40 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
         memcpy(key + 1, m.id, MSG_ID_BYTES);
         bytes_put_u64(val, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 1 + MSG_ID_BYTES, val, sizeof(val));
+        memcpy(id_out, m.id, MSG_ID_BYTES);
+    }
+    outbox_entry_clear(&e);
+    return err;
+}
+
+/* delivery_send, with the write synced now or (sync false) left for the
+ * caller to make durable (durable_cb) before it tells anyone. */
+static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const char *text,
+                              size_t len, bool sync, uint8_t id_out[MSG_ID_BYTES])
+{
+    uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
+    uint64_t counter = 0;
+
+    enum mp_err err = check_text(d, to, text, len);
+    if (err != MP_OK)
+        return err;
+    counter_key_of(counter_key, to);
+    err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key), &counter);
+    if (err != MP_OK)
+        return err;
+    counter++;
+    uint64_t seq = d->next_seq;
+    struct store_batch *b = store_batch_new();
+    err = batch_text(d, b, to, text, len, seq, counter, id_out);
+    if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
         err = store_batch_write(d->cfg.store, b, sync);
     }
     store_batch_free(b);
-    outbox_entry_clear(&e);
     if (err != MP_OK)
         return err;
     d->next_seq = seq + 1;
-    memcpy(id_out, m.id, MSG_ID_BYTES);
     kick(d);
     return MP_OK;
 }
@@ -1277,16 +1432,9 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
             d->next_cursor = cursor + 1;
             message = true;
             d->received++;
-            if (verdict == DELIVERY_DELIVER) {
-                /* A receipt is due: written with the message, sent later
-                 * together with the others due to this sender (receipts_due). */
-                uint8_t rkey[1 + 32 + MSG_ID_BYTES];
-                rkey[0] = KEY_RECEIPT_DUE;
-                memcpy(rkey + 1, sender, 32);
-                memcpy(rkey + 33, m.id, MSG_ID_BYTES);
-                store_batch_put(b, STORE_CF_OUTBOX, rkey, sizeof(rkey), NULL, 0);
-                d->receipts_due = true;
-            }
+            if (verdict == DELIVERY_DELIVER)
+                err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])m.id, 1,
+                                    &d->next_seq);
         }
         outbox_event_clear(&ev);
     }
@@ -1316,48 +1464,6 @@ cleanup:
     store_batch_free(b);
 }
 
-/* Turn the receipts due ('r' keys) into receipts, one per sender for up to
- * MSG_RECEIPT_IDS_MAX messages, each with the removal of its keys in one
- * batch: a burst of messages costs a few receipts, not one each. */
-static void receipts_due(struct delivery *d)
-{
-    uint8_t prefix = KEY_RECEIPT_DUE, to[32], ids[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
-    const uint8_t *key, *val;
-    size_t key_len, val_len;
-    unsigned n = 0;
-    bool more = true;
-
-    if (!d->receipts_due)
-        return;
-    d->receipts_due = false;
-    struct store_batch *b = store_batch_new();
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
-    while (more) {
-        more = store_iter_next(it, &key, &key_len, &val, &val_len);
-        bool same = more && key_len == 1 + 32 + MSG_ID_BYTES && n > 0 &&
-                    memcmp(key + 1, to, 32) == 0 && n < MSG_RECEIPT_IDS_MAX;
-        if (n > 0 && !same) { /* the group ends: queue its receipt */
-            uint64_t seq = d->next_seq;
-            if (batch_receipt(d, b, to, (const uint8_t(*)[MSG_ID_BYTES])ids, n, &seq) != MP_OK ||
-                store_batch_write(d->cfg.store, b, false) != MP_OK) {
-                d->receipts_due = true; /* the keys stay: another time */
-                break;
-            }
-            d->next_seq = seq;
-            store_batch_free(b);
-            b = store_batch_new();
-            n = 0;
-        }
-        if (!more || key_len != 1 + 32 + MSG_ID_BYTES)
-            continue;
-        memcpy(to, key + 1, 32);
-        memcpy(ids[n++], key + 33, MSG_ID_BYTES);
-        store_batch_delete(b, STORE_CF_OUTBOX, key, key_len);
-    }
-    store_iter_free(it);
-    store_batch_free(b);
-}
-
 /* The sync at the end of a loop turn: everything written so far becomes
  * durable; then the acks go out, listeners and waiters hear, receipts go. */
 static void durable_cb(uv_timer_t *timer)
@@ -1366,7 +1472,11 @@ static void durable_cb(uv_timer_t *timer)
 
     if (!d->needs_sync)
         return;
-    receipts_due(d); /* made durable by the same sync */
+    /* What this turn queued (texts, receipts) is sealed now, unsynced, so the
+     * one sync below makes message and envelope durable together and the
+     * pump can send at once: one fsync per turn instead of two. */
+    if (!d->sync_failed && !d->closing)
+        seal_pending(d, sysenv_unix_ms(), false);
     enum mp_err err = store_sync(d->cfg.store);
     size_t n = d->pend_count;
     d->pend_count = 0;
@@ -1374,17 +1484,22 @@ static void durable_cb(uv_timer_t *timer)
     if (err != MP_OK) {
         /* Nothing promised: senders resend what they have no ack for, and
          * `send` calls hear that their message may not be queued. */
-        log_error(MOD, "cannot sync the store: %s; %zu acks withheld", mp_strerror(err), n);
+        log_error(MOD, "cannot sync the store: %s; %zu acks withheld, nothing more is sent",
+                  mp_strerror(err), n);
+        d->sync_failed = true;
         for (size_t i = 0; i < n; i++) {
             if (d->pend[i].reply != NULL)
                 control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
                                   "not queued: the store cannot write");
+            json_decref(d->pend[i].result);
         }
         return;
     }
     d->durable_cursor = d->next_cursor;
     for (size_t i = 0; i < n; i++) {
-        if (d->pend[i].reply != NULL) {
+        if (d->pend[i].reply != NULL && d->pend[i].result != NULL) {
+            control_call_reply(d->pend[i].reply, d->pend[i].result);
+        } else if (d->pend[i].reply != NULL) {
             char id_hex[2 * MSG_ID_BYTES + 1];
             const struct peer *p = peer_find(d, d->pend[i].to);
             hex(id_hex, sizeof(id_hex), d->pend[i].event_id, MSG_ID_BYTES);
@@ -1404,6 +1519,21 @@ static void durable_cb(uv_timer_t *timer)
         uv_timer_start(&d->feed, feed_cb, 0, 0);
         kick(d); /* receipts to send, resends to reconsider */
     }
+}
+
+/* The end of a loop turn: the sync, then at once the pump, so that what the
+ * sync let go (acks, and the receipts and texts sealed before it) leaves in
+ * this same turn, in one write per link (links_hold), instead of the
+ * envelopes a turn after the acks: the peer takes them in with one sync. */
+static void durable_timer_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+    bool synced = d->needs_sync;
+    links_hold(d->cfg.links, true);
+    durable_cb(timer);
+    if (synced && !d->closing && !d->sync_failed)
+        pump_cb(&d->pump);
+    links_hold(d->cfg.links, false);
 }
 
 static void on_ack(struct delivery *d, const uint8_t digest[32])
@@ -1654,6 +1784,7 @@ void delivery_on_link_state_net(struct delivery *d, unsigned net, const uint8_t 
         p->via_mailbox = false; /* its node is back: directly again */
     } else {
         p->sent_upto = 0; /* what was queued on the link is gone: send again */
+        d->sent_below = 0;
     }
     kick(d);
 }
@@ -1781,7 +1912,6 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         d->next_seq = 1;
     if (d->next_cursor == 0)
         d->next_cursor = 1;
-    d->receipts_due = true; /* any left from before a crash */
     d->durable_cursor = d->next_cursor;
     uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
@@ -1906,10 +2036,11 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         return false;
     }
     /* Without a wait, the reply comes after the next sync (one fsync for every
-     * send of this loop turn); the message is on disk when the id is given. */
+     * send of this loop turn); the message is on disk when the id is given.
+     * With one, the same sync makes it durable (and sealed) before it leaves. */
     bool grouped = wait == NULL || json_integer_value(wait) == 0;
     enum mp_err err =
-        queue_text(d, to, json_string_value(text), json_string_length(text), !grouped, id);
+        queue_text(d, to, json_string_value(text), json_string_length(text), false, id);
     if (err == MP_ERR_TOO_BIG || err == MP_ERR_INVAL) {
         rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
                       err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
@@ -1940,6 +2071,9 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
         return true;
     }
+    struct durable_item unsynced = {.reply = NULL};
+    memcpy(unsynced.event_id, id, MSG_ID_BYTES);
+    pend(d, &unsynced);
     sweep(d);
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
@@ -1952,9 +2086,177 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         w->deadline_ms = sysenv_unix_ms() + (uint64_t)json_integer_value(wait);
         return true;
     }
-    /* No room to wait: it is queued all the same. */
+    /* No room to wait: it is queued all the same, once durable. */
+    if ((err = store_sync(d->cfg.store)) != MP_OK) {
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+        *data_out = rpc_err_data(err);
+        return false;
+    }
     *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
     return true;
+}
+
+/* A send.batch item's failure: the item's index before the message, and in data. */
+static bool batch_item_failed(size_t index, enum rpc_code code, enum mp_err err,
+                              struct rpc_error *err_out, json_t **data_out)
+{
+    char why[sizeof(err_out->message)];
+    snprintf(why, sizeof(why), "%s", err_out->message);
+    rpc_error_set(err_out, NULL, code, "messages[%zu]: %s", index, why);
+    if (*data_out == NULL && err != MP_OK)
+        *data_out = rpc_err_data(err);
+    if (*data_out == NULL)
+        *data_out = json_object();
+    json_object_set_new(*data_out, "index", json_integer((json_int_t)index));
+    return false;
+}
+
+/* The next counter for to within one batch: read from the store at its
+ * first message, counted in memory after that. */
+struct batch_counter {
+    uint8_t to[32];
+    uint64_t counter;
+};
+
+/* send.batch {to?, messages: [{to?, text}...]}: queue every message, in
+ * order, with one write made durable by one sync, then answer {ids, state}.
+ * All or nothing: an invalid item fails the call (its index in the error)
+ * and queues none. An item without `to` goes to the call's `to`. */
+static bool method_send_batch(void *ctx, struct control_call *call, json_t *params,
+                              json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    static const char *const item_params[] = {"to", "text"};
+    struct delivery *d = ctx;
+    json_t *list = json_object_get(params, "messages");
+    size_t n = json_array_size(list);
+    uint8_t(*tos)[32] = NULL;
+    struct batch_counter *counters = NULL;
+    size_t counter_count = 0;
+    struct store_batch *b = NULL;
+    json_t *ids = NULL;
+    const char *last_to = NULL;
+    bool ok = false;
+    enum mp_err err = MP_OK;
+
+    if (!json_is_array(list) || n == 0 || n > DELIVERY_SEND_BATCH_MAX) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                      "\"messages\" must be an array of 1 to %d messages",
+                      DELIVERY_SEND_BATCH_MAX);
+        return false;
+    }
+    tos = malloc(n * sizeof(*tos));
+    counters = malloc(n * sizeof(*counters));
+    ids = json_array();
+    if (tos == NULL || counters == NULL || ids == NULL) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INTERNAL_ERROR, "out of memory");
+        goto cleanup;
+    }
+    /* Check every item before queueing any. */
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(list, i);
+        json_t *text = json_object_get(item, "text");
+        const char *key;
+        json_t *v;
+        if (!json_is_object(item) || !json_is_string(text)) {
+            rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                          "each message must be an object with a string \"text\"");
+            ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, MP_OK, err_out, data_out);
+            goto cleanup;
+        }
+        json_object_foreach(item, key, v)
+        {
+            if (strcmp(key, item_params[0]) != 0 && strcmp(key, item_params[1]) != 0) {
+                rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "unknown member \"%s\"",
+                              key);
+                ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, MP_OK, err_out, data_out);
+                goto cleanup;
+            }
+        }
+        json_t *owner = json_object_get(item, "to") != NULL ? item : params;
+        const char *to_text = json_string_value(json_object_get(owner, "to"));
+        /* The same recipient as the item before: resolved once. */
+        if (i > 0 && to_text != NULL && last_to != NULL && strcmp(to_text, last_to) == 0) {
+            memcpy(tos[i], tos[i - 1], 32);
+        } else if (!param_account(d, owner, "to", true, tos[i], err_out, data_out)) {
+            ok = batch_item_failed(i, err_out->code, MP_OK, err_out, data_out);
+            goto cleanup;
+        }
+        last_to = to_text;
+        err = check_text(d, tos[i], json_string_value(text), json_string_length(text));
+        if (err != MP_OK) {
+            rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
+                          err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
+                                                : "not UTF-8 text, or addressed to yourself");
+            ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, err, err_out, data_out);
+            goto cleanup;
+        }
+    }
+    /* All valid: one batch with every entry and the counters after them. */
+    b = store_batch_new();
+    for (size_t i = 0; i < n && err == MP_OK; i++) {
+        json_t *text = json_object_get(json_array_get(list, i), "text");
+        struct batch_counter *c = NULL;
+        uint8_t id[MSG_ID_BYTES];
+        char id_hex[2 * MSG_ID_BYTES + 1];
+        for (size_t k = counter_count; k > 0 && c == NULL; k--) {
+            if (memcmp(counters[k - 1].to, tos[i], 32) == 0)
+                c = &counters[k - 1];
+        }
+        if (c == NULL) {
+            uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
+            c = &counters[counter_count++];
+            memcpy(c->to, tos[i], 32);
+            counter_key_of(counter_key, tos[i]);
+            err = meta_u64(d->cfg.store, (const char *)counter_key, sizeof(counter_key),
+                           &c->counter);
+        }
+        if (err == MP_OK)
+            err = batch_text(d, b, tos[i], json_string_value(text), json_string_length(text),
+                             d->next_seq + i, ++c->counter, id);
+        if (err == MP_OK) {
+            hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
+            json_array_append_new(ids, json_string(id_hex));
+        }
+    }
+    for (size_t k = 0; k < counter_count && err == MP_OK; k++) {
+        uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
+        counter_key_of(counter_key, counters[k].to);
+        batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counters[k].counter);
+    }
+    json_t *result = err == MP_OK ? json_pack("{s:O, s:s}", "ids", ids, "state", "queued") : NULL;
+    if (err == MP_OK && result == NULL)
+        err = MP_ERR_NOMEM;
+    if (err == MP_OK) {
+        batch_meta_u64(b, meta_seq, strlen(meta_seq), d->next_seq + n);
+        err = store_batch_write(d->cfg.store, b, false);
+    }
+    if (err != MP_OK) {
+        json_decref(result);
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+        *data_out = rpc_err_data(err);
+        goto cleanup;
+    }
+    d->next_seq += n;
+    kick(d);
+    /* Answered after the sync at the end of this loop turn, like `send`. */
+    struct durable_item item = {.reply = control_call_defer(call), .result = result};
+    if (item.reply != NULL) {
+        pend(d, &item);
+    } else if ((err = store_sync(d->cfg.store)) == MP_OK) {
+        *result_out = result; /* no room to defer: durable now, answered at once */
+    } else {
+        json_decref(result);
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
+        *data_out = rpc_err_data(err);
+        goto cleanup;
+    }
+    ok = true;
+cleanup:
+    store_batch_free(b);
+    json_decref(ids);
+    free(counters);
+    free(tos);
+    return ok;
 }
 
 /* Waiters past their deadline are told the message is still queued. */
@@ -2199,12 +2501,14 @@ static bool method_where(void *ctx, struct control_call *call, json_t *params, j
 
 static const char *const send_params[] = {"to", "text", "wait_ms", NULL};
 static const char *const where_params[] = {"who", NULL};
+static const char *const send_batch_params[] = {"to", "messages", NULL};
 static const char *const inbox_params[] = {"from", "since", "limit", "requests", NULL};
 static const char *const history_params[] = {"with", "limit", NULL};
 static const char *const subscribe_params[] = {"since", NULL};
 
 static const struct control_method methods[] = {
     {"send", send_params, method_send},
+    {"send.batch", send_batch_params, method_send_batch},
     {"inbox.list", inbox_params, method_inbox},
     {"history", history_params, method_history},
     {"subscribe", subscribe_params, method_subscribe},

@@ -110,6 +110,7 @@ struct links {
     size_t queued_bytes; /* over all peers */
     bool global_busy;    /* a send was refused for the total cap */
     unsigned depth;      /* user callbacks on the stack */
+    unsigned held;       /* links_hold nesting: sends queue without writing */
     bool closing;
     void (*closed_cb)(void *arg);
     void *closed_arg;
@@ -1147,8 +1148,26 @@ enum mp_err links_send(struct links *links, const uint8_t peer_pk[LINK_KEY_BYTES
     p->qmsgs++;
     p->qbytes += len;
     l->queued_bytes += len;
-    pump(p);
+    if (l->held == 0)
+        pump(p);
     return MP_OK;
+}
+
+void links_hold(struct links *l, bool hold)
+{
+    if (hold) {
+        l->held++;
+        return;
+    }
+    if (l->held == 0 || --l->held > 0)
+        return;
+    for (size_t i = 0; i < LINK_PEER_BUCKETS; i++) {
+        for (struct peer *p = l->peers[i], *next; p != NULL; p = next) {
+            next = p->next; /* (pump frees no peer: closing conns release them later) */
+            if (p->head != NULL)
+                pump(p);
+        }
+    }
 }
 
 bool links_is_up(const struct links *links, const uint8_t peer_pk[LINK_KEY_BYTES])

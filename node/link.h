@@ -169,6 +169,13 @@ enum mp_err links_accept(struct links *links, uv_stream_t *server);
 enum mp_err links_send(struct links *links, const uint8_t peer_pk[LINK_KEY_BYTES],
                        const struct addr *addr, const uint8_t *msg, size_t len);
 
+/* Hold (true) queued messages instead of writing each at once, then (false)
+ * write what was queued meanwhile, a peer's messages together in one write:
+ * a caller that sends several messages in one go (an ack, then the envelope
+ * that follows it) has them leave in one segment, so the peer reads them in
+ * one turn. Holds nest; writes that free room still send while held. */
+void links_hold(struct links *links, bool hold);
+
 /* Milliseconds until peer_pk may be dialed again (0: now). */
 uint64_t links_retry_ms(const struct links *links, const uint8_t peer_pk[LINK_KEY_BYTES]);
 

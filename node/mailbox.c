@@ -487,7 +487,7 @@ static void stream(struct mailbox *mb, struct serve *s)
     memcpy(prefix + 1, s->mbid, ID_BYTES);
     held_key(start, s->mbid, s->cursor + 1);
     struct store_iter *it =
-        store_iter_new_from(mb->cfg.store, STORE_CF_MAILBOX, prefix, sizeof(prefix), start,
+        store_iter_new_at(mb->cfg.store, STORE_CF_MAILBOX, prefix, sizeof(prefix), start,
                             sizeof(start));
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         if (key_len != HELD_KEY_BYTES || val_len <= 8)
@@ -964,7 +964,7 @@ static void handoff_push(struct mailbox *mb)
         if (ho->done[t])
             continue;
         held_key(start, ho->mbid, ho->cursor[t] + 1);
-        struct store_iter *it = store_iter_new_from(mb->cfg.store, STORE_CF_MAILBOX, prefix,
+        struct store_iter *it = store_iter_new_at(mb->cfg.store, STORE_CF_MAILBOX, prefix,
                                                     sizeof(prefix), start, sizeof(start));
         bool busy = false;
         while (!busy && store_iter_next(it, &key, &key_len, &val, &val_len)) {
@@ -1068,7 +1068,7 @@ static void handoff_next(struct mailbox *mb)
     start[0] = KEY_COUNT;
     memcpy(start + 1, ho->next_after, ID_BYTES);
     struct store_iter *it =
-        store_iter_new_from(mb->cfg.store, STORE_CF_MAILBOX, &prefix, 1, start, sizeof(start));
+        store_iter_new_at(mb->cfg.store, STORE_CF_MAILBOX, &prefix, 1, start, sizeof(start));
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         if (key_len != 1 + ID_BYTES || memcmp(key + 1, ho->next_after, ID_BYTES) <= 0)
             continue;

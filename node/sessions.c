@@ -151,6 +151,18 @@ static enum mp_err record_decode(const struct env *env, const uint8_t *data, siz
     return MP_OK;
 }
 
+enum mp_err sessions_record_recode(const struct env *env, const uint8_t *data, size_t len,
+                                   struct buf *out)
+{
+    struct record r;
+    enum mp_err err = record_decode(env, data, len, &r);
+    if (err != MP_OK)
+        return err;
+    err = record_encode(&r, out);
+    record_clear(&r);
+    return err;
+}
+
 static enum mp_err record_load(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
                                struct record *r_out)
 {

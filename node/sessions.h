@@ -75,4 +75,11 @@ enum mp_err sessions_open(struct sessions *s, const uint8_t *envelope, size_t le
  * same envelope opens again when it is resent. */
 enum mp_err sessions_discard(struct sessions *s);
 
+/* The stored session record codec (the sessions family's values), for its
+ * fuzz target: decode data as a record and encode what it holds again into
+ * out (initialised here; the caller buf_frees). MP_ERR_WIRE_VERSION or
+ * MP_ERR_MALFORMED for bytes that are not a record, MP_ERR_NOMEM. */
+enum mp_err sessions_record_recode(const struct env *env, const uint8_t *data, size_t len,
+                                   struct buf *out);
+
 #endif

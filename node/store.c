@@ -641,6 +641,12 @@ static void set_upper_bound(struct store_iter *it)
 struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *prefix,
                                   size_t prefix_len)
 {
+    return store_iter_new_at(s, cf, prefix, prefix_len, prefix, prefix_len);
+}
+
+struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf, const void *prefix,
+                                     size_t prefix_len, const void *start, size_t start_len)
+{
     struct store_iter *it = xmalloc(sizeof(*it));
 
     memset(it, 0, sizeof(*it));
@@ -657,17 +663,15 @@ struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void 
     it->read_opts = rocksdb_readoptions_create();
     set_upper_bound(it);
     it->it = rocksdb_create_iterator_cf(s->db, it->read_opts, s->cf[cf]);
-    rocksdb_iter_seek(it->it, (const char *)it->prefix, prefix_len);
-    return it;
-}
-
-struct store_iter *store_iter_new_from(struct store *s, enum store_cf cf, const void *prefix,
-                                       size_t prefix_len, const void *start, size_t start_len)
-{
-    struct store_iter *it = store_iter_new(s, cf, prefix, prefix_len);
-    if (!it->done && (start_len > prefix_len ||
-                      (start_len == prefix_len && memcmp(start, prefix, prefix_len) > 0)))
+    /* Where start stands against the prefix: before it, inside it, after it. */
+    size_t common = start_len < prefix_len ? start_len : prefix_len;
+    int c = common > 0 ? memcmp(start, prefix, common) : 0;
+    if (c > 0)
+        it->done = true; /* after every key with the prefix */
+    else if (c == 0 && start_len >= prefix_len)
         rocksdb_iter_seek(it->it, (const char *)start, start_len);
+    else
+        rocksdb_iter_seek(it->it, (const char *)it->prefix, prefix_len);
     return it;
 }
 

@@ -97,9 +97,13 @@ void store_batch_free(struct store_batch *batch);
  * valid until the next call. Free every iterator before store_close. */
 struct store_iter *store_iter_new(struct store *store, enum store_cf cf, const void *prefix,
                                   size_t prefix_len);
-/* The same, starting at the first key >= start (a key with the prefix). */
-struct store_iter *store_iter_new_from(struct store *store, enum store_cf cf, const void *prefix,
-                                       size_t prefix_len, const void *start, size_t start_len);
+/* store_iter_new, starting at the first key >= start instead of the first
+ * key with the prefix: a queue whose head was deleted seeks past the
+ * deletions instead of stepping over each (RocksDB keeps them until
+ * compaction). A start before the prefix starts at the prefix; one after
+ * every key with the prefix yields nothing. */
+struct store_iter *store_iter_new_at(struct store *store, enum store_cf cf, const void *prefix,
+                                     size_t prefix_len, const void *start, size_t start_len);
 bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key_len_out,
                      const uint8_t **val_out, size_t *val_len_out);
 /* MP_OK, or the error that ended the iteration early. */

@@ -2,9 +2,14 @@
  * bench_messaging_real: direct delivery between two real nodes on loopback
  * (bootstrapped off a third). Prints "name value unit" lines:
  *   fresh_pair_first_delivery_s   two fresh nodes start -> first message delivered (receipt back)
- *   throughput_32B_msgs_per_s     pipelined `send` calls -> all acked (stored, synced, at the
- *   throughput_1372B_msgs_per_s   recipient), through the control API on one connection
- *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait: message out, receipt back
+ *   throughput_32B_msgs_per_s     texts sent through the control API on one connection ->
+ *   throughput_1372B_msgs_per_s   all acked (stored, synced, at the recipient); the faster
+ *                                 of pipelined `send` calls (also printed as
+ *                                 throughput_<n>B_send_msgs_per_s, on a quarter of the
+ *                                 messages) and `send.batch` calls (..._send_batch_...);
+ *                                 throughput_<n>B_send_mode says which (msgs per call)
+ *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait on one open connection: message
+ *                                 out, receipt back
  *   idle_pair_datagrams_per_s     DHT datagrams of the pair while idle, per second
  *   idle_rss_kib                  resident memory of one idle node
  * MERPATI_BENCH_MSGS (default 2000) and MERPATI_BENCH_IDLE_S (default 20) size the runs.
@@ -53,49 +58,150 @@ static bool send_wait(struct bench_node *from, struct bench_node *to, const char
     return ok;
 }
 
-/* Pipeline count sends of size-byte texts on one connection; seconds until all acked. */
-static double throughput(struct bench_node *from, struct bench_node *to, int count, size_t size)
+/* Replies read through a buffer, a line at a time (a program would not
+ * read its socket a byte per call). */
+struct reader {
+    int fd;
+    size_t off, len;
+    char buf[64 * 1024];
+};
+
+/* The next reply line (NUL-terminated in place, valid until the next call);
+ * dies if the connection closes or the reply is an error. */
+static const char *read_reply(struct reader *r)
 {
-    char *text = malloc(size + 1);
-    size_t line_cap = size + 512;
+    for (;;) {
+        char *nl = memchr(r->buf + r->off, '\n', r->len - r->off);
+        if (nl != NULL) {
+            const char *line = r->buf + r->off;
+            *nl = '\0';
+            r->off = (size_t)(nl - r->buf) + 1;
+            if (strstr(line, "\"error\"") != NULL) {
+                fprintf(stderr, "bench_messaging_real: %s\n", line);
+                bench_die("a call failed");
+            }
+            return line;
+        }
+        if (r->off > 0) {
+            memmove(r->buf, r->buf + r->off, r->len - r->off);
+            r->len -= r->off;
+            r->off = 0;
+        }
+        if (r->len == sizeof(r->buf))
+            bench_die("a reply longer than the read buffer");
+        ssize_t n = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+        if (n <= 0)
+            bench_die("a call got no reply");
+        r->len += (size_t)n;
+    }
+}
+
+static void send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            bench_die("send failed");
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Request lines are capped at 65536 bytes (RPC_LINE_MAX); stay below. */
+#define LINE_BUDGET (64 * 1024 - 512)
+#define BATCH_MAX 1024 /* DELIVERY_SEND_BATCH_MAX */
+/* Requests in flight on the connection before reading replies. */
+#define WINDOW_SINGLE 64
+#define WINDOW_BATCH 4
+
+/* Send count size-byte texts through the control API on one connection,
+ * batch messages a call (1: `send`, pipelined; more: `send.batch`), the
+ * replies (ids, after the sender's sync) read as they come; seconds until
+ * the recipient has acked all (stored, synced). */
+static double throughput(struct bench_node *from, struct bench_node *to, int count, size_t size,
+                         int batch)
+{
+    size_t line_cap = (size_t)batch * (size + 16) + 512;
     char *line = malloc(line_cap);
+    char *text = malloc(size + 1);
     if (text == NULL || line == NULL)
         bench_die("out of memory");
     memset(text, 'x', size);
     text[size] = '\0';
     json_int_t acked0 = status_num(from, "messages", "acked");
-    int fd = harness_connect(from->sock);
+    struct reader *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        bench_die("out of memory");
+    r->fd = harness_connect(from->sock);
+    int window = batch == 1 ? WINDOW_SINGLE : WINDOW_BATCH;
+    int calls = 0, replies = 0;
     double t0 = bench_now_ms();
-    for (int i = 0; i < count; i++) {
-        int len = snprintf(line, line_cap,
-                           "{\"jsonrpc\":\"2.0\",\"method\":\"send\",\"params\":{\"to\":\"%s\","
-                           "\"text\":\"%s\"},\"id\":%d}\n",
-                           to->address, text, i);
-        if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != len)
-            bench_die("send failed");
+    for (int sent = 0; sent < count; calls++) {
+        int k = count - sent < batch ? count - sent : batch;
+        size_t len;
+        if (batch == 1) {
+            len = (size_t)snprintf(line, line_cap,
+                                   "{\"jsonrpc\":\"2.0\",\"method\":\"send\",\"params\":{\"to\":"
+                                   "\"%s\",\"text\":\"%s\"},\"id\":%d}\n",
+                                   to->address, text, calls);
+        } else {
+            len = (size_t)snprintf(line, line_cap,
+                                   "{\"jsonrpc\":\"2.0\",\"method\":\"send.batch\",\"id\":%d,"
+                                   "\"params\":{\"to\":\"%s\",\"messages\":[",
+                                   calls, to->address);
+            for (int i = 0; i < k; i++)
+                len += (size_t)snprintf(line + len, line_cap - len, "%s{\"text\":\"%s\"}",
+                                        i > 0 ? "," : "", text);
+            len += (size_t)snprintf(line + len, line_cap - len, "]}}\n");
+        }
+        send_all(r->fd, line, len);
+        sent += k;
         /* Read replies as they come so neither side's buffers fill. */
-        if (i % 64 == 63) {
-            for (int k = 0; k < 64; k++) {
-                char *reply = harness_exchange(fd, "", 0);
-                if (reply == NULL)
-                    bench_die("a send got no reply");
-                free(reply);
-            }
+        while (calls + 1 - replies >= window) {
+            read_reply(r);
+            replies++;
         }
     }
-    for (int k = 0; k < count % 64; k++)
-        free(harness_exchange(fd, "", 0));
-    close(fd);
+    while (replies < calls) {
+        read_reply(r);
+        replies++;
+    }
+    close(r->fd);
+    free(r);
     while (status_num(from, "messages", "acked") - acked0 < count) {
         if (bench_now_ms() - t0 > 300000)
             bench_die("messages not acked within 300 s");
-        struct timespec pause = {.tv_sec = 0, .tv_nsec = 5 * 1000000L};
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000L};
         nanosleep(&pause, NULL);
     }
     double s = (bench_now_ms() - t0) / 1000.0;
     free(text);
     free(line);
     return s;
+}
+
+/* Messages of size bytes one send.batch call may carry. */
+static int batch_for(size_t size)
+{
+    int k = (int)(LINE_BUDGET / (size + 16));
+    return k > BATCH_MAX ? BATCH_MAX : k;
+}
+
+/* Both ways of sending (pipelined `send`s on a fraction of the messages,
+ * then `send.batch`); prints each and the required figure, the faster one,
+ * with the batch size it used (1: `send`). */
+static void throughput_figure(struct bench_node *from, struct bench_node *to, int count,
+                              size_t size)
+{
+    int single_count = count / 4 > 0 ? count / 4 : 1;
+    double single = single_count / throughput(from, to, single_count, size, 1);
+    int batch = batch_for(size);
+    double batched = count / throughput(from, to, count, size, batch);
+    printf("throughput_%zuB_send_msgs_per_s %.0f msgs/s\n", size, single);
+    printf("throughput_%zuB_send_batch_msgs_per_s %.0f msgs/s\n", size, batched);
+    printf("throughput_%zuB_msgs_per_s %.0f msgs/s\n", size, batched > single ? batched : single);
+    printf("throughput_%zuB_send_mode %d msgs/call\n", size, batched > single ? batch : 1);
+    fflush(stdout);
 }
 
 static long rss_kib(pid_t pid)
@@ -149,23 +255,34 @@ int main(void)
     printf("fresh_pair_first_delivery_s %.3f s\n", (bench_now_ms() - t0) / 1000.0);
     fflush(stdout);
 
-    double secs = throughput(a, b, msgs, 32);
-    printf("throughput_32B_msgs_per_s %.0f msgs/s\n", msgs / secs);
-    fflush(stdout);
-    secs = throughput(a, b, msgs / 2, 1372);
-    printf("throughput_1372B_msgs_per_s %.0f msgs/s\n", (msgs / 2) / secs);
-    fflush(stdout);
+    throughput_figure(a, b, msgs, 32);
+    throughput_figure(a, b, msgs / 2, 1372);
 
     double rtt[RTT_SAMPLES];
     char text[65];
     memset(text, 'r', 64);
     text[64] = '\0';
+    /* One connection, as a program sending one message at a time would keep. */
+    struct reader *r = calloc(1, sizeof(*r));
+    size_t line_cap = 1024;
+    char *line = malloc(line_cap);
+    if (r == NULL || line == NULL)
+        bench_die("out of memory");
+    r->fd = harness_connect(a->sock);
     for (int i = 0; i < RTT_SAMPLES; i++) {
+        int len = snprintf(line, line_cap,
+                           "{\"jsonrpc\":\"2.0\",\"method\":\"send\",\"params\":{\"to\":\"%s\","
+                           "\"text\":\"%s\",\"wait_ms\":10000},\"id\":%d}\n",
+                           b->address, text, i);
         double t = bench_now_ms();
-        if (!send_wait(a, b, text, 10000))
+        send_all(r->fd, line, (size_t)len);
+        if (strstr(read_reply(r), "delivered") == NULL)
             bench_die("a round trip did not complete");
         rtt[i] = bench_now_ms() - t;
     }
+    close(r->fd);
+    free(r);
+    free(line);
     qsort(rtt, RTT_SAMPLES, sizeof(rtt[0]), bench_cmp_double);
     printf("rtt_64B_p50_ms %.3f ms\n", rtt[RTT_SAMPLES / 2]);
     printf("rtt_64B_p99_ms %.3f ms\n", rtt[RTT_SAMPLES * 99 / 100]);

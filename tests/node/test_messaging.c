@@ -434,6 +434,120 @@ static void test_send_errors(void **state)
     json_decref(list);
 }
 
+/* The outgoing messages to `with` in a's history: their states, oldest first. */
+static json_t *history_with(struct node *n, const char *with)
+{
+    char params[200];
+    snprintf(params, sizeof(params), "{\"with\":\"%s\",\"limit\":1000}", with);
+    json_t *h = node_call(n, "history", params);
+    json_t *list = json_incref(json_object_get(json_object_get(h, "result"), "messages"));
+    json_decref(h);
+    assert_non_null(list);
+    return list;
+}
+
+/* A send.batch call that must fail: its error, checked for code, item index
+ * and a word of the message. */
+static void batch_refused(struct node *n, const char *params, int code, int index,
+                          const char *why)
+{
+    json_t *reply = node_call(n, "send.batch", params);
+    json_t *err = json_object_get(reply, "error");
+    assert_non_null(err);
+    assert_int_equal(json_integer_value(json_object_get(err, "code")), code);
+    if (index >= 0)
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(err, "data"), "index")),
+                         index);
+    assert_contains(json_string_value(json_object_get(err, "message")), why);
+    json_decref(reply);
+}
+
+static void test_send_batch(void **state)
+{
+    (void)state;
+    enum { COUNT = 40 };
+    start_all(2);
+    struct node *a = &nodes[0], *b = &nodes[1];
+    add_contact(a, b, "bob");
+    add_contact(b, a, "alice");
+
+    /* One call queues all, in order; the last one names its recipient itself
+     * (a contact name), the others take the call's `to`. */
+    size_t cap = 512 + COUNT * 64;
+    char *params = malloc(cap);
+    assert_non_null(params);
+    size_t len = (size_t)snprintf(params, cap, "{\"to\":\"%s\",\"messages\":[", b->address);
+    for (int i = 0; i < COUNT; i++)
+        len += (size_t)snprintf(params + len, cap - len, "%s{%s\"text\":\"batch %02d\"}",
+                                i > 0 ? "," : "", i == COUNT - 1 ? "\"to\":\"bob\"," : "", i);
+    snprintf(params + len, cap - len, "]}");
+    json_t *reply = node_call(a, "send.batch", params);
+    free(params);
+    json_t *result = json_object_get(reply, "result");
+    assert_non_null(result);
+    assert_string_equal(json_string_value(json_object_get(result, "state")), "queued");
+    json_t *ids = json_object_get(result, "ids");
+    assert_int_equal(json_array_size(ids), COUNT);
+
+    /* b gets every one once, in order, under the id the call gave. */
+    json_t *list = wait_inbox(b, COUNT);
+    sleep_ms(300);
+    json_decref(list);
+    list = inbox(b, "");
+    assert_int_equal(json_array_size(list), COUNT);
+    for (int i = 0; i < COUNT; i++) {
+        char want[16];
+        json_t *m = json_array_get(list, (size_t)i);
+        snprintf(want, sizeof(want), "batch %02d", i);
+        assert_string_equal(json_string_value(json_object_get(m, "text")), want);
+        assert_string_equal(json_string_value(json_object_get(m, "id")),
+                            json_string_value(json_array_get(ids, (size_t)i)));
+    }
+    json_decref(list);
+    json_decref(reply);
+
+    /* Every receipt comes back (b answers a burst with few receipts). */
+    bool all_delivered = false;
+    for (int waited = 0; waited < WAIT_MS && !all_delivered; waited += 100) {
+        list = history_with(a, b->address);
+        size_t i;
+        json_t *m;
+        all_delivered = json_array_size(list) == COUNT;
+        json_array_foreach(list, i, m)
+        {
+            all_delivered = all_delivered &&
+                            strcmp(json_string_value(json_object_get(m, "state")), "delivered") == 0;
+        }
+        json_decref(list);
+        if (!all_delivered)
+            sleep_ms(100);
+    }
+    assert_true(all_delivered);
+
+    /* All or nothing: one bad item refuses the call, naming the item. */
+    char bad[1024];
+    snprintf(bad, sizeof(bad),
+             "{\"to\":\"%s\",\"messages\":[{\"text\":\"ok\"},{\"text\":\"ok\"},"
+             "{\"to\":\"%s\",\"text\":\"to me\"}]}",
+             b->address, a->address);
+    batch_refused(a, bad, -32602, 2, "messages[2]");
+    snprintf(bad, sizeof(bad),
+             "{\"to\":\"%s\",\"messages\":[{\"text\":\"ok\"},{\"to\":\"carol\",\"text\":\"who\"}]}",
+             b->address);
+    batch_refused(a, bad, -32000, 1, "carol");
+    snprintf(bad, sizeof(bad), "{\"messages\":[{\"text\":\"nobody\"}]}");
+    batch_refused(a, bad, -32602, 0, "messages[0]");
+    snprintf(bad, sizeof(bad), "{\"to\":\"%s\",\"messages\":[{\"text\":1}]}", b->address);
+    batch_refused(a, bad, -32602, 0, "text");
+    snprintf(bad, sizeof(bad), "{\"to\":\"%s\",\"messages\":[]}", b->address);
+    batch_refused(a, bad, -32602, -1, "1 to 1024");
+
+    /* None of the refused calls queued anything. */
+    list = history_with(a, b->address);
+    assert_int_equal(json_array_size(list), COUNT);
+    json_decref(list);
+}
+
 static void test_changed_node_key(void **state)
 {
     (void)state;
@@ -519,6 +633,7 @@ int main(void)
         cmocka_unit_test_teardown(test_restart_between_messages, teardown),
         cmocka_unit_test_teardown(test_kill_during_a_thousand_sends, teardown),
         cmocka_unit_test_teardown(test_send_errors, teardown),
+        cmocka_unit_test_teardown(test_send_batch, teardown),
         cmocka_unit_test_teardown(test_changed_node_key, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)
