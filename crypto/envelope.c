@@ -65,10 +65,34 @@ static void seal_ad(const uint8_t mailbox[ENVELOPE_MAILBOX_BYTES], uint8_t ad[SE
     memcpy(ad + 1, mailbox, ENVELOPE_MAILBOX_BYTES);
 }
 
+enum mp_err envelope_recipient_init(const uint8_t account[IDENTITY_PUBLIC_BYTES],
+                                    struct envelope_recipient *r_out)
+{
+    enum mp_err err = prekey_identity_dh_public(account, r_out->x25519);
+    if (err != MP_OK)
+        return err;
+    memcpy(r_out->account, account, IDENTITY_PUBLIC_BYTES);
+    envelope_mailbox_id(account, r_out->mailbox);
+    return MP_OK;
+}
+
 enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTITY_PUBLIC_BYTES],
                           const struct envelope_content *c, struct buf *out)
 {
-    uint8_t rcpt_pk[32], eph_sk[32], shared[32];
+    struct envelope_recipient r;
+    enum mp_err err = envelope_recipient_init(recipient, &r);
+    if (err != MP_OK) {
+        buf_init(out, ENVELOPE_WIRE_MAX);
+        return err;
+    }
+    return envelope_seal_to(env, &r, c, out);
+}
+
+enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipient *recipient,
+                             const struct envelope_content *c, struct buf *out)
+{
+    const uint8_t *rcpt_pk = recipient->x25519;
+    uint8_t eph_sk[32], shared[32];
     uint8_t okm[KEY_BYTES + NONCE_BYTES];
     uint8_t ad[SEAL_AD_BYTES];
     struct envelope_outer o;
@@ -80,9 +104,6 @@ enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTIT
     if (c->ct_len < RATCHET_OVERHEAD || c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
         (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
         return MP_ERR_INVAL;
-    err = prekey_identity_dh_public(recipient, rcpt_pk);
-    if (err != MP_OK)
-        return err;
     inner = calloc(1, PADDED_MAX);
     sealed = malloc(PADDED_MAX + TAG_BYTES);
     if (inner == NULL || sealed == NULL) {
@@ -106,7 +127,7 @@ enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTIT
     err = seal_keys(shared, o.ephemeral, rcpt_pk, okm);
     if (err != MP_OK)
         goto cleanup;
-    envelope_mailbox_id(recipient, o.mailbox);
+    memcpy(o.mailbox, recipient->mailbox, ENVELOPE_MAILBOX_BYTES);
     seal_ad(o.mailbox, ad);
     crypto_aead_xchacha20poly1305_ietf_encrypt(sealed, NULL, inner, padded_len, ad, sizeof(ad),
                                                NULL, okm + KEY_BYTES, okm);

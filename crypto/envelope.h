@@ -53,6 +53,22 @@ struct envelope_content {
 void envelope_mailbox_id(const uint8_t account[IDENTITY_PUBLIC_BYTES],
                          uint8_t id_out[ENVELOPE_MAILBOX_BYTES]);
 
+/* A recipient, converted once for any number of seals: its account key,
+ * that key's X25519 form (checked: prime order) and its mailbox id. */
+struct envelope_recipient {
+    uint8_t account[IDENTITY_PUBLIC_BYTES];
+    uint8_t x25519[32];
+    uint8_t mailbox[ENVELOPE_MAILBOX_BYTES];
+};
+
+/* MP_ERR_WEAK_KEY when the account key has no safe X25519 form. */
+enum mp_err envelope_recipient_init(const uint8_t account[IDENTITY_PUBLIC_BYTES],
+                                    struct envelope_recipient *r_out);
+
+/* envelope_seal to a recipient made by envelope_recipient_init. */
+enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipient *recipient,
+                             const struct envelope_content *c, struct buf *out);
+
 /* Seal c for the account `recipient`. Initialises out (max ENVELOPE_WIRE_MAX)
  * and fills it with the encoded envelope. Errors: MP_ERR_INVAL (ct shorter
  * than RATCHET_OVERHEAD or longer than a full ratchet message, or has_init

@@ -7,9 +7,13 @@
 /* Key file magic: "MPID", format 1, three reserved zero bytes. */
 static const uint8_t keyfile_magic[8] = {'M', 'P', 'I', 'D', 0x01, 0, 0, 0};
 
+/* Guarded memory: the Ed25519 secret key (seed || pk), then its X25519 form. */
+#define SK_BYTES (crypto_sign_SECRETKEYBYTES + crypto_scalarmult_curve25519_BYTES)
+
 struct identity {
     uint8_t pk[crypto_sign_PUBLICKEYBYTES];
-    uint8_t *sk; /* crypto_sign_SECRETKEYBYTES in guarded memory (seed || pk) */
+    uint8_t x_pk[crypto_scalarmult_curve25519_BYTES]; /* X25519 form of pk */
+    uint8_t *sk; /* SK_BYTES in guarded memory */
 };
 
 _Static_assert(IDENTITY_PUBLIC_BYTES == crypto_sign_PUBLICKEYBYTES, "public key size");
@@ -25,12 +29,17 @@ enum mp_err identity_from_seed(const uint8_t seed[IDENTITY_SEED_BYTES], struct i
     struct identity *id = calloc(1, sizeof(*id));
     if (id == NULL)
         return MP_ERR_NOMEM;
-    id->sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+    id->sk = sodium_malloc(SK_BYTES);
     if (id->sk == NULL) {
         identity_free(id);
         return MP_ERR_NOMEM;
     }
-    if (crypto_sign_seed_keypair(id->pk, id->sk, seed) != 0) {
+    /* The X25519 pair is converted once here, not at every use: a
+     * conversion costs about as much as a Diffie-Hellman. The public half
+     * goes through libsodium's checked conversion (prime order only). */
+    if (crypto_sign_seed_keypair(id->pk, id->sk, seed) != 0 ||
+        crypto_sign_ed25519_sk_to_curve25519(id->sk + crypto_sign_SECRETKEYBYTES, id->sk) != 0 ||
+        crypto_sign_ed25519_pk_to_curve25519(id->x_pk, id->pk) != 0) {
         identity_free(id);
         return MP_ERR_CRYPTO;
     }
@@ -74,11 +83,8 @@ void identity_seed(const struct identity *id, uint8_t seed_out[IDENTITY_SEED_BYT
 
 enum mp_err identity_x25519(const struct identity *id, uint8_t sk_out[32], uint8_t pk_out[32])
 {
-    if (crypto_sign_ed25519_sk_to_curve25519(sk_out, id->sk) != 0 ||
-        crypto_sign_ed25519_pk_to_curve25519(pk_out, id->pk) != 0) {
-        sodium_memzero(sk_out, 32);
-        return MP_ERR_CRYPTO;
-    }
+    memcpy(sk_out, id->sk + crypto_sign_SECRETKEYBYTES, 32);
+    memcpy(pk_out, id->x_pk, 32);
     return MP_OK;
 }
 

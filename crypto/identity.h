@@ -46,8 +46,9 @@ bool identity_verify(const uint8_t pk[IDENTITY_PUBLIC_BYTES], const uint8_t *msg
 void identity_seed(const struct identity *id, uint8_t seed_out[IDENTITY_SEED_BYTES]);
 
 /* The X25519 form of the key pair (the standard Ed25519 -> Curve25519
- * conversion), for Diffie-Hellman with the account key (X3DH). sk_out is
- * secret: the caller wipes it. MP_ERR_CRYPTO if the conversion fails. */
+ * conversion, made once when the identity was created), for Diffie-Hellman
+ * with the account key (X3DH, envelopes). sk_out is secret: the caller wipes
+ * it. Always MP_OK (kept for the callers' error paths). */
 enum mp_err identity_x25519(const struct identity *id, uint8_t sk_out[32], uint8_t pk_out[32]);
 
 /* The key-file bytes of id: secret material, so the caller wipes them. */

@@ -69,15 +69,9 @@ enum mp_err prekey_identity_dh_public(const uint8_t ed_pk[IDENTITY_PUBLIC_BYTES]
 enum mp_err prekey_identity_dh(const struct identity *account, uint8_t sk_out[PREKEY_KEY_BYTES],
                                uint8_t pk_out[PREKEY_KEY_BYTES])
 {
-    uint8_t pk[PREKEY_KEY_BYTES];
-
-    if (identity_x25519(account, sk_out, pk) != MP_OK)
-        return MP_ERR_CRYPTO;
-    /* The public half goes through the checked conversion (large order only). */
-    enum mp_err err = prekey_identity_dh_public(identity_public_key(account), pk_out);
-    if (err != MP_OK)
-        sodium_memzero(sk_out, PREKEY_KEY_BYTES);
-    return err;
+    /* The identity converted both halves once, the public one with the
+     * checked conversion (large order only). */
+    return identity_x25519(account, sk_out, pk_out) == MP_OK ? MP_OK : MP_ERR_CRYPTO;
 }
 
 enum mp_err prekey_bundle_verify(const struct prekey_bundle *b,

@@ -320,7 +320,7 @@ static enum mp_err open_as_initiator(struct sessions *s, const uint8_t peer[IDEN
 }
 
 /* Encrypt and seal one plaintext under r (advancing it). */
-static enum mp_err seal_one(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+static enum mp_err seal_one(struct sessions *s, const struct envelope_recipient *peer,
                             struct record *r, const uint8_t *pt, size_t len,
                             struct buf *envelope_out)
 {
@@ -342,7 +342,7 @@ static enum mp_err seal_one(struct sessions *s, const uint8_t peer[IDENTITY_PUBL
         c.init = r->init;
         c.ct = ct;
         c.ct_len = len + RATCHET_OVERHEAD;
-        err = envelope_seal(s->env, peer, &c, envelope_out);
+        err = envelope_seal_to(s->env, peer, &c, envelope_out);
     }
     free(ct);
     return err;
@@ -354,17 +354,22 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
                                struct buf *envelopes_out)
 {
     struct record r;
+    struct envelope_recipient to;
     size_t done = 0;
 
     for (size_t k = 0; k < count; k++)
         buf_init(&envelopes_out[k], 0);
-    enum mp_err err = record_load(s, peer, &r);
+    /* Its key converted once for the whole group, not once per envelope. */
+    enum mp_err err = envelope_recipient_init(peer, &to);
+    if (err != MP_OK)
+        return err;
+    err = record_load(s, peer, &r);
     if (err == MP_ERR_NOT_FOUND) {
         memset(&r, 0, sizeof(r));
         err = bundle != NULL ? open_as_initiator(s, peer, bundle, now_ms, &r) : MP_ERR_NOT_FOUND;
     }
     for (; err == MP_OK && done < count; done++)
-        err = seal_one(s, peer, &r, pts[done].data, pts[done].len, &envelopes_out[done]);
+        err = seal_one(s, &to, &r, pts[done].data, pts[done].len, &envelopes_out[done]);
     if (err == MP_OK)
         err = record_save(peer, &r, batch);
     if (err != MP_OK) {
