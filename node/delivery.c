@@ -2493,7 +2493,11 @@ static bool method_where(void *ctx, struct control_call *call, json_t *params, j
                                    p != NULL && p->has_presence ? p->presence.node_key : NULL,
                                    listed, n, where_cb, w);
     if (err != MP_OK) {
-        control_call_fail(w->call, RPC_CODE_FAILED, err, "cannot look for mailbox nodes now");
+        control_call_fail(w->call, RPC_CODE_FAILED, err,
+                          err == MP_ERR_DHT_NO_PEERS
+                              ? "no DHT peers yet, so no mailbox nodes to name (add a bootstrap "
+                                "node: merpati bootstrap add KEY@IP:PORT)"
+                              : "cannot look for mailbox nodes now; try again");
         free(w);
     }
     return true;

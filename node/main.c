@@ -369,6 +369,8 @@ static int exit_for(enum mp_err err)
         return EX_NOPERM;
     case MP_ERR_TIMEOUT:
     case MP_ERR_BUSY:
+    case MP_ERR_DHT_NO_PEERS:
+    case MP_ERR_DHT_BUSY:
         return EX_TEMPFAIL;
     case MP_ERR_DISK_FULL:
     case MP_ERR_IO:
@@ -471,7 +473,7 @@ static int show_status(struct cli *cli, json_t *result)
         printf("network         %s\n", json_string_value(json_object_get(dht, "network")));
         printf("dht peers       %lld\n",
                (long long)json_integer_value(json_object_get(dht, "table_size")));
-        printf("dht records     %lld held for others\n",
+        printf("dht records     %lld held (ours too)\n",
                (long long)json_integer_value(json_object_get(dht, "records")));
         printf("dht datagrams   %lld in, %lld out\n",
                (long long)json_integer_value(json_object_get(dht, "rx")),
