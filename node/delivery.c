@@ -463,6 +463,12 @@ static void fetch(struct delivery *d, struct peer *p, unsigned kind)
     else if (kind == RECORD_KIND_PRESENCE && !p->has_presence && p->nets_tried == 0)
         pick_net(d, p, allowed); /* a new round: the preferred networks first */
     f->net = p->net;
+    if ((allowed >> p->net) & 1u) {
+        char who[ADDRESS_TEXT_SIZE];
+        address_encode(p->account, who);
+        log_debug(MOD, "looking up the %s of %s on network %u",
+                  kind == RECORD_KIND_PRESENCE ? "presence" : "prekeys", who, p->net);
+    }
     enum mp_err err = !((allowed >> p->net) & 1u)
                           ? MP_ERR_UNAVAILABLE /* no network may carry it: wait */
                           : overlay_get(d->nets[p->net].overlay, kind, p->account, fetch_cb, f);
