@@ -4,10 +4,11 @@
  * Who the user knows (contacts), who wrote unasked (requests) and who is
  * blocked, with a name per entry (unique, optional), the trusted node key of
  * each (trust on first use) and the verified mark. The user's operations
- * (add, accept, block, ...) and the delivery engine's one question
- * (contacts_note_sender: what to do with a message from this sender) live
- * here; control methods are in contacts_api.c. Not thread-safe: one book per
- * store, used from the daemon's loop.
+ * (add, accept, block, ...), the delivery engine's question
+ * (contacts_note_sender: what to do with a message from this sender) and
+ * what it learns (contacts_note_network: which networks reach an account)
+ * live here; control methods are in contacts_api.c. Not thread-safe: one
+ * book per store, used from the daemon's loop.
  *
  * Bounds: at most CONTACTS_MAX entries in all, of which at most
  * CONTACTS_REQUESTS_MAX requests. When full, the user's adds fail with
