@@ -73,6 +73,7 @@ static const char usage_text[] =
     "Contacts (<c> is a name, an address, or the start of one):\n"
     "  contacts add <address> [--name N]   add (or rename, accept, unblock)\n"
     "                          [--network NAME ...] pin it to those networks only\n"
+    "                          [--unpin] use every network again (the seen ones first)\n"
     "  contacts list [--requests|--blocked]  contacts, or who wrote unasked, or blocked\n"
     "  contacts show <c>       details, node key, a key-change warning\n"
     "  contacts remove <c>     forget <c> (if they write again: a request)\n"
@@ -1038,6 +1039,7 @@ static int cmd_contacts(struct cli *cli)
     struct client_reply reply;
     json_t *pins = NULL; /* add --network NAME ... */
     bool bad_pin = false; /* a network name that is not UTF-8 */
+    bool unpin = false;
     int rc;
 
     for (size_t i = 0; sub != NULL && i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -1051,12 +1053,15 @@ static int cmd_contacts(struct cli *cli)
         const char *a = cli->args[i];
         if (strcmp(a, "--name") == 0 && strcmp(sub, "add") == 0 && i + 1 < cli->arg_count)
             name = cli->args[++i];
-        else if (strcmp(a, "--network") == 0 && strcmp(sub, "add") == 0 &&
+        else if (strcmp(a, "--network") == 0 && strcmp(sub, "add") == 0 && !unpin &&
                  i + 1 < cli->arg_count) {
             if (pins == NULL)
                 pins = json_array();
             if (json_array_append_new(pins, json_string(cli->args[++i])) != 0)
                 bad_pin = true;
+        } else if (strcmp(a, "--unpin") == 0 && strcmp(sub, "add") == 0 && pins == NULL) {
+            pins = json_array(); /* an empty list unpins */
+            unpin = true;
         } else if (strcmp(a, "--requests") == 0 && strcmp(sub, "list") == 0 &&
                  strcmp(state, "contact") == 0)
             state = "request";

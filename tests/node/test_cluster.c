@@ -558,6 +558,12 @@ static void test_across_networks(void **state)
     if (all < 2)
         fail_msg("%s was looked up %d times, not twice, in %d ms", away, all, FORM_TIMEOUT_MS);
     assert_int_equal(on_public, 0);
+    /* Unpinned, it may be looked up everywhere again. */
+    r = cli_ok(both, ARGS("contacts", "add", away, "--unpin"));
+    harness_result_free(&r);
+    r = cli_ok(both, ARGS("contacts", "show", "away"));
+    assert_contains(r.out, "networks    none seen yet");
+    harness_result_free(&r);
     /* The unpinned cluster member was looked up on the public DHT first,
      * before its network was known: the log tells the two apart. */
     lookups_of(both, member->address, &all, &on_public);
