@@ -18,19 +18,20 @@
 #define CONTACT_KEY_BYTES 32
 /* A name is 1..CONTACT_NAME_MAX bytes of printable UTF-8 (contact_name_check). */
 #define CONTACT_NAME_MAX 64
-/* Networks a contact is known on (for later: private clusters), each a
- * printable ASCII name of 1..CONTACT_NETWORK_MAX bytes. */
+/* Networks a contact is known on (its presence was found there, or its
+ * messages came over that network's links), or the ones the user pinned it
+ * to; each a printable ASCII name of 1..CONTACT_NETWORK_MAX bytes. */
 #define CONTACT_NETWORKS_MAX 4
 #define CONTACT_NETWORK_MAX  32
 /* Version of the stored value; decoders refuse any other. */
 #define CONTACT_WIRE_VERSION 1
 /* Largest encoded value: array header, version, name, state, added_at,
  * verified, first_seen, last_seen, node key, [pending key, since],
- * networks, [accepted, dropped, refused]. */
+ * networks, [accepted, dropped, refused], [pinned]. */
 #define CONTACT_WIRE_MAX                                                                           \
     (1 + 1 + (2 + CONTACT_NAME_MAX) + 1 + 9 + 1 + 9 + 9 + (2 + CONTACT_KEY_BYTES) +                \
      (1 + (2 + CONTACT_KEY_BYTES) + 9) + (1 + CONTACT_NETWORKS_MAX * (2 + CONTACT_NETWORK_MAX)) +  \
-     (1 + 3 * 9))
+     (1 + 3 * 9) + 1)
 
 enum contact_state {
     CONTACT_STATE_CONTACT = 1, /* added by the user: messages go to the inbox */
@@ -55,6 +56,9 @@ struct contact {
     uint64_t pending_since_ms;
     uint8_t network_count;
     char networks[CONTACT_NETWORKS_MAX][CONTACT_NETWORK_MAX + 1];
+    /* The user pinned it to networks: only those are used, none is learnt.
+     * Unpinned, networks are learnt hints, tried first. */
+    bool networks_pinned;
     /* Messages seen from it: let through (inbox or requests), dropped while
      * blocked, refused for a changed node key. */
     uint64_t accepted;

@@ -9,7 +9,10 @@
 #include <string.h>
 
 
-#define FIELDS   11
+/* Without and with the optional last field (pinned, written only when true,
+ * so that unpinned entries stay readable by older nodes). */
+#define FIELDS     11
+#define FIELDS_MAX 12
 #define COUNTERS 3
 
 static void pack_str(msgpack_packer *pk, const char *s)
@@ -40,7 +43,7 @@ enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t ca
             return MP_ERR_INVAL;
     }
     wire_sink_init(&s, out, cap, &pk);
-    msgpack_pack_array(&pk, FIELDS);
+    msgpack_pack_array(&pk, c->networks_pinned ? FIELDS_MAX : FIELDS);
     msgpack_pack_uint8(&pk, CONTACT_WIRE_VERSION);
     pack_str(&pk, c->name);
     msgpack_pack_uint8(&pk, (uint8_t)c->state);
@@ -69,6 +72,8 @@ enum mp_err contact_wire_encode(const struct contact *c, uint8_t *out, size_t ca
     msgpack_pack_uint64(&pk, c->accepted);
     msgpack_pack_uint64(&pk, c->dropped);
     msgpack_pack_uint64(&pk, c->refused);
+    if (c->networks_pinned)
+        msgpack_pack_true(&pk);
     if (s.overflow)
         return MP_ERR_TOO_BIG;
     *len_out = s.len;
@@ -102,7 +107,7 @@ static bool get_str(const msgpack_object *o, char *dst, size_t max)
     return memchr(dst, '\0', o->via.str.size) == NULL;
 }
 
-static bool decode_fields(const msgpack_object *f, struct contact *c)
+static bool decode_fields(const msgpack_object *f, size_t count, struct contact *c)
 {
     uint64_t state;
 
@@ -139,8 +144,15 @@ static bool decode_fields(const msgpack_object *f, struct contact *c)
     if (f[10].type != MSGPACK_OBJECT_ARRAY || f[10].via.array.size != COUNTERS)
         return false;
     const msgpack_object *n = f[10].via.array.ptr;
-    return get_uint(&n[0], &c->accepted) && get_uint(&n[1], &c->dropped) &&
-           get_uint(&n[2], &c->refused);
+    if (!get_uint(&n[0], &c->accepted) || !get_uint(&n[1], &c->dropped) ||
+        !get_uint(&n[2], &c->refused))
+        return false;
+    if (count == FIELDS_MAX) {
+        if (f[11].type != MSGPACK_OBJECT_BOOLEAN)
+            return false;
+        c->networks_pinned = f[11].via.boolean;
+    }
+    return true;
 }
 
 enum mp_err contact_wire_decode(const uint8_t *data, size_t len, struct contact *c_out)
@@ -164,7 +176,8 @@ enum mp_err contact_wire_decode(const uint8_t *data, size_t len, struct contact 
         err = MP_ERR_STORE_VERSION;
         goto cleanup;
     }
-    if (o->via.array.size != FIELDS || !decode_fields(o->via.array.ptr, c_out))
+    if ((o->via.array.size != FIELDS && o->via.array.size != FIELDS_MAX) ||
+        !decode_fields(o->via.array.ptr, o->via.array.size, c_out))
         goto cleanup;
     err = MP_OK;
 cleanup:

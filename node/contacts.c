@@ -480,6 +480,69 @@ enum mp_err contacts_accept(struct contacts *book, const uint8_t pk[CONTACT_KEY_
     return MP_OK;
 }
 
+/* Whether c's networks list name. */
+static bool has_network(const struct contact *c, const char *name)
+{
+    for (size_t i = 0; i < c->network_count && i < CONTACT_NETWORKS_MAX; i++) {
+        if (strcmp(c->networks[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+enum mp_err contacts_note_network(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
+                                  const char *name, bool *added_out)
+{
+    struct contact c;
+    enum mp_err err;
+
+    if (added_out != NULL)
+        *added_out = false;
+    if (name == NULL || !contact_network_check(name, strlen(name)))
+        return MP_ERR_INVAL;
+    if ((err = load(book, pk, &c)) != MP_OK)
+        return err;
+    if (c.state == CONTACT_STATE_BLOCKED || c.networks_pinned || has_network(&c, name) ||
+        c.network_count >= CONTACT_NETWORKS_MAX)
+        return MP_OK;
+    snprintf(c.networks[c.network_count], sizeof(c.networks[0]), "%s", name);
+    c.network_count++;
+    if ((err = save(book, &c, false)) != MP_OK)
+        return err;
+    if (added_out != NULL)
+        *added_out = true;
+    return MP_OK;
+}
+
+enum mp_err contacts_pin_networks(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
+                                  const char *const *names, size_t count, struct contact *c_out)
+{
+    struct contact c;
+    enum mp_err err;
+
+    if (count > CONTACT_NETWORKS_MAX)
+        return MP_ERR_INVAL;
+    for (size_t i = 0; i < count; i++) {
+        if (names[i] == NULL || !contact_network_check(names[i], strlen(names[i])))
+            return MP_ERR_INVAL;
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(names[k], names[i]) == 0)
+                return MP_ERR_INVAL;
+        }
+    }
+    if ((err = load(book, pk, &c)) != MP_OK)
+        return err;
+    memset(c.networks, 0, sizeof(c.networks));
+    for (size_t i = 0; i < count; i++)
+        snprintf(c.networks[i], sizeof(c.networks[i]), "%s", names[i]);
+    c.network_count = (uint8_t)count;
+    c.networks_pinned = count > 0;
+    if ((err = save(book, &c, true)) != MP_OK)
+        return err;
+    copy_out(c_out, &c);
+    return MP_OK;
+}
+
 enum mp_err contacts_verify(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
                             struct contact *c_out)
 {

@@ -4,10 +4,11 @@
  * Who the user knows (contacts), who wrote unasked (requests) and who is
  * blocked, with a name per entry (unique, optional), the trusted node key of
  * each (trust on first use) and the verified mark. The user's operations
- * (add, accept, block, ...) and the delivery engine's one question
- * (contacts_note_sender: what to do with a message from this sender) live
- * here; control methods are in contacts_api.c. Not thread-safe: one book per
- * store, used from the daemon's loop.
+ * (add, accept, block, ...), the delivery engine's question
+ * (contacts_note_sender: what to do with a message from this sender) and
+ * what it learns (contacts_note_network: which networks reach an account)
+ * live here; control methods are in contacts_api.c. Not thread-safe: one
+ * book per store, used from the daemon's loop.
  *
  * Bounds: at most CONTACTS_MAX entries in all, of which at most
  * CONTACTS_REQUESTS_MAX requests. When full, the user's adds fail with
@@ -114,6 +115,25 @@ enum mp_err contacts_verify(struct contacts *book, const uint8_t pk[CONTACT_KEY_
  * unknown. */
 enum mp_err contacts_trust(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
                            bool *changed_out, struct contact *c_out);
+
+/* Account pk (a contact or a request; blocked and unknown accounts are left
+ * alone) was seen on network name: its presence was found there or its
+ * message came over that network's links. name joins the entry's networks
+ * unless it is there already, the list is full (CONTACT_NETWORKS_MAX: the
+ * first ones seen stay) or the user pinned the entry. Unsynced: a hint that
+ * a crash may lose. *added_out (may be NULL) says whether it was added.
+ * MP_ERR_INVAL for a bad name, MP_ERR_NOT_FOUND for an unknown account,
+ * MP_ERR_STORE for a damaged entry, store errors. */
+enum mp_err contacts_note_network(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
+                                  const char *name, bool *added_out);
+
+/* Pin pk (which must be in the book) to networks names[0..count): only they
+ * may carry its lookups and messages, and none is learnt any more. count 0
+ * unpins it (its networks are cleared and learnt again). Synced.
+ * MP_ERR_INVAL for a bad or repeated name or count over
+ * CONTACT_NETWORKS_MAX, MP_ERR_NOT_FOUND if unknown. */
+enum mp_err contacts_pin_networks(struct contacts *book, const uint8_t pk[CONTACT_KEY_BYTES],
+                                  const char *const *names, size_t count, struct contact *c_out);
 
 /* The delivery engine's verdict on a message. */
 enum contacts_verdict {

@@ -50,6 +50,7 @@ json_t *contacts_api_json(const struct contact *c, bool full)
     json_object_set_new(o, "pending_since",
                         ms_or_null(c->has_pending_key ? c->pending_since_ms : 0));
     json_object_set_new(o, "networks", networks);
+    json_object_set_new(o, "networks_pinned", json_boolean(c->networks_pinned));
     json_object_set_new(o, "counters",
                         json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)c->accepted, "dropped",
                                   (json_int_t)c->dropped, "refused", (json_int_t)c->refused));
@@ -158,6 +159,27 @@ static bool method_add(void *ctx, struct control_call *call, json_t *params, jso
                         "\"name\" must be 1 to 64 bytes of printable text (no control "
                         "characters, no leading or trailing space, not starting with mp1)");
     }
+    /* networks: pin the contact to these (an empty array unpins it). */
+    json_t *nets_j = json_object_get(params, "networks");
+    const char *nets[CONTACT_NETWORKS_MAX];
+    size_t net_count = 0;
+    if (nets_j != NULL && !json_is_null(nets_j)) {
+        bool ok = json_is_array(nets_j) && json_array_size(nets_j) <= CONTACT_NETWORKS_MAX;
+        for (size_t i = 0; ok && i < json_array_size(nets_j); i++) {
+            nets[i] = json_string_value(json_array_get(nets_j, i));
+            ok = nets[i] != NULL && contact_network_check(nets[i], strlen(nets[i]));
+            for (size_t k = 0; ok && k < i; k++)
+                ok = strcmp(nets[k], nets[i]) != 0;
+            net_count = i + 1;
+        }
+        if (!ok) {
+            snprintf(message, sizeof(message),
+                     "\"networks\" must be at most %d different network names (1 to %d "
+                     "printable ASCII characters each)",
+                     CONTACT_NETWORKS_MAX, CONTACT_NETWORK_MAX);
+            return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, MP_ERR_INVAL, message);
+        }
+    }
     err = contacts_add(book, pk, name, sysenv_unix_ms(), &action, &c);
     if (err == MP_ERR_INVAL)
         return fail(err_out, data_out, RPC_CODE_INVALID_PARAMS, err,
@@ -167,6 +189,8 @@ static bool method_add(void *ctx, struct control_call *call, json_t *params, jso
                  name);
         return fail(err_out, data_out, RPC_CODE_FAILED, err, message);
     }
+    if (err == MP_OK && nets_j != NULL && !json_is_null(nets_j))
+        err = contacts_pin_networks(book, pk, nets, net_count, &c);
     if (err != MP_OK)
         return fail_book(err_out, data_out, err);
     *result_out = json_pack("{s:s, s:o}", "action", contacts_action_name(action), "contact",
@@ -320,7 +344,7 @@ static bool method_trust(void *ctx, struct control_call *call, json_t *params, j
     return true;
 }
 
-static const char *const add_params[] = {"address", "name", NULL};
+static const char *const add_params[] = {"address", "name", "networks", NULL};
 static const char *const list_params[] = {"state", NULL};
 static const char *const contact_params[] = {"contact", NULL};
 static const char *const verify_params[] = {"contact", "confirm", NULL};

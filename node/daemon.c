@@ -341,25 +341,63 @@ static void delivery_net(struct daemon *d, struct network *net, bool add)
         delivery_set_net(d->delivery, index, &dn);
 }
 
-/* The networks that may carry messages to account: those its contact entry
- * names, when it names any; else every network (its presence decides). */
-static uint32_t networks_cb(void *arg, const uint8_t account[32])
+/* The delivery indexes of the networks c names (those we are in). */
+static uint32_t contact_mask(const struct daemon *d, const struct contact *c)
 {
-    struct daemon *d = arg;
-    struct contact c;
     uint32_t mask = 0;
-
-    if (d->contacts == NULL || contacts_get(d->contacts, account, &c) != MP_OK ||
-        c.network_count == 0)
-        return UINT32_MAX;
-    for (unsigned k = 0; k < c.network_count && k < CONTACT_NETWORKS_MAX; k++) {
+    for (unsigned k = 0; k < c->network_count && k < CONTACT_NETWORKS_MAX; k++) {
+        if (d->primary != NULL && strcmp(network_name(d->primary), c->networks[k]) == 0)
+            mask |= 1u;
         for (size_t i = 0; i < DAEMON_NETWORKS_MAX; i++) {
             struct network *net = d->nets[i].net;
-            if (net != NULL && strcmp(network_name(net), c.networks[k]) == 0)
+            if (net != NULL && strcmp(network_name(net), c->networks[k]) == 0)
                 mask |= 1u << delivery_index(d, net);
         }
     }
     return mask;
+}
+
+/* The networks that may carry messages to account: only those the user
+ * pinned its contact to, if pinned; else every network (its presence
+ * decides, the ones it was seen on first: preferred_cb). */
+static uint32_t networks_cb(void *arg, const uint8_t account[32])
+{
+    struct daemon *d = arg;
+    struct contact c;
+
+    if (d->contacts == NULL || contacts_get(d->contacts, account, &c) != MP_OK ||
+        !c.networks_pinned)
+        return UINT32_MAX;
+    return contact_mask(d, &c);
+}
+
+/* The networks account's contact was seen on: looked up first. */
+static uint32_t preferred_cb(void *arg, const uint8_t account[32])
+{
+    struct daemon *d = arg;
+    struct contact c;
+
+    if (d->contacts == NULL || contacts_get(d->contacts, account, &c) != MP_OK)
+        return 0;
+    return contact_mask(d, &c);
+}
+
+/* Account was seen on network net: its contact entry learns it (a hint). */
+static void network_seen_cb(void *arg, const uint8_t account[32], unsigned net)
+{
+    struct daemon *d = arg;
+    struct network *n = net == 0                       ? d->primary
+                        : net - 1 < DAEMON_NETWORKS_MAX ? d->nets[net - 1].net
+                                                        : NULL;
+    bool added = false;
+
+    if (d->contacts == NULL || n == NULL)
+        return;
+    if (contacts_note_network(d->contacts, account, network_name(n), &added) == MP_OK && added) {
+        char who[ADDRESS_TEXT_SIZE];
+        address_encode(account, who);
+        log_info("daemon", "%s is reachable on network %s", who, network_name(n));
+    }
 }
 
 /* What contacts say of a message's sender, in delivery's terms. */
@@ -969,6 +1007,8 @@ static int start_messaging(struct daemon *d)
         .resolve_cb = resolve_cb,
         .node_check_cb = node_check_cb,
         .networks_cb = networks_cb,
+        .preferred_cb = preferred_cb,
+        .network_seen_cb = network_seen_cb,
         .classify_arg = d,
     };
     dc.addr_count = network_advertised(d->primary, dc.addrs, MSG_PRESENCE_ADDRS_MAX);

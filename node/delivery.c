@@ -364,25 +364,34 @@ static uint32_t allowed_nets(struct delivery *d, const struct peer *p)
     return mask & present;
 }
 
+/* Put p on the first allowed network not tried in this round, the ones
+ * cfg.preferred_cb names first; false when none is left. */
+static bool pick_net(struct delivery *d, struct peer *p, uint32_t allowed)
+{
+    uint32_t left = allowed & ~p->nets_tried;
+    uint32_t pref = d->cfg.preferred_cb != NULL
+                        ? d->cfg.preferred_cb(d->cfg.classify_arg, p->account) & left
+                        : 0;
+    uint32_t from = pref != 0 ? pref : left;
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
+        if ((from >> i) & 1u) {
+            p->net = i;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Move p to the next allowed network not tried in this round; false (and a
  * new round from the first allowed one) when none is left. */
 static bool next_net(struct delivery *d, struct peer *p)
 {
     uint32_t allowed = allowed_nets(d, p);
     p->nets_tried |= 1u << p->net;
-    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
-        if ((allowed >> i) & 1u && !((p->nets_tried >> i) & 1u)) {
-            p->net = i;
-            return true;
-        }
-    }
+    if (pick_net(d, p, allowed))
+        return true;
     p->nets_tried = 0;
-    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
-        if ((allowed >> i) & 1u) {
-            p->net = i;
-            break;
-        }
-    }
+    pick_net(d, p, allowed);
     return false;
 }
 
@@ -402,6 +411,8 @@ static void fetch_cb(void *arg, enum mp_err status, const uint8_t *payload, size
             p->has_presence = true;
             p->presence_at_ms = now;
             p->nets_tried = 0;
+            if (d->cfg.network_seen_cb != NULL)
+                d->cfg.network_seen_cb(d->cfg.classify_arg, p->account, f->net);
             p->sent_upto = 0; /* maybe a new node: send everything pending again */
             d->sent_below = 0;
             if (d->cfg.node_check_cb != NULL &&
@@ -449,7 +460,15 @@ static void fetch(struct delivery *d, struct peer *p, unsigned kind)
     uint32_t allowed = allowed_nets(d, p);
     if (!((allowed >> p->net) & 1u))
         next_net(d, p); /* its network is gone, or no longer allowed */
+    else if (kind == RECORD_KIND_PRESENCE && !p->has_presence && p->nets_tried == 0)
+        pick_net(d, p, allowed); /* a new round: the preferred networks first */
     f->net = p->net;
+    if ((allowed >> p->net) & 1u) {
+        char who[ADDRESS_TEXT_SIZE];
+        address_encode(p->account, who);
+        log_debug(MOD, "looking up the %s of %s on network %u",
+                  kind == RECORD_KIND_PRESENCE ? "presence" : "prekeys", who, p->net);
+    }
     enum mp_err err = !((allowed >> p->net) & 1u)
                           ? MP_ERR_UNAVAILABLE /* no network may carry it: wait */
                           : overlay_get(d->nets[p->net].overlay, kind, p->account, fetch_cb, f);
@@ -1339,7 +1358,7 @@ static uint8_t *digest_slot(struct delivery *d, const uint8_t digest[32])
 }
 
 static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope,
-                        bool from_mailbox)
+                        bool from_mailbox, unsigned net)
 {
     uint8_t sender[32], digest[32];
     struct buf pt;
@@ -1400,6 +1419,8 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         msg_clear(&m);
         goto cleanup; /* no ack, nothing stored: it comes again once trusted */
     }
+    if (verdict != DELIVERY_DROP && !from_mailbox && d->cfg.network_seen_cb != NULL)
+        d->cfg.network_seen_cb(d->cfg.classify_arg, sender, net);
     if (verdict == DELIVERY_DROP) {
         /* Blocked, or a stranger while the requests list is full: ack so it is
          * not resent, but keep nothing, not even the session, so that fresh
@@ -1706,7 +1727,7 @@ static void expire_due(struct delivery *d, uint64_t now)
 void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope)
 {
     if (!d->closing)
-        on_envelope(d, node_key, envelope, true);
+        on_envelope(d, node_key, envelope, true, 0);
 }
 
 /* A message from node_key on network net's links. */
@@ -1720,7 +1741,7 @@ static void link_message(struct delivery *d, unsigned net, const uint8_t node_ke
         return;
     }
     if (l.type == MSG_LINK_ENVELOPE)
-        on_envelope(d, node_key, &l.envelope, false);
+        on_envelope(d, node_key, &l.envelope, false, net);
     else if (l.type == MSG_LINK_ACK)
         on_ack(d, l.digest);
     else if (l.type == MSG_LINK_MB_STORED && net == 0)

@@ -123,7 +123,14 @@ struct delivery_config {
      * found: a message never goes out on a network the recipient did not
      * join. */
     uint32_t (*networks_cb)(void *arg, const uint8_t account[32]);
-    void *classify_arg; /* for all four callbacks */
+    /* Optional: of the allowed networks, those tried first in each round of
+     * lookups (bit i for network i; NULL or 0: index order). */
+    uint32_t (*preferred_cb)(void *arg, const uint8_t account[32]);
+    /* Optional: account was seen on network net: its presence was found
+     * there, or its message (not blocked, not from a mailbox) came over that
+     * network's links. */
+    void (*network_seen_cb)(void *arg, const uint8_t account[32], unsigned net);
+    void *classify_arg; /* for all the callbacks */
 };
 
 struct delivery;

@@ -72,6 +72,8 @@ static const char usage_text[] =
     "\n"
     "Contacts (<c> is a name, an address, or the start of one):\n"
     "  contacts add <address> [--name N]   add (or rename, accept, unblock)\n"
+    "                          [--network NAME ...] pin it to those networks only\n"
+    "                          [--unpin] use every network again (the seen ones first)\n"
     "  contacts list [--requests|--blocked]  contacts, or who wrote unasked, or blocked\n"
     "  contacts show <c>       details, node key, a key-change warning\n"
     "  contacts remove <c>     forget <c> (if they write again: a request)\n"
@@ -931,6 +933,17 @@ static void show_contact(json_t *c)
            (long long)json_integer_value(json_object_get(counters, "accepted")),
            (long long)json_integer_value(json_object_get(counters, "dropped")),
            (long long)json_integer_value(json_object_get(counters, "refused")));
+    json_t *nets = json_object_get(c, "networks");
+    if (json_array_size(nets) == 0) {
+        printf("networks    none seen yet (looked up on every network)\n");
+    } else {
+        printf("networks    ");
+        for (size_t k = 0; k < json_array_size(nets); k++)
+            printf("%s%s", k > 0 ? ", " : "", json_string_value(json_array_get(nets, k)));
+        printf(json_is_true(json_object_get(c, "networks_pinned"))
+                   ? " (pinned: looked up only there)\n"
+                   : " (seen there: looked up there first)\n");
+    }
     if (warning != NULL)
         printf("\nwarning: %s\n", warning);
 }
@@ -1026,6 +1039,9 @@ static int cmd_contacts(struct cli *cli)
     char method[RPC_METHOD_MAX + 1];
     bool confirm = false, known = false;
     struct client_reply reply;
+    json_t *pins = NULL; /* add --network NAME ... */
+    bool bad_pin = false; /* a network name that is not UTF-8 */
+    bool unpin = false;
     int rc;
 
     for (size_t i = 0; sub != NULL && i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -1039,7 +1055,16 @@ static int cmd_contacts(struct cli *cli)
         const char *a = cli->args[i];
         if (strcmp(a, "--name") == 0 && strcmp(sub, "add") == 0 && i + 1 < cli->arg_count)
             name = cli->args[++i];
-        else if (strcmp(a, "--requests") == 0 && strcmp(sub, "list") == 0 &&
+        else if (strcmp(a, "--network") == 0 && strcmp(sub, "add") == 0 && !unpin &&
+                 i + 1 < cli->arg_count) {
+            if (pins == NULL)
+                pins = json_array();
+            if (json_array_append_new(pins, json_string(cli->args[++i])) != 0)
+                bad_pin = true;
+        } else if (strcmp(a, "--unpin") == 0 && strcmp(sub, "add") == 0 && pins == NULL) {
+            pins = json_array(); /* an empty list unpins */
+            unpin = true;
+        } else if (strcmp(a, "--requests") == 0 && strcmp(sub, "list") == 0 &&
                  strcmp(state, "contact") == 0)
             state = "request";
         else if (strcmp(a, "--blocked") == 0 && strcmp(sub, "list") == 0 &&
@@ -1049,19 +1074,32 @@ static int cmd_contacts(struct cli *cli)
             confirm = true;
         else if (a[0] != '-' && target == NULL && strcmp(sub, "list") != 0)
             target = a;
-        else
+        else {
+            json_decref(pins);
             return usage_error("contacts %s does not take \"%s\"", sub, a);
+        }
     }
-    if (target == NULL && strcmp(sub, "list") != 0)
+    if (target == NULL && strcmp(sub, "list") != 0) {
+        json_decref(pins);
         return usage_error("contacts %s needs %s", sub,
                            strcmp(sub, "add") == 0 ? "an address" : "a contact (name or address)");
-    if ((rc = load_settings(cli, false)) != 0)
+    }
+    if ((rc = load_settings(cli, false)) != 0) {
+        json_decref(pins);
         return rc;
+    }
 
     json_t *params;
-    if (strcmp(sub, "add") == 0)
+    if (strcmp(sub, "add") == 0) {
         params = name != NULL ? json_pack("{s:s, s:s}", "address", target, "name", name)
                               : json_pack("{s:s}", "address", target);
+        if (params != NULL && pins != NULL)
+            json_object_set(params, "networks", pins);
+        if (bad_pin) {
+            json_decref(params);
+            params = NULL;
+        }
+    }
     else if (strcmp(sub, "list") == 0)
         params = json_pack("{s:s}", "state", state);
     else if (strcmp(sub, "verify") == 0)
@@ -1072,8 +1110,10 @@ static int cmd_contacts(struct cli *cli)
         /* json_pack refuses strings that are not UTF-8. */
         print_error("names and addresses must be UTF-8 text", "cannot send \"%s\"",
                     name != NULL ? name : target);
+        json_decref(pins);
         return EX_DATAERR;
     }
+    json_decref(pins);
     snprintf(method, sizeof(method), "contacts.%s", sub);
     enum mp_err terr = client_call(cli->control_path, method, params, 0, &reply);
     if (terr != MP_OK)

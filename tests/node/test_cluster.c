@@ -7,11 +7,14 @@
  * auth drops; the outsider's stale bootstrap entries give the warning in
  * `status`; `bootstrap add|rm` changes the public list live; a restarted
  * member rejoins on the same port; a member that leaves stops that network
- * and does not rejoin at restart.
+ * and does not rejoin at restart. A node on both networks records which
+ * network reaches each contact, and a contact pinned to a network is looked
+ * up only there.
  */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -413,6 +416,41 @@ static void test_cluster_only(void **state)
     node_stop(boot);
 }
 
+/* The networks `contacts show --json` gives for who on n (a new reference). */
+static json_t *contact_networks(struct node *n, const char *who, bool *pinned_out)
+{
+    struct run_result r = cli_ok(n, ARGS("contacts", "show", who, "--json"));
+    json_t *c = json_loads(r.out, 0, NULL);
+    harness_result_free(&r);
+    assert_non_null(c);
+    json_t *nets = json_incref(json_object_get(c, "networks"));
+    *pinned_out = json_is_true(json_object_get(c, "networks_pinned"));
+    json_decref(c);
+    assert_non_null(nets);
+    return nets;
+}
+
+/* How many of n's debug lines say it looked up address's presence, and how
+ * many of those were on network 0 (the public one here). */
+static void lookups_of(struct node *n, const char *address, int *all_out, int *public_out)
+{
+    char line[1024], want[256];
+    FILE *f = fopen(n->log, "r");
+    assert_non_null(f);
+    snprintf(want, sizeof(want), "looking up the presence of %s on network ", address);
+    *all_out = 0;
+    *public_out = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, want);
+        if (at == NULL)
+            continue;
+        (*all_out)++;
+        if (strncmp(at + strlen(want), "0\n", 2) == 0)
+            (*public_out)++;
+    }
+    fclose(f);
+}
+
 static long links_out(struct node *n, const char *name)
 {
     json_t *net = network_of(n, name);
@@ -479,6 +517,57 @@ static void test_across_networks(void **state)
     assert_true(links_out(both, "ops") > 0);
     assert_true(links_out(both, "public") > 0);
     assert_true(links_out(member, "ops") > 0);
+
+    /* The node on both networks learnt which one reaches each contact. */
+    bool pinned = true;
+    json_t *nets = contact_networks(both, member->address, &pinned);
+    assert_int_equal(json_array_size(nets), 1);
+    assert_string_equal(json_string_value(json_array_get(nets, 0)), "ops");
+    assert_false(pinned);
+    json_decref(nets);
+    nets = contact_networks(both, pub->address, &pinned);
+    assert_int_equal(json_array_size(nets), 1);
+    assert_string_equal(json_string_value(json_array_get(nets, 0)), "public");
+    json_decref(nets);
+    r = cli_ok(both, ARGS("contacts", "show", member->address));
+    assert_contains(r.out, "networks    ops (seen there: looked up there first)");
+    harness_result_free(&r);
+
+    /* A contact pinned to the cluster (an account that is offline: a member
+     * of the first test, stopped) is looked up only there, never on the
+     * public DHT, while its message waits. */
+    const char *away = members[0].address;
+    assert_true(strncmp(away, "mp1", 3) == 0);
+    r = cli_ok(both, ARGS("contacts", "add", away, "--name", "away", "--network", "ops"));
+    harness_result_free(&r);
+    nets = contact_networks(both, "away", &pinned);
+    assert_true(pinned);
+    assert_int_equal(json_array_size(nets), 1);
+    assert_string_equal(json_string_value(json_array_get(nets, 0)), "ops");
+    json_decref(nets);
+    r = cli_ok(both, ARGS("contacts", "show", "away"));
+    assert_contains(r.out, "networks    ops (pinned: looked up only there)");
+    harness_result_free(&r);
+    r = cli_ok(both, ARGS("send", "away", "wait for me"));
+    harness_result_free(&r);
+    int all = 0, on_public = 0;
+    for (int waited = 0; waited < FORM_TIMEOUT_MS && all < 2; waited += 200) {
+        sleep_ms(200);
+        lookups_of(both, away, &all, &on_public);
+    }
+    if (all < 2)
+        fail_msg("%s was looked up %d times, not twice, in %d ms", away, all, FORM_TIMEOUT_MS);
+    assert_int_equal(on_public, 0);
+    /* Unpinned, it may be looked up everywhere again. */
+    r = cli_ok(both, ARGS("contacts", "add", away, "--unpin"));
+    harness_result_free(&r);
+    r = cli_ok(both, ARGS("contacts", "show", "away"));
+    assert_contains(r.out, "networks    none seen yet");
+    harness_result_free(&r);
+    /* The unpinned cluster member was looked up on the public DHT first,
+     * before its network was known: the log tells the two apart. */
+    lookups_of(both, member->address, &all, &on_public);
+    assert_true(on_public > 0);
 
     for (int i = 0; i < 3; i++)
         node_stop(&across[i]);

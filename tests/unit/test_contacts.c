@@ -80,6 +80,7 @@ static void full_contact(struct contact *c)
     c->network_count = CONTACT_NETWORKS_MAX;
     for (int i = 0; i < CONTACT_NETWORKS_MAX; i++)
         memset(c->networks[i], 'a' + i, CONTACT_NETWORK_MAX);
+    c->networks_pinned = true;
     c->accepted = 1;
     c->dropped = 2;
     c->refused = UINT64_MAX;
@@ -494,6 +495,104 @@ static void test_requests_bounded(void **state)
     assert_int_equal(v, CONTACTS_VERDICT_REQUEST);
 }
 
+/* An entry written before the pinned flag existed (11 fields) still reads,
+ * unpinned; an unpinned entry is still written that way. */
+static void test_codec_without_pinned(void **state)
+{
+    (void)state;
+    struct contact c, back;
+    uint8_t buf[CONTACT_WIRE_MAX];
+    size_t len = 0;
+
+    full_contact(&c);
+    c.networks_pinned = false;
+    assert_int_equal(contact_wire_encode(&c, buf, sizeof(buf), &len), MP_OK);
+    assert_int_equal(buf[0], 0x9b); /* fixarray of 11 */
+    assert_int_equal(contact_wire_decode(buf, len, &back), MP_OK);
+    assert_false(back.networks_pinned);
+    assert_int_equal(back.network_count, CONTACT_NETWORKS_MAX);
+    c.networks_pinned = true;
+    assert_int_equal(contact_wire_encode(&c, buf, sizeof(buf), &len), MP_OK);
+    assert_int_equal(buf[0], 0x9c); /* fixarray of 12 */
+    assert_int_equal(contact_wire_decode(buf, len, &back), MP_OK);
+    assert_true(back.networks_pinned);
+    /* The 12th field must be a boolean. */
+    buf[len - 1] = 0x01;
+    assert_int_equal(contact_wire_decode(buf, len, &back), MP_ERR_MALFORMED);
+}
+
+static void test_note_network(void **state)
+{
+    struct fixture *f = *state;
+    struct contact c;
+    bool added = false;
+    char name[16];
+
+    /* Only accounts in the book learn networks. */
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "public", &added),
+                     MP_ERR_NOT_FOUND);
+    assert_false(added);
+    assert_int_equal(contacts_add(f->book, f->keys[0], "bob", 1000, NULL, NULL), MP_OK);
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "team", &added), MP_OK);
+    assert_true(added);
+    /* Again: no duplicate. */
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "team", &added), MP_OK);
+    assert_false(added);
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "bad\nname", &added),
+                     MP_ERR_INVAL);
+    /* Up to the cap; the first ones seen stay. */
+    for (int i = 0; i < CONTACT_NETWORKS_MAX + 2; i++) {
+        snprintf(name, sizeof(name), "net%d", i);
+        assert_int_equal(contacts_note_network(f->book, f->keys[0], name, &added), MP_OK);
+        assert_int_equal(added, i < CONTACT_NETWORKS_MAX - 1);
+    }
+    reopen(f); /* it is stored */
+    assert_int_equal(contacts_get(f->book, f->keys[0], &c), MP_OK);
+    assert_int_equal(c.network_count, CONTACT_NETWORKS_MAX);
+    assert_string_equal(c.networks[0], "team");
+    assert_string_equal(c.networks[1], "net0");
+    assert_string_equal(c.networks[CONTACT_NETWORKS_MAX - 1], "net2");
+    assert_false(c.networks_pinned);
+
+    /* Requests learn too; blocked entries do not. */
+    assert_int_equal(contacts_block(f->book, f->keys[1], 1000, NULL), MP_OK);
+    assert_int_equal(contacts_note_network(f->book, f->keys[1], "public", &added), MP_OK);
+    assert_false(added);
+    assert_int_equal(contacts_get(f->book, f->keys[1], &c), MP_OK);
+    assert_int_equal(c.network_count, 0);
+}
+
+static void test_pin_networks(void **state)
+{
+    struct fixture *f = *state;
+    struct contact c;
+    bool added = true;
+    const char *team[] = {"team"};
+    const char *twice[] = {"team", "team"};
+
+    assert_int_equal(contacts_pin_networks(f->book, f->keys[0], team, 1, &c), MP_ERR_NOT_FOUND);
+    assert_int_equal(contacts_add(f->book, f->keys[0], "bob", 1000, NULL, NULL), MP_OK);
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "public", NULL), MP_OK);
+    assert_int_equal(contacts_pin_networks(f->book, f->keys[0], twice, 2, &c), MP_ERR_INVAL);
+    assert_int_equal(contacts_pin_networks(f->book, f->keys[0], team, 1, &c), MP_OK);
+    assert_true(c.networks_pinned);
+    assert_int_equal(c.network_count, 1);
+    assert_string_equal(c.networks[0], "team");
+    /* Pinned: nothing is learnt. */
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "public", &added), MP_OK);
+    assert_false(added);
+    reopen(f);
+    assert_int_equal(contacts_get(f->book, f->keys[0], &c), MP_OK);
+    assert_true(c.networks_pinned);
+    assert_int_equal(c.network_count, 1);
+    /* Unpinned: cleared, and learnt again. */
+    assert_int_equal(contacts_pin_networks(f->book, f->keys[0], NULL, 0, &c), MP_OK);
+    assert_false(c.networks_pinned);
+    assert_int_equal(c.network_count, 0);
+    assert_int_equal(contacts_note_network(f->book, f->keys[0], "public", &added), MP_OK);
+    assert_true(added);
+}
+
 static void test_damaged_entry_skipped(void **state)
 {
     struct fixture *f = *state;
@@ -544,6 +643,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tofu_key_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_entry_skipped, setup, teardown),
+        cmocka_unit_test(test_codec_without_pinned),
+        cmocka_unit_test_setup_teardown(test_note_network, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_networks, setup, teardown),
     };
     log_set_level(LOG_LEVEL_ERROR);
     if (secure_init() != MP_OK)
