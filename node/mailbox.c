@@ -40,6 +40,8 @@ static const char fetch_label[] = "merpati mailbox fetch v1";
 #define MAILBOX_SWEEP_BATCH 1000
 /* Mailboxes whose last handoff is remembered (so unchanged ones are skipped). */
 #define MAILBOX_HANDED_MAX 256
+/* Fetch rounds between lookups of our mailbox nodes (10 min at the default interval). */
+#define MAILBOX_LOOKUP_ROUNDS 10
 /* The first fetches after start, while the overlay fills (then fetch_interval). */
 static const uint64_t fetch_delays_ms[] = {1000, 3000, 10000};
 
@@ -172,6 +174,9 @@ static void send_link(struct mailbox *mb, const uint8_t peer[32], const struct a
     if (err_out != NULL)
         *err_out = err;
 }
+
+static void sweep_arm(struct mailbox *mb, uint64_t expires_s, uint64_t now_s);
+static void handoff_cb(uv_timer_t *timer);
 
 /* Monotonic ms, for timeouts and rates; Unix time (sysenv_unix_ms) only
  * for expiries, which are stored and compared across nodes. */
@@ -418,6 +423,7 @@ static void on_store(struct mailbox *mb, const uint8_t peer[32], const struct ms
     mb->held++;
     mb->held_bytes += len;
     mb->stored++;
+    sweep_arm(mb, expires_s, now_s);
     answer(mb, peer, digest, MSG_MB_HELD, expires_s);
     /* A fetcher of this mailbox being served now gets it too. */
     for (size_t i = 0; i < MAILBOX_SERVE_MAX; i++) {
@@ -751,11 +757,14 @@ static void fetch_cb(uv_timer_t *timer)
 
     for (size_t i = 0; i < mb->own_count; i++)
         ask(mb, mb->own[i].key, &mb->own[i].addr);
-    if (mb->fetch_round == 0)
-        ask_saved(mb);
+    ask_saved(mb);
     /* The closest nodes and more (twice the replicas): mail stays found while
-     * the closest set shifts a little. */
-    find_start(mb, mb->own_mbid, NULL, NULL, 0, 2 * mb->cfg.limits.replicas, fetch_found_cb, mb);
+     * the closest set shifts a little. Looked up in the first rounds, then
+     * every MAILBOX_LOOKUP_ROUNDS: in between the nodes found last are asked
+     * again over their links, and an idle node sends no datagram for it. */
+    if (mb->fetch_round < n || mb->fetch_round % MAILBOX_LOOKUP_ROUNDS == 0)
+        find_start(mb, mb->own_mbid, NULL, NULL, 0, 2 * mb->cfg.limits.replicas, fetch_found_cb,
+                   mb);
     uint64_t next = mb->fetch_round < n ? fetch_delays_ms[mb->fetch_round]
                                         : (uint64_t)mb->cfg.limits.fetch_interval_s * 1000;
     mb->fetch_round++;
@@ -888,7 +897,7 @@ static void sweep_cb(uv_timer_t *timer)
     uint8_t prefix = KEY_EXPIRY;
     const uint8_t *key, *val;
     size_t key_len, val_len;
-    uint64_t now_s = sysenv_unix_ms() / 1000;
+    uint64_t now_s = sysenv_unix_ms() / 1000, next_s = 0;
     unsigned n = 0;
     bool more = false;
 
@@ -896,8 +905,10 @@ static void sweep_cb(uv_timer_t *timer)
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         if (key_len != 1 + 8 + ID_BYTES + 8 || val_len != 32)
             continue;
-        if (bytes_get_u64(key + 1) > now_s)
-            break; /* in expiry order: the rest is younger */
+        if (bytes_get_u64(key + 1) > now_s) {
+            next_s = bytes_get_u64(key + 1); /* in expiry order: the rest is younger */
+            break;
+        }
         if (n == MAILBOX_SWEEP_BATCH) {
             more = true;
             break;
@@ -917,14 +928,23 @@ static void sweep_cb(uv_timer_t *timer)
     store_iter_free(it);
     if (n > 0)
         log_info(MOD, "%u envelopes expired", n);
-    /* Next pass: soon when there is more, else a quarter TTL (at most a minute). */
-    uint64_t next = (uint64_t)mb->cfg.limits.ttl_s * 1000 / 4;
-    if (next > 60000)
-        next = 60000;
-    if (next < 1000)
-        next = 1000;
-    if (!mb->closing)
-        uv_timer_start(&mb->sweep, sweep_cb, more ? 0 : next, 0);
+    /* Next pass: at once when there is more, else at the next expiry; with
+     * nothing held, none (a store arms it: sweep_arm). */
+    if (!mb->closing && (more || next_s != 0))
+        uv_timer_start(&mb->sweep, sweep_cb, more ? 0 : (next_s - now_s) * 1000 + 1000, 0);
+}
+
+/* An envelope expiring at expires_s was stored: the sweep runs by then. */
+static void sweep_arm(struct mailbox *mb, uint64_t expires_s, uint64_t now_s)
+{
+    uint64_t due = (expires_s > now_s ? expires_s - now_s : 0) * 1000 + 1000;
+    if (mb->closing)
+        return;
+    if (!uv_is_active((uv_handle_t *)&mb->sweep) || uv_timer_get_due_in(&mb->sweep) > due)
+        uv_timer_start(&mb->sweep, sweep_cb, due, 0);
+    if (!uv_is_active((uv_handle_t *)&mb->handoff))
+        uv_timer_start(&mb->handoff, handoff_cb,
+                       (uint64_t)mb->cfg.limits.handoff_interval_s * 1000, 0);
 }
 
 /* ---- handoff ---- */
@@ -1099,7 +1119,7 @@ static void handoff_cb(uv_timer_t *timer)
         mb->ho.left = MAILBOX_HANDOFF_BATCH;
         handoff_next(mb);
     }
-    if (!mb->closing)
+    if (!mb->closing && mb->held > 0) /* nothing held: a store arms it again */
         uv_timer_start(&mb->handoff, handoff_cb,
                        (uint64_t)mb->cfg.limits.handoff_interval_s * 1000, 0);
 }
