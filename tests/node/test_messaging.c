@@ -19,7 +19,9 @@
 
 #include "tests/node/node_util.h"
 
-#define WAIT_MS 30000
+/* Bounded waits for what must arrive; generous, since ASan and a loaded
+ * machine slow a node down several times. */
+#define WAIT_MS 60000
 
 static struct node nodes[3];
 static char config_path[96];
