@@ -415,6 +415,13 @@ static int call_with(struct cli *cli, const char *method, json_t *params, int ti
     enum mp_err err = client_call(cli->control_path, method, params, timeout_ms, reply);
     if (err != MP_OK)
         return transport_error(cli, err);
+    if (reply->result == NULL && reply->rpc_code == RPC_CODE_METHOD_NOT_FOUND) {
+        /* Messaging methods are there only while the node runs messaging. */
+        print_error("a --bootstrap-only node, or a cluster_only one that has joined no cluster "
+                    "yet (merpati cluster join TOKEN), runs no messaging",
+                    "this node does not offer \"%s\"", method);
+        return EX_UNAVAILABLE;
+    }
     if (reply->result == NULL) {
         print_error(NULL, "%s", reply->message);
         if (reply->rpc_code == RPC_CODE_FAILED ||

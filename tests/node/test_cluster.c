@@ -408,7 +408,9 @@ static void test_cluster_only(void **state)
     json_decref(s);
     struct run_result no =
         harness_run(NULL, ARGS("send", x->address, "hi", "--data-dir", boot->dir));
-    assert_int_not_equal(no.status, 0);
+    assert_int_equal(no.status, 69); /* EX_UNAVAILABLE, with why */
+    assert_contains(no.err, "does not offer \"send\"");
+    assert_contains(no.err, "runs no messaging");
     harness_result_free(&no);
 
     node_stop(x);
