@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "crypto/bech32.h"
 #include "crypto/kdf.h"
 #include "crypto/secure.h"
 
@@ -17,7 +18,7 @@
 #define HRP            "mpc"
 #define HRP_LEN        3
 #define PREFIX_LEN     (HRP_LEN + 1)
-#define CHECKSUM_CHARS 6
+#define CHECKSUM_CHARS BECH32_CHECKSUM_CHARS
 #define DATA_CHARS_MAX ((CLUSTER_TOKEN_BYTES_MAX * 8 + 4) / 5)
 
 /* HKDF salt and info strings: one context per use of the secret. */
@@ -27,37 +28,6 @@
 #define KDF_INFO_NETWORK_ID  "link network id"
 #define KDF_INFO_FINGERPRINT "fingerprint"
 #define FINGERPRINT_BYTES    8
-
-static const char charset[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-#define BECH32M_CONST 0x2bc830a3u
-
-/* BIP-173's generator words; the same checksum as crypto/address.c, whose
- * comment derives them. */
-static const uint32_t fold[5] = {0x3b6a57b2u, 0x26508e6du, 0x1ea119fau, 0x3d4233ddu, 0x2a1462b3u};
-
-static uint32_t polymod_step(uint32_t state, uint8_t value)
-{
-    uint32_t top = state >> 25;
-
-    state = ((state & 0x1ffffffu) << 5) ^ value;
-    for (int i = 0; i < 5; i++) {
-        if ((top >> i) & 1u)
-            state ^= fold[i];
-    }
-    return state;
-}
-
-static uint32_t polymod_hrp(void)
-{
-    uint32_t state = 1;
-
-    for (size_t i = 0; i < HRP_LEN; i++)
-        state = polymod_step(state, (uint8_t)(HRP[i] >> 5));
-    state = polymod_step(state, 0);
-    for (size_t i = 0; i < HRP_LEN; i++)
-        state = polymod_step(state, (uint8_t)(HRP[i] & 31));
-    return state;
-}
 
 bool cluster_name_valid(const char *name)
 {
@@ -166,7 +136,7 @@ enum mp_err cluster_token_encode(const struct cluster_token *token, char *text_o
     }
     memcpy(text_out, HRP "1", PREFIX_LEN);
     size_t n = PREFIX_LEN;
-    uint32_t state = polymod_hrp(), acc = 0;
+    uint32_t state = bech32_start(HRP), acc = 0;
     unsigned bits = 0;
     for (size_t i = 0; i < len; i++) {
         acc = (acc << 8) | bytes[i];
@@ -174,38 +144,23 @@ enum mp_err cluster_token_encode(const struct cluster_token *token, char *text_o
         while (bits >= 5) {
             bits -= 5;
             uint8_t v = (uint8_t)((acc >> bits) & 31);
-            state = polymod_step(state, v);
-            text_out[n++] = charset[v];
+            state = bech32_step(state, v);
+            text_out[n++] = bech32_charset[v];
         }
     }
     if (bits > 0) {
         uint8_t v = (uint8_t)((acc << (5 - bits)) & 31);
-        state = polymod_step(state, v);
-        text_out[n++] = charset[v];
+        state = bech32_step(state, v);
+        text_out[n++] = bech32_charset[v];
     }
-    for (int i = 0; i < CHECKSUM_CHARS; i++)
-        state = polymod_step(state, 0);
-    state ^= BECH32M_CONST;
-    for (int i = 0; i < CHECKSUM_CHARS; i++)
-        text_out[n++] = charset[(state >> (5 * (CHECKSUM_CHARS - 1 - i))) & 31];
-    text_out[n] = '\0';
+    bech32_checksum(state, text_out + n);
+    text_out[n + CHECKSUM_CHARS] = '\0';
 cleanup:
     secure_wipe(bytes, sizeof(bytes));
     return err;
 }
 
 /* ---- decode ---- */
-
-static int char_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        c = (char)(c - 'A' + 'a');
-    for (int v = 0; v < 32; v++) {
-        if (charset[v] == c)
-            return v;
-    }
-    return -1;
-}
 
 /* The payload bytes into token_out; MP_ERR_CLUSTER_TOKEN on any format break. */
 static enum mp_err parse_payload(const uint8_t *b, size_t len, struct cluster_token *t)
@@ -286,14 +241,14 @@ enum mp_err cluster_token_decode(const char *text, struct cluster_token *token_o
     if (upper && lower)
         return MP_ERR_CLUSTER_TOKEN;
 
-    uint32_t state = polymod_hrp(), acc = 0;
+    uint32_t state = bech32_start(HRP), acc = 0;
     unsigned bits = 0;
     size_t data_chars = text_len - PREFIX_LEN - CHECKSUM_CHARS, n = 0;
     for (size_t i = PREFIX_LEN; i < text_len; i++) {
-        int v = char_value(text[i]);
+        int v = bech32_value(text[i]);
         if (v < 0)
             return MP_ERR_CLUSTER_TOKEN;
-        state = polymod_step(state, (uint8_t)v);
+        state = bech32_step(state, (uint8_t)v);
         if (i - PREFIX_LEN >= data_chars)
             continue; /* checksum characters */
         acc = ((acc << 5) | (uint32_t)v) & 0xfffu;
@@ -303,7 +258,7 @@ enum mp_err cluster_token_decode(const char *text, struct cluster_token *token_o
             bytes[n++] = (uint8_t)((acc >> bits) & 0xff);
         }
     }
-    if (state != BECH32M_CONST) {
+    if (!bech32_valid(state)) {
         err = MP_ERR_CLUSTER_TOKEN_CHECKSUM;
         goto cleanup;
     }

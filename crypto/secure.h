@@ -31,4 +31,8 @@ void secure_wipe(void *buf, size_t len);
  * returns out. */
 char *secure_hex(char *out, size_t out_size, const uint8_t *bin, size_t len);
 
+/* Exactly 2 * len hex digits (either case) into len bytes; MP_ERR_MALFORMED
+ * otherwise (out may then be partly written). */
+enum mp_err secure_unhex(uint8_t *out, size_t len, const char *hex, size_t hex_len);
+
 #endif

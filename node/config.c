@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/addr.h"
+#include "crypto/secure.h"
 
 static const char default_text[] =
     "# Merpati node configuration (libconfig syntax: name = value;).\n"
@@ -126,16 +127,9 @@ enum mp_err config_check_bootstrap(const char *text, char *why_out, size_t why_s
 enum mp_err config_parse_node(const char *text, uint8_t key_out[32], struct addr *addr_out)
 {
     char why[200];
-    if (config_check_bootstrap(text, why, sizeof(why)) != MP_OK)
+    if (config_check_bootstrap(text, why, sizeof(why)) != MP_OK ||
+        secure_unhex(key_out, 32, text, 64) != MP_OK)
         return MP_ERR_CONFIG;
-    for (size_t i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (size_t k = 0; k < 2; k++) {
-            char c = text[2 * i + k];
-            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-        }
-        key_out[i] = (uint8_t)v;
-    }
     return addr_parse(strchr(text, '@') + 1, addr_out);
 }
 

@@ -692,24 +692,11 @@ static bool join_token(struct daemon *d, struct cluster_token *t, uint16_t port,
  * others reach it by, e.g. behind a port forward) into a token entry. */
 static bool parse_entry(const struct daemon *d, const char *text, struct cluster_entry *e)
 {
-    const char *at = strchr(text, '@');
-    char why[200];
-
-    if (at == NULL) {
+    if (strchr(text, '@') == NULL) {
         memcpy(e->node_key, d->node_pk, 32);
         return addr_parse(text, &e->addr) == MP_OK && e->addr.port != 0;
     }
-    if (config_check_bootstrap(text, why, sizeof(why)) != MP_OK)
-        return false;
-    for (size_t i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = text[2 * i + (size_t)k];
-            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-        }
-        e->node_key[i] = (uint8_t)v;
-    }
-    return addr_parse(at + 1, &e->addr) == MP_OK && e->addr.port != 0;
+    return config_parse_node(text, e->node_key, &e->addr) == MP_OK && e->addr.port != 0;
 }
 
 static bool method_cluster_create(void *ctx, struct control_call *call, json_t *params,

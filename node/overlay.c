@@ -283,18 +283,6 @@ void overlay_on_datagram(struct overlay *ov, const struct sockaddr *from, const 
 
 /* ---- joining ---- */
 
-static void hex_decode(const char *hex, uint8_t *out, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = hex[2 * i + (size_t)k];
-            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-        }
-        out[i] = (uint8_t)v;
-    }
-}
-
 static void join(struct overlay *ov, const struct config *cfg)
 {
     unsigned saved = 0, listed = 0;
@@ -318,10 +306,8 @@ static void join(struct overlay *ov, const struct config *cfg)
     for (unsigned i = 0; i < cfg->bootstrap_count; i++) {
         uint8_t pk[DHT_PK_BYTES];
         struct addr a;
-        /* config.c validated the form. */
-        hex_decode(cfg->bootstrap[i], pk, sizeof(pk));
-        if (addr_parse(strchr(cfg->bootstrap[i], '@') + 1, &a) != MP_OK)
-            continue;
+        if (config_parse_node(cfg->bootstrap[i], pk, &a) != MP_OK)
+            continue; /* config.c validated the form */
         enum mp_err err = dht_bootstrap(ov->dht, pk, &a);
         if (err == MP_OK)
             listed++;
@@ -597,8 +583,7 @@ enum mp_err overlay_add_bootstrap(struct overlay *ov, const char *entry)
 
     if (config_check_bootstrap(entry, why, sizeof(why)) != MP_OK)
         return MP_ERR_INVAL;
-    hex_decode(entry, pk, sizeof(pk));
-    if (addr_parse(strchr(entry, '@') + 1, &a) != MP_OK)
+    if (config_parse_node(entry, pk, &a) != MP_OK)
         return MP_ERR_NET_ADDR;
     enum mp_err err = dht_bootstrap(ov->dht, pk, &a);
     if (err != MP_OK)
@@ -737,7 +722,7 @@ static bool method_put(void *ctx, struct control_call *call, json_t *params, jso
                       "\"ttl_s\" must be an integer from 60 to %d", RECORD_TTL_MAX_S);
         return false;
     }
-    hex_decode(text, payload, len);
+    (void)secure_unhex(payload, len, text, 2 * len); /* checked above */
     struct overlay_op *op = op_new(ov, call, err_out);
     if (op == NULL)
         return false;
