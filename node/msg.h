@@ -60,6 +60,34 @@ enum mp_err msg_encode(const struct msg *m, struct buf *out);
 enum mp_err msg_decode(const uint8_t *data, size_t len, struct msg *m_out);
 void msg_clear(struct msg *m);
 
+/* Most messages one plaintext carries: a bundle (below) of up to this many. */
+#define MSG_BUNDLE_MAX 1024
+/* Upper bounds of a bundle's framing, for callers filling one up to
+ * MSG_WIRE_MAX: the whole, and each part on top of its own bytes. */
+#define MSG_BUNDLE_OVERHEAD 8
+#define MSG_BUNDLE_PART_OVERHEAD 5
+
+/* One message's bytes within a plaintext (points into it, or into the
+ * caller's buffers when encoding). */
+struct msg_part {
+    const uint8_t *data;
+    size_t len;
+};
+
+/* Encode count (2..MSG_BUNDLE_MAX) messages' msg_encode bytes as one bundle
+ * plaintext into out (initialised here; the caller buf_frees). MP_ERR_INVAL
+ * for a count out of range, MP_ERR_TOO_BIG over MSG_WIRE_MAX. The parts are
+ * not decoded here: the receiver checks each with msg_decode. */
+enum mp_err msg_bundle_encode(const struct msg_part *parts, size_t count, struct buf *out);
+
+/* The messages a plaintext carries, in order: the plaintext itself if it is
+ * one message (version 1), the parts of a bundle (version 2; 2..
+ * MSG_BUNDLE_MAX). parts_out (room for MSG_BUNDLE_MAX) points into data;
+ * each part is still to be checked with msg_decode. Errors:
+ * MP_ERR_WIRE_VERSION, MP_ERR_TOO_BIG, MP_ERR_MALFORMED. */
+enum mp_err msg_split(const uint8_t *data, size_t len, struct msg_part *parts_out,
+                      size_t *count_out);
+
 /* What a presence record says about an account's node. */
 struct msg_presence {
     uint8_t node_key[MSG_KEY_BYTES]; /* X25519: Noise static key and DHT key */

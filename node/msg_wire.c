@@ -8,6 +8,8 @@
 
 #define MSG_VERSION 1
 #define MSG_FIELDS 6
+#define BUNDLE_VERSION 2
+#define BUNDLE_FIELDS 2
 #define PRESENCE_VERSION 1
 #define PRESENCE_FIELDS 4
 
@@ -115,6 +117,76 @@ enum mp_err msg_decode(const uint8_t *data, size_t len, struct msg *m_out)
     err = MP_OK;
 cleanup:
     msg_clear(&m);
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+/* ---- bundles ---- */
+
+struct bundle {
+    const struct msg_part *parts;
+    size_t count;
+};
+
+static void pack_bundle_cb(msgpack_packer *pk, const void *obj)
+{
+    const struct bundle *b = obj;
+
+    msgpack_pack_array(pk, BUNDLE_FIELDS);
+    msgpack_pack_uint32(pk, BUNDLE_VERSION);
+    msgpack_pack_array(pk, (uint32_t)b->count);
+    for (size_t i = 0; i < b->count; i++)
+        wire_pack_bin(pk, b->parts[i].data, b->parts[i].len);
+}
+
+enum mp_err msg_bundle_encode(const struct msg_part *parts, size_t count, struct buf *out)
+{
+    struct bundle b = {.parts = parts, .count = count};
+    if (count < 2 || count > MSG_BUNDLE_MAX)
+        return MP_ERR_INVAL;
+    return wire_encode_buf(pack_bundle_cb, &b, MSG_WIRE_MAX, out);
+}
+
+enum mp_err msg_split(const uint8_t *data, size_t len, struct msg_part *parts_out,
+                      size_t *count_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    enum mp_err err;
+
+    *count_out = 0;
+    if (len > MSG_WIRE_MAX)
+        return MP_ERR_TOO_BIG;
+    msgpack_unpacked_init(&u);
+    err = wire_unpack(data, len, &u);
+    if (err == MP_OK)
+        err = wire_versioned(&u, BUNDLE_VERSION, BUNDLE_FIELDS, &f);
+    if (err == MP_ERR_WIRE_VERSION) {
+        /* Not a bundle: one message, or a version we do not know. */
+        err = wire_versioned(&u, MSG_VERSION, MSG_FIELDS, &f);
+        if (err == MP_OK) {
+            parts_out[0].data = data;
+            parts_out[0].len = len;
+            *count_out = 1;
+        }
+        goto cleanup;
+    }
+    if (err != MP_OK)
+        goto cleanup;
+    uint32_t n = 0;
+    const msgpack_object *items = wire_get_array(&f[1], 2, MSG_BUNDLE_MAX, &n);
+    err = items == NULL ? MP_ERR_MALFORMED : MP_OK;
+    for (uint32_t i = 0; err == MP_OK && i < n; i++) {
+        if (items[i].type != MSGPACK_OBJECT_BIN) {
+            err = MP_ERR_MALFORMED;
+            break;
+        }
+        parts_out[i].data = (const uint8_t *)items[i].via.bin.ptr; /* points into data */
+        parts_out[i].len = items[i].via.bin.size;
+    }
+    if (err == MP_OK)
+        *count_out = n;
+cleanup:
     msgpack_unpacked_destroy(&u);
     return err;
 }

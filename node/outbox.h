@@ -31,6 +31,10 @@ struct outbox_entry {
     struct buf plaintext;      /* msg_encode bytes (id, counter, kind, body) */
     struct buf envelope;       /* sealed once, then resent as is; empty before */
     uint64_t expires_ms;       /* held by mailboxes until (Unix ms); 0: not held */
+    /* The other entries sealed in this one's envelope (a bundle), by seq:
+     * they travel, are acked and held with it. Owned; NULL when none. */
+    uint64_t *riders;
+    size_t rider_count; /* 0..MSG_BUNDLE_MAX - 1 */
 };
 
 enum outbox_event_type {

@@ -1,17 +1,20 @@
 #include <msgpack.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto/wire.h"
 #include "node/outbox.h"
 
-#define ENTRY_VERSION 2
-#define ENTRY_FIELDS 7
-/* Version 1 entries (no expiry) are still read: queued mail survives an upgrade. */
+#define ENTRY_VERSION 3
+#define ENTRY_FIELDS 8
+/* Version 1 (no expiry) and 2 (no riders) entries are still read: queued
+ * mail survives an upgrade. */
 #define ENTRY_V1_FIELDS 6
+#define ENTRY_V2_FIELDS 7
 #define EVENT_VERSION 1
 #define EVENT_FIELDS 7
-/* An entry: plaintext and envelope at their caps, plus framing. */
-#define ENTRY_WIRE_MAX (MSG_WIRE_MAX + MSG_LINK_ENVELOPE_MAX + 256)
+/* An entry: plaintext, envelope and riders at their caps, plus framing. */
+#define ENTRY_WIRE_MAX (MSG_WIRE_MAX + MSG_LINK_ENVELOPE_MAX + 9 * MSG_BUNDLE_MAX + 256)
 #define EVENT_WIRE_MAX (MSG_WIRE_MAX + 256)
 
 static void pack_buf(msgpack_packer *pk, const struct buf *b)
@@ -31,11 +34,15 @@ static void pack_entry_cb(msgpack_packer *pk, const void *obj)
     pack_buf(pk, &e->plaintext);
     pack_buf(pk, &e->envelope);
     msgpack_pack_uint64(pk, e->expires_ms);
+    msgpack_pack_array(pk, (uint32_t)e->rider_count);
+    for (size_t i = 0; i < e->rider_count; i++)
+        msgpack_pack_uint64(pk, e->riders[i]);
 }
 
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out)
 {
-    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX)
+    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
+        e->rider_count > MSG_BUNDLE_MAX - 1)
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_entry_cb, e, ENTRY_WIRE_MAX, out);
 }
@@ -52,6 +59,29 @@ void outbox_entry_clear(struct outbox_entry *e)
 {
     buf_free(&e->plaintext);
     buf_free(&e->envelope);
+    free(e->riders);
+    e->riders = NULL;
+    e->rider_count = 0;
+}
+
+/* The riders array: 0..MSG_BUNDLE_MAX - 1 seqs, into a fresh allocation. */
+static bool get_riders(const msgpack_object *o, struct outbox_entry *e)
+{
+    uint32_t n = 0;
+    const msgpack_object *items = wire_get_array(o, 0, MSG_BUNDLE_MAX - 1, &n);
+    if (items == NULL)
+        return false;
+    if (n == 0)
+        return true;
+    e->riders = malloc(n * sizeof(*e->riders));
+    if (e->riders == NULL)
+        return false;
+    e->rider_count = n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!wire_get_u64(&items[i], &e->riders[i]))
+            return false;
+    }
+    return true;
 }
 
 enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_entry *e_out)
@@ -68,18 +98,23 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
         return MP_ERR_TOO_BIG;
     msgpack_unpacked_init(&u);
     err = wire_unpack(data, len, &u);
-    bool v1 = false;
+    unsigned version = ENTRY_VERSION;
     if (err == MP_OK) {
         err = wire_versioned(&u, ENTRY_VERSION, ENTRY_FIELDS, &f);
         if (err == MP_ERR_WIRE_VERSION) {
+            version = 2;
+            err = wire_versioned(&u, 2, ENTRY_V2_FIELDS, &f);
+        }
+        if (err == MP_ERR_WIRE_VERSION) {
+            version = 1;
             err = wire_versioned(&u, 1, ENTRY_V1_FIELDS, &f);
-            v1 = true;
         }
     }
     if (err != MP_OK)
         goto cleanup;
     err = MP_ERR_MALFORMED;
-    if (!v1 && !wire_get_u64(&f[6], &e_out->expires_ms))
+    if ((version >= 2 && !wire_get_u64(&f[6], &e_out->expires_ms)) ||
+        (version >= 3 && !get_riders(&f[7], e_out)))
         goto cleanup;
     if (!wire_get_bin(&f[1], e_out->to, MSG_KEY_BYTES) || !wire_get_u32(&f[2], &state) ||
         state < OUTBOX_QUEUED || state > OUTBOX_STATE_MAX ||

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,66 @@ static void test_msg_refuses(void **state)
     const uint8_t kind3[] = {0x96, 0x01, 0xc4, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                              0x00, 0x00, 0x03, 0xa1, 'x'};
     assert_int_equal(msg_decode(kind3, sizeof(kind3), &back), MP_ERR_MALFORMED);
+}
+
+static void test_bundle(void **state)
+{
+    (void)state;
+    static struct msg_part parts[MSG_BUNDLE_MAX], back[MSG_BUNDLE_MAX];
+    struct buf pts[3], enc;
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        struct msg m = {.kind = MSG_KIND_TEXT, .counter = (uint64_t)i + 1};
+        char text[8];
+        snprintf(text, sizeof(text), "hi %d", i);
+        m.text = text;
+        m.text_len = strlen(text);
+        memset(m.id, i, MSG_ID_BYTES);
+        assert_int_equal(msg_encode(&m, &pts[i]), MP_OK);
+        parts[i].data = pts[i].data;
+        parts[i].len = pts[i].len;
+    }
+    /* One message is its own plaintext: split gives it back whole. */
+    assert_int_equal(msg_split(pts[0].data, pts[0].len, back, &n), MP_OK);
+    assert_int_equal(n, 1);
+    assert_ptr_equal(back[0].data, pts[0].data);
+    assert_int_equal(back[0].len, pts[0].len);
+    /* A bundle gives its messages in order, each a message again. */
+    assert_int_equal(msg_bundle_encode(parts, 3, &enc), MP_OK);
+    assert_true(enc.len <= MSG_BUNDLE_OVERHEAD + 3 * MSG_BUNDLE_PART_OVERHEAD + pts[0].len +
+                               pts[1].len + pts[2].len);
+    assert_int_equal(msg_split(enc.data, enc.len, back, &n), MP_OK);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++) {
+        struct msg m;
+        assert_int_equal(back[i].len, pts[i].len);
+        assert_memory_equal(back[i].data, pts[i].data, pts[i].len);
+        assert_int_equal(msg_decode(back[i].data, back[i].len, &m), MP_OK);
+        assert_true(m.counter == (uint64_t)i + 1);
+        msg_clear(&m);
+    }
+    /* A bundle is not a message: msg_decode names its version. */
+    struct msg m;
+    assert_int_equal(msg_decode(enc.data, enc.len, &m), MP_ERR_WIRE_VERSION);
+    for (size_t cut = 0; cut < enc.len; cut++)
+        assert_int_not_equal(msg_split(enc.data, cut, back, &n), MP_OK);
+    /* Counts out of range, and a bundle over the plaintext cap, are refused. */
+    assert_int_equal(msg_bundle_encode(parts, 1, &enc), MP_ERR_INVAL);
+    assert_int_equal(msg_bundle_encode(parts, MSG_BUNDLE_MAX + 1, &enc), MP_ERR_INVAL);
+    uint8_t *big = calloc(1, MSG_WIRE_MAX);
+    assert_non_null(big);
+    struct msg_part two[2] = {{big, MSG_WIRE_MAX / 2}, {big, MSG_WIRE_MAX / 2}};
+    assert_int_equal(msg_bundle_encode(two, 2, &enc), MP_ERR_TOO_BIG);
+    free(big);
+    /* [2, [bin]] (one part) and [2, [1]] (not bins), [3, ...] (a newer version). */
+    static const uint8_t one_part[] = {0x92, 0x02, 0x91, 0xc4, 0x01, 0x00};
+    static const uint8_t not_bin[] = {0x92, 0x02, 0x92, 0x01, 0x01};
+    static const uint8_t newer[] = {0x92, 0x03, 0x90};
+    assert_int_equal(msg_split(one_part, sizeof(one_part), back, &n), MP_ERR_MALFORMED);
+    assert_int_equal(msg_split(not_bin, sizeof(not_bin), back, &n), MP_ERR_MALFORMED);
+    assert_int_equal(msg_split(newer, sizeof(newer), back, &n), MP_ERR_WIRE_VERSION);
+    for (int i = 0; i < 3; i++)
+        buf_free(&pts[i]);
 }
 
 static void test_presence_round_trip(void **state)
@@ -292,6 +353,20 @@ static void test_outbox_round_trip(void **state)
     assert_true(back.expires_ms == e.expires_ms);
     outbox_entry_clear(&back);
     buf_free(&enc);
+    /* The head of a bundle lists the entries riding in its envelope. */
+    uint64_t riders[3] = {7, 9, 1ull << 40};
+    e.riders = riders;
+    e.rider_count = 3;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+    assert_int_equal(outbox_entry_decode(enc.data, enc.len, &back), MP_OK);
+    assert_int_equal(back.rider_count, 3);
+    assert_memory_equal(back.riders, riders, sizeof(riders));
+    outbox_entry_clear(&back);
+    buf_free(&enc);
+    e.rider_count = MSG_BUNDLE_MAX;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+    e.riders = NULL;
+    e.rider_count = 0;
     e.state = OUTBOX_EXPIRED;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
     buf_free(&enc);
@@ -302,7 +377,7 @@ static void test_outbox_round_trip(void **state)
     /* A version 1 entry (written before mailboxes: six fields, no expiry) is
      * still read, so mail queued before an upgrade goes out after it:
      * [1, bin32 to, 1, 7, bin "pt", bin ""]. */
-    uint8_t v1[2 + 2 + 32 + 1 + 1 + 4 + 2];
+    uint8_t v1[2 + 2 + 32 + 1 + 1 + 4 + 2 + 1]; /* + 1: the expiry of the v2 form */
     size_t n = 0;
     v1[n++] = 0x96;
     v1[n++] = 0x01;
@@ -323,6 +398,14 @@ static void test_outbox_round_trip(void **state)
     assert_int_equal(back.created_ms, 7);
     assert_true(back.expires_ms == 0);
     assert_int_equal(back.plaintext.len, 2);
+    outbox_entry_clear(&back);
+    /* The same as version 2 (seven fields, with expiry, no riders). */
+    v1[0] = 0x97;
+    v1[1] = 0x02;
+    v1[n++] = 0x09;
+    assert_int_equal(outbox_entry_decode(v1, n, &back), MP_OK);
+    assert_true(back.expires_ms == 9);
+    assert_int_equal(back.rider_count, 0);
     outbox_entry_clear(&back);
 
     struct outbox_event ev = {.type = OUTBOX_EVENT_MESSAGE, .at_ms = 5, .request = true};
@@ -353,7 +436,7 @@ int main(void)
         cmocka_unit_test(test_receipt_round_trip), cmocka_unit_test(test_msg_refuses),
         cmocka_unit_test(test_presence_round_trip), cmocka_unit_test(test_link_round_trip),
         cmocka_unit_test(test_mailbox_link_round_trip),
-        cmocka_unit_test(test_outbox_round_trip),
+        cmocka_unit_test(test_outbox_round_trip), cmocka_unit_test(test_bundle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
