@@ -760,34 +760,34 @@ done:
 static void expire_waiters(struct delivery *d, uint64_t now);
 static void expire_due(struct delivery *d, uint64_t now);
 
-/* Entry head's receipt takes the ids of the riders after it (up to n), in
- * merged: re-encoded into its plaintext. On failure they ride no more (each
- * goes out as it was). */
+/* Entry head's receipt takes the ids of the receipts merged into it (up to
+ * n), in receipt: re-encoded into its plaintext. On failure none is merged
+ * (each goes out as it was). */
 static void merge_receipt_run(struct outbox_entry *entries, size_t n, size_t head,
-                              const struct msg *merged, bool *riders)
+                              const struct msg *receipt, bool *merged)
 {
     struct buf pt;
-    if (merged->receipt_count > 1 && msg_encode(merged, &pt) == MP_OK) {
+    if (receipt->receipt_count > 1 && msg_encode(receipt, &pt) == MP_OK) {
         buf_free(&entries[head].plaintext);
         entries[head].plaintext = pt;
         return;
     }
     for (size_t i = head + 1; i < n; i++)
-        riders[i] = false;
+        merged[i] = false;
 }
 
 /* Receipts waiting for one peer go out together: the first receipt entry of
  * the group takes the ids of the ones after it (up to MSG_RECEIPT_IDS_MAX a
- * receipt) and those ride along (riders[i]: retired in the seal's write), so
+ * receipt) and those are merged (merged[i]: retired in the seal's write), so
  * a burst of n received messages costs one receipt envelope, not n. */
-static void merge_receipts(struct outbox_entry *entries, size_t n, bool *riders)
+static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged)
 {
     struct msg head, m;
     size_t head_i = 0;
     bool have = false;
 
     for (size_t i = 0; i < n; i++) {
-        riders[i] = false;
+        merged[i] = false;
         if (msg_decode(entries[i].plaintext.data, entries[i].plaintext.len, &m) != MP_OK)
             continue;
         if (m.kind == MSG_KIND_RECEIPT && have &&
@@ -795,11 +795,11 @@ static void merge_receipts(struct outbox_entry *entries, size_t n, bool *riders)
             memcpy(head.receipt_ids[head.receipt_count], m.receipt_ids,
                    (size_t)m.receipt_count * MSG_ID_BYTES);
             head.receipt_count += m.receipt_count;
-            riders[i] = true;
+            merged[i] = true;
             msg_clear(&m);
         } else if (m.kind == MSG_KIND_RECEIPT) {
             if (have) {
-                merge_receipt_run(entries, i, head_i, &head, riders);
+                merge_receipt_run(entries, i, head_i, &head, merged);
                 msg_clear(&head);
             }
             head = m;
@@ -810,48 +810,103 @@ static void merge_receipts(struct outbox_entry *entries, size_t n, bool *riders)
         }
     }
     if (have) {
-        merge_receipt_run(entries, n, head_i, &head, riders);
+        merge_receipt_run(entries, n, head_i, &head, merged);
         msg_clear(&head);
     }
 }
 
+/* Entries i .. of a group that share one envelope: as many as fit a bundle
+ * (MSG_BUNDLE_MAX, and MSG_WIRE_MAX bytes of plaintext), with the merged
+ * receipts among and right after them (they go in the seal's write).
+ * Returns the index past the last one taken. */
+static size_t bundle_end(const struct outbox_entry *entries, const bool *merged, size_t n,
+                         size_t i)
+{
+    size_t bytes = MSG_BUNDLE_OVERHEAD + MSG_BUNDLE_PART_OVERHEAD + entries[i].plaintext.len;
+    size_t count = 1, j = i + 1;
+    for (; j < n && count < MSG_BUNDLE_MAX; j++) {
+        if (merged[j])
+            continue;
+        size_t more = MSG_BUNDLE_PART_OVERHEAD + entries[j].plaintext.len;
+        if (bytes + more > MSG_WIRE_MAX)
+            break;
+        bytes += more;
+        count++;
+    }
+    while (j < n && merged[j])
+        j++;
+    return j;
+}
+
 /* Seal n entries for one peer with one session update and one write, synced
  * (or, sync false, made durable by the caller before anything is sent): a
- * burst of sends costs one fsync, not one each. */
+ * burst of sends costs one fsync, not one each. What fits goes as a bundle,
+ * one envelope for many messages: the first entry of each (the head) holds
+ * the envelope and lists the others (its riders), whose work-list keys go,
+ * so the pump sends, and the peer acks, the head for all of them. */
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now, bool sync)
 {
-    struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
-    bool riders[DELIVERY_SEAL_GROUP];
-    size_t sealed_n = 0;
+    static struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
+    static struct msg_part parts[MSG_BUNDLE_MAX];
+    static bool merged[DELIVERY_SEAL_GROUP];
+    static size_t heads[DELIVERY_SEAL_GROUP], ends[DELIVERY_SEAL_GROUP];
+    size_t bundles = 0;
+    enum mp_err err = MP_OK;
     struct store_batch *b = store_batch_new();
 
-    merge_receipts(entries, n, riders);
-    for (size_t i = 0; i < n; i++) {
-        if (!riders[i])
-            pts[sealed_n++] = entries[i].plaintext;
-    }
-    enum mp_err err = sessions_seal_many(d->cfg.sessions, p->account,
-                                         p->has_bundle ? &p->bundle : NULL, now, pts, sealed_n,
-                                         b, envs);
-    for (size_t i = 0, j = 0; err == MP_OK && i < n; i++) {
-        uint8_t key[33], val[8];
-        if (riders[i]) {
-            /* Its id went out in an earlier entry's receipt: nothing left to send. */
-            seq_key(key, KEY_ENTRY, seqs[i]);
-            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
-            key[0] = KEY_PENDING;
-            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
-            continue;
+    /* Entry 0 is never merged (a merged receipt follows its head), so each
+     * bundle starts on a message that goes out. */
+    merge_receipts(entries, n, merged);
+    for (size_t i = 0; i < n && err == MP_OK;) {
+        size_t end = bundle_end(entries, merged, n, i), k = 0;
+        for (size_t j = i; j < end; j++) {
+            if (!merged[j])
+                parts[k++] = (struct msg_part){entries[j].plaintext.data, entries[j].plaintext.len};
         }
-        buf_free(&entries[i].envelope);
-        entries[i].envelope = envs[j];
-        buf_init(&envs[j++], 0); /* moved */
+        if (k == 1) /* alone: the message is the plaintext (not owned here) */
+            pts[bundles] = entries[i].plaintext;
+        else
+            err = msg_bundle_encode(parts, k, &pts[bundles]);
+        heads[bundles] = i;
+        ends[bundles++] = end;
+        i = end;
+    }
+    if (err == MP_OK)
+        err = sessions_seal_many(d->cfg.sessions, p->account, p->has_bundle ? &p->bundle : NULL,
+                                 now, pts, bundles, b, envs);
+    for (size_t k = 0; err == MP_OK && k < bundles; k++) {
+        struct outbox_entry *head = &entries[heads[k]];
+        uint8_t key[33], val[8];
+        head->riders = malloc(MSG_BUNDLE_MAX * sizeof(*head->riders));
+        if (head->riders == NULL) {
+            err = MP_ERR_NOMEM;
+            break;
+        }
+        for (size_t j = heads[k] + 1; j < ends[k]; j++) {
+            seq_key(key, KEY_PENDING, seqs[j]);
+            store_batch_delete(b, STORE_CF_OUTBOX, key, 9); /* the head stands for it */
+            if (!merged[j]) {
+                head->riders[head->rider_count++] = seqs[j];
+                continue;
+            }
+            /* A receipt whose ids went out in an earlier receipt: nothing left. */
+            key[0] = KEY_ENTRY;
+            store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
+        }
+        buf_free(&head->envelope);
+        head->envelope = envs[k];
+        buf_init(&envs[k], 0); /* moved */
         key[0] = KEY_DIGEST;
-        digest_of(entries[i].envelope.data, entries[i].envelope.len, key + 1);
-        bytes_put_u64(val, seqs[i]);
+        digest_of(head->envelope.data, head->envelope.len, key + 1);
+        bytes_put_u64(val, seqs[heads[k]]);
         store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
-        err = batch_entry(b, seqs[i], &entries[i]);
+        err = batch_entry(b, seqs[heads[k]], head);
+    }
+    for (size_t k = 0; k < bundles; k++) {
+        if (ends[k] - heads[k] > 1 || pts[k].data != entries[heads[k]].plaintext.data)
+            buf_free(&pts[k]); /* an encoded bundle (a lone message's is the entry's) */
+        buf_free(&envs[k]);
     }
     if (err == MP_OK)
         err = store_batch_write(d->cfg.store, b, sync);
@@ -875,13 +930,13 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
     static uint64_t seqs[DELIVERY_SEAL_GROUP + 1];
     static struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
     struct peer *group = NULL;
-    size_t n = 0, sealed = 0;
+    size_t n = 0, sealed = 0, bytes = 0;
     const uint8_t *key, *val;
     size_t key_len, val_len;
     bool all_sealed = true; /* so far in this walk */
 
     struct store_iter *it = pending_iter(d, d->sealed_below);
-    while (sealed < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+    while (sealed < DELIVERY_SEAL_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         uint64_t seq = key_len == 9 && val_len == 32 ? bytes_get_u64(key + 1) : 0;
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
         if (p != NULL && seq <= p->sealed_upto) {
@@ -903,7 +958,8 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
             outbox_entry_clear(&entries[n]);
             continue;
         }
-        if (group != NULL && (p != group || n == DELIVERY_SEAL_GROUP)) {
+        if (group != NULL &&
+            (p != group || n == DELIVERY_SEAL_GROUP || bytes > DELIVERY_SEAL_BYTES)) {
             /* entries[n] is the next group's first: seal the others first. */
             struct outbox_entry next = entries[n];
             seal_group(d, group, seqs, entries, n, now, sync);
@@ -912,8 +968,10 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
             sealed += n;
             entries[0] = next;
             n = 0;
+            bytes = 0;
         }
         group = p;
+        bytes += entries[n].plaintext.len;
         seqs[n++] = seq;
     }
     store_iter_free(it);
@@ -1103,11 +1161,28 @@ static void pend(struct delivery *d, const struct durable_item *item)
         uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
 }
 
-static void pend_event(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID_BYTES])
+/* Written (unsynced), with nothing to do after the sync but show the new
+ * events to listeners. */
+static void pend_sync(struct delivery *d)
 {
-    struct durable_item item = {.has_event = true, .event_type = type};
-    memcpy(item.event_id, id, MSG_ID_BYTES);
-    pend(d, &item);
+    d->needs_sync = true;
+    if (!d->closing)
+        uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
+}
+
+/* Message id was delivered (written, unsynced): a `send --wait` for it
+ * hears so after the sync. */
+static void pend_delivered(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
+{
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL && memcmp(d->waiters[i].id, id, MSG_ID_BYTES) == 0) {
+            struct durable_item item = {.has_event = true, .event_type = OUTBOX_EVENT_DELIVERED};
+            memcpy(item.event_id, id, MSG_ID_BYTES);
+            pend(d, &item);
+            return;
+        }
+    }
+    pend_sync(d);
 }
 
 static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
@@ -1311,10 +1386,10 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
     return found;
 }
 
-/* A receipt: mark the messages it names delivered. */
+/* A receipt: mark the messages it names delivered; their ids are appended
+ * to delivered (for waiters, once the write is synced). */
 static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const uint8_t sender[32],
-                                const struct msg *m, uint8_t ids_out[][MSG_ID_BYTES],
-                                unsigned *count_out)
+                                const struct msg *m, struct buf *delivered)
 {
     for (unsigned i = 0; i < m->receipt_count; i++) {
         uint64_t seq;
@@ -1328,7 +1403,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
             uint8_t key[9];
             e.state = OUTBOX_DELIVERED;
             err = batch_entry(b, seq, &e);
-            seq_key(key, KEY_PENDING, seq);
+            seq_key(key, KEY_PENDING, seq); /* its ack may have been lost: send it no more */
             store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
             struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = sysenv_unix_ms()};
             memcpy(ev.peer, sender, 32);
@@ -1339,7 +1414,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 err = batch_event(d, b, &ev, &cursor);
             if (err == MP_OK) {
                 d->next_cursor = cursor + 1;
-                memcpy(ids_out[(*count_out)++], m->receipt_ids[i], MSG_ID_BYTES);
+                err = buf_append(delivered, m->receipt_ids[i], MSG_ID_BYTES);
             }
         }
         outbox_entry_clear(&e);
@@ -1349,28 +1424,122 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
     return MP_OK;
 }
 
-/* An envelope from node_key: from the sender's node over a link, or
- * (from_mailbox) handed out by our mailbox at node_key. Either way it is
- * acked only once stored and synced: a link ack, or "taken". */
+/* A text from sender into the inbox (or requests): its event and its
+ * duplicate index entry, in b. */
+static enum mp_err batch_message(struct delivery *d, struct store_batch *b,
+                                 const uint8_t sender[32], const struct msg_part *part,
+                                 const struct msg *m, bool request, uint64_t now)
+{
+    struct outbox_event ev = {.type = OUTBOX_EVENT_MESSAGE, .at_ms = now, .request = request};
+    uint8_t key[1 + 32 + MSG_ID_BYTES], val[8];
+    uint64_t cursor;
+
+    memcpy(ev.peer, sender, 32);
+    memcpy(ev.id, m->id, MSG_ID_BYTES);
+    /* The event keeps the message's own bytes (checked by msg_decode). */
+    ev.plaintext = (struct buf){.data = (uint8_t *)part->data, .len = part->len};
+    enum mp_err err = batch_event(d, b, &ev, &cursor);
+    if (err != MP_OK)
+        return err;
+    key[0] = KEY_SEEN;
+    memcpy(key + 1, sender, 32);
+    memcpy(key + 33, m->id, MSG_ID_BYTES);
+    bytes_put_u64(val, cursor);
+    store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), val, sizeof(val));
+    d->next_cursor = cursor + 1;
+    return MP_OK;
+}
+
+/* The ids of the texts of one envelope so far: a duplicate within a bundle
+ * is dropped like one from an earlier envelope (those the store knows). */
+#define ID_SET_SLOTS (2 * MSG_BUNDLE_MAX)
+struct id_set {
+    bool used[ID_SET_SLOTS];
+    uint8_t ids[ID_SET_SLOTS][MSG_ID_BYTES];
+};
+
+/* Add id; false if it was there. The set never fills: it has twice as many
+ * slots as a bundle has messages. */
+static bool id_set_add(struct id_set *set, const uint8_t id[MSG_ID_BYTES])
+{
+    size_t i = (size_t)(bytes_get_u64(id) % ID_SET_SLOTS);
+    while (set->used[i]) {
+        if (memcmp(set->ids[i], id, MSG_ID_BYTES) == 0)
+            return false;
+        i = (i + 1) % ID_SET_SLOTS;
+    }
+    set->used[i] = true;
+    memcpy(set->ids[i], id, MSG_ID_BYTES);
+    return true;
+}
+
+/* The slot of the envelope digest cache where digest goes. */
 static uint8_t *digest_slot(struct delivery *d, const uint8_t digest[32])
 {
     return d->digests[bytes_get_u64(digest) % DELIVERY_DIGESTS];
 }
 
+/* The messages of one opened envelope (one, or a bundle) from sender into
+ * b, in order: texts into the inbox with the receipts to send back (when
+ * verdict says so), receipts marking ours delivered (ids into delivered).
+ * *messages counts the new texts. */
+static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
+                                 const uint8_t sender[32], const struct buf *pt,
+                                 enum delivery_verdict verdict, uint64_t now,
+                                 struct buf *delivered, size_t *messages)
+{
+    static struct msg_part parts[MSG_BUNDLE_MAX];
+    static struct id_set texts;
+    uint8_t receipt[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
+    unsigned receipt_count = 0;
+    size_t n = 0;
+
+    enum mp_err err = msg_split(pt->data, pt->len, parts, &n);
+    memset(texts.used, 0, sizeof(texts.used));
+    for (size_t i = 0; err == MP_OK && i < n; i++) {
+        struct msg m;
+        err = msg_decode(parts[i].data, parts[i].len, &m);
+        if (err != MP_OK)
+            break;
+        if (m.kind == MSG_KIND_RECEIPT) {
+            err = take_receipt(d, b, sender, &m, delivered);
+        } else if (!id_set_add(&texts, m.id) || seen(d, sender, m.id)) {
+            d->duplicates++;
+        } else {
+            err = batch_message(d, b, sender, &parts[i], &m, verdict == DELIVERY_REQUEST, now);
+            *messages += err == MP_OK;
+            /* Receipts only to contacts: a stranger cannot tell when we read. */
+            if (err == MP_OK && verdict == DELIVERY_DELIVER)
+                memcpy(receipt[receipt_count++], m.id, MSG_ID_BYTES);
+            if (err == MP_OK && receipt_count == MSG_RECEIPT_IDS_MAX) {
+                err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])receipt,
+                                    receipt_count, &d->next_seq);
+                receipt_count = 0;
+            }
+        }
+        msg_clear(&m);
+    }
+    if (err == MP_OK && receipt_count > 0)
+        err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])receipt, receipt_count,
+                            &d->next_seq);
+    return err;
+}
+
+/* An envelope from node_key: from the sender's node over a link, or
+ * (from_mailbox) handed out by our mailbox at node_key. Either way it is
+ * acked only once stored and synced: a link ack, or "taken". */
 static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope,
                         bool from_mailbox, unsigned net)
 {
     uint8_t sender[32], digest[32];
-    struct buf pt;
-    struct msg m;
-    struct outbox_event ev = {0};
-    uint8_t delivered[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
-    unsigned delivered_count = 0;
-    bool message = false;
+    struct buf pt, delivered;
+    size_t messages = 0;
     uint64_t now = sysenv_unix_ms();
     uint64_t cursor_before = d->next_cursor, seq_before = d->next_seq;
     bool committed = false;
 
+    buf_init(&pt, 0);
+    buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_RECEIPT_IDS_MAX * MSG_ID_BYTES);
     digest_of(envelope->data, envelope->len, digest);
     if (memcmp(digest_slot(d, digest), digest, 32) == 0) {
         /* Taken in before: its write is in the store, synced by the time this ack goes. */
@@ -1403,12 +1572,6 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
             pend_ack(d, node_key, digest, true);
         goto cleanup;
     }
-    err = msg_decode(pt.data, pt.len, &m);
-    buf_free(&pt);
-    if (err != MP_OK) {
-        d->failed_open++;
-        goto cleanup;
-    }
     /* Mail from a mailbox says nothing of the sender's node. */
     enum delivery_verdict verdict =
         d->cfg.classify_cb != NULL
@@ -1416,7 +1579,6 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
             : DELIVERY_DELIVER;
     if (verdict == DELIVERY_KEY_CHANGED) {
         d->refused++;
-        msg_clear(&m);
         goto cleanup; /* no ack, nothing stored: it comes again once trusted */
     }
     if (verdict != DELIVERY_DROP && !from_mailbox && d->cfg.network_seen_cb != NULL)
@@ -1426,38 +1588,16 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
          * not resent, but keep nothing, not even the session, so that fresh
          * identities cannot grow our store. */
         d->refused++;
-        msg_clear(&m);
         pend_ack(d, node_key, digest, from_mailbox);
         goto cleanup;
-    } else if (m.kind == MSG_KIND_RECEIPT) {
-        err = take_receipt(d, b, sender, &m, delivered, &delivered_count);
-    } else if (seen(d, sender, m.id)) {
-        d->duplicates++;
-    } else {
-        uint8_t key[1 + 32 + MSG_ID_BYTES], val[8];
-        uint64_t cursor;
-        ev.type = OUTBOX_EVENT_MESSAGE;
-        ev.at_ms = now;
-        memcpy(ev.peer, sender, 32);
-        memcpy(ev.id, m.id, MSG_ID_BYTES);
-        ev.request = verdict == DELIVERY_REQUEST;
-        err = msg_encode(&m, &ev.plaintext);
-        if (err == MP_OK)
-            err = batch_event(d, b, &ev, &cursor);
-        if (err == MP_OK) {
-            key[0] = KEY_SEEN;
-            memcpy(key + 1, sender, 32);
-            memcpy(key + 33, m.id, MSG_ID_BYTES);
-            bytes_put_u64(val, cursor);
-            store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), val, sizeof(val));
-            d->next_cursor = cursor + 1;
-            message = true;
-            d->received++;
-            if (verdict == DELIVERY_DELIVER)
-                err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])m.id, 1,
-                                    &d->next_seq);
-        }
-        outbox_event_clear(&ev);
+    }
+    err = take_messages(d, b, sender, &pt, verdict, now, &delivered, &messages);
+    if (err == MP_ERR_MALFORMED || err == MP_ERR_WIRE_VERSION || err == MP_ERR_TOO_BIG) {
+        d->failed_open++;
+        log_info(MOD, "an envelope from %s %02x%02x... holds no valid message: %s",
+                 from_mailbox ? "mailbox node" : "node", node_key[0], node_key[1],
+                 mp_strerror(err));
+        goto undo;
     }
     /* Written unsynced; the ack and the news wait for the one sync of this
      * loop turn (durable_cb), so many envelopes cost one fsync. */
@@ -1466,23 +1606,26 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     if (err != MP_OK) {
         /* Not stored, so not acked: the sender sends it again. */
         log_error(MOD, "cannot store an incoming message: %s", mp_strerror(err));
-        d->next_cursor = cursor_before;
-        d->next_seq = seq_before;
-        msg_clear(&m);
-        goto cleanup;
+        goto undo;
     }
     committed = true;
+    d->received += messages;
     memcpy(digest_slot(d, digest), digest, 32);
-    if (message)
-        pend_event(d, OUTBOX_EVENT_MESSAGE, m.id);
-    for (unsigned i = 0; i < delivered_count; i++)
-        pend_event(d, OUTBOX_EVENT_DELIVERED, delivered[i]);
+    if (messages > 0)
+        pend_sync(d);
+    for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
+        pend_delivered(d, delivered.data + i);
     pend_ack(d, node_key, digest, from_mailbox);
-    msg_clear(&m);
+    goto cleanup;
+undo:
+    d->next_cursor = cursor_before;
+    d->next_seq = seq_before;
 cleanup:
     if (opened && !committed)
         sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
     store_batch_free(b);
+    buf_free(&pt);
+    buf_free(&delivered);
 }
 
 /* The sync at the end of a loop turn: everything written so far becomes
@@ -1557,6 +1700,98 @@ static void durable_timer_cb(uv_timer_t *timer)
     links_hold(d->cfg.links, false);
 }
 
+/* Whether entry e may move to state (forward only: a delivered or expired
+ * message stays so); moves it if so. *event: the move is news (a first
+ * "sent", "mailbox" or "expired"; a later mailbox expiry is not). */
+static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_ms, bool *event)
+{
+    *event = true;
+    if (state == OUTBOX_SENT && e->state != OUTBOX_QUEUED && e->state != OUTBOX_MAILBOX)
+        return false;
+    if (state == OUTBOX_EXPIRED && e->state != OUTBOX_MAILBOX)
+        return false;
+    if (state == OUTBOX_MAILBOX) {
+        if (e->state == OUTBOX_MAILBOX && expires_ms > e->expires_ms)
+            *event = false; /* held longer by another mailbox */
+        else if (e->state != OUTBOX_QUEUED)
+            return false;
+        e->expires_ms = expires_ms;
+    }
+    e->state = state;
+    return true;
+}
+
+/* Move one entry (loaded in e) to state in b, with its event if it is a
+ * text; *moved counts it. */
+static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
+                                  struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
+                                  size_t *moved)
+{
+    static const uint8_t events[] = {[OUTBOX_SENT] = OUTBOX_EVENT_SENT,
+                                     [OUTBOX_MAILBOX] = OUTBOX_EVENT_MAILBOX,
+                                     [OUTBOX_EXPIRED] = OUTBOX_EVENT_EXPIRED};
+    struct msg m;
+    bool event;
+
+    if (!move_entry(e, state, expires_ms, &event))
+        return MP_OK;
+    enum mp_err err = batch_entry(b, seq, e);
+    if (err == MP_OK && event && msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK) {
+        if (m.kind == MSG_KIND_TEXT) {
+            struct outbox_event ev = {.type = events[state], .at_ms = sysenv_unix_ms()};
+            uint64_t cursor;
+            memcpy(ev.peer, e->to, 32);
+            memcpy(ev.id, m.id, MSG_ID_BYTES);
+            buf_init(&ev.plaintext, 0);
+            err = batch_event(d, b, &ev, &cursor);
+            if (err == MP_OK)
+                d->next_cursor = cursor + 1;
+        }
+        msg_clear(&m);
+    }
+    *moved += err == MP_OK;
+    return err;
+}
+
+/* Move entry seq (loaded in head) and the riders of its envelope to state
+ * (OUTBOX_SENT, OUTBOX_MAILBOX held until expires_ms, OUTBOX_EXPIRED), each
+ * as move_entry allows, with their events, in one write, unsynced: if lost,
+ * the answer comes again (an ack for the resent envelope, the mailbox's
+ * answer, the next sweep). Returns the messages moved. */
+static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry *head,
+                          uint8_t state, uint64_t expires_ms)
+{
+    struct store_batch *b = store_batch_new();
+    uint64_t cursor_before = d->next_cursor;
+    size_t moved = 0;
+
+    enum mp_err err = batch_move_one(d, b, seq, head, state, expires_ms, &moved);
+    if (state == OUTBOX_SENT || state == OUTBOX_EXPIRED) {
+        uint8_t key[9];
+        seq_key(key, KEY_PENDING, seq); /* nothing more to send */
+        store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+    }
+    for (size_t i = 0; err == MP_OK && i < head->rider_count; i++) {
+        struct outbox_entry e;
+        if (load_entry(d, head->riders[i], &e) != MP_OK)
+            continue; /* delivered and gone is fine; anything else shows in the log below */
+        err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, &moved);
+        outbox_entry_clear(&e);
+    }
+    if (err == MP_OK)
+        err = store_batch_write(d->cfg.store, b, false);
+    store_batch_free(b);
+    if (err != MP_OK) {
+        log_warn(MOD, "cannot record a change of state of outgoing messages: %s",
+                 mp_strerror(err));
+        d->next_cursor = cursor_before;
+        return 0;
+    }
+    if (d->next_cursor != cursor_before)
+        pend_sync(d); /* the events are news once synced */
+    return moved;
+}
+
 static void on_ack(struct delivery *d, const uint8_t digest[32])
 {
     uint64_t seq;
@@ -1564,78 +1799,11 @@ static void on_ack(struct delivery *d, const uint8_t digest[32])
 
     if (!lookup_seq(d, KEY_DIGEST, digest, 32, &seq) || load_entry(d, seq, &e) != MP_OK)
         return;
-    d->acked++;
     struct peer *p = peer_find(d, e.to);
     if (p != NULL)
         p->failures = 0;
-    if (e.state == OUTBOX_QUEUED || e.state == OUTBOX_MAILBOX) {
-        struct store_batch *b = store_batch_new();
-        uint8_t key[9];
-        struct msg m;
-        bool text = msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK &&
-                    m.kind == MSG_KIND_TEXT;
-        e.state = OUTBOX_SENT;
-        enum mp_err err = batch_entry(b, seq, &e);
-        seq_key(key, KEY_PENDING, seq);
-        store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
-        struct outbox_event ev = {.type = OUTBOX_EVENT_SENT, .at_ms = sysenv_unix_ms()};
-        uint64_t cursor = 0;
-        if (text) {
-            memcpy(ev.peer, e.to, 32);
-            memcpy(ev.id, m.id, MSG_ID_BYTES);
-            buf_init(&ev.plaintext, 0);
-            if (err == MP_OK)
-                err = batch_event(d, b, &ev, &cursor);
-        }
-        if (text)
-            msg_clear(&m);
-        /* Not synced: if lost, the message goes out again and is acked as a duplicate. */
-        if (err == MP_OK)
-            err = store_batch_write(d->cfg.store, b, false);
-        store_batch_free(b);
-        if (err == MP_OK && text) {
-            d->next_cursor = cursor + 1;
-            pend_event(d, OUTBOX_EVENT_SENT, ev.id);
-        }
-    }
+    d->acked += move_bundle(d, seq, &e, OUTBOX_SENT, 0);
     outbox_entry_clear(&e);
-}
-
-/* Our message now waits in the recipient's mailboxes, or expired there. */
-static void set_state(struct delivery *d, uint64_t seq, struct outbox_entry *e, uint8_t state,
-                      uint8_t event_type)
-{
-    struct store_batch *b = store_batch_new();
-    struct msg m;
-    uint8_t key[9];
-    bool decoded = msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK;
-    bool text = decoded && m.kind == MSG_KIND_TEXT;
-    uint64_t cursor = 0;
-
-    e->state = state;
-    enum mp_err err = batch_entry(b, seq, e);
-    if (state == OUTBOX_EXPIRED) {
-        seq_key(key, KEY_PENDING, seq);
-        store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
-    }
-    struct outbox_event ev = {.type = event_type, .at_ms = sysenv_unix_ms()};
-    if (text && event_type != 0) {
-        memcpy(ev.peer, e->to, 32);
-        memcpy(ev.id, m.id, MSG_ID_BYTES);
-        buf_init(&ev.plaintext, 0);
-        if (err == MP_OK)
-            err = batch_event(d, b, &ev, &cursor);
-    }
-    /* Not synced: if lost, the mailbox answers again (or the sweep expires it again). */
-    if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, false);
-    store_batch_free(b);
-    if (err == MP_OK && text && event_type != 0) {
-        d->next_cursor = cursor + 1;
-        pend_event(d, event_type, ev.id);
-    }
-    if (decoded)
-        msg_clear(&m);
 }
 
 /* A mailbox's answer to our store. */
@@ -1685,13 +1853,9 @@ static void on_stored(struct delivery *d, const uint8_t node_key[32], const stru
     if (expires_ms > now / 1000 + DELIVERY_EXPIRY_MAX_S)
         expires_ms = now / 1000 + DELIVERY_EXPIRY_MAX_S;
     expires_ms *= 1000;
-    if (e.state == OUTBOX_QUEUED || (e.state == OUTBOX_MAILBOX && expires_ms > e.expires_ms)) {
-        bool first = e.state == OUTBOX_QUEUED;
-        e.expires_ms = expires_ms;
-        set_state(d, seq, &e, OUTBOX_MAILBOX, first ? OUTBOX_EVENT_MAILBOX : 0);
-        if (e.expires_ms < d->next_expiry_ms)
-            d->next_expiry_ms = e.expires_ms;
-    }
+    if (move_bundle(d, seq, &e, OUTBOX_MAILBOX, expires_ms) > 0 &&
+        expires_ms < d->next_expiry_ms)
+        d->next_expiry_ms = expires_ms;
     outbox_entry_clear(&e);
 }
 
@@ -1713,8 +1877,7 @@ static void expire_due(struct delivery *d, uint64_t now)
         if (seq == 0 || load_entry(d, seq, &e) != MP_OK)
             continue;
         if (e.state == OUTBOX_MAILBOX && e.expires_ms != 0 && e.expires_ms <= now) {
-            d->expired++;
-            set_state(d, seq, &e, OUTBOX_EXPIRED, OUTBOX_EVENT_EXPIRED);
+            d->expired += move_bundle(d, seq, &e, OUTBOX_EXPIRED, 0);
         } else if (e.state == OUTBOX_MAILBOX && e.expires_ms != 0 && e.expires_ms < next) {
             next = e.expires_ms;
         }

@@ -42,8 +42,13 @@
 #define DELIVERY_PEERS_MAX 256
 /* Entries worked on (looked up, sealed, sent) per pump pass before yielding. */
 #define DELIVERY_PUMP_BATCH 512
-/* Messages to one peer sealed together, under one synced write. */
-#define DELIVERY_SEAL_GROUP 256
+/* Messages to one peer sealed together, under one synced write, as bundles
+ * (docs/PROTOCOL.md, "Bundles"): at most this many, and plaintexts of at
+ * most DELIVERY_SEAL_BYTES (plus the last one) in memory at once. */
+#define DELIVERY_SEAL_GROUP MSG_BUNDLE_MAX
+#define DELIVERY_SEAL_BYTES (4 * MSG_WIRE_MAX)
+/* Messages sealed per pass before yielding to the loop. */
+#define DELIVERY_SEAL_BATCH (4 * DELIVERY_SEAL_GROUP)
 /* A recipient's mailbox nodes are looked up again after this long. */
 #define DELIVERY_MAILBOX_REFRESH_MS (10 * 60 * 1000)
 /* After a mailbox refused (full, rate): wait, doubling within these. */

@@ -159,18 +159,30 @@ static void wait_state(struct node *n, struct node *with, const char *state, int
 }
 
 /* Pipeline count sends of "<prefix>NNNN" on one connection; all must succeed. */
-static void send_many(struct node *from, struct node *to, const char *prefix, int first, int count)
+/* Texts prefix + %04d number, then pad dots: messages of more than a third
+ * of a bundle (BIG) go one per envelope, so that a test counts envelopes
+ * where mailboxes count them. */
+#define BIG (MSG_WIRE_MAX / 2)
+static void send_padded(struct node *from, struct node *to, const char *prefix, int first,
+                        int count, size_t pad)
 {
     int fd = harness_connect(from->sock);
     assert_true(fd >= 0);
-    char line[512];
+    size_t cap = 512 + pad;
+    char *line = malloc(cap), *dots = malloc(pad + 1);
+    assert_non_null(line);
+    assert_non_null(dots);
+    memset(dots, '.', pad);
+    dots[pad] = '\0';
     for (int i = first; i < first + count; i++) {
-        int len = snprintf(line, sizeof(line),
+        int len = snprintf(line, cap,
                            "{\"jsonrpc\":\"2.0\",\"method\":\"send\",\"params\":{\"to\":\"%s\","
-                           "\"text\":\"%s%04d\"},\"id\":%d}\n",
-                           to->address, prefix, i, i);
+                           "\"text\":\"%s%04d%s\"},\"id\":%d}\n",
+                           to->address, prefix, i, dots, i);
         assert_int_equal(send(fd, line, (size_t)len, MSG_NOSIGNAL), len);
     }
+    free(line);
+    free(dots);
     for (int i = 0; i < count; i++) {
         char *reply = harness_exchange(fd, "", 0);
         assert_non_null(reply);
@@ -181,6 +193,11 @@ static void send_many(struct node *from, struct node *to, const char *prefix, in
         free(reply);
     }
     close(fd);
+}
+
+static void send_many(struct node *from, struct node *to, const char *prefix, int first, int count)
+{
+    send_padded(from, to, prefix, first, count, 0);
 }
 
 /* Wait for count messages in n's inbox, then check each of 0..count-1 is
@@ -696,7 +713,7 @@ static void test_quota_and_ttl(void **state)
     add_contact(a, b, "bob");
     sleep_ms(1500);
     node_stop(b);
-    send_many(a, b, "q", 0, TOTAL);
+    send_padded(a, b, "q", 0, TOTAL, BIG);
     /* Each mailbox takes five; the rest is refused as full, and A says so. */
     wait_state(a, b, "mailbox", QUOTA);
     json_t *s = status_json(a);
@@ -755,7 +772,7 @@ static void test_handoff_to_new_closest(void **state)
     add_contact(b, a, "alice");
     sleep_ms(1500);
     node_stop(b);
-    send_many(a, b, "h", 0, TOTAL);
+    send_padded(a, b, "h", 0, TOTAL, BIG);
     wait_state(a, b, "mailbox", TOTAL);
     node_stop(a);
 
