@@ -849,7 +849,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
 {
     static struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
     static struct msg_part parts[MSG_BUNDLE_MAX];
-    static bool merged[DELIVERY_SEAL_GROUP];
+    static bool merged[DELIVERY_SEAL_GROUP], owned[DELIVERY_SEAL_GROUP];
     static size_t heads[DELIVERY_SEAL_GROUP], ends[DELIVERY_SEAL_GROUP];
     size_t bundles = 0;
     enum mp_err err = MP_OK;
@@ -864,7 +864,10 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
             if (!merged[j])
                 parts[k++] = (struct msg_part){entries[j].plaintext.data, entries[j].plaintext.len};
         }
-        if (k == 1) /* alone: the message is the plaintext (not owned here) */
+        owned[bundles] = k > 1; /* alone, the message is the plaintext: the entry's */
+        buf_init(&pts[bundles], 0);
+        buf_init(&envs[bundles], 0);
+        if (k == 1)
             pts[bundles] = entries[i].plaintext;
         else
             err = msg_bundle_encode(parts, k, &pts[bundles]);
@@ -904,8 +907,8 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         err = batch_entry(b, seqs[heads[k]], head);
     }
     for (size_t k = 0; k < bundles; k++) {
-        if (ends[k] - heads[k] > 1 || pts[k].data != entries[heads[k]].plaintext.data)
-            buf_free(&pts[k]); /* an encoded bundle (a lone message's is the entry's) */
+        if (owned[k])
+            buf_free(&pts[k]);
         buf_free(&envs[k]);
     }
     if (err == MP_OK)
