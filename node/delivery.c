@@ -252,7 +252,8 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
     return found;
 }
 
-/* Append an event to the batch and take its cursor. */
+/* Append an event to the batch and take its cursor (the caller moves
+ * d->next_cursor past it and ends with batch_cursor). */
 static enum mp_err batch_event(struct delivery *d, struct store_batch *b,
                                const struct outbox_event *ev, uint64_t *cursor_out)
 {
@@ -265,9 +266,16 @@ static enum mp_err batch_event(struct delivery *d, struct store_batch *b,
     seq_key(key, KEY_EVENT, cursor);
     store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), enc.data, enc.len);
     buf_free(&enc);
-    batch_meta_u64(b, meta_cursor, strlen(meta_cursor), cursor + 1);
     *cursor_out = cursor;
     return MP_OK;
+}
+
+/* The next event cursor into b, once for all the events b holds (batch_event
+ * and d->next_cursor moved on for each): a batch is written whole or not at
+ * all, so the stored cursor is never behind a stored event. */
+static void batch_cursor(struct delivery *d, struct store_batch *b)
+{
+    batch_meta_u64(b, meta_cursor, strlen(meta_cursor), d->next_cursor);
 }
 
 /* The pump's work list ('q' keys), from seq from or the lowest seq still
@@ -1218,17 +1226,18 @@ static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uin
     memcpy(out + sizeof(meta_counter) - 1, to, 32);
 }
 
-/* A checked text into b as outbox entry seq with its counter: the entry, the
- * pump's work-list key and the id index (the counters are the caller's). */
-static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const uint8_t to[32],
-                              const char *text, size_t len, uint64_t seq, uint64_t counter,
-                              uint8_t id_out[MSG_ID_BYTES])
+/* A checked text with its (random) id into b as outbox entry seq with its
+ * counter: the entry, the pump's work-list key and the id index (the
+ * counters are the caller's). */
+static enum mp_err batch_text(struct store_batch *b, const uint8_t to[32], const char *text,
+                              size_t len, uint64_t seq, uint64_t counter,
+                              const uint8_t id[MSG_ID_BYTES])
 {
     struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
     struct outbox_entry e = {.state = OUTBOX_QUEUED};
     uint8_t key[1 + 32], val[8];
 
-    env_random(d->cfg.env, m.id, MSG_ID_BYTES);
+    memcpy(m.id, id, MSG_ID_BYTES);
     m.sent_at_ms = sysenv_unix_ms();
     m.counter = counter;
     memcpy(e.to, to, 32);
@@ -1244,7 +1253,6 @@ static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const u
         memcpy(key + 1, m.id, MSG_ID_BYTES);
         bytes_put_u64(val, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 1 + MSG_ID_BYTES, val, sizeof(val));
-        memcpy(id_out, m.id, MSG_ID_BYTES);
     }
     outbox_entry_clear(&e);
     return err;
@@ -1268,7 +1276,8 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     counter++;
     uint64_t seq = d->next_seq;
     struct store_batch *b = store_batch_new();
-    err = batch_text(d, b, to, text, len, seq, counter, id_out);
+    env_random(d->cfg.env, id_out, MSG_ID_BYTES);
+    err = batch_text(b, to, text, len, seq, counter, id_out);
     if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
@@ -1405,9 +1414,12 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
         if (ours) {
             uint8_t key[9];
             e.state = OUTBOX_DELIVERED;
+            if (e.envelope.len > 0) { /* a rider has no work-list key: its head has */
+                seq_key(key, KEY_PENDING, seq); /* its ack may have been lost: send no more */
+                store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+            }
+            buf_free(&e.envelope); /* never sent again */
             err = batch_entry(b, seq, &e);
-            seq_key(key, KEY_PENDING, seq); /* its ack may have been lost: send it no more */
-            store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
             struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = sysenv_unix_ms()};
             memcpy(ev.peer, sender, 32);
             memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
@@ -1604,6 +1616,8 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     }
     /* Written unsynced; the ack and the news wait for the one sync of this
      * loop turn (durable_cb), so many envelopes cost one fsync. */
+    if (err == MP_OK && d->next_cursor != cursor_before)
+        batch_cursor(d, b);
     if (err == MP_OK)
         err = store_batch_write(d->cfg.store, b, false);
     if (err != MP_OK) {
@@ -1721,6 +1735,8 @@ static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_m
         e->expires_ms = expires_ms;
     }
     e->state = state;
+    if (state != OUTBOX_MAILBOX)
+        buf_free(&e->envelope); /* never sent again: keep the message, not its envelope */
     return true;
 }
 
@@ -1781,6 +1797,8 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
         err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, &moved);
         outbox_entry_clear(&e);
     }
+    if (err == MP_OK && d->next_cursor != cursor_before)
+        batch_cursor(d, b);
     if (err == MP_OK)
         err = store_batch_write(d->cfg.store, b, false);
     store_batch_free(b);
@@ -2318,6 +2336,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
     size_t n = json_array_size(list);
     uint8_t(*tos)[32] = NULL;
     struct batch_counter *counters = NULL;
+    uint8_t(*batch_ids)[MSG_ID_BYTES] = NULL;
     size_t counter_count = 0;
     struct store_batch *b = NULL;
     json_t *ids = NULL;
@@ -2333,8 +2352,9 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
     }
     tos = malloc(n * sizeof(*tos));
     counters = malloc(n * sizeof(*counters));
+    batch_ids = malloc(n * sizeof(*batch_ids));
     ids = json_array();
-    if (tos == NULL || counters == NULL || ids == NULL) {
+    if (tos == NULL || counters == NULL || batch_ids == NULL || ids == NULL) {
         rpc_error_set(err_out, NULL, RPC_CODE_INTERNAL_ERROR, "out of memory");
         goto cleanup;
     }
@@ -2378,12 +2398,14 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
             goto cleanup;
         }
     }
-    /* All valid: one batch with every entry and the counters after them. */
+    /* All valid: one batch with every entry and the counters after them,
+     * the ids drawn at once. */
     b = store_batch_new();
+    env_random(d->cfg.env, batch_ids, n * MSG_ID_BYTES);
     for (size_t i = 0; i < n && err == MP_OK; i++) {
         json_t *text = json_object_get(json_array_get(list, i), "text");
         struct batch_counter *c = NULL;
-        uint8_t id[MSG_ID_BYTES];
+        const uint8_t *id = batch_ids[i];
         char id_hex[2 * MSG_ID_BYTES + 1];
         for (size_t k = counter_count; k > 0 && c == NULL; k--) {
             if (memcmp(counters[k - 1].to, tos[i], 32) == 0)
@@ -2398,7 +2420,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
                            &c->counter);
         }
         if (err == MP_OK)
-            err = batch_text(d, b, tos[i], json_string_value(text), json_string_length(text),
+            err = batch_text(b, tos[i], json_string_value(text), json_string_length(text),
                              d->next_seq + i, ++c->counter, id);
         if (err == MP_OK) {
             hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
@@ -2441,6 +2463,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
 cleanup:
     store_batch_free(b);
     json_decref(ids);
+    free(batch_ids);
     free(counters);
     free(tos);
     return ok;

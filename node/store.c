@@ -53,6 +53,7 @@
 #define DB_WRITE_BUFFER   (16u << 20) /* all memtables together */
 #define MAX_TOTAL_WAL     (32u << 20) /* then flush the oldest family */
 #define BLOCK_CACHE       (8u << 20)  /* shared by all families */
+#define BLOOM_BITS_PER_KEY 10         /* about 1% false positives */
 #define MANIFEST_PREALLOC (64u << 10) /* default 4 MiB; small disks */
 #define MAX_MANIFEST      (8u << 20)  /* then start a fresh MANIFEST */
 #define MAX_OPEN_FILES    256
@@ -265,6 +266,11 @@ static void set_options(struct store *s)
     s->cache = rocksdb_cache_create_lru(BLOCK_CACHE);
     s->table_opts = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(s->table_opts, s->cache);
+    /* Most reads look up one key (an entry, an index, "seen before?"), and
+     * many miss: a filter per table file spares reading blocks of the files
+     * that cannot hold the key. */
+    rocksdb_block_based_options_set_filter_policy( /* the table options own it */
+        s->table_opts, rocksdb_filterpolicy_create_bloom_full(BLOOM_BITS_PER_KEY));
     rocksdb_options_set_block_based_table_factory(o, s->table_opts);
 }
 

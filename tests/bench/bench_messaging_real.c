@@ -112,7 +112,7 @@ static void send_all(int fd, const char *data, size_t len)
 #define BATCH_MAX 1024 /* DELIVERY_SEND_BATCH_MAX */
 /* Requests in flight on the connection before reading replies. */
 #define WINDOW_SINGLE 64
-#define WINDOW_BATCH 4
+#define WINDOW_BATCH 8
 
 /* Send count size-byte texts through the control API on one connection,
  * batch messages a call (1: `send`, pipelined; more: `send.batch`), the
