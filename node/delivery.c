@@ -1287,7 +1287,11 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     if (err != MP_OK)
         return err;
     d->next_seq = seq + 1;
-    kick(d);
+    /* Unsynced, the caller pends it: the pump runs after the sync of this
+     * turn (durable_timer_cb), which seals it first, so one fsync covers
+     * both; running it before would seal and sync on its own. */
+    if (sync)
+        kick(d);
     return MP_OK;
 }
 
@@ -2273,6 +2277,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
             *data_out = rpc_err_data(err);
             return false;
         }
+        kick(d);
         *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
         return true;
     }
@@ -2297,6 +2302,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         *data_out = rpc_err_data(err);
         return false;
     }
+    kick(d);
     *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
     return true;
 }
@@ -2446,13 +2452,14 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
         goto cleanup;
     }
     d->next_seq += n;
-    kick(d);
-    /* Answered after the sync at the end of this loop turn, like `send`. */
+    /* Answered after the sync at the end of this loop turn, like `send`;
+     * the pump runs after that sync (see queue_text). */
     struct durable_item item = {.reply = control_call_defer(call), .result = result};
     if (item.reply != NULL) {
         pend(d, &item);
     } else if ((err = store_sync(d->cfg.store)) == MP_OK) {
         *result_out = result; /* no room to defer: durable now, answered at once */
+        kick(d);
     } else {
         json_decref(result);
         rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));

@@ -49,8 +49,8 @@
 #define ROCKS_LOG_WARN 2
 
 /* Sizes for a personal node: little RAM, small files, few descriptors. */
-#define CF_WRITE_BUFFER   (2u << 20)  /* memtable per column family */
-#define DB_WRITE_BUFFER   (16u << 20) /* all memtables together */
+#define CF_WRITE_BUFFER   (8u << 20)  /* memtable per column family */
+#define DB_WRITE_BUFFER   (32u << 20) /* all memtables together */
 #define MAX_TOTAL_WAL     (32u << 20) /* then flush the oldest family */
 #define BLOCK_CACHE       (8u << 20)  /* shared by all families */
 #define BLOOM_BITS_PER_KEY 10         /* about 1% false positives */
