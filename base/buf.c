@@ -1,3 +1,6 @@
+/* explicit_bzero (glibc 2.25 and later, a BSD function): not in POSIX. */
+#define _DEFAULT_SOURCE
+
 #include "base/buf.h"
 
 #include <stdlib.h>
@@ -45,10 +48,8 @@ void buf_consume(struct buf *b, size_t n)
 void buf_free(struct buf *b)
 {
     if (b->data != NULL) {
-        /* Volatile stores so the compiler cannot drop the wipe before free. */
-        volatile uint8_t *p = b->data;
-        for (size_t i = 0; i < b->cap; i++)
-            p[i] = 0;
+        /* A wipe the compiler may not drop before free (and at memset speed). */
+        explicit_bzero(b->data, b->cap);
         free(b->data);
     }
     buf_init(b, b->max);

@@ -113,23 +113,49 @@ struct pending_ack {
 };
 
 /* What waits for the next sync of the store before it may happen: an ack
- * (we promise the envelope is stored) and the news of an event (listeners
- * and `send --wait` must not see what a crash could still take back). */
+ * (we promise the envelope is stored), the answer to a `send`, and the news
+ * that a message was delivered to a `send --wait` (neither may hear what a
+ * crash could still take back). Listeners hear of events up to the synced
+ * cursor (durable_cursor) without an item. */
 struct durable_item {
     bool has_ack;
     bool taken;  /* the ack is a mailbox's "taken", not a link ack */
     uint8_t node_key[32];
     uint8_t digest[32];
-    bool has_event;
-    uint8_t event_type;
-    uint8_t event_id[MSG_ID_BYTES];
+    bool delivered;                 /* event_id was delivered: tell its waiter */
+    uint8_t event_id[MSG_ID_BYTES]; /* the message delivered, or sent (reply) */
     struct control_call *reply; /* a `send` answered once its message is durable */
     uint8_t to[32];             /* the send's recipient */
     json_t *result;             /* the reply's result if not {id, state} (send.batch); owned */
 };
 
+/* The ids of the texts of one envelope so far: a duplicate within a bundle
+ * is dropped like one from an earlier envelope (those the store knows). */
+#define ID_SET_SLOTS (2 * MSG_BUNDLE_MAX)
+struct id_set {
+    bool used[ID_SET_SLOTS];
+    uint8_t ids[ID_SET_SLOTS][MSG_ID_BYTES];
+};
+
+/* Working space of sealing and receiving, one per delivery: too big for
+ * the stack, and nothing in it lives from one call to the next. */
+struct scratch {
+    /* seal_pending: a group, and one slot more for the next group's first */
+    uint64_t seqs[DELIVERY_SEAL_GROUP + 1];
+    struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
+    /* seal_group: per bundle its plaintext (owned: an encoded bundle, not
+     * an entry's own), envelope, first and past-the-end entry */
+    struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
+    bool merged[DELIVERY_SEAL_GROUP], owned[DELIVERY_SEAL_GROUP];
+    size_t heads[DELIVERY_SEAL_GROUP], ends[DELIVERY_SEAL_GROUP];
+    /* seal_group (one bundle's messages), take_messages (one envelope's) */
+    struct msg_part parts[MSG_BUNDLE_MAX];
+    struct id_set texts;
+};
+
 struct delivery {
     struct delivery_config cfg;
+    struct scratch *scratch; /* owned */
     struct delivery_net nets[DELIVERY_NETS_MAX]; /* [0] from cfg; overlay NULL: none */
     struct pending_ack acks[DELIVERY_ACKS_WAITING_MAX];
     size_t ack_count;
@@ -153,6 +179,7 @@ struct delivery {
      * flight do not cost a step each per pass. sent_below is 0 (unknown)
      * whenever some peer's sent_upto goes back. */
     uint64_t sealed_below, sent_below, sent_below_due;
+    bool seal_again; /* the pump met entries to seal: another pass at once */
     uint64_t next_cursor; /* the next event's cursor; events are 1 .. next_cursor - 1 */
     struct peer peers[DELIVERY_PEERS_MAX];
     struct subscriber subs[DELIVERY_SUBSCRIBERS_MAX];
@@ -651,30 +678,6 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
     return true;
 }
 
-/* Seal an entry's plaintext for its recipient and store envelope, digest
- * index and session state together (synced). */
-static enum mp_err seal_entry(struct delivery *d, struct peer *p, uint64_t seq,
-                              struct outbox_entry *e, uint64_t now)
-{
-    struct store_batch *b = store_batch_new();
-    uint8_t digest[32], key[33], val[8];
-
-    enum mp_err err = sessions_seal(d->cfg.sessions, e->to, p->has_bundle ? &p->bundle : NULL, now,
-                                    e->plaintext.data, e->plaintext.len, b, &e->envelope);
-    if (err == MP_OK) {
-        digest_of(e->envelope.data, e->envelope.len, digest);
-        key[0] = KEY_DIGEST;
-        memcpy(key + 1, digest, 32);
-        bytes_put_u64(val, seq);
-        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
-        err = batch_entry(b, seq, e);
-    }
-    if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, true);
-    store_batch_free(b);
-    return err;
-}
-
 /* Try to put one pending entry on its way. Returns true when it did work
  * (a lookup started, a seal, a send), which counts against the pass's batch. */
 static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], uint64_t now,
@@ -725,15 +728,10 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
             fetch(d, p, RECORD_KIND_PREKEYS);
             goto done;
         }
-        err = seal_entry(d, p, seq, &e, now);
-        if (err != MP_OK) {
-            char who[ADDRESS_TEXT_SIZE];
-            address_encode(e.to, who);
-            log_warn(MOD, "cannot encrypt for %s: %s; will retry", who, mp_strerror(err));
-            p->has_bundle = false; /* fetch a fresh one */
-            peer_failed(p, now, 0);
-            goto done;
-        }
+        /* Not sealed yet (the pass's seal budget ran out, or its session
+         * came just now): seal_pending bundles it in the next pass. */
+        d->seal_again = true;
+        goto done;
     }
     struct msg_link l = {.type = MSG_LINK_ENVELOPE, .envelope = e.envelope};
     struct buf wire;
@@ -855,10 +853,10 @@ static size_t bundle_end(const struct outbox_entry *entries, const bool *merged,
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now, bool sync)
 {
-    static struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
-    static struct msg_part parts[MSG_BUNDLE_MAX];
-    static bool merged[DELIVERY_SEAL_GROUP], owned[DELIVERY_SEAL_GROUP];
-    static size_t heads[DELIVERY_SEAL_GROUP], ends[DELIVERY_SEAL_GROUP];
+    struct buf *pts = d->scratch->pts, *envs = d->scratch->envs;
+    struct msg_part *parts = d->scratch->parts;
+    bool *merged = d->scratch->merged, *owned = d->scratch->owned;
+    size_t *heads = d->scratch->heads, *ends = d->scratch->ends;
     size_t bundles = 0;
     enum mp_err err = MP_OK;
     struct store_batch *b = store_batch_new();
@@ -889,8 +887,9 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     for (size_t k = 0; err == MP_OK && k < bundles; k++) {
         struct outbox_entry *head = &entries[heads[k]];
         uint8_t key[33], val[8];
-        head->riders = malloc(MSG_BUNDLE_MAX * sizeof(*head->riders));
-        if (head->riders == NULL) {
+        size_t most = ends[k] - heads[k] - 1; /* merged receipts among them are not riders */
+        head->riders = most > 0 ? malloc(most * sizeof(*head->riders)) : NULL;
+        if (most > 0 && head->riders == NULL) {
             err = MP_ERR_NOMEM;
             break;
         }
@@ -938,8 +937,8 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
 static void seal_pending(struct delivery *d, uint64_t now, bool sync)
 {
     /* One slot more than a group: the entry that starts the next group. */
-    static uint64_t seqs[DELIVERY_SEAL_GROUP + 1];
-    static struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
+    uint64_t *seqs = d->scratch->seqs;
+    struct outbox_entry *entries = d->scratch->entries;
     struct peer *group = NULL;
     size_t n = 0, sealed = 0, bytes = 0;
     const uint8_t *key, *val;
@@ -1003,6 +1002,7 @@ static void pump_cb(uv_timer_t *timer)
         return; /* what was sealed unsynced must not leave: nothing goes until a restart */
     expire_waiters(d, now);
     expire_due(d, now);
+    d->seal_again = false;
     seal_pending(d, now, true);
     if (d->next_expiry_ms < wake)
         wake = d->next_expiry_ms;
@@ -1052,7 +1052,8 @@ static void pump_cb(uv_timer_t *timer)
         d->pending_floor = d->next_seq; /* nothing pending: new entries come from here */
     store_iter_free(it);
     if (!d->closing)
-        uv_timer_start(&d->pump, pump_cb, more ? 0 : (wake > now ? wake - now : 0), 0);
+        uv_timer_start(&d->pump, pump_cb,
+                       more || d->seal_again ? 0 : (wake > now ? wake - now : 0), 0);
 }
 
 /* ---- events to subscribers and waiters ---- */
@@ -1143,11 +1144,9 @@ static void feed_cb(uv_timer_t *timer)
         uv_timer_start(&d->feed, feed_cb, waiting && !more ? DELIVERY_FEED_RETRY_MS : 0, 0);
 }
 
-/* New events are in the store: push them, and answer `send` calls waiting for them. */
-static void event_synced(struct delivery *d, uint8_t type, const uint8_t id[MSG_ID_BYTES])
+/* Message id's delivery is in the store: answer the `send` waiting for it. */
+static void delivered_synced(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
 {
-    if (type != OUTBOX_EVENT_DELIVERED)
-        return;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
         if (w->call != NULL && memcmp(w->id, id, MSG_ID_BYTES) == 0) {
@@ -1187,7 +1186,7 @@ static void pend_delivered(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         if (d->waiters[i].call != NULL && memcmp(d->waiters[i].id, id, MSG_ID_BYTES) == 0) {
-            struct durable_item item = {.has_event = true, .event_type = OUTBOX_EVENT_DELIVERED};
+            struct durable_item item = {.delivered = true};
             memcpy(item.event_id, id, MSG_ID_BYTES);
             pend(d, &item);
             return;
@@ -1418,11 +1417,16 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
         if (ours) {
             uint8_t key[9];
             e.state = OUTBOX_DELIVERED;
-            if (e.envelope.len > 0) { /* a rider has no work-list key: its head has */
-                seq_key(key, KEY_PENDING, seq); /* its ack may have been lost: send no more */
+            /* Its ack may have been lost: send it no more (a rider has no
+             * work-list key: its head has), unless riders wait for that ack
+             * with it: then the envelope goes again, the replay is acked
+             * and the riders move on (on_ack). */
+            if (e.envelope.len > 0 && e.rider_count == 0) {
+                seq_key(key, KEY_PENDING, seq);
                 store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
             }
-            buf_free(&e.envelope); /* never sent again */
+            if (e.rider_count == 0)
+                buf_free(&e.envelope); /* never sent again */
             err = batch_entry(b, seq, &e);
             struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = sysenv_unix_ms()};
             memcpy(ev.peer, sender, 32);
@@ -1469,14 +1473,6 @@ static enum mp_err batch_message(struct delivery *d, struct store_batch *b,
     return MP_OK;
 }
 
-/* The ids of the texts of one envelope so far: a duplicate within a bundle
- * is dropped like one from an earlier envelope (those the store knows). */
-#define ID_SET_SLOTS (2 * MSG_BUNDLE_MAX)
-struct id_set {
-    bool used[ID_SET_SLOTS];
-    uint8_t ids[ID_SET_SLOTS][MSG_ID_BYTES];
-};
-
 /* Add id; false if it was there. The set never fills: it has twice as many
  * slots as a bundle has messages. */
 static bool id_set_add(struct id_set *set, const uint8_t id[MSG_ID_BYTES])
@@ -1500,33 +1496,40 @@ static uint8_t *digest_slot(struct delivery *d, const uint8_t digest[32])
 
 /* The messages of one opened envelope (one, or a bundle) from sender into
  * b, in order: texts into the inbox with the receipts to send back (when
- * verdict says so), receipts marking ours delivered (ids into delivered).
- * *messages counts the new texts. */
+ * verdict says so), receipts marking ours delivered (ids into
+ * delivered_out). A message that does not decode (damaged, or of a newer
+ * version) is dropped, counted and logged: the others are taken and the
+ * envelope is acked, so a sender is never stuck resending it. *texts_out
+ * counts the new texts. Errors: the store's (nothing may be acked). */
 static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
                                  const uint8_t sender[32], const struct buf *pt,
                                  enum delivery_verdict verdict, uint64_t now,
-                                 struct buf *delivered, size_t *messages)
+                                 struct buf *delivered_out, size_t *texts_out)
 {
-    static struct msg_part parts[MSG_BUNDLE_MAX];
-    static struct id_set texts;
+    struct msg_part *parts = d->scratch->parts;
+    struct id_set *texts = &d->scratch->texts;
     uint8_t receipt[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
-    unsigned receipt_count = 0;
+    unsigned receipt_count = 0, bad = 0;
     size_t n = 0;
+    enum mp_err err = MP_OK, why = msg_split(pt->data, pt->len, parts, &n);
 
-    enum mp_err err = msg_split(pt->data, pt->len, parts, &n);
-    memset(texts.used, 0, sizeof(texts.used));
+    bad += why != MP_OK;
+    memset(texts->used, 0, sizeof(texts->used));
     for (size_t i = 0; err == MP_OK && i < n; i++) {
         struct msg m;
-        err = msg_decode(parts[i].data, parts[i].len, &m);
-        if (err != MP_OK)
-            break;
+        enum mp_err dec = msg_decode(parts[i].data, parts[i].len, &m);
+        if (dec != MP_OK) {
+            why = dec;
+            bad++;
+            continue;
+        }
         if (m.kind == MSG_KIND_RECEIPT) {
-            err = take_receipt(d, b, sender, &m, delivered);
-        } else if (!id_set_add(&texts, m.id) || seen(d, sender, m.id)) {
+            err = take_receipt(d, b, sender, &m, delivered_out);
+        } else if (!id_set_add(texts, m.id) || seen(d, sender, m.id)) {
             d->duplicates++;
         } else {
             err = batch_message(d, b, sender, &parts[i], &m, verdict == DELIVERY_REQUEST, now);
-            *messages += err == MP_OK;
+            *texts_out += err == MP_OK;
             /* Receipts only to contacts: a stranger cannot tell when we read. */
             if (err == MP_OK && verdict == DELIVERY_DELIVER)
                 memcpy(receipt[receipt_count++], m.id, MSG_ID_BYTES);
@@ -1541,6 +1544,13 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
     if (err == MP_OK && receipt_count > 0)
         err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])receipt, receipt_count,
                             &d->next_seq);
+    if (bad > 0) {
+        char who[ADDRESS_TEXT_SIZE];
+        address_encode(sender, who);
+        d->failed_open += bad;
+        log_warn(MOD, "%u message(s) from %s dropped: %s (a newer Merpati, or a damaged sender?)",
+                 bad, who, mp_strerror(why));
+    }
     return err;
 }
 
@@ -1559,17 +1569,18 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
 
     buf_init(&pt, 0);
     buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_RECEIPT_IDS_MAX * MSG_ID_BYTES);
+    struct store_batch *b = store_batch_new();
+    enum mp_err err = MP_OK;
+    bool opened = false;
     digest_of(envelope->data, envelope->len, digest);
     if (memcmp(digest_slot(d, digest), digest, 32) == 0) {
         /* Taken in before: its write is in the store, synced by the time this ack goes. */
         d->duplicates++;
         pend_ack(d, node_key, digest, from_mailbox);
-        return;
+        goto cleanup;
     }
-    struct store_batch *b = store_batch_new();
-    enum mp_err err =
-        sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
-    bool opened = err == MP_OK;
+    err = sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
+    opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
         memcpy(digest_slot(d, digest), digest, 32);
         d->duplicates++;
@@ -1611,13 +1622,6 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         goto cleanup;
     }
     err = take_messages(d, b, sender, &pt, verdict, now, &delivered, &messages);
-    if (err == MP_ERR_MALFORMED || err == MP_ERR_WIRE_VERSION || err == MP_ERR_TOO_BIG) {
-        d->failed_open++;
-        log_info(MOD, "an envelope from %s %02x%02x... holds no valid message: %s",
-                 from_mailbox ? "mailbox node" : "node", node_key[0], node_key[1],
-                 mp_strerror(err));
-        goto undo;
-    }
     /* Written unsynced; the ack and the news wait for the one sync of this
      * loop turn (durable_cb), so many envelopes cost one fsync. */
     if (err == MP_OK && d->next_cursor != cursor_before)
@@ -1627,7 +1631,9 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     if (err != MP_OK) {
         /* Not stored, so not acked: the sender sends it again. */
         log_error(MOD, "cannot store an incoming message: %s", mp_strerror(err));
-        goto undo;
+        d->next_cursor = cursor_before;
+        d->next_seq = seq_before;
+        goto cleanup;
     }
     committed = true;
     d->received += messages;
@@ -1637,10 +1643,6 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
         pend_delivered(d, delivered.data + i);
     pend_ack(d, node_key, digest, from_mailbox);
-    goto cleanup;
-undo:
-    d->next_cursor = cursor_before;
-    d->next_seq = seq_before;
 cleanup:
     if (opened && !committed)
         sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
@@ -1697,8 +1699,8 @@ static void durable_cb(uv_timer_t *timer)
             mailbox_taken(d->cfg.mailbox, d->pend[i].node_key, d->pend[i].digest);
         else if (d->pend[i].has_ack)
             send_ack(d, d->pend[i].node_key, d->pend[i].digest);
-        if (d->pend[i].has_event)
-            event_synced(d, d->pend[i].event_type, d->pend[i].event_id);
+        if (d->pend[i].delivered)
+            delivered_synced(d, d->pend[i].event_id);
     }
     if (!d->closing) {
         uv_timer_start(&d->feed, feed_cb, 0, 0);
@@ -1722,18 +1724,19 @@ static void durable_timer_cb(uv_timer_t *timer)
 }
 
 /* Whether entry e may move to state (forward only: a delivered or expired
- * message stays so); moves it if so. *event: the move is news (a first
+ * message stays so); moves it if so. *event_out: the move is news (a first
  * "sent", "mailbox" or "expired"; a later mailbox expiry is not). */
-static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_ms, bool *event)
+static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
+                       bool *event_out)
 {
-    *event = true;
+    *event_out = true;
     if (state == OUTBOX_SENT && e->state != OUTBOX_QUEUED && e->state != OUTBOX_MAILBOX)
         return false;
     if (state == OUTBOX_EXPIRED && e->state != OUTBOX_MAILBOX)
         return false;
     if (state == OUTBOX_MAILBOX) {
         if (e->state == OUTBOX_MAILBOX && expires_ms > e->expires_ms)
-            *event = false; /* held longer by another mailbox */
+            *event_out = false; /* held longer by another mailbox */
         else if (e->state != OUTBOX_QUEUED)
             return false;
         e->expires_ms = expires_ms;
@@ -1744,11 +1747,11 @@ static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_m
     return true;
 }
 
-/* Move one entry (loaded in e) to state in b, with its event if it is a
- * text; *moved counts it. */
+/* Move one entry (loaded in e) to state in b, with its event (at now) if it
+ * is a text; increments *moved_out if it moved. */
 static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
                                   struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
-                                  size_t *moved)
+                                  uint64_t now, size_t *moved_out)
 {
     static const uint8_t events[] = {[OUTBOX_SENT] = OUTBOX_EVENT_SENT,
                                      [OUTBOX_MAILBOX] = OUTBOX_EVENT_MAILBOX,
@@ -1761,7 +1764,7 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
     enum mp_err err = batch_entry(b, seq, e);
     if (err == MP_OK && event && msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK) {
         if (m.kind == MSG_KIND_TEXT) {
-            struct outbox_event ev = {.type = events[state], .at_ms = sysenv_unix_ms()};
+            struct outbox_event ev = {.type = events[state], .at_ms = now};
             uint64_t cursor;
             memcpy(ev.peer, e->to, 32);
             memcpy(ev.id, m.id, MSG_ID_BYTES);
@@ -1772,7 +1775,7 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
         }
         msg_clear(&m);
     }
-    *moved += err == MP_OK;
+    *moved_out += err == MP_OK;
     return err;
 }
 
@@ -1785,10 +1788,10 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
                           uint8_t state, uint64_t expires_ms)
 {
     struct store_batch *b = store_batch_new();
-    uint64_t cursor_before = d->next_cursor;
+    uint64_t cursor_before = d->next_cursor, now = sysenv_unix_ms();
     size_t moved = 0;
 
-    enum mp_err err = batch_move_one(d, b, seq, head, state, expires_ms, &moved);
+    enum mp_err err = batch_move_one(d, b, seq, head, state, expires_ms, now, &moved);
     if (state == OUTBOX_SENT || state == OUTBOX_EXPIRED) {
         uint8_t key[9];
         seq_key(key, KEY_PENDING, seq); /* nothing more to send */
@@ -1796,10 +1799,11 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
     }
     for (size_t i = 0; err == MP_OK && i < head->rider_count; i++) {
         struct outbox_entry e;
-        if (load_entry(d, head->riders[i], &e) != MP_OK)
-            continue; /* delivered and gone is fine; anything else shows in the log below */
-        err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, &moved);
-        outbox_entry_clear(&e);
+        err = load_entry(d, head->riders[i], &e); /* riders are never deleted */
+        if (err == MP_OK) {
+            err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, now, &moved);
+            outbox_entry_clear(&e);
+        }
     }
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
@@ -1807,8 +1811,8 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
         err = store_batch_write(d->cfg.store, b, false);
     store_batch_free(b);
     if (err != MP_OK) {
-        log_warn(MOD, "cannot record a change of state of outgoing messages: %s",
-                 mp_strerror(err));
+        log_warn(MOD, "cannot record a change of state of outgoing messages: %s; it is "
+                 "recorded when the peer or mailbox answers again", mp_strerror(err));
         d->next_cursor = cursor_before;
         return 0;
     }
@@ -2102,8 +2106,12 @@ static void publish_cb(uv_timer_t *timer)
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)
 {
     struct delivery *d = calloc(1, sizeof(*d));
-    if (d == NULL)
+    if (d != NULL)
+        d->scratch = calloc(1, sizeof(*d->scratch));
+    if (d == NULL || d->scratch == NULL) {
+        free(d);
         return MP_ERR_NOMEM;
+    }
     d->cfg = *cfg;
     d->nets[0].overlay = cfg->overlay;
     d->nets[0].links = cfg->links;
@@ -2114,6 +2122,7 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         err = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor), &d->next_cursor);
     if (err != MP_OK) {
         log_error(MOD, "cannot read the outbox and event counters: %s", mp_strerror(err));
+        free(d->scratch);
         free(d);
         return err;
     }
@@ -2140,8 +2149,10 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
 static void handle_closed_cb(uv_handle_t *handle)
 {
     struct delivery *d = handle->data;
-    if (--d->open_handles == 0)
+    if (--d->open_handles == 0) {
+        free(d->scratch);
         free(d);
+    }
 }
 
 void delivery_close(struct delivery *d)
@@ -2171,8 +2182,10 @@ void delivery_close(struct delivery *d)
         if (timers[k]->data != NULL)
             uv_close((uv_handle_t *)timers[k], handle_closed_cb);
     }
-    if (d->open_handles == 0)
+    if (d->open_handles == 0) {
+        free(d->scratch);
         free(d);
+    }
 }
 
 json_t *delivery_status(const struct delivery *d)
@@ -2281,9 +2294,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
         return true;
     }
-    struct durable_item unsynced = {.reply = NULL};
-    memcpy(unsynced.event_id, id, MSG_ID_BYTES);
-    pend(d, &unsynced);
+    pend_sync(d); /* it leaves after the turn's sync; the answer comes with the receipt */
     sweep(d);
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];

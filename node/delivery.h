@@ -3,8 +3,10 @@
  *
  * `send` writes the message to the outbox (synced) before it answers; a pump
  * then finds the recipient's node (presence record), opens a session (prekey
- * record) when there is none, seals the message once (envelope and session
- * state stored together, synced) and sends it on a link, again and again
+ * record) when there is none, seals the message once, with what else waits
+ * for that recipient, as a bundle (one envelope for up to MSG_BUNDLE_MAX
+ * messages; envelope and session state stored together, synced) and sends
+ * it on a link, again and again
  * after silence or a broken link, until the recipient's node acks that it
  * stored it. When the recipient's node cannot be reached, the same envelope
  * goes to its mailboxes (node/mailbox.h finds them), in order, until they
@@ -40,7 +42,7 @@
 
 /* Peers whose presence and link state are tracked at once (LRU beyond). */
 #define DELIVERY_PEERS_MAX 256
-/* Entries worked on (looked up, sealed, sent) per pump pass before yielding. */
+/* Entries worked on (looked up, sent) per pump pass before yielding. */
 #define DELIVERY_PUMP_BATCH 512
 /* Messages to one peer sealed together, under one synced write, as bundles
  * (docs/PROTOCOL.md, "Bundles"): at most this many, and plaintexts of at

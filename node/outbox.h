@@ -29,7 +29,9 @@ struct outbox_entry {
     uint8_t state;             /* enum outbox_state */
     uint64_t created_ms;       /* Unix ms */
     struct buf plaintext;      /* msg_encode bytes (id, counter, kind, body) */
-    struct buf envelope;       /* sealed once, then resent as is; empty before */
+    /* Sealed once, then resent as is; empty before, in a rider (its head
+     * holds the envelope), and once sent, delivered or expired. */
+    struct buf envelope;
     uint64_t expires_ms;       /* held by mailboxes until (Unix ms); 0: not held */
     /* The other entries sealed in this one's envelope (a bundle), by seq:
      * they travel, are acked and held with it. Owned; NULL when none. */

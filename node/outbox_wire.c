@@ -9,7 +9,9 @@
 #define ENTRY_FIELDS 8
 /* Version 1 (no expiry) and 2 (no riders) entries are still read: queued
  * mail survives an upgrade. */
+#define ENTRY_V1 1
 #define ENTRY_V1_FIELDS 6
+#define ENTRY_V2 2
 #define ENTRY_V2_FIELDS 7
 #define EVENT_VERSION 1
 #define EVENT_FIELDS 7
@@ -102,19 +104,19 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
     if (err == MP_OK) {
         err = wire_versioned(&u, ENTRY_VERSION, ENTRY_FIELDS, &f);
         if (err == MP_ERR_WIRE_VERSION) {
-            version = 2;
-            err = wire_versioned(&u, 2, ENTRY_V2_FIELDS, &f);
+            version = ENTRY_V2;
+            err = wire_versioned(&u, ENTRY_V2, ENTRY_V2_FIELDS, &f);
         }
         if (err == MP_ERR_WIRE_VERSION) {
-            version = 1;
-            err = wire_versioned(&u, 1, ENTRY_V1_FIELDS, &f);
+            version = ENTRY_V1;
+            err = wire_versioned(&u, ENTRY_V1, ENTRY_V1_FIELDS, &f);
         }
     }
     if (err != MP_OK)
         goto cleanup;
     err = MP_ERR_MALFORMED;
-    if ((version >= 2 && !wire_get_u64(&f[6], &e_out->expires_ms)) ||
-        (version >= 3 && !get_riders(&f[7], e_out)))
+    if ((version >= ENTRY_V2 && !wire_get_u64(&f[6], &e_out->expires_ms)) ||
+        (version == ENTRY_VERSION && !get_riders(&f[7], e_out)))
         goto cleanup;
     if (!wire_get_bin(&f[1], e_out->to, MSG_KEY_BYTES) || !wire_get_u32(&f[2], &state) ||
         state < OUTBOX_QUEUED || state > OUTBOX_STATE_MAX ||

@@ -265,31 +265,46 @@ char *harness_exchange(int fd, const char *data, size_t len)
         data += n;
         len -= (size_t)n;
     }
+    /* A line at a time: peek, then take up to the newline only (the next
+     * reply stays for the next call); the buffer grows by doubling, so a
+     * long reply costs no quadratic copying (ASan's realloc always moves). */
     char *line = NULL;
-    size_t line_len = 0;
+    size_t line_len = 0, cap = 0;
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         long left = deadline - now_ms();
+        char chunk[4096];
         if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
             free(line);
             return NULL;
         }
-        char c;
-        ssize_t n = read(fd, &c, 1);
+        ssize_t n = recv(fd, chunk, sizeof(chunk), MSG_PEEK);
         if (n <= 0) {
             free(line);
             return NULL;
         }
-        if (c == '\n')
-            return line != NULL ? line : calloc(1, 1);
-        char *grown = realloc(line, line_len + 2);
-        if (grown == NULL) {
+        char *nl = memchr(chunk, '\n', (size_t)n);
+        size_t take = nl != NULL ? (size_t)(nl - chunk) + 1 : (size_t)n;
+        if (line_len + take + 1 > cap) {
+            size_t want = cap * 2 > line_len + take + 1 ? cap * 2 : line_len + take + 1;
+            char *grown = realloc(line, want);
+            if (grown == NULL) {
+                free(line);
+                return NULL;
+            }
+            line = grown;
+            cap = want;
+        }
+        if (recv(fd, line + line_len, take, 0) != (ssize_t)take) {
             free(line);
             return NULL;
         }
-        line = grown;
-        line[line_len++] = c;
+        line_len += take;
         line[line_len] = '\0';
+        if (nl != NULL) {
+            line[line_len - 1] = '\0'; /* the newline */
+            return line;
+        }
     }
 }
 

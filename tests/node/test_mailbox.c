@@ -159,9 +159,9 @@ static void wait_state(struct node *n, struct node *with, const char *state, int
 }
 
 /* Pipeline count sends of "<prefix>NNNN" on one connection; all must succeed. */
-/* Texts prefix + %04d number, then pad dots: messages of more than a third
- * of a bundle (BIG) go one per envelope, so that a test counts envelopes
- * where mailboxes count them. */
+/* Texts prefix + %04d number, then pad dots: two messages of half a bundle
+ * (BIG) do not fit one, so they go one per envelope and a test counts
+ * envelopes where mailboxes count them. */
 #define BIG (MSG_WIRE_MAX / 2)
 static void send_padded(struct node *from, struct node *to, const char *prefix, int first,
                         int count, size_t pad)
