@@ -793,17 +793,20 @@ static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged)
     bool have = false;
 
     for (size_t i = 0; i < n; i++) {
+        uint8_t id[MSG_ID_BYTES], kind = 0;
         merged[i] = false;
-        if (msg_decode(entries[i].plaintext.data, entries[i].plaintext.len, &m) != MP_OK)
+        /* Most are texts: tell them by a peek, decode only receipts. */
+        if (msg_peek(entries[i].plaintext.data, entries[i].plaintext.len, id, &kind) != MP_OK ||
+            kind != MSG_KIND_RECEIPT ||
+            msg_decode(entries[i].plaintext.data, entries[i].plaintext.len, &m) != MP_OK)
             continue;
-        if (m.kind == MSG_KIND_RECEIPT && have &&
-            head.receipt_count + m.receipt_count <= MSG_RECEIPT_IDS_MAX) {
+        if (have && head.receipt_count + m.receipt_count <= MSG_RECEIPT_IDS_MAX) {
             memcpy(head.receipt_ids[head.receipt_count], m.receipt_ids,
                    (size_t)m.receipt_count * MSG_ID_BYTES);
             head.receipt_count += m.receipt_count;
             merged[i] = true;
             msg_clear(&m);
-        } else if (m.kind == MSG_KIND_RECEIPT) {
+        } else {
             if (have) {
                 merge_receipt_run(entries, i, head_i, &head, merged);
                 msg_clear(&head);
@@ -811,8 +814,6 @@ static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged)
             head = m;
             head_i = i;
             have = true;
-        } else {
-            msg_clear(&m);
         }
     }
     if (have) {
@@ -1756,24 +1757,22 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
     static const uint8_t events[] = {[OUTBOX_SENT] = OUTBOX_EVENT_SENT,
                                      [OUTBOX_MAILBOX] = OUTBOX_EVENT_MAILBOX,
                                      [OUTBOX_EXPIRED] = OUTBOX_EVENT_EXPIRED};
-    struct msg m;
+    struct outbox_event ev = {.type = events[state], .at_ms = now};
+    uint8_t kind = 0;
     bool event;
 
     if (!move_entry(e, state, expires_ms, &event))
         return MP_OK;
     enum mp_err err = batch_entry(b, seq, e);
-    if (err == MP_OK && event && msg_decode(e->plaintext.data, e->plaintext.len, &m) == MP_OK) {
-        if (m.kind == MSG_KIND_TEXT) {
-            struct outbox_event ev = {.type = events[state], .at_ms = now};
-            uint64_t cursor;
-            memcpy(ev.peer, e->to, 32);
-            memcpy(ev.id, m.id, MSG_ID_BYTES);
-            buf_init(&ev.plaintext, 0);
-            err = batch_event(d, b, &ev, &cursor);
-            if (err == MP_OK)
-                d->next_cursor = cursor + 1;
-        }
-        msg_clear(&m);
+    if (err == MP_OK && event &&
+        msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
+        kind == MSG_KIND_TEXT) {
+        uint64_t cursor;
+        memcpy(ev.peer, e->to, 32);
+        buf_init(&ev.plaintext, 0);
+        err = batch_event(d, b, &ev, &cursor);
+        if (err == MP_OK)
+            d->next_cursor = cursor + 1;
     }
     *moved_out += err == MP_OK;
     return err;

@@ -60,6 +60,12 @@ enum mp_err msg_encode(const struct msg *m, struct buf *out);
 enum mp_err msg_decode(const uint8_t *data, size_t len, struct msg *m_out);
 void msg_clear(struct msg *m);
 
+/* The id and kind of an encoded message, its body neither checked nor
+ * copied: for bytes this node made with msg_encode (its outbox), read often.
+ * Errors as msg_decode's for what it reads. */
+enum mp_err msg_peek(const uint8_t *data, size_t len, uint8_t id_out[MSG_ID_BYTES],
+                     uint8_t *kind_out);
+
 /* Most messages one plaintext carries: a bundle (below) of up to this many. */
 #define MSG_BUNDLE_MAX 1024
 /* Upper bounds of a bundle's framing, for callers filling one up to

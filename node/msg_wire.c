@@ -121,6 +121,28 @@ cleanup:
     return err;
 }
 
+enum mp_err msg_peek(const uint8_t *data, size_t len, uint8_t id_out[MSG_ID_BYTES],
+                     uint8_t *kind_out)
+{
+    msgpack_unpacked u;
+    const msgpack_object *f = NULL;
+    uint32_t kind = 0;
+
+    if (len > MSG_WIRE_MAX)
+        return MP_ERR_TOO_BIG;
+    msgpack_unpacked_init(&u);
+    enum mp_err err = wire_unpack(data, len, &u);
+    if (err == MP_OK)
+        err = wire_versioned(&u, MSG_VERSION, MSG_FIELDS, &f);
+    if (err == MP_OK && (!wire_get_bin(&f[1], id_out, MSG_ID_BYTES) ||
+                         !wire_get_u32(&f[4], &kind) || kind > 255))
+        err = MP_ERR_MALFORMED;
+    if (err == MP_OK)
+        *kind_out = (uint8_t)kind;
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
 /* ---- bundles ---- */
 
 struct bundle {

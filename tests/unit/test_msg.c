@@ -150,9 +150,17 @@ static void test_bundle(void **state)
         assert_true(m.counter == (uint64_t)i + 1);
         msg_clear(&m);
     }
-    /* A bundle is not a message: msg_decode names its version. */
+    /* A bundle is not a message: msg_decode and msg_peek name its version. */
     struct msg m;
+    uint8_t id[MSG_ID_BYTES], kind = 0;
     assert_int_equal(msg_decode(enc.data, enc.len, &m), MP_ERR_WIRE_VERSION);
+    assert_int_equal(msg_peek(enc.data, enc.len, id, &kind), MP_ERR_WIRE_VERSION);
+    /* A message peeks to its id and kind. */
+    assert_int_equal(msg_peek(pts[2].data, pts[2].len, id, &kind), MP_OK);
+    assert_int_equal(kind, MSG_KIND_TEXT);
+    uint8_t id2[MSG_ID_BYTES];
+    memset(id2, 2, sizeof(id2));
+    assert_memory_equal(id, id2, MSG_ID_BYTES);
     for (size_t cut = 0; cut < enc.len; cut++)
         assert_int_not_equal(msg_split(enc.data, cut, back, &n), MP_OK);
     /* Counts out of range, and a bundle over the plaintext cap, are refused. */
