@@ -58,6 +58,10 @@ struct target {
     uint8_t last_status;  /* enum msg_mb_status of its last answer */
 };
 
+/* Message ids of texts queued lately whose seq is kept in memory (see
+ * struct scratch). */
+#define DELIVERY_ID_HINTS 65536
+
 /* Envelope digests remembered (see struct delivery). */
 #define DELIVERY_DIGESTS 16384
 
@@ -151,6 +155,13 @@ struct scratch {
     /* seal_group (one bundle's messages), take_messages (one envelope's) */
     struct msg_part parts[MSG_BUNDLE_MAX];
     struct id_set texts;
+    /* The seqs of texts queued lately, by id, one per slot: a receipt finds
+     * its entry without the id index. A hint: take_receipt checks the
+     * entry's id, and a miss costs only the index lookup. */
+    struct {
+        uint8_t id[MSG_ID_BYTES];
+        uint64_t seq;
+    } hints[DELIVERY_ID_HINTS];
 };
 
 struct delivery {
@@ -277,6 +288,37 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
         *seq_out = bytes_get_u64(val);
     free(val);
     return found;
+}
+
+static size_t hint_slot(const uint8_t id[MSG_ID_BYTES])
+{
+    return (size_t)(bytes_get_u64(id) % DELIVERY_ID_HINTS);
+}
+
+static void hint_put(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t seq)
+{
+    memcpy(d->scratch->hints[hint_slot(id)].id, id, MSG_ID_BYTES);
+    d->scratch->hints[hint_slot(id)].seq = seq;
+}
+
+/* The outbox entry of our message id, loaded (the hint first, then the id
+ * index); false if there is none. */
+static bool load_by_id(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t *seq_out,
+                       struct outbox_entry *e_out)
+{
+    uint8_t got[MSG_ID_BYTES], kind;
+    size_t slot = hint_slot(id);
+    if (memcmp(d->scratch->hints[slot].id, id, MSG_ID_BYTES) == 0 &&
+        load_entry(d, d->scratch->hints[slot].seq, e_out) == MP_OK) {
+        if (msg_peek(e_out->plaintext.data, e_out->plaintext.len, got, &kind) == MP_OK &&
+            memcmp(got, id, MSG_ID_BYTES) == 0) {
+            *seq_out = d->scratch->hints[slot].seq;
+            return true;
+        }
+        outbox_entry_clear(e_out); /* stale (a write that failed): ask the index */
+    }
+    return lookup_seq(d, KEY_MSGID, id, MSG_ID_BYTES, seq_out) &&
+           load_entry(d, *seq_out, e_out) == MP_OK;
 }
 
 /* Append an event to the batch and take its cursor (the caller moves
@@ -1278,6 +1320,7 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     struct store_batch *b = store_batch_new();
     env_random(d->cfg.env, id_out, MSG_ID_BYTES);
     err = batch_text(b, to, text, len, seq, counter, id_out);
+    hint_put(d, id_out, seq);
     if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
@@ -1410,8 +1453,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
     for (unsigned i = 0; i < m->receipt_count; i++) {
         uint64_t seq;
         struct outbox_entry e;
-        if (!lookup_seq(d, KEY_MSGID, m->receipt_ids[i], MSG_ID_BYTES, &seq) ||
-            load_entry(d, seq, &e) != MP_OK)
+        if (!load_by_id(d, m->receipt_ids[i], &seq, &e))
             continue;
         bool ours = memcmp(e.to, sender, 32) == 0 && e.state != OUTBOX_DELIVERED;
         enum mp_err err = MP_OK;
@@ -2438,6 +2480,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
         if (err == MP_OK)
             err = batch_text(b, tos[i], json_string_value(text), json_string_length(text),
                              d->next_seq + i, ++c->counter, id);
+        hint_put(d, id, d->next_seq + i);
         if (err == MP_OK) {
             hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
             json_array_append_new(ids, json_string(id_hex));
