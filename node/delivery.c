@@ -82,6 +82,7 @@ struct peer {
     unsigned failures;     /* in a row, for the retry delay */
     bool busy;             /* its link queue is full: wait for writable */
     uint64_t sealed_upto;  /* its entries up to this seq are sealed (they seal in order) */
+    uint64_t seal_retry_at_ms; /* a seal failed: none is tried before */
     /* Its node cannot be reached: entries also go to its mailboxes. */
     bool via_mailbox;
     bool finding_targets;
@@ -144,9 +145,9 @@ struct id_set {
 /* Working space of sealing and receiving, one per delivery: too big for
  * the stack, and nothing in it lives from one call to the next. */
 struct scratch {
-    /* seal_pending: a group, and one slot more for the next group's first */
-    uint64_t seqs[DELIVERY_SEAL_GROUP + 1];
-    struct outbox_entry entries[DELIVERY_SEAL_GROUP + 1];
+    /* seal_pending: a group */
+    uint64_t seqs[DELIVERY_SEAL_GROUP];
+    struct outbox_entry entries[DELIVERY_SEAL_GROUP];
     /* seal_group: per bundle its plaintext (owned: an encoded bundle, not
      * an entry's own), envelope, first and past-the-end entry */
     struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
@@ -155,13 +156,12 @@ struct scratch {
     /* seal_group (one bundle's messages), take_messages (one envelope's) */
     struct msg_part parts[MSG_BUNDLE_MAX];
     struct id_set texts;
-    /* The seqs of texts queued lately, by id, one per slot: a receipt finds
-     * its entry without the id index. A hint: take_receipt checks the
-     * entry's id, and a miss costs only the index lookup. */
-    struct {
-        uint8_t id[MSG_ID_BYTES];
-        uint64_t seq;
-    } hints[DELIVERY_ID_HINTS];
+};
+
+/* The seq of a text queued lately, by its id (see struct delivery). */
+struct hint {
+    uint8_t id[MSG_ID_BYTES];
+    uint64_t seq;
 };
 
 struct delivery {
@@ -205,6 +205,10 @@ struct delivery {
      * another copy (from a second mailbox, or resent) is acked without being
      * opened again. A cache: a miss costs only the full open. */
     uint8_t digests[DELIVERY_DIGESTS][32];
+    /* The seqs of texts queued lately, by id, one per slot: a receipt finds
+     * its entry without the id index. A hint: load_by_id checks the entry's
+     * id, and a miss costs only the index lookup. */
+    struct hint hints[DELIVERY_ID_HINTS];
 };
 
 static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
@@ -297,8 +301,8 @@ static size_t hint_slot(const uint8_t id[MSG_ID_BYTES])
 
 static void hint_put(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t seq)
 {
-    memcpy(d->scratch->hints[hint_slot(id)].id, id, MSG_ID_BYTES);
-    d->scratch->hints[hint_slot(id)].seq = seq;
+    memcpy(d->hints[hint_slot(id)].id, id, MSG_ID_BYTES);
+    d->hints[hint_slot(id)].seq = seq;
 }
 
 /* The outbox entry of our message id, loaded (the hint first, then the id
@@ -308,11 +312,11 @@ static bool load_by_id(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint6
 {
     uint8_t got[MSG_ID_BYTES], kind;
     size_t slot = hint_slot(id);
-    if (memcmp(d->scratch->hints[slot].id, id, MSG_ID_BYTES) == 0 &&
-        load_entry(d, d->scratch->hints[slot].seq, e_out) == MP_OK) {
+    if (memcmp(d->hints[slot].id, id, MSG_ID_BYTES) == 0 &&
+        load_entry(d, d->hints[slot].seq, e_out) == MP_OK) {
         if (msg_peek(e_out->plaintext.data, e_out->plaintext.len, got, &kind) == MP_OK &&
             memcmp(got, id, MSG_ID_BYTES) == 0) {
-            *seq_out = d->scratch->hints[slot].seq;
+            *seq_out = d->hints[slot].seq;
             return true;
         }
         outbox_entry_clear(e_out); /* stale (a write that failed): ask the index */
@@ -721,7 +725,7 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
 }
 
 /* Try to put one pending entry on its way. Returns true when it did work
- * (a lookup started, a seal, a send), which counts against the pass's batch. */
+ * (a lookup started, a send), which counts against the pass's batch. */
 static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], uint64_t now,
                        uint64_t *wake)
 {
@@ -771,7 +775,12 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
             goto done;
         }
         /* Not sealed yet (the pass's seal budget ran out, or its session
-         * came just now): seal_pending bundles it in the next pass. */
+         * came just now): seal_pending bundles it in the next pass, and
+         * walks from it whatever it believed sealed. */
+        if (seq <= p->sealed_upto)
+            p->sealed_upto = seq - 1;
+        if (d->sealed_below > seq)
+            d->sealed_below = seq;
         d->seal_again = true;
         goto done;
     }
@@ -972,6 +981,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         log_warn(MOD, "cannot encrypt for %s: %s; will retry", who, mp_strerror(err));
         p->has_bundle = false; /* fetch a fresh one */
         peer_failed(p, now, 0);
+        p->seal_retry_at_ms = p->retry_at_ms; /* its mailboxes wait for the seal too */
     }
 }
 
@@ -979,7 +989,6 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
  * seal_group. */
 static void seal_pending(struct delivery *d, uint64_t now, bool sync)
 {
-    /* One slot more than a group: the entry that starts the next group. */
     uint64_t *seqs = d->scratch->seqs;
     struct outbox_entry *entries = d->scratch->entries;
     struct peer *group = NULL;
@@ -991,6 +1000,17 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
     struct store_iter *it = pending_iter(d, d->sealed_below);
     while (sealed < DELIVERY_SEAL_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         uint64_t seq = key_len == 9 && val_len == 32 ? bytes_get_u64(key + 1) : 0;
+        /* The group is sealed before another peer joins it, before it is
+         * full, and before a new peer slot could evict the group's own. */
+        bool other = group != NULL && (seq == 0 || memcmp(group->account, val, 32) != 0);
+        if (n > 0 && (other || n == DELIVERY_SEAL_GROUP || bytes > DELIVERY_SEAL_BYTES)) {
+            seal_group(d, group, seqs, entries, n, now, sync);
+            for (size_t i = 0; i < n; i++)
+                outbox_entry_clear(&entries[i]);
+            sealed += n;
+            n = bytes = 0;
+            group = NULL;
+        }
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
         if (p != NULL && seq <= p->sealed_upto) {
             if (all_sealed)
@@ -998,7 +1018,8 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
             continue;
         }
         all_sealed = false;
-        if (p == NULL || (!p->via_mailbox && (p->retry_at_ms > now || !p->has_presence)))
+        if (p == NULL || p->seal_retry_at_ms > now ||
+            (!p->via_mailbox && (p->retry_at_ms > now || !p->has_presence)))
             continue;
         if (load_entry(d, seq, &entries[n]) != MP_OK)
             continue;
@@ -1010,18 +1031,6 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
         if (!p->has_bundle && !sessions_has(d->cfg.sessions, p->account)) {
             outbox_entry_clear(&entries[n]);
             continue;
-        }
-        if (group != NULL &&
-            (p != group || n == DELIVERY_SEAL_GROUP || bytes > DELIVERY_SEAL_BYTES)) {
-            /* entries[n] is the next group's first: seal the others first. */
-            struct outbox_entry next = entries[n];
-            seal_group(d, group, seqs, entries, n, now, sync);
-            for (size_t i = 0; i < n; i++)
-                outbox_entry_clear(&entries[i]);
-            sealed += n;
-            entries[0] = next;
-            n = 0;
-            bytes = 0;
         }
         group = p;
         bytes += entries[n].plaintext.len;
@@ -1445,10 +1454,14 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
     return found;
 }
 
-/* A receipt: mark the messages it names delivered; their ids are appended
- * to delivered (for waiters, once the write is synced). */
+static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
+                                  struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
+                                  uint64_t now, size_t *moved_out);
+
+/* A receipt: mark the messages it names delivered (at now); their ids are
+ * appended to delivered_out (for waiters, once the write is synced). */
 static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const uint8_t sender[32],
-                                const struct msg *m, struct buf *delivered)
+                                const struct msg *m, uint64_t now, struct buf *delivered_out)
 {
     for (unsigned i = 0; i < m->receipt_count; i++) {
         uint64_t seq;
@@ -1460,18 +1473,29 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
         if (ours) {
             uint8_t key[9];
             e.state = OUTBOX_DELIVERED;
-            /* Its ack may have been lost: send it no more (a rider has no
-             * work-list key: its head has), unless riders wait for that ack
-             * with it: then the envelope goes again, the replay is acked
-             * and the riders move on (on_ack). */
-            if (e.envelope.len > 0 && e.rider_count == 0) {
+            if (e.envelope.len > 0) {
+                /* Before its ack (lost, or it went through mailboxes): the
+                 * receipt shows the whole envelope arrived. Send it no more
+                 * (a rider has no work-list key: its head has), and its
+                 * riders are sent, if not more: their own receipts, later
+                 * in this one (the head comes first) or in another, follow. */
+                size_t moved = 0;
                 seq_key(key, KEY_PENDING, seq);
                 store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
-            }
-            if (e.rider_count == 0)
+                for (size_t r = 0; err == MP_OK && r < e.rider_count; r++) {
+                    struct outbox_entry rider;
+                    err = load_entry(d, e.riders[r], &rider);
+                    if (err == MP_OK) {
+                        err = batch_move_one(d, b, e.riders[r], &rider, OUTBOX_SENT, 0, now,
+                                             &moved);
+                        outbox_entry_clear(&rider);
+                    }
+                }
                 buf_free(&e.envelope); /* never sent again */
-            err = batch_entry(b, seq, &e);
-            struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = sysenv_unix_ms()};
+            }
+            if (err == MP_OK)
+                err = batch_entry(b, seq, &e);
+            struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = now};
             memcpy(ev.peer, sender, 32);
             memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
             buf_init(&ev.plaintext, 0);
@@ -1480,7 +1504,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 err = batch_event(d, b, &ev, &cursor);
             if (err == MP_OK) {
                 d->next_cursor = cursor + 1;
-                err = buf_append(delivered, m->receipt_ids[i], MSG_ID_BYTES);
+                err = buf_append(delivered_out, m->receipt_ids[i], MSG_ID_BYTES);
             }
         }
         outbox_entry_clear(&e);
@@ -1554,7 +1578,8 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
     uint8_t receipt[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
     unsigned receipt_count = 0, bad = 0;
     size_t n = 0;
-    enum mp_err err = MP_OK, why = msg_split(pt->data, pt->len, parts, &n);
+    enum mp_err err = MP_OK;
+    enum mp_err why = msg_split(pt->data, pt->len, parts, &n); /* the last part's error */
 
     bad += why != MP_OK;
     memset(texts->used, 0, sizeof(texts->used));
@@ -1567,7 +1592,7 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
             continue;
         }
         if (m.kind == MSG_KIND_RECEIPT) {
-            err = take_receipt(d, b, sender, &m, delivered_out);
+            err = take_receipt(d, b, sender, &m, now, delivered_out);
         } else if (!id_set_add(texts, m.id) || seen(d, sender, m.id)) {
             d->duplicates++;
         } else {
@@ -2144,6 +2169,8 @@ static void publish_cb(uv_timer_t *timer)
         uv_timer_start(&d->publish, publish_cb, next, 0);
 }
 
+static void delivery_free(struct delivery *d);
+
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)
 {
     struct delivery *d = calloc(1, sizeof(*d));
@@ -2163,8 +2190,7 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         err = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor), &d->next_cursor);
     if (err != MP_OK) {
         log_error(MOD, "cannot read the outbox and event counters: %s", mp_strerror(err));
-        free(d->scratch);
-        free(d);
+        delivery_free(d);
         return err;
     }
     if (d->next_seq == 0)
@@ -2187,13 +2213,18 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
     return MP_OK;
 }
 
+/* The memory of d, once no handle of it is open. */
+static void delivery_free(struct delivery *d)
+{
+    free(d->scratch);
+    free(d);
+}
+
 static void handle_closed_cb(uv_handle_t *handle)
 {
     struct delivery *d = handle->data;
-    if (--d->open_handles == 0) {
-        free(d->scratch);
-        free(d);
-    }
+    if (--d->open_handles == 0)
+        delivery_free(d);
 }
 
 void delivery_close(struct delivery *d)
@@ -2223,10 +2254,8 @@ void delivery_close(struct delivery *d)
         if (timers[k]->data != NULL)
             uv_close((uv_handle_t *)timers[k], handle_closed_cb);
     }
-    if (d->open_handles == 0) {
-        free(d->scratch);
-        free(d);
-    }
+    if (d->open_handles == 0)
+        delivery_free(d);
 }
 
 json_t *delivery_status(const struct delivery *d)

@@ -60,9 +60,10 @@ enum mp_err msg_encode(const struct msg *m, struct buf *out);
 enum mp_err msg_decode(const uint8_t *data, size_t len, struct msg *m_out);
 void msg_clear(struct msg *m);
 
-/* The id and kind of an encoded message, its body neither checked nor
- * copied: for bytes this node made with msg_encode (its outbox), read often.
- * Errors as msg_decode's for what it reads. */
+/* The id and kind of an encoded message, its body not checked (UTF-8,
+ * receipt ids) nor copied, though the whole is unpacked: for bytes this node
+ * made with msg_encode (its outbox), read often. Errors as msg_decode's for
+ * what it reads; id_out may be written before an error. */
 enum mp_err msg_peek(const uint8_t *data, size_t len, uint8_t id_out[MSG_ID_BYTES],
                      uint8_t *kind_out);
 

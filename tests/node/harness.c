@@ -253,6 +253,9 @@ bool harness_wait_log(const char *path, const char *text, int timeout_ms)
     return false;
 }
 
+/* Bytes of a reply looked at in one go. */
+#define HARNESS_PEEK_BYTES 4096
+
 char *harness_exchange(int fd, const char *data, size_t len)
 {
     long deadline = now_ms() + HARNESS_REPLY_TIMEOUT_MS;
@@ -273,12 +276,17 @@ char *harness_exchange(int fd, const char *data, size_t len)
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         long left = deadline - now_ms();
-        char chunk[4096];
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+        char chunk[HARNESS_PEEK_BYTES];
+        int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0) {
             free(line);
             return NULL;
         }
         ssize_t n = recv(fd, chunk, sizeof(chunk), MSG_PEEK);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0) {
             free(line);
             return NULL;

@@ -83,6 +83,16 @@ static void test_receipt_round_trip(void **state)
     assert_memory_equal(back.receipt_ids, m.receipt_ids, 3 * MSG_ID_BYTES);
     assert_null(back.text);
     msg_clear(&back);
+    /* A peek tells a receipt by its kind and id; a cut one not at all. */
+    uint8_t id[MSG_ID_BYTES], kind = 0;
+    memset(m.id, 9, MSG_ID_BYTES);
+    buf_free(&enc);
+    assert_int_equal(msg_encode(&m, &enc), MP_OK);
+    assert_int_equal(msg_peek(enc.data, enc.len, id, &kind), MP_OK);
+    assert_int_equal(kind, MSG_KIND_RECEIPT);
+    assert_memory_equal(id, m.id, MSG_ID_BYTES);
+    for (size_t cut = 0; cut < enc.len; cut++)
+        assert_int_not_equal(msg_peek(enc.data, cut, id, &kind), MP_OK);
     buf_free(&enc);
     m.receipt_count = 0;
     assert_int_equal(msg_encode(&m, &enc), MP_ERR_INVAL);
