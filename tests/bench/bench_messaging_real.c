@@ -12,7 +12,7 @@
  *                                 out, receipt back
  *   idle_pair_datagrams_per_s     DHT datagrams of the pair while idle, per second
  *   idle_rss_kib                  resident memory of one idle node
- * MERPATI_BENCH_MSGS (default 2000) and MERPATI_BENCH_IDLE_S (default 20) size the runs.
+ * MERPATI_BENCH_MSGS (default 20000) and MERPATI_BENCH_IDLE_S (default 20) size the runs.
  */
 #include <jansson.h>
 #include <signal.h>
@@ -225,7 +225,7 @@ int main(void)
 {
     bench_init("bench_messaging_real");
     const char *env = getenv("MERPATI_BENCH_MSGS");
-    int msgs = env != NULL && strtol(env, NULL, 10) > 0 ? (int)strtol(env, NULL, 10) : 2000;
+    int msgs = env != NULL && strtol(env, NULL, 10) > 0 ? (int)strtol(env, NULL, 10) : 20000;
     env = getenv("MERPATI_BENCH_IDLE_S");
     int idle_s = env != NULL && strtol(env, NULL, 10) > 0 ? (int)strtol(env, NULL, 10) : 20;
 
