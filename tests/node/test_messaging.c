@@ -525,6 +525,18 @@ static void test_send_batch(void **state)
             sleep_ms(100);
     }
     assert_true(all_delivered);
+    /* They went as a bundle: far fewer envelopes than messages, each message
+     * acked (the first send may go alone while the session starts, a
+     * resend may add one). */
+    json_t *st = status_json(a);
+    json_t *counts = json_object_get(st, "messages");
+    json_int_t envelopes = json_integer_value(json_object_get(counts, "sent"));
+    json_int_t acked = json_integer_value(json_object_get(counts, "acked"));
+    json_decref(st);
+    print_message("%d messages: %lld envelopes, %lld acked\n", COUNT, (long long)envelopes,
+                  (long long)acked);
+    assert_true(envelopes >= 1 && envelopes <= 4);
+    assert_true(acked >= COUNT);
 
     /* All or nothing: one bad item refuses the call, naming the item. */
     char bad[1024];
