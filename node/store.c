@@ -54,6 +54,7 @@
 #define MAX_TOTAL_WAL     (32u << 20) /* then flush the oldest family */
 #define BLOCK_CACHE       (8u << 20)  /* shared by all families */
 #define BLOOM_BITS_PER_KEY 10         /* about 1% false positives */
+#define ROCKS_PERF_DISABLE 1          /* rocksdb::PerfLevel::kDisable */
 #define MANIFEST_PREALLOC (64u << 10) /* default 4 MiB; small disks */
 #define MAX_MANIFEST      (8u << 20)  /* then start a fresh MANIFEST */
 #define MAX_OPEN_FILES    256
@@ -391,6 +392,10 @@ enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_
 
     *store_out = NULL;
     *holder_pid_out = 0;
+    /* RocksDB counts every read and write per thread unless told not to;
+     * nothing here reads those counts. (The calling thread is the one that
+     * uses the store.) */
+    rocksdb_set_perf_level(ROCKS_PERF_DISABLE);
     if ((err = paths_join(dir, "db", db_path, sizeof(db_path))) != MP_OK) {
         log_error(MOD, "data dir path too long: %s", dir);
         return err;
