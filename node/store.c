@@ -55,6 +55,7 @@
 #define BLOCK_CACHE       (8u << 20)  /* shared by all families */
 #define BLOOM_BITS_PER_KEY 10         /* about 1% false positives */
 #define ROCKS_PERF_DISABLE 1          /* rocksdb::PerfLevel::kDisable */
+#define MEMTABLE_BLOOM_RATIO 0.02     /* of the memtable's size, for its filter */
 #define MANIFEST_PREALLOC (64u << 10) /* default 4 MiB; small disks */
 #define MAX_MANIFEST      (8u << 20)  /* then start a fresh MANIFEST */
 #define MAX_OPEN_FILES    256
@@ -258,6 +259,10 @@ static void set_options(struct store *s)
     rocksdb_options_set_stats_dump_period_sec(o, 0);
     rocksdb_options_set_max_open_files(o, MAX_OPEN_FILES);
     rocksdb_options_set_write_buffer_size(o, CF_WRITE_BUFFER);
+    /* A filter in each memtable too: a read that misses it (an older key,
+     * "seen before?") skips its search. */
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, MEMTABLE_BLOOM_RATIO);
     rocksdb_options_set_max_write_buffer_number(o, 2);
     rocksdb_options_set_db_write_buffer_size(o, DB_WRITE_BUFFER);
     rocksdb_options_set_max_total_wal_size(o, MAX_TOTAL_WAL);
