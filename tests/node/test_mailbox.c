@@ -39,9 +39,12 @@
 #include "crypto/envelope.h"
 #include "crypto/identity.h"
 #include "crypto/noise.h"
+#include "crypto/prekey.h"
 #include "crypto/secure.h"
 #include "node/link.h"
 #include "node/msg.h"
+#include "node/sessions.h"
+#include "node/store.h"
 #include "node/sysenv.h"
 #include "tests/node/node_util.h"
 
@@ -525,8 +528,9 @@ struct rogue {
     uv_loop_t loop;
     struct env env;
     struct links *links;
-    uint8_t node_pk[32];
-    int challenges, mails, ends;
+    struct identity *account, *node; /* its own */
+    uint8_t node_sk[32], node_pk[32];
+    int challenges, mails, ends, acks;
     uint8_t nonce[MSG_MB_NONCE_BYTES];
     uint8_t end_status;
 };
@@ -547,6 +551,8 @@ static void rogue_message_cb(void *arg, const uint8_t peer[LINK_KEY_BYTES], cons
     } else if (l.type == MSG_LINK_MB_END) {
         r->end_status = l.status;
         r->ends++;
+    } else if (l.type == MSG_LINK_ACK) {
+        r->acks++;
     }
     msg_link_clear(&l);
 }
@@ -601,6 +607,46 @@ static void closed_cb(void *arg)
     (void)arg;
 }
 
+/* The rogue up: a fresh account and node key, links on the public network. */
+static void rogue_init(struct rogue *r)
+{
+    static const uint8_t network_id[] = "public";
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(uv_loop_init(&r->loop), 0);
+    assert_int_equal(sysenv_init(&r->env), MP_OK);
+    assert_int_equal(identity_generate(&r->env, &r->account), MP_OK);
+    assert_int_equal(identity_generate(&r->env, &r->node), MP_OK);
+    assert_int_equal(identity_x25519(r->node, r->node_sk, r->node_pk), MP_OK);
+    struct links_config lc = {.env = &r->env, .static_secret = r->node_sk,
+                              .static_public = r->node_pk, .version = NOISE_PROTOCOL_VERSION,
+                              .network_id = network_id, .network_id_len = sizeof(network_id) - 1,
+                              .message_cb = rogue_message_cb, .link_state_cb = rogue_state_cb,
+                              .writable_cb = rogue_writable_cb, .arg = r};
+    assert_int_equal(links_new(&r->loop, &lc, &r->links), MP_OK);
+}
+
+static void rogue_close(struct rogue *r)
+{
+    links_close(r->links, closed_cb, NULL);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&r->loop), 0);
+    secure_wipe(r->node_sk, sizeof(r->node_sk));
+    identity_free(r->account);
+    identity_free(r->node);
+}
+
+/* A node's key and address, from its bootstrap entry (key hex @ address). */
+static void node_entry(struct node *n, uint8_t key_out[32], struct addr *addr_out)
+{
+    json_t *s = status_json(n);
+    const char *entry = json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap"));
+    assert_non_null(entry);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(sscanf(entry + 2 * i, "%2hhx", &key_out[i]), 1);
+    assert_int_equal(addr_parse(strchr(entry, '@') + 1, addr_out), MP_OK);
+    json_decref(s);
+}
+
 static void test_forged_fetch_refused(void **state)
 {
     (void)state;
@@ -615,34 +661,14 @@ static void test_forged_fetch_refused(void **state)
     int boxes[3];
     assert_true(mailboxes_of(a, b, boxes) >= 1);
     struct node *m = &nodes[boxes[0]];
-    json_t *ms = status_json(m);
     uint8_t m_key[32];
     struct addr m_addr;
-    const char *entry =
-        json_string_value(json_object_get(json_object_get(ms, "dht"), "bootstrap"));
-    assert_non_null(entry);
-    for (int i = 0; i < 32; i++)
-        sscanf(entry + 2 * i, "%2hhx", &m_key[i]);
-    assert_int_equal(addr_parse(strchr(entry, '@') + 1, &m_addr), MP_OK);
-    json_decref(ms);
+    node_entry(m, m_key, &m_addr);
 
     /* The rogue: its own account X and node key, B's address known to all. */
     struct rogue r;
-    memset(&r, 0, sizeof(r));
-    assert_int_equal(uv_loop_init(&r.loop), 0);
-    assert_int_equal(sysenv_init(&r.env), MP_OK);
-    struct identity *x = NULL, *node = NULL;
-    assert_int_equal(identity_generate(&r.env, &x), MP_OK);
-    assert_int_equal(identity_generate(&r.env, &node), MP_OK);
-    uint8_t sk[32];
-    assert_int_equal(identity_x25519(node, sk, r.node_pk), MP_OK);
-    static const uint8_t network_id[] = "public";
-    struct links_config lc = {.env = &r.env, .static_secret = sk, .static_public = r.node_pk,
-                              .version = NOISE_PROTOCOL_VERSION, .network_id = network_id,
-                              .network_id_len = sizeof(network_id) - 1,
-                              .message_cb = rogue_message_cb, .link_state_cb = rogue_state_cb,
-                              .writable_cb = rogue_writable_cb, .arg = &r};
-    assert_int_equal(links_new(&r.loop, &lc, &r.links), MP_OK);
+    rogue_init(&r);
+    const struct identity *x = r.account;
     uint8_t b_key[32];
     assert_int_equal(address_decode(b->address, b_key), MP_OK);
     struct msg_link hello = {.type = MSG_LINK_MB_HELLO}, fetch = {.type = MSG_LINK_MB_FETCH};
@@ -673,13 +699,8 @@ static void test_forged_fetch_refused(void **state)
     assert_int_equal(r.end_status, MSG_MB_END_REFUSED);
     assert_int_equal(r.mails, 0);
 
-    links_close(r.links, closed_cb, NULL);
-    uv_run(&r.loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&r.loop), 0);
-    secure_wipe(sk, sizeof(sk));
-    identity_free(x);
-    identity_free(node);
-    ms = status_json(m);
+    rogue_close(&r);
+    json_t *ms = status_json(m);
     assert_true(json_integer_value(json_object_get(json_object_get(ms, "mailbox"),
                                                    "refused_proof")) >= 2);
     json_decref(ms);
@@ -687,6 +708,112 @@ static void test_forged_fetch_refused(void **state)
     /* The mail was there all along, for B. */
     start_node(b);
     expect_in_order(b, "f", 5);
+}
+
+/* ---- a bundle with a message that does not decode ---- */
+
+/* A sender (the rogue, a stranger to B) seals a bundle of three messages to
+ * B, the middle one not a message at all: B takes the other two, in order,
+ * counts the bad one, and acks the envelope, so a sender is never stuck
+ * resending it. */
+static void test_bundle_with_a_bad_message(void **state)
+{
+    (void)state;
+    start_all("");
+    struct node *a = &nodes[A], *b = &nodes[B];
+    uint8_t b_account[32], b_node[32];
+    struct addr b_addr;
+    assert_int_equal(address_decode(b->address, b_account), MP_OK);
+    node_entry(b, b_node, &b_addr);
+
+    /* B's prekeys, as any sender finds them: in the DHT. */
+    char params[200];
+    snprintf(params, sizeof(params), "{\"kind\":\"prekeys\",\"owner\":\"%s\"}", b->address);
+    const char *hex = NULL;
+    json_t *reply = NULL;
+    for (int waited = 0; waited < WAIT_MS && hex == NULL; waited += 500) {
+        json_decref(reply);
+        reply = node_call(a, "dht.get", params);
+        hex = json_string_value(json_object_get(json_object_get(reply, "result"), "payload"));
+        if (hex == NULL)
+            sleep_ms(500);
+    }
+    assert_non_null(hex);
+    size_t payload_len = strlen(hex) / 2;
+    uint8_t *payload = malloc(payload_len);
+    assert_non_null(payload);
+    assert_int_equal(secure_unhex(payload, payload_len, hex, strlen(hex)), MP_OK);
+    struct prekey_bundle bundle;
+    assert_int_equal(prekey_bundle_decode(payload, payload_len, &bundle), MP_OK);
+    free(payload);
+    json_decref(reply);
+
+    /* Two texts around a part of a newer version ([9, 9, 9]). */
+    struct rogue r;
+    rogue_init(&r);
+    struct buf pts[2], pt, envelope;
+    static const uint8_t newer[] = {0x93, 0x09, 0x09, 0x09};
+    const char *texts[2] = {"before the bad one", "after the bad one"};
+    struct msg_part parts[3];
+    for (int i = 0; i < 2; i++) {
+        struct msg m = {.kind = MSG_KIND_TEXT, .counter = (uint64_t)i + 1,
+                        .sent_at_ms = sysenv_unix_ms(), .text = (char *)texts[i],
+                        .text_len = strlen(texts[i])};
+        env_random(&r.env, m.id, MSG_ID_BYTES);
+        assert_int_equal(msg_encode(&m, &pts[i]), MP_OK);
+    }
+    parts[0] = (struct msg_part){pts[0].data, pts[0].len};
+    parts[1] = (struct msg_part){newer, sizeof(newer)};
+    parts[2] = (struct msg_part){pts[1].data, pts[1].len};
+    assert_int_equal(msg_bundle_encode(parts, 3, &pt), MP_OK);
+
+    char dir[64];
+    harness_tempdir(dir, sizeof(dir));
+    struct store *store = NULL;
+    struct sessions *sessions = NULL;
+    pid_t holder = 0;
+    assert_int_equal(store_open(dir, &store, &holder), MP_OK);
+    assert_int_equal(sessions_new(&r.env, store, r.account, sysenv_unix_ms(), &sessions), MP_OK);
+    struct store_batch *batch = store_batch_new();
+    assert_int_equal(sessions_seal(sessions, b_account, &bundle, sysenv_unix_ms(), pt.data, pt.len,
+                                   batch, &envelope),
+                     MP_OK);
+    store_batch_free(batch);
+
+    struct msg_link l = {.type = MSG_LINK_ENVELOPE, .envelope = envelope};
+    rogue_send(&r, b_node, &b_addr, &l);
+    rogue_wait(&r, &r.acks, 1); /* taken and acked */
+    rogue_close(&r);
+
+    /* The two texts wait among B's requests (the rogue is no contact), in order. */
+    json_t *list = NULL;
+    for (int waited = 0; waited < WAIT_MS; waited += 200) {
+        json_decref(list);
+        reply = node_call(b, "inbox.list", "{\"requests\":true}");
+        list = json_incref(json_object_get(json_object_get(reply, "result"), "messages"));
+        json_decref(reply);
+        if (json_array_size(list) >= 2)
+            break;
+        sleep_ms(200);
+    }
+    assert_int_equal(json_array_size(list), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *m = json_array_get(list, i);
+        assert_string_equal(json_string_value(json_object_get(m, "text")), texts[i]);
+    }
+    json_decref(list);
+    json_t *st = status_json(b);
+    assert_true(json_integer_value(json_object_get(json_object_get(st, "messages"),
+                                                   "undecryptable")) >= 1);
+    json_decref(st);
+
+    sessions_free(sessions);
+    store_close(store);
+    harness_rmtree(dir);
+    buf_free(&envelope);
+    buf_free(&pt);
+    for (int i = 0; i < 2; i++)
+        buf_free(&pts[i]);
 }
 
 /* ---- quota and TTL ---- */
@@ -843,6 +970,7 @@ int main(void)
         cmocka_unit_test_teardown(test_mailbox_killed_halfway, teardown),
         cmocka_unit_test_teardown(test_canary_only_at_the_ends, teardown),
         cmocka_unit_test_teardown(test_forged_fetch_refused, teardown),
+        cmocka_unit_test_teardown(test_bundle_with_a_bad_message, teardown),
         cmocka_unit_test_teardown(test_quota_and_ttl, teardown),
         cmocka_unit_test_teardown(test_handoff_to_new_closest, teardown),
     };
