@@ -6,7 +6,8 @@
  *   throughput_1372B_msgs_per_s   all acked (stored, synced, at the recipient); the faster
  *                                 of pipelined `send` calls (also printed as
  *                                 throughput_<n>B_send_msgs_per_s, on a quarter of the
- *                                 messages) and `send.batch` calls (..._send_batch_...);
+ *                                 messages) and `send.batch` calls (..._send_batch_...:
+ *                                 the median of 3 runs, with their min and max);
  *                                 throughput_<n>B_send_mode says which (msgs per call)
  *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait on one open connection: message
  *                                 out, receipt back
@@ -189,18 +190,28 @@ static int batch_for(size_t size)
     return k > BATCH_MAX ? BATCH_MAX : k;
 }
 
+/* Runs of send.batch per figure: the median is printed, and the spread. */
+#define BATCH_RUNS 3
+
 /* Both ways of sending (pipelined `send`s on a fraction of the messages,
- * then `send.batch`); prints each and the required figure, the faster one,
- * with the batch size it used (1: `send`). */
+ * then `send.batch`, BATCH_RUNS times); prints each and the required figure,
+ * the faster one, with the batch size it used (1: `send`). */
 static void throughput_figure(struct bench_node *from, struct bench_node *to, int count,
                               size_t size)
 {
     int single_count = count / 4 > 0 ? count / 4 : 1;
     double single = single_count / throughput(from, to, single_count, size, 1);
     int batch = batch_for(size);
-    double batched = count / throughput(from, to, count, size, batch);
+    double runs[BATCH_RUNS];
+    for (int i = 0; i < BATCH_RUNS; i++)
+        runs[i] = count / throughput(from, to, count, size, batch);
+    qsort(runs, BATCH_RUNS, sizeof(runs[0]), bench_cmp_double);
+    double batched = runs[BATCH_RUNS / 2];
     printf("throughput_%zuB_send_msgs_per_s %.0f msgs/s\n", size, single);
     printf("throughput_%zuB_send_batch_msgs_per_s %.0f msgs/s\n", size, batched);
+    printf("throughput_%zuB_send_batch_min_msgs_per_s %.0f msgs/s\n", size, runs[0]);
+    printf("throughput_%zuB_send_batch_max_msgs_per_s %.0f msgs/s\n", size,
+           runs[BATCH_RUNS - 1]);
     printf("throughput_%zuB_msgs_per_s %.0f msgs/s\n", size, batched > single ? batched : single);
     printf("throughput_%zuB_send_mode %d msgs/call\n", size, batched > single ? batch : 1);
     fflush(stdout);
