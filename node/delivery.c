@@ -58,6 +58,9 @@ struct target {
     uint8_t last_status;  /* enum msg_mb_status of its last answer */
 };
 
+/* Ids one envelope can report delivered: a bundle of full receipts. */
+#define DELIVERED_IDS_MAX ((size_t)MSG_BUNDLE_MAX * MSG_RECEIPT_IDS_MAX)
+
 /* Message ids of texts queued lately whose seq is kept in memory (see
  * struct scratch). */
 #define DELIVERY_ID_HINTS 65536
@@ -1636,7 +1639,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     bool committed = false;
 
     buf_init(&pt, 0);
-    buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_RECEIPT_IDS_MAX * MSG_ID_BYTES);
+    buf_init(&delivered, DELIVERED_IDS_MAX * MSG_ID_BYTES);
     struct store_batch *b = store_batch_new();
     enum mp_err err = MP_OK;
     bool opened = false;
