@@ -448,6 +448,18 @@ static uint32_t allowed_nets(struct delivery *d, const struct peer *p)
     return mask & present;
 }
 
+/* Whether p's mail may go to mailboxes, which run on the primary network:
+ * only if p may be reached there and was seen there, or was seen nowhere
+ * yet. Not from where its lookups stand now: a round of lookups visits the
+ * primary network too, also for a recipient known only in a cluster. */
+static bool mailboxes_allowed(struct delivery *d, const struct peer *p)
+{
+    uint32_t seen = d->cfg.preferred_cb != NULL
+                        ? d->cfg.preferred_cb(d->cfg.classify_arg, p->account)
+                        : 0;
+    return (allowed_nets(d, p) & 1u) && (seen == 0 || (seen & 1u));
+}
+
 /* Put p on the first allowed network not tried in this round, the ones
  * cfg.preferred_cb names first; false when none is left. */
 static bool pick_net(struct delivery *d, struct peer *p, uint32_t allowed)
@@ -739,7 +751,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
         return false;
     /* Mailboxes run on the primary network: never for a recipient reached on
      * another, so nothing of its mail leaves the networks it joined. */
-    if (p->via_mailbox && p->net == 0 && (allowed_nets(d, p) & 1u)) {
+    if (p->via_mailbox && mailboxes_allowed(d, p)) {
         /* To its mailboxes; and its node is tried again when its retry is due. */
         worked = pump_mailbox(d, p, seq, now, wake);
         if (p->retry_at_ms > now || p->fetching_presence) {
