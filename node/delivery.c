@@ -1469,9 +1469,9 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
     return found;
 }
 
-static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
-                                  struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
-                                  uint64_t now, size_t *moved_out);
+static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
+                                     const struct outbox_entry *head, uint8_t state,
+                                     uint64_t expires_ms, uint64_t now, size_t *moved_out);
 
 /* A receipt: mark the messages it names delivered (at now); their ids are
  * appended to delivered_out (for waiters, once the write is synced). */
@@ -1497,15 +1497,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 size_t moved = 0;
                 seq_key(key, KEY_PENDING, seq);
                 store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
-                for (size_t r = 0; err == MP_OK && r < e.rider_count; r++) {
-                    struct outbox_entry rider;
-                    err = load_entry(d, e.riders[r], &rider);
-                    if (err == MP_OK) {
-                        err = batch_move_one(d, b, e.riders[r], &rider, OUTBOX_SENT, 0, now,
-                                             &moved);
-                        outbox_entry_clear(&rider);
-                    }
-                }
+                err = batch_move_riders(d, b, &e, OUTBOX_SENT, 0, now, &moved);
                 buf_free(&e.envelope); /* never sent again */
             }
             if (err == MP_OK)
@@ -1860,6 +1852,23 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
     return err;
 }
 
+/* The riders of head's envelope to state, each as batch_move_one, into b. */
+static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
+                                     const struct outbox_entry *head, uint8_t state,
+                                     uint64_t expires_ms, uint64_t now, size_t *moved_out)
+{
+    enum mp_err err = MP_OK;
+    for (size_t i = 0; err == MP_OK && i < head->rider_count; i++) {
+        struct outbox_entry e;
+        err = load_entry(d, head->riders[i], &e); /* riders are never deleted */
+        if (err == MP_OK) {
+            err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, now, moved_out);
+            outbox_entry_clear(&e);
+        }
+    }
+    return err;
+}
+
 /* Move entry seq (loaded in head) and the riders of its envelope to state
  * (OUTBOX_SENT, OUTBOX_MAILBOX held until expires_ms, OUTBOX_EXPIRED), each
  * as move_entry allows, with their events, in one write, unsynced: if lost,
@@ -1878,14 +1887,8 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
         seq_key(key, KEY_PENDING, seq); /* nothing more to send */
         store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
     }
-    for (size_t i = 0; err == MP_OK && i < head->rider_count; i++) {
-        struct outbox_entry e;
-        err = load_entry(d, head->riders[i], &e); /* riders are never deleted */
-        if (err == MP_OK) {
-            err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, now, &moved);
-            outbox_entry_clear(&e);
-        }
-    }
+    if (err == MP_OK)
+        err = batch_move_riders(d, b, head, state, expires_ms, now, &moved);
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
     if (err == MP_OK)
