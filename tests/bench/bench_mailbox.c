@@ -37,15 +37,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static json_int_t status_num(struct bench_node *n, const char *section, const char *name)
-{
-    json_t *s = bench_call(n, "status", "{}");
-    json_int_t v = json_integer_value(
-        json_object_get(json_object_get(json_object_get(s, "result"), section), name));
-    json_decref(s);
-    return v;
-}
-
 /* messages.to_mailboxes.held: A's stores answered "held", all mailboxes together. */
 static json_int_t stores_held(struct bench_node *n)
 {
@@ -60,7 +51,7 @@ static json_int_t stores_held(struct bench_node *n)
 
 static json_int_t inbox_count(struct bench_node *n)
 {
-    return status_num(n, "messages", "received");
+    return bench_status_num(n, "messages", "received");
 }
 
 /* Envelopes held by all mailbox nodes together (and their bytes), and by the fullest one. */
@@ -70,10 +61,10 @@ static json_int_t held_total(json_int_t *bytes_out, json_int_t *max_out)
     for (int i = 0; i < NODES; i++) {
         if (i == A || i == B || nodes[i].pid <= 0)
             continue;
-        json_int_t h = status_num(&nodes[i], "mailbox", "held");
+        json_int_t h = bench_status_num(&nodes[i], "mailbox", "held");
         held += h;
         max = h > max ? h : max;
-        bytes += status_num(&nodes[i], "mailbox", "held_bytes");
+        bytes += bench_status_num(&nodes[i], "mailbox", "held_bytes");
     }
     *bytes_out = bytes;
     *max_out = max;
@@ -100,11 +91,7 @@ int main(void)
     for (int i = 0; i < NODES; i++)
         bench_node_init(&nodes[i]);
     bench_node_start(&nodes[0], config_path, NULL);
-    json_t *s = bench_call(&nodes[0], "status", "{}");
-    snprintf(bootstrap, sizeof(bootstrap), "%s",
-             json_string_value(json_object_get(
-                 json_object_get(json_object_get(s, "result"), "dht"), "bootstrap")));
-    json_decref(s);
+    bench_bootstrap_entry(&nodes[0], bootstrap, sizeof(bootstrap));
     for (int i = 1; i < NODES; i++)
         bench_node_start(&nodes[i], config_path, bootstrap);
     struct bench_node *a = &nodes[A], *b = &nodes[B];

@@ -32,15 +32,6 @@
 static struct bench_node nodes[3];
 static char config_path[96];
 
-static json_int_t status_num(struct bench_node *n, const char *section, const char *name)
-{
-    json_t *s = bench_call(n, "status", "{}");
-    json_int_t v = json_integer_value(
-        json_object_get(json_object_get(json_object_get(s, "result"), section), name));
-    json_decref(s);
-    return v;
-}
-
 static void add_contact(struct bench_node *n, struct bench_node *other)
 {
     char params[256];
@@ -129,7 +120,7 @@ static double throughput(struct bench_node *from, struct bench_node *to, int cou
         bench_die("out of memory");
     memset(text, 'x', size);
     text[size] = '\0';
-    json_int_t acked0 = status_num(from, "messages", "acked");
+    json_int_t acked0 = bench_status_num(from, "messages", "acked");
     struct reader *r = calloc(1, sizeof(*r));
     if (r == NULL)
         bench_die("out of memory");
@@ -169,7 +160,7 @@ static double throughput(struct bench_node *from, struct bench_node *to, int cou
     }
     close(r->fd);
     free(r);
-    while (status_num(from, "messages", "acked") - acked0 < count) {
+    while (bench_status_num(from, "messages", "acked") - acked0 < count) {
         if (bench_now_ms() - t0 > 300000)
             bench_die("messages not acked within 300 s");
         /* Every 5 ms: each poll is a call the sender answers, so polling
@@ -250,12 +241,8 @@ int main(void)
         bench_node_init(&nodes[i]);
     struct bench_node *boot = &nodes[0], *a = &nodes[1], *b = &nodes[2];
     bench_node_start(boot, config_path, NULL);
-    json_t *s = bench_call(boot, "status", "{}");
     char bootstrap[160];
-    snprintf(bootstrap, sizeof(bootstrap), "%s",
-             json_string_value(json_object_get(
-                 json_object_get(json_object_get(s, "result"), "dht"), "bootstrap")));
-    json_decref(s);
+    bench_bootstrap_entry(boot, bootstrap, sizeof(bootstrap));
 
     /* Two fresh nodes start; time until a's first message to b is delivered. */
     double t0 = bench_now_ms();
@@ -304,12 +291,12 @@ int main(void)
     /* Idle: the pair is connected and has nothing to say. Start-up is over
      * first (joining's second round at 30 s, the early publications). */
     sleep(30);
-    json_int_t d0 = status_num(a, "dht", "rx") + status_num(a, "dht", "tx") +
-                    status_num(b, "dht", "rx") + status_num(b, "dht", "tx");
+    json_int_t d0 = bench_status_num(a, "dht", "rx") + bench_status_num(a, "dht", "tx") +
+                    bench_status_num(b, "dht", "rx") + bench_status_num(b, "dht", "tx");
     double i0 = bench_now_ms();
     sleep((unsigned)idle_s);
-    json_int_t d1 = status_num(a, "dht", "rx") + status_num(a, "dht", "tx") +
-                    status_num(b, "dht", "rx") + status_num(b, "dht", "tx");
+    json_int_t d1 = bench_status_num(a, "dht", "rx") + bench_status_num(a, "dht", "tx") +
+                    bench_status_num(b, "dht", "rx") + bench_status_num(b, "dht", "tx");
     double elapsed = (bench_now_ms() - i0) / 1000.0;
     /* Each node's datagrams in and out, for the pair: per node, per second. */
     printf("idle_pair_datagrams_per_s %.3f datagrams/s\n", (double)(d1 - d0) / 2.0 / 2.0 / elapsed);

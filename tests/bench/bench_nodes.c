@@ -72,6 +72,26 @@ json_t *bench_call(struct bench_node *n, const char *method, const char *params)
     return j;
 }
 
+json_int_t bench_status_num(struct bench_node *n, const char *section, const char *name)
+{
+    json_t *s = bench_call(n, "status", "{}");
+    json_int_t v = json_integer_value(
+        json_object_get(json_object_get(json_object_get(s, "result"), section), name));
+    json_decref(s);
+    return v;
+}
+
+void bench_bootstrap_entry(struct bench_node *n, char *out, size_t size)
+{
+    json_t *s = bench_call(n, "status", "{}");
+    const char *entry = json_string_value(
+        json_object_get(json_object_get(json_object_get(s, "result"), "dht"), "bootstrap"));
+    if (entry == NULL)
+        bench_die("a node has no bootstrap entry");
+    snprintf(out, size, "%s", entry);
+    json_decref(s);
+}
+
 void bench_node_stop(struct bench_node *n)
 {
     kill(n->pid, SIGTERM);

@@ -8,6 +8,7 @@
 #define MP_TESTS_BENCH_NODES_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct bench_node {
@@ -36,6 +37,12 @@ void bench_node_start(struct bench_node *n, const char *config_path, const char 
 
 /* One JSON-RPC call; the whole reply, parsed (dies if there is none). */
 json_t *bench_call(struct bench_node *n, const char *method, const char *params);
+
+/* A number from n's status: result.section.name (0 when absent). */
+json_int_t bench_status_num(struct bench_node *n, const char *section, const char *name);
+
+/* n's bootstrap entry for other nodes (status dht.bootstrap) into out. */
+void bench_bootstrap_entry(struct bench_node *n, char *out, size_t size);
 
 /* SIGTERM, wait, remove the data dir and log. */
 void bench_node_stop(struct bench_node *n);

@@ -84,6 +84,15 @@ json_t *status_json(struct node *n)
     return j;
 }
 
+void node_bootstrap_entry(struct node *n, char *out, size_t size)
+{
+    json_t *s = status_json(n);
+    const char *entry = json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap"));
+    assert_non_null(entry);
+    snprintf(out, size, "%s", entry);
+    json_decref(s);
+}
+
 json_t *node_call(struct node *n, const char *method, const char *params_json)
 {
     char line[4096];

@@ -42,6 +42,8 @@ void node_cleanup(struct node *n);
 
 /* `merpati status --json`, parsed. */
 json_t *status_json(struct node *n);
+/* n's bootstrap entry for other nodes (status dht.bootstrap: key hex @ address) into out. */
+void node_bootstrap_entry(struct node *n, char *out, size_t size);
 
 /* One JSON-RPC call over the node's socket; params_json is an object's text.
  * Returns the whole reply (result or error), parsed; fails the test if no

@@ -83,10 +83,7 @@ static void start_all(const char *mailbox_extra)
     for (int i = 0; i < NODES; i++)
         node_init(&nodes[i]);
     node_start(&nodes[0], ARGS("--config", config_path));
-    json_t *s = status_json(&nodes[0]);
-    snprintf(bootstrap, sizeof(bootstrap), "%s",
-             json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap")));
-    json_decref(s);
+    node_bootstrap_entry(&nodes[0], bootstrap, sizeof(bootstrap));
     for (int i = 1; i < NODES; i++)
         start_node(&nodes[i]);
 }
@@ -638,13 +635,11 @@ static void rogue_close(struct rogue *r)
 /* A node's key and address, from its bootstrap entry (key hex @ address). */
 static void node_entry(struct node *n, uint8_t key_out[32], struct addr *addr_out)
 {
-    json_t *s = status_json(n);
-    const char *entry = json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap"));
-    assert_non_null(entry);
+    char entry[160];
+    node_bootstrap_entry(n, entry, sizeof(entry));
     for (int i = 0; i < 32; i++)
         assert_int_equal(sscanf(entry + 2 * i, "%2hhx", &key_out[i]), 1);
     assert_int_equal(addr_parse(strchr(entry, '@') + 1, addr_out), MP_OK);
-    json_decref(s);
 }
 
 static void test_forged_fetch_refused(void **state)
@@ -874,17 +869,6 @@ static void test_quota_and_ttl(void **state)
 
 /* ---- handoff ---- */
 
-/* The node key (hex in status) of node n, as bytes. */
-static void node_key_of(struct node *n, uint8_t key[32])
-{
-    json_t *s = status_json(n);
-    const char *hex = json_string_value(json_object_get(json_object_get(s, "dht"), "node_key"));
-    assert_non_null(hex);
-    for (int i = 0; i < 32; i++)
-        assert_int_equal(sscanf(hex + 2 * i, "%2hhx", &key[i]), 1);
-    json_decref(s);
-}
-
 /* New nodes join closer to B's mailbox id: the nodes that hold B's mail hand
  * it on, so the three closest running nodes hold it, and B gets it from them
  * with every node that held it before stopped. */
@@ -918,7 +902,8 @@ static void test_handoff_to_new_closest(void **state)
     int order[ALL];
     for (int i = 0; i < ALL; i++) {
         uint8_t key[32];
-        node_key_of(all[i], key);
+        struct addr unused;
+        node_entry(all[i], key, &unused);
         box_node_id(key, ids[i]);
         for (int k = 0; k < 32; k++)
             ids[i][k] ^= mbid[k]; /* the XOR distance to the mailbox id */
@@ -952,11 +937,8 @@ static void test_handoff_to_new_closest(void **state)
      * (it joins through the closest: every node it knew is gone). */
     for (int i = 3; i < ALL; i++)
         node_stop(all[order[i]]);
-    json_t *cs = status_json(all[order[0]]);
     char entry[160];
-    snprintf(entry, sizeof(entry), "%s",
-             json_string_value(json_object_get(json_object_get(cs, "dht"), "bootstrap")));
-    json_decref(cs);
+    node_bootstrap_entry(all[order[0]], entry, sizeof(entry));
     node_start(b, ARGS("--config", config_path, "--bootstrap", entry));
     expect_in_order(b, "h", TOTAL);
     for (int i = 0; i < ALL - FIRST; i++)

@@ -43,10 +43,7 @@ static void start_all(int count)
     for (int i = 0; i < count; i++)
         node_init(&nodes[i]);
     node_start(&nodes[0], ARGS("--config", config_path));
-    json_t *s = status_json(&nodes[0]);
-    snprintf(bootstrap, sizeof(bootstrap), "%s",
-             json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap")));
-    json_decref(s);
+    node_bootstrap_entry(&nodes[0], bootstrap, sizeof(bootstrap));
     for (int i = 1; i < count; i++)
         node_start(&nodes[i], ARGS("--config", config_path, "--bootstrap", bootstrap));
 }
@@ -57,12 +54,8 @@ static void restart(struct node *n)
 {
     char entry[160];
     snprintf(entry, sizeof(entry), "%s", bootstrap);
-    if (n == &nodes[0]) {
-        json_t *s = status_json(&nodes[1]);
-        snprintf(entry, sizeof(entry), "%s",
-                 json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap")));
-        json_decref(s);
-    }
+    if (n == &nodes[0])
+        node_bootstrap_entry(&nodes[1], entry, sizeof(entry));
     node_start(n, ARGS("--config", config_path, "--bootstrap", entry));
 }
 

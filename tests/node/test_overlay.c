@@ -137,11 +137,8 @@ static void test_twenty_nodes(void **state)
     for (int i = 0; i < NODES; i++)
         node_init(&nodes[i]);
     node_start(&nodes[0], ARGS("--config", config_path));
-    json_t *s = status_json(&nodes[0]);
     char bootstrap[160];
-    snprintf(bootstrap, sizeof(bootstrap), "%s",
-             json_string_value(json_object_get(json_object_get(s, "dht"), "bootstrap")));
-    json_decref(s);
+    node_bootstrap_entry(&nodes[0], bootstrap, sizeof(bootstrap));
     assert_true(strchr(bootstrap, '@') != NULL);
     for (int i = 1; i < NODES; i++)
         node_start(&nodes[i], ARGS("--config", config_path, "--bootstrap", bootstrap));
