@@ -68,6 +68,14 @@ struct target {
 /* Envelope digests remembered (see struct delivery). */
 #define DELIVERY_DIGESTS 16384
 
+/* Outbox entries kept in memory (see struct entry_cache): slots (more than
+ * a program keeps in flight with 8 full send.batch calls), the bytes of all
+ * the entries kept, and the largest entry kept (a text of up to about
+ * 2 KiB; a bundle's head, which holds its envelope, is read from the store). */
+#define DELIVERY_ENTRY_CACHE 16384
+#define ENTRY_CACHE_BYTES (8u << 20)
+#define ENTRY_CACHE_VALUE_MAX 2048
+
 struct peer {
     bool used;
     uint8_t account[32];
@@ -161,6 +169,26 @@ struct scratch {
     struct id_set texts;
 };
 
+/* Outbox entries as stored, by seq, one per slot (seq 0: empty): most are
+ * read back within moments of their write (to seal, on the ack, on the
+ * receipt), and a hit spares the store lookup. Written through, never
+ * ahead of the store: batch_entry stages what it puts, and the stage lands
+ * in the slots only once its batch is written (batch_commit); a batch that
+ * fails or is given up leaves its stage behind, dropped by the next
+ * batch_begin. Entries in a final state (delivered, expired: rarely read
+ * again) and large ones are not kept, so an idle node's cache is empty. */
+struct cached_entry {
+    uint64_t seq;
+    struct buf bytes;
+};
+
+struct entry_cache {
+    struct cached_entry slots[DELIVERY_ENTRY_CACHE];
+    size_t bytes; /* of all the slots' entries: at most ENTRY_CACHE_BYTES */
+    struct cached_entry *staged; /* bytes.len 0: drop the slot's copy */
+    size_t staged_count, staged_cap;
+};
+
 /* The seq of a text queued lately, by its id (see struct delivery). */
 struct hint {
     uint8_t id[MSG_ID_BYTES];
@@ -170,6 +198,7 @@ struct hint {
 struct delivery {
     struct delivery_config cfg;
     struct scratch *scratch; /* owned */
+    struct entry_cache *cache; /* owned */
     struct delivery_net nets[DELIVERY_NETS_MAX]; /* [0] from cfg; overlay NULL: none */
     struct pending_ack acks[DELIVERY_ACKS_WAITING_MAX];
     size_t ack_count;
@@ -256,10 +285,87 @@ static void seq_key(uint8_t out[9], char prefix, uint64_t seq)
     bytes_put_u64(out + 1, seq);
 }
 
+static struct cached_entry *cache_slot(struct delivery *d, uint64_t seq)
+{
+    return &d->cache->slots[seq % DELIVERY_ENTRY_CACHE];
+}
+
+static void cache_drop(struct delivery *d, uint64_t seq)
+{
+    struct cached_entry *slot = cache_slot(d, seq);
+    if (slot->seq == seq) {
+        d->cache->bytes -= slot->bytes.len;
+        buf_free(&slot->bytes);
+        slot->seq = 0;
+    }
+}
+
+/* Keep bytes (moved in, or freed) as entry seq once its batch is written;
+ * empty bytes: keep no copy then. Until then the slot holds no copy, so a
+ * read meanwhile goes to the store. On a failure to keep, no copy either. */
+static void cache_stage(struct delivery *d, uint64_t seq, struct buf *bytes)
+{
+    struct entry_cache *c = d->cache;
+    cache_drop(d, seq);
+    if (bytes->len > ENTRY_CACHE_VALUE_MAX)
+        buf_free(bytes);
+    if (c->staged_count == c->staged_cap) {
+        size_t cap = c->staged_cap > 0 ? 2 * c->staged_cap : 64;
+        struct cached_entry *more = realloc(c->staged, cap * sizeof(*more));
+        if (more == NULL) {
+            buf_free(bytes);
+            return;
+        }
+        c->staged = more;
+        c->staged_cap = cap;
+    }
+    c->staged[c->staged_count++] = (struct cached_entry){.seq = seq, .bytes = *bytes};
+    buf_init(bytes, 0); /* moved */
+}
+
+static void cache_unstage(struct delivery *d)
+{
+    for (size_t i = 0; i < d->cache->staged_count; i++)
+        buf_free(&d->cache->staged[i].bytes);
+    d->cache->staged_count = 0;
+}
+
+/* A new write batch for the outbox and the rest (see struct entry_cache). */
+static struct store_batch *batch_begin(struct delivery *d)
+{
+    cache_unstage(d);
+    return store_batch_new();
+}
+
+/* Write b (synced or not); once written, what it staged is in the cache. */
+static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool sync)
+{
+    struct entry_cache *c = d->cache;
+    enum mp_err err = store_batch_write(d->cfg.store, b, sync);
+    for (size_t i = 0; err == MP_OK && i < c->staged_count; i++) {
+        struct cached_entry *staged = &c->staged[i];
+        cache_drop(d, staged->seq); /* an earlier copy staged in b, if any */
+        struct cached_entry *slot = cache_slot(d, staged->seq);
+        if (staged->bytes.len == 0 ||
+            c->bytes - slot->bytes.len + staged->bytes.len > ENTRY_CACHE_BYTES)
+            continue; /* unstaged below */
+        c->bytes -= slot->bytes.len;
+        buf_free(&slot->bytes);
+        *slot = *staged;
+        c->bytes += slot->bytes.len;
+        buf_init(&staged->bytes, 0); /* moved */
+    }
+    cache_unstage(d);
+    return err;
+}
+
 static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
 {
     uint8_t key[9], *val = NULL;
     size_t len = 0;
+    struct cached_entry *slot = cache_slot(d, seq);
+    if (slot->seq == seq)
+        return outbox_entry_decode(slot->bytes.data, slot->bytes.len, e_out);
     seq_key(key, KEY_ENTRY, seq);
     enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
     if (err == MP_OK)
@@ -268,7 +374,9 @@ static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_en
     return err;
 }
 
-static enum mp_err batch_entry(struct store_batch *b, uint64_t seq, const struct outbox_entry *e)
+/* Entry e as seq into b (and staged for the cache). */
+static enum mp_err batch_entry(struct delivery *d, struct store_batch *b, uint64_t seq,
+                               const struct outbox_entry *e)
 {
     uint8_t key[9];
     struct buf enc;
@@ -277,7 +385,9 @@ static enum mp_err batch_entry(struct store_batch *b, uint64_t seq, const struct
         return err;
     seq_key(key, KEY_ENTRY, seq);
     store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), enc.data, enc.len);
-    buf_free(&enc);
+    if (e->state == OUTBOX_DELIVERED || e->state == OUTBOX_EXPIRED)
+        buf_free(&enc); /* final: read again only by history */
+    cache_stage(d, seq, &enc);
     return MP_OK;
 }
 
@@ -926,7 +1036,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     size_t *heads = d->scratch->heads, *ends = d->scratch->ends;
     size_t bundles = 0;
     enum mp_err err = MP_OK;
-    struct store_batch *b = store_batch_new();
+    struct store_batch *b = batch_begin(d);
 
     /* Entry 0 is never merged (a merged receipt follows its head), so each
      * bundle starts on a message that goes out. */
@@ -968,8 +1078,11 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                 continue;
             }
             /* A receipt whose ids went out in an earlier receipt: nothing left. */
+            struct buf none;
             key[0] = KEY_ENTRY;
             store_batch_delete(b, STORE_CF_OUTBOX, key, 9);
+            buf_init(&none, 0);
+            cache_stage(d, seqs[j], &none);
         }
         buf_free(&head->envelope);
         head->envelope = envs[k];
@@ -978,7 +1091,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         digest_of(head->envelope.data, head->envelope.len, key + 1);
         bytes_put_u64(val, seqs[heads[k]]);
         store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
-        err = batch_entry(b, seqs[heads[k]], head);
+        err = batch_entry(d, b, seqs[heads[k]], head);
     }
     for (size_t k = 0; k < bundles; k++) {
         if (owned[k])
@@ -986,7 +1099,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         buf_free(&envs[k]);
     }
     if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, sync);
+        err = batch_commit(d, b, sync);
     store_batch_free(b);
     if (err == MP_OK) {
         p->sealed_upto = seqs[n - 1];
@@ -1295,8 +1408,8 @@ static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uin
 /* A checked text with its (random) id into b as outbox entry seq with its
  * counter: the entry, the pump's work-list key and the id index (the
  * counters are the caller's). */
-static enum mp_err batch_text(struct store_batch *b, const uint8_t to[32], const char *text,
-                              size_t len, uint64_t seq, uint64_t counter,
+static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const uint8_t to[32],
+                              const char *text, size_t len, uint64_t seq, uint64_t counter,
                               const uint8_t id[MSG_ID_BYTES])
 {
     struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
@@ -1311,7 +1424,7 @@ static enum mp_err batch_text(struct store_batch *b, const uint8_t to[32], const
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
     enum mp_err err = msg_encode(&m, &e.plaintext);
     if (err == MP_OK)
-        err = batch_entry(b, seq, &e);
+        err = batch_entry(d, b, seq, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, seq);
         store_batch_put(b, STORE_CF_OUTBOX, key, 9, to, 32); /* the pump's work list */
@@ -1341,14 +1454,14 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
         return err;
     counter++;
     uint64_t seq = d->next_seq;
-    struct store_batch *b = store_batch_new();
+    struct store_batch *b = batch_begin(d);
     env_random(d->cfg.env, id_out, MSG_ID_BYTES);
-    err = batch_text(b, to, text, len, seq, counter, id_out);
+    err = batch_text(d, b, to, text, len, seq, counter, id_out);
     hint_put(d, id_out, seq);
     if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
-        err = store_batch_write(d->cfg.store, b, sync);
+        err = batch_commit(d, b, sync);
     }
     store_batch_free(b);
     if (err != MP_OK)
@@ -1385,7 +1498,7 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
     enum mp_err err = msg_encode(&m, &e.plaintext);
     if (err == MP_OK)
-        err = batch_entry(b, *seq_io, &e);
+        err = batch_entry(d, b, *seq_io, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, *seq_io);
         store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), to, 32);
@@ -1501,7 +1614,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 buf_free(&e.envelope); /* never sent again */
             }
             if (err == MP_OK)
-                err = batch_entry(b, seq, &e);
+                err = batch_entry(d, b, seq, &e);
             struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = now};
             memcpy(ev.peer, sender, 32);
             memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
@@ -1644,7 +1757,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
 
     buf_init(&pt, 0);
     buf_init(&delivered, DELIVERED_IDS_MAX * MSG_ID_BYTES);
-    struct store_batch *b = store_batch_new();
+    struct store_batch *b = batch_begin(d);
     enum mp_err err = MP_OK;
     bool opened = false;
     digest_of(envelope->data, envelope->len, digest);
@@ -1702,7 +1815,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
     if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, false);
+        err = batch_commit(d, b, false);
     if (err != MP_OK) {
         /* Not stored, so not acked: the sender sends it again. */
         log_error(MOD, "cannot store an incoming message: %s", mp_strerror(err));
@@ -1837,7 +1950,7 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
 
     if (!move_entry(e, state, expires_ms, &event))
         return MP_OK;
-    enum mp_err err = batch_entry(b, seq, e);
+    enum mp_err err = batch_entry(d, b, seq, e);
     if (err == MP_OK && event &&
         msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
         kind == MSG_KIND_TEXT) {
@@ -1877,7 +1990,7 @@ static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
 static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry *head,
                           uint8_t state, uint64_t expires_ms)
 {
-    struct store_batch *b = store_batch_new();
+    struct store_batch *b = batch_begin(d);
     uint64_t cursor_before = d->next_cursor, now = sysenv_unix_ms();
     size_t moved = 0;
 
@@ -1892,7 +2005,7 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
     if (err == MP_OK)
-        err = store_batch_write(d->cfg.store, b, false);
+        err = batch_commit(d, b, false);
     store_batch_free(b);
     if (err != MP_OK) {
         log_warn(MOD, "cannot record a change of state of outgoing messages: %s; it is "
@@ -2194,7 +2307,11 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
     struct delivery *d = calloc(1, sizeof(*d));
     if (d != NULL)
         d->scratch = calloc(1, sizeof(*d->scratch));
-    if (d == NULL || d->scratch == NULL) {
+    if (d != NULL)
+        d->cache = calloc(1, sizeof(*d->cache));
+    if (d == NULL || d->scratch == NULL || d->cache == NULL) {
+        if (d != NULL)
+            free(d->scratch);
         free(d);
         return MP_ERR_NOMEM;
     }
@@ -2234,6 +2351,11 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
 /* The memory of d, once no handle of it is open. */
 static void delivery_free(struct delivery *d)
 {
+    cache_unstage(d);
+    for (size_t i = 0; i < DELIVERY_ENTRY_CACHE; i++)
+        buf_free(&d->cache->slots[i].bytes);
+    free(d->cache->staged);
+    free(d->cache);
     free(d->scratch);
     free(d);
 }
@@ -2505,7 +2627,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
     }
     /* All valid: one batch with every entry and the counters after them,
      * the ids drawn at once. */
-    b = store_batch_new();
+    b = batch_begin(d);
     env_random(d->cfg.env, batch_ids, n * MSG_ID_BYTES);
     for (size_t i = 0; i < n && err == MP_OK; i++) {
         json_t *text = json_object_get(json_array_get(list, i), "text");
@@ -2525,7 +2647,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
                            &c->counter);
         }
         if (err == MP_OK)
-            err = batch_text(b, tos[i], json_string_value(text), json_string_length(text),
+            err = batch_text(d, b, tos[i], json_string_value(text), json_string_length(text),
                              d->next_seq + i, ++c->counter, id);
         hint_put(d, id, d->next_seq + i);
         if (err == MP_OK) {
@@ -2543,7 +2665,7 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
         err = MP_ERR_NOMEM;
     if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), d->next_seq + n);
-        err = store_batch_write(d->cfg.store, b, false);
+        err = batch_commit(d, b, false);
     }
     if (err != MP_OK) {
         json_decref(result);
