@@ -801,6 +801,30 @@ static void target_failed(struct target *t, uint64_t now)
 
 /* Leave entry seq with the peer's mailboxes that do not hold it yet.
  * Returns true when it did work. */
+/* The pump comes back at the earliest time any entry asked for. */
+static void wake_at(uint64_t *wake, uint64_t at)
+{
+    if (at < *wake)
+        *wake = at;
+}
+
+/* Whether entry seq, sent (to a peer or a mailbox) up to *sent_upto, the
+ * last at last_send_ms, still waits for its answer (come back when it is
+ * due); if its time ran out, *sent_upto goes back: send again from seq. */
+static bool awaits_answer(uint64_t seq, uint64_t *sent_upto, uint64_t last_send_ms, uint64_t now,
+                          uint64_t *wake)
+{
+    if (seq > *sent_upto)
+        return false;
+    uint64_t due = last_send_ms + DELIVERY_ACK_TIMEOUT_MS;
+    if (now < due) {
+        wake_at(wake, due);
+        return true;
+    }
+    *sent_upto = seq - 1;
+    return false;
+}
+
 static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint64_t now,
                          uint64_t *wake)
 {
@@ -818,17 +842,11 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
         if (seq <= t->stored_upto)
             continue;
         if (t->retry_at_ms > now) {
-            *wake = t->retry_at_ms < *wake ? t->retry_at_ms : *wake;
+            wake_at(wake, t->retry_at_ms);
             continue;
         }
-        if (seq <= t->sent_upto) {
-            uint64_t due = t->last_send_ms + DELIVERY_ACK_TIMEOUT_MS;
-            if (now < due) {
-                *wake = due < *wake ? due : *wake;
-                continue;
-            }
-            t->sent_upto = seq - 1; /* no answer in time: store again from here */
-        }
+        if (awaits_answer(seq, &t->sent_upto, t->last_send_ms, now, wake))
+            continue;
         wanted = wanted || !t->busy;
     }
     if (!wanted)
@@ -860,13 +878,12 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
             t->sent_upto = seq;
             t->last_send_ms = now;
             d->mb_sent++;
-            uint64_t due = now + DELIVERY_ACK_TIMEOUT_MS;
-            *wake = due < *wake ? due : *wake;
+            wake_at(wake, now + DELIVERY_ACK_TIMEOUT_MS);
         } else if (err == MP_ERR_BUSY) {
             t->busy = true;
         } else {
             target_failed(t, now);
-            *wake = t->retry_at_ms < *wake ? t->retry_at_ms : *wake;
+            wake_at(wake, t->retry_at_ms);
         }
     }
     buf_free(&wire);
@@ -890,25 +907,22 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
         /* To its mailboxes; and its node is tried again when its retry is due. */
         worked = pump_mailbox(d, p, seq, now, wake);
         if (p->retry_at_ms > now || p->fetching_presence) {
-            *wake = p->retry_at_ms > now && p->retry_at_ms < *wake ? p->retry_at_ms : *wake;
+            if (p->retry_at_ms > now)
+                wake_at(wake, p->retry_at_ms);
             return worked;
         }
     }
     /* Most entries wait for something: decide that from memory, without
      * reading them, so a long queue costs a key scan, not a load each. */
     if (p->retry_at_ms > now) {
-        *wake = p->retry_at_ms < *wake ? p->retry_at_ms : *wake;
+        wake_at(wake, p->retry_at_ms);
         return false;
     }
-    if (seq <= p->sent_upto) {
-        uint64_t due = p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS;
-        if (now < due) {
-            *wake = due < *wake ? due : *wake;
-            return false;
-        }
-        p->sent_upto = seq - 1; /* no ack in time: send again from here */
-        d->sent_below = 0;
-    }
+    uint64_t sent_upto = p->sent_upto;
+    if (awaits_answer(seq, &p->sent_upto, p->last_send_ms, now, wake))
+        return false;
+    if (p->sent_upto != sent_upto)
+        d->sent_below = 0; /* no ack in time: the walks start lower */
     if (p->busy || p->fetching_presence || p->fetching_bundle)
         return worked;
     if (load_entry(d, seq, &e) != MP_OK)
@@ -945,8 +959,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
         p->sent_upto = seq;
         p->last_send_ms = now;
         d->sent++;
-        uint64_t due = now + DELIVERY_ACK_TIMEOUT_MS;
-        *wake = due < *wake ? due : *wake;
+        wake_at(wake, now + DELIVERY_ACK_TIMEOUT_MS);
     } else if (err == MP_ERR_BUSY) {
         p->busy = true;
     } else {
@@ -958,8 +971,8 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
             p->presence_at_ms = 0; /* it may have moved: look it up again */
     }
 done:
-    if (p->retry_at_ms > now && p->retry_at_ms < *wake)
-        *wake = p->retry_at_ms; /* a failure above: come back when it may be retried */
+    if (p->retry_at_ms > now)
+        wake_at(wake, p->retry_at_ms); /* a failure above: come back when it may be retried */
     outbox_entry_clear(&e);
     return worked;
 }
@@ -1051,7 +1064,8 @@ static size_t bundle_end(const struct outbox_entry *entries, const bool *merged,
  * burst of sends costs one fsync, not one each. What fits goes as a bundle,
  * one envelope for many messages: the first entry of each (the head) holds
  * the envelope and lists the others (its riders), whose work-list keys go,
- * so the pump sends, and the peer acks, the head for all of them. */
+ * so the pump sends, and the peer acks, the head for all of them. The
+ * entries are cleared. */
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now, bool sync)
 {
@@ -1123,6 +1137,8 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
             buf_free(&pts[k]);
         buf_free(&envs[k]);
     }
+    for (size_t i = 0; i < n; i++)
+        outbox_entry_clear(&entries[i]);
     if (err == MP_OK)
         err = batch_commit(d, b, sync);
     store_batch_free(b);
@@ -1158,8 +1174,6 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
         bool other = group != NULL && (seq == 0 || memcmp(group->account, val, 32) != 0);
         if (n > 0 && (other || n == DELIVERY_SEAL_GROUP || bytes > DELIVERY_SEAL_BYTES)) {
             seal_group(d, group, seqs, entries, n, now, sync);
-            for (size_t i = 0; i < n; i++)
-                outbox_entry_clear(&entries[i]);
             sealed += n;
             n = bytes = 0;
             group = NULL;
@@ -1190,11 +1204,8 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
         seqs[n++] = seq;
     }
     store_iter_free(it);
-    if (n > 0) {
+    if (n > 0)
         seal_group(d, group, seqs, entries, n, now, sync);
-        for (size_t i = 0; i < n; i++)
-            outbox_entry_clear(&entries[i]);
-    }
 }
 
 static void pump_cb(uv_timer_t *timer)
