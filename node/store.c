@@ -59,9 +59,8 @@
 #define MANIFEST_PREALLOC (64u << 10) /* default 4 MiB; small disks */
 #define MAX_MANIFEST      (8u << 20)  /* then start a fresh MANIFEST */
 #define MAX_OPEN_FILES    256
-#define ROCKS_NO_COMPRESSION 0        /* rocksdb_no_compression */
-#define ROCKS_LZ4_COMPRESSION 4       /* rocksdb_lz4_compression */
 #define ROCKS_LEVELS 7                /* RocksDB's default num_levels */
+#define UNCOMPRESSED_LEVELS 3         /* levels 0 to 2: see set_options */
 #define KEEP_LOG_FILES    2
 #define MAX_LOG_FILE      (1u << 20)
 
@@ -272,10 +271,11 @@ static void set_options(struct store *s)
      * of a personal node's data, much of it ciphertext that does not
      * compress (envelopes, mailboxes, sessions); compressing it cost the
      * sender about 15% of its CPU under load. Older history, lower down,
-     * gets LZ4. */
+     * gets LZ4 (Debian's RocksDB has it; a build without it fails to open
+     * the store, saying so). */
     int compression[ROCKS_LEVELS];
     for (size_t i = 0; i < ROCKS_LEVELS; i++)
-        compression[i] = i < 3 ? ROCKS_NO_COMPRESSION : ROCKS_LZ4_COMPRESSION;
+        compression[i] = i < UNCOMPRESSED_LEVELS ? rocksdb_no_compression : rocksdb_lz4_compression;
     rocksdb_options_set_compression_per_level(o, compression, ROCKS_LEVELS);
     rocksdb_options_set_db_write_buffer_size(o, DB_WRITE_BUFFER);
     rocksdb_options_set_max_total_wal_size(o, MAX_TOTAL_WAL);
