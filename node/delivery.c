@@ -1324,15 +1324,32 @@ static json_t *event_json(uint64_t cursor, const struct outbox_event *ev)
     return j;
 }
 
-static bool load_event(struct delivery *d, uint64_t cursor, struct outbox_event *ev_out)
+/* The event log from cursor from on, read in order with events_next: one
+ * pass over the keys, not a lookup per cursor. */
+static struct store_iter *events_from(struct delivery *d, uint64_t from)
 {
-    uint8_t key[9], *val = NULL;
-    size_t len = 0;
-    seq_key(key, KEY_EVENT, cursor);
-    bool ok = store_get(d->cfg.store, STORE_CF_INBOX, key, sizeof(key), &val, &len) == MP_OK &&
-              outbox_event_decode(val, len, ev_out) == MP_OK;
-    free(val);
-    return ok;
+    uint8_t start[9];
+    seq_key(start, KEY_EVENT, from);
+    return store_iter_new_at(d->cfg.store, STORE_CF_INBOX, start, 1, start, sizeof(start));
+}
+
+/* The next event of it below cursor upto, into ev_out with its cursor;
+ * false once there is none. One that does not decode is skipped. */
+static bool events_next(struct store_iter *it, uint64_t upto, uint64_t *cursor_out,
+                        struct outbox_event *ev_out)
+{
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        uint64_t cursor = key_len == 9 ? bytes_get_u64(key + 1) : 0;
+        if (cursor >= upto)
+            return false;
+        if (cursor != 0 && outbox_event_decode(val, val_len, ev_out) == MP_OK) {
+            *cursor_out = cursor;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Free the slots of subscribers and waiters whose client went away. */
@@ -1360,7 +1377,11 @@ static void feed_cb(uv_timer_t *timer)
     sweep(d);
     for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
         struct subscriber *s = &d->subs[i];
-        for (unsigned n = 0; s->call != NULL && s->next < d->durable_cursor; n++) {
+        if (s->call == NULL || s->next >= d->durable_cursor)
+            continue;
+        struct store_iter *it = events_from(d, s->next);
+        bool at_end = false;
+        for (unsigned n = 0; s->call != NULL; n++) {
             if (n == DELIVERY_FEED_BATCH) {
                 more = true;
                 break;
@@ -1371,18 +1392,23 @@ static void feed_cb(uv_timer_t *timer)
                 break;
             }
             struct outbox_event ev;
-            if (load_event(d, s->next, &ev)) {
-                bool ok = control_call_notify(s->call, "event", event_json(s->next, &ev));
-                outbox_event_clear(&ev);
-                if (!ok) { /* gone, or cut off for not reading */
-                    control_call_fail(s->call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
-                                      "subscription ended");
-                    s->call = NULL;
-                    break;
-                }
+            uint64_t cursor;
+            if (!events_next(it, d->durable_cursor, &cursor, &ev)) {
+                at_end = store_iter_status(it) == MP_OK; /* else: again on the next event */
+                break;
             }
-            s->next++;
+            bool ok = control_call_notify(s->call, "event", event_json(cursor, &ev));
+            outbox_event_clear(&ev);
+            s->next = cursor + 1;
+            if (!ok) { /* gone, or cut off for not reading */
+                control_call_fail(s->call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
+                                  "subscription ended");
+                s->call = NULL;
+            }
         }
+        store_iter_free(it);
+        if (at_end)
+            s->next = d->durable_cursor; /* every event below it was pushed */
     }
     if ((more || waiting) && !d->closing)
         uv_timer_start(&d->feed, feed_cb, waiting && !more ? DELIVERY_FEED_RETRY_MS : 0, 0);
@@ -2863,17 +2889,21 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
         !param_u64(params, "limit", 100, 1000, &limit, err_out))
         return false;
     json_t *list = json_array();
-    uint64_t cursor = since;
-    for (uint64_t c = since + 1; c < d->next_cursor && json_array_size(list) < limit; c++) {
-        struct outbox_event ev;
+    uint64_t cursor = since, c;
+    struct outbox_event ev;
+    struct store_iter *it = events_from(d, since + 1);
+    bool full = false;
+    while (!full && events_next(it, d->next_cursor, &c, &ev)) {
         cursor = c;
-        if (!load_event(d, c, &ev))
-            continue;
         if (ev.type == OUTBOX_EVENT_MESSAGE && ev.request == requests &&
             (!by_sender || memcmp(ev.peer, from, 32) == 0))
             json_array_append_new(list, event_json(c, &ev));
         outbox_event_clear(&ev);
+        full = json_array_size(list) == limit;
     }
+    if (!full && store_iter_status(it) == MP_OK && d->next_cursor - 1 > cursor)
+        cursor = d->next_cursor - 1; /* every event up to the last was looked at */
+    store_iter_free(it);
     *result_out = json_pack("{s:o, s:I}", "messages", list, "cursor", (json_int_t)cursor);
     return true;
 }
@@ -2929,10 +2959,10 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         outbox_entry_clear(&e);
     }
     store_iter_free(it);
-    for (uint64_t c = 1; c < d->next_cursor; c++) {
-        struct outbox_event ev;
-        if (!load_event(d, c, &ev))
-            continue;
+    uint64_t c;
+    struct outbox_event ev;
+    it = events_from(d, 1);
+    while (events_next(it, d->next_cursor, &c, &ev)) {
         if (ev.type == OUTBOX_EVENT_MESSAGE && memcmp(ev.peer, with, 32) == 0) {
             json_t *j = event_json(c, &ev);
             json_object_set_new(j, "direction", json_string("in"));
@@ -2940,6 +2970,7 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         }
         outbox_event_clear(&ev);
     }
+    store_iter_free(it);
     /* Oldest first by the time the writer sent it, then the newest `limit`. */
     size_t n = json_array_size(list);
     struct timed *items = calloc(n ? n : 1, sizeof(*items));
