@@ -33,15 +33,15 @@
     X(UNAVAILABLE, "service not available")                                                        \
     X(TIMEOUT, "timed out")                                                                        \
     X(ADDR_CASE, "address mixes upper- and lowercase letters")                                     \
-    X(NOISE_STATE, "Noise handshake or link used out of order, or after it failed")              \
-    X(NOISE_DECRYPT, "Noise message failed authentication (altered or corrupted in transit)")    \
-    X(NOISE_LOW_ORDER, "peer sent a low-order Curve25519 key (broken or hostile peer)")          \
-    X(NOISE_NONCE, "Noise link used up its nonces; reconnect to get fresh keys")                 \
-    X(NOISE_PROLOGUE, "Noise handshake failed: peer runs another protocol version or network "   \
-                      "id, or the message was altered")                                          \
-    X(NOISE_PEER_KEY, "Noise handshake failed: peer key is not the expected one (it dialed "     \
+    X(NOISE_STATE, "Noise handshake or link used out of order, or after it failed")                \
+    X(NOISE_DECRYPT, "Noise message failed authentication (altered or corrupted in transit)")      \
+    X(NOISE_LOW_ORDER, "peer sent a low-order Curve25519 key (broken or hostile peer)")            \
+    X(NOISE_NONCE, "Noise link used up its nonces; reconnect to get fresh keys")                   \
+    X(NOISE_PROLOGUE, "Noise handshake failed: peer runs another protocol version or network "     \
+                      "id, or the message was altered")                                            \
+    X(NOISE_PEER_KEY, "Noise handshake failed: peer key is not the expected one (it dialed "       \
                       "another key for us or is not the node dialed), or the message was altered") \
-    X(NOISE_PSK, "Noise handshake failed: wrong private-cluster secret (PSK), or the message "   \
+    X(NOISE_PSK, "Noise handshake failed: wrong private-cluster secret (PSK), or the message "     \
                  "was altered")                                                                    \
     X(WIRE_VERSION, "message has an unsupported protocol version (is the peer newer?)")            \
     X(WEAK_KEY, "public key is a low-order point (refused)")                                       \
@@ -58,13 +58,15 @@
     X(DHT_NO_PEERS, "the DHT routing table is empty; add a bootstrap node")                        \
     X(RECORD_FORGED, "DHT record signature does not verify for its owner")                         \
     X(RECORD_EXPIRED, "DHT record has expired or expires too far in the future")                   \
-    X(RATCHET_CHAIN_FULL, "session sent 2^32-1 messages without an answer; wait for a reply or "  \
-                          "start a new session")                                         \
-    X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "  \
+    X(RATCHET_CHAIN_FULL, "session sent 2^32-1 messages without an answer; wait for a reply or "   \
+                          "start a new session")                                                   \
+    X(PREKEY_FULL, "signed prekey accepted its maximum of new sessions; retry with a freshly "     \
                    "fetched prekey bundle")                                                        \
     X(CONTACT_AMBIGUOUS, "more than one contact matches; give more of the address, or the name")   \
-    X(KEY_CHANGED, "the contact's node key changed; compare safety numbers, then `merpati contacts trust`")   \
+    X(KEY_CHANGED,                                                                                 \
+      "the contact's node key changed; compare safety numbers, then `merpati contacts trust`")     \
     X(CLUSTER_TOKEN, "not a cluster join token (it starts with mpc1; copy the whole token)")       \
-    X(CLUSTER_TOKEN_CHECKSUM, "cluster token checksum does not match (a typo or a cut-off token?)") \
+    X(CLUSTER_TOKEN_CHECKSUM,                                                                      \
+      "cluster token checksum does not match (a typo or a cut-off token?)")                        \
     X(CLUSTER_TOKEN_VERSION, "cluster token of an unknown version (made by a newer merpati?)")     \
     X(CLUSTER_UNKNOWN, "no such cluster joined (see `merpati cluster list`)")

@@ -585,8 +585,9 @@ enum mp_err dht_publish(struct dht *dht, const struct identity *owner, unsigned 
         if (q == NULL) {
             if (free_slot < 0)
                 free_slot = (int)i;
-        } else if (q->kind == kind && memcmp(identity_public_key(q->owner),
-                                             identity_public_key(owner), IDENTITY_PUBLIC_BYTES) == 0) {
+        } else if (q->kind == kind &&
+                   memcmp(identity_public_key(q->owner), identity_public_key(owner),
+                          IDENTITY_PUBLIC_BYTES) == 0) {
             p = q;
         }
     }
@@ -779,8 +780,8 @@ static void on_response(struct dht *dht, const uint8_t pk[DHT_PK_BYTES],
     slot->active = false;
     dht->tx_used--;
     uint64_t rtt = now(dht) - t.sent_ms;
-    enum routing_result r =
-        routing_seen(dht->rt, id, pk, from, now(dht), rtt > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt);
+    enum routing_result r = routing_seen(dht->rt, id, pk, from, now(dht),
+                                         rtt > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt);
     if (r == ROUTING_REFUSED_IP)
         drop(dht, DHT_DROP_IP_LIMIT);
     struct lookup *l = tx_lookup(dht, &t);

@@ -91,7 +91,7 @@ struct dht_config {
     /* BOX_NETWORK_KEY_BYTES: a cluster's derived DHT key (crypto/cluster.h); NULL: public */
     const uint8_t *network_key;
     unsigned per_ip_per_bucket; /* nodes of one IP per bucket; 0: no limit; loopback exempt */
-    unsigned rate_per_s;        /* datagrams per second per source IP; 0: no limit; loopback exempt */
+    unsigned rate_per_s; /* datagrams per second per source IP; 0: no limit; loopback exempt */
     unsigned rate_burst;        /* datagrams a source may send at once */
     size_t max_records;         /* records held for others */
     size_t key_cache_slots;     /* per-peer shared keys cached */

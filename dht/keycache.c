@@ -19,8 +19,9 @@ struct keycache {
     struct slot *slots; /* 2 * sets */
 };
 
-enum mp_err keycache_new(const struct box_key *key, const uint8_t network_key[BOX_NETWORK_KEY_BYTES],
-                         size_t slots, struct keycache **kc_out)
+enum mp_err keycache_new(const struct box_key *key,
+                         const uint8_t network_key[BOX_NETWORK_KEY_BYTES], size_t slots,
+                         struct keycache **kc_out)
 {
     struct keycache *kc = calloc(1, sizeof(*kc));
     if (kc == NULL)

@@ -19,8 +19,9 @@ struct keycache;
 
 /* slots is rounded up to an even number, at least 2. The node key and the
  * network key are borrowed for the cache's lifetime. */
-enum mp_err keycache_new(const struct box_key *key, const uint8_t network_key[BOX_NETWORK_KEY_BYTES],
-                         size_t slots, struct keycache **kc_out);
+enum mp_err keycache_new(const struct box_key *key,
+                         const uint8_t network_key[BOX_NETWORK_KEY_BYTES], size_t slots,
+                         struct keycache **kc_out);
 void keycache_free(struct keycache *kc);
 
 /* The shared key with peer_pk, computed on a miss. Borrowed until the next

@@ -185,7 +185,8 @@ static enum mp_err read_count(const config_setting_t *root, const char *name, co
     if (s == NULL)
         return MP_OK;
     long long v = config_setting_get_int64(s);
-    if ((config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) ||
+    if ((config_setting_type(s) != CONFIG_TYPE_INT &&
+         config_setting_type(s) != CONFIG_TYPE_INT64) ||
         v < 0 || v > (long long)max) {
         snprintf(msg, sizeof(msg), "%s must be a number from 0 to %u", name, max);
         return setting_error(s, path, msg, error_out);
@@ -253,7 +254,8 @@ static enum mp_err apply_mailbox(const config_setting_t *g, const char *path,
         (err = read_count(g, "burst", path, 10000000, &mb->burst, error_out)) ||
         (err = read_count(g, "replicas", path, CONFIG_MAILBOX_REPLICAS_MAX, &mb->replicas,
                           error_out)) ||
-        (err = read_count(g, "fetch_interval", path, 24 * 3600, &mb->fetch_interval_s, error_out)) ||
+        (err =
+             read_count(g, "fetch_interval", path, 24 * 3600, &mb->fetch_interval_s, error_out)) ||
         (err = read_count(g, "handoff_interval", path, 24 * 3600, &mb->handoff_interval_s,
                           error_out)))
         return err;
@@ -264,7 +266,8 @@ static enum mp_err apply_mailbox(const config_setting_t *g, const char *path,
                              "above 0",
                              error_out);
     if ((s = config_setting_get_member(g, "nodes")) != NULL) {
-        if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+        if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+            config_setting_type(s) != CONFIG_TYPE_LIST)
             return setting_error(s, path, "mailbox.nodes must be a list of strings in [ ]",
                                  error_out);
         mb->node_count = 0;
@@ -303,7 +306,8 @@ static enum mp_err apply(const config_setting_t *root, const char *path, struct 
                              "listen must be a numeric IP address such as \"0.0.0.0\" or \"::1\"",
                              error_out);
     if ((s = config_setting_get_member(root, "port")) != NULL) {
-        if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+        if (config_setting_type(s) != CONFIG_TYPE_INT &&
+            config_setting_type(s) != CONFIG_TYPE_INT64)
             return setting_error(s, path, "port must be a number from 0 to 65535", error_out);
         long long v = config_setting_get_int64(s); /* widens CONFIG_TYPE_INT too */
         if (v < 0 || v > 65535)
@@ -317,7 +321,8 @@ static enum mp_err apply(const config_setting_t *root, const char *path, struct 
         (err = read_count(root, "dht_rate_limit", path, 1000000, &cfg->dht_rate_limit, error_out)))
         return err;
     if ((s = config_setting_get_member(root, "bootstrap")) != NULL) {
-        if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+        if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+            config_setting_type(s) != CONFIG_TYPE_LIST)
             return setting_error(s, path, "bootstrap must be a list of strings in [ ]", error_out);
         for (int i = 0; i < config_setting_length(s); i++) {
             const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);

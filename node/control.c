@@ -334,7 +334,8 @@ static void handle_line(struct client *c, const char *line, size_t len)
     const struct control_method *m = find_method(ctl, req.method, &ctx);
     if (m == NULL) {
         if (req.id != NULL) {
-            rpc_error_set(&err, req.id, RPC_CODE_METHOD_NOT_FOUND, "unknown method \"%s\"", req.method);
+            rpc_error_set(&err, req.id, RPC_CODE_METHOD_NOT_FOUND, "unknown method \"%s\"",
+                          req.method);
             send_error(c, &err, NULL);
         }
         rpc_request_clear(&req);

@@ -165,8 +165,8 @@ static bool method_status(void *ctx, struct control_call *call, json_t *params, 
     return true;
 }
 
-static bool method_id(void *ctx, struct control_call *call, json_t *params, json_t **result_out, struct rpc_error *err_out,
-                      json_t **data_out)
+static bool method_id(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
+                      struct rpc_error *err_out, json_t **data_out)
 {
     struct daemon *d = ctx;
     char hex[IDENTITY_PUBLIC_BYTES * 2 + 1];
@@ -179,8 +179,8 @@ static bool method_id(void *ctx, struct control_call *call, json_t *params, json
     return true;
 }
 
-static bool method_shutdown(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
-                            struct rpc_error *err_out, json_t **data_out)
+static bool method_shutdown(void *ctx, struct control_call *call, json_t *params,
+                            json_t **result_out, struct rpc_error *err_out, json_t **data_out)
 {
     (void)call;
     (void)params;
@@ -204,7 +204,8 @@ static int open_node_key(struct daemon *d)
         return EX_USAGE;
     enum mp_err err = keyfile_read(path, &d->node_key);
     if (err == MP_ERR_NOT_FOUND) {
-        if ((err = sysenv_init(&env)) == MP_OK && (err = identity_generate(&env, &d->node_key)) == MP_OK)
+        if ((err = sysenv_init(&env)) == MP_OK &&
+            (err = identity_generate(&env, &d->node_key)) == MP_OK)
             err = keyfile_write(path, d->node_key);
     }
     if (err != MP_OK) {

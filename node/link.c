@@ -617,7 +617,8 @@ static void pump(struct peer *p)
         struct link_flow credit = c->flow;
         size_t wire = 0;
         unsigned count = 0;
-        for (struct qmsg *q = p->head; q != NULL && link_flow_can_send(&credit, q->len); q = q->next) {
+        for (struct qmsg *q = p->head; q != NULL && link_flow_can_send(&credit, q->len);
+             q = q->next) {
             size_t size = link_frame_wire_size(q->len);
             if (count > 0 && wire + size > LINK_WRITE_BATCH)
                 break;
@@ -1109,7 +1110,8 @@ enum mp_err links_send(struct links *links, const uint8_t peer_pk[LINK_KEY_BYTES
     }
     if (need_dial && (addr == NULL || !to_sockaddr(addr, &ss)))
         return MP_ERR_NET_ADDR;
-    bool peer_full = p != NULL && (p->qmsgs >= LINK_QUEUE_MSGS || p->qbytes + len > LINK_QUEUE_BYTES);
+    bool peer_full =
+        p != NULL && (p->qmsgs >= LINK_QUEUE_MSGS || p->qbytes + len > LINK_QUEUE_BYTES);
     bool total_full = l->queued_bytes + len > LINK_QUEUE_TOTAL_BYTES;
     if (peer_full || total_full) {
         if (p != NULL)

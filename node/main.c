@@ -105,7 +105,8 @@ struct cli {
     struct config config;
 };
 
-static void print_error(const char *hint, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void print_error(const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void print_error(const char *hint, const char *fmt, ...)
 {
@@ -766,7 +767,8 @@ static int cmd_send(struct cli *cli)
     if (a.wait || a.timeout != NULL) {
         char *end = NULL;
         wait_s = a.timeout != NULL ? strtol(a.timeout, &end, 10) : 30;
-        if (a.timeout != NULL && (end == a.timeout || *end != '\0' || wait_s <= 0 || wait_s > 600)) {
+        if (a.timeout != NULL &&
+            (end == a.timeout || *end != '\0' || wait_s <= 0 || wait_s > 600)) {
             free(text);
             return usage_error("--timeout wants seconds from 1 to 600, not \"%s\"", a.timeout);
         }
@@ -1148,8 +1150,9 @@ static void print_message(json_t *m)
     struct tm tm;
     localtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-    printf("[%lld] %s %.16s...%s: %s\n", (long long)json_integer_value(json_object_get(m, "cursor")),
-           when, json_string_value(json_object_get(m, "peer")),
+    printf("[%lld] %s %.16s...%s: %s\n",
+           (long long)json_integer_value(json_object_get(m, "cursor")), when,
+           json_string_value(json_object_get(m, "peer")),
            json_is_true(json_object_get(m, "request")) ? " (request)" : "",
            json_string_value(json_object_get(m, "text")));
 }

@@ -80,8 +80,8 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
     /* Without JSON_ALLOW_NUL, jansson refuses "\u0000", so strings are C strings. */
     root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
-        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "parse error at column %d: %s", jerr.column,
-                      jerr.text);
+        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "parse error at column %d: %s",
+                      jerr.column, jerr.text);
         return false;
     }
     if (json_is_array(root)) {
@@ -94,7 +94,8 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
     }
     id = json_object_get(root, "id");
     if (id != NULL && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
-        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_REQUEST, "id must be a string, integer or null");
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_REQUEST,
+                      "id must be a string, integer or null");
         goto cleanup;
     }
     const char *version = json_string_value(json_object_get(root, "jsonrpc"));

@@ -12,7 +12,8 @@
 
 #define MOD "sessions"
 
-_Static_assert(MSG_WIRE_MAX <= RATCHET_PLAINTEXT_MAX, "a full message must fit one ratchet message");
+_Static_assert(MSG_WIRE_MAX <= RATCHET_PLAINTEXT_MAX,
+               "a full message must fit one ratchet message");
 
 /* The meta key of the account's prekey store. */
 static const char prekey_key[] = "prekey_store";
@@ -50,7 +51,8 @@ static void record_clear(struct record *r)
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
 }
 
 static uint32_t get_u32(const uint8_t *p)
@@ -168,7 +170,8 @@ static enum mp_err record_load(struct sessions *s, const uint8_t peer[IDENTITY_P
 {
     uint8_t *val = NULL;
     size_t len = 0;
-    enum mp_err err = store_get(s->store, STORE_CF_SESSIONS, peer, IDENTITY_PUBLIC_BYTES, &val, &len);
+    enum mp_err err =
+        store_get(s->store, STORE_CF_SESSIONS, peer, IDENTITY_PUBLIC_BYTES, &val, &len);
     if (err != MP_OK)
         return err;
     err = record_decode(s->env, val, len, r_out);
@@ -219,7 +222,8 @@ static enum mp_err prekeys_load(struct sessions *s, struct prekey_store **prekey
 {
     uint8_t *val = NULL;
     size_t len = 0;
-    enum mp_err err = store_get(s->store, STORE_CF_META, prekey_key, strlen(prekey_key), &val, &len);
+    enum mp_err err =
+        store_get(s->store, STORE_CF_META, prekey_key, strlen(prekey_key), &val, &len);
     if (err == MP_OK) {
         err = prekey_store_decode(s->account, val, len, prekeys_out);
         secure_wipe(val, len);
@@ -459,7 +463,8 @@ enum mp_err sessions_open(struct sessions *s, const uint8_t *envelope, size_t le
         enum mp_err second = ratchet_decrypt(r.second, &c.header, c.ct, c.ct_len, pt);
         err = second == MP_OK || err == MP_ERR_NOT_FOUND ? second : err;
     }
-    if (err != MP_OK && c.has_init && memcmp(c.init.initiator, c.sender, IDENTITY_PUBLIC_BYTES) == 0) {
+    if (err != MP_OK && c.has_init &&
+        memcmp(c.init.initiator, c.sender, IDENTITY_PUBLIC_BYTES) == 0) {
         enum mp_err fresh = open_as_responder(s, &c, now_ms, &r, pt, batch);
         /* A replayed first message is reported as the ratchet saw it, if it did. */
         err = fresh == MP_OK || err == MP_ERR_NOT_FOUND ? fresh : err;

@@ -48,8 +48,8 @@ static void fuzz_split(const uint8_t *data, size_t size)
             abort();
         return;
     }
-    if (msg_bundle_encode(parts, n, &enc) != MP_OK || msg_split(enc.data, enc.len, again, &m) != MP_OK ||
-        m != n)
+    if (msg_bundle_encode(parts, n, &enc) != MP_OK ||
+        msg_split(enc.data, enc.len, again, &m) != MP_OK || m != n)
         abort();
     for (size_t i = 0; i < n; i++) {
         if (parts[i].len != again[i].len ||
@@ -108,10 +108,10 @@ static void fuzz_outbox(const uint8_t *data, size_t size)
     struct buf enc;
     if (outbox_entry_decode(data, size, &e) != MP_OK)
         return;
-    if (outbox_entry_encode(&e, &enc) != MP_OK || outbox_entry_decode(enc.data, enc.len, &again) != MP_OK ||
-        e.state != again.state || e.created_ms != again.created_ms ||
-        memcmp(e.to, again.to, MSG_KEY_BYTES) != 0 || e.plaintext.len != again.plaintext.len ||
-        e.envelope.len != again.envelope.len ||
+    if (outbox_entry_encode(&e, &enc) != MP_OK ||
+        outbox_entry_decode(enc.data, enc.len, &again) != MP_OK || e.state != again.state ||
+        e.created_ms != again.created_ms || memcmp(e.to, again.to, MSG_KEY_BYTES) != 0 ||
+        e.plaintext.len != again.plaintext.len || e.envelope.len != again.envelope.len ||
         (e.plaintext.len && memcmp(e.plaintext.data, again.plaintext.data, e.plaintext.len)) ||
         (e.envelope.len && memcmp(e.envelope.data, again.envelope.data, e.envelope.len)) ||
         e.expires_ms != again.expires_ms || e.rider_count != again.rider_count ||
@@ -128,10 +128,11 @@ static void fuzz_event(const uint8_t *data, size_t size)
     struct buf enc;
     if (outbox_event_decode(data, size, &ev) != MP_OK)
         return;
-    if (outbox_event_encode(&ev, &enc) != MP_OK || outbox_event_decode(enc.data, enc.len, &again) != MP_OK ||
-        ev.type != again.type || ev.at_ms != again.at_ms || ev.request != again.request ||
-        memcmp(ev.peer, again.peer, MSG_KEY_BYTES) != 0 || memcmp(ev.id, again.id, MSG_ID_BYTES) != 0 ||
-        ev.plaintext.len != again.plaintext.len ||
+    if (outbox_event_encode(&ev, &enc) != MP_OK ||
+        outbox_event_decode(enc.data, enc.len, &again) != MP_OK || ev.type != again.type ||
+        ev.at_ms != again.at_ms || ev.request != again.request ||
+        memcmp(ev.peer, again.peer, MSG_KEY_BYTES) != 0 ||
+        memcmp(ev.id, again.id, MSG_ID_BYTES) != 0 || ev.plaintext.len != again.plaintext.len ||
         (ev.plaintext.len && memcmp(ev.plaintext.data, again.plaintext.data, ev.plaintext.len)))
         abort();
     outbox_event_clear(&ev);

@@ -161,7 +161,8 @@ static void test_control_socket_survives_bad_input(void **state)
     assert_contains(reply, "\"id\":1");
     free(reply);
 
-    const char *bad_params = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"params\":[1],\"id\":2}\n";
+    const char *bad_params =
+        "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"params\":[1],\"id\":2}\n";
     reply = harness_exchange(fd, bad_params, strlen(bad_params));
     assert_int_equal(rpc_code(reply), -32602);
     free(reply);
@@ -318,7 +319,8 @@ static void test_params_and_notifications(void **state)
     int fd = harness_connect(n.sock);
     assert_true(fd >= 0);
 
-    const char *bogus = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"params\":{\"bogus\":1},\"id\":5}\n";
+    const char *bogus =
+        "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"params\":{\"bogus\":1},\"id\":5}\n";
     char *reply = harness_exchange(fd, bogus, strlen(bogus));
     assert_int_equal(rpc_code(reply), -32602);
     assert_contains(reply, "bogus");

@@ -218,7 +218,8 @@ static void test_both_ways_with_receipts(void **state)
         json_t *h = node_call(c, "history", params);
         json_t *msgs = json_object_get(json_object_get(h, "result"), "messages");
         json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
-        acked = last != NULL && strcmp(json_string_value(json_object_get(last, "state")), "sent") == 0 &&
+        acked = last != NULL &&
+                strcmp(json_string_value(json_object_get(last, "state")), "sent") == 0 &&
                 strcmp(json_string_value(json_object_get(last, "text")), "let me in") == 0;
         json_decref(h);
         if (!acked)
@@ -231,12 +232,14 @@ static void test_both_ways_with_receipts(void **state)
 
     /* A program resuming with `since` gets every later event once, in cursor order. */
     json_t *st = status_json(b);
-    json_int_t total = json_integer_value(json_object_get(json_object_get(st, "messages"), "events"));
+    json_int_t total =
+        json_integer_value(json_object_get(json_object_get(st, "messages"), "events"));
     json_decref(st);
     assert_true(total >= 6);
     int fd = harness_connect(b->sock);
     assert_true(fd >= 0);
-    const char *sub = "{\"jsonrpc\":\"2.0\",\"method\":\"subscribe\",\"params\":{\"since\":2},\"id\":1}\n";
+    const char *sub =
+        "{\"jsonrpc\":\"2.0\",\"method\":\"subscribe\",\"params\":{\"since\":2},\"id\":1}\n";
     char *line = harness_exchange(fd, sub, strlen(sub));
     for (json_int_t cursor = 3; cursor <= total; cursor++) {
         assert_non_null(line);
@@ -510,8 +513,8 @@ static void test_send_batch(void **state)
         all_delivered = json_array_size(list) == COUNT;
         json_array_foreach(list, i, m)
         {
-            all_delivered = all_delivered &&
-                            strcmp(json_string_value(json_object_get(m, "state")), "delivered") == 0;
+            all_delivered = all_delivered && strcmp(json_string_value(json_object_get(m, "state")),
+                                                    "delivered") == 0;
         }
         json_decref(list);
         if (!all_delivered)
@@ -620,9 +623,10 @@ static void test_changed_node_key(void **state)
     for (int waited = 0; waited < WAIT_MS && !held_arrived; waited += 100) {
         list = inbox(b, "");
         for (size_t i = 0; i < json_array_size(list); i++)
-            held_arrived = held_arrived ||
-                           strcmp(json_string_value(json_object_get(json_array_get(list, i), "text")),
-                                  "held") == 0;
+            held_arrived =
+                held_arrived ||
+                strcmp(json_string_value(json_object_get(json_array_get(list, i), "text")),
+                       "held") == 0;
         json_decref(list);
         if (!held_arrived)
             sleep_ms(100);

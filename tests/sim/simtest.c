@@ -224,7 +224,8 @@ unsigned simtest_run_lookups(struct sim *sim, unsigned count)
                 memcmp(r[i].nodes[0].id, dht_id(sim_dht(sim, targets[i])), DHT_ID_BYTES) == 0)
                 ok++;
             else
-                fprintf(stderr, "lookup for node %u missed: status %d, %zu answers, %u rpcs, %u timeouts\n",
+                fprintf(stderr,
+                        "lookup for node %u missed: status %d, %zu answers, %u rpcs, %u timeouts\n",
                         targets[i], r[i].status, r[i].count, r[i].info.rpcs, r[i].info.timeouts);
         }
         done += n;

@@ -48,7 +48,8 @@ static void test_thousand_nodes_join_through_one(void **state)
         if (!found[i])
             fprintf(stderr, "node %u not found by a lookup\n", i);
     }
-    fprintf(stderr, "join: %u of %u nodes in the overlay (%u small tables, %u unknown, %u not found)\n",
+    fprintf(stderr,
+            "join: %u of %u nodes in the overlay (%u small tables, %u unknown, %u not found)\n",
             in_overlay, JOIN_NODES, small_tables, unknown, not_found);
     assert_true(simtest_check(sim, small_tables == 0, "every node has at least k peers"));
     assert_true(simtest_check(sim, unknown == 0, "every node is in someone's table"));

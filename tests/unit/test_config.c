@@ -131,7 +131,8 @@ static void test_bootstrap_and_limits(void **state)
     assert_int_equal(cfg.dht_ip_limit, 0);
     assert_int_equal(cfg.dht_rate_limit, 7);
 
-    expect_error("bootstrap = [\"127.0.0.1:7700\"];\n", ":1: bootstrap entry \"127.0.0.1:7700\" must be");
+    expect_error("bootstrap = [\"127.0.0.1:7700\"];\n",
+                 ":1: bootstrap entry \"127.0.0.1:7700\" must be");
     snprintf(text, sizeof(text), "\nbootstrap = [\"%s@example.org:7700\"];\n", key);
     expect_error(text, ":2: bootstrap entry");
     expect_error("bootstrap = \"x\";\n", ":1: bootstrap must be a list");

@@ -34,7 +34,8 @@ static int setup(void **state)
 {
     (void)state;
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/merpati-iter-XXXXXX", tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
+    snprintf(dir, sizeof(dir), "%s/merpati-iter-XXXXXX",
+             tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
     pid_t holder = 0;
     assert_int_equal(store_open(dir, &store, &holder), MP_OK);
