@@ -204,6 +204,7 @@ struct cached_entry {
 struct entry_cache {
     struct cached_entry slots[DELIVERY_ENTRY_CACHE];
     size_t bytes; /* of all the slots' entries: at most DELIVERY_ENTRY_CACHE_BYTES */
+    uint64_t hits, misses; /* reads of entries (status) */
     struct cached_entry *staged; /* bytes.len 0: drop the slot's copy */
     size_t staged_count, staged_cap;
 };
@@ -391,8 +392,11 @@ static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_en
     uint8_t key[9], *val = NULL;
     size_t len = 0;
     struct cached_entry *slot = cache_slot(d, seq);
-    if (slot->seq == seq)
+    if (slot->seq == seq) {
+        d->cache->hits++;
         return outbox_entry_decode(slot->bytes.data, slot->bytes.len, e_out);
+    }
+    d->cache->misses++;
     seq_key(key, KEY_ENTRY, seq);
     enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
     if (err == MP_OK)
@@ -2559,6 +2563,10 @@ json_t *delivery_status(const struct delivery *d)
                                   (json_int_t)d->mb_held, "full", (json_int_t)d->mb_full,
                                   "rate_limited", (json_int_t)d->mb_rate, "refused",
                                   (json_int_t)d->mb_refused, "expired", (json_int_t)d->expired));
+    json_object_set_new(j, "entry_cache",
+                        json_pack("{s:I, s:I, s:I}", "hits", (json_int_t)d->cache->hits, "misses",
+                                  (json_int_t)d->cache->misses, "bytes",
+                                  (json_int_t)d->cache->bytes));
     return j;
 }
 

@@ -528,11 +528,18 @@ static void test_send_batch(void **state)
     json_t *counts = json_object_get(st, "messages");
     json_int_t envelopes = json_integer_value(json_object_get(counts, "sent"));
     json_int_t acked = json_integer_value(json_object_get(counts, "acked"));
+    json_t *cache = json_object_get(counts, "entry_cache");
+    json_int_t hits = json_integer_value(json_object_get(cache, "hits"));
+    json_int_t cached = json_integer_value(json_object_get(cache, "bytes"));
     json_decref(st);
-    print_message("%d messages: %lld envelopes, %lld acked\n", COUNT, (long long)envelopes,
-                  (long long)acked);
+    print_message("%d messages: %lld envelopes, %lld acked, %lld entries read from memory\n",
+                  COUNT, (long long)envelopes, (long long)acked, (long long)hits);
     assert_true(envelopes >= 1 && envelopes <= 4);
     assert_true(acked >= COUNT);
+    /* Sealing and the acks read the entries the call wrote from memory, and
+     * none stays there once delivered. */
+    assert_true(hits >= COUNT);
+    assert_int_equal(cached, 0);
 
     /* All or nothing: one bad item refuses the call, naming the item. */
     char bad[1024];
