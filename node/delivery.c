@@ -1328,8 +1328,8 @@ static json_t *event_json(uint64_t cursor, const struct outbox_event *ev)
     return j;
 }
 
-/* The event log from cursor from on, read in order with events_next: one
- * pass over the keys, not a lookup per cursor. */
+/* Events from cursor `from` on, read in order with events_next: one pass
+ * over the keys, not a lookup per cursor. */
 static struct store_iter *events_from(struct delivery *d, uint64_t from)
 {
     uint8_t start[9];
@@ -1398,7 +1398,8 @@ static void feed_cb(uv_timer_t *timer)
             struct outbox_event ev;
             uint64_t cursor;
             if (!events_next(it, d->durable_cursor, &cursor, &ev)) {
-                at_end = store_iter_status(it) == MP_OK; /* else: again on the next event */
+                at_end = store_iter_status(it) == MP_OK;
+                waiting = waiting || !at_end; /* a read failed: try again in a while */
                 break;
             }
             bool ok = control_call_notify(s->call, "event", event_json(cursor, &ev));
@@ -2881,6 +2882,18 @@ static bool param_u64(json_t *params, const char *name, uint64_t dflt, uint64_t 
 }
 
 /* inbox.list {from?, since?, limit?, requests?}: received messages after a cursor. */
+/* A read of the outbox or the event log failed: the call fails, saying so
+ * (list is dropped). */
+static bool events_failed(json_t *list, enum mp_err err, struct rpc_error *err_out,
+                          json_t **data_out)
+{
+    json_decref(list);
+    rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "cannot read the stored messages: %s",
+                  mp_strerror(err));
+    *data_out = rpc_err_data(err);
+    return false;
+}
+
 static bool method_inbox(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
                          struct rpc_error *err_out, json_t **data_out)
 {
@@ -2900,18 +2913,19 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
     uint64_t cursor = since, c;
     struct outbox_event ev;
     struct store_iter *it = events_from(d, since + 1);
-    bool full = false;
-    while (!full && events_next(it, d->next_cursor, &c, &ev)) {
+    while (json_array_size(list) < limit && events_next(it, d->next_cursor, &c, &ev)) {
         cursor = c;
         if (ev.type == OUTBOX_EVENT_MESSAGE && ev.request == requests &&
             (!by_sender || memcmp(ev.peer, from, 32) == 0))
             json_array_append_new(list, event_json(c, &ev));
         outbox_event_clear(&ev);
-        full = json_array_size(list) == limit;
     }
-    if (!full && store_iter_status(it) == MP_OK && d->next_cursor - 1 > cursor)
-        cursor = d->next_cursor - 1; /* every event up to the last was looked at */
+    enum mp_err err = store_iter_status(it);
     store_iter_free(it);
+    if (err != MP_OK) /* a partial page would look like the end to a client */
+        return events_failed(list, err, err_out, data_out);
+    if (json_array_size(list) < limit && d->next_cursor - 1 > cursor)
+        cursor = d->next_cursor - 1; /* every event up to the last was looked at */
     *result_out = json_pack("{s:o, s:I}", "messages", list, "cursor", (json_int_t)cursor);
     return true;
 }
@@ -2966,7 +2980,10 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         }
         outbox_entry_clear(&e);
     }
+    enum mp_err err = store_iter_status(it);
     store_iter_free(it);
+    if (err != MP_OK)
+        return events_failed(list, err, err_out, data_out);
     uint64_t c;
     struct outbox_event ev;
     it = events_from(d, 1);
@@ -2978,7 +2995,10 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         }
         outbox_event_clear(&ev);
     }
+    err = store_iter_status(it);
     store_iter_free(it);
+    if (err != MP_OK)
+        return events_failed(list, err, err_out, data_out);
     /* Oldest first by the time the writer sent it, then the newest `limit`. */
     size_t n = json_array_size(list);
     struct timed *items = calloc(n ? n : 1, sizeof(*items));
