@@ -112,3 +112,24 @@ json_t *node_call(struct node *n, const char *method, const char *params_json)
     free(reply);
     return j;
 }
+
+json_t *node_inbox_all(struct node *n, unsigned limit)
+{
+    json_t *all = json_array();
+    long long since = 0;
+    for (;;) {
+        char params[96];
+        snprintf(params, sizeof(params), "{\"limit\":%u,\"since\":%lld}", limit, since);
+        json_t *reply = node_call(n, "inbox.list", params);
+        json_t *result = json_object_get(reply, "result");
+        json_t *list = json_object_get(result, "messages");
+        assert_non_null(list);
+        assert_true(json_array_size(list) <= limit);
+        json_array_extend(all, list);
+        long long cursor = (long long)json_integer_value(json_object_get(result, "cursor"));
+        json_decref(reply);
+        if (cursor == since)
+            return all;
+        since = cursor;
+    }
+}

@@ -50,4 +50,9 @@ void node_bootstrap_entry(struct node *n, char *out, size_t size);
  * reply comes within 30 s. */
 json_t *node_call(struct node *n, const char *method, const char *params_json);
 
+/* All of n's inbox, in order, asked `limit` messages a page (inbox.list),
+ * each page resuming at the cursor the last one gave, until a page moves
+ * no cursor; every page is checked to hold at most `limit`. */
+json_t *node_inbox_all(struct node *n, unsigned limit);
+
 #endif

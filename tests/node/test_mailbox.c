@@ -107,27 +107,6 @@ static void add_contact(struct node *n, struct node *other, const char *name)
     harness_result_free(&r);
 }
 
-/* All of n's inbox (it may hold more than one page). */
-static json_t *inbox_all(struct node *n)
-{
-    json_t *all = json_array();
-    long long since = 0;
-    for (;;) {
-        char params[96];
-        snprintf(params, sizeof(params), "{\"limit\":1000,\"since\":%lld}", since);
-        json_t *reply = node_call(n, "inbox.list", params);
-        json_t *result = json_object_get(reply, "result");
-        json_t *list = json_object_get(result, "messages");
-        assert_non_null(list);
-        json_array_extend(all, list);
-        long long cursor = (long long)json_integer_value(json_object_get(result, "cursor"));
-        json_decref(reply);
-        if (cursor == since)
-            return all;
-        since = cursor;
-    }
-}
-
 /* The states of n's messages to `with`, counted: {"mailbox": 3, ...}. */
 static int count_state(struct node *n, struct node *with, const char *state)
 {
@@ -207,14 +186,14 @@ static void expect_in_order(struct node *n, const char *prefix, int count)
     json_t *list = NULL;
     for (int waited = 0; waited < WAIT_MS; waited += 200) {
         json_decref(list);
-        list = inbox_all(n);
+        list = node_inbox_all(n, 1000);
         if (json_array_size(list) >= (size_t)count)
             break;
         sleep_ms(200);
     }
     sleep_ms(500); /* anything else in flight lands: a duplicate would show */
     json_decref(list);
-    list = inbox_all(n);
+    list = node_inbox_all(n, 1000);
     if (json_array_size(list) < (size_t)count)
         fail_msg("%zu of %d messages arrived", json_array_size(list), count);
     int next = 0;
@@ -488,7 +467,7 @@ static void test_canary_only_at_the_ends(void **state)
     json_t *list = NULL;
     for (int waited = 0; waited < WAIT_MS; waited += 200) {
         json_decref(list);
-        list = inbox_all(b);
+        list = node_inbox_all(b, 1000);
         if (json_array_size(list) >= 1)
             break;
         sleep_ms(200);
@@ -862,7 +841,7 @@ static void test_quota_and_ttl(void **state)
             sleep_ms(200);
     }
     assert_true(done >= 3); /* it asked its mailboxes, and they had nothing */
-    json_t *list = inbox_all(b);
+    json_t *list = node_inbox_all(b, 1000);
     assert_int_equal(json_array_size(list), 0);
     json_decref(list);
 }
