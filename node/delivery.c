@@ -2450,13 +2450,12 @@ static void delivery_free(struct delivery *d);
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)
 {
     struct delivery *d = calloc(1, sizeof(*d));
-    if (d != NULL)
-        d->scratch = calloc(1, sizeof(*d->scratch));
-    if (d != NULL)
-        d->cache = calloc(1, sizeof(*d->cache));
-    if (d == NULL || d->scratch == NULL || d->cache == NULL) {
-        if (d != NULL)
-            delivery_free(d);
+    if (d == NULL)
+        return MP_ERR_NOMEM;
+    d->scratch = calloc(1, sizeof(*d->scratch));
+    d->cache = calloc(1, sizeof(*d->cache));
+    if (d->scratch == NULL || d->cache == NULL) {
+        delivery_free(d);
         return MP_ERR_NOMEM;
     }
     d->cfg = *cfg;
@@ -2881,7 +2880,6 @@ static bool param_u64(json_t *params, const char *name, uint64_t dflt, uint64_t 
     return true;
 }
 
-/* inbox.list {from?, since?, limit?, requests?}: received messages after a cursor. */
 /* A read of the outbox or the event log failed: the call fails, saying so
  * (list is dropped). */
 static bool events_failed(json_t *list, enum mp_err err, struct rpc_error *err_out,
@@ -2894,6 +2892,7 @@ static bool events_failed(json_t *list, enum mp_err err, struct rpc_error *err_o
     return false;
 }
 
+/* inbox.list {from?, since?, limit?, requests?}: received messages after a cursor. */
 static bool method_inbox(void *ctx, struct control_call *call, json_t *params, json_t **result_out,
                          struct rpc_error *err_out, json_t **data_out)
 {

@@ -53,11 +53,8 @@ int main(void)
     for (int i = 0; i < NODES; i++)
         bench_node_init(&nodes[i]);
     bench_node_start(&nodes[0], config_path, NULL);
-    json_t *d0 = dht_status(&nodes[0]);
     char bootstrap[160];
-    snprintf(bootstrap, sizeof(bootstrap), "%s",
-             json_string_value(json_object_get(d0, "bootstrap")));
-    json_decref(d0);
+    bench_bootstrap_entry(&nodes[0], bootstrap, sizeof(bootstrap));
     for (int i = 1; i < NODES; i++)
         bench_node_start(&nodes[i], config_path, bootstrap);
 
