@@ -9,6 +9,9 @@
  *                                 messages) and `send.batch` calls (..._send_batch_...:
  *                                 the median of 3 runs, with their min and max);
  *                                 throughput_<n>B_send_mode says which (msgs per call)
+ *   throughput_<n>B_cpu_us_per_msg CPU time (user + system, all threads) of the two nodes
+ *                                 per message in the median send.batch run: steadier than
+ *                                 the rate on a shared machine
  *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait on one open connection: message
  *                                 out, receipt back
  *   idle_pair_datagrams_per_s     DHT datagrams of the pair while idle, per second
@@ -106,13 +109,34 @@ static void send_all(int fd, const char *data, size_t len)
 #define WINDOW_SINGLE 64
 #define WINDOW_BATCH 8
 
+/* CPU seconds (user + system, every thread) process pid has used. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    text[n] = '\0';
+    /* Fields after the command (in parentheses, which may hold spaces):
+     * state is field 3, utime 14, stime 15. */
+    const char *p = strrchr(text, ')');
+    unsigned long utime = 0, stime = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                            &stime) != 2)
+        bench_die("cannot read a node's CPU time");
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Send count size-byte texts through the control API on one connection,
  * batch messages a call (1: `send`, pipelined; more: `send.batch`), the
  * replies (ids, after the sender's sync) read as they come; seconds until
  * the recipient has acked all (stored, synced). */
 static double throughput(struct bench_node *from, struct bench_node *to, int count, size_t size,
-                         int batch)
+                         int batch, double *cpu_out)
 {
+    double cpu0 = cpu_s(from->pid) + cpu_s(to->pid);
     size_t line_cap = (size_t)batch * (size + 16) + 512;
     char *line = malloc(line_cap);
     char *text = malloc(size + 1);
@@ -169,6 +193,7 @@ static double throughput(struct bench_node *from, struct bench_node *to, int cou
         nanosleep(&pause, NULL);
     }
     double s = (bench_now_ms() - t0) / 1000.0;
+    *cpu_out = cpu_s(from->pid) + cpu_s(to->pid) - cpu0;
     free(text);
     free(line);
     return s;
@@ -184,6 +209,17 @@ static int batch_for(size_t size)
 /* Runs of send.batch per figure: the median is printed, and the spread. */
 #define BATCH_RUNS 3
 
+/* One send.batch run: messages a second, and the nodes' CPU seconds. */
+struct bench_run {
+    double rate, cpu_s;
+};
+
+static int run_cmp(const void *a, const void *b)
+{
+    double x = ((const struct bench_run *)a)->rate, y = ((const struct bench_run *)b)->rate;
+    return (x > y) - (x < y);
+}
+
 /* Both ways of sending (pipelined `send`s on a fraction of the messages,
  * then `send.batch`, BATCH_RUNS times); prints each and the required figure,
  * the faster one, with the batch size it used (1: `send`). */
@@ -191,18 +227,21 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
                               size_t size)
 {
     int single_count = count / 4 > 0 ? count / 4 : 1;
-    double single = single_count / throughput(from, to, single_count, size, 1);
+    double cpu_single;
+    double single = single_count / throughput(from, to, single_count, size, 1, &cpu_single);
     int batch = batch_for(size);
-    double runs[BATCH_RUNS];
+    struct bench_run runs[BATCH_RUNS];
     for (int i = 0; i < BATCH_RUNS; i++)
-        runs[i] = count / throughput(from, to, count, size, batch);
-    qsort(runs, BATCH_RUNS, sizeof(runs[0]), bench_cmp_double);
-    double batched = runs[BATCH_RUNS / 2];
+        runs[i].rate = count / throughput(from, to, count, size, batch, &runs[i].cpu_s);
+    qsort(runs, BATCH_RUNS, sizeof(runs[0]), run_cmp);
+    double batched = runs[BATCH_RUNS / 2].rate;
     printf("throughput_%zuB_send_msgs_per_s %.0f msgs/s\n", size, single);
     printf("throughput_%zuB_send_batch_msgs_per_s %.0f msgs/s\n", size, batched);
-    printf("throughput_%zuB_send_batch_min_msgs_per_s %.0f msgs/s\n", size, runs[0]);
+    printf("throughput_%zuB_send_batch_min_msgs_per_s %.0f msgs/s\n", size, runs[0].rate);
     printf("throughput_%zuB_send_batch_max_msgs_per_s %.0f msgs/s\n", size,
-           runs[BATCH_RUNS - 1]);
+           runs[BATCH_RUNS - 1].rate);
+    printf("throughput_%zuB_cpu_us_per_msg %.1f us\n", size,
+           runs[BATCH_RUNS / 2].cpu_s * 1e6 / count);
     printf("throughput_%zuB_msgs_per_s %.0f msgs/s\n", size, batched > single ? batched : single);
     printf("throughput_%zuB_send_mode %d msgs/call\n", size, batched > single ? batch : 1);
     fflush(stdout);
