@@ -18,10 +18,13 @@
 
 #define MOD "delivery"
 
-/* Key prefixes. Outbox family: 'o' seq -> entry, 'q' seq -> "" (not yet
- * acked), 'd' digest -> seq, 'm' message id -> seq. Inbox family: 'e' cursor
- * -> event, 'i' sender id -> cursor (duplicates). Meta: the counters. */
+/* Key prefixes. Outbox family: 'o' seq -> entry. Outbox index family: 'q'
+ * seq -> recipient (not yet acked), 's' seq -> the entry's state (when it
+ * has moved), 'd' digest -> seq, 'm' message id -> seq. Inbox family: 'e'
+ * cursor -> event. Inbox index family: 'i' sender id -> cursor
+ * (duplicates). Meta: the counters. */
 #define KEY_ENTRY 'o'
+#define KEY_STATE 's'
 #define KEY_PENDING 'q'
 #define KEY_DIGEST 'd'
 #define KEY_MSGID 'm'
@@ -134,17 +137,15 @@ struct pending_ack {
 };
 
 /* What waits for the next sync of the store before it may happen: an ack
- * (we promise the envelope is stored), the answer to a `send`, and the news
- * that a message was delivered to a `send --wait` (neither may hear what a
- * crash could still take back). Listeners hear of events up to the synced
- * cursor (durable_cursor) without an item. */
+ * (we promise the envelope is stored) and the answer to a `send` (it may not
+ * hear of a message a crash could still take back). Listeners hear of
+ * events up to the synced cursor (durable_cursor) without an item. */
 struct durable_item {
     bool has_ack;
     bool taken;  /* the ack is a mailbox's "taken", not a link ack */
     uint8_t node_key[32];
     uint8_t digest[32];
-    bool delivered;                 /* event_id was delivered: tell its waiter */
-    uint8_t event_id[MSG_ID_BYTES]; /* the message delivered, or sent (reply) */
+    uint8_t event_id[MSG_ID_BYTES]; /* the message sent (reply) */
     struct control_call *reply; /* a `send` answered once its message is durable */
     uint8_t to[32];             /* the send's recipient */
     json_t *result;             /* the reply's result if not {id, state} (send.batch); owned */
@@ -402,6 +403,20 @@ static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_en
     if (err == MP_OK)
         err = outbox_entry_decode(val, len, e_out);
     free(val);
+    if (err != MP_OK)
+        return err;
+    /* Its state row, if it has moved since it was written. A damaged row
+     * leaves the entry's own state, an earlier one: at worst the message is
+     * sent again, and the recipient drops the copy. */
+    key[0] = KEY_STATE;
+    val = NULL;
+    err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
+    if (err == MP_OK)
+        (void)outbox_state_decode(val, len, e_out);
+    free(val);
+    if (err == MP_OK || err == MP_ERR_NOT_FOUND)
+        return MP_OK;
+    outbox_entry_clear(e_out);
     return err;
 }
 
@@ -434,6 +449,29 @@ static enum mp_err batch_entry(struct delivery *d, struct store_batch *b, uint64
     return MP_OK;
 }
 
+/* Entry e (loaded, then moved: move_entry) into b: its state row, and the
+ * entry itself only if it dropped its envelope (rewrite), so that acks and
+ * receipts do not write each message again; staged for the cache. */
+static enum mp_err batch_moved(struct delivery *d, struct store_batch *b, uint64_t seq,
+                               const struct outbox_entry *e, bool rewrite)
+{
+    uint8_t key[9], val[OUTBOX_STATE_BYTES];
+    seq_key(key, KEY_STATE, seq);
+    outbox_state_encode(e, val);
+    store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
+    if (rewrite)
+        return batch_entry(d, b, seq, e);
+    struct buf enc;
+    buf_init(&enc, 0);
+    if (entry_read_again(e)) {
+        enum mp_err err = outbox_entry_encode(e, &enc);
+        if (err != MP_OK)
+            return err;
+    }
+    cache_stage(d, seq, &enc);
+    return MP_OK;
+}
+
 /* Find the outbox seq an index entry ('d' digest or 'm' id) points to. */
 static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_t id_len,
                        uint64_t *seq_out)
@@ -442,7 +480,7 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
     size_t len = 0;
     key[0] = (uint8_t)prefix;
     memcpy(key + 1, id, id_len);
-    bool found = store_get(d->cfg.store, STORE_CF_OUTBOX, key, 1 + id_len, &val, &len) == MP_OK &&
+    bool found = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, 1 + id_len, &val, &len) == MP_OK &&
                  len == 8;
     if (found)
         *seq_out = bytes_get_u64(val);
@@ -526,7 +564,7 @@ static struct store_iter *pending_iter(struct delivery *d, uint64_t from)
 {
     uint8_t start[9];
     seq_key(start, KEY_PENDING, from > d->pending_floor ? from : d->pending_floor);
-    return store_iter_new_at(d->cfg.store, STORE_CF_OUTBOX, start, 1, start, sizeof(start));
+    return store_iter_new_at(d->cfg.store, STORE_CF_OUTBOX_INDEX, start, 1, start, sizeof(start));
 }
 
 /* ---- peers ---- */
@@ -1143,7 +1181,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         }
         for (size_t j = heads[k] + 1; j < ends[k]; j++) {
             seq_key(key, KEY_PENDING, seqs[j]);
-            store_batch_delete(b, STORE_CF_OUTBOX, key, 9); /* the head stands for it */
+            store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, 9); /* the head stands for it */
             if (!merged[j]) {
                 head->riders[head->rider_count++] = seqs[j];
                 continue;
@@ -1161,7 +1199,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         key[0] = KEY_DIGEST;
         digest_of(head->envelope.data, head->envelope.len, key + 1);
         bytes_put_u64(val, seqs[heads[k]]);
-        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
         err = batch_entry(d, b, seqs[heads[k]], head);
     }
     for (size_t k = 0; k < bundles; k++) {
@@ -1419,8 +1457,12 @@ static void feed_cb(uv_timer_t *timer)
         uv_timer_start(&d->feed, feed_cb, waiting && !more ? DELIVERY_FEED_RETRY_MS : 0, 0);
 }
 
-/* Message id's delivery is in the store: answer the `send` waiting for it. */
-static void delivered_synced(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
+/* Message id was delivered: a `send --wait` for it hears so at once. Its
+ * receipt is written, not yet synced, and that is enough: the receipt is the
+ * recipient's word, which a crash here cannot take back; and its envelope is
+ * acked only after the sync, so a crash before it has the receipt sent again
+ * and recorded then. (Waiting for the sync cost a round trip a third fsync.) */
+static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
@@ -1453,21 +1495,6 @@ static void pend_sync(struct delivery *d)
     d->needs_sync = true;
     if (!d->closing)
         uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
-}
-
-/* Message id was delivered (written, unsynced): a `send --wait` for it
- * hears so after the sync. */
-static void pend_delivered(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
-{
-    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        if (d->waiters[i].call != NULL && memcmp(d->waiters[i].id, id, MSG_ID_BYTES) == 0) {
-            struct durable_item item = {.delivered = true};
-            memcpy(item.event_id, id, MSG_ID_BYTES);
-            pend(d, &item);
-            return;
-        }
-    }
-    pend_sync(d);
 }
 
 static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
@@ -1543,7 +1570,7 @@ static enum mp_err batch_text_keys(struct store_batch *b, uint64_t seq0, size_t 
         return MP_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         seq_key(key, KEY_PENDING, seq0 + i);
-        store_batch_put(b, STORE_CF_OUTBOX, key, 9, tos[i], 32);
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, 9, tos[i], 32);
         memcpy(by_id[i].id, ids[i], MSG_ID_BYTES);
         by_id[i].seq = seq0 + i;
     }
@@ -1552,7 +1579,7 @@ static enum mp_err batch_text_keys(struct store_batch *b, uint64_t seq0, size_t 
     for (size_t i = 0; i < n; i++) {
         memcpy(key + 1, by_id[i].id, MSG_ID_BYTES);
         bytes_put_u64(val, by_id[i].seq);
-        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), val, sizeof(val));
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
     }
     free(by_id);
     return MP_OK;
@@ -1625,7 +1652,7 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
         err = batch_entry(d, b, *seq_io, &e);
     if (err == MP_OK) {
         seq_key(key, KEY_PENDING, *seq_io);
-        store_batch_put(b, STORE_CF_OUTBOX, key, sizeof(key), to, 32);
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), to, 32);
         (*seq_io)++;
         batch_meta_u64(b, meta_seq, strlen(meta_seq), *seq_io);
     }
@@ -1701,7 +1728,7 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
     key[0] = KEY_SEEN;
     memcpy(key + 1, sender, 32);
     memcpy(key + 33, id, MSG_ID_BYTES);
-    bool found = store_get(d->cfg.store, STORE_CF_INBOX, key, sizeof(key), &val, &len) == MP_OK;
+    bool found = store_get(d->cfg.store, STORE_CF_INBOX_INDEX, key, sizeof(key), &val, &len) == MP_OK;
     free(val);
     return found;
 }
@@ -1725,8 +1752,9 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
         enum mp_err err = MP_OK;
         if (ours) {
             uint8_t key[9];
+            bool rewrite = e.envelope.len > 0;
             e.state = OUTBOX_DELIVERED;
-            if (e.envelope.len > 0) {
+            if (rewrite) {
                 /* Before its ack (lost, or it went through mailboxes): the
                  * receipt shows the whole envelope arrived. Send it no more
                  * (a rider has no work-list key: its head has), and its
@@ -1734,12 +1762,12 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                  * in this one (the head comes first) or in another, follow. */
                 size_t moved = 0;
                 seq_key(key, KEY_PENDING, seq);
-                store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+                store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
                 err = batch_move_riders(d, b, &e, OUTBOX_SENT, 0, now, &moved);
                 buf_free(&e.envelope); /* never sent again */
             }
             if (err == MP_OK)
-                err = batch_entry(d, b, seq, &e);
+                err = batch_moved(d, b, seq, &e, rewrite);
             struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = now};
             memcpy(ev.peer, sender, 32);
             memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
@@ -1795,7 +1823,7 @@ static void batch_seen(struct store_batch *b, const uint8_t sender[32], struct i
     for (size_t i = 0; i < n; i++) {
         memcpy(key + 33, taken[i].id, MSG_ID_BYTES);
         bytes_put_u64(val, taken[i].seq);
-        store_batch_put(b, STORE_CF_INBOX, key, sizeof(key), val, sizeof(val));
+        store_batch_put(b, STORE_CF_INBOX_INDEX, key, sizeof(key), val, sizeof(val));
     }
 }
 
@@ -1970,10 +1998,10 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     committed = true;
     d->received += messages;
     memcpy(digest_slot(d, digest), digest, 32);
-    if (messages > 0)
+    if (messages > 0 || delivered.len > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
-        pend_delivered(d, delivered.data + i);
+        answer_waiters(d, delivered.data + i);
     pend_ack(d, node_key, digest, from_mailbox);
 cleanup:
     if (opened && !committed)
@@ -2031,8 +2059,6 @@ static void durable_cb(uv_timer_t *timer)
             mailbox_taken(d->cfg.mailbox, d->pend[i].node_key, d->pend[i].digest);
         else if (d->pend[i].has_ack)
             send_ack(d, d->pend[i].node_key, d->pend[i].digest);
-        if (d->pend[i].delivered)
-            delivered_synced(d, d->pend[i].event_id);
     }
     if (!d->closing) {
         uv_timer_start(&d->feed, feed_cb, 0, 0);
@@ -2092,9 +2118,10 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
     uint8_t kind = 0;
     bool event;
 
+    bool sealed = e->envelope.len > 0;
     if (!move_entry(e, state, expires_ms, &event))
         return MP_OK;
-    enum mp_err err = batch_entry(d, b, seq, e);
+    enum mp_err err = batch_moved(d, b, seq, e, sealed && e->envelope.len == 0);
     if (err == MP_OK && event &&
         msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
         kind == MSG_KIND_TEXT) {
@@ -2142,7 +2169,7 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
     if (state == OUTBOX_SENT || state == OUTBOX_EXPIRED) {
         uint8_t key[9];
         seq_key(key, KEY_PENDING, seq); /* nothing more to send */
-        store_batch_delete(b, STORE_CF_OUTBOX, key, sizeof(key));
+        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
     }
     if (err == MP_OK)
         err = batch_move_riders(d, b, head, state, expires_ms, now, &moved);
@@ -2240,7 +2267,7 @@ static void expire_due(struct delivery *d, uint64_t now)
 
     if (now < d->next_expiry_ms)
         return;
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX_INDEX, &prefix, 1);
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         struct outbox_entry e;
         uint64_t seq = key_len == 9 ? bytes_get_u64(key + 1) : 0;
@@ -2960,11 +2987,22 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         return false;
     json_t *list = json_array();
     struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    /* The entries' state rows, walked beside them: both in seq order. */
+    uint8_t state_prefix = KEY_STATE;
+    struct store_iter *states_it =
+        store_iter_new(d->cfg.store, STORE_CF_OUTBOX_INDEX, &state_prefix, 1);
+    const uint8_t *skey = NULL, *sval = NULL;
+    size_t skey_len = 0, sval_len = 0;
+    bool more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         struct outbox_entry e;
         struct msg m;
-        if (outbox_entry_decode(val, val_len, &e) != MP_OK)
+        if (key_len != 9 || outbox_entry_decode(val, val_len, &e) != MP_OK)
             continue;
+        while (more_states && (skey_len != 9 || memcmp(skey + 1, key + 1, 8) < 0))
+            more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
+        if (more_states && memcmp(skey + 1, key + 1, 8) == 0)
+            (void)outbox_state_decode(sval, sval_len, &e); /* a damaged row: the entry's own */
         if (memcmp(e.to, with, 32) == 0 &&
             msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK) {
             if (m.kind == MSG_KIND_TEXT) {
@@ -2980,7 +3018,10 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         outbox_entry_clear(&e);
     }
     enum mp_err err = store_iter_status(it);
+    if (err == MP_OK)
+        err = store_iter_status(states_it);
     store_iter_free(it);
+    store_iter_free(states_it);
     if (err != MP_OK)
         return events_failed(list, err, err_out, data_out);
     uint64_t c;

@@ -63,6 +63,15 @@ enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out);
 enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_entry *e_out);
 void outbox_entry_clear(struct outbox_entry *e);
 
+/* An entry's state row: its state and expiry kept apart from it, so that a
+ * move from state to state writes these few bytes, not the message again
+ * (docs/PROTOCOL.md: u8 version 1, u8 state, u64 big-endian expires ms).
+ * outbox_state_decode sets e's state and expires_ms from one; on
+ * MP_ERR_MALFORMED or MP_ERR_WIRE_VERSION e is unchanged. */
+#define OUTBOX_STATE_BYTES 10
+void outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES]);
+enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e);
+
 enum mp_err outbox_event_encode(const struct outbox_event *ev, struct buf *out);
 enum mp_err outbox_event_decode(const uint8_t *data, size_t len, struct outbox_event *ev_out);
 void outbox_event_clear(struct outbox_event *ev);

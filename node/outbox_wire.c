@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "crypto/wire.h"
 #include "node/outbox.h"
 
@@ -13,6 +14,7 @@
 #define ENTRY_V1_FIELDS 6
 #define ENTRY_V2 2
 #define ENTRY_V2_FIELDS 7
+#define STATE_VERSION 1
 #define EVENT_VERSION 1
 #define EVENT_FIELDS 7
 /* An entry: plaintext, envelope and riders at their caps, plus framing. */
@@ -131,6 +133,26 @@ cleanup:
         outbox_entry_clear(e_out);
     msgpack_unpacked_destroy(&u);
     return err;
+}
+
+void outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES])
+{
+    out[0] = STATE_VERSION;
+    out[1] = e->state;
+    bytes_put_u64(out + 2, e->expires_ms);
+}
+
+enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e)
+{
+    if (len != OUTBOX_STATE_BYTES)
+        return MP_ERR_MALFORMED;
+    if (data[0] != STATE_VERSION)
+        return MP_ERR_WIRE_VERSION;
+    if (data[1] < OUTBOX_QUEUED || data[1] > OUTBOX_STATE_MAX)
+        return MP_ERR_MALFORMED;
+    e->state = data[1];
+    e->expires_ms = bytes_get_u64(data + 2);
+    return MP_OK;
 }
 
 static void pack_event_cb(msgpack_packer *pk, const void *obj)

@@ -50,8 +50,13 @@
 
 /* Sizes for a personal node: little RAM, small files, few descriptors. */
 #define CF_WRITE_BUFFER   (8u << 20)  /* memtable per column family */
-#define DB_WRITE_BUFFER   (32u << 20) /* all memtables together */
-#define MAX_TOTAL_WAL     (32u << 20) /* then flush the oldest family */
+/* All memtables together, and the write-ahead logs: a log file goes only once
+ * every family with data in it has been flushed, and past this size RocksDB
+ * flushes the family with the oldest data, however little it holds. At 32 MiB
+ * that flushed the small families (work list, indexes) into many tiny tables
+ * while a sender was busy, and each lookup then searched them all. */
+#define DB_WRITE_BUFFER   (64u << 20)
+#define MAX_TOTAL_WAL     (128u << 20)
 #define BLOCK_CACHE       (8u << 20)  /* shared by all families */
 #define BLOOM_BITS_PER_KEY 10         /* about 1% false positives */
 #define ROCKS_PERF_DISABLE 1          /* rocksdb::PerfLevel::kDisable */
@@ -73,6 +78,8 @@ static const char *const cf_names[STORE_CF_COUNT_] = {
     [STORE_CF_MAILBOX] = "mailbox",
     [STORE_CF_DHT_RECORDS] = "dht_records",
     [STORE_CF_PEERS] = "peers",
+    [STORE_CF_OUTBOX_INDEX] = "outbox_index",
+    [STORE_CF_INBOX_INDEX] = "inbox_index",
 };
 
 struct store {
@@ -359,6 +366,79 @@ cleanup:
     return err;
 }
 
+static void format_bytes(uint32_t version, uint8_t be[FORMAT_LEN])
+{
+    be[0] = (uint8_t)(version >> 24);
+    be[1] = (uint8_t)(version >> 16);
+    be[2] = (uint8_t)(version >> 8);
+    be[3] = (uint8_t)version;
+}
+
+/* Format 2 moved the small keys of the outbox and the inbox (the work list,
+ * the digest and message-id indexes, the duplicate index: keys spread over
+ * the whole key space) into families of their own. Mixed with the messages,
+ * whose keys only grow, every compaction of new data overlapped all the old
+ * messages and rewrote them: the sender's compactions took as much CPU as
+ * its main thread under load. Layouts: docs/PROTOCOL.md. */
+static const struct key_move {
+    enum store_cf from, to;
+    uint8_t prefix;
+} moves_to_2[] = {
+    {STORE_CF_OUTBOX, STORE_CF_OUTBOX_INDEX, 'q'},
+    {STORE_CF_OUTBOX, STORE_CF_OUTBOX_INDEX, 'd'},
+    {STORE_CF_OUTBOX, STORE_CF_OUTBOX_INDEX, 'm'},
+    {STORE_CF_INBOX, STORE_CF_INBOX_INDEX, 'i'},
+};
+
+/* Keys moved per write of a migration: a store of any size moves in bounded
+ * memory. */
+#define MIGRATE_CHUNK 4096
+
+/* Format 1 to 2: the keys of moves_to_2 to their new families, then the new
+ * version, synced. Each write moves its keys whole (put and delete in one
+ * batch), so a crash leaves every key in one place or the other, never lost
+ * nor in both; format 1 stays until all are moved, and the next open goes
+ * on where this one stopped. */
+static enum mp_err migrate_to_2(struct store *s, const char *dir)
+{
+    enum mp_err err = MP_OK;
+    size_t moved = 0;
+
+    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++) {
+        const struct key_move *mv = &moves_to_2[m];
+        bool more = true;
+        while (err == MP_OK && more) {
+            struct store_iter *it = store_iter_new(s, mv->from, &mv->prefix, 1);
+            struct store_batch *b = store_batch_new();
+            const uint8_t *key, *val;
+            size_t key_len, val_len, n = 0;
+            while (n < MIGRATE_CHUNK && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+                store_batch_put(b, mv->to, key, key_len, val, val_len);
+                store_batch_delete(b, mv->from, key, key_len);
+                n++;
+            }
+            err = store_iter_status(it);
+            store_iter_free(it);
+            if (err == MP_OK && n > 0)
+                err = store_batch_write(s, b, false);
+            store_batch_free(b);
+            moved += n;
+            more = n == MIGRATE_CHUNK;
+        }
+    }
+    if (err == MP_OK) {
+        uint8_t be[FORMAT_LEN];
+        format_bytes(2, be);
+        err = store_put(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be), true);
+    }
+    if (err == MP_OK)
+        log_info(MOD, "store in %s migrated from format 1 to 2 (%zu keys moved)", dir, moved);
+    else
+        log_error(MOD, "cannot migrate the store in %s from format 1 to 2: %s; the next start "
+                  "goes on from where this one stopped", dir, mp_strerror(err));
+    return err;
+}
+
 static enum mp_err check_format(struct store *s, const char *dir)
 {
     uint8_t *val = NULL;
@@ -368,9 +448,8 @@ static enum mp_err check_format(struct store *s, const char *dir)
 
     err = store_get(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), &val, &len);
     if (err == MP_ERR_NOT_FOUND) {
-        uint8_t be[FORMAT_LEN] = {
-            (uint8_t)(STORE_FORMAT_VERSION >> 24), (uint8_t)(STORE_FORMAT_VERSION >> 16),
-            (uint8_t)(STORE_FORMAT_VERSION >> 8), (uint8_t)STORE_FORMAT_VERSION};
+        uint8_t be[FORMAT_LEN];
+        format_bytes(STORE_FORMAT_VERSION, be);
         log_info(MOD, "new store in %s (format %u)", dir, (unsigned)STORE_FORMAT_VERSION);
         return store_put(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be), true);
     }
@@ -391,8 +470,9 @@ static enum mp_err check_format(struct store *s, const char *dir)
                   dir, (unsigned)version, (unsigned)STORE_FORMAT_VERSION);
         return MP_ERR_STORE_VERSION;
     }
+    if (version == 1)
+        return migrate_to_2(s, dir);
     if (version < STORE_FORMAT_VERSION) {
-        /* No migration exists yet; the first layout change adds one here. */
         log_error(MOD,
                   "store in %s has format %u, this build supports format %u only "
                   "and has no migration from it",

@@ -19,7 +19,7 @@
 #include "base/err.h"
 
 /* Bumped when a layout changes incompatibly; store_open refuses newer data. */
-#define STORE_FORMAT_VERSION 1
+#define STORE_FORMAT_VERSION 2
 
 enum store_cf {
     STORE_CF_META = 0,    /* format version, node settings */
@@ -30,6 +30,8 @@ enum store_cf {
     STORE_CF_MAILBOX,     /* envelopes held for others */
     STORE_CF_DHT_RECORDS, /* signed DHT records this node stores */
     STORE_CF_PEERS,       /* routing table cache for restarts */
+    STORE_CF_OUTBOX_INDEX, /* the outbox's work list and indexes (small keys) */
+    STORE_CF_INBOX_INDEX,  /* the inbox's duplicate index (small keys) */
     STORE_CF_COUNT_
 };
 
@@ -43,7 +45,8 @@ struct store_iter;
  * Errors: MP_ERR_BUSY when the dir is already open (the holder's pid in
  * *holder_pid_out, 0 if unknown; not logged, the caller words the message),
  * MP_ERR_STORE_VERSION when the data has another format version than this
- * build's (newer, or older without a migration), MP_ERR_STORE / MP_ERR_IO /
+ * build's (newer, or older without a migration; an older format with one is
+ * migrated, and an interrupted migration goes on at the next open), MP_ERR_STORE / MP_ERR_IO /
  * MP_ERR_DISK_FULL otherwise (logged with RocksDB's message). On failure
  * nothing stays open or locked. */
 enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_pid_out);

@@ -12,6 +12,8 @@
  *   throughput_<n>B_cpu_us_per_msg CPU time (user + system, all threads) of the two nodes
  *                                 per message in the median send.batch run: steadier than
  *                                 the rate on a shared machine
+ *   throughput_<n>B_disk_bytes_per_msg bytes the two nodes had written to disk (write-ahead
+ *                                 logs, flushes, compactions) per message, same run
  *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait on one open connection: message
  *                                 out, receipt back
  *   idle_pair_datagrams_per_s     DHT datagrams of the pair while idle, per second
@@ -109,6 +111,11 @@ static void send_all(int fd, const char *data, size_t len)
 #define WINDOW_SINGLE 64
 #define WINDOW_BATCH 8
 
+/* One run: messages a second, the nodes' CPU seconds and disk writes. */
+struct bench_run {
+    double rate, cpu_s, disk_bytes;
+};
+
 /* CPU seconds (user + system, every thread) process pid has used. */
 static double cpu_s(pid_t pid)
 {
@@ -129,14 +136,43 @@ static double cpu_s(pid_t pid)
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* The number after "name:" in /proc/<pid>/<file>; -1 if there is none. */
+static double proc_field(pid_t pid, const char *file, const char *name)
+{
+    char path[64], line[256];
+    size_t name_len = strlen(name);
+    double v = -1;
+    snprintf(path, sizeof(path), "/proc/%ld/%s", (long)pid, file);
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, name, name_len) == 0 && line[name_len] == ':')
+            v = strtod(line + name_len + 1, NULL);
+    }
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
+/* Bytes process pid has had written to disk (write_bytes of /proc/pid/io:
+ * what reached the block layer, its own and its threads'). */
+static double disk_bytes(pid_t pid)
+{
+    double bytes = proc_field(pid, "io", "write_bytes");
+    if (bytes < 0)
+        bench_die("cannot read a node's disk writes");
+    return bytes;
+}
+
 /* Send count size-byte texts through the control API on one connection,
  * batch messages a call (1: `send`, pipelined; more: `send.batch`), the
- * replies (ids, after the sender's sync) read as they come; seconds until
- * the recipient has acked all (stored, synced). */
-static double throughput(struct bench_node *from, struct bench_node *to, int count, size_t size,
-                         int batch, double *cpu_out)
+ * replies (ids, after the sender's sync) read as they come, until the
+ * recipient has acked all (stored, synced): the rate, and what the nodes
+ * spent on it, into *run_out. */
+static void throughput(struct bench_node *from, struct bench_node *to, int count, size_t size,
+                       int batch, struct bench_run *run_out)
 {
     double cpu0 = cpu_s(from->pid) + cpu_s(to->pid);
+    double disk0 = disk_bytes(from->pid) + disk_bytes(to->pid);
     size_t line_cap = (size_t)batch * (size + 16) + 512;
     char *line = malloc(line_cap);
     char *text = malloc(size + 1);
@@ -193,10 +229,11 @@ static double throughput(struct bench_node *from, struct bench_node *to, int cou
         nanosleep(&pause, NULL);
     }
     double s = (bench_now_ms() - t0) / 1000.0;
-    *cpu_out = cpu_s(from->pid) + cpu_s(to->pid) - cpu0;
+    run_out->rate = count / s;
+    run_out->cpu_s = cpu_s(from->pid) + cpu_s(to->pid) - cpu0;
+    run_out->disk_bytes = disk_bytes(from->pid) + disk_bytes(to->pid) - disk0;
     free(text);
     free(line);
-    return s;
 }
 
 /* Messages of size bytes one send.batch call may carry. */
@@ -209,10 +246,6 @@ static int batch_for(size_t size)
 /* Runs of send.batch per figure: the median is printed, and the spread. */
 #define BATCH_RUNS 3
 
-/* One send.batch run: messages a second, and the nodes' CPU seconds. */
-struct bench_run {
-    double rate, cpu_s;
-};
 
 static int run_cmp(const void *a, const void *b)
 {
@@ -227,12 +260,13 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
                               size_t size)
 {
     int single_count = count / 4 > 0 ? count / 4 : 1;
-    double cpu_single;
-    double single = single_count / throughput(from, to, single_count, size, 1, &cpu_single);
+    struct bench_run single_run;
+    throughput(from, to, single_count, size, 1, &single_run);
+    double single = single_run.rate;
     int batch = batch_for(size);
     struct bench_run runs[BATCH_RUNS];
     for (int i = 0; i < BATCH_RUNS; i++)
-        runs[i].rate = count / throughput(from, to, count, size, batch, &runs[i].cpu_s);
+        throughput(from, to, count, size, batch, &runs[i]);
     qsort(runs, BATCH_RUNS, sizeof(runs[0]), run_cmp);
     double batched = runs[BATCH_RUNS / 2].rate;
     printf("throughput_%zuB_send_msgs_per_s %.0f msgs/s\n", size, single);
@@ -242,6 +276,8 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
            runs[BATCH_RUNS - 1].rate);
     printf("throughput_%zuB_cpu_us_per_msg %.1f us\n", size,
            runs[BATCH_RUNS / 2].cpu_s * 1e6 / count);
+    printf("throughput_%zuB_disk_bytes_per_msg %.0f B\n", size,
+           runs[BATCH_RUNS / 2].disk_bytes / count);
     printf("throughput_%zuB_msgs_per_s %.0f msgs/s\n", size, batched > single ? batched : single);
     printf("throughput_%zuB_send_mode %d msgs/call\n", size, batched > single ? batch : 1);
     fflush(stdout);
@@ -249,17 +285,7 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
 
 static long rss_kib(pid_t pid)
 {
-    char path[64], line[256];
-    long kib = -1;
-    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    }
-    if (f != NULL)
-        fclose(f);
-    return kib;
+    return (long)proc_field(pid, "status", "VmRSS");
 }
 
 int main(void)

@@ -390,6 +390,31 @@ static void test_outbox_round_trip(void **state)
     buf_free(&enc);
     e.state = 9;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+
+    /* A state row: state and expiry, and nothing else of the entry. */
+    uint8_t row[OUTBOX_STATE_BYTES];
+    e.state = OUTBOX_MAILBOX;
+    e.expires_ms = 1797209600000ull;
+    outbox_state_encode(&e, row);
+    struct outbox_entry moved = {.state = OUTBOX_QUEUED, .created_ms = 5};
+    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_OK);
+    assert_int_equal(moved.state, OUTBOX_MAILBOX);
+    assert_true(moved.expires_ms == 1797209600000ull);
+    assert_true(moved.created_ms == 5);
+    /* Short, long, another version, a state out of range: refused, e unchanged. */
+    moved.state = OUTBOX_SENT;
+    assert_int_equal(outbox_state_decode(row, sizeof(row) - 1, &moved), MP_ERR_MALFORMED);
+    uint8_t longer[OUTBOX_STATE_BYTES + 1] = {0};
+    memcpy(longer, row, sizeof(row));
+    assert_int_equal(outbox_state_decode(longer, sizeof(longer), &moved), MP_ERR_MALFORMED);
+    row[0] = 2;
+    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_WIRE_VERSION);
+    row[0] = 1;
+    row[1] = 0;
+    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_MALFORMED);
+    row[1] = OUTBOX_STATE_MAX + 1;
+    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_MALFORMED);
+    assert_int_equal(moved.state, OUTBOX_SENT);
     outbox_entry_clear(&e);
 
     /* A version 1 entry (written before mailboxes: six fields, no expiry) is

@@ -30,7 +30,8 @@
 #define OPTIONS_TEXT_MAX (256u << 10)
 
 static const char *const cf_names[STORE_CF_COUNT_] = {
-    "meta", "contacts", "sessions", "outbox", "inbox", "mailbox", "dht_records", "peers",
+    "meta",    "contacts",    "sessions", "outbox",       "inbox",
+    "mailbox", "dht_records", "peers",    "outbox_index", "inbox_index",
 };
 
 static void make_dir(char *dir)
@@ -261,12 +262,62 @@ static void test_other_format_version_is_refused(void **state)
     }
     remove_dir(dir);
 
-    /* Older without a migration: refused too. */
+    /* Older without a migration (format 0 never existed): refused too. */
     make_dir(dir);
     s = open_ok(dir);
-    put_version(s, STORE_FORMAT_VERSION - 1);
+    put_version(s, 0);
     store_close(s);
     assert_int_equal(store_open(dir, &s, &holder), MP_ERR_STORE_VERSION);
+    remove_dir(dir);
+}
+
+/* A format 1 store: the outbox's and the inbox's small keys move to their
+ * own families, every other key stays, and the version becomes 2. More keys
+ * than one write of the migration moves, so it takes several. */
+static void test_format_1_is_migrated(void **state)
+{
+    enum { MANY = 5000 };
+    char dir[DIR_MAX], key[16], val[16];
+    (void)state;
+    make_dir(dir);
+
+    struct store *s = open_ok(dir);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof(key), "m%05d", i);
+        snprintf(val, sizeof(val), "seq%d", i);
+        put_str(s, STORE_CF_OUTBOX, key, val, false);
+    }
+    put_str(s, STORE_CF_OUTBOX, "q1", "to", false);
+    put_str(s, STORE_CF_OUTBOX, "d1", "seq1", false);
+    put_str(s, STORE_CF_OUTBOX, "o1", "entry", false);
+    put_str(s, STORE_CF_INBOX, "i1", "cursor", false);
+    put_str(s, STORE_CF_INBOX, "e1", "event", false);
+    put_version(s, 1);
+    store_close(s);
+
+    s = open_ok(dir);
+    uint8_t *v = NULL;
+    size_t len = 0;
+    assert_int_equal(store_get(s, STORE_CF_META, "format_version", 14, &v, &len), MP_OK);
+    const uint8_t two[4] = {0, 0, 0, 2};
+    assert_int_equal(len, 4);
+    assert_memory_equal(v, two, 4);
+    free(v);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof(key), "m%05d", i);
+        snprintf(val, sizeof(val), "seq%d", i);
+        expect_str(s, STORE_CF_OUTBOX_INDEX, key, val);
+        expect_absent(s, STORE_CF_OUTBOX, key);
+    }
+    expect_str(s, STORE_CF_OUTBOX_INDEX, "q1", "to");
+    expect_str(s, STORE_CF_OUTBOX_INDEX, "d1", "seq1");
+    expect_absent(s, STORE_CF_OUTBOX, "q1");
+    expect_absent(s, STORE_CF_OUTBOX, "d1");
+    expect_str(s, STORE_CF_OUTBOX, "o1", "entry");
+    expect_str(s, STORE_CF_INBOX_INDEX, "i1", "cursor");
+    expect_absent(s, STORE_CF_INBOX, "i1");
+    expect_str(s, STORE_CF_INBOX, "e1", "event");
+    store_close(s);
     remove_dir(dir);
 }
 
@@ -505,6 +556,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_put_get_delete_every_family),
         cmocka_unit_test(test_reopen_keeps_data_and_batches_are_atomic),
         cmocka_unit_test(test_other_format_version_is_refused),
+        cmocka_unit_test(test_format_1_is_migrated),
         cmocka_unit_test(test_lock_excludes_other_opens),
         cmocka_unit_test(test_prefix_iteration),
         cmocka_unit_test_teardown(test_disk_full_is_an_error_not_a_crash, unmount_teardown),
