@@ -170,6 +170,27 @@ static void test_utf8(void **state)
     assert_false(valid("\xe2\x82", 2));                                     /* truncated */
     assert_false(valid("\xc3\x28", 2));                                     /* bad continuation */
     assert_false(valid("\xff", 1));
+
+    /* Long texts go 8 bytes a step while plain ASCII: a NUL, a byte >= 0x80
+     * or a character anywhere, at every offset and length, is still seen. */
+    char text[40];
+    for (size_t len = 1; len <= 24; len++) {
+        for (size_t at = 0; at < len; at++) {
+            memset(text, 'a', sizeof(text));
+            assert_true(valid(text, len));
+            text[at] = '\0';
+            assert_false(valid(text, len));
+            text[at] = (char)0x80;
+            assert_false(valid(text, len));
+            text[at] = 0x7f;
+            assert_true(valid(text, len));
+            if (at + 2 <= len) {
+                memcpy(text + at, "\xc3\xa9", 2); /* é */
+                assert_true(valid(text, len));
+                assert_false(valid(text, at + 1)); /* cut inside it */
+            }
+        }
+    }
 }
 
 int main(void)
