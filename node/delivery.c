@@ -388,6 +388,17 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
     return err;
 }
 
+/* Entry seq's state row (val, len) onto e. A damaged one is logged and
+ * left: the entry keeps its own state, an earlier one, which history may
+ * go on showing (a message already sent may show as queued). */
+static void state_row(uint64_t seq, const uint8_t *val, size_t len, struct outbox_entry *e)
+{
+    enum mp_err err = outbox_state_decode(val, len, e);
+    if (err != MP_OK)
+        log_warn(MOD, "the state of outgoing message %llu is damaged (%s); its earlier state "
+                 "stands", (unsigned long long)seq, mp_strerror(err));
+}
+
 static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
 {
     uint8_t key[9], *val = NULL;
@@ -405,14 +416,12 @@ static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_en
     free(val);
     if (err != MP_OK)
         return err;
-    /* Its state row, if it has moved since it was written. A damaged row
-     * leaves the entry's own state, an earlier one: at worst the message is
-     * sent again, and the recipient drops the copy. */
+    /* Its state row, if it has moved since it was written. */
     key[0] = KEY_STATE;
     val = NULL;
     err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
     if (err == MP_OK)
-        (void)outbox_state_decode(val, len, e_out);
+        state_row(seq, val, len, e_out);
     free(val);
     if (err == MP_OK || err == MP_ERR_NOT_FOUND)
         return MP_OK;
@@ -456,18 +465,17 @@ static enum mp_err batch_moved(struct delivery *d, struct store_batch *b, uint64
                                const struct outbox_entry *e, bool rewrite)
 {
     uint8_t key[9], val[OUTBOX_STATE_BYTES];
+    enum mp_err err = outbox_state_encode(e, val);
+    if (err != MP_OK)
+        return err;
     seq_key(key, KEY_STATE, seq);
-    outbox_state_encode(e, val);
     store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
     if (rewrite)
         return batch_entry(d, b, seq, e);
     struct buf enc;
     buf_init(&enc, 0);
-    if (entry_read_again(e)) {
-        enum mp_err err = outbox_entry_encode(e, &enc);
-        if (err != MP_OK)
-            return err;
-    }
+    if (entry_read_again(e) && (err = outbox_entry_encode(e, &enc)) != MP_OK)
+        return err;
     cache_stage(d, seq, &enc);
     return MP_OK;
 }
@@ -480,8 +488,9 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
     size_t len = 0;
     key[0] = (uint8_t)prefix;
     memcpy(key + 1, id, id_len);
-    bool found = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, 1 + id_len, &val, &len) == MP_OK &&
-                 len == 8;
+    bool found =
+        store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, 1 + id_len, &val, &len) == MP_OK &&
+        len == 8;
     if (found)
         *seq_out = bytes_get_u64(val);
     free(val);
@@ -1461,7 +1470,7 @@ static void feed_cb(uv_timer_t *timer)
  * receipt is written, not yet synced, and that is enough: the receipt is the
  * recipient's word, which a crash here cannot take back; and its envelope is
  * acked only after the sync, so a crash before it has the receipt sent again
- * and recorded then. (Waiting for the sync cost a round trip a third fsync.) */
+ * and recorded then. (Waiting for the sync added a third fsync to each round trip.) */
 static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
@@ -1728,7 +1737,8 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
     key[0] = KEY_SEEN;
     memcpy(key + 1, sender, 32);
     memcpy(key + 33, id, MSG_ID_BYTES);
-    bool found = store_get(d->cfg.store, STORE_CF_INBOX_INDEX, key, sizeof(key), &val, &len) == MP_OK;
+    bool found =
+        store_get(d->cfg.store, STORE_CF_INBOX_INDEX, key, sizeof(key), &val, &len) == MP_OK;
     free(val);
     return found;
 }
@@ -1738,7 +1748,7 @@ static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
                                      uint64_t expires_ms, uint64_t now, size_t *moved_out);
 
 /* A receipt: mark the messages it names delivered (at now); their ids are
- * appended to delivered_out (for waiters, once the write is synced). */
+ * appended to delivered_out (their waiters hear at once: answer_waiters). */
 static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const uint8_t sender[32],
                                 const struct msg *m, uint64_t now, struct buf *delivered_out)
 {
@@ -2012,7 +2022,7 @@ cleanup:
 }
 
 /* The sync at the end of a loop turn: everything written so far becomes
- * durable; then the acks go out, listeners and waiters hear, receipts go. */
+ * durable; then the acks go out, listeners hear, receipts go. */
 static void durable_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
@@ -3002,7 +3012,7 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         while (more_states && (skey_len != 9 || memcmp(skey + 1, key + 1, 8) < 0))
             more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
         if (more_states && memcmp(skey + 1, key + 1, 8) == 0)
-            (void)outbox_state_decode(sval, sval_len, &e); /* a damaged row: the entry's own */
+            state_row(bytes_get_u64(key + 1), sval, sval_len, &e);
         if (memcmp(e.to, with, 32) == 0 &&
             msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK) {
             if (m.kind == MSG_KIND_TEXT) {

@@ -1,7 +1,8 @@
 /*
  * outbox: the records delivery keeps in the store, as plain structs with
  * their codecs (outbox_wire.c): a message waiting to go out (or gone, kept
- * as history) and an event of the node's event log (a message received, a
+ * as history), its state row once it has moved on from the state it was
+ * written with, and an event of the node's event log (a message received, a
  * message sent or delivered), which `inbox`, `history` and `listen` read.
  * Layouts: docs/PROTOCOL.md, "Store layout: messages".
  */
@@ -66,10 +67,11 @@ void outbox_entry_clear(struct outbox_entry *e);
 /* An entry's state row: its state and expiry kept apart from it, so that a
  * move from state to state writes these few bytes, not the message again
  * (docs/PROTOCOL.md: u8 version 1, u8 state, u64 big-endian expires ms).
- * outbox_state_decode sets e's state and expires_ms from one; on
- * MP_ERR_MALFORMED or MP_ERR_WIRE_VERSION e is unchanged. */
+ * outbox_state_encode: MP_ERR_INVAL for a state out of range, as
+ * outbox_entry_encode. outbox_state_decode sets e's state and expires_ms from
+ * one; on MP_ERR_MALFORMED or MP_ERR_WIRE_VERSION e is unchanged. */
 #define OUTBOX_STATE_BYTES 10
-void outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES]);
+enum mp_err outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES]);
 enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e);
 
 enum mp_err outbox_event_encode(const struct outbox_event *ev, struct buf *out);

@@ -135,11 +135,14 @@ cleanup:
     return err;
 }
 
-void outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES])
+enum mp_err outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES])
 {
+    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX)
+        return MP_ERR_INVAL;
     out[0] = STATE_VERSION;
     out[1] = e->state;
     bytes_put_u64(out + 2, e->expires_ms);
+    return MP_OK;
 }
 
 enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e)

@@ -391,46 +391,77 @@ static const struct key_move {
 };
 
 /* Keys moved per write of a migration: a store of any size moves in bounded
- * memory. */
+ * memory. The longest key moved: 'i' + sender + message id is 49 bytes. */
 #define MIGRATE_CHUNK 4096
+#define STORE_MIGRATE_KEY_MAX 64
 
-/* Format 1 to 2: the keys of moves_to_2 to their new families, then the new
- * version, synced. Each write moves its keys whole (put and delete in one
+/* Key in STORE_CF_META present while a migration is under way: the format
+ * it started from (4 bytes, like FORMAT_KEY). */
+#define MIGRATING_KEY "migrating_from"
+
+/* The keys of cf starting with mv->prefix to their new family, MIGRATE_CHUNK
+ * a write, each chunk picking up after the last key of the one before (a
+ * walk from the prefix's start would step over every key already moved:
+ * RocksDB keeps the deletions until a compaction). */
+static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t *moved_io)
+{
+    uint8_t last[STORE_MIGRATE_KEY_MAX];
+    size_t last_len = 0, n;
+    enum mp_err err = MP_OK;
+
+    do {
+        struct store_iter *it = last_len > 0
+                                    ? store_iter_new_at(s, mv->from, &mv->prefix, 1, last, last_len)
+                                    : store_iter_new(s, mv->from, &mv->prefix, 1);
+        struct store_batch *b = store_batch_new();
+        const uint8_t *key, *val;
+        size_t key_len, val_len;
+        n = 0;
+        while (n < MIGRATE_CHUNK && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+            if (key_len > sizeof(last)) {
+                err = MP_ERR_STORE; /* no key of these families is this long */
+                break;
+            }
+            store_batch_put(b, mv->to, key, key_len, val, val_len);
+            store_batch_delete(b, mv->from, key, key_len);
+            memcpy(last, key, key_len);
+            last_len = key_len;
+            n++;
+        }
+        if (err == MP_OK)
+            err = store_iter_status(it);
+        store_iter_free(it);
+        if (err == MP_OK && n > 0)
+            err = store_batch_write(s, b, false);
+        store_batch_free(b);
+        *moved_io += n;
+    } while (err == MP_OK && n == MIGRATE_CHUNK);
+    return err;
+}
+
+/* Format 1 to 2: the keys of moves_to_2 to their new families. First the
+ * new version and the MIGRATING_KEY marker, synced: from then on a build
+ * that knows only format 1 refuses the store rather than miss the keys
+ * already moved, and an open of this build that finds the marker goes on
+ * with the migration. Each write moves its keys whole (put and delete in one
  * batch), so a crash leaves every key in one place or the other, never lost
- * nor in both; format 1 stays until all are moved, and the next open goes
- * on where this one stopped. */
+ * nor in both. The marker goes last, synced, making the moves durable. */
 static enum mp_err migrate_to_2(struct store *s, const char *dir)
 {
-    enum mp_err err = MP_OK;
+    uint8_t be[FORMAT_LEN], from[FORMAT_LEN];
     size_t moved = 0;
 
-    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++) {
-        const struct key_move *mv = &moves_to_2[m];
-        bool more = true;
-        while (err == MP_OK && more) {
-            struct store_iter *it = store_iter_new(s, mv->from, &mv->prefix, 1);
-            struct store_batch *b = store_batch_new();
-            const uint8_t *key, *val;
-            size_t key_len, val_len, n = 0;
-            while (n < MIGRATE_CHUNK && store_iter_next(it, &key, &key_len, &val, &val_len)) {
-                store_batch_put(b, mv->to, key, key_len, val, val_len);
-                store_batch_delete(b, mv->from, key, key_len);
-                n++;
-            }
-            err = store_iter_status(it);
-            store_iter_free(it);
-            if (err == MP_OK && n > 0)
-                err = store_batch_write(s, b, false);
-            store_batch_free(b);
-            moved += n;
-            more = n == MIGRATE_CHUNK;
-        }
-    }
-    if (err == MP_OK) {
-        uint8_t be[FORMAT_LEN];
-        format_bytes(2, be);
-        err = store_put(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be), true);
-    }
+    format_bytes(2, be);
+    format_bytes(1, from);
+    struct store_batch *b = store_batch_new();
+    store_batch_put(b, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be));
+    store_batch_put(b, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), from, sizeof(from));
+    enum mp_err err = store_batch_write(s, b, true);
+    store_batch_free(b);
+    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++)
+        err = move_keys(s, &moves_to_2[m], &moved);
+    if (err == MP_OK)
+        err = store_delete(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), true);
     if (err == MP_OK)
         log_info(MOD, "store in %s migrated from format 1 to 2 (%zu keys moved)", dir, moved);
     else
@@ -472,6 +503,15 @@ static enum mp_err check_format(struct store *s, const char *dir)
     }
     if (version == 1)
         return migrate_to_2(s, dir);
+    if (version == 2) {
+        /* A migration cut short: its marker is still there. */
+        err = store_get(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), &val, &len);
+        free(val);
+        if (err == MP_OK)
+            return migrate_to_2(s, dir);
+        if (err != MP_ERR_NOT_FOUND)
+            return err;
+    }
     if (version < STORE_FORMAT_VERSION) {
         log_error(MOD,
                   "store in %s has format %u, this build supports format %u only "

@@ -10,10 +10,13 @@
  *                                 the median of 3 runs, with their min and max);
  *                                 throughput_<n>B_send_mode says which (msgs per call)
  *   throughput_<n>B_cpu_us_per_msg CPU time (user + system, all threads) of the two nodes
- *                                 per message in the median send.batch run: steadier than
- *                                 the rate on a shared machine
+ *                                 per message over the send.batch runs: steadier than the
+ *                                 rate on a shared machine
  *   throughput_<n>B_disk_bytes_per_msg bytes the two nodes had written to disk (write-ahead
- *                                 logs, flushes, compactions) per message, same run
+ *                                 logs, flushes, compactions) per message over the same
+ *                                 runs; flushes and compactions run in the background, so
+ *                                 some of the last run's land after it (-1: the kernel
+ *                                 does not say)
  *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait on one open connection: message
  *                                 out, receipt back
  *   idle_pair_datagrams_per_s     DHT datagrams of the pair while idle, per second
@@ -117,7 +120,7 @@ struct bench_run {
 };
 
 /* CPU seconds (user + system, every thread) process pid has used. */
-static double cpu_s(pid_t pid)
+static double proc_cpu_s(pid_t pid)
 {
     char path[64], text[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
@@ -153,14 +156,13 @@ static double proc_field(pid_t pid, const char *file, const char *name)
     return v;
 }
 
-/* Bytes process pid has had written to disk (write_bytes of /proc/pid/io:
- * what reached the block layer, its own and its threads'). */
-static double disk_bytes(pid_t pid)
+/* Bytes the two nodes have had written to disk (write_bytes of
+ * /proc/<pid>/io: what reached the block layer, theirs and their threads');
+ * -1 if the kernel does not keep the count. */
+static double disk_bytes(const struct bench_node *a, const struct bench_node *b)
 {
-    double bytes = proc_field(pid, "io", "write_bytes");
-    if (bytes < 0)
-        bench_die("cannot read a node's disk writes");
-    return bytes;
+    double x = proc_field(a->pid, "io", "write_bytes"), y = proc_field(b->pid, "io", "write_bytes");
+    return x < 0 || y < 0 ? -1 : x + y;
 }
 
 /* Send count size-byte texts through the control API on one connection,
@@ -171,8 +173,8 @@ static double disk_bytes(pid_t pid)
 static void throughput(struct bench_node *from, struct bench_node *to, int count, size_t size,
                        int batch, struct bench_run *run_out)
 {
-    double cpu0 = cpu_s(from->pid) + cpu_s(to->pid);
-    double disk0 = disk_bytes(from->pid) + disk_bytes(to->pid);
+    double cpu0 = proc_cpu_s(from->pid) + proc_cpu_s(to->pid);
+    double disk0 = disk_bytes(from, to);
     size_t line_cap = (size_t)batch * (size + 16) + 512;
     char *line = malloc(line_cap);
     char *text = malloc(size + 1);
@@ -230,8 +232,9 @@ static void throughput(struct bench_node *from, struct bench_node *to, int count
     }
     double s = (bench_now_ms() - t0) / 1000.0;
     run_out->rate = count / s;
-    run_out->cpu_s = cpu_s(from->pid) + cpu_s(to->pid) - cpu0;
-    run_out->disk_bytes = disk_bytes(from->pid) + disk_bytes(to->pid) - disk0;
+    run_out->cpu_s = proc_cpu_s(from->pid) + proc_cpu_s(to->pid) - cpu0;
+    double disk1 = disk_bytes(from, to);
+    run_out->disk_bytes = disk0 < 0 || disk1 < 0 ? -1 : disk1 - disk0;
     free(text);
     free(line);
 }
@@ -246,7 +249,7 @@ static int batch_for(size_t size)
 /* Runs of send.batch per figure: the median is printed, and the spread. */
 #define BATCH_RUNS 3
 
-
+/* Runs by rate, for qsort. */
 static int run_cmp(const void *a, const void *b)
 {
     double x = ((const struct bench_run *)a)->rate, y = ((const struct bench_run *)b)->rate;
@@ -267,6 +270,11 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
     struct bench_run runs[BATCH_RUNS];
     for (int i = 0; i < BATCH_RUNS; i++)
         throughput(from, to, count, size, batch, &runs[i]);
+    double cpu_s = 0, disk = 0;
+    for (int i = 0; i < BATCH_RUNS; i++) {
+        cpu_s += runs[i].cpu_s;
+        disk = disk < 0 || runs[i].disk_bytes < 0 ? -1 : disk + runs[i].disk_bytes;
+    }
     qsort(runs, BATCH_RUNS, sizeof(runs[0]), run_cmp);
     double batched = runs[BATCH_RUNS / 2].rate;
     printf("throughput_%zuB_send_msgs_per_s %.0f msgs/s\n", size, single);
@@ -274,10 +282,9 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
     printf("throughput_%zuB_send_batch_min_msgs_per_s %.0f msgs/s\n", size, runs[0].rate);
     printf("throughput_%zuB_send_batch_max_msgs_per_s %.0f msgs/s\n", size,
            runs[BATCH_RUNS - 1].rate);
-    printf("throughput_%zuB_cpu_us_per_msg %.1f us\n", size,
-           runs[BATCH_RUNS / 2].cpu_s * 1e6 / count);
+    printf("throughput_%zuB_cpu_us_per_msg %.1f us\n", size, cpu_s * 1e6 / count / BATCH_RUNS);
     printf("throughput_%zuB_disk_bytes_per_msg %.0f B\n", size,
-           runs[BATCH_RUNS / 2].disk_bytes / count);
+           disk < 0 ? -1 : disk / count / BATCH_RUNS);
     printf("throughput_%zuB_msgs_per_s %.0f msgs/s\n", size, batched > single ? batched : single);
     printf("throughput_%zuB_send_mode %d msgs/call\n", size, batched > single ? batch : 1);
     fflush(stdout);

@@ -109,8 +109,8 @@ static void fuzz_state(const uint8_t *data, size_t size)
     uint8_t enc[OUTBOX_STATE_BYTES];
     if (outbox_state_decode(data, size, &e) != MP_OK)
         return;
-    outbox_state_encode(&e, enc);
-    if (size != OUTBOX_STATE_BYTES || memcmp(enc, data, size) != 0)
+    if (outbox_state_encode(&e, enc) != MP_OK || size != OUTBOX_STATE_BYTES ||
+        memcmp(enc, data, size) != 0)
         abort();
 }
 

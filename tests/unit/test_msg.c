@@ -395,7 +395,7 @@ static void test_outbox_round_trip(void **state)
     uint8_t row[OUTBOX_STATE_BYTES];
     e.state = OUTBOX_MAILBOX;
     e.expires_ms = 1797209600000ull;
-    outbox_state_encode(&e, row);
+    assert_int_equal(outbox_state_encode(&e, row), MP_OK);
     struct outbox_entry moved = {.state = OUTBOX_QUEUED, .created_ms = 5};
     assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_OK);
     assert_int_equal(moved.state, OUTBOX_MAILBOX);
@@ -415,6 +415,8 @@ static void test_outbox_round_trip(void **state)
     row[1] = OUTBOX_STATE_MAX + 1;
     assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_MALFORMED);
     assert_int_equal(moved.state, OUTBOX_SENT);
+    moved.state = 0; /* never written as a row */
+    assert_int_equal(outbox_state_encode(&moved, row), MP_ERR_INVAL);
     outbox_entry_clear(&e);
 
     /* A version 1 entry (written before mailboxes: six fields, no expiry) is

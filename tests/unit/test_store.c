@@ -317,6 +317,43 @@ static void test_format_1_is_migrated(void **state)
     expect_str(s, STORE_CF_INBOX_INDEX, "i1", "cursor");
     expect_absent(s, STORE_CF_INBOX, "i1");
     expect_str(s, STORE_CF_INBOX, "e1", "event");
+    expect_absent(s, STORE_CF_META, "migrating_from");
+    store_close(s);
+    remove_dir(dir);
+}
+
+/* A migration cut short: version 2 is written with the marker first (so a
+ * format 1 build refuses the store), some keys are moved, some not. The next
+ * open moves the rest, exactly one write's worth here, and drops the marker. */
+static void test_cut_short_migration_goes_on(void **state)
+{
+    enum { LEFT = 4096 };
+    char dir[DIR_MAX], key[16];
+    (void)state;
+    make_dir(dir);
+
+    struct store *s = open_ok(dir);
+    put_str(s, STORE_CF_OUTBOX_INDEX, "d-moved", "seq0", false);
+    for (int i = 0; i < LEFT; i++) {
+        snprintf(key, sizeof(key), "m%05d", i);
+        put_str(s, STORE_CF_OUTBOX, key, key, false);
+    }
+    put_str(s, STORE_CF_INBOX, "i-left", "cursor", false);
+    const uint8_t one[4] = {0, 0, 0, 1};
+    assert_int_equal(store_put(s, STORE_CF_META, "migrating_from", 14, one, 4, true), MP_OK);
+    put_version(s, 2);
+    store_close(s);
+
+    s = open_ok(dir);
+    expect_absent(s, STORE_CF_META, "migrating_from");
+    expect_str(s, STORE_CF_OUTBOX_INDEX, "d-moved", "seq0");
+    for (int i = 0; i < LEFT; i++) {
+        snprintf(key, sizeof(key), "m%05d", i);
+        expect_str(s, STORE_CF_OUTBOX_INDEX, key, key);
+        expect_absent(s, STORE_CF_OUTBOX, key);
+    }
+    expect_str(s, STORE_CF_INBOX_INDEX, "i-left", "cursor");
+    expect_absent(s, STORE_CF_INBOX, "i-left");
     store_close(s);
     remove_dir(dir);
 }
@@ -557,6 +594,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reopen_keeps_data_and_batches_are_atomic),
         cmocka_unit_test(test_other_format_version_is_refused),
         cmocka_unit_test(test_format_1_is_migrated),
+        cmocka_unit_test(test_cut_short_migration_goes_on),
         cmocka_unit_test(test_lock_excludes_other_opens),
         cmocka_unit_test(test_prefix_iteration),
         cmocka_unit_test_teardown(test_disk_full_is_an_error_not_a_crash, unmount_teardown),
