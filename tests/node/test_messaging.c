@@ -1,7 +1,8 @@
 /*
  * Direct delivery with real nodes on loopback: messages both ways with
  * receipts, `listen` in order, a restart between messages, kill -9 in the
- * middle of 1,000 sends, and the errors a user meets at `send`.
+ * middle of 1,000 sends, the errors a user meets at `send`, and a node whose
+ * store an older build wrote (format 1).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,6 +18,9 @@
 
 #include <cmocka.h>
 
+#include "base/bytes.h"
+#include "node/outbox.h"
+#include "node/store.h"
 #include "tests/node/node_util.h"
 
 /* Bounded waits for what must arrive; generous, since ASan and a loaded
@@ -80,6 +84,14 @@ static struct run_result cli_send(struct node *from, const char *to, const char 
                                          to, text));
 }
 
+/* cli_send that must succeed. */
+static void send_ok(struct node *from, const char *to, const char *text, bool wait)
+{
+    struct run_result r = cli_send(from, to, text, wait);
+    assert_int_equal(r.status, 0);
+    harness_result_free(&r);
+}
+
 /* `merpati contacts add` of other on n, under name. */
 static void add_contact(struct node *n, struct node *other, const char *name)
 {
@@ -87,6 +99,14 @@ static void add_contact(struct node *n, struct node *other, const char *name)
                                                  "--data-dir", n->dir, "--config", config_path));
     assert_int_equal(r.status, 0);
     harness_result_free(&r);
+}
+
+/* Nodes 0 and 1 (a and b) started, each the other's contact: bob and alice. */
+static void start_pair(void)
+{
+    start_all(2);
+    add_contact(&nodes[0], &nodes[1], "bob");
+    add_contact(&nodes[1], &nodes[0], "alice");
 }
 
 static json_t *inbox(struct node *n, const char *extra_params)
@@ -133,9 +153,7 @@ static void test_both_ways_with_receipts(void **state)
     assert_int_equal(r.status, 0);
     assert_contains(r.out, "delivered");
     harness_result_free(&r);
-    r = cli_send(b, a->address, "hello a", true);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(b, a->address, "hello a", true);
     for (int i = 1; i <= 3; i++) {
         char text[32];
         snprintf(text, sizeof(text), "numbered %d", i);
@@ -176,9 +194,7 @@ static void test_both_ways_with_receipts(void **state)
     unlink(listen_log);
 
     /* c is not b's contact: its message waits among b's requests, not the inbox. */
-    r = cli_send(c, b->address, "hi, I am c", false);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(c, b->address, "hi, I am c", false);
     json_t *requests = NULL;
     for (int waited = 0; waited < WAIT_MS; waited += 100) {
         requests = inbox(b, ",\"requests\":true");
@@ -208,9 +224,7 @@ static void test_both_ways_with_receipts(void **state)
                                config_path));
     assert_int_equal(r.status, 0);
     harness_result_free(&r);
-    r = cli_send(c, b->address, "let me in", false);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(c, b->address, "let me in", false);
     bool acked = false;
     for (int waited = 0; waited < WAIT_MS && !acked; waited += 100) {
         char params[200];
@@ -274,18 +288,12 @@ static void test_both_ways_with_receipts(void **state)
 static void test_restart_between_messages(void **state)
 {
     (void)state;
-    start_all(2);
+    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
-    struct run_result r = cli_send(a, b->address, "before", true);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(a, b->address, "before", true);
 
     node_stop(b);
-    r = cli_send(a, b->address, "while b was away", false);
-    assert_int_equal(r.status, 0); /* queued: b is down */
-    harness_result_free(&r);
+    send_ok(a, b->address, "while b was away", false); /* queued: b is down */
     restart(b);
     json_t *list = wait_inbox(b, 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "text")),
@@ -293,12 +301,8 @@ static void test_restart_between_messages(void **state)
     json_decref(list);
 
     /* The ratchet continues both ways after the restart. */
-    r = cli_send(b, a->address, "back", true);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
-    r = cli_send(a, b->address, "welcome back", true);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(b, a->address, "back", true);
+    send_ok(a, b->address, "welcome back", true);
     list = inbox(b, "");
     assert_int_equal(json_array_size(list), 3); /* nothing lost, nothing twice */
     json_decref(list);
@@ -374,10 +378,8 @@ static void test_kill_during_a_thousand_sends(void **state)
 static void test_send_errors(void **state)
 {
     (void)state;
-    start_all(2);
+    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
 
     /* A contact name that does not exist: 67, nothing queued. */
     struct run_result r = cli_send(a, "carol", "who?", false);
@@ -464,10 +466,8 @@ static void test_send_batch(void **state)
 {
     (void)state;
     enum { COUNT = 40 };
-    start_all(2);
+    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
 
     /* One call queues all, in order; the last one names its recipient itself
      * (a contact name), the others take the call's `to`. */
@@ -586,10 +586,8 @@ static void test_send_batch(void **state)
 static void test_changed_node_key(void **state)
 {
     (void)state;
-    start_all(2);
+    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
     struct run_result r = cli_send(b, "alice", "first", true); /* a now trusts b's node key */
     assert_int_equal(r.status, 0);
     harness_result_free(&r);
@@ -601,12 +599,8 @@ static void test_changed_node_key(void **state)
     assert_int_equal(unlink(path), 0);
     restart(b);
     /* Sent before a knows: accepted, but held back from the unknown node key. */
-    r = cli_send(a, "bob", "held", false);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
-    r = cli_send(b, "alice", "from my new node", false);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(a, "bob", "held", false);
+    send_ok(b, "alice", "from my new node", false);
 
     /* a refuses it, says why, and will not send to bob until told to trust the key. */
     json_t *c = NULL;
@@ -657,9 +651,114 @@ static void test_changed_node_key(void **state)
             sleep_ms(100);
     }
     assert_true(held_arrived); /* released by the trust */
-    r = cli_send(a, "bob", "welcome", true);
-    assert_int_equal(r.status, 0);
-    harness_result_free(&r);
+    send_ok(a, "bob", "welcome", true);
+}
+
+/* Keys of one prefix from family from to family to (in n's stopped store). */
+static void move_prefix(struct store *st, enum store_cf from, enum store_cf to, uint8_t prefix)
+{
+    struct store_batch *b = store_batch_new();
+    struct store_iter *it = store_iter_new(st, from, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        store_batch_put(b, to, key, key_len, val, val_len);
+        store_batch_delete(b, from, key, key_len);
+    }
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+    assert_int_equal(store_batch_write(st, b, true), MP_OK);
+    store_batch_free(b);
+}
+
+/* Rewrite stopped node n's store as a format 1 build would have left it:
+ * the work list and indexes in the message families, each entry's state in
+ * the entry itself (format 1 had no state rows), version 1. */
+static void back_to_format_1(struct node *n)
+{
+    struct store *st = NULL;
+    pid_t holder = 0;
+    assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
+    uint8_t prefix = 's';
+    struct store_batch *b = store_batch_new();
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len, rows = 0;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        uint8_t entry_key[9], *ev = NULL;
+        size_t ev_len = 0;
+        struct outbox_entry e;
+        struct buf enc;
+        assert_int_equal(key_len, 9);
+        entry_key[0] = 'o';
+        memcpy(entry_key + 1, key + 1, 8);
+        assert_int_equal(store_get(st, STORE_CF_OUTBOX, entry_key, 9, &ev, &ev_len), MP_OK);
+        assert_int_equal(outbox_entry_decode(ev, ev_len, &e), MP_OK);
+        free(ev);
+        assert_int_equal(outbox_state_decode(val, val_len, &e), MP_OK);
+        assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+        store_batch_put(b, STORE_CF_OUTBOX, entry_key, 9, enc.data, enc.len);
+        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, key_len);
+        buf_free(&enc);
+        outbox_entry_clear(&e);
+        rows++;
+    }
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+    assert_int_equal(store_batch_write(st, b, true), MP_OK);
+    store_batch_free(b);
+    move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'q');
+    move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'd');
+    move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'm');
+    move_prefix(st, STORE_CF_INBOX_INDEX, STORE_CF_INBOX, 'i');
+    const uint8_t one[4] = {0, 0, 0, 1};
+    assert_int_equal(store_put(st, STORE_CF_META, "format_version", 14, one, 4, true), MP_OK);
+    store_close(st);
+    print_message("%s: %zu state rows folded into their entries\n", n->dir, rows);
+}
+
+/* A node upgraded from a build that wrote format 1: what it had delivered
+ * stays delivered, what was queued for a peer that was away goes out after
+ * the upgrade, once, and both keep talking. */
+static void test_upgrade_from_format_1(void **state)
+{
+    (void)state;
+    start_pair();
+    struct node *a = &nodes[0], *b = &nodes[1];
+    send_ok(a, b->address, "before the upgrade", true);
+    node_stop(b);
+    send_ok(a, b->address, "queued across the upgrade", false);
+    node_stop(a);
+    back_to_format_1(a);
+    back_to_format_1(b);
+
+    restart(b); /* first: a, node 0, joins through b */
+    restart(a);
+    json_t *list = wait_inbox(b, 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "text")),
+                        "queued across the upgrade");
+    json_decref(list);
+    send_ok(b, a->address, "after it", true);
+    list = inbox(b, "");
+    assert_int_equal(json_array_size(list), 2); /* nothing twice */
+    json_decref(list);
+    /* a's history: both of its messages delivered (the second's receipt came
+     * after the upgrade), b's answer received. */
+    bool delivered = false;
+    for (int waited = 0; !delivered && waited < WAIT_MS; waited += 100) {
+        list = history_with(a, b->address);
+        size_t n_delivered = 0;
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            json_t *m = json_array_get(list, i);
+            const char *st = json_string_value(json_object_get(m, "state"));
+            n_delivered += st != NULL && strcmp(st, "delivered") == 0;
+        }
+        delivered = json_array_size(list) == 3 && n_delivered == 2;
+        json_decref(list);
+        if (!delivered)
+            sleep_ms(100);
+    }
+    assert_true(delivered);
 }
 
 int main(void)
@@ -671,6 +770,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_errors, teardown),
         cmocka_unit_test_teardown(test_send_batch, teardown),
         cmocka_unit_test_teardown(test_changed_node_key, teardown),
+        cmocka_unit_test_teardown(test_upgrade_from_format_1, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("MERPATI_TEST_FILTER"));
