@@ -252,6 +252,7 @@ struct delivery {
     bool closing;
     /* figures for status */
     uint64_t sent, received, acked, duplicates, refused, failed_open;
+    uint64_t damaged_states; /* state rows that did not decode (state_row) */
     uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
     /* Envelopes stored (or dropped for good) lately, by digest, one per slot:
@@ -388,15 +389,18 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
     return err;
 }
 
-/* Entry seq's state row (val, len) onto e. A damaged one is logged and
- * left: the entry keeps its own state, an earlier one, which history may
- * go on showing (a message already sent may show as queued). */
-static void state_row(uint64_t seq, const uint8_t *val, size_t len, struct outbox_entry *e)
+/* Entry seq's state row (val, len) onto e. A damaged one is counted
+ * (status: messages.damaged_states), logged the first time, and left: the
+ * entry keeps its own state, an earlier one, which history may go on
+ * showing (a message already sent may show as queued) until it moves again. */
+static void state_row(struct delivery *d, uint64_t seq, const uint8_t *val, size_t len,
+                      struct outbox_entry *e)
 {
     enum mp_err err = outbox_state_decode(val, len, e);
-    if (err != MP_OK)
+    if (err != MP_OK && d->damaged_states++ == 0)
         log_warn(MOD, "the state of outgoing message %llu is damaged (%s); its earlier state "
-                 "stands", (unsigned long long)seq, mp_strerror(err));
+                 "stands until it moves again (further damaged states are counted in "
+                 "status, not logged)", (unsigned long long)seq, mp_strerror(err));
 }
 
 static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
@@ -421,7 +425,7 @@ static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_en
     val = NULL;
     err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
     if (err == MP_OK)
-        state_row(seq, val, len, e_out);
+        state_row(d, seq, val, len, e_out);
     free(val);
     if (err == MP_OK || err == MP_ERR_NOT_FOUND)
         return MP_OK;
@@ -2600,6 +2604,7 @@ json_t *delivery_status(const struct delivery *d)
                                   (json_int_t)d->mb_held, "full", (json_int_t)d->mb_full,
                                   "rate_limited", (json_int_t)d->mb_rate, "refused",
                                   (json_int_t)d->mb_refused, "expired", (json_int_t)d->expired));
+    json_object_set_new(j, "damaged_states", json_integer((json_int_t)d->damaged_states));
     json_object_set_new(j, "entry_cache",
                         json_pack("{s:I, s:I, s:I}", "hits", (json_int_t)d->cache->hits, "misses",
                                   (json_int_t)d->cache->misses, "bytes",
@@ -3012,7 +3017,7 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         while (more_states && (skey_len != 9 || memcmp(skey + 1, key + 1, 8) < 0))
             more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
         if (more_states && memcmp(skey + 1, key + 1, 8) == 0)
-            state_row(bytes_get_u64(key + 1), sval, sval_len, &e);
+            state_row(d, bytes_get_u64(key + 1), sval, sval_len, &e);
         if (memcmp(e.to, with, 32) == 0 &&
             msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK) {
             if (m.kind == MSG_KIND_TEXT) {

@@ -393,7 +393,7 @@ static const struct key_move {
 /* Keys moved per write of a migration: a store of any size moves in bounded
  * memory. The longest key moved: 'i' + sender + message id is 49 bytes. */
 #define MIGRATE_CHUNK 4096
-#define STORE_MIGRATE_KEY_MAX 64
+#define MIGRATE_KEY_MAX 64
 
 /* Key in STORE_CF_META present while a migration is under way: the format
  * it started from (4 bytes, like FORMAT_KEY). */
@@ -405,7 +405,7 @@ static const struct key_move {
  * RocksDB keeps the deletions until a compaction). */
 static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t *moved_io)
 {
-    uint8_t last[STORE_MIGRATE_KEY_MAX];
+    uint8_t last[MIGRATE_KEY_MAX];
     size_t last_len = 0, n;
     enum mp_err err = MP_OK;
 
@@ -418,8 +418,11 @@ static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t 
         size_t key_len, val_len;
         n = 0;
         while (n < MIGRATE_CHUNK && store_iter_next(it, &key, &key_len, &val, &val_len)) {
-            if (key_len > sizeof(last)) {
-                err = MP_ERR_STORE; /* no key of these families is this long */
+            if (key_len > sizeof(last)) { /* no key of these families is this long */
+                log_error(MOD, "a key of %zu bytes with prefix '%c' where none is over %zu: "
+                          "the store is damaged; restore it from a backup",
+                          key_len, mv->prefix, sizeof(last));
+                err = MP_ERR_STORE;
                 break;
             }
             store_batch_put(b, mv->to, key, key_len, val, val_len);
@@ -446,7 +449,7 @@ static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t 
  * with the migration. Each write moves its keys whole (put and delete in one
  * batch), so a crash leaves every key in one place or the other, never lost
  * nor in both. The marker goes last, synced, making the moves durable. */
-static enum mp_err migrate_to_2(struct store *s, const char *dir)
+static enum mp_err migrate_to_2(struct store *s, const char *dir, bool resumed)
 {
     uint8_t be[FORMAT_LEN], from[FORMAT_LEN];
     size_t moved = 0;
@@ -463,7 +466,8 @@ static enum mp_err migrate_to_2(struct store *s, const char *dir)
     if (err == MP_OK)
         err = store_delete(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), true);
     if (err == MP_OK)
-        log_info(MOD, "store in %s migrated from format 1 to 2 (%zu keys moved)", dir, moved);
+        log_info(MOD, "store in %s migrated from format 1 to 2%s (%zu keys moved)", dir,
+                 resumed ? ", going on with a migration cut short" : "", moved);
     else
         log_error(MOD, "cannot migrate the store in %s from format 1 to 2: %s; the next start "
                   "goes on from where this one stopped", dir, mp_strerror(err));
@@ -502,13 +506,21 @@ static enum mp_err check_format(struct store *s, const char *dir)
         return MP_ERR_STORE_VERSION;
     }
     if (version == 1)
-        return migrate_to_2(s, dir);
+        return migrate_to_2(s, dir, false);
     if (version == 2) {
         /* A migration cut short: its marker is still there. */
         err = store_get(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), &val, &len);
+        uint8_t one[FORMAT_LEN];
+        format_bytes(1, one);
+        bool from_1 = err == MP_OK && len == FORMAT_LEN && memcmp(val, one, FORMAT_LEN) == 0;
         free(val);
-        if (err == MP_OK)
-            return migrate_to_2(s, dir);
+        if (from_1)
+            return migrate_to_2(s, dir, true);
+        if (err == MP_OK) {
+            log_error(MOD, "store in %s is damaged: %s is not the 4-byte format 1", dir,
+                      MIGRATING_KEY);
+            return MP_ERR_STORE;
+        }
         if (err != MP_ERR_NOT_FOUND)
             return err;
     }

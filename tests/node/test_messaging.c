@@ -654,9 +654,11 @@ static void test_changed_node_key(void **state)
     send_ok(a, "bob", "welcome", true);
 }
 
-/* Keys of one prefix from family from to family to (in n's stopped store). */
-static void move_prefix(struct store *st, enum store_cf from, enum store_cf to, uint8_t prefix)
+/* Keys of one prefix from family from to family to (in a stopped node's
+ * store); how many. */
+static size_t move_prefix(struct store *st, enum store_cf from, enum store_cf to, uint8_t prefix)
 {
+    size_t n = 0;
     struct store_batch *b = store_batch_new();
     struct store_iter *it = store_iter_new(st, from, &prefix, 1);
     const uint8_t *key, *val;
@@ -664,18 +666,39 @@ static void move_prefix(struct store *st, enum store_cf from, enum store_cf to, 
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
         store_batch_put(b, to, key, key_len, val, val_len);
         store_batch_delete(b, from, key, key_len);
+        n++;
     }
     assert_int_equal(store_iter_status(it), MP_OK);
     store_iter_free(it);
     assert_int_equal(store_batch_write(st, b, true), MP_OK);
     store_batch_free(b);
+    return n;
 }
+
+/* Keys of family cf starting with prefix (in a stopped node's store). */
+static size_t count_prefix(struct store *st, enum store_cf cf, uint8_t prefix)
+{
+    struct store_iter *it = store_iter_new(st, cf, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len, n = 0;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len))
+        n++;
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+    return n;
+}
+
+/* Keys of each kind moved by back_to_format_1: q, d, m, i. */
+struct moved {
+    size_t q, d, m, i;
+};
 
 /* Rewrite stopped node n's store as a format 1 build would have left it:
  * the work list and indexes in the message families, each entry's state in
  * the entry itself (format 1 had no state rows), version 1. */
-static void back_to_format_1(struct node *n)
+static struct moved back_to_format_1(struct node *n)
 {
+    struct moved moved;
     struct store *st = NULL;
     pid_t holder = 0;
     assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
@@ -707,14 +730,41 @@ static void back_to_format_1(struct node *n)
     store_iter_free(it);
     assert_int_equal(store_batch_write(st, b, true), MP_OK);
     store_batch_free(b);
-    move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'q');
-    move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'd');
-    move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'm');
-    move_prefix(st, STORE_CF_INBOX_INDEX, STORE_CF_INBOX, 'i');
+    moved.q = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'q');
+    moved.d = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'd');
+    moved.m = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'm');
+    moved.i = move_prefix(st, STORE_CF_INBOX_INDEX, STORE_CF_INBOX, 'i');
     const uint8_t one[4] = {0, 0, 0, 1};
     assert_int_equal(store_put(st, STORE_CF_META, "format_version", 14, one, 4, true), MP_OK);
     store_close(st);
     print_message("%s: %zu state rows folded into their entries\n", n->dir, rows);
+    return moved;
+}
+
+/* After the upgrade: n's store is format 2, no migration under way, and no
+ * work-list or index key is left in the message families. */
+static void expect_format_2(struct node *n)
+{
+    struct store *st = NULL;
+    pid_t holder = 0;
+    uint8_t *v = NULL;
+    size_t len = 0;
+    assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
+    assert_int_equal(store_get(st, STORE_CF_META, "format_version", 14, &v, &len), MP_OK);
+    const uint8_t two[4] = {0, 0, 0, 2};
+    assert_int_equal(len, 4);
+    assert_memory_equal(v, two, 4);
+    free(v);
+    assert_int_equal(store_get(st, STORE_CF_META, "migrating_from", 14, &v, &len),
+                     MP_ERR_NOT_FOUND);
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX, 'q'), 0);
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX, 'd'), 0);
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX, 'm'), 0);
+    assert_int_equal(count_prefix(st, STORE_CF_INBOX, 'i'), 0);
+    store_close(st);
+    char *log = harness_read_file(n->log);
+    assert_contains(log, "migrated from format 1 to 2");
+    free(log);
 }
 
 /* A node upgraded from a build that wrote format 1: what it had delivered
@@ -729,8 +779,11 @@ static void test_upgrade_from_format_1(void **state)
     node_stop(b);
     send_ok(a, b->address, "queued across the upgrade", false);
     node_stop(a);
-    back_to_format_1(a);
-    back_to_format_1(b);
+    struct moved at_a = back_to_format_1(a), at_b = back_to_format_1(b);
+    /* Every kind of key goes back, so the migration has each to move: the
+     * queued message's work-list key, digests of envelopes both sent (a
+     * text, receipts), ids of a's texts, the duplicate index of what b took. */
+    assert_true(at_a.q >= 1 && at_a.d >= 1 && at_a.m == 2 && at_b.d >= 1 && at_b.i == 1);
 
     restart(b); /* first: a, node 0, joins through b */
     restart(a);
@@ -739,9 +792,6 @@ static void test_upgrade_from_format_1(void **state)
                         "queued across the upgrade");
     json_decref(list);
     send_ok(b, a->address, "after it", true);
-    list = inbox(b, "");
-    assert_int_equal(json_array_size(list), 2); /* nothing twice */
-    json_decref(list);
     /* a's history: both of its messages delivered (the second's receipt came
      * after the upgrade), b's answer received. */
     bool delivered = false;
@@ -759,6 +809,13 @@ static void test_upgrade_from_format_1(void **state)
             sleep_ms(100);
     }
     assert_true(delivered);
+    list = inbox(b, "");
+    assert_int_equal(json_array_size(list), 2); /* nothing twice */
+    json_decref(list);
+    node_stop(a);
+    node_stop(b);
+    expect_format_2(a);
+    expect_format_2(b);
 }
 
 int main(void)
