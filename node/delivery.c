@@ -2012,7 +2012,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     committed = true;
     d->received += messages;
     memcpy(digest_slot(d, digest), digest, 32);
-    if (messages > 0 || delivered.len > 0)
+    if (messages > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
         answer_waiters(d, delivered.data + i);

@@ -28,6 +28,7 @@
 #include <rocksdb/c.h>
 #include "crypto/secure.h"
 
+#include "base/bytes.h"
 #include "base/log.h"
 #include "node/paths.h"
 
@@ -366,14 +367,6 @@ cleanup:
     return err;
 }
 
-static void format_bytes(uint32_t version, uint8_t be[FORMAT_LEN])
-{
-    be[0] = (uint8_t)(version >> 24);
-    be[1] = (uint8_t)(version >> 16);
-    be[2] = (uint8_t)(version >> 8);
-    be[3] = (uint8_t)version;
-}
-
 /* Format 2 moved the small keys of the outbox and the inbox (the work list,
  * the digest and message-id indexes, the duplicate index: keys spread over
  * the whole key space) into families of their own. Mixed with the messages,
@@ -454,8 +447,8 @@ static enum mp_err migrate_to_2(struct store *s, const char *dir, bool resumed)
     uint8_t be[FORMAT_LEN], from[FORMAT_LEN];
     size_t moved = 0;
 
-    format_bytes(2, be);
-    format_bytes(1, from);
+    bytes_put_u32(be, 2);
+    bytes_put_u32(from, 1);
     struct store_batch *b = store_batch_new();
     store_batch_put(b, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be));
     store_batch_put(b, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), from, sizeof(from));
@@ -484,7 +477,7 @@ static enum mp_err check_format(struct store *s, const char *dir)
     err = store_get(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), &val, &len);
     if (err == MP_ERR_NOT_FOUND) {
         uint8_t be[FORMAT_LEN];
-        format_bytes(STORE_FORMAT_VERSION, be);
+        bytes_put_u32(be, STORE_FORMAT_VERSION);
         log_info(MOD, "new store in %s (format %u)", dir, (unsigned)STORE_FORMAT_VERSION);
         return store_put(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be), true);
     }
@@ -496,7 +489,7 @@ static enum mp_err check_format(struct store *s, const char *dir)
         free(val);
         return MP_ERR_STORE;
     }
-    version = (uint32_t)val[0] << 24 | (uint32_t)val[1] << 16 | (uint32_t)val[2] << 8 | val[3];
+    version = bytes_get_u32(val);
     free(val);
     if (version > STORE_FORMAT_VERSION) {
         log_error(MOD,
@@ -510,9 +503,7 @@ static enum mp_err check_format(struct store *s, const char *dir)
     if (version == 2) {
         /* A migration cut short: its marker is still there. */
         err = store_get(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), &val, &len);
-        uint8_t one[FORMAT_LEN];
-        format_bytes(1, one);
-        bool from_1 = err == MP_OK && len == FORMAT_LEN && memcmp(val, one, FORMAT_LEN) == 0;
+        bool from_1 = err == MP_OK && len == FORMAT_LEN && bytes_get_u32(val) == 1;
         free(val);
         if (from_1)
             return migrate_to_2(s, dir, true);

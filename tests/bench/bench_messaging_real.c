@@ -249,13 +249,6 @@ static int batch_for(size_t size)
 /* Runs of send.batch per figure: the median is printed, and the spread. */
 #define BATCH_RUNS 3
 
-/* Runs by rate, for qsort. */
-static int run_cmp(const void *a, const void *b)
-{
-    double x = ((const struct bench_run *)a)->rate, y = ((const struct bench_run *)b)->rate;
-    return (x > y) - (x < y);
-}
-
 /* Both ways of sending (pipelined `send`s on a fraction of the messages,
  * then `send.batch`, BATCH_RUNS times); prints each and the required figure,
  * the faster one, with the batch size it used (1: `send`). */
@@ -267,21 +260,21 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
     throughput(from, to, single_count, size, 1, &single_run);
     double single = single_run.rate;
     int batch = batch_for(size);
-    struct bench_run runs[BATCH_RUNS];
-    for (int i = 0; i < BATCH_RUNS; i++)
-        throughput(from, to, count, size, batch, &runs[i]);
-    double cpu_s = 0, disk = 0;
+    double rates[BATCH_RUNS], cpu_s = 0, disk = 0;
     for (int i = 0; i < BATCH_RUNS; i++) {
-        cpu_s += runs[i].cpu_s;
-        disk = disk < 0 || runs[i].disk_bytes < 0 ? -1 : disk + runs[i].disk_bytes;
+        struct bench_run run;
+        throughput(from, to, count, size, batch, &run);
+        rates[i] = run.rate;
+        cpu_s += run.cpu_s;
+        disk = disk < 0 || run.disk_bytes < 0 ? -1 : disk + run.disk_bytes;
     }
-    qsort(runs, BATCH_RUNS, sizeof(runs[0]), run_cmp);
-    double batched = runs[BATCH_RUNS / 2].rate;
+    qsort(rates, BATCH_RUNS, sizeof(rates[0]), bench_cmp_double);
+    double batched = rates[BATCH_RUNS / 2];
     printf("throughput_%zuB_send_msgs_per_s %.0f msgs/s\n", size, single);
     printf("throughput_%zuB_send_batch_msgs_per_s %.0f msgs/s\n", size, batched);
-    printf("throughput_%zuB_send_batch_min_msgs_per_s %.0f msgs/s\n", size, runs[0].rate);
+    printf("throughput_%zuB_send_batch_min_msgs_per_s %.0f msgs/s\n", size, rates[0]);
     printf("throughput_%zuB_send_batch_max_msgs_per_s %.0f msgs/s\n", size,
-           runs[BATCH_RUNS - 1].rate);
+           rates[BATCH_RUNS - 1]);
     printf("throughput_%zuB_cpu_us_per_msg %.1f us\n", size, cpu_s * 1e6 / count / BATCH_RUNS);
     printf("throughput_%zuB_disk_bytes_per_msg %.0f B\n", size,
            disk < 0 ? -1 : disk / count / BATCH_RUNS);
