@@ -1261,6 +1261,10 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
             n = bytes = 0;
             group = NULL;
         }
+        /* What lay between the last key and this one is gone from the work
+         * list: the next walk need not step over it again. */
+        if (all_sealed && seq != 0)
+            d->sealed_below = seq;
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
         if (p != NULL && seq <= p->sealed_upto) {
             if (all_sealed)
@@ -1286,6 +1290,8 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
         bytes += entries[n].plaintext.len;
         seqs[n++] = seq;
     }
+    if (all_sealed && sealed < DELIVERY_SEAL_BATCH && store_iter_status(it) == MP_OK)
+        d->sealed_below = d->next_seq; /* walked to the end: new entries come from here */
     store_iter_free(it);
     if (n > 0)
         seal_group(d, group, seqs, entries, n, now, sync);
@@ -1336,6 +1342,8 @@ static void pump_cb(uv_timer_t *timer)
         uint64_t seq = bytes_get_u64(key + 1);
         struct peer *p = peer_find(d, val);
         uint64_t due = p != NULL ? p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS : 0;
+        if (in_flight)
+            d->sent_below = seq; /* what lay before it is gone from the work list */
         if (in_flight && p != NULL && seq <= p->sent_upto && now < due) {
             d->sent_below = seq + 1;
             flight_due = due < flight_due ? due : flight_due;
@@ -1347,8 +1355,12 @@ static void pump_cb(uv_timer_t *timer)
             in_flight = false; /* a peer's sent_upto went back just now */
     }
     d->sent_below_due = flight_due;
-    if (first && !skip && store_iter_status(it) == MP_OK)
-        d->pending_floor = d->next_seq; /* nothing pending: new entries come from here */
+    if (!more && store_iter_status(it) == MP_OK) {
+        if (first && !skip)
+            d->pending_floor = d->next_seq; /* nothing pending: new entries come from here */
+        if (in_flight)
+            d->sent_below = d->next_seq; /* all in flight, to the end of the work list */
+    }
     store_iter_free(it);
     if (!d->closing)
         uv_timer_start(&d->pump, pump_cb,
