@@ -26,6 +26,7 @@ static const char prekey_key[] = "prekey_store";
 #define FLAG_INIT 1u
 #define FLAG_SECOND 2u
 #define INIT_BYTES (32 + 32 + 4 + 1 + 4)
+#define SESSIONS_RECIPIENTS_CACHED 16
 
 struct sessions {
     const struct env *env;
@@ -33,6 +34,11 @@ struct sessions {
     const struct identity *account;
     struct prekey_store *prekeys;
     uint32_t bundle_spk_id; /* of the last bundle returned, to report changes */
+    /* Peers lately sealed to, with their keys in X25519 form: the checked
+     * conversion costs as much as a Diffie-Hellman, once per peer instead
+     * of once per seal. Slots are taken round in turn. */
+    struct envelope_recipient recipients[SESSIONS_RECIPIENTS_CACHED];
+    size_t recipients_used, recipients_next;
 };
 
 struct record {
@@ -352,6 +358,26 @@ static enum mp_err seal_one(struct sessions *s, const struct envelope_recipient 
     return err;
 }
 
+/* Peer's sealing key from the cache, converted and cached on a miss. */
+static enum mp_err recipient(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+                             struct envelope_recipient *out)
+{
+    for (size_t i = 0; i < s->recipients_used; i++) {
+        if (memcmp(s->recipients[i].account, peer, IDENTITY_PUBLIC_BYTES) == 0) {
+            *out = s->recipients[i];
+            return MP_OK;
+        }
+    }
+    enum mp_err err = envelope_recipient_init(peer, out);
+    if (err != MP_OK)
+        return err;
+    s->recipients[s->recipients_next] = *out;
+    s->recipients_next = (s->recipients_next + 1) % SESSIONS_RECIPIENTS_CACHED;
+    if (s->recipients_used < SESSIONS_RECIPIENTS_CACHED)
+        s->recipients_used++;
+    return MP_OK;
+}
+
 enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
                                const struct prekey_bundle *bundle, uint64_t now_ms,
                                const struct buf *pts, size_t count, struct store_batch *batch,
@@ -363,8 +389,7 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
 
     for (size_t k = 0; k < count; k++)
         buf_init(&envelopes_out[k], 0);
-    /* Its key converted once for the whole group, not once per envelope. */
-    enum mp_err err = envelope_recipient_init(peer, &to);
+    enum mp_err err = recipient(s, peer, &to);
     if (err != MP_OK)
         return err;
     err = record_load(s, peer, &r);

@@ -233,6 +233,35 @@ static void test_discarded_batch_opens_again(void **state)
     party_free(&b);
 }
 
+/* More peers than the sender keeps sealing keys for, sealed to in turns that
+ * miss and hit its cache: each envelope opens for its own peer only. */
+static void test_many_peers(void **state)
+{
+    (void)state;
+    enum { PEERS = 18 };
+    struct party a, peers[PEERS];
+    party_new(&a, 20);
+    for (int i = 0; i < PEERS; i++)
+        party_new(&peers[i], (uint8_t)(21 + i));
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < PEERS; i++) {
+            /* round 2 goes back and forth between the newest and oldest peers */
+            int k = round < 2 ? i : (i % 2 == 0 ? PEERS - 1 - i / 2 : i / 2);
+            char text[32];
+            snprintf(text, sizeof(text), "round %d to %d", round, k);
+            struct buf env;
+            seal(&a, &peers[k], text, &env);
+            assert_int_equal(open_env(&peers[(k + 1) % PEERS], &env, &a, text),
+                             MP_ERR_ENVELOPE_OPEN);
+            assert_int_equal(open_env(&peers[k], &env, &a, text), MP_OK);
+            buf_free(&env);
+        }
+    }
+    for (int i = 0; i < PEERS; i++)
+        party_free(&peers[i]);
+    party_free(&a);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -248,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_both_open_at_once),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_discarded_batch_opens_again),
+        cmocka_unit_test(test_many_peers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
