@@ -11,6 +11,7 @@
 #include "crypto/address.h"
 #include "crypto/box.h"
 #include "crypto/secure.h"
+#include "crypto/seqid.h"
 #include "dht/record.h"
 #include "node/msg.h"
 #include "node/sysenv.h"
@@ -33,6 +34,7 @@
 static const char meta_seq[] = "outbox_seq";
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
+static const char meta_msgid_key[] = "msgid_key"; /* texts' ids from their seqs (seqid) */
 
 /* Longest a mailbox may say it holds a message (a year): a bound, not a policy. */
 #define DELIVERY_EXPIRY_MAX_S (366u * 24 * 3600)
@@ -63,10 +65,6 @@ struct target {
 
 /* Ids one envelope can report delivered: a bundle of full receipts. */
 #define DELIVERED_IDS_MAX ((size_t)MSG_BUNDLE_MAX * MSG_RECEIPT_IDS_MAX)
-
-/* Message ids of texts queued lately whose seq is kept in memory (see
- * struct scratch). */
-#define DELIVERY_ID_HINTS 65536
 
 /* Envelope digests remembered (see struct delivery). */
 #define DELIVERY_DIGESTS 16384
@@ -210,12 +208,6 @@ struct entry_cache {
     size_t staged_count, staged_cap;
 };
 
-/* The seq of a text queued lately, by its id (see struct delivery). */
-struct hint {
-    uint8_t id[MSG_ID_BYTES];
-    uint64_t seq;
-};
-
 struct delivery {
     struct delivery_config cfg;
     struct scratch *scratch; /* owned */
@@ -234,6 +226,9 @@ struct delivery {
     uv_timer_t publish; /* publish.data = this: presence and prekeys again */
     unsigned publish_round;
     uint64_t next_seq;
+    /* A message's id is its seq under this key (crypto/seqid.h), so a
+     * receipt finds its entry without an id index. */
+    uint8_t msgid_key[SEQID_KEY_BYTES];
     /* No pending ('q') key is below this seq: scans of the work list seek
      * here instead of stepping over the deleted head of the queue. */
     uint64_t pending_floor;
@@ -259,11 +254,6 @@ struct delivery {
      * another copy (from a second mailbox, or resent) is acked without being
      * opened again. A cache: a miss costs only the full open. */
     uint8_t digests[DELIVERY_DIGESTS][32];
-    /* The seqs of texts queued lately, by id, one per slot: a receipt finds
-     * its entry without the id index. A hint: load_by_id checks the entry's
-     * id, and a miss costs only the index lookup. */
-    struct hint hints[DELIVERY_ID_HINTS];
-    uint64_t receipted_next; /* the seq after the last one a receipt named (load_by_id) */
 };
 
 static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
@@ -501,17 +491,6 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
     return found;
 }
 
-static size_t hint_slot(const uint8_t id[MSG_ID_BYTES])
-{
-    return (size_t)(bytes_get_u64(id) % DELIVERY_ID_HINTS);
-}
-
-static void hint_put(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t seq)
-{
-    memcpy(d->hints[hint_slot(id)].id, id, MSG_ID_BYTES);
-    d->hints[hint_slot(id)].seq = seq;
-}
-
 /* Whether entry seq, loaded into e_out (cleared if not), is the message id. */
 static bool entry_is(struct delivery *d, uint64_t seq, const uint8_t id[MSG_ID_BYTES],
                      struct outbox_entry *e_out)
@@ -526,23 +505,16 @@ static bool entry_is(struct delivery *d, uint64_t seq, const uint8_t id[MSG_ID_B
     return false;
 }
 
-/* The outbox entry of our message id, loaded; false if there is none.
- * Tried in turn: entry guess if in memory (receipts name messages mostly in
- * the order they were sent: the one after the last found), the hint, the
- * id index. A wrong guess or a stale hint (a write that failed) costs only
- * the next try. */
-static bool load_by_id(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t guess,
-                       uint64_t *seq_out, struct outbox_entry *e_out)
+/* The outbox entry of our message id, loaded; false if there is none. The
+ * seq the id decodes to (crypto/seqid.h) is tried first; the id index holds
+ * only texts queued before ids came from seqs. */
+static bool load_by_id(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t *seq_out,
+                       struct outbox_entry *e_out)
 {
-    const struct hint *h = &d->hints[hint_slot(id)];
-    if (guess != 0 && cache_slot(d, guess)->seq == guess && entry_is(d, guess, id, e_out))
-        *seq_out = guess;
-    else if (memcmp(h->id, id, MSG_ID_BYTES) == 0 && entry_is(d, h->seq, id, e_out))
-        *seq_out = h->seq;
-    else if (!lookup_seq(d, KEY_MSGID, id, MSG_ID_BYTES, seq_out) ||
-             load_entry(d, *seq_out, e_out) != MP_OK)
-        return false;
-    return true;
+    if (seqid_decode(d->msgid_key, id, seq_out) && entry_is(d, *seq_out, id, e_out))
+        return true;
+    return lookup_seq(d, KEY_MSGID, id, MSG_ID_BYTES, seq_out) &&
+           load_entry(d, *seq_out, e_out) == MP_OK;
 }
 
 /* Append an event to the batch and take its cursor (the caller moves
@@ -1557,12 +1529,13 @@ static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uin
  * batch_text_keys). */
 static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const uint8_t to[32],
                               const char *text, size_t len, uint64_t seq, uint64_t counter,
-                              const uint8_t id[MSG_ID_BYTES])
+                              uint8_t id_out[MSG_ID_BYTES])
 {
     struct msg m = {.kind = MSG_KIND_TEXT, .text = (char *)text, .text_len = len};
     struct outbox_entry e = {.state = OUTBOX_QUEUED};
 
-    memcpy(m.id, id, MSG_ID_BYTES);
+    seqid_encode(d->msgid_key, seq, id_out);
+    memcpy(m.id, id_out, MSG_ID_BYTES);
     m.sent_at_ms = sysenv_unix_ms();
     m.counter = counter;
     memcpy(e.to, to, 32);
@@ -1580,34 +1553,19 @@ static int id_seq_cmp(const void *a, const void *b)
     return memcmp(((const struct id_seq *)a)->id, ((const struct id_seq *)b)->id, MSG_ID_BYTES);
 }
 
-/* The keys of n texts (batch_text), entries seq0 .. seq0 + n - 1 to tos[i]
- * with ids[i], into b after their entries: the pump's work-list keys, then
- * the id index, each run in key order. A write batch goes into the
- * memtable key by key, each search starting from where the last one ended:
- * runs in order spare it a search from the top for each key (send.batch's
- * write went from 23% to 13% of the sender's time in a profile). */
-static enum mp_err batch_text_keys(struct store_batch *b, uint64_t seq0, size_t n,
-                                   const uint8_t (*tos)[32], const uint8_t (*ids)[MSG_ID_BYTES])
+/* The pump's work-list keys of n texts (batch_text), entries seq0 .. seq0 +
+ * n - 1 to tos[i], into b after their entries, in key order. A write batch
+ * goes into the memtable key by key, each search starting from where the
+ * last one ended: a run in order spares it a search from the top for each
+ * key. */
+static void batch_text_keys(struct store_batch *b, uint64_t seq0, size_t n,
+                            const uint8_t (*tos)[32])
 {
-    uint8_t key[1 + MSG_ID_BYTES], val[8];
-    struct id_seq *by_id = malloc(n * sizeof(*by_id));
-    if (by_id == NULL)
-        return MP_ERR_NOMEM;
+    uint8_t key[9];
     for (size_t i = 0; i < n; i++) {
         seq_key(key, KEY_PENDING, seq0 + i);
-        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, 9, tos[i], 32);
-        memcpy(by_id[i].id, ids[i], MSG_ID_BYTES);
-        by_id[i].seq = seq0 + i;
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), tos[i], 32);
     }
-    qsort(by_id, n, sizeof(*by_id), id_seq_cmp);
-    key[0] = KEY_MSGID;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(key + 1, by_id[i].id, MSG_ID_BYTES);
-        bytes_put_u64(val, by_id[i].seq);
-        store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
-    }
-    free(by_id);
-    return MP_OK;
 }
 
 /* delivery_send, with the write synced now or (sync false) left for the
@@ -1628,12 +1586,9 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     counter++;
     uint64_t seq = d->next_seq;
     struct store_batch *b = batch_begin(d);
-    env_random(d->cfg.env, id_out, MSG_ID_BYTES);
     err = batch_text(d, b, to, text, len, seq, counter, id_out);
     if (err == MP_OK)
-        err = batch_text_keys(b, seq, 1, (const uint8_t(*)[32])to,
-                              (const uint8_t(*)[MSG_ID_BYTES])id_out);
-    hint_put(d, id_out, seq);
+        batch_text_keys(b, seq, 1, (const uint8_t(*)[32])to);
     if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
@@ -1667,7 +1622,7 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
     uint8_t key[9];
 
     memcpy(m.receipt_ids, ids, (size_t)count * MSG_ID_BYTES);
-    env_random(d->cfg.env, m.id, MSG_ID_BYTES);
+    seqid_encode(d->msgid_key, *seq_io, m.id);
     m.sent_at_ms = sysenv_unix_ms();
     memcpy(e.to, to, 32);
     e.created_ms = m.sent_at_ms;
@@ -1771,9 +1726,8 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
     for (unsigned i = 0; i < m->receipt_count; i++) {
         uint64_t seq;
         struct outbox_entry e;
-        if (!load_by_id(d, m->receipt_ids[i], d->receipted_next, &seq, &e))
+        if (!load_by_id(d, m->receipt_ids[i], &seq, &e))
             continue;
-        d->receipted_next = seq + 1;
         bool ours = memcmp(e.to, sender, 32) == 0 && e.state != OUTBOX_DELIVERED;
         enum mp_err err = MP_OK;
         if (ours) {
@@ -2500,6 +2454,29 @@ static void publish_cb(uv_timer_t *timer)
 
 static void delivery_free(struct delivery *d);
 
+/* The key of the texts' ids, read from meta, or drawn and written (synced)
+ * on the first start: it must stay the same for as long as receipts may
+ * name the ids it made. */
+static enum mp_err msgid_key_load(struct delivery *d)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    enum mp_err err = store_get(d->cfg.store, STORE_CF_META, meta_msgid_key,
+                                strlen(meta_msgid_key), &val, &len);
+    if (err == MP_OK && len != SEQID_KEY_BYTES)
+        err = MP_ERR_STORE;
+    if (err == MP_OK)
+        memcpy(d->msgid_key, val, SEQID_KEY_BYTES);
+    if (val != NULL)
+        secure_wipe(val, len);
+    free(val);
+    if (err != MP_ERR_NOT_FOUND)
+        return err;
+    env_random(d->cfg.env, d->msgid_key, SEQID_KEY_BYTES);
+    return store_put(d->cfg.store, STORE_CF_META, meta_msgid_key, strlen(meta_msgid_key),
+                     d->msgid_key, SEQID_KEY_BYTES, true);
+}
+
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)
 {
     struct delivery *d = calloc(1, sizeof(*d));
@@ -2519,8 +2496,11 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
     enum mp_err err = meta_u64(cfg->store, meta_seq, strlen(meta_seq), &d->next_seq);
     if (err == MP_OK)
         err = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor), &d->next_cursor);
+    if (err == MP_OK)
+        err = msgid_key_load(d);
     if (err != MP_OK) {
-        log_error(MOD, "cannot read the outbox and event counters: %s", mp_strerror(err));
+        log_error(MOD, "cannot read the outbox and event counters or the message id key: %s",
+                  mp_strerror(err));
         delivery_free(d);
         return err;
     }
@@ -2555,6 +2535,7 @@ static void delivery_free(struct delivery *d)
         free(d->cache);
     }
     free(d->scratch);
+    secure_wipe(d->msgid_key, sizeof(d->msgid_key));
     free(d);
 }
 
@@ -2766,7 +2747,6 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
     size_t n = json_array_size(list);
     uint8_t(*tos)[32] = NULL;
     struct batch_counter *counters = NULL;
-    uint8_t(*batch_ids)[MSG_ID_BYTES] = NULL;
     size_t counter_count = 0;
     struct store_batch *b = NULL;
     json_t *ids = NULL;
@@ -2782,9 +2762,8 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
     }
     tos = malloc(n * sizeof(*tos));
     counters = malloc(n * sizeof(*counters));
-    batch_ids = malloc(n * sizeof(*batch_ids));
     ids = json_array();
-    if (tos == NULL || counters == NULL || batch_ids == NULL || ids == NULL) {
+    if (tos == NULL || counters == NULL || ids == NULL) {
         rpc_error_set(err_out, NULL, RPC_CODE_INTERNAL_ERROR, "out of memory");
         goto cleanup;
     }
@@ -2828,14 +2807,12 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
             goto cleanup;
         }
     }
-    /* All valid: one batch with every entry and the counters after them,
-     * the ids drawn at once. */
+    /* All valid: one batch with every entry and the counters after them. */
     b = batch_begin(d);
-    env_random(d->cfg.env, batch_ids, n * MSG_ID_BYTES);
     for (size_t i = 0; i < n && err == MP_OK; i++) {
         json_t *text = json_object_get(json_array_get(list, i), "text");
         struct batch_counter *c = NULL;
-        const uint8_t *id = batch_ids[i];
+        uint8_t id[MSG_ID_BYTES];
         char id_hex[2 * MSG_ID_BYTES + 1];
         for (size_t k = counter_count; k > 0 && c == NULL; k--) {
             if (memcmp(counters[k - 1].to, tos[i], 32) == 0)
@@ -2852,15 +2829,13 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
         if (err == MP_OK)
             err = batch_text(d, b, tos[i], json_string_value(text), json_string_length(text),
                              d->next_seq + i, ++c->counter, id);
-        hint_put(d, id, d->next_seq + i);
         if (err == MP_OK) {
             hex(id_hex, sizeof(id_hex), id, MSG_ID_BYTES);
             json_array_append_new(ids, json_string(id_hex));
         }
     }
     if (err == MP_OK)
-        err = batch_text_keys(b, d->next_seq, n, (const uint8_t(*)[32])tos,
-                              (const uint8_t(*)[MSG_ID_BYTES])batch_ids);
+        batch_text_keys(b, d->next_seq, n, (const uint8_t(*)[32])tos);
     for (size_t k = 0; k < counter_count && err == MP_OK; k++) {
         uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
         counter_key_of(counter_key, counters[k].to);
@@ -2898,7 +2873,6 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
 cleanup:
     store_batch_free(b);
     json_decref(ids);
-    free(batch_ids);
     free(counters);
     free(tos);
     return ok;

@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "base/bytes.h"
+#include "node/msg.h"
 #include "node/outbox.h"
 #include "node/store.h"
 #include "tests/node/node_util.h"
@@ -688,14 +690,62 @@ static size_t count_prefix(struct store *st, enum store_cf cf, uint8_t prefix)
     return n;
 }
 
-/* Keys of each kind moved by back_to_format_1: q, d, m, i. */
+/* Keys of each kind moved by back_to_format_1: q, d, m, i; and texts given
+ * drawn ids. */
 struct moved {
-    size_t q, d, m, i;
+    size_t q, d, m, i, drawn;
 };
+
+/* Give stopped node n's texts ids as builds before ids came from seqs did:
+ * each text gets an id index row ('m', id -> seq); a text still queued gets
+ * a drawn id (and loses its envelope, to be sealed again with it), so its
+ * receipt finds it through that row only. Returns how many ids were drawn. */
+static size_t drawn_ids(struct store *st, size_t *rows_out)
+{
+    uint8_t prefix = 'o';
+    size_t drawn = 0;
+    struct store_batch *b = store_batch_new();
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    *rows_out = 0;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        struct outbox_entry e;
+        struct msg m;
+        assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
+        assert_int_equal(msg_decode(e.plaintext.data, e.plaintext.len, &m), MP_OK);
+        if (m.kind == MSG_KIND_TEXT) {
+            uint8_t id_key[1 + MSG_ID_BYTES] = {'m'};
+            struct buf enc;
+            if (e.state == OUTBOX_QUEUED) {
+                randombytes_buf(m.id, MSG_ID_BYTES);
+                buf_free(&e.plaintext);
+                assert_int_equal(msg_encode(&m, &e.plaintext), MP_OK);
+                buf_free(&e.envelope);
+                buf_init(&e.envelope, 0);
+                assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+                store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
+                buf_free(&enc);
+                drawn++;
+            }
+            memcpy(id_key + 1, m.id, MSG_ID_BYTES);
+            store_batch_put(b, STORE_CF_OUTBOX_INDEX, id_key, sizeof(id_key), key + 1, 8);
+            (*rows_out)++;
+        }
+        msg_clear(&m);
+        outbox_entry_clear(&e);
+    }
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+    assert_int_equal(store_batch_write(st, b, true), MP_OK);
+    store_batch_free(b);
+    return drawn;
+}
 
 /* Rewrite stopped node n's store as a format 1 build would have left it:
  * the work list and indexes in the message families, each entry's state in
- * the entry itself (format 1 had no state rows), version 1. */
+ * the entry itself (format 1 had no state rows), texts' ids drawn and
+ * indexed (drawn_ids), version 1. */
 static struct moved back_to_format_1(struct node *n)
 {
     struct moved moved;
@@ -730,6 +780,9 @@ static struct moved back_to_format_1(struct node *n)
     store_iter_free(it);
     assert_int_equal(store_batch_write(st, b, true), MP_OK);
     store_batch_free(b);
+    size_t id_rows;
+    moved.drawn = drawn_ids(st, &id_rows);
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'm'), id_rows);
     moved.q = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'q');
     moved.d = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'd');
     moved.m = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'm');
@@ -782,8 +835,10 @@ static void test_upgrade_from_format_1(void **state)
     struct moved at_a = back_to_format_1(a), at_b = back_to_format_1(b);
     /* Every kind of key goes back, so the migration has each to move: the
      * queued message's work-list key, digests of envelopes both sent (a
-     * text, receipts), ids of a's texts, the duplicate index of what b took. */
+     * text, receipts), ids of a's texts, the duplicate index of what b took.
+     * The queued text has a drawn id: its receipt finds it by the index. */
     assert_true(at_a.q >= 1 && at_a.d >= 1 && at_a.m == 2 && at_b.d >= 1 && at_b.i == 1);
+    assert_int_equal(at_a.drawn, 1);
 
     restart(b); /* first: a, node 0, joins through b */
     restart(a);
