@@ -21,7 +21,8 @@
 
 /* Key prefixes. Outbox family: 'o' seq -> entry. Outbox index family: 'q'
  * seq -> recipient (not yet acked), 's' seq -> the entry's state (when it
- * has moved), 'd' digest -> seq, 'm' message id -> seq. Inbox family: 'e'
+ * has moved), 'd' digest -> seq, 'm' message id -> seq (read only: written
+ * by builds before ids came from seqs). Inbox family: 'e'
  * cursor -> event. Inbox index family: 'i' sender id -> cursor
  * (duplicates). Meta: the counters. */
 #define KEY_ENTRY 'o'
@@ -31,6 +32,7 @@
 #define KEY_MSGID 'm'
 #define KEY_EVENT 'e'
 #define KEY_SEEN 'i'
+_Static_assert(SEQID_BYTES == MSG_ID_BYTES, "message ids are seqids");
 static const char meta_seq[] = "outbox_seq";
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
@@ -157,7 +159,7 @@ struct id_set {
     uint8_t ids[ID_SET_SLOTS][MSG_ID_BYTES];
 };
 
-/* A message id with a number: its outbox seq, or its event cursor. */
+/* A message id with a number (its event cursor). */
 struct id_seq {
     uint8_t id[MSG_ID_BYTES];
     uint64_t seq;
@@ -491,27 +493,28 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
     return found;
 }
 
-/* Whether entry seq, loaded into e_out (cleared if not), is the message id. */
-static bool entry_is(struct delivery *d, uint64_t seq, const uint8_t id[MSG_ID_BYTES],
+/* Whether entry seq, loaded into e_out (cleared if not), is the text with
+ * message id. Receipts have ids too, but nothing receipts them. */
+static bool text_is(struct delivery *d, uint64_t seq, const uint8_t id[MSG_ID_BYTES],
                      struct outbox_entry *e_out)
 {
     uint8_t got[MSG_ID_BYTES], kind;
     if (load_entry(d, seq, e_out) != MP_OK)
         return false;
     if (msg_peek(e_out->plaintext.data, e_out->plaintext.len, got, &kind) == MP_OK &&
-        memcmp(got, id, MSG_ID_BYTES) == 0)
+        kind == MSG_KIND_TEXT && memcmp(got, id, MSG_ID_BYTES) == 0)
         return true;
     outbox_entry_clear(e_out);
     return false;
 }
 
-/* The outbox entry of our message id, loaded; false if there is none. The
- * seq the id decodes to (crypto/seqid.h) is tried first; the id index holds
- * only texts queued before ids came from seqs. */
+/* The outbox entry of our text with message id, loaded; false if there is
+ * none. The seq the id decodes to (crypto/seqid.h) is tried first; the id
+ * index holds only texts queued before ids came from seqs. */
 static bool load_by_id(struct delivery *d, const uint8_t id[MSG_ID_BYTES], uint64_t *seq_out,
                        struct outbox_entry *e_out)
 {
-    if (seqid_decode(d->msgid_key, id, seq_out) && entry_is(d, *seq_out, id, e_out))
+    if (seqid_decode(d->msgid_key, id, seq_out) && text_is(d, *seq_out, id, e_out))
         return true;
     return lookup_seq(d, KEY_MSGID, id, MSG_ID_BYTES, seq_out) &&
            load_entry(d, *seq_out, e_out) == MP_OK;
@@ -1262,8 +1265,9 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
         bytes += entries[n].plaintext.len;
         seqs[n++] = seq;
     }
-    if (all_sealed && sealed < DELIVERY_SEAL_BATCH && store_iter_status(it) == MP_OK)
-        d->sealed_below = d->next_seq; /* walked to the end: new entries come from here */
+    /* All sealed so far means no group formed, so the walk ran to the end. */
+    if (all_sealed && store_iter_status(it) == MP_OK)
+        d->sealed_below = d->next_seq; /* new entries come from here */
     store_iter_free(it);
     if (n > 0)
         seal_group(d, group, seqs, entries, n, now, sync);
@@ -1524,9 +1528,9 @@ static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uin
     memcpy(out + sizeof(meta_counter) - 1, to, 32);
 }
 
-/* A checked text with its (random) id into b as outbox entry seq with its
- * counter (the counters are the caller's, and so are its keys: see
- * batch_text_keys). */
+/* A checked text into b as outbox entry seq with its counter, its id (the
+ * seq's seqid) into id_out (the counters are the caller's, and so are its
+ * keys: see batch_text_keys). */
 static enum mp_err batch_text(struct delivery *d, struct store_batch *b, const uint8_t to[32],
                               const char *text, size_t len, uint64_t seq, uint64_t counter,
                               uint8_t id_out[MSG_ID_BYTES])
@@ -2425,6 +2429,7 @@ enum mp_err delivery_set_net(struct delivery *d, unsigned index, const struct de
             continue;
         p->has_presence = false; /* look it up again, elsewhere */
         p->sent_upto = 0;
+        d->sent_below = 0;
         p->busy = false;
         p->nets_tried = 0;
         p->net = 0;
@@ -2463,8 +2468,11 @@ static enum mp_err msgid_key_load(struct delivery *d)
     size_t len = 0;
     enum mp_err err = store_get(d->cfg.store, STORE_CF_META, meta_msgid_key,
                                 strlen(meta_msgid_key), &val, &len);
-    if (err == MP_OK && len != SEQID_KEY_BYTES)
+    if (err == MP_OK && len != SEQID_KEY_BYTES) {
+        log_error(MOD, "the message id key is %zu bytes, not %d: the store is damaged", len,
+                  SEQID_KEY_BYTES);
         err = MP_ERR_STORE;
+    }
     if (err == MP_OK)
         memcpy(d->msgid_key, val, SEQID_KEY_BYTES);
     if (val != NULL)
@@ -2473,8 +2481,11 @@ static enum mp_err msgid_key_load(struct delivery *d)
     if (err != MP_ERR_NOT_FOUND)
         return err;
     env_random(d->cfg.env, d->msgid_key, SEQID_KEY_BYTES);
-    return store_put(d->cfg.store, STORE_CF_META, meta_msgid_key, strlen(meta_msgid_key),
-                     d->msgid_key, SEQID_KEY_BYTES, true);
+    err = store_put(d->cfg.store, STORE_CF_META, meta_msgid_key, strlen(meta_msgid_key),
+                    d->msgid_key, SEQID_KEY_BYTES, true);
+    if (err != MP_OK)
+        log_error(MOD, "cannot store the message id key: %s", mp_strerror(err));
+    return err;
 }
 
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out)

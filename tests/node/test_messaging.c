@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <sodium.h>
 
 #include "base/bytes.h"
 #include "node/msg.h"
@@ -698,8 +697,9 @@ struct moved {
 
 /* Give stopped node n's texts ids as builds before ids came from seqs did:
  * each text gets an id index row ('m', id -> seq); a text still queued gets
- * a drawn id (and loses its envelope, to be sealed again with it), so its
- * receipt finds it through that row only. Returns how many ids were drawn. */
+ * an id of its own choosing (and loses its envelope, to be sealed again
+ * with it), so its receipt finds it through that row only. Returns how
+ * many ids were so chosen. */
 static size_t drawn_ids(struct store *st, size_t *rows_out)
 {
     uint8_t prefix = 'o';
@@ -718,7 +718,7 @@ static size_t drawn_ids(struct store *st, size_t *rows_out)
             uint8_t id_key[1 + MSG_ID_BYTES] = {'m'};
             struct buf enc;
             if (e.state == OUTBOX_QUEUED) {
-                randombytes_buf(m.id, MSG_ID_BYTES);
+                memset(m.id, 0xd0 + (int)drawn, MSG_ID_BYTES); /* not any seq's id */
                 buf_free(&e.plaintext);
                 assert_int_equal(msg_encode(&m, &e.plaintext), MP_OK);
                 buf_free(&e.envelope);
@@ -781,12 +781,15 @@ static struct moved back_to_format_1(struct node *n)
     assert_int_equal(store_batch_write(st, b, true), MP_OK);
     store_batch_free(b);
     size_t id_rows;
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'm'), 0); /* none written now */
     moved.drawn = drawn_ids(st, &id_rows);
     assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'm'), id_rows);
     moved.q = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'q');
     moved.d = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'd');
     moved.m = move_prefix(st, STORE_CF_OUTBOX_INDEX, STORE_CF_OUTBOX, 'm');
     moved.i = move_prefix(st, STORE_CF_INBOX_INDEX, STORE_CF_INBOX, 'i');
+    /* Format 1 builds had no message id key: the upgraded node draws one. */
+    assert_int_equal(store_delete(st, STORE_CF_META, "msgid_key", 9, true), MP_OK);
     const uint8_t one[4] = {0, 0, 0, 1};
     assert_int_equal(store_put(st, STORE_CF_META, "format_version", 14, one, 4, true), MP_OK);
     store_close(st);
