@@ -36,9 +36,10 @@ struct sessions {
     uint32_t bundle_spk_id; /* of the last bundle returned, to report changes */
     /* Peers lately sealed to, with their keys in X25519 form: the checked
      * conversion costs as much as a Diffie-Hellman, once per peer instead
-     * of once per seal. Slots are taken round in turn. */
+     * of once per seal. A miss takes the slot used longest ago. */
     struct envelope_recipient recipients[SESSIONS_RECIPIENTS_CACHED];
-    size_t recipients_used, recipients_next;
+    uint64_t recipients_used_at[SESSIONS_RECIPIENTS_CACHED]; /* 0: empty */
+    uint64_t recipients_clock;
 };
 
 struct record {
@@ -360,21 +361,24 @@ static enum mp_err seal_one(struct sessions *s, const struct envelope_recipient 
 
 /* Peer's sealing key from the cache, converted and cached on a miss. */
 static enum mp_err recipient(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
-                             struct envelope_recipient *out)
+                             struct envelope_recipient *r_out)
 {
-    for (size_t i = 0; i < s->recipients_used; i++) {
-        if (memcmp(s->recipients[i].account, peer, IDENTITY_PUBLIC_BYTES) == 0) {
-            *out = s->recipients[i];
+    size_t oldest = 0;
+    for (size_t i = 0; i < SESSIONS_RECIPIENTS_CACHED; i++) {
+        if (s->recipients_used_at[i] != 0 &&
+            memcmp(s->recipients[i].account, peer, IDENTITY_PUBLIC_BYTES) == 0) {
+            s->recipients_used_at[i] = ++s->recipients_clock;
+            *r_out = s->recipients[i];
             return MP_OK;
         }
+        if (s->recipients_used_at[i] < s->recipients_used_at[oldest])
+            oldest = i;
     }
-    enum mp_err err = envelope_recipient_init(peer, out);
+    enum mp_err err = envelope_recipient_init(peer, r_out);
     if (err != MP_OK)
         return err;
-    s->recipients[s->recipients_next] = *out;
-    s->recipients_next = (s->recipients_next + 1) % SESSIONS_RECIPIENTS_CACHED;
-    if (s->recipients_used < SESSIONS_RECIPIENTS_CACHED)
-        s->recipients_used++;
+    s->recipients[oldest] = *r_out;
+    s->recipients_used_at[oldest] = ++s->recipients_clock;
     return MP_OK;
 }
 
