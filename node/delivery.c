@@ -270,20 +270,33 @@ static void digest_of(const uint8_t *data, size_t len, uint8_t out[32])
 
 /* ---- small store helpers ---- */
 
+/* A meta value of exactly size bytes into out: MP_ERR_NOT_FOUND when absent,
+ * MP_ERR_STORE when damaged (another size), or a read error. The copy read
+ * is wiped (the message id key is one such value). */
+static enum mp_err meta_get(struct store *store, const char *key, size_t key_len, uint8_t *out,
+                            size_t size)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    enum mp_err err = store_get(store, STORE_CF_META, key, key_len, &val, &len);
+    if (err == MP_OK && len != size)
+        err = MP_ERR_STORE;
+    if (err == MP_OK)
+        memcpy(out, val, size);
+    if (val != NULL)
+        secure_wipe(val, len);
+    free(val);
+    return err;
+}
+
 /* A u64 from meta: 0 when absent; any other failure (a read error, a
  * damaged value) is returned, never taken for 0, so a counter cannot restart
  * and overwrite what it numbered. */
 static enum mp_err meta_u64(struct store *store, const char *key, size_t key_len, uint64_t *v_out)
 {
-    uint8_t *val = NULL;
-    size_t len = 0;
-    enum mp_err err = store_get(store, STORE_CF_META, key, key_len, &val, &len);
-    *v_out = 0;
-    if (err == MP_OK && len != 8)
-        err = MP_ERR_STORE;
-    if (err == MP_OK)
-        *v_out = bytes_get_u64(val);
-    free(val);
+    uint8_t val[8];
+    enum mp_err err = meta_get(store, key, key_len, val, sizeof(val));
+    *v_out = err == MP_OK ? bytes_get_u64(val) : 0;
     return err == MP_ERR_NOT_FOUND ? MP_OK : err;
 }
 
@@ -496,7 +509,7 @@ static bool lookup_seq(struct delivery *d, char prefix, const uint8_t *id, size_
 /* Whether entry seq, loaded into e_out (cleared if not), is the text with
  * message id. Receipts have ids too, but nothing receipts them. */
 static bool text_is(struct delivery *d, uint64_t seq, const uint8_t id[MSG_ID_BYTES],
-                     struct outbox_entry *e_out)
+                    struct outbox_entry *e_out)
 {
     uint8_t got[MSG_ID_BYTES], kind;
     if (load_entry(d, seq, e_out) != MP_OK)
@@ -2464,20 +2477,11 @@ static void delivery_free(struct delivery *d);
  * name the ids it made. */
 static enum mp_err msgid_key_load(struct delivery *d)
 {
-    uint8_t *val = NULL;
-    size_t len = 0;
-    enum mp_err err = store_get(d->cfg.store, STORE_CF_META, meta_msgid_key,
-                                strlen(meta_msgid_key), &val, &len);
-    if (err == MP_OK && len != SEQID_KEY_BYTES) {
-        log_error(MOD, "the message id key is %zu bytes, not %d: the store is damaged", len,
+    enum mp_err err = meta_get(d->cfg.store, meta_msgid_key, strlen(meta_msgid_key),
+                               d->msgid_key, SEQID_KEY_BYTES);
+    if (err == MP_ERR_STORE)
+        log_error(MOD, "the message id key is not %d bytes: the store is damaged",
                   SEQID_KEY_BYTES);
-        err = MP_ERR_STORE;
-    }
-    if (err == MP_OK)
-        memcpy(d->msgid_key, val, SEQID_KEY_BYTES);
-    if (val != NULL)
-        secure_wipe(val, len);
-    free(val);
     if (err != MP_ERR_NOT_FOUND)
         return err;
     env_random(d->cfg.env, d->msgid_key, SEQID_KEY_BYTES);
