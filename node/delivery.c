@@ -134,6 +134,7 @@ struct waiter {
 struct pending_ack {
     uint8_t node_key[32];
     uint8_t digest[32];
+    uint8_t type; /* MSG_LINK_ACK or MSG_LINK_DELIVERED */
 };
 
 /* What waits for the next sync of the store before it may happen: an ack
@@ -141,8 +142,9 @@ struct pending_ack {
  * hear of a message a crash could still take back). Listeners hear of
  * events up to the synced cursor (durable_cursor) without an item. */
 struct durable_item {
-    bool has_ack;
-    bool taken;  /* the ack is a mailbox's "taken", not a link ack */
+    /* An ack: on the link, MSG_LINK_ACK or MSG_LINK_DELIVERED; to our
+     * mailbox at node_key, MSG_LINK_MB_TAKEN. 0: none. */
+    uint8_t ack;
     uint8_t node_key[32];
     uint8_t digest[32];
     uint8_t event_id[MSG_ID_BYTES]; /* the message sent (reply) */
@@ -256,6 +258,7 @@ struct delivery {
      * another copy (from a second mailbox, or resent) is acked without being
      * opened again. A cache: a miss costs only the full open. */
     uint8_t digests[DELIVERY_DIGESTS][32];
+    bool digest_delivers[DELIVERY_DIGESTS]; /* its ack was MSG_LINK_DELIVERED */
 };
 
 static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
@@ -1512,9 +1515,9 @@ static void pend_sync(struct delivery *d)
 }
 
 static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
-                     bool taken)
+                     uint8_t ack)
 {
-    struct durable_item item = {.has_ack = true, .taken = taken};
+    struct durable_item item = {.ack = ack};
     memcpy(item.node_key, node_key, 32);
     memcpy(item.digest, digest, 32);
     pend(d, &item);
@@ -1660,9 +1663,10 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
 /* ---- receiving ---- */
 
 /* MP_OK, or MP_ERR_BUSY when the link's queue is full. */
-static enum mp_err try_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+static enum mp_err try_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
+                           uint8_t type)
 {
-    struct msg_link ack = {.type = MSG_LINK_ACK};
+    struct msg_link ack = {.type = type};
     struct buf wire;
     struct addr none;
 
@@ -1688,17 +1692,19 @@ static enum mp_err try_ack(struct delivery *d, const uint8_t node_key[32], const
 
 /* Ack a stored envelope. A full link queue must not lose the ack (the sender
  * would resend after a timeout): it waits here, bounded, for writable. */
-static void send_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32])
+static void send_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
+                     uint8_t type)
 {
     bool queued_before = false;
     for (size_t i = 0; i < d->ack_count && !queued_before; i++)
         queued_before = memcmp(d->acks[i].node_key, node_key, 32) == 0;
-    if (!queued_before && try_ack(d, node_key, digest) != MP_ERR_BUSY)
+    if (!queued_before && try_ack(d, node_key, digest, type) != MP_ERR_BUSY)
         return;
     if (d->ack_count == DELIVERY_ACKS_WAITING_MAX)
         return; /* the sender resends; the duplicate is acked then */
     memcpy(d->acks[d->ack_count].node_key, node_key, 32);
     memcpy(d->acks[d->ack_count].digest, digest, 32);
+    d->acks[d->ack_count].type = type;
     d->ack_count++;
 }
 
@@ -1710,7 +1716,7 @@ static void flush_acks(struct delivery *d, const uint8_t node_key[32])
     for (size_t i = 0; i < d->ack_count; i++) {
         struct pending_ack *a = &d->acks[i];
         bool mine = memcmp(a->node_key, node_key, 32) == 0;
-        if (mine && !blocked && try_ack(d, a->node_key, a->digest) != MP_ERR_BUSY)
+        if (mine && !blocked && try_ack(d, a->node_key, a->digest, a->type) != MP_ERR_BUSY)
             continue; /* sent (or the link is gone: the sender resends) */
         blocked = blocked || mine;
         d->acks[kept++] = *a;
@@ -1731,9 +1737,18 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
     return found;
 }
 
+/* A change of state of outgoing entries (acked, delivered, held by
+ * mailboxes, expired): what moves them, and what came of it. */
+struct move {
+    uint8_t state;       /* OUTBOX_SENT, _DELIVERED, _MAILBOX or _EXPIRED */
+    uint64_t expires_ms; /* OUTBOX_MAILBOX: held until */
+    uint64_t now;        /* the events' time */
+    size_t moved;        /* entries moved so far */
+    struct buf *delivered; /* OUTBOX_DELIVERED: the ids of texts moved are appended */
+};
+
 static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
-                                     const struct outbox_entry *head, uint8_t state,
-                                     uint64_t expires_ms, uint64_t now, size_t *moved_out);
+                                     const struct outbox_entry *head, struct move *mv);
 
 /* A receipt: mark the messages it names delivered (at now); their ids are
  * appended to delivered_out (their waiters hear at once: answer_waiters). */
@@ -1757,10 +1772,10 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                  * (a rider has no work-list key: its head has), and its
                  * riders are sent, if not more: their own receipts, later
                  * in this one (the head comes first) or in another, follow. */
-                size_t moved = 0;
+                struct move mv = {.state = OUTBOX_SENT, .now = now};
                 seq_key(key, KEY_PENDING, seq);
                 store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
-                err = batch_move_riders(d, b, &e, OUTBOX_SENT, 0, now, &moved);
+                err = batch_move_riders(d, b, &e, &mv);
                 buf_free(&e.envelope); /* never sent again */
             }
             if (err == MP_OK)
@@ -1840,9 +1855,17 @@ static bool id_set_add(struct id_set *set, const uint8_t id[MSG_ID_BYTES])
 }
 
 /* The slot of the envelope digest cache where digest goes. */
-static uint8_t *digest_slot(struct delivery *d, const uint8_t digest[32])
+static size_t digest_slot(const uint8_t digest[32])
 {
-    return d->digests[bytes_get_u64(digest) % DELIVERY_DIGESTS];
+    return bytes_get_u64(digest) % DELIVERY_DIGESTS;
+}
+
+/* The ack of an envelope taken in: "taken" to our mailbox that handed it
+ * out, else on the link: MSG_LINK_DELIVERED if it stands for the receipts of
+ * its texts (take_messages), else MSG_LINK_ACK. */
+static uint8_t ack_type(bool from_mailbox, bool delivers)
+{
+    return from_mailbox ? MSG_LINK_MB_TAKEN : delivers ? MSG_LINK_DELIVERED : MSG_LINK_ACK;
 }
 
 /* The messages of one opened envelope (one, or a bundle) from sender into
@@ -1852,16 +1875,39 @@ static uint8_t *digest_slot(struct delivery *d, const uint8_t digest[32])
  * version) is dropped, counted and logged: the others are taken and the
  * envelope is acked, so a sender is never stuck resending it. *texts_out
  * counts the new texts. Errors: the store's (nothing may be acked). */
+/* Receipts for the n texts in taken (ids), up to MSG_RECEIPT_IDS_MAX ids each,
+ * queued to sender in b. */
+static enum mp_err batch_receipts(struct delivery *d, struct store_batch *b,
+                                  const uint8_t sender[32], const struct id_seq *taken, size_t n)
+{
+    uint8_t ids[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
+    enum mp_err err = MP_OK;
+
+    for (size_t i = 0; err == MP_OK && i < n; i += MSG_RECEIPT_IDS_MAX) {
+        unsigned count = n - i < MSG_RECEIPT_IDS_MAX ? (unsigned)(n - i) : MSG_RECEIPT_IDS_MAX;
+        for (unsigned j = 0; j < count; j++)
+            memcpy(ids[j], taken[i + j].id, MSG_ID_BYTES);
+        err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])ids, count,
+                            &d->next_seq);
+    }
+    return err;
+}
+
+/* The messages of one opened envelope (pt) from sender into b. Texts from a
+ * contact (verdict DELIVER) are receipted: by the ack itself when it goes
+ * straight back to the sender's node over its link (direct) and every
+ * message of the envelope was taken or known (*ack_delivers_out), else by
+ * receipt messages queued here. */
 static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
                                  const uint8_t sender[32], const struct buf *pt,
-                                 enum delivery_verdict verdict, uint64_t now,
-                                 struct buf *delivered_out, size_t *texts_out)
+                                 enum delivery_verdict verdict, bool direct, uint64_t now,
+                                 struct buf *delivered_out, size_t *texts_out,
+                                 bool *ack_delivers_out)
 {
     struct msg_part *parts = d->scratch->parts;
     struct id_set *texts = &d->scratch->texts;
     struct id_seq *taken = d->scratch->taken;
-    uint8_t receipt[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
-    unsigned receipt_count = 0, bad = 0;
+    unsigned bad = 0;
     size_t n = 0, taken_count = 0;
     enum mp_err err = MP_OK;
     enum mp_err why = msg_split(pt->data, pt->len, parts, &n); /* the last part's error */
@@ -1884,20 +1930,13 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
             err = batch_message(d, b, sender, &parts[i], &m, verdict == DELIVERY_REQUEST, now,
                                 &taken[taken_count]);
             taken_count += err == MP_OK;
-            /* Receipts only to contacts: a stranger cannot tell when we read. */
-            if (err == MP_OK && verdict == DELIVERY_DELIVER)
-                memcpy(receipt[receipt_count++], m.id, MSG_ID_BYTES);
-            if (err == MP_OK && receipt_count == MSG_RECEIPT_IDS_MAX) {
-                err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])receipt,
-                                    receipt_count, &d->next_seq);
-                receipt_count = 0;
-            }
         }
         msg_clear(&m);
     }
-    if (err == MP_OK && receipt_count > 0)
-        err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])receipt, receipt_count,
-                            &d->next_seq);
+    /* Receipts only to contacts: a stranger cannot tell when we read. */
+    *ack_delivers_out = verdict == DELIVERY_DELIVER && direct && bad == 0;
+    if (err == MP_OK && verdict == DELIVERY_DELIVER && !*ack_delivers_out)
+        err = batch_receipts(d, b, sender, taken, taken_count);
     if (err == MP_OK)
         batch_seen(b, sender, taken, taken_count);
     *texts_out += taken_count;
@@ -1928,22 +1967,28 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     buf_init(&delivered, DELIVERED_IDS_MAX * MSG_ID_BYTES);
     struct store_batch *b = batch_begin(d);
     enum mp_err err = MP_OK;
-    bool opened = false;
+    bool opened = false, delivers = false;
     digest_of(envelope->data, envelope->len, digest);
-    if (memcmp(digest_slot(d, digest), digest, 32) == 0) {
+    size_t slot = digest_slot(digest);
+    if (memcmp(d->digests[slot], digest, 32) == 0) {
         /* Taken in before: its write is in the store, synced by the time this ack goes. */
         d->duplicates++;
-        pend_ack(d, node_key, digest, from_mailbox);
+        pend_ack(d, node_key, digest, ack_type(from_mailbox, d->digest_delivers[slot]));
         goto cleanup;
     }
     err = sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
     opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
-        memcpy(digest_slot(d, digest), digest, 32);
-        d->duplicates++;
         /* Read before (our ack was lost, or another mailbox's copy); it may
-         * not be synced yet: ack after the sync. */
-        pend_ack(d, node_key, digest, from_mailbox);
+         * not be synced yet: ack after the sync. Its texts were receipted
+         * by that ack if it came as now from a contact's node (take_messages;
+         * that this one may have had undecodable parts is not known now). */
+        delivers = !from_mailbox && d->cfg.classify_cb != NULL &&
+                   d->cfg.classify_cb(d->cfg.classify_arg, sender, node_key) == DELIVERY_DELIVER;
+        memcpy(d->digests[slot], digest, 32);
+        d->digest_delivers[slot] = delivers;
+        d->duplicates++;
+        pend_ack(d, node_key, digest, ack_type(from_mailbox, delivers));
         goto cleanup;
     }
     if (err != MP_OK) {
@@ -1956,7 +2001,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
         if (from_mailbox && (err == MP_ERR_ENVELOPE_OPEN || err == MP_ERR_MALFORMED ||
                              err == MP_ERR_WIRE_VERSION || err == MP_ERR_TOO_BIG ||
                              err == MP_ERR_WEAK_KEY))
-            pend_ack(d, node_key, digest, true);
+            pend_ack(d, node_key, digest, MSG_LINK_MB_TAKEN);
         goto cleanup;
     }
     /* Mail from a mailbox says nothing of the sender's node. */
@@ -1975,10 +2020,11 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
          * not resent, but keep nothing, not even the session, so that fresh
          * identities cannot grow our store. */
         d->refused++;
-        pend_ack(d, node_key, digest, from_mailbox);
+        pend_ack(d, node_key, digest, ack_type(from_mailbox, false));
         goto cleanup;
     }
-    err = take_messages(d, b, sender, &pt, verdict, now, &delivered, &messages);
+    err = take_messages(d, b, sender, &pt, verdict, !from_mailbox, now, &delivered, &messages,
+                        &delivers);
     /* Written unsynced; the ack and the news wait for the one sync of this
      * loop turn (durable_cb), so many envelopes cost one fsync. */
     if (err == MP_OK && d->next_cursor != cursor_before)
@@ -1994,12 +2040,13 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     }
     committed = true;
     d->received += messages;
-    memcpy(digest_slot(d, digest), digest, 32);
+    memcpy(d->digests[slot], digest, 32);
+    d->digest_delivers[slot] = delivers;
     if (messages > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
         answer_waiters(d, delivered.data + i);
-    pend_ack(d, node_key, digest, from_mailbox);
+    pend_ack(d, node_key, digest, ack_type(from_mailbox, delivers));
 cleanup:
     if (opened && !committed)
         sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
@@ -2052,10 +2099,10 @@ static void durable_cb(uv_timer_t *timer)
                                json_pack("{s:s, s:s, s:s}", "id", id_hex, "state", "queued", "via",
                                          p != NULL && p->via_mailbox ? "mailbox" : "direct"));
         }
-        if (d->pend[i].has_ack && d->pend[i].taken)
+        if (d->pend[i].ack == MSG_LINK_MB_TAKEN)
             mailbox_taken(d->cfg.mailbox, d->pend[i].node_key, d->pend[i].digest);
-        else if (d->pend[i].has_ack)
-            send_ack(d, d->pend[i].node_key, d->pend[i].digest);
+        else if (d->pend[i].ack != 0)
+            send_ack(d, d->pend[i].node_key, d->pend[i].digest, d->pend[i].ack);
     }
     if (!d->closing) {
         uv_timer_start(&d->feed, feed_cb, 0, 0);
@@ -2087,6 +2134,8 @@ static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_m
     *event_out = true;
     if (state == OUTBOX_SENT && e->state != OUTBOX_QUEUED && e->state != OUTBOX_MAILBOX)
         return false;
+    if (state == OUTBOX_DELIVERED && e->state == OUTBOX_DELIVERED)
+        return false;
     if (state == OUTBOX_EXPIRED && e->state != OUTBOX_MAILBOX)
         return false;
     if (state == OUTBOX_MAILBOX) {
@@ -2102,48 +2151,51 @@ static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_m
     return true;
 }
 
-/* Move one entry (loaded in e) to state in b, with its event (at now) if it
- * is a text; increments *moved_out if it moved. */
+/* Move one entry (loaded in e) as mv says, in b, with its event if it is a
+ * text. Only texts are delivered: a receipt riding along is sent. */
 static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
-                                  struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
-                                  uint64_t now, size_t *moved_out)
+                                  struct outbox_entry *e, struct move *mv)
 {
     static const uint8_t events[] = {[OUTBOX_SENT] = OUTBOX_EVENT_SENT,
+                                     [OUTBOX_DELIVERED] = OUTBOX_EVENT_DELIVERED,
                                      [OUTBOX_MAILBOX] = OUTBOX_EVENT_MAILBOX,
                                      [OUTBOX_EXPIRED] = OUTBOX_EVENT_EXPIRED};
-    struct outbox_event ev = {.type = events[state], .at_ms = now};
+    struct outbox_event ev = {.at_ms = mv->now};
     uint8_t kind = 0;
     bool event;
 
+    bool text = msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
+                kind == MSG_KIND_TEXT;
+    uint8_t state = mv->state == OUTBOX_DELIVERED && !text ? OUTBOX_SENT : mv->state;
     bool sealed = e->envelope.len > 0;
-    if (!move_entry(e, state, expires_ms, &event))
+    if (!move_entry(e, state, mv->expires_ms, &event))
         return MP_OK;
     enum mp_err err = batch_moved(d, b, seq, e, sealed && e->envelope.len == 0);
-    if (err == MP_OK && event &&
-        msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
-        kind == MSG_KIND_TEXT) {
+    if (err == MP_OK && event && text) {
         uint64_t cursor;
+        ev.type = events[state];
         memcpy(ev.peer, e->to, 32);
         buf_init(&ev.plaintext, 0);
         err = batch_event(d, b, &ev, &cursor);
         if (err == MP_OK)
             d->next_cursor = cursor + 1;
     }
-    *moved_out += err == MP_OK;
+    if (err == MP_OK && state == OUTBOX_DELIVERED && mv->delivered != NULL)
+        err = buf_append(mv->delivered, ev.id, MSG_ID_BYTES);
+    mv->moved += err == MP_OK;
     return err;
 }
 
-/* The riders of head's envelope to state, each as batch_move_one, into b. */
+/* The riders of head's envelope moved as mv says, each as batch_move_one, into b. */
 static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
-                                     const struct outbox_entry *head, uint8_t state,
-                                     uint64_t expires_ms, uint64_t now, size_t *moved_out)
+                                     const struct outbox_entry *head, struct move *mv)
 {
     enum mp_err err = MP_OK;
     for (size_t i = 0; err == MP_OK && i < head->rider_count; i++) {
         struct outbox_entry e;
         err = load_entry(d, head->riders[i], &e); /* riders are never deleted */
         if (err == MP_OK) {
-            err = batch_move_one(d, b, head->riders[i], &e, state, expires_ms, now, moved_out);
+            err = batch_move_one(d, b, head->riders[i], &e, mv);
             outbox_entry_clear(&e);
         }
     }
@@ -2151,25 +2203,29 @@ static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
 }
 
 /* Move entry seq (loaded in head) and the riders of its envelope to state
- * (OUTBOX_SENT, OUTBOX_MAILBOX held until expires_ms, OUTBOX_EXPIRED), each
- * as move_entry allows, with their events, in one write, unsynced: if lost,
- * the answer comes again (an ack for the resent envelope, the mailbox's
- * answer, the next sweep). Returns the messages moved. */
+ * (OUTBOX_SENT, OUTBOX_DELIVERED, OUTBOX_MAILBOX held until expires_ms,
+ * OUTBOX_EXPIRED), each as move_entry allows, with their events, in one
+ * write, unsynced: if lost, the answer comes again (an ack for the resent
+ * envelope, the mailbox's answer, the next sweep). The waiters of texts
+ * delivered hear at once. Returns the messages moved. */
 static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry *head,
                           uint8_t state, uint64_t expires_ms)
 {
     struct store_batch *b = batch_begin(d);
-    uint64_t cursor_before = d->next_cursor, now = sysenv_unix_ms();
-    size_t moved = 0;
+    uint64_t cursor_before = d->next_cursor;
+    struct buf delivered;
+    struct move mv = {.state = state, .expires_ms = expires_ms, .now = sysenv_unix_ms(),
+                      .delivered = &delivered};
 
-    enum mp_err err = batch_move_one(d, b, seq, head, state, expires_ms, now, &moved);
-    if (state == OUTBOX_SENT || state == OUTBOX_EXPIRED) {
+    buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_ID_BYTES);
+    enum mp_err err = batch_move_one(d, b, seq, head, &mv);
+    if (state != OUTBOX_MAILBOX) {
         uint8_t key[9];
         seq_key(key, KEY_PENDING, seq); /* nothing more to send */
         store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
     }
     if (err == MP_OK)
-        err = batch_move_riders(d, b, head, state, expires_ms, now, &moved);
+        err = batch_move_riders(d, b, head, &mv);
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
     if (err == MP_OK)
@@ -2179,14 +2235,23 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
         log_warn(MOD, "cannot record a change of state of outgoing messages: %s; it is "
                  "recorded when the peer or mailbox answers again", mp_strerror(err));
         d->next_cursor = cursor_before;
+        buf_free(&delivered);
         return 0;
     }
     if (d->next_cursor != cursor_before)
         pend_sync(d); /* the events are news once synced */
-    return moved;
+    /* As for a receipt: the recipient's word, not waiting for our sync. */
+    for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
+        answer_waiters(d, delivered.data + i);
+    buf_free(&delivered);
+    return mv.moved;
 }
 
-static void on_ack(struct delivery *d, const uint8_t digest[32])
+/* An ack from node_key (delivers: MSG_LINK_DELIVERED). It stands for the
+ * receipts of the envelope's texts only from the recipient's own node, the
+ * one its presence record names (and so its account signed). */
+static void on_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
+                   bool delivers)
 {
     uint64_t seq;
     struct outbox_entry e;
@@ -2196,7 +2261,10 @@ static void on_ack(struct delivery *d, const uint8_t digest[32])
     struct peer *p = peer_find(d, e.to);
     if (p != NULL)
         p->failures = 0;
-    d->acked += move_bundle(d, seq, &e, OUTBOX_SENT, 0);
+    bool from_recipient =
+        p != NULL && p->has_presence && memcmp(p->presence.node_key, node_key, 32) == 0;
+    d->acked += move_bundle(d, seq, &e, delivers && from_recipient ? OUTBOX_DELIVERED : OUTBOX_SENT,
+                            0);
     outbox_entry_clear(&e);
 }
 
@@ -2299,8 +2367,8 @@ static void link_message(struct delivery *d, unsigned net, const uint8_t node_ke
     }
     if (l.type == MSG_LINK_ENVELOPE)
         on_envelope(d, node_key, &l.envelope, false, net);
-    else if (l.type == MSG_LINK_ACK)
-        on_ack(d, l.digest);
+    else if (l.type == MSG_LINK_ACK || l.type == MSG_LINK_DELIVERED)
+        on_ack(d, node_key, l.digest, l.type == MSG_LINK_DELIVERED);
     else if (l.type == MSG_LINK_MB_STORED && net == 0)
         on_stored(d, node_key, &l);
     else if (d->cfg.mailbox != NULL && net == 0)

@@ -122,6 +122,9 @@ enum msg_link_type {
     MSG_LINK_MB_MAIL = 8,   /* one held envelope for the proven account */
     MSG_LINK_MB_TAKEN = 9,  /* digests stored by the fetcher: delete them */
     MSG_LINK_MB_END = 10,   /* status: no more mail for now, or refused */
+    /* An ack that is also the delivery receipt of the envelope's texts. */
+    MSG_LINK_DELIVERED = 11,
+    MSG_LINK_TYPE_MAX = 11,
 };
 
 /* The answer to a store (MSG_LINK_MB_STORED). */

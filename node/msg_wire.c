@@ -320,6 +320,7 @@ static unsigned link_fields(unsigned type)
     switch (type) {
     case MSG_LINK_ENVELOPE:
     case MSG_LINK_ACK:
+    case MSG_LINK_DELIVERED:
     case MSG_LINK_MB_CHALLENGE:
     case MSG_LINK_MB_MAIL:
     case MSG_LINK_MB_TAKEN:
@@ -356,6 +357,7 @@ static void pack_link_cb(msgpack_packer *pk, const void *obj)
         msgpack_pack_uint64(pk, l->expires_s);
         break;
     case MSG_LINK_ACK:
+    case MSG_LINK_DELIVERED:
         wire_pack_bin(pk, l->digest, sizeof(l->digest));
         break;
     case MSG_LINK_MB_STORED:
@@ -385,7 +387,7 @@ static void pack_link_cb(msgpack_packer *pk, const void *obj)
 
 enum mp_err msg_link_encode(const struct msg_link *l, struct buf *out)
 {
-    bool known = l->type >= MSG_LINK_ENVELOPE && l->type <= MSG_LINK_MB_END;
+    bool known = l->type >= MSG_LINK_ENVELOPE && l->type <= MSG_LINK_TYPE_MAX;
     if (!known ||
         (link_has_envelope(l->type) &&
          (l->envelope.len == 0 || l->envelope.len > MSG_LINK_ENVELOPE_MAX)) ||
@@ -421,7 +423,7 @@ enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_
     f = wire_get_array(&u.data, 1, 4, &n);
     if (f == NULL || !wire_get_u32(&f[0], &type))
         goto cleanup;
-    if (type < MSG_LINK_ENVELOPE || type > MSG_LINK_MB_END) {
+    if (type < MSG_LINK_ENVELOPE || type > MSG_LINK_TYPE_MAX) {
         err = MP_ERR_WIRE_VERSION;
         goto cleanup;
     }
@@ -442,6 +444,7 @@ enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_
             goto cleanup;
         break;
     case MSG_LINK_ACK:
+    case MSG_LINK_DELIVERED:
         if (!wire_get_bin(&f[1], l_out->digest, sizeof(l_out->digest)))
             goto cleanup;
         break;

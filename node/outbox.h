@@ -19,7 +19,7 @@
 enum outbox_state {
     OUTBOX_QUEUED = 1,    /* not yet acked by the recipient's node */
     OUTBOX_SENT = 2,      /* stored by the recipient's node */
-    OUTBOX_DELIVERED = 3, /* the recipient's receipt arrived */
+    OUTBOX_DELIVERED = 3, /* in the recipient's inbox: its node's "delivered" ack or receipt */
     OUTBOX_MAILBOX = 4,   /* held by at least one of the recipient's mailboxes */
     OUTBOX_EXPIRED = 5,   /* no receipt before the mailboxes dropped it: not delivered */
     OUTBOX_STATE_MAX = 5,
@@ -43,7 +43,7 @@ struct outbox_entry {
 enum outbox_event_type {
     OUTBOX_EVENT_MESSAGE = 1,   /* a message arrived (plaintext holds it) */
     OUTBOX_EVENT_SENT = 2,      /* our message reached the recipient's node */
-    OUTBOX_EVENT_DELIVERED = 3, /* its receipt came back */
+    OUTBOX_EVENT_DELIVERED = 3, /* it is in the recipient's inbox ("delivered" ack or receipt) */
     OUTBOX_EVENT_MAILBOX = 4,   /* our message waits in the recipient's mailboxes */
     OUTBOX_EVENT_EXPIRED = 5,   /* our message expired there: not delivered */
     OUTBOX_EVENT_MAX = 5,

@@ -476,6 +476,7 @@ enum mp_err sessions_open(struct sessions *s, const uint8_t *envelope, size_t le
     enum mp_err err = envelope_open(s->account, envelope, len, &c);
     if (err != MP_OK)
         return err;
+    memcpy(sender_out, c.sender, IDENTITY_PUBLIC_BYTES);
     size_t pt_len = c.ct_len - RATCHET_OVERHEAD; /* envelope_open checked ct_len */
     pt = malloc(pt_len ? pt_len : 1);
     if (pt == NULL) {
@@ -509,7 +510,6 @@ enum mp_err sessions_open(struct sessions *s, const uint8_t *envelope, size_t le
         buf_free(pt_out);
         goto cleanup;
     }
-    memcpy(sender_out, c.sender, IDENTITY_PUBLIC_BYTES);
 cleanup:
     if (pt != NULL) {
         secure_wipe(pt, pt_len);

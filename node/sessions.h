@@ -64,7 +64,8 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
  * plaintext (pt_out initialised here; the caller buf_frees it). State changes
  * go into batch. Errors: envelope_open's, the ratchet's (RATCHET_REPLAY for
  * a message already read), MP_ERR_NOT_FOUND when no session fits and the
- * envelope opens none. */
+ * envelope opens none. sender_out is set once the seal opens, so also with
+ * the ratchet's errors. */
 enum mp_err sessions_open(struct sessions *s, const uint8_t *envelope, size_t len,
                           uint64_t now_ms, struct store_batch *batch,
                           uint8_t sender_out[IDENTITY_PUBLIC_BYTES], struct buf *pt_out);
