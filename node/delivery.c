@@ -49,6 +49,8 @@ static const char meta_msgid_key[] = "msgid_key"; /* texts' ids from their seqs 
 #define DELIVERY_WAIT_MAX_MS (10 * 60 * 1000)
 /* `send` calls waiting for delivery at once. */
 #define DELIVERY_WAITERS_MAX 64
+/* The longest a state change waits for its sync when nothing else syncs. */
+#define DELIVERY_NEWS_SYNC_MS 10
 /* Messages in one `send.batch` call (its request line is capped too: RPC_LINE_MAX). */
 #define DELIVERY_SEND_BATCH_MAX 1024
 
@@ -1505,13 +1507,23 @@ static void pend(struct delivery *d, const struct durable_item *item)
         uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
 }
 
-/* Written (unsynced), with nothing to do after the sync but show the new
- * events to listeners. */
+/* Written (unsynced), with the sync due at the end of this loop turn. */
 static void pend_sync(struct delivery *d)
 {
     d->needs_sync = true;
     if (!d->closing)
         uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
+}
+
+/* Written (unsynced), with nothing to do after the sync but show the new
+ * events to listeners: a sync already due takes them, else one within
+ * DELIVERY_NEWS_SYNC_MS. (An fsync at once after each ack kept the loop
+ * from the next `send` for as long as the fsync took.) */
+static void pend_news(struct delivery *d)
+{
+    d->needs_sync = true;
+    if (!d->closing && !uv_is_active((uv_handle_t *)&d->durable))
+        uv_timer_start(&d->durable, durable_timer_cb, DELIVERY_NEWS_SYNC_MS, 0);
 }
 
 static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
@@ -2239,7 +2251,7 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
         return 0;
     }
     if (d->next_cursor != cursor_before)
-        pend_sync(d); /* the events are news once synced */
+        pend_news(d); /* the events are news once synced */
     /* As for a receipt: the recipient's word, not waiting for our sync. */
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
         answer_waiters(d, delivered.data + i);
