@@ -432,6 +432,14 @@ static enum delivery_verdict classify_cb(void *arg, const uint8_t account[32],
     }
 }
 
+static bool is_contact_cb(void *arg, const uint8_t account[32])
+{
+    struct daemon *d = arg;
+    struct contact c;
+
+    return contacts_get(d->contacts, account, &c) == MP_OK && c.state == CONTACT_STATE_CONTACT;
+}
+
 /* Sending to a contact's node: its node key must be the trusted one. A
  * contact with no node key yet trusts this one (its presence record is
  * signed by its account key); a different one is recorded as pending, as
@@ -1005,6 +1013,7 @@ static int start_messaging(struct daemon *d)
         .mailbox = d->mailbox,
         .account = d->identity,
         .classify_cb = classify_cb,
+        .is_contact_cb = is_contact_cb,
         .resolve_cb = resolve_cb,
         .node_check_cb = node_check_cb,
         .networks_cb = networks_cb,

@@ -72,6 +72,7 @@ struct target {
 
 /* Envelope digests remembered (see struct delivery). */
 #define DELIVERY_DIGESTS 16384
+#define DELIVERY_HELLO_SLOTS 1024
 
 /* Outbox entries kept in memory (see struct entry_cache): slots (a program
  * may queue faster than the peer acks: 64 full send.batch calls ahead still
@@ -260,7 +261,10 @@ struct delivery {
      * another copy (from a second mailbox, or resent) is acked without being
      * opened again. A cache: a miss costs only the full open. */
     uint8_t digests[DELIVERY_DIGESTS][32];
-    bool digest_delivers[DELIVERY_DIGESTS]; /* its ack was MSG_LINK_DELIVERED */
+    bool digest_whole[DELIVERY_DIGESTS]; /* taken whole from a contact (take_messages) */
+    /* Node keys whose link said hello with MSG_FEATURE_DELIVERED, one per
+     * slot: a miss only costs the older way, an ack and receipt messages. */
+    uint8_t hello_keys[DELIVERY_HELLO_SLOTS][32];
 };
 
 static void hex(char *out, size_t size, const uint8_t *bin, size_t len)
@@ -1477,10 +1481,11 @@ static void feed_cb(uv_timer_t *timer)
 }
 
 /* Message id was delivered: a `send --wait` for it hears so at once. Its
- * receipt is written, not yet synced, and that is enough: the receipt is the
- * recipient's word, which a crash here cannot take back; and its envelope is
- * acked only after the sync, so a crash before it has the receipt sent again
- * and recorded then. (Waiting for the sync added a third fsync to each round trip.) */
+ * new state is written, not yet synced, and that is enough: the recipient's
+ * word (its "delivered" ack or receipt) cannot be taken back by a crash here;
+ * what we lose, it repeats: our envelope is resent and acked again, and a
+ * receipt's envelope is acked only after the sync, so it is sent again.
+ * (Waiting for the sync added an fsync to each round trip.) */
 static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
@@ -1752,10 +1757,10 @@ static bool seen(struct delivery *d, const uint8_t sender[32], const uint8_t id[
 /* A change of state of outgoing entries (acked, delivered, held by
  * mailboxes, expired): what moves them, and what came of it. */
 struct move {
-    uint8_t state;       /* OUTBOX_SENT, _DELIVERED, _MAILBOX or _EXPIRED */
-    uint64_t expires_ms; /* OUTBOX_MAILBOX: held until */
-    uint64_t now;        /* the events' time */
-    size_t moved;        /* entries moved so far */
+    uint8_t state;         /* OUTBOX_SENT, _DELIVERED, _MAILBOX or _EXPIRED */
+    uint64_t expires_ms;   /* OUTBOX_MAILBOX: held until */
+    uint64_t now;          /* the events' time */
+    size_t moved;          /* entries moved so far */
     struct buf *delivered; /* OUTBOX_DELIVERED: the ids of texts moved are appended */
 };
 
@@ -1872,21 +1877,30 @@ static size_t digest_slot(const uint8_t digest[32])
     return bytes_get_u64(digest) % DELIVERY_DIGESTS;
 }
 
-/* The ack of an envelope taken in: "taken" to our mailbox that handed it
- * out, else on the link: MSG_LINK_DELIVERED if it stands for the receipts of
- * its texts (take_messages), else MSG_LINK_ACK. */
-static uint8_t ack_type(bool from_mailbox, bool delivers)
+/* The slot of the hello cache where node_key goes. */
+static size_t hello_slot(const uint8_t node_key[32])
 {
-    return from_mailbox ? MSG_LINK_MB_TAKEN : delivers ? MSG_LINK_DELIVERED : MSG_LINK_ACK;
+    return bytes_get_u64(node_key) % DELIVERY_HELLO_SLOTS;
 }
 
-/* The messages of one opened envelope (one, or a bundle) from sender into
- * b, in order: texts into the inbox with the receipts to send back (when
- * verdict says so), receipts marking ours delivered (ids into
- * delivered_out). A message that does not decode (damaged, or of a newer
- * version) is dropped, counted and logged: the others are taken and the
- * envelope is acked, so a sender is never stuck resending it. *texts_out
- * counts the new texts. Errors: the store's (nothing may be acked). */
+/* Whether node_key's link said it takes MSG_LINK_DELIVERED. */
+static bool takes_delivered(const struct delivery *d, const uint8_t node_key[32])
+{
+    return memcmp(d->hello_keys[hello_slot(node_key)], node_key, 32) == 0;
+}
+
+/* How to ack an envelope taken in (whole: all of it decoded, from a
+ * contact; see take_messages): "taken" to our mailbox that handed it out;
+ * on a link, MSG_LINK_DELIVERED when that stands for the receipts of its
+ * texts and the node takes it, else MSG_LINK_ACK. */
+static uint8_t ack_type(const struct delivery *d, const uint8_t node_key[32], bool from_mailbox,
+                        bool whole)
+{
+    if (from_mailbox)
+        return MSG_LINK_MB_TAKEN;
+    return whole && takes_delivered(d, node_key) ? MSG_LINK_DELIVERED : MSG_LINK_ACK;
+}
+
 /* Receipts for the n texts in taken (ids), up to MSG_RECEIPT_IDS_MAX ids each,
  * queued to sender in b. */
 static enum mp_err batch_receipts(struct delivery *d, struct store_batch *b,
@@ -1905,16 +1919,20 @@ static enum mp_err batch_receipts(struct delivery *d, struct store_batch *b,
     return err;
 }
 
-/* The messages of one opened envelope (pt) from sender into b. Texts from a
- * contact (verdict DELIVER) are receipted: by the ack itself when it goes
- * straight back to the sender's node over its link (direct) and every
- * message of the envelope was taken or known (*ack_delivers_out), else by
- * receipt messages queued here. */
+/* The messages of one opened envelope (one, or a bundle) from sender into
+ * b, in order: texts into the inbox, receipts marking ours delivered (ids
+ * into delivered_out). A message that does not decode (damaged, or of a
+ * newer version) is dropped, counted and logged: the others are taken and
+ * the envelope is acked, so a sender is never stuck resending it.
+ * *whole_out: every message decoded and the sender is a contact (verdict
+ * DELIVER), so every text is in the inbox. Its texts are receipted then: by
+ * the ack itself if ack_receipts (MSG_LINK_DELIVERED goes back), else by
+ * receipt messages queued here. *texts_out counts the new texts. Errors:
+ * the store's (nothing may be acked). */
 static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
                                  const uint8_t sender[32], const struct buf *pt,
-                                 enum delivery_verdict verdict, bool direct, uint64_t now,
-                                 struct buf *delivered_out, size_t *texts_out,
-                                 bool *ack_delivers_out)
+                                 enum delivery_verdict verdict, bool ack_receipts, uint64_t now,
+                                 struct buf *delivered_out, size_t *texts_out, bool *whole_out)
 {
     struct msg_part *parts = d->scratch->parts;
     struct id_set *texts = &d->scratch->texts;
@@ -1946,8 +1964,8 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
         msg_clear(&m);
     }
     /* Receipts only to contacts: a stranger cannot tell when we read. */
-    *ack_delivers_out = verdict == DELIVERY_DELIVER && direct && bad == 0;
-    if (err == MP_OK && verdict == DELIVERY_DELIVER && !*ack_delivers_out)
+    *whole_out = verdict == DELIVERY_DELIVER && bad == 0;
+    if (err == MP_OK && verdict == DELIVERY_DELIVER && !(*whole_out && ack_receipts))
         err = batch_receipts(d, b, sender, taken, taken_count);
     if (err == MP_OK)
         batch_seen(b, sender, taken, taken_count);
@@ -1979,28 +1997,29 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     buf_init(&delivered, DELIVERED_IDS_MAX * MSG_ID_BYTES);
     struct store_batch *b = batch_begin(d);
     enum mp_err err = MP_OK;
-    bool opened = false, delivers = false;
+    bool opened = false, whole = false;
     digest_of(envelope->data, envelope->len, digest);
     size_t slot = digest_slot(digest);
     if (memcmp(d->digests[slot], digest, 32) == 0) {
         /* Taken in before: its write is in the store, synced by the time this ack goes. */
         d->duplicates++;
-        pend_ack(d, node_key, digest, ack_type(from_mailbox, d->digest_delivers[slot]));
+        pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, d->digest_whole[slot]));
         goto cleanup;
     }
     err = sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
     opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
         /* Read before (our ack was lost, or another mailbox's copy); it may
-         * not be synced yet: ack after the sync. Its texts were receipted
-         * by that ack if it came as now from a contact's node (take_messages;
-         * that this one may have had undecodable parts is not known now). */
-        delivers = !from_mailbox && d->cfg.classify_cb != NULL &&
-                   d->cfg.classify_cb(d->cfg.classify_arg, sender, node_key) == DELIVERY_DELIVER;
+         * not be synced yet: ack after the sync. Whether it was whole is
+         * not known now: it is taken to be if the sender (named by the seal,
+         * not proven by the ratchet) is a contact. A part that did not
+         * decode then, or a restored sender's new message refused as a
+         * replay, is acked as delivered (docs/THREAT-MODEL.md). */
+        whole = d->cfg.is_contact_cb != NULL && d->cfg.is_contact_cb(d->cfg.classify_arg, sender);
         memcpy(d->digests[slot], digest, 32);
-        d->digest_delivers[slot] = delivers;
+        d->digest_whole[slot] = whole;
         d->duplicates++;
-        pend_ack(d, node_key, digest, ack_type(from_mailbox, delivers));
+        pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, whole));
         goto cleanup;
     }
     if (err != MP_OK) {
@@ -2032,11 +2051,12 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
          * not resent, but keep nothing, not even the session, so that fresh
          * identities cannot grow our store. */
         d->refused++;
-        pend_ack(d, node_key, digest, ack_type(from_mailbox, false));
+        pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, false));
         goto cleanup;
     }
-    err = take_messages(d, b, sender, &pt, verdict, !from_mailbox, now, &delivered, &messages,
-                        &delivers);
+    bool ack_receipts = ack_type(d, node_key, from_mailbox, true) == MSG_LINK_DELIVERED;
+    err = take_messages(d, b, sender, &pt, verdict, ack_receipts, now, &delivered, &messages,
+                        &whole);
     /* Written unsynced; the ack and the news wait for the one sync of this
      * loop turn (durable_cb), so many envelopes cost one fsync. */
     if (err == MP_OK && d->next_cursor != cursor_before)
@@ -2053,12 +2073,12 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     committed = true;
     d->received += messages;
     memcpy(d->digests[slot], digest, 32);
-    d->digest_delivers[slot] = delivers;
+    d->digest_whole[slot] = whole;
     if (messages > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
         answer_waiters(d, delivered.data + i);
-    pend_ack(d, node_key, digest, ack_type(from_mailbox, delivers));
+    pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, whole));
 cleanup:
     if (opened && !committed)
         sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
@@ -2259,11 +2279,13 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
     return mv.moved;
 }
 
-/* An ack from node_key (delivers: MSG_LINK_DELIVERED). It stands for the
- * receipts of the envelope's texts only from the recipient's own node, the
- * one its presence record names (and so its account signed). */
+/* An ack from node_key (delivered: MSG_LINK_DELIVERED). That stands for the
+ * receipts of the envelope's texts, so it counts only from the recipient's
+ * own node, the one its presence record (signed by its account) names; from
+ * any other it is ignored, and the envelope goes again until that node or
+ * receipts answer. */
 static void on_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
-                   bool delivers)
+                   bool delivered)
 {
     uint64_t seq;
     struct outbox_entry e;
@@ -2271,12 +2293,15 @@ static void on_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t
     if (!lookup_seq(d, KEY_DIGEST, digest, 32, &seq) || load_entry(d, seq, &e) != MP_OK)
         return;
     struct peer *p = peer_find(d, e.to);
-    if (p != NULL)
-        p->failures = 0;
     bool from_recipient =
         p != NULL && p->has_presence && memcmp(p->presence.node_key, node_key, 32) == 0;
-    d->acked += move_bundle(d, seq, &e, delivers && from_recipient ? OUTBOX_DELIVERED : OUTBOX_SENT,
-                            0);
+    if (delivered && !from_recipient) {
+        outbox_entry_clear(&e);
+        return;
+    }
+    if (p != NULL)
+        p->failures = 0;
+    d->acked += move_bundle(d, seq, &e, delivered ? OUTBOX_DELIVERED : OUTBOX_SENT, 0);
     outbox_entry_clear(&e);
 }
 
@@ -2368,6 +2393,33 @@ void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const stru
 }
 
 /* A message from node_key on network net's links. */
+/* node_key's link said what it understands. */
+static void on_hello(struct delivery *d, const uint8_t node_key[32], uint32_t features)
+{
+    uint8_t *slot = d->hello_keys[hello_slot(node_key)];
+    if (features & MSG_FEATURE_DELIVERED)
+        memcpy(slot, node_key, 32);
+    else if (memcmp(slot, node_key, 32) == 0)
+        memset(slot, 0, 32);
+}
+
+/* Our hello on the new link to node_key on net: sent once, as the link
+ * comes up; if the queue has no room the peer acks us the older way. */
+static void send_hello(struct delivery *d, unsigned net, const uint8_t node_key[32])
+{
+    struct msg_link hello = {.type = MSG_LINK_HELLO, .features = MSG_FEATURE_DELIVERED};
+    struct buf wire;
+    struct addr none;
+
+    memset(&none, 0, sizeof(none)); /* the link is up: the address is not needed */
+    buf_init(&hello.envelope, 0);
+    if (net < DELIVERY_NETS_MAX && d->nets[net].links != NULL &&
+        msg_link_encode(&hello, &wire) == MP_OK) {
+        (void)links_send(d->nets[net].links, node_key, &none, wire.data, wire.len);
+        buf_free(&wire);
+    }
+}
+
 static void link_message(struct delivery *d, unsigned net, const uint8_t node_key[32],
                          const uint8_t *msg, size_t len)
 {
@@ -2381,6 +2433,8 @@ static void link_message(struct delivery *d, unsigned net, const uint8_t node_ke
         on_envelope(d, node_key, &l.envelope, false, net);
     else if (l.type == MSG_LINK_ACK || l.type == MSG_LINK_DELIVERED)
         on_ack(d, node_key, l.digest, l.type == MSG_LINK_DELIVERED);
+    else if (l.type == MSG_LINK_HELLO)
+        on_hello(d, node_key, l.features);
     else if (l.type == MSG_LINK_MB_STORED && net == 0)
         on_stored(d, node_key, &l);
     else if (d->cfg.mailbox != NULL && net == 0)
@@ -2430,8 +2484,12 @@ void delivery_on_link_state_net(struct delivery *d, unsigned net, const uint8_t 
         mailbox_on_link_state(d->cfg.mailbox, node_key, up);
     if (net == 0)
         targets_at(d, node_key, !up);
-    if (!up)
+    if (up) {
+        send_hello(d, net, node_key);
+    } else {
         flush_acks(d, node_key); /* the link is gone: drop its waiting acks */
+        on_hello(d, node_key, 0); /* the next link says again */
+    }
     struct peer *p = peer_by_node(d, node_key);
     if (p == NULL || p->net != net)
         return;

@@ -111,6 +111,9 @@ struct delivery_config {
     unsigned addr_count;
     enum delivery_verdict (*classify_cb)(void *arg, const uint8_t account[32],
                                          const uint8_t node_key[32]);
+    /* Optional: whether account is a contact (not a request, not blocked),
+     * with no side effects (NULL: none is). */
+    bool (*is_contact_cb)(void *arg, const uint8_t account[32]);
     /* Who the user means by `to`, `with` or `from` in a request: an address,
      * or a contact's name or address prefix. On failure, the error (address
      * errors, MP_ERR_NOT_FOUND, MP_ERR_CONTACT_AMBIGUOUS, MP_ERR_KEY_CHANGED

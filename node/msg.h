@@ -124,7 +124,14 @@ enum msg_link_type {
     MSG_LINK_MB_END = 10,   /* status: no more mail for now, or refused */
     /* An ack that is also the delivery receipt of the envelope's texts. */
     MSG_LINK_DELIVERED = 11,
-    MSG_LINK_TYPE_MAX = 11,
+    MSG_LINK_HELLO = 12,    /* features: what the sending node understands */
+    MSG_LINK_TYPE_MAX = 12,
+};
+
+/* Features a node announces in its hello (MSG_LINK_HELLO), bit by bit;
+ * bits it does not know are ignored. */
+enum msg_feature {
+    MSG_FEATURE_DELIVERED = 1u << 0, /* takes MSG_LINK_DELIVERED for its envelopes */
 };
 
 /* The answer to a store (MSG_LINK_MB_STORED). */
@@ -153,6 +160,7 @@ struct msg_link {
     uint8_t digest[32];  /* ack, stored */
     struct buf envelope; /* envelope, store, mail: owned bytes (msg_link_clear frees) */
     uint8_t status;      /* stored: enum msg_mb_status; end: enum msg_mb_end */
+    uint32_t features;   /* hello: enum msg_feature bits */
     uint64_t expires_s;  /* stored: Unix s when the mailbox drops it (0 when not held);
                             store: drop it by then at the latest (0: the mailbox's TTL) */
     uint8_t nonce[MSG_MB_NONCE_BYTES];       /* challenge */

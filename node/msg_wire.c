@@ -325,6 +325,7 @@ static unsigned link_fields(unsigned type)
     case MSG_LINK_MB_MAIL:
     case MSG_LINK_MB_TAKEN:
     case MSG_LINK_MB_END:
+    case MSG_LINK_HELLO:
         return 1;
     case MSG_LINK_MB_STORED:
         return 3;
@@ -379,6 +380,9 @@ static void pack_link_cb(msgpack_packer *pk, const void *obj)
         break;
     case MSG_LINK_MB_END:
         msgpack_pack_uint32(pk, l->status);
+        break;
+    case MSG_LINK_HELLO:
+        msgpack_pack_uint32(pk, l->features);
         break;
     default:
         break;
@@ -474,6 +478,10 @@ enum mp_err msg_link_decode(const uint8_t *data, size_t len, struct msg_link *l_
         break;
     case MSG_LINK_MB_END:
         if (!wire_get_u32(&f[1], &status) || status > MSG_MB_END_MAX)
+            goto cleanup;
+        break;
+    case MSG_LINK_HELLO:
+        if (!wire_get_u32(&f[1], &l_out->features))
             goto cleanup;
         break;
     default: /* MSG_LINK_MB_HELLO: no fields */

@@ -257,16 +257,18 @@ enum mp_err store_lock_holder(const char *dir, pid_t *holder_pid_out)
 
 /* ---- open and close ---- */
 
-/* Options whose only door in the C API is the options string. Our keys begin
- * with a one-byte kind ('o', 'q', 's', 'e' ... + big-endian numbers), and each
- * kind is mostly written in order, but kinds interleave in one family: with a
- * hint per first byte, a memtable insert starts where the last insert of the
- * same kind went instead of searching the skip list from the top (that search
- * was a third of a busy sender's thread). */
+/* Options whose only door in the C API is the options string. The keys of
+ * the outbox, inbox and index families begin with a one-byte kind ('o', 'q',
+ * 's', 'e' ... then big-endian numbers); each kind is mostly written in order,
+ * but kinds interleave in one family. With a hint per first byte, a memtable
+ * insert starts where the last insert of the same kind went instead of
+ * searching the skip list from the top (the inserts were a fifth of a busy
+ * sender's samples). In the other families (contacts, sessions: keys are
+ * account keys) a hint is only a wrong guess, checked and dropped. */
 #define STRING_OPTIONS "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1"
 
 /* Fresh options with STRING_OPTIONS, or without them (slower, not wrong) if
- * this RocksDB does not take them. */
+ * this RocksDB does not know the option's name. */
 static rocksdb_options_t *options_create(void)
 {
     rocksdb_options_t *base = rocksdb_options_create(), *o = rocksdb_options_create();
@@ -275,8 +277,8 @@ static rocksdb_options_t *options_create(void)
     rocksdb_get_options_from_string(base, STRING_OPTIONS, o, &err);
     rocksdb_options_destroy(base);
     if (err != NULL) {
-        log_warn(MOD, "RocksDB refused \"%s\" (%s): memtable inserts will be slower",
-                 STRING_OPTIONS, err);
+        log_warn(MOD, "RocksDB refused \"%s\" (%s): running without it, writes cost more "
+                 "CPU (a RocksDB other than Debian 12's?)", STRING_OPTIONS, err);
         rocksdb_free(err);
         rocksdb_options_destroy(o);
         o = rocksdb_options_create();

@@ -506,7 +506,7 @@ struct rogue {
     struct links *links;
     struct identity *account, *node; /* its own */
     uint8_t node_sk[32], node_pk[32];
-    int challenges, mails, ends, acks;
+    int challenges, mails, ends, acks, delivereds;
     uint8_t nonce[MSG_MB_NONCE_BYTES];
     uint8_t end_status;
 };
@@ -529,6 +529,8 @@ static void rogue_message_cb(void *arg, const uint8_t peer[LINK_KEY_BYTES], cons
         r->ends++;
     } else if (l.type == MSG_LINK_ACK) {
         r->acks++;
+    } else if (l.type == MSG_LINK_DELIVERED) {
+        r->delivereds++;
     }
     msg_link_clear(&l);
 }
@@ -621,6 +623,76 @@ static void node_entry(struct node *n, uint8_t key_out[32], struct addr *addr_ou
     assert_int_equal(addr_parse(strchr(entry, '@') + 1, addr_out), MP_OK);
 }
 
+/* What a sender needs to send to node b: its account, its node's key and
+ * address, and its prekey bundle, found as any sender finds it (in the DHT,
+ * asked through via). */
+struct target {
+    uint8_t account[32], node[32];
+    struct addr addr;
+    struct prekey_bundle bundle;
+};
+
+static void target_of(struct node *via, struct node *b, struct target *t)
+{
+    assert_int_equal(address_decode(b->address, t->account), MP_OK);
+    node_entry(b, t->node, &t->addr);
+    char params[200];
+    snprintf(params, sizeof(params), "{\"kind\":\"prekeys\",\"owner\":\"%s\"}", b->address);
+    const char *hex = NULL;
+    json_t *reply = NULL;
+    for (int waited = 0; waited < WAIT_MS && hex == NULL; waited += 500) {
+        json_decref(reply);
+        reply = node_call(via, "dht.get", params);
+        hex = json_string_value(json_object_get(json_object_get(reply, "result"), "payload"));
+        if (hex == NULL)
+            sleep_ms(500);
+    }
+    assert_non_null(hex);
+    size_t payload_len = strlen(hex) / 2;
+    uint8_t *payload = malloc(payload_len);
+    assert_non_null(payload);
+    assert_int_equal(secure_unhex(payload, payload_len, hex, strlen(hex)), MP_OK);
+    assert_int_equal(prekey_bundle_decode(payload, payload_len, &t->bundle), MP_OK);
+    free(payload);
+    json_decref(reply);
+}
+
+/* The rogue's end-to-end sessions, in a scratch store of its own. */
+struct rogue_sessions {
+    char dir[64];
+    struct store *store;
+    struct sessions *sessions;
+};
+
+static void rogue_sessions_open(struct rogue *r, struct rogue_sessions *rs)
+{
+    pid_t holder = 0;
+    harness_tempdir(rs->dir, sizeof(rs->dir));
+    assert_int_equal(store_open(rs->dir, &rs->store, &holder), MP_OK);
+    assert_int_equal(sessions_new(&r->env, rs->store, r->account, sysenv_unix_ms(), &rs->sessions),
+                     MP_OK);
+}
+
+static void rogue_sessions_close(struct rogue_sessions *rs)
+{
+    sessions_free(rs->sessions);
+    store_close(rs->store);
+    harness_rmtree(rs->dir);
+}
+
+/* pt sealed to t's account into envelope_out. */
+static void seal_to(struct rogue_sessions *rs, const struct target *t, const struct buf *pt,
+                    struct buf *envelope_out)
+{
+    struct store_batch *batch = store_batch_new();
+    assert_int_equal(sessions_seal(rs->sessions, t->account, &t->bundle, sysenv_unix_ms(),
+                                   pt->data, pt->len, batch, envelope_out),
+                     MP_OK);
+    /* Kept, so the next seal continues the ratchet. */
+    assert_int_equal(store_batch_write(rs->store, batch, false), MP_OK);
+    store_batch_free(batch);
+}
+
 static void test_forged_fetch_refused(void **state)
 {
     (void)state;
@@ -686,6 +758,15 @@ static void test_forged_fetch_refused(void **state)
 
 /* ---- a bundle with a message that does not decode ---- */
 
+/* One text for the rogue to send: counter and text, a random id. */
+static void rogue_text(struct rogue *r, uint64_t counter, const char *text, struct buf *pt_out)
+{
+    struct msg m = {.kind = MSG_KIND_TEXT, .counter = counter, .sent_at_ms = sysenv_unix_ms(),
+                    .text = (char *)text, .text_len = strlen(text)};
+    env_random(&r->env, m.id, MSG_ID_BYTES);
+    assert_int_equal(msg_encode(&m, pt_out), MP_OK);
+}
+
 /* A sender (the rogue, a stranger to B) seals a bundle of three messages to
  * B, the middle one not a message at all: B takes the other two, in order,
  * counts the bad one, and acks the envelope, so a sender is never stuck
@@ -694,33 +775,9 @@ static void test_bundle_with_a_bad_message(void **state)
 {
     (void)state;
     start_all("");
-    struct node *a = &nodes[A], *b = &nodes[B];
-    uint8_t b_account[32], b_node[32];
-    struct addr b_addr;
-    assert_int_equal(address_decode(b->address, b_account), MP_OK);
-    node_entry(b, b_node, &b_addr);
-
-    /* B's prekeys, as any sender finds them: in the DHT. */
-    char params[200];
-    snprintf(params, sizeof(params), "{\"kind\":\"prekeys\",\"owner\":\"%s\"}", b->address);
-    const char *hex = NULL;
-    json_t *reply = NULL;
-    for (int waited = 0; waited < WAIT_MS && hex == NULL; waited += 500) {
-        json_decref(reply);
-        reply = node_call(a, "dht.get", params);
-        hex = json_string_value(json_object_get(json_object_get(reply, "result"), "payload"));
-        if (hex == NULL)
-            sleep_ms(500);
-    }
-    assert_non_null(hex);
-    size_t payload_len = strlen(hex) / 2;
-    uint8_t *payload = malloc(payload_len);
-    assert_non_null(payload);
-    assert_int_equal(secure_unhex(payload, payload_len, hex, strlen(hex)), MP_OK);
-    struct prekey_bundle bundle;
-    assert_int_equal(prekey_bundle_decode(payload, payload_len, &bundle), MP_OK);
-    free(payload);
-    json_decref(reply);
+    struct node *b = &nodes[B];
+    struct target t;
+    target_of(&nodes[A], b, &t);
 
     /* Two texts around a part of a newer version ([9, 9, 9]). */
     struct rogue r;
@@ -729,38 +786,23 @@ static void test_bundle_with_a_bad_message(void **state)
     static const uint8_t newer[] = {0x93, 0x09, 0x09, 0x09};
     const char *texts[2] = {"before the bad one", "after the bad one"};
     struct msg_part parts[3];
-    for (int i = 0; i < 2; i++) {
-        struct msg m = {.kind = MSG_KIND_TEXT, .counter = (uint64_t)i + 1,
-                        .sent_at_ms = sysenv_unix_ms(), .text = (char *)texts[i],
-                        .text_len = strlen(texts[i])};
-        env_random(&r.env, m.id, MSG_ID_BYTES);
-        assert_int_equal(msg_encode(&m, &pts[i]), MP_OK);
-    }
+    for (int i = 0; i < 2; i++)
+        rogue_text(&r, (uint64_t)i + 1, texts[i], &pts[i]);
     parts[0] = (struct msg_part){pts[0].data, pts[0].len};
     parts[1] = (struct msg_part){newer, sizeof(newer)};
     parts[2] = (struct msg_part){pts[1].data, pts[1].len};
     assert_int_equal(msg_bundle_encode(parts, 3, &pt), MP_OK);
 
-    char dir[64];
-    harness_tempdir(dir, sizeof(dir));
-    struct store *store = NULL;
-    struct sessions *sessions = NULL;
-    pid_t holder = 0;
-    assert_int_equal(store_open(dir, &store, &holder), MP_OK);
-    assert_int_equal(sessions_new(&r.env, store, r.account, sysenv_unix_ms(), &sessions), MP_OK);
-    struct store_batch *batch = store_batch_new();
-    assert_int_equal(sessions_seal(sessions, b_account, &bundle, sysenv_unix_ms(), pt.data, pt.len,
-                                   batch, &envelope),
-                     MP_OK);
-    store_batch_free(batch);
-
+    struct rogue_sessions rs;
+    rogue_sessions_open(&r, &rs);
+    seal_to(&rs, &t, &pt, &envelope);
     struct msg_link l = {.type = MSG_LINK_ENVELOPE, .envelope = envelope};
-    rogue_send(&r, b_node, &b_addr, &l);
+    rogue_send(&r, t.node, &t.addr, &l);
     rogue_wait(&r, &r.acks, 1); /* taken and acked */
     rogue_close(&r);
 
     /* The two texts wait among B's requests (the rogue is no contact), in order. */
-    json_t *list = NULL;
+    json_t *list = NULL, *reply = NULL;
     for (int waited = 0; waited < WAIT_MS; waited += 200) {
         json_decref(list);
         reply = node_call(b, "inbox.list", "{\"requests\":true}");
@@ -781,13 +823,84 @@ static void test_bundle_with_a_bad_message(void **state)
                                                    "undecryptable")) >= 1);
     json_decref(st);
 
-    sessions_free(sessions);
-    store_close(store);
-    harness_rmtree(dir);
+    rogue_sessions_close(&rs);
     buf_free(&envelope);
     buf_free(&pt);
     for (int i = 0; i < 2; i++)
         buf_free(&pts[i]);
+}
+
+/* ---- acks that are receipts ---- */
+
+/* The rogue, now B's contact, sends as a node before type 11 would (no
+ * hello): B acks with 2 and owes receipts. After its hello B answers a
+ * whole envelope with 11, the receipt itself, but a bundle with a part it
+ * cannot decode again with 2. */
+static void test_delivered_ack_only_when_said(void **state)
+{
+    (void)state;
+    start_all("");
+    struct node *b = &nodes[B];
+    struct target t;
+    target_of(&nodes[A], b, &t);
+
+    struct rogue r;
+    rogue_init(&r);
+    struct rogue_sessions rs;
+    rogue_sessions_open(&r, &rs);
+    char r_address[ADDRESS_TEXT_SIZE];
+    address_encode(identity_public_key(r.account), r_address);
+    struct run_result run = harness_run(NULL, ARGS("contacts", "add", r_address, "--data-dir",
+                                                   b->dir, "--config", config_path));
+    assert_int_equal(run.status, 0);
+    harness_result_free(&run);
+
+    struct buf pt, envelope;
+    rogue_text(&r, 1, "no hello yet", &pt);
+    seal_to(&rs, &t, &pt, &envelope);
+    struct msg_link l = {.type = MSG_LINK_ENVELOPE, .envelope = envelope};
+    rogue_send(&r, t.node, &t.addr, &l);
+    rogue_wait(&r, &r.acks, 1);
+    assert_int_equal(r.delivereds, 0);
+    buf_free(&pt);
+    buf_free(&envelope);
+
+    struct msg_link hello = {.type = MSG_LINK_HELLO, .features = MSG_FEATURE_DELIVERED};
+    buf_init(&hello.envelope, 0);
+    rogue_send(&r, t.node, &t.addr, &hello);
+    rogue_text(&r, 2, "after the hello", &pt);
+    seal_to(&rs, &t, &pt, &envelope);
+    l.envelope = envelope;
+    rogue_send(&r, t.node, &t.addr, &l);
+    rogue_wait(&r, &r.delivereds, 1);
+    rogue_send(&r, t.node, &t.addr, &l); /* again, as if the ack was lost: the same answer */
+    rogue_wait(&r, &r.delivereds, 2);
+    assert_int_equal(r.acks, 1);
+    buf_free(&pt);
+    buf_free(&envelope);
+
+    struct buf text;
+    static const uint8_t newer[] = {0x93, 0x09, 0x09, 0x09};
+    rogue_text(&r, 3, "beside a bad one", &text);
+    struct msg_part parts[2] = {{text.data, text.len}, {newer, sizeof(newer)}};
+    assert_int_equal(msg_bundle_encode(parts, 2, &pt), MP_OK);
+    seal_to(&rs, &t, &pt, &envelope);
+    l.envelope = envelope;
+    rogue_send(&r, t.node, &t.addr, &l);
+    rogue_wait(&r, &r.acks, 2);
+    assert_int_equal(r.delivereds, 2);
+    rogue_close(&r);
+
+    /* All three texts are in B's inbox, once each. */
+    json_t *reply = node_call(b, "inbox.list", "{}");
+    json_t *list = json_object_get(json_object_get(reply, "result"), "messages");
+    assert_int_equal(json_array_size(list), 3);
+    json_decref(reply);
+
+    rogue_sessions_close(&rs);
+    buf_free(&envelope);
+    buf_free(&pt);
+    buf_free(&text);
 }
 
 /* ---- quota and TTL ---- */
@@ -932,6 +1045,7 @@ int main(void)
         cmocka_unit_test_teardown(test_canary_only_at_the_ends, teardown),
         cmocka_unit_test_teardown(test_forged_fetch_refused, teardown),
         cmocka_unit_test_teardown(test_bundle_with_a_bad_message, teardown),
+        cmocka_unit_test_teardown(test_delivered_ack_only_when_said, teardown),
         cmocka_unit_test_teardown(test_quota_and_ttl, teardown),
         cmocka_unit_test_teardown(test_handoff_to_new_closest, teardown),
     };

@@ -262,7 +262,19 @@ static void test_link_round_trip(void **state)
     const uint8_t short_digest[] = {0x92, 0x0b, 0xc4, 0x01, 0x00};
     assert_int_equal(msg_link_decode(short_digest, sizeof(short_digest), &back), MP_ERR_MALFORMED);
 
-    const uint8_t unknown[] = {0x92, 0x0c, 0xc0}; /* type 12 */
+    /* A hello keeps every feature bit, known or not; it has one field. */
+    struct msg_link hello = {.type = MSG_LINK_HELLO,
+                             .features = MSG_FEATURE_DELIVERED | 0x80000000u};
+    assert_int_equal(msg_link_encode(&hello, &enc), MP_OK);
+    assert_int_equal(msg_link_decode(enc.data, enc.len, &back), MP_OK);
+    assert_int_equal(back.type, MSG_LINK_HELLO);
+    assert_int_equal(back.features, MSG_FEATURE_DELIVERED | 0x80000000u);
+    msg_link_clear(&back);
+    buf_free(&enc);
+    const uint8_t bare_hello[] = {0x91, 0x0c};
+    assert_int_equal(msg_link_decode(bare_hello, sizeof(bare_hello), &back), MP_ERR_MALFORMED);
+
+    const uint8_t unknown[] = {0x92, 0x0d, 0xc0}; /* type 13 */
     assert_int_equal(msg_link_decode(unknown, sizeof(unknown), &back), MP_ERR_WIRE_VERSION);
     const uint8_t empty_env[] = {0x92, 0x01, 0xc4, 0x00};
     assert_int_equal(msg_link_decode(empty_env, sizeof(empty_env), &back), MP_ERR_MALFORMED);
@@ -338,7 +350,7 @@ static void test_mailbox_link_round_trip(void **state)
     assert_int_equal(msg_link_encode(&in[6], &enc), MP_ERR_INVAL);
     /* A fetch with a short signature, and an unknown type, by hand. */
     static const uint8_t short_fetch[] = {0x93, 0x07, 0xc4, 0x01, 0x00, 0xc4, 0x01, 0x00};
-    static const uint8_t unknown[] = {0x91, 0x0c};
+    static const uint8_t unknown[] = {0x91, 0x0d};
     struct msg_link back;
     assert_int_equal(msg_link_decode(short_fetch, sizeof(short_fetch), &back), MP_ERR_MALFORMED);
     assert_int_equal(msg_link_decode(unknown, sizeof(unknown), &back), MP_ERR_WIRE_VERSION);

@@ -136,7 +136,13 @@ static void test_fresh_dir_has_families_and_version(void **state)
     char *options = read_options_file(dir);
     for (size_t i = 0; i < STORE_CF_COUNT_; i++) {
         snprintf(section, sizeof(section), "[CFOptions \"%s\"]", cf_names[i]);
-        assert_non_null(strstr(options, section));
+        const char *at = strstr(options, section);
+        assert_non_null(at);
+        /* The option set through the options string took (store.c). */
+        const char *hint = strstr(at, "memtable_insert_with_hint_prefix_extractor=");
+        const char *next = strstr(at + 1, "[CFOptions");
+        assert_true(hint != NULL && (next == NULL || hint < next)); /* in this section */
+        assert_true(strncmp(strchr(hint, '=') + 1, "rocksdb.FixedPrefix.1\n", 22) == 0);
     }
     free(options);
 
