@@ -261,7 +261,7 @@ struct delivery {
      * another copy (from a second mailbox, or resent) is acked without being
      * opened again. A cache: a miss costs only the full open. */
     uint8_t digests[DELIVERY_DIGESTS][32];
-    bool digest_whole[DELIVERY_DIGESTS]; /* taken whole from a contact (take_messages) */
+    bool digest_by_ack[DELIVERY_DIGESTS]; /* its texts' receipt was our MSG_LINK_DELIVERED */
     /* Node keys whose link said hello with MSG_FEATURE_DELIVERED, one per
      * slot: a miss only costs the older way, an ack and receipt messages. */
     uint8_t hello_keys[DELIVERY_HELLO_SLOTS][32];
@@ -456,7 +456,7 @@ static bool entry_read_again(const struct outbox_entry *e)
         return false;
     return e->state == OUTBOX_QUEUED ||
            msg_peek(e->plaintext.data, e->plaintext.len, id, &kind) != MP_OK ||
-           kind != MSG_KIND_RECEIPT;
+           kind == MSG_KIND_TEXT;
 }
 
 /* Entry e as seq into b (and staged for the cache). */
@@ -1650,21 +1650,20 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
 }
 
 /* A receipt for count message ids, queued like a text (no counter). Goes into b. */
-static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, const uint8_t to[32],
-                                 const uint8_t (*ids)[MSG_ID_BYTES], unsigned count,
-                                 uint64_t *seq_io)
+/* Receipt m (either kind, its body filled in) queued to to in b as seq
+ * *seq_io, which is then incremented. */
+static enum mp_err batch_receipt_msg(struct delivery *d, struct store_batch *b,
+                                     const uint8_t to[32], struct msg *m, uint64_t *seq_io)
 {
-    struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = count};
     struct outbox_entry e = {.state = OUTBOX_QUEUED};
     uint8_t key[9];
 
-    memcpy(m.receipt_ids, ids, (size_t)count * MSG_ID_BYTES);
-    seqid_encode(d->msgid_key, *seq_io, m.id);
-    m.sent_at_ms = sysenv_unix_ms();
+    seqid_encode(d->msgid_key, *seq_io, m->id);
+    m->sent_at_ms = sysenv_unix_ms();
     memcpy(e.to, to, 32);
-    e.created_ms = m.sent_at_ms;
+    e.created_ms = m->sent_at_ms;
     buf_init(&e.envelope, MSG_LINK_ENVELOPE_MAX);
-    enum mp_err err = msg_encode(&m, &e.plaintext);
+    enum mp_err err = msg_encode(m, &e.plaintext);
     if (err == MP_OK)
         err = batch_entry(d, b, *seq_io, &e);
     if (err == MP_OK) {
@@ -1675,6 +1674,15 @@ static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, cons
     }
     outbox_entry_clear(&e);
     return err;
+}
+
+static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, const uint8_t to[32],
+                                 const uint8_t (*ids)[MSG_ID_BYTES], unsigned count,
+                                 uint64_t *seq_io)
+{
+    struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = count};
+    memcpy(m.receipt_ids, ids, (size_t)count * MSG_ID_BYTES);
+    return batch_receipt_msg(d, b, to, &m, seq_io);
 }
 
 /* ---- receiving ---- */
@@ -1764,6 +1772,8 @@ struct move {
     struct buf *delivered; /* OUTBOX_DELIVERED: the ids of texts moved are appended */
 };
 
+static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
+                                  struct outbox_entry *e, struct move *mv);
 static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
                                      const struct outbox_entry *head, struct move *mv);
 
@@ -1814,6 +1824,32 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
             return err;
     }
     return MP_OK;
+}
+
+/* An envelope receipt from sender: the texts of our envelope with that
+ * digest (its entry and riders) are delivered (at now), as by its node's
+ * MSG_LINK_DELIVERED; their ids are appended to delivered_out. */
+static enum mp_err take_envelope_receipt(struct delivery *d, struct store_batch *b,
+                                         const uint8_t sender[32], const uint8_t digest[32],
+                                         uint64_t now, struct buf *delivered_out)
+{
+    uint64_t seq;
+    struct outbox_entry e;
+    enum mp_err err = MP_OK;
+
+    if (!lookup_seq(d, KEY_DIGEST, digest, 32, &seq) || load_entry(d, seq, &e) != MP_OK)
+        return MP_OK; /* not ours, or gone */
+    if (memcmp(e.to, sender, 32) == 0) {
+        struct move mv = {.state = OUTBOX_DELIVERED, .now = now, .delivered = delivered_out};
+        uint8_t key[9];
+        seq_key(key, KEY_PENDING, seq); /* nothing more to send */
+        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
+        err = batch_move_one(d, b, seq, &e, &mv);
+        if (err == MP_OK)
+            err = batch_move_riders(d, b, &e, &mv);
+    }
+    outbox_entry_clear(&e);
+    return err;
 }
 
 /* A text from sender into the inbox (or requests): its event, in b; its
@@ -1954,6 +1990,8 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
         }
         if (m.kind == MSG_KIND_RECEIPT) {
             err = take_receipt(d, b, sender, &m, now, delivered_out);
+        } else if (m.kind == MSG_KIND_ENVELOPE_RECEIPT) {
+            err = take_envelope_receipt(d, b, sender, m.digest, now, delivered_out);
         } else if (!id_set_add(texts, m.id) || seen(d, sender, m.id)) {
             d->duplicates++;
         } else {
@@ -1980,6 +2018,44 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
     return err;
 }
 
+/* A copy of an envelope taken before (our ack was lost, or another mailbox's
+ * copy) that no longer opens, from sender as its seal names it (not proven:
+ * the ratchet refused it). If its texts' receipt was our MSG_LINK_DELIVERED
+ * (receipted_by_ack), that ack may be what was lost, and this copy may have
+ * come a way no ack goes back (a mailbox): an envelope receipt is queued to
+ * the sender, end to end, and the copy gets the plain ack. Unsure after a
+ * restart, the caller takes any copy from a contact to
+ * be one: then a part that did not decode the first time, or a restored
+ * sender's new message refused as a replay, is receipted too
+ * (docs/THREAT-MODEL.md). */
+static void on_copy(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
+                    const uint8_t sender[32], bool from_mailbox, bool receipted_by_ack)
+{
+    uint64_t seq_before = d->next_seq;
+    enum mp_err err = MP_OK;
+
+    d->duplicates++;
+    if (receipted_by_ack) {
+        struct store_batch *b = batch_begin(d);
+        struct msg m = {.kind = MSG_KIND_ENVELOPE_RECEIPT};
+        memcpy(m.digest, digest, 32);
+        err = batch_receipt_msg(d, b, sender, &m, &d->next_seq);
+        if (err == MP_OK)
+            err = batch_commit(d, b, false);
+        store_batch_free(b);
+    }
+    if (err != MP_OK) {
+        /* Not acked: the sender sends it again, and we try again. */
+        log_error(MOD, "cannot queue a receipt: %s", mp_strerror(err));
+        d->next_seq = seq_before;
+        return;
+    }
+    size_t slot = digest_slot(digest);
+    memcpy(d->digests[slot], digest, 32);
+    d->digest_by_ack[slot] = false; /* receipted now by a message */
+    pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, false));
+}
+
 /* An envelope from node_key: from the sender's node over a link, or
  * (from_mailbox) handed out by our mailbox at node_key. Either way it is
  * acked only once stored and synced: a link ack, or "taken". */
@@ -2000,26 +2076,20 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     bool opened = false, whole = false;
     digest_of(envelope->data, envelope->len, digest);
     size_t slot = digest_slot(digest);
-    if (memcmp(d->digests[slot], digest, 32) == 0) {
-        /* Taken in before: its write is in the store, synced by the time this ack goes. */
+    bool seen_before = memcmp(d->digests[slot], digest, 32) == 0;
+    if (seen_before && !d->digest_by_ack[slot]) {
+        /* Taken in before, its receipts (if owed) queued then: its write is
+         * in the store, synced by the time this ack goes. */
         d->duplicates++;
-        pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, d->digest_whole[slot]));
+        pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, false));
         goto cleanup;
     }
     err = sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
     opened = err == MP_OK;
     if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
-        /* Read before (our ack was lost, or another mailbox's copy); it may
-         * not be synced yet: ack after the sync. Whether it was whole is
-         * not known now: it is taken to be if the sender (named by the seal,
-         * not proven by the ratchet) is a contact. A part that did not
-         * decode then, or a restored sender's new message refused as a
-         * replay, is acked as delivered (docs/THREAT-MODEL.md). */
-        whole = d->cfg.is_contact_cb != NULL && d->cfg.is_contact_cb(d->cfg.classify_arg, sender);
-        memcpy(d->digests[slot], digest, 32);
-        d->digest_whole[slot] = whole;
-        d->duplicates++;
-        pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, whole));
+        on_copy(d, node_key, digest, sender, from_mailbox,
+                seen_before || d->cfg.is_contact_cb == NULL ||
+                    d->cfg.is_contact_cb(d->cfg.classify_arg, sender));
         goto cleanup;
     }
     if (err != MP_OK) {
@@ -2072,13 +2142,14 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     }
     committed = true;
     d->received += messages;
+    uint8_t ack = ack_type(d, node_key, from_mailbox, whole);
     memcpy(d->digests[slot], digest, 32);
-    d->digest_whole[slot] = whole;
+    d->digest_by_ack[slot] = ack == MSG_LINK_DELIVERED;
     if (messages > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
         answer_waiters(d, delivered.data + i);
-    pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, whole));
+    pend_ack(d, node_key, digest, ack);
 cleanup:
     if (opened && !committed)
         sessions_discard(d->cfg.sessions); /* so the resent envelope opens again */
@@ -2282,8 +2353,9 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
 /* An ack from node_key (delivered: MSG_LINK_DELIVERED). That stands for the
  * receipts of the envelope's texts, so it counts only from the recipient's
  * own node, the one its presence record (signed by its account) names; from
- * any other it is ignored, and the envelope goes again until that node or
- * receipts answer. */
+ * any other it is ignored, the presence is looked up again (the recipient
+ * may have moved), and the envelope goes again until that node or receipts
+ * answer. */
 static void on_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
                    bool delivered)
 {
@@ -2296,6 +2368,8 @@ static void on_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t
     bool from_recipient =
         p != NULL && p->has_presence && memcmp(p->presence.node_key, node_key, 32) == 0;
     if (delivered && !from_recipient) {
+        if (p != NULL)
+            p->presence_at_ms = 0;
         outbox_entry_clear(&e);
         return;
     }
@@ -2392,7 +2466,6 @@ void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const stru
         on_envelope(d, node_key, envelope, true, 0);
 }
 
-/* A message from node_key on network net's links. */
 /* node_key's link said what it understands. */
 static void on_hello(struct delivery *d, const uint8_t node_key[32], uint32_t features)
 {
@@ -2403,8 +2476,10 @@ static void on_hello(struct delivery *d, const uint8_t node_key[32], uint32_t fe
         memset(slot, 0, 32);
 }
 
-/* Our hello on the new link to node_key on net: sent once, as the link
- * comes up; if the queue has no room the peer acks us the older way. */
+/* Our hello on the new link to node_key on net, as it comes up. What was
+ * queued while the link was dialled goes before it, and if the queue has no
+ * room it is not sent: the peer acks those envelopes the older way (ack and
+ * receipt messages), which costs more, nothing else. */
 static void send_hello(struct delivery *d, unsigned net, const uint8_t node_key[32])
 {
     struct msg_link hello = {.type = MSG_LINK_HELLO, .features = MSG_FEATURE_DELIVERED};
@@ -2420,6 +2495,7 @@ static void send_hello(struct delivery *d, unsigned net, const uint8_t node_key[
     }
 }
 
+/* A message from node_key on network net's links. */
 static void link_message(struct delivery *d, unsigned net, const uint8_t node_key[32],
                          const uint8_t *msg, size_t len)
 {
@@ -2488,7 +2564,12 @@ void delivery_on_link_state_net(struct delivery *d, unsigned net, const uint8_t 
         send_hello(d, net, node_key);
     } else {
         flush_acks(d, node_key); /* the link is gone: drop its waiting acks */
-        on_hello(d, node_key, 0); /* the next link says again */
+        bool up_elsewhere = false;
+        for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++)
+            up_elsewhere = up_elsewhere ||
+                           (d->nets[i].links != NULL && links_is_up(d->nets[i].links, node_key));
+        if (!up_elsewhere)
+            on_hello(d, node_key, 0); /* the next link says again */
     }
     struct peer *p = peer_by_node(d, node_key);
     if (p == NULL || p->net != net)

@@ -112,7 +112,8 @@ struct delivery_config {
     enum delivery_verdict (*classify_cb)(void *arg, const uint8_t account[32],
                                          const uint8_t node_key[32]);
     /* Optional: whether account is a contact (not a request, not blocked),
-     * with no side effects (NULL: none is). */
+     * with no side effects (NULL: everyone is, as classify_cb NULL delivers
+     * everything). */
     bool (*is_contact_cb)(void *arg, const uint8_t account[32]);
     /* Who the user means by `to`, `with` or `from` in a request: an address,
      * or a contact's name or address prefix. On failure, the error (address

@@ -36,6 +36,10 @@
 enum msg_kind {
     MSG_KIND_TEXT = 1,
     MSG_KIND_RECEIPT = 2,
+    /* The receipt of every text in one envelope, named by its digest: for a
+     * copy of one already answered with MSG_LINK_DELIVERED, whose ids the
+     * node cannot read again. */
+    MSG_KIND_ENVELOPE_RECEIPT = 3,
 };
 
 /* One end-to-end message's plaintext. */
@@ -48,6 +52,7 @@ struct msg {
     size_t text_len;
     unsigned receipt_count; /* kind receipt: 1..MSG_RECEIPT_IDS_MAX */
     uint8_t receipt_ids[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
+    uint8_t digest[32]; /* kind envelope receipt: the envelope's BLAKE2b-256 digest */
 };
 
 /* Encode into out (initialised here, max MSG_WIRE_MAX; caller buf_frees).

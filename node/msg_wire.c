@@ -22,7 +22,7 @@ static bool msg_valid(const struct msg *m)
                utf8_valid((const uint8_t *)m->text, m->text_len);
     if (m->kind == MSG_KIND_RECEIPT)
         return m->receipt_count >= 1 && m->receipt_count <= MSG_RECEIPT_IDS_MAX;
-    return false;
+    return m->kind == MSG_KIND_ENVELOPE_RECEIPT;
 }
 
 static void pack_msg_cb(msgpack_packer *pk, const void *obj)
@@ -38,10 +38,12 @@ static void pack_msg_cb(msgpack_packer *pk, const void *obj)
     if (m->kind == MSG_KIND_TEXT) {
         msgpack_pack_str(pk, m->text_len);
         msgpack_pack_str_body(pk, m->text, m->text_len);
-    } else {
+    } else if (m->kind == MSG_KIND_RECEIPT) {
         msgpack_pack_array(pk, m->receipt_count);
         for (unsigned i = 0; i < m->receipt_count; i++)
             wire_pack_bin(pk, m->receipt_ids[i], MSG_ID_BYTES);
+    } else {
+        wire_pack_bin(pk, m->digest, sizeof(m->digest));
     }
 }
 
@@ -85,6 +87,8 @@ static bool get_body(const msgpack_object *o, struct msg *m)
         m->receipt_count = n;
         return true;
     }
+    if (m->kind == MSG_KIND_ENVELOPE_RECEIPT)
+        return wire_get_bin(o, m->digest, sizeof(m->digest));
     return false;
 }
 

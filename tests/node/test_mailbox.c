@@ -873,9 +873,11 @@ static void test_delivered_ack_only_when_said(void **state)
     l.envelope = envelope;
     rogue_send(&r, t.node, &t.addr, &l);
     rogue_wait(&r, &r.delivereds, 1);
-    rogue_send(&r, t.node, &t.addr, &l); /* again, as if the ack was lost: the same answer */
-    rogue_wait(&r, &r.delivereds, 2);
-    assert_int_equal(r.acks, 1);
+    /* Again, as if that ack was lost: a plain ack now, and a receipt for the
+     * envelope is queued to the rogue instead (it may not have heard). */
+    rogue_send(&r, t.node, &t.addr, &l);
+    rogue_wait(&r, &r.acks, 2);
+    assert_int_equal(r.delivereds, 1);
     buf_free(&pt);
     buf_free(&envelope);
 
@@ -887,8 +889,8 @@ static void test_delivered_ack_only_when_said(void **state)
     seal_to(&rs, &t, &pt, &envelope);
     l.envelope = envelope;
     rogue_send(&r, t.node, &t.addr, &l);
-    rogue_wait(&r, &r.acks, 2);
-    assert_int_equal(r.delivereds, 2);
+    rogue_wait(&r, &r.acks, 3);
+    assert_int_equal(r.delivereds, 1);
     rogue_close(&r);
 
     /* All three texts are in B's inbox, once each. */

@@ -100,6 +100,25 @@ static void test_receipt_round_trip(void **state)
     assert_int_equal(msg_encode(&m, &enc), MP_ERR_INVAL);
 }
 
+static void test_envelope_receipt_round_trip(void **state)
+{
+    (void)state;
+    struct msg m = {.counter = 9, .kind = MSG_KIND_ENVELOPE_RECEIPT};
+    memset(m.digest, 0xe7, sizeof(m.digest));
+    struct buf enc;
+    assert_int_equal(msg_encode(&m, &enc), MP_OK);
+    struct msg back;
+    assert_int_equal(msg_decode(enc.data, enc.len, &back), MP_OK);
+    assert_int_equal(back.kind, MSG_KIND_ENVELOPE_RECEIPT);
+    assert_int_equal(back.counter, 9);
+    assert_memory_equal(back.digest, m.digest, sizeof(m.digest));
+    msg_clear(&back);
+    /* A digest one byte short is refused. */
+    enc.data[enc.len - 33] = 31; /* bin8 length */
+    assert_int_equal(msg_decode(enc.data, enc.len - 1, &back), MP_ERR_MALFORMED);
+    buf_free(&enc);
+}
+
 static void test_msg_refuses(void **state)
 {
     (void)state;
@@ -502,7 +521,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_round_trip),    cmocka_unit_test(test_text_limits),
-        cmocka_unit_test(test_receipt_round_trip), cmocka_unit_test(test_msg_refuses),
+        cmocka_unit_test(test_receipt_round_trip),
+        cmocka_unit_test(test_envelope_receipt_round_trip), cmocka_unit_test(test_msg_refuses),
         cmocka_unit_test(test_presence_round_trip), cmocka_unit_test(test_link_round_trip),
         cmocka_unit_test(test_mailbox_link_round_trip),
         cmocka_unit_test(test_outbox_round_trip), cmocka_unit_test(test_bundle),
