@@ -259,7 +259,8 @@ struct delivery {
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
     /* Envelopes stored (or dropped for good) lately, by digest, one per slot:
      * another copy (from a second mailbox, or resent) is acked without being
-     * opened again. A cache: a miss costs only the full open. */
+     * opened again. A cache: a miss costs the full open, and for a copy
+     * from a contact an envelope receipt (on_copy). */
     uint8_t digests[DELIVERY_DIGESTS][32];
     bool digest_by_ack[DELIVERY_DIGESTS]; /* its texts' receipt was our MSG_LINK_DELIVERED */
     /* Node keys whose link said hello with MSG_FEATURE_DELIVERED, one per
@@ -1649,9 +1650,8 @@ enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *
     return queue_text(d, to, text, len, true, id_out);
 }
 
-/* A receipt for count message ids, queued like a text (no counter). Goes into b. */
-/* Receipt m (either kind, its body filled in) queued to to in b as seq
- * *seq_io, which is then incremented. */
+/* Receipt m (either kind, its body filled in) queued to to in b like a text
+ * (no counter), as seq *seq_io, which is then incremented. */
 static enum mp_err batch_receipt_msg(struct delivery *d, struct store_batch *b,
                                      const uint8_t to[32], struct msg *m, uint64_t *seq_io)
 {
@@ -1676,6 +1676,7 @@ static enum mp_err batch_receipt_msg(struct delivery *d, struct store_batch *b,
     return err;
 }
 
+/* A receipt for count message ids, into b as batch_receipt_msg. */
 static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, const uint8_t to[32],
                                  const uint8_t (*ids)[MSG_ID_BYTES], unsigned count,
                                  uint64_t *seq_io)
@@ -2019,30 +2020,29 @@ static enum mp_err take_messages(struct delivery *d, struct store_batch *b,
 }
 
 /* A copy of an envelope taken before (our ack was lost, or another mailbox's
- * copy) that no longer opens, from sender as its seal names it (not proven:
- * the ratchet refused it). If its texts' receipt was our MSG_LINK_DELIVERED
- * (receipted_by_ack), that ack may be what was lost, and this copy may have
- * come a way no ack goes back (a mailbox): an envelope receipt is queued to
- * the sender, end to end, and the copy gets the plain ack. Unsure after a
- * restart, the caller takes any copy from a contact to
- * be one: then a part that did not decode the first time, or a restored
- * sender's new message refused as a replay, is receipted too
- * (docs/THREAT-MODEL.md). */
-static void on_copy(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
-                    const uint8_t sender[32], bool from_mailbox, bool receipted_by_ack)
+ * copy) that does not open again, from sender as its seal names it (not
+ * proven: the ratchet refused it), into b. If its texts' receipt was our
+ * MSG_LINK_DELIVERED (receipted_by_ack), that ack may be what was lost, and
+ * this copy may have come a way no ack goes back (a mailbox): an envelope
+ * receipt is queued to the sender, end to end, and the copy gets the plain
+ * ack. When the digest cache no longer holds it (after a restart, or many
+ * envelopes later) the caller takes any copy from a contact to be one: then
+ * a part that did not decode the first time, or a restored sender's new
+ * message refused as a replay, is receipted too (docs/THREAT-MODEL.md). */
+static void on_copy(struct delivery *d, struct store_batch *b, const uint8_t node_key[32],
+                    const uint8_t digest[32], const uint8_t sender[32], bool from_mailbox,
+                    bool receipted_by_ack)
 {
     uint64_t seq_before = d->next_seq;
     enum mp_err err = MP_OK;
 
     d->duplicates++;
     if (receipted_by_ack) {
-        struct store_batch *b = batch_begin(d);
         struct msg m = {.kind = MSG_KIND_ENVELOPE_RECEIPT};
         memcpy(m.digest, digest, 32);
         err = batch_receipt_msg(d, b, sender, &m, &d->next_seq);
         if (err == MP_OK)
             err = batch_commit(d, b, false);
-        store_batch_free(b);
     }
     if (err != MP_OK) {
         /* Not acked: the sender sends it again, and we try again. */
@@ -2086,8 +2086,11 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     }
     err = sessions_open(d->cfg.sessions, envelope->data, envelope->len, now, b, sender, &pt);
     opened = err == MP_OK;
-    if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY) {
-        on_copy(d, node_key, digest, sender, from_mailbox,
+    /* A digest taken before opened its seal then, so sender is set whatever
+     * the ratchet says now (a replay, or a session replaced since). */
+    if (err == MP_ERR_RATCHET_REPLAY || err == MP_ERR_SESSION_REPLAY ||
+        (seen_before && err != MP_OK)) {
+        on_copy(d, b, node_key, digest, sender, from_mailbox,
                 seen_before || d->cfg.is_contact_cb == NULL ||
                     d->cfg.is_contact_cb(d->cfg.classify_arg, sender));
         goto cleanup;
@@ -2144,7 +2147,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     d->received += messages;
     uint8_t ack = ack_type(d, node_key, from_mailbox, whole);
     memcpy(d->digests[slot], digest, 32);
-    d->digest_by_ack[slot] = ack == MSG_LINK_DELIVERED;
+    d->digest_by_ack[slot] = ack == MSG_LINK_DELIVERED && messages > 0; /* receipts get none */
     if (messages > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
@@ -2283,8 +2286,10 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
         if (err == MP_OK)
             d->next_cursor = cursor + 1;
     }
+    /* Past the list's cap (envelope receipts in a bundle can name more texts
+     * than receipts can) a waiter hears at its timeout: the move stands. */
     if (err == MP_OK && state == OUTBOX_DELIVERED && mv->delivered != NULL)
-        err = buf_append(mv->delivered, ev.id, MSG_ID_BYTES);
+        (void)buf_append(mv->delivered, ev.id, MSG_ID_BYTES);
     mv->moved += err == MP_OK;
     return err;
 }
