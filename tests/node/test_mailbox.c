@@ -107,6 +107,17 @@ static void add_contact(struct node *n, struct node *other, const char *name)
     harness_result_free(&r);
 }
 
+/* All nodes up, A and B each other's contacts, then B stopped once its
+ * prekey record is out: what A sends goes to B's mailboxes. */
+static void start_with_b_away(void)
+{
+    start_all("");
+    add_contact(&nodes[A], &nodes[B], "bob");
+    add_contact(&nodes[B], &nodes[A], "alice");
+    sleep_ms(1500);
+    node_stop(&nodes[B]);
+}
+
 /* The states of n's messages to `with`, counted: {"mailbox": 3, ...}. */
 static int count_state(struct node *n, struct node *with, const char *state)
 {
@@ -251,12 +262,8 @@ static void test_offline_both_ways(void **state)
 {
     (void)state;
     enum { TOTAL = 1000 };
-    start_all("");
     struct node *a = &nodes[A], *b = &nodes[B];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
-    sleep_ms(1500); /* B's prekey record is out */
-    node_stop(b);
+    start_with_b_away();
 
     send_many(a, b, "m", 0, TOTAL);
     wait_state(a, b, "mailbox", TOTAL);
@@ -279,12 +286,8 @@ static void test_mailbox_killed_halfway(void **state)
 {
     (void)state;
     enum { TOTAL = 400 };
-    start_all("");
     struct node *a = &nodes[A], *b = &nodes[B];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
-    sleep_ms(1500);
-    node_stop(b);
+    start_with_b_away();
 
     int boxes[3];
     assert_int_equal(mailboxes_of(a, b, boxes), 3);
@@ -446,12 +449,8 @@ static void test_canary_only_at_the_ends(void **state)
     snprintf(canary, sizeof(canary), "CANARY%s", hexs);
     snprintf(text, sizeof(text), "the word is %s, keep it", canary);
 
-    start_all("");
     struct node *a = &nodes[A], *b = &nodes[B];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
-    sleep_ms(1500);
-    node_stop(b);
+    start_with_b_away();
     struct capture cap;
     bool capturing = capture_start(&cap);
     if (!capturing)
@@ -696,12 +695,8 @@ static void seal_to(struct rogue_sessions *rs, const struct target *t, const str
 static void test_forged_fetch_refused(void **state)
 {
     (void)state;
-    start_all("");
     struct node *a = &nodes[A], *b = &nodes[B];
-    add_contact(a, b, "bob");
-    add_contact(b, a, "alice");
-    sleep_ms(1500);
-    node_stop(b);
+    start_with_b_away();
     send_many(a, b, "f", 0, 5);
     wait_state(a, b, "mailbox", 5);
     int boxes[3];
@@ -905,6 +900,78 @@ static void test_delivered_ack_only_when_said(void **state)
     buf_free(&text);
 }
 
+/* The digest of the one envelope the stopped node n sent (its outbox's
+ * digest index, PROTOCOL "Store layout"). */
+static void only_digest(struct node *n, uint8_t digest_out[32])
+{
+    struct store *st = NULL;
+    pid_t holder = 0;
+    const uint8_t prefix = 'd', *key, *val;
+    size_t key_len, val_len, rows = 0;
+    assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        assert_int_equal(key_len, 33);
+        memcpy(digest_out, key + 1, 32);
+        rows++;
+    }
+    store_iter_free(it);
+    store_close(st);
+    assert_int_equal(rows, 1);
+}
+
+/* A's text to B waits in B's mailboxes. The rogue knows its envelope's
+ * digest (as a mailbox would) and claims it delivered: with a "delivered"
+ * ack (not from B's node) and an envelope receipt (not from B). A believes
+ * neither; a plain ack, which any node that holds the envelope may send,
+ * moves it to "sent", which shows both were read before it. B's own
+ * receipt, when B is back, delivers it. */
+static void test_delivered_only_from_the_recipient(void **state)
+{
+    (void)state;
+    struct node *a = &nodes[A], *b = &nodes[B];
+    start_with_b_away();
+    send_many(a, b, "claimed ", 0, 1);
+    wait_state(a, b, "mailbox", 1);
+    node_stop(a);
+    uint8_t digest[32];
+    only_digest(a, digest);
+    start_node(a);
+    struct target t;
+    target_of(&nodes[0], a, &t);
+
+    struct rogue r;
+    rogue_init(&r);
+    struct msg_link claim = {.type = MSG_LINK_DELIVERED};
+    memcpy(claim.digest, digest, 32);
+    buf_init(&claim.envelope, 0);
+    rogue_send(&r, t.node, &t.addr, &claim);
+
+    struct rogue_sessions rs;
+    rogue_sessions_open(&r, &rs);
+    struct msg m = {.kind = MSG_KIND_ENVELOPE_RECEIPT, .sent_at_ms = sysenv_unix_ms()};
+    env_random(&r.env, m.id, MSG_ID_BYTES);
+    memcpy(m.digest, digest, 32);
+    struct buf pt, envelope;
+    assert_int_equal(msg_encode(&m, &pt), MP_OK);
+    seal_to(&rs, &t, &pt, &envelope);
+    struct msg_link l = {.type = MSG_LINK_ENVELOPE, .envelope = envelope};
+    rogue_send(&r, t.node, &t.addr, &l);
+    rogue_wait(&r, &r.acks, 1); /* taken (as a stranger's), and read */
+
+    claim.type = MSG_LINK_ACK;
+    rogue_send(&r, t.node, &t.addr, &claim);
+    wait_state(a, b, "sent", 1);
+    assert_int_equal(count_state(a, b, "delivered"), 0);
+    rogue_close(&r);
+
+    start_node(b);
+    wait_state(a, b, "delivered", 1);
+    rogue_sessions_close(&rs);
+    buf_free(&envelope);
+    buf_free(&pt);
+}
+
 /* ---- quota and TTL ---- */
 
 static long long sum_mailbox(const char *field)
@@ -1048,6 +1115,7 @@ int main(void)
         cmocka_unit_test_teardown(test_forged_fetch_refused, teardown),
         cmocka_unit_test_teardown(test_bundle_with_a_bad_message, teardown),
         cmocka_unit_test_teardown(test_delivered_ack_only_when_said, teardown),
+        cmocka_unit_test_teardown(test_delivered_only_from_the_recipient, teardown),
         cmocka_unit_test_teardown(test_quota_and_ttl, teardown),
         cmocka_unit_test_teardown(test_handoff_to_new_closest, teardown),
     };
