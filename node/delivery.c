@@ -72,6 +72,7 @@ struct target {
 
 /* Envelope digests remembered (see struct delivery). */
 #define DELIVERY_DIGESTS 16384
+/* Nodes remembered as taking MSG_LINK_DELIVERED (see struct delivery). */
 #define DELIVERY_HELLO_SLOTS 1024
 
 /* Outbox entries kept in memory (see struct entry_cache): slots (a program
@@ -262,7 +263,7 @@ struct delivery {
      * opened again. A cache: a miss costs the full open, and for a copy
      * from a contact an envelope receipt (on_copy). */
     uint8_t digests[DELIVERY_DIGESTS][32];
-    bool digest_by_ack[DELIVERY_DIGESTS]; /* its texts' receipt was our MSG_LINK_DELIVERED */
+    bool receipted_by_ack[DELIVERY_DIGESTS]; /* its texts' receipt was our MSG_LINK_DELIVERED */
     /* Node keys whose link said hello with MSG_FEATURE_DELIVERED, one per
      * slot: a miss only costs the older way, an ack and receipt messages. */
     uint8_t hello_keys[DELIVERY_HELLO_SLOTS][32];
@@ -1817,7 +1818,9 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 err = batch_event(d, b, &ev, &cursor);
             if (err == MP_OK) {
                 d->next_cursor = cursor + 1;
-                err = buf_append(delivered_out, m->receipt_ids[i], MSG_ID_BYTES);
+                /* Past the list's cap (envelope receipts before this one in
+                 * the bundle can fill it) a waiter hears at its timeout. */
+                (void)buf_append(delivered_out, m->receipt_ids[i], MSG_ID_BYTES);
             }
         }
         outbox_entry_clear(&e);
@@ -2052,13 +2055,13 @@ static void on_copy(struct delivery *d, struct store_batch *b, const uint8_t nod
     }
     size_t slot = digest_slot(digest);
     memcpy(d->digests[slot], digest, 32);
-    d->digest_by_ack[slot] = false; /* receipted now by a message */
+    d->receipted_by_ack[slot] = false; /* any receipt owed is queued now */
     pend_ack(d, node_key, digest, ack_type(d, node_key, from_mailbox, false));
 }
 
 /* An envelope from node_key: from the sender's node over a link, or
  * (from_mailbox) handed out by our mailbox at node_key. Either way it is
- * acked only once stored and synced: a link ack, or "taken". */
+ * acked only once stored and synced: a link ack (2 or 11), or "taken". */
 static void on_envelope(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope,
                         bool from_mailbox, unsigned net)
 {
@@ -2077,7 +2080,7 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     digest_of(envelope->data, envelope->len, digest);
     size_t slot = digest_slot(digest);
     bool seen_before = memcmp(d->digests[slot], digest, 32) == 0;
-    if (seen_before && !d->digest_by_ack[slot]) {
+    if (seen_before && !d->receipted_by_ack[slot]) {
         /* Taken in before, its receipts (if owed) queued then: its write is
          * in the store, synced by the time this ack goes. */
         d->duplicates++;
@@ -2147,7 +2150,8 @@ static void on_envelope(struct delivery *d, const uint8_t node_key[32], const st
     d->received += messages;
     uint8_t ack = ack_type(d, node_key, from_mailbox, whole);
     memcpy(d->digests[slot], digest, 32);
-    d->digest_by_ack[slot] = ack == MSG_LINK_DELIVERED && messages > 0; /* receipts get none */
+    /* An envelope of receipts only owes none: its copies get no envelope receipt. */
+    d->receipted_by_ack[slot] = ack == MSG_LINK_DELIVERED && messages > 0;
     if (messages > 0)
         pend_sync(d);
     for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
@@ -2233,7 +2237,8 @@ static void durable_timer_cb(uv_timer_t *timer)
 
 /* Whether entry e may move to state (forward only: a delivered or expired
  * message stays so); moves it if so. *event_out: the move is news (a first
- * "sent", "mailbox" or "expired"; a later mailbox expiry is not). */
+ * "sent", "delivered", "mailbox" or "expired"; a later mailbox expiry is
+ * not). */
 static bool move_entry(struct outbox_entry *e, uint8_t state, uint64_t expires_ms,
                        bool *event_out)
 {
@@ -2286,8 +2291,7 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
         if (err == MP_OK)
             d->next_cursor = cursor + 1;
     }
-    /* Past the list's cap (envelope receipts in a bundle can name more texts
-     * than receipts can) a waiter hears at its timeout: the move stands. */
+    /* As in take_receipt: past the list's cap a waiter hears at its timeout. */
     if (err == MP_OK && state == OUTBOX_DELIVERED && mv->delivered != NULL)
         (void)buf_append(mv->delivered, ev.id, MSG_ID_BYTES);
     mv->moved += err == MP_OK;

@@ -10,12 +10,13 @@
  * after silence or a broken link, until the recipient's node acks that it
  * stored it. When the recipient's node cannot be reached, the same envelope
  * goes to its mailboxes (node/mailbox.h finds them), in order, until they
- * hold it; the message then waits there until the receipt comes, or expires
+ * hold it; the message then waits there until it is delivered, or expires
  * with them. The receiving side opens envelopes (from links, or fetched
  * from our own mailboxes), drops duplicates by (sender, message id), stores
  * message and session state in one write made durable by the loop turn's
- * sync, then acks (or tells the mailbox it took them), and answers
- * contacts' texts with receipts. Every step is appended to an event log
+ * sync, then acks (or tells the mailbox it took them), and receipts
+ * contacts' texts: by a `delivered` ack on a direct link, else by receipt
+ * messages. Every step is appended to an event log
  * (inbox, history, listen read it). Formats: docs/PROTOCOL.md, "Messages and
  * delivery", "Mailboxes" and "Store layout".
  *
@@ -83,7 +84,7 @@
 
 /* What to do with a message from `account` arriving from node `node_key`. */
 enum delivery_verdict {
-    DELIVERY_DELIVER,     /* a contact: store it, send a receipt */
+    DELIVERY_DELIVER,     /* a contact: store it, receipt it (ack or message) */
     DELIVERY_REQUEST,     /* not a contact: store it as a request, no receipt */
     DELIVERY_DROP,        /* blocked: ack it so it is not resent, store nothing */
     DELIVERY_KEY_CHANGED, /* a contact's node key changed: refuse until trusted */

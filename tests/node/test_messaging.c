@@ -851,7 +851,8 @@ static void test_upgrade_from_format_1(void **state)
      * queued message's work-list key, digests of the envelopes a sent, ids
      * of a's texts, the duplicate index of what b took. (b sent nothing: its
      * acks were the receipts.) The queued text has a drawn id and an m row,
-     * as old builds wrote them; b's ack names its envelope by digest. */
+     * as old builds wrote them; b's ack names its envelope by digest, so the
+     * m rows are moved here but not read. */
     assert_true(at_a.q >= 1 && at_a.d >= 1 && at_a.m == 2 && at_b.i == 1);
     assert_int_equal(at_a.drawn, 1);
 
