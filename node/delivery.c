@@ -1677,44 +1677,46 @@ static enum mp_err batch_receipt_msg(struct delivery *d, struct store_batch *b,
     return err;
 }
 
-/* A receipt for count message ids, into b as batch_receipt_msg. */
-static enum mp_err batch_receipt(struct delivery *d, struct store_batch *b, const uint8_t to[32],
-                                 const uint8_t (*ids)[MSG_ID_BYTES], unsigned count,
-                                 uint64_t *seq_io)
+/* ---- receiving ---- */
+
+/* The links of the first network with a link to node_key up, or NULL. */
+static struct links *up_links(struct delivery *d, const uint8_t node_key[32])
 {
-    struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = count};
-    memcpy(m.receipt_ids, ids, (size_t)count * MSG_ID_BYTES);
-    return batch_receipt_msg(d, b, to, &m, seq_io);
+    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
+        if (d->nets[i].links != NULL && links_is_up(d->nets[i].links, node_key))
+            return d->nets[i].links;
+    }
+    return NULL;
 }
 
-/* ---- receiving ---- */
+/* Link message l (no envelope) to node_key on links, whose link is up (the
+ * address is not needed). MP_ERR_BUSY when the link's queue is full. */
+static enum mp_err link_send(struct links *links, const uint8_t node_key[32], struct msg_link *l)
+{
+    struct buf wire;
+    struct addr none;
+
+    memset(&none, 0, sizeof(none));
+    buf_init(&l->envelope, 0);
+    enum mp_err err = msg_link_encode(l, &wire);
+    if (err == MP_OK) {
+        err = links_send(links, node_key, &none, wire.data, wire.len);
+        buf_free(&wire);
+    }
+    return err;
+}
 
 /* MP_OK, or MP_ERR_BUSY when the link's queue is full. */
 static enum mp_err try_ack(struct delivery *d, const uint8_t node_key[32], const uint8_t digest[32],
                            uint8_t type)
 {
     struct msg_link ack = {.type = type};
-    struct buf wire;
-    struct addr none;
 
     memcpy(ack.digest, digest, 32);
-    memset(&none, 0, sizeof(none)); /* the link is up: the address is not needed */
-    buf_init(&ack.envelope, 0);
     /* On a network whose link to the node is up: the envelope came on one,
      * and a node with links on two networks is a member of both. */
-    struct links *links = d->nets[0].links;
-    for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++) {
-        if (d->nets[i].links != NULL && links_is_up(d->nets[i].links, node_key)) {
-            links = d->nets[i].links;
-            break;
-        }
-    }
-    enum mp_err err = msg_link_encode(&ack, &wire);
-    if (err == MP_OK) {
-        err = links_send(links, node_key, &none, wire.data, wire.len);
-        buf_free(&wire);
-    }
-    return err;
+    struct links *links = up_links(d, node_key);
+    return link_send(links != NULL ? links : d->nets[0].links, node_key, &ack);
 }
 
 /* Ack a stored envelope. A full link queue must not lose the ack (the sender
@@ -1774,10 +1776,10 @@ struct move {
     struct buf *delivered; /* OUTBOX_DELIVERED: the ids of texts moved are appended */
 };
 
-static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uint64_t seq,
-                                  struct outbox_entry *e, struct move *mv);
 static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
                                      const struct outbox_entry *head, struct move *mv);
+static enum mp_err batch_move_bundle(struct delivery *d, struct store_batch *b, uint64_t seq,
+                                     struct outbox_entry *head, struct move *mv);
 
 /* A receipt: mark the messages it names delivered (at now); their ids are
  * appended to delivered_out (their waiters hear at once: answer_waiters). */
@@ -1845,12 +1847,7 @@ static enum mp_err take_envelope_receipt(struct delivery *d, struct store_batch 
         return MP_OK; /* not ours, or gone */
     if (memcmp(e.to, sender, 32) == 0) {
         struct move mv = {.state = OUTBOX_DELIVERED, .now = now, .delivered = delivered_out};
-        uint8_t key[9];
-        seq_key(key, KEY_PENDING, seq); /* nothing more to send */
-        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
-        err = batch_move_one(d, b, seq, &e, &mv);
-        if (err == MP_OK)
-            err = batch_move_riders(d, b, &e, &mv);
+        err = batch_move_bundle(d, b, seq, &e, &mv);
     }
     outbox_entry_clear(&e);
     return err;
@@ -1946,15 +1943,14 @@ static uint8_t ack_type(const struct delivery *d, const uint8_t node_key[32], bo
 static enum mp_err batch_receipts(struct delivery *d, struct store_batch *b,
                                   const uint8_t sender[32], const struct id_seq *taken, size_t n)
 {
-    uint8_t ids[MSG_RECEIPT_IDS_MAX][MSG_ID_BYTES];
     enum mp_err err = MP_OK;
 
     for (size_t i = 0; err == MP_OK && i < n; i += MSG_RECEIPT_IDS_MAX) {
         unsigned count = n - i < MSG_RECEIPT_IDS_MAX ? (unsigned)(n - i) : MSG_RECEIPT_IDS_MAX;
+        struct msg m = {.kind = MSG_KIND_RECEIPT, .receipt_count = count};
         for (unsigned j = 0; j < count; j++)
-            memcpy(ids[j], taken[i + j].id, MSG_ID_BYTES);
-        err = batch_receipt(d, b, sender, (const uint8_t(*)[MSG_ID_BYTES])ids, count,
-                            &d->next_seq);
+            memcpy(m.receipt_ids[j], taken[i + j].id, MSG_ID_BYTES);
+        err = batch_receipt_msg(d, b, sender, &m, &d->next_seq);
     }
     return err;
 }
@@ -2314,6 +2310,21 @@ static enum mp_err batch_move_riders(struct delivery *d, struct store_batch *b,
     return err;
 }
 
+/* Entry seq (loaded in head) and the riders of its envelope moved as mv
+ * says, each as batch_move_one, into b; unless mailboxes now hold it,
+ * nothing more is sent of it (its work-list key goes). */
+static enum mp_err batch_move_bundle(struct delivery *d, struct store_batch *b, uint64_t seq,
+                                     struct outbox_entry *head, struct move *mv)
+{
+    if (mv->state != OUTBOX_MAILBOX) {
+        uint8_t key[9];
+        seq_key(key, KEY_PENDING, seq);
+        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
+    }
+    enum mp_err err = batch_move_one(d, b, seq, head, mv);
+    return err == MP_OK ? batch_move_riders(d, b, head, mv) : err;
+}
+
 /* Move entry seq (loaded in head) and the riders of its envelope to state
  * (OUTBOX_SENT, OUTBOX_DELIVERED, OUTBOX_MAILBOX held until expires_ms,
  * OUTBOX_EXPIRED), each as move_entry allows, with their events, in one
@@ -2330,14 +2341,7 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
                       .delivered = &delivered};
 
     buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_ID_BYTES);
-    enum mp_err err = batch_move_one(d, b, seq, head, &mv);
-    if (state != OUTBOX_MAILBOX) {
-        uint8_t key[9];
-        seq_key(key, KEY_PENDING, seq); /* nothing more to send */
-        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key));
-    }
-    if (err == MP_OK)
-        err = batch_move_riders(d, b, head, &mv);
+    enum mp_err err = batch_move_bundle(d, b, seq, head, &mv);
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
     if (err == MP_OK)
@@ -2492,16 +2496,9 @@ static void on_hello(struct delivery *d, const uint8_t node_key[32], uint32_t fe
 static void send_hello(struct delivery *d, unsigned net, const uint8_t node_key[32])
 {
     struct msg_link hello = {.type = MSG_LINK_HELLO, .features = MSG_FEATURE_DELIVERED};
-    struct buf wire;
-    struct addr none;
 
-    memset(&none, 0, sizeof(none)); /* the link is up: the address is not needed */
-    buf_init(&hello.envelope, 0);
-    if (net < DELIVERY_NETS_MAX && d->nets[net].links != NULL &&
-        msg_link_encode(&hello, &wire) == MP_OK) {
-        (void)links_send(d->nets[net].links, node_key, &none, wire.data, wire.len);
-        buf_free(&wire);
-    }
+    if (net < DELIVERY_NETS_MAX && d->nets[net].links != NULL)
+        (void)link_send(d->nets[net].links, node_key, &hello);
 }
 
 /* A message from node_key on network net's links. */
@@ -2573,11 +2570,7 @@ void delivery_on_link_state_net(struct delivery *d, unsigned net, const uint8_t 
         send_hello(d, net, node_key);
     } else {
         flush_acks(d, node_key); /* the link is gone: drop its waiting acks */
-        bool up_elsewhere = false;
-        for (unsigned i = 0; i < DELIVERY_NETS_MAX; i++)
-            up_elsewhere = up_elsewhere ||
-                           (d->nets[i].links != NULL && links_is_up(d->nets[i].links, node_key));
-        if (!up_elsewhere)
+        if (up_links(d, node_key) == NULL)
             on_hello(d, node_key, 0); /* the next link says again */
     }
     struct peer *p = peer_by_node(d, node_key);
