@@ -13,4 +13,8 @@
 /* True when the len bytes are well-formed UTF-8 with no NUL. */
 bool utf8_valid(const uint8_t *s, size_t len);
 
+/* The length (1 to 4) of the well-formed character, not NUL, that the len
+ * bytes at s begin with; 0 if they do not begin with one (or len is 0). */
+size_t utf8_char(const uint8_t *s, size_t len);
+
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "node/jread.h"
 #include "node/rpc.h"
 
 /* Largest reply (or streamed line) a command accepts. */
@@ -137,7 +138,8 @@ static enum mp_err read_line(struct conn *c, struct buf *line)
 
 static enum mp_err parse_reply(const struct buf *line, struct client_reply *reply)
 {
-    json_t *root = json_loadb((const char *)line->data, line->len, 0, NULL);
+    struct jread_error jerr;
+    json_t *root = jread((const char *)line->data, line->len, RPC_DEPTH_MAX, &jerr);
     if (!json_is_object(root)) {
         json_decref(root);
         return MP_ERR_MALFORMED;
@@ -204,7 +206,8 @@ enum mp_err client_stream(const char *socket_path, const char *method, json_t *p
     enum mp_err err = start_call(&c, socket_path, method, params, CLIENT_TIMEOUT_MS);
     c.timeout_ms = 0; /* connected: now wait as long as the stream lasts */
     while (err == MP_OK && read_line(&c, &line) == MP_OK) {
-        json_t *j = json_loadb((const char *)line.data, line.len, 0, NULL);
+        struct jread_error jerr;
+        json_t *j = jread((const char *)line.data, line.len, RPC_DEPTH_MAX, &jerr);
         if (j == NULL) {
             err = MP_ERR_MALFORMED;
             break;

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Deepest nesting accepted in a request; deeper is refused as a parse error. */
-#define RPC_DEPTH_MAX 32
+#include "node/jread.h"
 
 void rpc_error_set(struct rpc_error *err_out, json_t *id, enum rpc_code code, const char *fmt, ...)
 {
@@ -33,35 +32,9 @@ void rpc_request_clear(struct rpc_request *req)
     req->params = NULL;
 }
 
-/* jansson nests up to 2048 levels: a much lower cap keeps requests cheap.
- * Counts brackets outside strings, before parsing. */
-static bool too_deep(const char *line, size_t len)
-{
-    int depth = 0;
-    bool in_string = false;
-
-    for (size_t i = 0; i < len; i++) {
-        char c = line[i];
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > RPC_DEPTH_MAX)
-                return true;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return false;
-}
-
 bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct rpc_error *err_out)
 {
-    json_error_t jerr;
+    struct jread_error jerr;
     json_t *root = NULL;
     json_t *id = NULL;
     bool ok = false;
@@ -72,16 +45,11 @@ bool rpc_parse(const char *line, size_t len, struct rpc_request *req_out, struct
                       RPC_LINE_MAX);
         return false;
     }
-    if (too_deep(line, len)) {
-        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "JSON nested deeper than %d levels",
-                      RPC_DEPTH_MAX);
-        return false;
-    }
-    /* Without JSON_ALLOW_NUL, jansson refuses "\u0000", so strings are C strings. */
-    root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    /* jread refuses "\u0000", so strings are C strings. */
+    root = jread(line, len, RPC_DEPTH_MAX, &jerr);
     if (root == NULL) {
-        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "parse error at column %d: %s",
-                      jerr.column, jerr.text);
+        rpc_error_set(err_out, NULL, RPC_CODE_PARSE_ERROR, "parse error at byte %zu: %s",
+                      jerr.offset, jerr.reason);
         return false;
     }
     if (json_is_array(root)) {

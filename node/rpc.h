@@ -16,8 +16,14 @@
 
 #include "base/err.h"
 
-/* Longest request line accepted, newline excluded. */
-#define RPC_LINE_MAX (64 * 1024)
+/* Longest request line accepted, newline excluded: a `send` of the longest
+ * text (MSG_TEXT_MAX) fits however JSON escapes it (6 bytes a byte at
+ * worst), and a `send.batch` of hundreds of ordinary ones. A connection's
+ * line buffer grows to it only while such a line arrives. */
+#define RPC_LINE_MAX (1024 * 1024)
+/* Deepest nesting of arrays and objects in a request (deeper is a parse
+ * error) and in a reply the client reads. */
+#define RPC_DEPTH_MAX 32
 /* Longest method name. */
 #define RPC_METHOD_MAX 64
 

@@ -107,8 +107,8 @@ static void send_all(int fd, const char *data, size_t len)
     }
 }
 
-/* Request lines are capped at 65536 bytes (RPC_LINE_MAX); stay below. */
-#define LINE_BUDGET (64 * 1024 - 512)
+/* Request lines are capped at 1 MiB (RPC_LINE_MAX); stay below. */
+#define LINE_BUDGET (1024 * 1024 - 512)
 #define BATCH_MAX 1024 /* DELIVERY_SEND_BATCH_MAX */
 /* Requests in flight on the connection before reading replies. */
 #define WINDOW_SINGLE 64

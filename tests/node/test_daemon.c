@@ -167,8 +167,9 @@ static void test_control_socket_survives_bad_input(void **state)
     assert_int_equal(rpc_code(reply), -32602);
     free(reply);
 
-    /* 200 KiB without a newline: refused, skipped to its newline, connection kept. */
-    size_t big_len = 200 * 1024;
+    /* A line past RPC_LINE_MAX (1 MiB): refused, skipped to its newline,
+     * connection kept. */
+    size_t big_len = 1024 * 1024 + 64 * 1024;
     char *big = malloc(big_len + 1);
     assert_non_null(big);
     memset(big, 'x', big_len);

@@ -444,6 +444,21 @@ static void test_send_errors(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "text")),
                         "later");
     json_decref(list);
+
+    /* The longest text, 64 KiB of a byte that JSON writes as 6 ("\u0001"):
+     * its request line (384 KiB) is taken, and it arrives whole. */
+    char *longest = malloc(65537);
+    assert_non_null(longest);
+    memset(longest, 0x01, 65536);
+    longest[65536] = '\0';
+    send_ok(a, b->address, longest, false);
+    list = wait_inbox(b, 2);
+    const char *got = json_string_value(json_object_get(json_array_get(list, 1), "text"));
+    assert_non_null(got);
+    assert_int_equal(strlen(got), 65536);
+    assert_memory_equal(got, longest, 65536);
+    json_decref(list);
+    free(longest);
 }
 
 /* The outgoing messages to `with` in a's history: their states, oldest first. */

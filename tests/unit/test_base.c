@@ -191,6 +191,18 @@ static void test_utf8(void **state)
             }
         }
     }
+
+    /* utf8_char: the length of the one character a text starts with. */
+    const uint8_t *u = (const uint8_t *)"a\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\xa6";
+    assert_int_equal(utf8_char(u, 10), 1);
+    assert_int_equal(utf8_char(u + 1, 9), 2);
+    assert_int_equal(utf8_char(u + 3, 7), 3);
+    assert_int_equal(utf8_char(u + 6, 4), 4);
+    assert_int_equal(utf8_char(u + 6, 3), 0); /* cut short */
+    assert_int_equal(utf8_char(u + 2, 8), 0); /* starts with a continuation byte */
+    assert_int_equal(utf8_char(u, 0), 0);
+    assert_int_equal(utf8_char((const uint8_t *)"\0", 1), 0);
+    assert_int_equal(utf8_char((const uint8_t *)"\xed\xa0\x80", 3), 0); /* a surrogate */
 }
 
 int main(void)
