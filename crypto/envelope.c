@@ -32,18 +32,15 @@ void envelope_mailbox_id(const uint8_t account[IDENTITY_PUBLIC_BYTES],
     crypto_generichash_final(&st, id_out, ENVELOPE_MAILBOX_BYTES);
 }
 
-/* The bucket (and sodium_pad block size) for n bytes plus the pad marker. */
-static size_t bucket(size_t n, size_t *block_out)
+/* The bucket for n bytes plus the pad marker. */
+static size_t bucket(size_t n)
 {
     size_t b = ENVELOPE_PAD_MIN;
 
     while (b < n + 1 && b < ENVELOPE_PAD_STEP)
         b *= 2;
-    if (b >= n + 1) {
-        *block_out = b;
+    if (b >= n + 1)
         return b;
-    }
-    *block_out = ENVELOPE_PAD_STEP;
     return (n + 1 + ENVELOPE_PAD_STEP - 1) / ENVELOPE_PAD_STEP * ENVELOPE_PAD_STEP;
 }
 
@@ -97,14 +94,14 @@ enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipi
     uint8_t ad[SEAL_AD_BYTES];
     struct envelope_outer o;
     uint8_t *inner = NULL, *sealed = NULL;
-    size_t inner_len = 0, padded_len = 0, block;
+    size_t inner_len = 0, padded_len = 0;
     enum mp_err err;
 
     buf_init(out, ENVELOPE_WIRE_MAX);
     if (c->ct_len < RATCHET_OVERHEAD || c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
         (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
         return MP_ERR_INVAL;
-    inner = calloc(1, PADDED_MAX);
+    inner = malloc(PADDED_MAX);
     sealed = malloc(PADDED_MAX + TAG_BYTES);
     if (inner == NULL || sealed == NULL) {
         err = MP_ERR_NOMEM;
@@ -113,11 +110,12 @@ enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipi
     err = envelope_inner_encode(c, inner, ENVELOPE_INNER_MAX, &inner_len);
     if (err != MP_OK)
         goto cleanup;
-    size_t want = bucket(inner_len, &block);
-    if (sodium_pad(&padded_len, inner, inner_len, block, PADDED_MAX) != 0 || padded_len != want) {
-        err = MP_ERR_CRYPTO;
-        goto cleanup;
-    }
+    /* ISO/IEC 7816-4 padding, as sodium_pad writes it (and sodium_unpad
+     * reads it), without its constant-time pass over a whole block: the
+     * length it would hide is our own. */
+    padded_len = bucket(inner_len);
+    inner[inner_len] = 0x80;
+    memset(inner + inner_len + 1, 0, padded_len - inner_len - 1);
     env_random(env, eph_sk, sizeof(eph_sk));
     if (crypto_scalarmult_base(o.ephemeral, eph_sk) != 0 ||
         crypto_scalarmult(shared, eph_sk, rcpt_pk) != 0) {

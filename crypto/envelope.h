@@ -36,6 +36,12 @@
  * then multiples of ENVELOPE_PAD_STEP. */
 #define ENVELOPE_PAD_MIN  256
 #define ENVELOPE_PAD_STEP 16384
+/* What the inside adds to a ratchet plaintext, at most: the ratchet's nonce
+ * and tag, and the sender, header and session set-up fields. */
+#define ENVELOPE_INNER_OVERHEAD (RATCHET_OVERHEAD + 256)
+/* The longest ratchet plaintext whose envelope pads to at most bucket bytes
+ * (a bucket size): the inside, and the padding's one marker byte. */
+#define ENVELOPE_PLAINTEXT_FITS(bucket) ((bucket) - 1 - ENVELOPE_INNER_OVERHEAD)
 
 /* What the seal hides. ct points to ct_len bytes of ratchet ciphertext:
  * borrowed by envelope_seal; owned (heap) after envelope_open, released by

@@ -13,7 +13,7 @@
 
 #define ENVELOPE_VERSION 1
 /* Largest inner encoding: a full ratchet ciphertext plus fields. */
-#define ENVELOPE_INNER_MAX (RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD + 256)
+#define ENVELOPE_INNER_MAX (RATCHET_PLAINTEXT_MAX + ENVELOPE_INNER_OVERHEAD)
 
 /* A decoded outer envelope; sealed points into the decoded bytes. */
 struct envelope_outer {

@@ -1119,7 +1119,7 @@ static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged)
 }
 
 /* Entries i .. of a group that share one envelope: as many as fit a bundle
- * (MSG_BUNDLE_MAX, and MSG_WIRE_MAX bytes of plaintext), with the merged
+ * (MSG_BUNDLE_MAX, and DELIVERY_BUNDLE_BYTES of plaintext), with the merged
  * receipts among and right after them (they go in the seal's write).
  * Returns the index past the last one taken. */
 static size_t bundle_end(const struct outbox_entry *entries, const bool *merged, size_t n,
@@ -1131,7 +1131,7 @@ static size_t bundle_end(const struct outbox_entry *entries, const bool *merged,
         if (merged[j])
             continue;
         size_t more = MSG_BUNDLE_PART_OVERHEAD + entries[j].plaintext.len;
-        if (bytes + more > MSG_WIRE_MAX)
+        if (bytes + more > DELIVERY_BUNDLE_BYTES)
             break;
         bytes += more;
         count++;

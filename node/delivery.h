@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "base/env.h"
+#include "crypto/envelope.h"
 #include "crypto/identity.h"
 #include "node/control.h"
 #include "node/link.h"
@@ -49,6 +50,11 @@
  * (docs/PROTOCOL.md, "Bundles"): at most this many, and plaintexts of at
  * most DELIVERY_SEAL_BYTES (plus the last one) in memory at once. */
 #define DELIVERY_SEAL_GROUP MSG_BUNDLE_MAX
+/* A bundle's plaintext is at most this, so that a full bundle, sealed and
+ * padded, fills a 64 KiB envelope bucket instead of spilling into the next
+ * (80 KiB, a fifth of it padding, encrypted, hashed, stored and sent for
+ * nothing). A message longer than this goes alone. */
+#define DELIVERY_BUNDLE_BYTES ENVELOPE_PLAINTEXT_FITS(4 * ENVELOPE_PAD_STEP)
 #define DELIVERY_SEAL_BYTES (4 * MSG_WIRE_MAX)
 /* Messages sealed per pass before yielding to the loop. */
 #define DELIVERY_SEAL_BATCH (4 * DELIVERY_SEAL_GROUP)

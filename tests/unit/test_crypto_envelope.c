@@ -212,6 +212,13 @@ static void test_padding_buckets(void **state)
     }
     assert_int_equal(tried, 18);
     assert_int_equal(nsizes, 9); /* 256 ... 16 KiB, 32 KiB, 48 KiB */
+    /* The longest plaintext ENVELOPE_PLAINTEXT_FITS a 64 KiB bucket for,
+     * with the set-up fields (the largest inside), is sealed in that bucket:
+     * 70 bytes before the sealed part, its bin32 head, 64 KiB and the tag. */
+    content(&c, ct, ENVELOPE_PLAINTEXT_FITS(65536) + RATCHET_OVERHEAD, true);
+    assert_int_equal(envelope_seal(&te.env, identity_public_key(bob), &c, &e1), MP_OK);
+    assert_int_equal(e1.len, 70 + 5 + 65536 + 16);
+    buf_free(&e1);
     /* The largest ratchet message fits the wire cap; one byte more is refused. */
     content(&c, ct, RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD, true);
     assert_int_equal(envelope_seal(&te.env, identity_public_key(bob), &c, &e1), MP_OK);
