@@ -82,14 +82,31 @@ enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTIT
         buf_init(out, ENVELOPE_WIRE_MAX);
         return err;
     }
-    return envelope_seal_to(env, &r, c, out);
+    return envelope_seal_to(env, &r, c, NULL, out);
+}
+
+enum mp_err envelope_ephemeral_make(const struct env *env, struct envelope_ephemeral *eph_out)
+{
+    env_random(env, eph_out->sk, sizeof(eph_out->sk));
+    eph_out->ready = crypto_scalarmult_base(eph_out->pk, eph_out->sk) == 0;
+    if (eph_out->ready)
+        return MP_OK;
+    envelope_ephemeral_wipe(eph_out);
+    return MP_ERR_CRYPTO;
+}
+
+void envelope_ephemeral_wipe(struct envelope_ephemeral *eph)
+{
+    sodium_memzero(eph, sizeof(*eph));
 }
 
 enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipient *recipient,
-                             const struct envelope_content *c, struct buf *out)
+                             const struct envelope_content *c, struct envelope_ephemeral *eph,
+                             struct buf *out)
 {
     const uint8_t *rcpt_pk = recipient->x25519;
-    uint8_t eph_sk[32], shared[32];
+    struct envelope_ephemeral fresh;
+    uint8_t shared[32];
     uint8_t okm[KEY_BYTES + NONCE_BYTES];
     uint8_t ad[SEAL_AD_BYTES];
     struct envelope_outer o;
@@ -116,9 +133,13 @@ enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipi
     padded_len = bucket(inner_len);
     inner[inner_len] = 0x80;
     memset(inner + inner_len + 1, 0, padded_len - inner_len - 1);
-    env_random(env, eph_sk, sizeof(eph_sk));
-    if (crypto_scalarmult_base(o.ephemeral, eph_sk) != 0 ||
-        crypto_scalarmult(shared, eph_sk, rcpt_pk) != 0) {
+    if (eph == NULL || !eph->ready) {
+        eph = &fresh;
+        if ((err = envelope_ephemeral_make(env, eph)) != MP_OK)
+            goto cleanup;
+    }
+    memcpy(o.ephemeral, eph->pk, sizeof(o.ephemeral));
+    if (crypto_scalarmult(shared, eph->sk, rcpt_pk) != 0) {
         err = MP_ERR_WEAK_KEY;
         goto cleanup;
     }
@@ -133,7 +154,9 @@ enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipi
     o.sealed_len = padded_len + TAG_BYTES;
     err = envelope_outer_encode(&o, out);
 cleanup:
-    sodium_memzero(eph_sk, sizeof(eph_sk));
+    if (eph != NULL)
+        envelope_ephemeral_wipe(eph); /* the caller's, used or not: one seal only */
+    envelope_ephemeral_wipe(&fresh);
     sodium_memzero(shared, sizeof(shared));
     sodium_memzero(okm, sizeof(okm));
     if (inner != NULL) {

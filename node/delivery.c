@@ -1248,6 +1248,8 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
     size_t key_len, val_len;
     bool all_sealed = true; /* so far in this walk */
 
+    if (d->sealed_below >= d->next_seq)
+        return; /* nothing queued since the last walk found all sealed */
     struct store_iter *it = pending_iter(d, d->sealed_below);
     while (sealed < DELIVERY_SEAL_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         uint64_t seq = key_len == 9 && val_len == 32 ? bytes_get_u64(key + 1) : 0;
@@ -2229,6 +2231,9 @@ static void durable_timer_cb(uv_timer_t *timer)
     if (synced && !d->closing && !d->sync_failed)
         pump_cb(&d->pump);
     links_hold(d->cfg.links, false);
+    /* Sent: while the peer takes it in, the next seal's key pair is made. */
+    if (synced && !d->closing)
+        sessions_prepare(d->cfg.sessions);
 }
 
 /* Whether entry e may move to state (forward only: a delivered or expired

@@ -40,6 +40,7 @@ struct sessions {
     struct envelope_recipient recipients[SESSIONS_RECIPIENTS_CACHED];
     uint64_t recipients_used_at[SESSIONS_RECIPIENTS_CACHED]; /* 0: empty */
     uint64_t recipients_clock;
+    struct envelope_ephemeral spare; /* the next seal's, made ahead (sessions_prepare) */
 };
 
 struct record {
@@ -282,7 +283,14 @@ void sessions_free(struct sessions *s)
     if (s == NULL)
         return;
     prekey_store_free(s->prekeys);
+    envelope_ephemeral_wipe(&s->spare);
     free(s);
+}
+
+void sessions_prepare(struct sessions *s)
+{
+    if (!s->spare.ready && envelope_ephemeral_make(s->env, &s->spare) != MP_OK)
+        log_warn(MOD, "cannot make a seal's key pair ahead; seals make their own");
 }
 
 enum mp_err sessions_bundle(struct sessions *s, uint64_t now_ms, struct prekey_bundle *bundle_out,
@@ -353,7 +361,7 @@ static enum mp_err seal_one(struct sessions *s, const struct envelope_recipient 
         c.init = r->init;
         c.ct = ct;
         c.ct_len = len + RATCHET_OVERHEAD;
-        err = envelope_seal_to(s->env, peer, &c, envelope_out);
+        err = envelope_seal_to(s->env, peer, &c, &s->spare, envelope_out);
     }
     free(ct);
     return err;

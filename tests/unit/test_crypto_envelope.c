@@ -124,6 +124,39 @@ static void test_round_trip_and_recipient_only(void **state)
     }
 }
 
+/* A key pair made ahead is the envelope's ephemeral (bytes 38 to 69), the
+ * envelope opens as any other, and the pair is wiped: never used twice. */
+static void test_ephemeral_made_ahead(void **state)
+{
+    (void)state;
+    uint8_t ct[100];
+    struct envelope_content c, got;
+    struct envelope_recipient r;
+    struct envelope_ephemeral eph, zero;
+    struct buf e1, e2;
+
+    memset(&zero, 0, sizeof(zero));
+    assert_int_equal(envelope_recipient_init(identity_public_key(bob), &r), MP_OK);
+    assert_int_equal(envelope_ephemeral_make(&te.env, &eph), MP_OK);
+    assert_true(eph.ready);
+    uint8_t pk[32];
+    memcpy(pk, eph.pk, 32);
+    content(&c, ct, sizeof(ct), false);
+    assert_int_equal(envelope_seal_to(&te.env, &r, &c, &eph, &e1), MP_OK);
+    assert_memory_equal(e1.data + 38, pk, 32);
+    assert_memory_equal(&eph, &zero, sizeof(eph));
+    assert_int_equal(envelope_open(bob, e1.data, e1.len, &got), MP_OK);
+    assert_memory_equal(got.ct, ct, sizeof(ct));
+    envelope_content_clear(&got);
+    /* The wiped pair is not used again: the next seal draws its own. */
+    assert_int_equal(envelope_seal_to(&te.env, &r, &c, &eph, &e2), MP_OK);
+    assert_memory_not_equal(e2.data + 38, pk, 32);
+    assert_int_equal(envelope_open(bob, e2.data, e2.len, &got), MP_OK);
+    envelope_content_clear(&got);
+    buf_free(&e1);
+    buf_free(&e2);
+}
+
 /* A small envelope opened by hand from the documented layout and formulas
  * (docs/PROTOCOL.md, "Sealed envelopes"). */
 static void test_seal_matches_spec(void **state)
@@ -345,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_and_recipient_only),
         cmocka_unit_test(test_seal_matches_spec),
         cmocka_unit_test(test_padding_buckets),
+        cmocka_unit_test(test_ephemeral_made_ahead),
         cmocka_unit_test(test_outer_codec_refusals),
         cmocka_unit_test(test_first_contact_end_to_end),
     };
