@@ -2347,6 +2347,11 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
 
     buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_ID_BYTES);
     enum mp_err err = batch_move_bundle(d, b, seq, head, &mv);
+    /* As for a receipt: the recipient's word, waiting neither for our sync
+     * nor for our write of it (a `send` waiting on a round trip hears first). */
+    for (size_t i = 0; err == MP_OK && i < delivered.len; i += MSG_ID_BYTES)
+        answer_waiters(d, delivered.data + i);
+    buf_free(&delivered);
     if (err == MP_OK && d->next_cursor != cursor_before)
         batch_cursor(d, b);
     if (err == MP_OK)
@@ -2356,15 +2361,10 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
         log_warn(MOD, "cannot record a change of state of outgoing messages: %s; it is "
                  "recorded when the peer or mailbox answers again", mp_strerror(err));
         d->next_cursor = cursor_before;
-        buf_free(&delivered);
         return 0;
     }
     if (d->next_cursor != cursor_before)
         pend_news(d); /* the events are news once synced */
-    /* As for a receipt: the recipient's word, not waiting for our sync. */
-    for (size_t i = 0; i < delivered.len; i += MSG_ID_BYTES)
-        answer_waiters(d, delivered.data + i);
-    buf_free(&delivered);
     return mv.moved;
 }
 
