@@ -19,7 +19,9 @@
  *                                 does not say)
  *   rtt_64B_p50_ms, rtt_64B_p99_ms  `send` with wait on one open connection: message
  *                                 out, receipt back; RTT_SAMPLES of them, so that p99
- *                                 is the 20th slowest, not the 2nd
+ *                                 is the 20th slowest, not the 2nd, once the nodes have
+ *                                 written nothing for a second (the runs above leave
+ *                                 flushes and compactions behind)
  *   idle_pair_datagrams_per_s     DHT datagrams of the pair while idle, per second
  *   idle_rss_kib                  resident memory of one idle node
  * MERPATI_BENCH_MSGS (default 20000) and MERPATI_BENCH_IDLE_S (default 20) size the runs.
@@ -38,6 +40,8 @@
 
 /* Round trips timed: 2,000 take about 2 s. */
 #define RTT_SAMPLES 2000
+/* The longest the nodes are given to finish writing before the round trips. */
+#define SETTLE_MAX_MS 20000
 
 static struct bench_node nodes[3];
 static char config_path[96];
@@ -165,6 +169,21 @@ static double disk_bytes(const struct bench_node *a, const struct bench_node *b)
 {
     double x = proc_field(a->pid, "io", "write_bytes"), y = proc_field(b->pid, "io", "write_bytes");
     return x < 0 || y < 0 ? -1 : x + y;
+}
+
+/* Until neither node has written to disk for a second (their background
+ * flushes and compactions are done), at most SETTLE_MAX_MS. */
+static void settle(const struct bench_node *a, const struct bench_node *b)
+{
+    double start = bench_now_ms(), quiet_since = start, last = disk_bytes(a, b);
+    while (bench_now_ms() - quiet_since < 1000 && bench_now_ms() - start < SETTLE_MAX_MS) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 100000000L};
+        nanosleep(&pause, NULL);
+        double now = disk_bytes(a, b);
+        if (now != last)
+            quiet_since = bench_now_ms();
+        last = now;
+    }
 }
 
 /* Send count size-byte texts through the control API on one connection,
@@ -325,6 +344,9 @@ int main(void)
     throughput_figure(a, b, msgs, 32);
     throughput_figure(a, b, msgs / 2, 1372);
 
+    /* The round trip of a pair at rest: not one still flushing and
+     * compacting what the runs above wrote. */
+    settle(a, b);
     double rtt[RTT_SAMPLES];
     char text[65];
     memset(text, 'r', 64);
