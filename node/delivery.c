@@ -2347,8 +2347,9 @@ static size_t move_bundle(struct delivery *d, uint64_t seq, struct outbox_entry 
 
     buf_init(&delivered, (size_t)MSG_BUNDLE_MAX * MSG_ID_BYTES);
     enum mp_err err = batch_move_bundle(d, b, seq, head, &mv);
-    /* As for a receipt: the recipient's word, waiting neither for our sync
-     * nor for our write of it (a `send` waiting on a round trip hears first). */
+    /* The recipient's word: unlike a receipt (answered after its write),
+     * waiting neither for our sync nor for our write of it, so a `send`
+     * waiting on a round trip hears first. */
     for (size_t i = 0; err == MP_OK && i < delivered.len; i += MSG_ID_BYTES)
         answer_waiters(d, delivered.data + i);
     buf_free(&delivered);

@@ -10,7 +10,8 @@
  * the jansson string: 0.5 us for that text, 2.5 GB/s. It builds with jansson's own constructors: the caller gets an
  * ordinary json_t, and writes JSON with jansson as before.
  *
- * It takes what jansson takes and refuses what jansson refuses (fuzz_jread
+ * It takes what jansson takes and refuses what jansson refuses, but for NUL
+ * bytes (refused anywhere) and depth (only arrays and objects count) (fuzz_jread
  * compares the two on every input):
  * - no comments, trailing commas, leading zeros, NaN or duplicate keys;
  * - no "\u0000" (strings stay C strings), and well-formed UTF-8 only;

@@ -2,8 +2,9 @@
  * JSON_DECODE_ANY, at jansson's own depth limit. Both take the input or both
  * refuse it; what both take is equal, value for value and type for type
  * (an integer is not a real); a refusal names a byte within the input.
- * One known difference: jansson takes a NUL byte right after a number at
- * the end ("3\0"), where JSON allows no NUL byte at all; jread refuses any. */
+ * Known differences: jansson skips a NUL byte after a number or literal
+ * ("3\0", "[1\0]"), where JSON allows none (jread refuses any), and counts
+ * a scalar as a level of depth too. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ours != NULL)
             abort();
         json_decref(theirs);
+        return 0;
+    }
+    /* jansson counts the scalar inside the deepest array as a level too,
+     * jread only arrays and objects: at its limit either answer stands. */
+    if (theirs == NULL && json_error_code(&jerr) == json_error_stack_overflow) {
+        json_decref(ours);
         return 0;
     }
     if ((ours == NULL) != (theirs == NULL))
