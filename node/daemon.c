@@ -1,11 +1,13 @@
 #include "node/daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
@@ -31,6 +33,16 @@
 #include "node/store.h"
 #include "node/sysenv.h"
 
+/* The allocator serves blocks up to DAEMON_HEAP_KEEP from its heap and keeps
+ * what is freed there for the next block, rather than mapping fresh pages
+ * (each page touched first costs a fault: on a virtual machine, about as much
+ * as a message). The daemon gives the free part back once it goes quiet: a
+ * period of DAEMON_TRIM_MS in which it used less than DAEMON_QUIET_CPU_US of
+ * CPU (trim_cb). */
+#define DAEMON_HEAP_KEEP (64 * 1024 * 1024)
+#define DAEMON_TRIM_MS 5000
+#define DAEMON_QUIET_CPU_US 50000
+
 /* Networks at once: the public one and CLUSTERS_MAX clusters. */
 #define DAEMON_NETWORKS_MAX (1 + CLUSTERS_MAX)
 
@@ -44,6 +56,9 @@ struct daemon {
     uv_loop_t loop;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_timer_t trim;
+    uint64_t trim_cpu_us; /* CPU used up to the last trim_cb */
+    bool trimmed;         /* nothing has run since the last trim */
     struct control *control;
     struct store *store;
     struct identity *identity;  /* the account */
@@ -112,6 +127,49 @@ static void daemon_stop(struct daemon *d, const char *why)
     d->primary = NULL;
     close_quietly((uv_handle_t *)&d->sigint);
     close_quietly((uv_handle_t *)&d->sigterm);
+    close_quietly((uv_handle_t *)&d->trim);
+}
+
+/* User and system CPU the process has used, in microseconds. */
+static uint64_t cpu_used_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* Every DAEMON_TRIM_MS: after a busy period, the first quiet one gives the
+ * allocator's free pages back to the system (a burst of 1 MiB requests left
+ * about 20 MiB). */
+static void trim_cb(uv_timer_t *timer)
+{
+    struct daemon *d = timer->data;
+    uint64_t now = cpu_used_us();
+    bool quiet = now - d->trim_cpu_us < DAEMON_QUIET_CPU_US;
+    d->trim_cpu_us = now;
+    if (!quiet) {
+        d->trimmed = false;
+    } else if (!d->trimmed) {
+        malloc_trim(0);
+        d->trimmed = true;
+    }
+}
+
+/* The allocator's settings (DAEMON_HEAP_KEEP) and the timer that trims it. */
+static int watch_memory(struct daemon *d)
+{
+    if (mallopt(M_MMAP_THRESHOLD, DAEMON_HEAP_KEEP) != 1 ||
+        mallopt(M_TRIM_THRESHOLD, DAEMON_HEAP_KEEP) != 1)
+        log_warn("daemon", "cannot set the allocator's thresholds: large blocks are mapped "
+                 "afresh each time");
+    int rc = uv_timer_init(&d->loop, &d->trim);
+    if (rc != 0)
+        return rc;
+    d->trim.data = d;
+    d->trim_cpu_us = cpu_used_us();
+    return uv_timer_start(&d->trim, trim_cb, DAEMON_TRIM_MS, DAEMON_TRIM_MS);
 }
 
 static void signal_cb(uv_signal_t *handle, int signum)
@@ -1146,6 +1204,10 @@ static int start(struct daemon *d)
 
     if (watch_signal(d, &d->sigint, SIGINT) != 0 || watch_signal(d, &d->sigterm, SIGTERM) != 0) {
         print_error("cannot install signal handlers", NULL);
+        return EX_OSERR;
+    }
+    if (watch_memory(d) != 0) {
+        print_error("cannot start the memory timer", NULL);
         return EX_OSERR;
     }
     d->started_ms = uv_now(&d->loop);

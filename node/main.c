@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +32,6 @@
 #define CLI_ARGS_MAX 64
 /* How long `stop` waits for the daemon to release the data dir. */
 #define CLI_STOP_WAIT_MS 15000
-/* The daemon's allocator maps blocks this large and larger apart (cmd_run). */
-#define DAEMON_MMAP_MIN (256 * 1024)
 
 static const char usage_text[] =
     "usage: merpati [global flags] <command> [flags]\n"
@@ -341,14 +338,6 @@ static int cmd_run(struct cli *cli)
         .control_path = cli->control_path,
         .config = cli->config,
     };
-    /* Blocks from DAEMON_MMAP_MIN up (a control request line of up to
-     * 1 MiB, jansson's copy of it) are mapped apart and go back to the
-     * system when freed. Without a fixed threshold glibc raises its own
-     * after the first such block is freed, and a node kept about 15 MiB
-     * more after a burst of large requests, for good. */
-    if (mallopt(M_MMAP_THRESHOLD, DAEMON_MMAP_MIN) != 1)
-        log_warn("main", "cannot set the allocator's mmap threshold: a burst of large requests "
-                 "leaves the node's memory larger");
     return daemon_run(&opts);
 }
 
