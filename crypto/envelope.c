@@ -85,14 +85,22 @@ enum mp_err envelope_seal(const struct env *env, const uint8_t recipient[IDENTIT
     return envelope_seal_to(env, &r, c, NULL, out);
 }
 
-enum mp_err envelope_ephemeral_make(const struct env *env, struct envelope_ephemeral *eph_out)
+enum mp_err envelope_ephemeral_make(const struct env *env, const struct envelope_recipient *likely,
+                                    struct envelope_ephemeral *eph_out)
 {
-    env_random(env, eph_out->sk, sizeof(eph_out->sk));
-    eph_out->ready = crypto_scalarmult_base(eph_out->pk, eph_out->sk) == 0;
-    if (eph_out->ready)
-        return MP_OK;
     envelope_ephemeral_wipe(eph_out);
-    return MP_ERR_CRYPTO;
+    env_random(env, eph_out->sk, sizeof(eph_out->sk));
+    if (crypto_scalarmult_base(eph_out->pk, eph_out->sk) != 0) {
+        envelope_ephemeral_wipe(eph_out);
+        return MP_ERR_CRYPTO;
+    }
+    eph_out->ready = true;
+    /* A refused exchange (a weak key) is left to the seal, which says so. */
+    if (likely != NULL && crypto_scalarmult(eph_out->shared, eph_out->sk, likely->x25519) == 0) {
+        memcpy(eph_out->peer, likely->x25519, sizeof(eph_out->peer));
+        eph_out->has_shared = true;
+    }
+    return MP_OK;
 }
 
 void envelope_ephemeral_wipe(struct envelope_ephemeral *eph)
@@ -135,11 +143,13 @@ enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipi
     memset(inner + inner_len + 1, 0, padded_len - inner_len - 1);
     if (eph == NULL || !eph->ready) {
         eph = &fresh;
-        if ((err = envelope_ephemeral_make(env, eph)) != MP_OK)
+        if ((err = envelope_ephemeral_make(env, NULL, eph)) != MP_OK)
             goto cleanup;
     }
     memcpy(o.ephemeral, eph->pk, sizeof(o.ephemeral));
-    if (crypto_scalarmult(shared, eph->sk, rcpt_pk) != 0) {
+    if (eph->has_shared && memcmp(eph->peer, rcpt_pk, sizeof(eph->peer)) == 0) {
+        memcpy(shared, eph->shared, sizeof(shared));
+    } else if (crypto_scalarmult(shared, eph->sk, rcpt_pk) != 0) {
         err = MP_ERR_WEAK_KEY;
         goto cleanup;
     }
@@ -160,7 +170,8 @@ cleanup:
     sodium_memzero(shared, sizeof(shared));
     sodium_memzero(okm, sizeof(okm));
     if (inner != NULL) {
-        sodium_memzero(inner, PADDED_MAX);
+        /* What the encoder may have written, or the padded inside. */
+        sodium_memzero(inner, padded_len > 0 ? padded_len : ENVELOPE_INNER_MAX);
         free(inner);
     }
     free(sealed);

@@ -71,26 +71,31 @@ struct envelope_recipient {
 enum mp_err envelope_recipient_init(const uint8_t account[IDENTITY_PUBLIC_BYTES],
                                     struct envelope_recipient *r_out);
 
-/* A seal's ephemeral key pair made ahead of the seal, so that a seal on
- * its way to the network does not wait for the base-point multiplication
- * (43 us here, a third of a seal's public-key work). Used by one seal
- * only: envelope_seal_to wipes it. */
+/* A seal's ephemeral key pair made ahead of the seal, and its exchange with
+ * the recipient the seal will likely go to, so that a seal on its way to the
+ * network waits for neither (43 us each here: all of a seal's public-key
+ * work). Used by one seal only: envelope_seal_to wipes it. */
 struct envelope_ephemeral {
     uint8_t sk[32];
     uint8_t pk[32];
     bool ready;
+    bool has_shared;  /* shared = the exchange of sk with peer */
+    uint8_t peer[32]; /* a recipient's x25519 */
+    uint8_t shared[32];
 };
 
-/* A fresh key pair into *eph_out (ready). MP_ERR_CRYPTO if libsodium
- * refuses (never, for a random scalar); *eph_out is then not ready. */
-enum mp_err envelope_ephemeral_make(const struct env *env, struct envelope_ephemeral *eph_out);
+/* A fresh key pair into *eph_out (ready), with its exchange with likely
+ * done too if likely is not NULL. MP_ERR_CRYPTO if libsodium refuses
+ * (never, for a random scalar); *eph_out is then not ready. */
+enum mp_err envelope_ephemeral_make(const struct env *env, const struct envelope_recipient *likely,
+                                    struct envelope_ephemeral *eph_out);
 
 /* Zero *eph (not ready). */
 void envelope_ephemeral_wipe(struct envelope_ephemeral *eph);
 
 /* envelope_seal to a recipient made by envelope_recipient_init, with *eph
- * as its ephemeral key pair if ready (then wiped), else a fresh one; eph
- * may be NULL. */
+ * as its ephemeral key pair if ready (then wiped), else a fresh one, and
+ * eph's exchange if made with this recipient; eph may be NULL. */
 enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipient *recipient,
                              const struct envelope_content *c, struct envelope_ephemeral *eph,
                              struct buf *out);

@@ -41,6 +41,8 @@ struct sessions {
     uint64_t recipients_used_at[SESSIONS_RECIPIENTS_CACHED]; /* 0: empty */
     uint64_t recipients_clock;
     struct envelope_ephemeral spare; /* the next seal's, made ahead (sessions_prepare) */
+    struct envelope_recipient last;  /* the last peer sealed to, if has_last: */
+    bool has_last;                   /* the spare's exchange is made with it */
 };
 
 struct record {
@@ -289,7 +291,8 @@ void sessions_free(struct sessions *s)
 
 void sessions_prepare(struct sessions *s)
 {
-    if (!s->spare.ready && envelope_ephemeral_make(s->env, &s->spare) != MP_OK)
+    if (!s->spare.ready &&
+        envelope_ephemeral_make(s->env, s->has_last ? &s->last : NULL, &s->spare) != MP_OK)
         log_warn(MOD, "cannot make a seal's key pair ahead; seals make their own");
 }
 
@@ -404,6 +407,8 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
     enum mp_err err = recipient(s, peer, &to);
     if (err != MP_OK)
         return err;
+    s->last = to;
+    s->has_last = true;
     err = record_load(s, peer, &r);
     if (err == MP_ERR_NOT_FOUND) {
         memset(&r, 0, sizeof(r));

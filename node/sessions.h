@@ -60,8 +60,9 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
                                const struct buf *pts, size_t count, struct store_batch *batch,
                                struct buf *envelopes_out);
 
-/* Make the next seal's ephemeral key pair now, if none waits: call when the
- * node has just sent, so that the next message's seal skips that work. */
+/* Make the next seal's ephemeral key pair now, if none waits, and its
+ * exchange with the peer last sealed to: call when the node has just sent,
+ * so that the next message's seal (to the same peer) skips that work. */
 void sessions_prepare(struct sessions *s);
 
 /* Open an envelope for this account: the sender's account key and the

@@ -137,8 +137,9 @@ static void test_ephemeral_made_ahead(void **state)
 
     memset(&zero, 0, sizeof(zero));
     assert_int_equal(envelope_recipient_init(identity_public_key(bob), &r), MP_OK);
-    assert_int_equal(envelope_ephemeral_make(&te.env, &eph), MP_OK);
+    assert_int_equal(envelope_ephemeral_make(&te.env, NULL, &eph), MP_OK);
     assert_true(eph.ready);
+    assert_false(eph.has_shared);
     uint8_t pk[32];
     memcpy(pk, eph.pk, 32);
     content(&c, ct, sizeof(ct), false);
@@ -155,6 +156,45 @@ static void test_ephemeral_made_ahead(void **state)
     envelope_content_clear(&got);
     buf_free(&e1);
     buf_free(&e2);
+}
+
+/* A pair made ahead with its exchange for the likely recipient: a seal to
+ * that recipient uses the exchange, one to another does its own; both
+ * envelopes open for their recipient only, and the pair is wiped. */
+static void test_exchange_made_ahead(void **state)
+{
+    (void)state;
+    uint8_t ct[100];
+    struct envelope_content c, got;
+    struct envelope_recipient to_bob, to_carol;
+    struct envelope_ephemeral eph, zero;
+    struct buf e;
+
+    memset(&zero, 0, sizeof(zero));
+    content(&c, ct, sizeof(ct), false);
+    assert_int_equal(envelope_recipient_init(identity_public_key(bob), &to_bob), MP_OK);
+    assert_int_equal(envelope_recipient_init(identity_public_key(carol), &to_carol), MP_OK);
+
+    assert_int_equal(envelope_ephemeral_make(&te.env, &to_bob, &eph), MP_OK);
+    assert_true(eph.ready && eph.has_shared);
+    assert_memory_equal(eph.peer, to_bob.x25519, 32);
+    assert_int_equal(envelope_seal_to(&te.env, &to_bob, &c, &eph, &e), MP_OK);
+    assert_memory_equal(&eph, &zero, sizeof(eph));
+    assert_int_equal(envelope_open(bob, e.data, e.len, &got), MP_OK);
+    assert_memory_equal(got.ct, ct, sizeof(ct));
+    envelope_content_clear(&got);
+    assert_int_equal(envelope_open(carol, e.data, e.len, &got), MP_ERR_ENVELOPE_OPEN);
+    buf_free(&e);
+
+    /* Made for bob, sealed to carol: the exchange is done again, for carol. */
+    assert_int_equal(envelope_ephemeral_make(&te.env, &to_bob, &eph), MP_OK);
+    assert_int_equal(envelope_seal_to(&te.env, &to_carol, &c, &eph, &e), MP_OK);
+    assert_memory_equal(&eph, &zero, sizeof(eph));
+    assert_int_equal(envelope_open(carol, e.data, e.len, &got), MP_OK);
+    assert_memory_equal(got.ct, ct, sizeof(ct));
+    envelope_content_clear(&got);
+    assert_int_equal(envelope_open(bob, e.data, e.len, &got), MP_ERR_ENVELOPE_OPEN);
+    buf_free(&e);
 }
 
 /* A small envelope opened by hand from the documented layout and formulas
@@ -379,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_seal_matches_spec),
         cmocka_unit_test(test_padding_buckets),
         cmocka_unit_test(test_ephemeral_made_ahead),
+        cmocka_unit_test(test_exchange_made_ahead),
         cmocka_unit_test(test_outer_codec_refusals),
         cmocka_unit_test(test_first_contact_end_to_end),
     };
