@@ -540,16 +540,25 @@ static void test_codecs(void **state)
     assert_true(wire_bounded(deep + 40, sizeof(deep) - 40));
     assert_null(r);
 
-    /* A state whose public key does not match its secret is refused. */
+    /* A state with a receiving chain but no remote key is refused. */
     struct ratchet *a, *b;
     struct buf s;
+    struct msg m;
     pair(&a, &b);
-    snapshot(a, &s);
+    send_msg(a, &m, 10);
+    assert_int_equal(recv_msg(b, &m), MP_OK);
+    snapshot(b, &s);
+    /* [14, 1, bin64 ad, bin32 rk, bin32 dhs_sk, bin32 dhs_pk, bin32 dhr ...]:
+     * the remote key becomes nil. */
+    const size_t dhr_at = 1 + 1 + (2 + 64) + 3 * (2 + 32);
+    assert_int_equal(s.data[dhr_at], 0xc4);
     uint8_t *copy = malloc(s.len);
-    memcpy(copy, s.data, s.len);
-    /* [14, 1, bin64 ad, bin32 rk, bin32 dhs_sk ...]: flip a byte of dhs_sk */
-    copy[1 + 1 + 2 + 64 + 2 + 32 + 2 + 5] ^= 0x20;
-    assert_int_equal(ratchet_state_decode(&te.env, copy, s.len, &r), MP_ERR_MALFORMED);
+    memcpy(copy, s.data, dhr_at);
+    copy[dhr_at] = 0xc0;
+    memcpy(copy + dhr_at + 1, s.data + dhr_at + 34, s.len - dhr_at - 34);
+    assert_int_equal(ratchet_state_decode(&te.env, copy, s.len - 33, &r), MP_ERR_MALFORMED);
+    assert_int_equal(ratchet_state_decode(&te.env, s.data, s.len, &r), MP_OK);
+    ratchet_free(r);
     for (size_t cut = 0; cut < s.len; cut += 5)
         assert_int_not_equal(ratchet_state_decode(&te.env, s.data, cut, &r), MP_OK);
     free(copy);
