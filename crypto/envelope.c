@@ -170,8 +170,9 @@ cleanup:
     sodium_memzero(shared, sizeof(shared));
     sodium_memzero(okm, sizeof(okm));
     if (inner != NULL) {
-        /* What the encoder may have written, or the padded inside. */
-        sodium_memzero(inner, padded_len > 0 ? padded_len : ENVELOPE_INNER_MAX);
+        /* The padded inside; 0 if not written (the encoder writes nothing
+         * when it fails). */
+        sodium_memzero(inner, padded_len);
         free(inner);
     }
     free(sealed);

@@ -73,8 +73,8 @@ enum mp_err envelope_recipient_init(const uint8_t account[IDENTITY_PUBLIC_BYTES]
 
 /* A seal's ephemeral key pair made ahead of the seal, and its exchange with
  * the recipient the seal will likely go to, so that a seal on its way to the
- * network waits for neither (43 us each here: all of a seal's public-key
- * work). Used by one seal only: envelope_seal_to wipes it. */
+ * network waits for neither (33 and 36 us here: all the public-key work of
+ * an envelope_seal_to). Used by one seal only: envelope_seal_to wipes it. */
 struct envelope_ephemeral {
     uint8_t sk[32];
     uint8_t pk[32];

@@ -172,7 +172,7 @@ enum mp_err ratchet_state_decode(const struct env *env, const uint8_t *data, siz
     /* A receiving chain needs the key it belongs to. The key pair is not
      * checked: only ratchet_state_encode writes it, from a pair it made, and
      * the store checksums what it holds; a check (a base-point
-     * multiplication, 43 us here) on every load cost each message that much
+     * multiplication, 33 us here) on every load cost each message that much
      * on both sides. */
     if (r->has_ckr && !r->has_dhr)
         goto cleanup;

@@ -36,10 +36,11 @@
 /* The allocator serves blocks up to DAEMON_HEAP_KEEP from its heap and keeps
  * what is freed there for the next block, rather than mapping fresh pages
  * (each page touched first costs a fault: on a virtual machine, about as much
- * as a message). The daemon gives the free part back once it goes quiet: a
- * period of DAEMON_TRIM_MS in which it used less than DAEMON_QUIET_CPU_US of
- * CPU (trim_cb). */
-#define DAEMON_HEAP_KEEP (64 * 1024 * 1024)
+ * as a message). 32 MiB is the largest mapping threshold older glibc takes.
+ * The daemon gives the free part back once it goes quiet: DAEMON_TRIM_MS
+ * after the loop woke for something, if it used less than
+ * DAEMON_QUIET_CPU_US of CPU in that time (trim_cb). */
+#define DAEMON_HEAP_KEEP (32 * 1024 * 1024)
 #define DAEMON_TRIM_MS 5000
 #define DAEMON_QUIET_CPU_US 50000
 
@@ -56,9 +57,11 @@ struct daemon {
     uv_loop_t loop;
     uv_signal_t sigint;
     uv_signal_t sigterm;
-    uv_timer_t trim;
-    uint64_t trim_cpu_us; /* CPU used up to the last trim_cb */
-    bool trimmed;         /* nothing has run since the last trim */
+    uv_timer_t trim;      /* one-shot: armed by awake_cb, or by trim_cb while busy */
+    uv_check_t awake;     /* after each turn of the loop */
+    uint64_t trim_cpu_us; /* CPU used when the trim timer was armed */
+    bool trimmed;         /* no busy period since the last trim */
+    bool trim_turn;       /* this turn of the loop ran trim_cb */
     struct control *control;
     struct store *store;
     struct identity *identity;  /* the account */
@@ -128,6 +131,7 @@ static void daemon_stop(struct daemon *d, const char *why)
     close_quietly((uv_handle_t *)&d->sigint);
     close_quietly((uv_handle_t *)&d->sigterm);
     close_quietly((uv_handle_t *)&d->trim);
+    close_quietly((uv_handle_t *)&d->awake);
 }
 
 /* User and system CPU the process has used, in microseconds. */
@@ -140,36 +144,62 @@ static uint64_t cpu_used_us(void)
            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-/* Every DAEMON_TRIM_MS: after a busy period, the first quiet one gives the
- * allocator's free pages back to the system (a burst of 1 MiB requests left
- * about 20 MiB). */
+/* DAEMON_TRIM_MS after it was armed: busy since, it looks again after the
+ * next period; quiet after a busy period, it gives the allocator's free pages
+ * back to the system (a burst of 1 MiB requests left about 20 MiB); quiet
+ * again, it waits for awake_cb to arm it. */
 static void trim_cb(uv_timer_t *timer)
 {
     struct daemon *d = timer->data;
     uint64_t now = cpu_used_us();
-    bool quiet = now - d->trim_cpu_us < DAEMON_QUIET_CPU_US;
-    d->trim_cpu_us = now;
-    if (!quiet) {
+    d->trim_turn = true;
+    if (now - d->trim_cpu_us >= DAEMON_QUIET_CPU_US) {
         d->trimmed = false;
+        d->trim_cpu_us = now;
+        uv_timer_start(&d->trim, trim_cb, DAEMON_TRIM_MS, 0);
     } else if (!d->trimmed) {
         malloc_trim(0);
         d->trimmed = true;
     }
 }
 
-/* The allocator's settings (DAEMON_HEAP_KEEP) and the timer that trims it. */
-static int watch_memory(struct daemon *d)
+/* After each turn of the loop: unless the turn was the trim timer's own, or
+ * the timer runs already, arm it, so that a node that sleeps is not woken
+ * for it. */
+static void awake_cb(uv_check_t *check)
 {
-    if (mallopt(M_MMAP_THRESHOLD, DAEMON_HEAP_KEEP) != 1 ||
-        mallopt(M_TRIM_THRESHOLD, DAEMON_HEAP_KEEP) != 1)
-        log_warn("daemon", "cannot set the allocator's thresholds: large blocks are mapped "
-                 "afresh each time");
-    int rc = uv_timer_init(&d->loop, &d->trim);
-    if (rc != 0)
-        return rc;
-    d->trim.data = d;
+    struct daemon *d = check->data;
+    if (d->trim_turn) {
+        d->trim_turn = false;
+        return;
+    }
+    if (uv_is_active((uv_handle_t *)&d->trim))
+        return;
     d->trim_cpu_us = cpu_used_us();
-    return uv_timer_start(&d->trim, trim_cb, DAEMON_TRIM_MS, DAEMON_TRIM_MS);
+    uv_timer_start(&d->trim, trim_cb, DAEMON_TRIM_MS, 0);
+}
+
+/* The allocator's settings (DAEMON_HEAP_KEEP) and the handles that trim it;
+ * without them the node runs on, keeping what a burst left. */
+static void watch_memory(struct daemon *d)
+{
+    bool mmap_set = mallopt(M_MMAP_THRESHOLD, DAEMON_HEAP_KEEP) == 1;
+    bool trim_set = mallopt(M_TRIM_THRESHOLD, DAEMON_HEAP_KEEP) == 1;
+    if (!mmap_set || !trim_set)
+        log_warn("daemon", "the allocator refused its %s threshold: under load it maps and "
+                 "faults in fresh pages more often", !mmap_set ? "mmap" : "trim");
+    int rc = uv_timer_init(&d->loop, &d->trim);
+    if (rc == 0) {
+        d->trim.data = d;
+        rc = uv_check_init(&d->loop, &d->awake);
+    }
+    if (rc == 0) {
+        d->awake.data = d;
+        rc = uv_check_start(&d->awake, awake_cb);
+    }
+    if (rc != 0)
+        log_warn("daemon", "cannot watch memory (%s): what a burst of work leaves in the "
+                 "allocator stays there", uv_strerror(rc));
 }
 
 static void signal_cb(uv_signal_t *handle, int signum)
@@ -1206,10 +1236,7 @@ static int start(struct daemon *d)
         print_error("cannot install signal handlers", NULL);
         return EX_OSERR;
     }
-    if (watch_memory(d) != 0) {
-        print_error("cannot start the memory timer", NULL);
-        return EX_OSERR;
-    }
+    watch_memory(d);
     d->started_ms = uv_now(&d->loop);
     log_info("daemon", "node %s ready", d->address);
     return 0;

@@ -41,8 +41,8 @@ struct sessions {
     uint64_t recipients_used_at[SESSIONS_RECIPIENTS_CACHED]; /* 0: empty */
     uint64_t recipients_clock;
     struct envelope_ephemeral spare; /* the next seal's, made ahead (sessions_prepare) */
-    struct envelope_recipient last;  /* the last peer sealed to, if has_last: */
-    bool has_last;                   /* the spare's exchange is made with it */
+    struct envelope_recipient last;  /* the last peer sealed to, if has_last: the */
+    bool has_last;                   /* next spare's exchange is made with it */
 };
 
 struct record {
@@ -407,8 +407,6 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
     enum mp_err err = recipient(s, peer, &to);
     if (err != MP_OK)
         return err;
-    s->last = to;
-    s->has_last = true;
     err = record_load(s, peer, &r);
     if (err == MP_ERR_NOT_FOUND) {
         memset(&r, 0, sizeof(r));
@@ -418,7 +416,10 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
         err = seal_one(s, &to, &r, pts[done].data, pts[done].len, &envelopes_out[done]);
     if (err == MP_OK)
         err = record_save(peer, &r, batch);
-    if (err != MP_OK) {
+    if (err == MP_OK) {
+        s->last = to;
+        s->has_last = true;
+    } else {
         for (size_t k = 0; k < count; k++)
             buf_free(&envelopes_out[k]);
     }

@@ -186,6 +186,14 @@ static void test_exchange_made_ahead(void **state)
     assert_int_equal(envelope_open(carol, e.data, e.len, &got), MP_ERR_ENVELOPE_OPEN);
     buf_free(&e);
 
+    /* The exchange made ahead is what the seal uses: a wrong one, bob's
+     * envelope does not open. */
+    assert_int_equal(envelope_ephemeral_make(&te.env, &to_bob, &eph), MP_OK);
+    eph.shared[0] ^= 1;
+    assert_int_equal(envelope_seal_to(&te.env, &to_bob, &c, &eph, &e), MP_OK);
+    assert_int_equal(envelope_open(bob, e.data, e.len, &got), MP_ERR_ENVELOPE_OPEN);
+    buf_free(&e);
+
     /* Made for bob, sealed to carol: the exchange is done again, for carol. */
     assert_int_equal(envelope_ephemeral_make(&te.env, &to_bob, &eph), MP_OK);
     assert_int_equal(envelope_seal_to(&te.env, &to_carol, &c, &eph, &e), MP_OK);
