@@ -96,21 +96,35 @@ struct store {
     rocksdb_column_family_handle_t *cf[STORE_CF_COUNT_];
     rocksdb_column_family_handle_t *extra_cf[EXTRA_CF_MAX];
     size_t extra_count;
+    /* Every store_batch_write fills this one, cleared: its buffer keeps its
+     * size, so a large batch neither grows nor faults in a fresh one. Like
+     * the memtables, which hold the same bytes, it is not wiped. */
+    rocksdb_writebatch_t *wb;
     bool write_failed; /* RocksDB is in its error state: no WAL sync at close */
 };
 
 struct batch_op {
     enum store_cf cf;
     bool is_put;
-    uint8_t *data; /* key then value, one allocation */
+    const uint8_t *data; /* key then value, in a chunk of the batch */
     size_t key_len;
     size_t val_len;
+};
+
+/* Keys and values of a batch's ops, placed one after another in chunks that
+ * never move (no allocation per op, no copy on growth). */
+#define BATCH_CHUNK (64u * 1024u)
+struct batch_chunk {
+    struct batch_chunk *next;
+    size_t used, cap;
+    uint8_t data[];
 };
 
 struct store_batch {
     struct batch_op *ops;
     size_t count;
     size_t cap;
+    struct batch_chunk *chunks; /* the one being filled first */
 };
 
 struct store_iter {
@@ -584,6 +598,7 @@ enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_
     rocksdb_writeoptions_set_sync(s->write_sync, 1);
     s->write_nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->write_nosync, 0);
+    s->wb = rocksdb_writebatch_create();
 
     if ((err = open_db(s, db_path)) != MP_OK)
         goto cleanup;
@@ -618,6 +633,8 @@ void store_close(struct store *s)
             rocksdb_column_family_handle_destroy(s->extra_cf[i]);
         rocksdb_close(s->db);
     }
+    if (s->wb != NULL)
+        rocksdb_writebatch_destroy(s->wb);
     if (s->write_nosync != NULL)
         rocksdb_writeoptions_destroy(s->write_nosync);
     if (s->write_sync != NULL)
@@ -715,7 +732,29 @@ struct store_batch *store_batch_new(void)
     b->ops = NULL;
     b->count = 0;
     b->cap = 0;
+    b->chunks = NULL;
     return b;
+}
+
+/* len bytes of b's chunks for an op's key and value. */
+static uint8_t *batch_room(struct store_batch *b, size_t len)
+{
+    struct batch_chunk *c = b->chunks;
+    if (c == NULL || c->cap - c->used < len) {
+        size_t cap = len > BATCH_CHUNK ? len : BATCH_CHUNK;
+        if (cap > SIZE_MAX - sizeof(*c)) {
+            log_error(MOD, "write batch entry too large");
+            abort();
+        }
+        c = xmalloc(sizeof(*c) + cap);
+        c->next = b->chunks;
+        c->used = 0;
+        c->cap = cap;
+        b->chunks = c;
+    }
+    uint8_t *p = c->data + c->used;
+    c->used += len;
+    return p;
 }
 
 static void batch_add(struct store_batch *b, enum store_cf cf, bool is_put, const void *key,
@@ -740,16 +779,17 @@ static void batch_add(struct store_batch *b, enum store_cf cf, bool is_put, cons
         log_error(MOD, "write batch entry too large");
         abort();
     }
+    uint8_t *data = batch_room(b, key_len + val_len);
+    if (key_len > 0)
+        memcpy(data, key, key_len);
+    if (val_len > 0)
+        memcpy(data + key_len, val, val_len);
     op = &b->ops[b->count++];
     op->cf = cf;
     op->is_put = is_put;
     op->key_len = key_len;
     op->val_len = val_len;
-    op->data = xmalloc(key_len + val_len);
-    if (key_len > 0)
-        memcpy(op->data, key, key_len);
-    if (val_len > 0)
-        memcpy(op->data + key_len, val, val_len);
+    op->data = data;
 }
 
 void store_batch_put(struct store_batch *b, enum store_cf cf, const void *key, size_t key_len,
@@ -772,7 +812,8 @@ enum mp_err store_batch_write(struct store *s, struct store_batch *b, bool sync)
         if (!cf_valid(b->ops[i].cf))
             return MP_ERR_INVAL;
     }
-    wb = rocksdb_writebatch_create();
+    wb = s->wb;
+    rocksdb_writebatch_clear(wb);
     for (size_t i = 0; i < b->count; i++) {
         const struct batch_op *op = &b->ops[i];
         const char *key = (const char *)op->data;
@@ -783,7 +824,6 @@ enum mp_err store_batch_write(struct store *s, struct store_batch *b, bool sync)
             rocksdb_writebatch_delete_cf(wb, s->cf[op->cf], key, op->key_len);
     }
     rocksdb_write(s->db, sync ? s->write_sync : s->write_nosync, wb, &rerr);
-    rocksdb_writebatch_destroy(wb);
     return rerr != NULL ? write_err(s, rerr, "batch write failed") : MP_OK;
 }
 
@@ -792,9 +832,11 @@ void store_batch_free(struct store_batch *b)
     if (b == NULL)
         return;
     /* Batches carry session state and messages: wipe them. */
-    for (size_t i = 0; i < b->count; i++) {
-        secure_wipe(b->ops[i].data, b->ops[i].key_len + b->ops[i].val_len);
-        free(b->ops[i].data);
+    while (b->chunks != NULL) {
+        struct batch_chunk *c = b->chunks;
+        b->chunks = c->next;
+        secure_wipe(c->data, c->used);
+        free(c);
     }
     free(b->ops);
     free(b);
