@@ -124,8 +124,10 @@ enum mp_err envelope_seal_to(const struct env *env, const struct envelope_recipi
 
     buf_init(out, ENVELOPE_WIRE_MAX);
     if (c->ct_len < RATCHET_OVERHEAD || c->ct_len > RATCHET_PLAINTEXT_MAX + RATCHET_OVERHEAD ||
-        (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0))
-        return MP_ERR_INVAL;
+        (c->has_init && memcmp(c->init.initiator, c->sender, IDENTITY_PUBLIC_BYTES) != 0)) {
+        err = MP_ERR_INVAL; /* eph is wiped all the same: one seal only */
+        goto cleanup;
+    }
     inner = malloc(PADDED_MAX);
     sealed = malloc(PADDED_MAX + TAG_BYTES);
     if (inner == NULL || sealed == NULL) {

@@ -109,7 +109,8 @@ static bool escape(struct reader *r)
             return fail(r, at, "\\u without 4 hex digits");
         r->p += 4;
         if (cp >= 0xd800 && cp <= 0xdbff) { /* the high half of a pair: the low half follows */
-            long low = r->end - r->p >= 6 && r->p[0] == '\\' && r->p[1] == 'u' ? hex4(r->p + 2) : -1;
+            bool escaped = r->end - r->p >= 6 && r->p[0] == '\\' && r->p[1] == 'u';
+            long low = escaped ? hex4(r->p + 2) : -1;
             if (low < 0xdc00 || low > 0xdfff)
                 return fail(r, at, "unpaired surrogate");
             r->p += 6;
@@ -330,16 +331,16 @@ static json_t *array(struct reader *r)
         const uint8_t *at = r->p;
         json_t *v = value(r);
         if (v == NULL)
-            goto fail;
+            goto refused;
         if (json_array_append_new(arr, v) != 0) { /* takes v, even when it fails */
             fail(r, at, "out of memory");
-            goto fail;
+            goto refused;
         }
         if (!next_item(r, ']', &more))
-            goto fail;
+            goto refused;
     }
     return arr;
-fail:
+refused:
     json_decref(arr);
     return NULL;
 }
@@ -365,42 +366,42 @@ static json_t *object(struct reader *r)
         bool decoded;
         if (r->p == r->end || *r->p != '"') {
             fail(r, r->p, "a key expected");
-            goto fail;
+            goto refused;
         }
         if (!string(r, &key, &key_len, &decoded))
-            goto fail;
+            goto refused;
         if (json_object_getn(obj, key, key_len) != NULL) {
             fail(r, at, "duplicate key");
-            goto fail;
+            goto refused;
         }
         if (decoded) { /* the value's strings are decoded in the same place */
             key_copy = malloc(key_len);
             if (key_copy == NULL) {
                 fail(r, at, "out of memory");
-                goto fail;
+                goto refused;
             }
             key = memcpy(key_copy, key, key_len);
         }
         skip_space(r);
         if (r->p == r->end || *r->p != ':') {
             fail(r, r->p, "':' expected");
-            goto fail;
+            goto refused;
         }
         r->p++;
         json_t *v = value(r);
         if (v == NULL)
-            goto fail;
+            goto refused;
         if (json_object_setn_new_nocheck(obj, key, key_len, v) != 0) { /* takes v */
             fail(r, at, "out of memory");
-            goto fail;
+            goto refused;
         }
         free(key_copy);
         key_copy = NULL;
         if (!next_item(r, '}', &more))
-            goto fail;
+            goto refused;
     }
     return obj;
-fail:
+refused:
     free(key_copy);
     json_decref(obj);
     return NULL;

@@ -7,8 +7,9 @@
  * copies every string twice, under 100 MB/s here (15 to 18 us for a
  * 1,372-byte text), and a control request may carry a mebibyte of message
  * text. jread checks 8 bytes of a string at a step and copies it once, into
- * the jansson string: 0.5 us for that text, 2.5 GB/s. It builds with jansson's own constructors: the caller gets an
- * ordinary json_t, and writes JSON with jansson as before.
+ * the jansson string: 0.5 us for that text, 2.5 GB/s. It builds with
+ * jansson's own constructors: the caller gets an ordinary json_t, and writes
+ * JSON with jansson as before.
  *
  * It takes what jansson takes and refuses what jansson refuses, but for NUL
  * bytes (refused anywhere) and depth (only arrays and objects count) (fuzz_jread
@@ -34,7 +35,8 @@ struct jread_error {
 
 /* The JSON value in the len bytes at text (whitespace around it allowed,
  * nothing else), with arrays and objects nested at most depth_max deep: a
- * new reference, or NULL with *err_out filled in (out of memory included). */
+ * new reference, or NULL with *err_out filled in (out of memory included).
+ * err_out must not be NULL. */
 json_t *jread(const char *text, size_t len, unsigned depth_max, struct jread_error *err_out);
 
 #endif

@@ -74,8 +74,10 @@ enum mp_err msg_peek(const uint8_t *data, size_t len, uint8_t id_out[MSG_ID_BYTE
 
 /* Most messages one plaintext carries: a bundle (below) of up to this many. */
 #define MSG_BUNDLE_MAX 1024
-/* Upper bounds of a bundle's framing, for callers filling one up to
- * MSG_WIRE_MAX: the whole, and each part on top of its own bytes. */
+/* Upper bounds of a bundle's framing, for callers filling one up to a size
+ * (delivery: DELIVERY_BUNDLE_BYTES, so that it seals into one 64 KiB bucket;
+ * a receiver takes up to MSG_WIRE_MAX): the whole, and each part on top of
+ * its own bytes. */
 #define MSG_BUNDLE_OVERHEAD 8
 #define MSG_BUNDLE_PART_OVERHEAD 5
 

@@ -156,6 +156,12 @@ static void test_ephemeral_made_ahead(void **state)
     envelope_content_clear(&got);
     buf_free(&e1);
     buf_free(&e2);
+    /* A seal refused for its content wipes the pair too. */
+    assert_int_equal(envelope_ephemeral_make(&te.env, &r, &eph), MP_OK);
+    c.ct_len = RATCHET_OVERHEAD - 1;
+    assert_int_equal(envelope_seal_to(&te.env, &r, &c, &eph, &e1), MP_ERR_INVAL);
+    assert_memory_equal(&eph, &zero, sizeof(eph));
+    buf_free(&e1);
 }
 
 /* A pair made ahead with its exchange for the likely recipient: a seal to
