@@ -14,6 +14,10 @@
 
 /* Bytes read from a client per callback. */
 #define CONTROL_READ_CHUNK (16 * 1024)
+/* A line buffer grown past this (for requests of up to RPC_LINE_MAX) goes
+ * back once a read leaves no part of a line in it: an open connection does
+ * not keep a mebibyte for the largest request it ever sent. */
+#define CONTROL_LINE_KEEP (64 * 1024)
 
 struct control_call {
     struct client *client; /* NULL once the client is gone */
@@ -424,6 +428,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (nread > 0)
         take_bytes(c, b->base, (size_t)nread);
     free(b->base);
+    if (c->line.len == 0 && c->line.cap > CONTROL_LINE_KEEP)
+        buf_free(&c->line);
     if (nread < 0 || c->closing || c->control->closing)
         client_close(c);
 }
