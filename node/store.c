@@ -736,7 +736,9 @@ struct store_batch *store_batch_new(void)
     return b;
 }
 
-/* len bytes of b's chunks for an op's key and value. */
+/* len bytes of b's chunks for an op's key and value. An op larger than a
+ * chunk (an envelope) gets one of its own, linked behind the one being
+ * filled, which goes on taking the small ops around it. */
 static uint8_t *batch_room(struct store_batch *b, size_t len)
 {
     struct batch_chunk *c = b->chunks;
@@ -746,11 +748,17 @@ static uint8_t *batch_room(struct store_batch *b, size_t len)
             log_error(MOD, "write batch entry too large");
             abort();
         }
-        c = xmalloc(sizeof(*c) + cap);
-        c->next = b->chunks;
-        c->used = 0;
-        c->cap = cap;
-        b->chunks = c;
+        struct batch_chunk *fresh = xmalloc(sizeof(*fresh) + cap);
+        fresh->used = 0;
+        fresh->cap = cap;
+        if (c != NULL && len > BATCH_CHUNK) {
+            fresh->next = c->next;
+            c->next = fresh;
+        } else {
+            fresh->next = c;
+            b->chunks = fresh;
+        }
+        c = fresh;
     }
     uint8_t *p = c->data + c->used;
     c->used += len;

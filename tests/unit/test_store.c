@@ -220,6 +220,34 @@ static void test_reopen_keeps_data_and_batches_are_atomic(void **state)
     store_batch_free(b);
     store_batch_free(NULL);
 
+    /* Values past a batch's 64 KiB chunks, and larger than one, between
+     * small ones: each written whole, in its place. */
+    b = store_batch_new();
+    enum { BIG = 100 * 1024, MID = 40 * 1024, OPS = 7 };
+    uint8_t *vals[OPS];
+    size_t lens[OPS] = {3, BIG, 5, MID, MID, BIG, 2};
+    for (size_t i = 0; i < OPS; i++) {
+        char key[8];
+        vals[i] = malloc(lens[i]);
+        assert_non_null(vals[i]);
+        memset(vals[i], 'a' + (int)i, lens[i]);
+        snprintf(key, sizeof(key), "v%zu", i);
+        store_batch_put(b, STORE_CF_INBOX, key, strlen(key), vals[i], lens[i]);
+    }
+    assert_int_equal(store_batch_write(s, b, false), MP_OK);
+    store_batch_free(b);
+    for (size_t i = 0; i < OPS; i++) {
+        char key[8];
+        uint8_t *got = NULL;
+        size_t got_len = 0;
+        snprintf(key, sizeof(key), "v%zu", i);
+        assert_int_equal(store_get(s, STORE_CF_INBOX, key, strlen(key), &got, &got_len), MP_OK);
+        assert_int_equal(got_len, lens[i]);
+        assert_memory_equal(got, vals[i], lens[i]);
+        free(got);
+        free(vals[i]);
+    }
+
     /* A batch with an invalid family writes nothing at all. */
     b = store_batch_new();
     store_batch_put(b, STORE_CF_PEERS, "p", 1, "1", 1);
