@@ -249,6 +249,28 @@ const uint8_t *ratchet_ad(const struct ratchet *r)
     return r->ad;
 }
 
+bool ratchet_send_position(const struct ratchet *r, uint8_t dh_out[RATCHET_KEY_BYTES],
+                           uint32_t *n_out)
+{
+    if (!r->has_cks)
+        return false;
+    memcpy(dh_out, r->dhs_pk, RATCHET_KEY_BYTES);
+    *n_out = r->ns;
+    return true;
+}
+
+enum mp_err ratchet_skip_sends(struct ratchet *r, uint32_t n)
+{
+    uint8_t mk[32];
+
+    if (!r->has_cks || n < r->ns || n - r->ns > RATCHET_MAX_SKIP || n == UINT32_MAX)
+        return MP_ERR_INVAL;
+    for (; r->ns < n; r->ns++)
+        kdf_ck(r->cks, r->cks, mk);
+    sodium_memzero(mk, sizeof(mk));
+    return MP_OK;
+}
+
 /* ---- encrypt ---- */
 
 enum mp_err ratchet_encrypt(struct ratchet *r, const uint8_t *pt, size_t len,

@@ -108,6 +108,20 @@ enum mp_err ratchet_decrypt(struct ratchet *r, const struct ratchet_header *hdr,
  * initiator puts its x3dh_init in every envelope until then (docs/PROTOCOL.md). */
 bool ratchet_has_received(const struct ratchet *r);
 
+/* Where the session's next message goes: its sending chain (the ratchet
+ * public key in its header) and its number N. False, and nothing written,
+ * while the session cannot send. */
+bool ratchet_send_position(const struct ratchet *r, uint8_t dh_out[RATCHET_KEY_BYTES],
+                           uint32_t *n_out);
+
+/* Step the sending chain on to number n without sending: the numbers between
+ * are never used, and the receiver keeps their keys as skipped ones (so at
+ * most RATCHET_MAX_SKIP ahead). For a state restored from before messages
+ * that left (sent ahead of its save): it then sends past them, not over them.
+ * MP_ERR_INVAL when the session cannot send, n is behind its chain, too far
+ * ahead, or 2^32-1; the session is then unchanged. */
+enum mp_err ratchet_skip_sends(struct ratchet *r, uint32_t n);
+
 /* Skipped message keys currently held. */
 size_t ratchet_skipped_count(const struct ratchet *r);
 

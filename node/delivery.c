@@ -34,6 +34,7 @@
 #define KEY_SEEN 'i'
 _Static_assert(SEQID_BYTES == MSG_ID_BYTES, "message ids are seqids");
 static const char meta_seq[] = "outbox_seq";
+static const char meta_seq_lease[] = "outbox_seq_lease"; /* seqs below it may have left */
 static const char meta_cursor[] = "event_cursor";
 static const char meta_counter[] = "counter/"; /* + recipient key: next text counter */
 static const char meta_msgid_key[] = "msgid_key"; /* texts' ids from their seqs (seqid) */
@@ -114,6 +115,11 @@ struct peer {
     struct target targets[MAILBOX_TARGETS_MAX];
     unsigned net;          /* the network its presence is looked up / was found on */
     uint32_t nets_tried;   /* networks where the current round of lookups failed */
+    /* Heads sealed in the sealing pass early_gen that may leave before its
+     * sync: early_from .. early_upto (0: none yet); early_closed once one
+     * may not, as none after it may. */
+    uint64_t early_gen, early_from, early_upto;
+    bool early_closed;
 };
 
 struct fetch {
@@ -132,6 +138,8 @@ struct waiter {
     struct control_call *call; /* NULL: free slot */
     uint8_t id[MSG_ID_BYTES];
     uint64_t deadline_ms;
+    uint64_t durable_at; /* its message is durable once syncs_done reaches it */
+    bool delivered;      /* the answer, held until then */
 };
 
 /* An ack that found the link's queue full, waiting for room (writable). */
@@ -181,6 +189,7 @@ struct scratch {
      * an entry's own), envelope, first and past-the-end entry */
     struct buf pts[DELIVERY_SEAL_GROUP], envs[DELIVERY_SEAL_GROUP];
     bool merged[DELIVERY_SEAL_GROUP], owned[DELIVERY_SEAL_GROUP];
+    bool text[DELIVERY_SEAL_GROUP]; /* the entry is a text (not a receipt) */
     size_t heads[DELIVERY_SEAL_GROUP], ends[DELIVERY_SEAL_GROUP];
     /* seal_group (one bundle's messages), take_messages (one envelope's) */
     struct msg_part parts[MSG_BUNDLE_MAX];
@@ -227,8 +236,26 @@ struct delivery {
     struct durable_item pend[DELIVERY_SYNC_GROUP];
     size_t pend_count;
     bool needs_sync;       /* unsynced writes whose consequences wait */
+    bool sync_now;         /* and some wait for a sync at the end of the turn (not news) */
     bool sync_failed;      /* a sync failed: the store refuses writes until reopened */
     uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
+    /* A sync on the thread pool, begun when envelopes left ahead of it
+     * (sync_ahead): nothing is sealed or pumped until it is back. */
+    uv_work_t sync_work;   /* sync_work.data = this */
+    bool syncing;
+    char *sync_error;      /* its RocksDB error text; NULL: synced */
+    size_t sync_pend;      /* pend[0 .. sync_pend) wait for it */
+    uint64_t sync_cursor;  /* and the events below this */
+    uint64_t sync_lease;   /* and the seq lease as it was written then */
+    uint64_t sync_number;  /* its number */
+    uint64_t syncs_begun, syncs_done; /* every write before sync number k is
+                                         durable once syncs_done >= k */
+    /* Seqs below seq_lease may leave ahead of their sync (its write is
+     * durable); seq_lease_written is the latest lease written. */
+    uint64_t seq_lease, seq_lease_written;
+    bool sealing_ahead;    /* this sealing pass marks what may leave ahead */
+    uint64_t early_gen;    /* the pass's number (struct peer) */
+    uint64_t early_lo, early_hi; /* seqs of what it marked (early_hi 0: none) */
     uv_timer_t pump;  /* pump.data = this */
     uv_timer_t feed;  /* feed.data = this: pushes events to subscribers */
     uv_timer_t publish; /* publish.data = this: presence and prekeys again */
@@ -1082,7 +1109,7 @@ static void merge_receipt_run(struct outbox_entry *entries, size_t n, size_t hea
  * the group takes the ids of the ones after it (up to MSG_RECEIPT_IDS_MAX a
  * receipt) and those are merged (merged[i]: retired in the seal's write), so
  * a burst of n received messages costs one receipt envelope, not n. */
-static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged)
+static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged, bool *text)
 {
     struct msg head, m;
     size_t head_i = 0;
@@ -1092,8 +1119,10 @@ static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged)
         uint8_t id[MSG_ID_BYTES], kind = 0;
         merged[i] = false;
         /* Most are texts: tell them by a peek, decode only receipts. */
-        if (msg_peek(entries[i].plaintext.data, entries[i].plaintext.len, id, &kind) != MP_OK ||
-            kind != MSG_KIND_RECEIPT ||
+        bool peeked =
+            msg_peek(entries[i].plaintext.data, entries[i].plaintext.len, id, &kind) == MP_OK;
+        text[i] = peeked && kind == MSG_KIND_TEXT;
+        if (!peeked || kind != MSG_KIND_RECEIPT ||
             msg_decode(entries[i].plaintext.data, entries[i].plaintext.len, &m) != MP_OK)
             continue;
         if (have && head.receipt_count + m.receipt_count <= MSG_RECEIPT_IDS_MAX) {
@@ -1141,6 +1170,40 @@ static size_t bundle_end(const struct outbox_entry *entries, const bool *merged,
     return j;
 }
 
+/* After a seal in a pass that seals ahead of its sync (sealing_ahead): which
+ * of the bundles (heads[k] .. ends[k] of seqs) may leave before that sync,
+ * in order, up to the first that may not: texts only (a receipt says its
+ * texts are stored, which the sync makes true), every seq under the seq
+ * lease and every message number under the session's (leased: see
+ * sessions_seal_many), both written before this pass and so durable. */
+static void mark_early(struct delivery *d, struct peer *p, const uint64_t *seqs,
+                       const size_t *heads, const size_t *ends, size_t bundles, bool leased)
+{
+    const bool *text = d->scratch->text;
+    if (p->early_gen != d->early_gen) {
+        p->early_gen = d->early_gen;
+        p->early_from = p->early_upto = 0;
+        p->early_closed = false;
+    }
+    for (size_t k = 0; k < bundles && !p->early_closed; k++) {
+        bool ok = leased && seqs[ends[k] - 1] < d->seq_lease;
+        for (size_t j = heads[k]; ok && j < ends[k]; j++)
+            ok = text[j];
+        if (!ok) {
+            p->early_closed = true;
+            break;
+        }
+        uint64_t head = seqs[heads[k]];
+        if (p->early_from == 0)
+            p->early_from = head;
+        p->early_upto = head;
+        if (head < d->early_lo)
+            d->early_lo = head;
+        if (head > d->early_hi)
+            d->early_hi = head;
+    }
+}
+
 /* Seal n entries for one peer with one session update and one write, synced
  * (or, sync false, made durable by the caller before anything is sent): a
  * burst of sends costs one fsync, not one each. What fits goes as a bundle,
@@ -1153,7 +1216,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
 {
     struct buf *pts = d->scratch->pts, *envs = d->scratch->envs;
     struct msg_part *parts = d->scratch->parts;
-    bool *merged = d->scratch->merged, *owned = d->scratch->owned;
+    bool *merged = d->scratch->merged, *owned = d->scratch->owned, *text = d->scratch->text;
     size_t *heads = d->scratch->heads, *ends = d->scratch->ends;
     size_t bundles = 0;
     enum mp_err err = MP_OK;
@@ -1161,7 +1224,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
 
     /* Entry 0 is never merged (a merged receipt follows its head), so each
      * bundle starts on a message that goes out. */
-    merge_receipts(entries, n, merged);
+    merge_receipts(entries, n, merged, text);
     for (size_t i = 0; i < n && err == MP_OK;) {
         size_t end = bundle_end(entries, merged, n, i), k = 0;
         for (size_t j = i; j < end; j++) {
@@ -1179,9 +1242,10 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         ends[bundles++] = end;
         i = end;
     }
+    bool leased = false;
     if (err == MP_OK)
         err = sessions_seal_many(d->cfg.sessions, p->account, p->has_bundle ? &p->bundle : NULL,
-                                 now, pts, bundles, b, envs);
+                                 now, pts, bundles, b, envs, &leased);
     for (size_t k = 0; err == MP_OK && k < bundles; k++) {
         struct outbox_entry *head = &entries[heads[k]];
         uint8_t key[33], val[8];
@@ -1221,11 +1285,18 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     }
     for (size_t i = 0; i < n; i++)
         outbox_entry_clear(&entries[i]);
+    if (err == MP_OK && d->sealing_ahead && seqs[n - 1] >= d->seq_lease_written) {
+        /* Beyond the seq lease: the next one goes with this write. */
+        d->seq_lease_written = d->next_seq + DELIVERY_SEQ_LEASE;
+        batch_meta_u64(b, meta_seq_lease, strlen(meta_seq_lease), d->seq_lease_written);
+    }
     if (err == MP_OK)
         err = batch_commit(d, b, sync);
     store_batch_free(b);
     if (err == MP_OK) {
         p->sealed_upto = seqs[n - 1];
+        if (d->sealing_ahead)
+            mark_early(d, p, seqs, heads, ends, bundles, leased);
     } else {
         char who[ADDRESS_TEXT_SIZE];
         address_encode(p->account, who);
@@ -1307,6 +1378,8 @@ static void pump_cb(uv_timer_t *timer)
 
     if (d->sync_failed)
         return; /* what was sealed unsynced must not leave: nothing goes until a restart */
+    if (d->syncing)
+        return; /* what it covers must not leave (but what went ahead): after it, at once */
     expire_waiters(d, now);
     expire_due(d, now);
     d->seal_again = false;
@@ -1484,21 +1557,35 @@ static void feed_cb(uv_timer_t *timer)
         uv_timer_start(&d->feed, feed_cb, waiting && !more ? DELIVERY_FEED_RETRY_MS : 0, 0);
 }
 
-/* Message id was delivered: a `send --wait` for it hears so at once. Its
- * new state is written, not yet synced, and that is enough: the recipient's
- * word (its "delivered" ack or receipt) cannot be taken back by a crash here;
- * what we lose, it repeats: our envelope is resent and acked again, and a
- * receipt's envelope is acked only after the sync, so it is sent again.
- * (Waiting for the sync added an fsync to each round trip.) */
-static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
+/* Waiters told of their message's delivery hear it once the message is
+ * durable. */
+static void answer_durable(struct delivery *d)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (w->call != NULL && memcmp(w->id, id, MSG_ID_BYTES) == 0) {
+        if (w->call != NULL && w->delivered && w->durable_at <= d->syncs_done) {
             control_call_reply(w->call, json_pack("{s:s}", "state", "delivered"));
             w->call = NULL;
         }
     }
+}
+
+/* Message id was delivered: a `send --wait` for it hears so at once, if its
+ * message is durable (it may have left ahead of its sync), else once it is
+ * (answer_durable). Its new state is written, not yet synced, and that is
+ * enough: the recipient's word (its "delivered" ack or receipt) cannot be
+ * taken back by a crash here; what we lose, it repeats: our envelope is
+ * resent and acked again, and a receipt's envelope is acked only after the
+ * sync, so it is sent again. (Waiting for the sync added an fsync to each
+ * round trip.) */
+static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
+{
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        struct waiter *w = &d->waiters[i];
+        if (w->call != NULL && memcmp(w->id, id, MSG_ID_BYTES) == 0)
+            w->delivered = true;
+    }
+    answer_durable(d);
 }
 
 static void durable_cb(uv_timer_t *timer);
@@ -1511,7 +1598,7 @@ static void pend(struct delivery *d, const struct durable_item *item)
     if (d->pend_count == DELIVERY_SYNC_GROUP)
         durable_cb(&d->durable);
     d->pend[d->pend_count++] = *item;
-    d->needs_sync = true;
+    d->needs_sync = d->sync_now = true;
     if (!d->closing)
         uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
 }
@@ -1519,7 +1606,7 @@ static void pend(struct delivery *d, const struct durable_item *item)
 /* Written (unsynced), with the sync due at the end of this loop turn. */
 static void pend_sync(struct delivery *d)
 {
-    d->needs_sync = true;
+    d->needs_sync = d->sync_now = true;
     if (!d->closing)
         uv_timer_start(&d->durable, durable_timer_cb, 0, 0);
 }
@@ -2163,38 +2250,15 @@ cleanup:
     buf_free(&delivered);
 }
 
-/* The sync at the end of a loop turn: everything written so far becomes
- * durable; then the acks go out, listeners hear, receipts go. */
-static void durable_cb(uv_timer_t *timer)
+/* What a sync made durable may now happen: pend[0 .. n) (the acks go out,
+ * `send` calls are answered), listeners hear of the events below cursor,
+ * seqs below lease may leave ahead of later syncs, receipts go. */
+static void release_durable(struct delivery *d, size_t n, uint64_t cursor, uint64_t lease)
 {
-    struct delivery *d = timer->data;
-
-    if (!d->needs_sync)
-        return;
-    /* What this turn queued (texts, receipts) is sealed now, unsynced, so the
-     * one sync below makes message and envelope durable together and the
-     * pump can send at once: one fsync per turn instead of two. */
-    if (!d->sync_failed && !d->closing)
-        seal_pending(d, sysenv_unix_ms(), false);
-    enum mp_err err = store_sync(d->cfg.store);
-    size_t n = d->pend_count;
-    d->pend_count = 0;
-    d->needs_sync = false;
-    if (err != MP_OK) {
-        /* Nothing promised: senders resend what they have no ack for, and
-         * `send` calls hear that their message may not be queued. */
-        log_error(MOD, "cannot sync the store: %s; %zu acks withheld, nothing more is sent",
-                  mp_strerror(err), n);
-        d->sync_failed = true;
-        for (size_t i = 0; i < n; i++) {
-            if (d->pend[i].reply != NULL)
-                control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
-                                  "not queued: the store cannot write");
-            json_decref(d->pend[i].result);
-        }
-        return;
-    }
-    d->durable_cursor = d->next_cursor;
+    if (cursor > d->durable_cursor)
+        d->durable_cursor = cursor;
+    if (lease > d->seq_lease)
+        d->seq_lease = lease;
     for (size_t i = 0; i < n; i++) {
         if (d->pend[i].reply != NULL && d->pend[i].result != NULL) {
             control_call_reply(d->pend[i].reply, d->pend[i].result);
@@ -2212,21 +2276,183 @@ static void durable_cb(uv_timer_t *timer)
         else if (d->pend[i].ack != 0)
             send_ack(d, d->pend[i].node_key, d->pend[i].digest, d->pend[i].ack);
     }
+    memmove(d->pend, d->pend + n, (d->pend_count - n) * sizeof(d->pend[0]));
+    d->pend_count -= n;
+    answer_durable(d);
     if (!d->closing) {
         uv_timer_start(&d->feed, feed_cb, 0, 0);
         kick(d); /* receipts to send, resends to reconsider */
     }
 }
 
-/* The end of a loop turn: the sync, then at once the pump, so that what the
- * sync let go (acks, and the receipts and texts sealed before it) leaves in
- * this same turn, in one write per link (links_hold), instead of the
- * envelopes a turn after the acks: the peer takes them in with one sync. */
+/* A sync failed. Nothing of pend[0 .. n) was promised: senders resend what
+ * they have no ack for, and `send` calls hear that their message may not be
+ * queued. Nothing more is sent (pump_cb) until a restart. */
+static void sync_failed(struct delivery *d, enum mp_err err, size_t n)
+{
+    log_error(MOD, "cannot sync the store: %s; %zu acks withheld, nothing more is sent",
+              mp_strerror(err), n);
+    d->sync_failed = true;
+    for (size_t i = 0; i < n; i++) {
+        if (d->pend[i].reply != NULL)
+            control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
+                              "not queued: the store cannot write");
+        json_decref(d->pend[i].result);
+    }
+    memmove(d->pend, d->pend + n, (d->pend_count - n) * sizeof(d->pend[0]));
+    d->pend_count -= n;
+}
+
+/* The sync at the end of a loop turn, here and now: everything written so
+ * far becomes durable (also what a sync on the thread pool is still on);
+ * then the acks go out, listeners hear, receipts go. */
+static void durable_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+
+    if (!d->needs_sync && !d->syncing)
+        return;
+    /* What this turn queued (texts, receipts) is sealed now, unsynced, so the
+     * one sync below makes message and envelope durable together and the
+     * pump can send at once: one fsync per turn instead of two. */
+    if (!d->sync_failed && !d->closing)
+        seal_pending(d, sysenv_unix_ms(), false);
+    uint64_t number = d->syncs_begun + 1, lease = d->seq_lease_written;
+    enum mp_err err = store_sync(d->cfg.store);
+    d->syncs_begun = number;
+    d->needs_sync = d->sync_now = false;
+    d->sync_pend = 0; /* the sync on the thread pool, if any, has nothing left to answer */
+    if (err != MP_OK) {
+        sync_failed(d, err, d->pend_count);
+        return;
+    }
+    d->syncs_done = number;
+    release_durable(d, d->pend_count, d->next_cursor, lease);
+}
+
+static void delivery_free(struct delivery *d);
+
+static void sync_work_cb(uv_work_t *work)
+{
+    struct delivery *d = work->data;
+    d->sync_error = store_sync_wal(d->cfg.store);
+}
+
+/* The sync on the thread pool is back: what it covered is released, the
+ * pump sends the rest, and what was written meanwhile gets its sync. */
+static void sync_done_cb(uv_work_t *work, int status)
+{
+    struct delivery *d = work->data;
+    enum mp_err err = store_sync_result(d->cfg.store, d->sync_error);
+    size_t n = d->sync_pend;
+
+    d->sync_error = NULL;
+    d->syncing = false;
+    d->sync_pend = 0;
+    if (status != 0 && err == MP_OK)
+        err = MP_ERR_IO; /* cancelled: not synced (nothing cancels it) */
+    if (--d->open_handles == 0 && d->closing) {
+        delivery_free(d);
+        return;
+    }
+    if (d->closing)
+        return; /* delivery_close synced and answered everything */
+    if (err != MP_OK) {
+        sync_failed(d, err, n);
+        return;
+    }
+    if (d->sync_number > d->syncs_done)
+        d->syncs_done = d->sync_number;
+    links_hold(d->cfg.links, true);
+    release_durable(d, n, d->sync_cursor, d->sync_lease);
+    pump_cb(&d->pump);
+    links_hold(d->cfg.links, false);
+    if (d->needs_sync) /* written meanwhile: at once, or as news (pend_news) */
+        uv_timer_start(&d->durable, durable_timer_cb, d->sync_now ? 0 : DELIVERY_NEWS_SYNC_MS, 0);
+}
+
+/* Begin the sync of everything written so far on the thread pool; false if
+ * it cannot be queued. */
+static bool sync_ahead(struct delivery *d)
+{
+    d->sync_work.data = d;
+    if (uv_queue_work(d->cfg.loop, &d->sync_work, sync_work_cb, sync_done_cb) != 0)
+        return false;
+    d->syncing = true;
+    d->open_handles++;
+    d->needs_sync = d->sync_now = false;
+    d->sync_pend = d->pend_count;
+    d->sync_cursor = d->next_cursor;
+    d->sync_lease = d->seq_lease_written;
+    d->sync_number = ++d->syncs_begun;
+    return true;
+}
+
+/* Send what the sealing pass marked as free to leave ahead of its sync, in
+ * seq order, each peer up to its first entry that is neither in flight nor
+ * marked. The walk starts where entries not known to be in flight may be,
+ * and takes at most DELIVERY_PUMP_BATCH steps: what it does not reach
+ * leaves after the sync. */
+static void send_ahead(struct delivery *d)
+{
+    uint64_t now = sysenv_unix_ms(), wake = UINT64_MAX;
+    uint64_t from = d->sent_below != 0 ? d->sent_below : d->pending_floor;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+
+    struct store_iter *it = pending_iter(d, from < d->early_lo ? from : d->early_lo);
+    for (unsigned steps = 0;
+         steps < DELIVERY_PUMP_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len);
+         steps++) {
+        uint64_t seq = key_len == 9 ? bytes_get_u64(key + 1) : 0;
+        if (seq > d->early_hi)
+            break;
+        struct peer *p = seq != 0 && val_len == 32 ? peer_find(d, val) : NULL;
+        if (p == NULL || p->early_gen != d->early_gen || seq <= p->sent_upto)
+            continue;
+        if (p->via_mailbox || seq < p->early_from || seq > p->early_upto) {
+            p->early_gen = 0; /* it waits unsent: nothing of p passes it */
+            continue;
+        }
+        pump_entry(d, seq, val, now, &wake);
+    }
+    store_iter_free(it);
+}
+
+/* The end of a loop turn: what the turn queued is sealed. If some of it may
+ * leave ahead of the sync (mark_early), it does, and the sync runs on the
+ * thread pool (or here, if it cannot be queued): the peer stores it as we
+ * sync. Else the sync, then at once
+ * the pump, so that what the sync let go (acks, and the receipts and texts
+ * sealed before it) leaves in this same turn, in one write per link
+ * (links_hold), instead of the envelopes a turn after the acks: the peer
+ * takes them in with one sync. */
 static void durable_timer_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
     bool synced = d->needs_sync;
+
+    if (d->syncing)
+        return; /* its end comes back here for what was written meanwhile */
     links_hold(d->cfg.links, true);
+    if (synced && !d->sync_failed && !d->closing) {
+        d->early_gen++;
+        d->early_lo = UINT64_MAX;
+        d->early_hi = 0;
+        d->sealing_ahead = true;
+        seal_pending(d, sysenv_unix_ms(), false);
+        d->sealing_ahead = false;
+        if (d->early_hi != 0) {
+            /* Written first: the peer's store and sync are the longer way. */
+            send_ahead(d);
+            links_hold(d->cfg.links, false);
+            if (sync_ahead(d)) {
+                sessions_prepare(d->cfg.sessions); /* while the peer takes it in */
+                return;
+            }
+            links_hold(d->cfg.links, true);
+        }
+    }
     durable_cb(timer);
     if (synced && !d->closing && !d->sync_failed)
         pump_cb(&d->pump);
@@ -2737,6 +2963,8 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
     d->nets[0].addr_count = cfg->addr_count;
     enum mp_err err = meta_u64(cfg->store, meta_seq, strlen(meta_seq), &d->next_seq);
     if (err == MP_OK)
+        err = meta_u64(cfg->store, meta_seq_lease, strlen(meta_seq_lease), &d->seq_lease);
+    if (err == MP_OK)
         err = meta_u64(cfg->store, meta_cursor, strlen(meta_cursor), &d->next_cursor);
     if (err == MP_OK)
         err = msgid_key_load(d);
@@ -2746,6 +2974,10 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         delivery_free(d);
         return err;
     }
+    /* Seqs under the last run's lease may have left ahead of their sync. */
+    if (d->next_seq < d->seq_lease)
+        d->next_seq = d->seq_lease;
+    d->seq_lease_written = d->seq_lease;
     if (d->next_seq == 0)
         d->next_seq = 1;
     if (d->next_cursor == 0)
@@ -2805,11 +3037,18 @@ void delivery_close(struct delivery *d)
                               "the node is shutting down; the message stays queued");
         d->waiters[i].call = NULL;
     }
-    /* Make what was written durable, and answer the `send` calls waiting
-     * for that (acks may be lost with the closing links: senders resend and
-     * we ack the duplicates next time). */
-    if (d->durable.data != NULL)
+    /* Hand back the session leases (the states they covered are saved), make
+     * what was written durable, and answer the `send` calls waiting for that
+     * (acks may be lost with the closing links: senders resend and we ack
+     * the duplicates next time). */
+    if (d->durable.data != NULL) {
+        struct store_batch *b = store_batch_new();
+        if (sessions_release(d->cfg.sessions, b) == MP_OK &&
+            store_batch_write(d->cfg.store, b, false) == MP_OK)
+            d->needs_sync = true;
+        store_batch_free(b);
         durable_cb(&d->durable);
+    }
     uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
         if (timers[k]->data != NULL)
@@ -2941,6 +3180,8 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
             break;
         memcpy(w->id, id, MSG_ID_BYTES);
         w->deadline_ms = sysenv_unix_ms() + (uint64_t)json_integer_value(wait);
+        w->durable_at = d->syncs_begun + 1; /* the next sync begun covers it */
+        w->delivered = false;
         return true;
     }
     /* No room to wait: it is queued all the same, once durable. */
@@ -3120,12 +3361,13 @@ cleanup:
     return ok;
 }
 
-/* Waiters past their deadline are told the message is still queued. */
+/* Waiters past their deadline are told the message is still queued (not
+ * those delivered, whose sync is on its way). */
 static void expire_waiters(struct delivery *d, uint64_t now)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (w->call != NULL && now >= w->deadline_ms) {
+        if (w->call != NULL && !w->delivered && now >= w->deadline_ms) {
             control_call_fail(w->call, RPC_CODE_FAILED, MP_ERR_TIMEOUT,
                               "not delivered yet; the message stays queued");
             w->call = NULL;

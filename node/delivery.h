@@ -77,6 +77,10 @@
 #define DELIVERY_FEED_BATCH 256
 /* Acks and events waiting for one sync (a loop turn's worth), at most. */
 #define DELIVERY_SYNC_GROUP 1024
+/* Outbox seqs a seq lease takes past the next one (docs/PROTOCOL.md,
+ * "Sending ahead of the sync"): after a crash the next seq is at least the
+ * lease, so an id that left ahead of its sync is never given again. */
+#define DELIVERY_SEQ_LEASE 65536
 /* Acks waiting for room on their links, all links together. */
 #define DELIVERY_ACKS_WAITING_MAX 4096
 /* A subscriber with more unread output than this is paused, and looked at

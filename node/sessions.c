@@ -19,14 +19,21 @@ _Static_assert(MSG_WIRE_MAX <= RATCHET_PLAINTEXT_MAX,
 static const char prekey_key[] = "prekey_store";
 
 /* Session record (value in the sessions family, key = peer account key):
- * u8 version (1), u8 flags (1: has init, 2: has second), then the init if
- * any (32 + 32 + 4 + 1 + 4 bytes, integers big-endian), then u32 length and
- * the current ratchet state, then, if any, u32 length and the second one. */
+ * u8 version (1), u8 flags (1: has init, 2: has second, 4: has lease), then
+ * the init if any (32 + 32 + 4 + 1 + 4 bytes, integers big-endian), then the
+ * lease if any (8 + 32 + 4 bytes), then u32 length and the current ratchet
+ * state, then, if any, u32 length and the second one. */
 #define RECORD_VERSION 1
 #define FLAG_INIT 1u
 #define FLAG_SECOND 2u
+#define FLAG_LEASE 4u
 #define INIT_BYTES (32 + 32 + 4 + 1 + 4)
+#define LEASE_BYTES (8 + 32 + 4)
 #define SESSIONS_RECIPIENTS_CACHED 16
+/* Message numbers a lease takes past the last one sealed: how far a
+ * receiver's chain may jump after a crash, and how many numbers pass between
+ * two leases (each waits for a sync before its messages may leave). */
+#define SESSIONS_LEASE_AHEAD 128
 
 struct sessions {
     const struct env *env;
@@ -43,11 +50,25 @@ struct sessions {
     struct envelope_ephemeral spare; /* the next seal's, made ahead (sessions_prepare) */
     struct envelope_recipient last;  /* the last peer sealed to, if has_last: the */
     bool has_last;                   /* next spare's exchange is made with it */
+    uint64_t run;                    /* this process's leases carry it (random) */
+    uint8_t (*leased)[IDENTITY_PUBLIC_BYTES]; /* the peers this run took a lease */
+    size_t leased_count, leased_cap;          /* for, to hand back on release */
+};
+
+/* Message numbers a run may have sent on a sending chain before its state
+ * was saved (docs/PROTOCOL.md, "Sending ahead of the sync"): all below n on
+ * chain `chain`, by the run `run`. */
+struct lease {
+    uint64_t run;
+    uint8_t chain[RATCHET_KEY_BYTES];
+    uint32_t n;
 };
 
 struct record {
     bool has_init; /* we opened this session and have not heard back yet */
     struct x3dh_init init;
+    bool has_lease;
+    struct lease lease;
     struct ratchet *current;
     struct ratchet *second;
 };
@@ -70,6 +91,17 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)(v >> 32));
+    put_u32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
 /* ---- the record codec ---- */
 
 static enum mp_err append_state(struct buf *out, const struct ratchet *r)
@@ -89,12 +121,13 @@ static enum mp_err append_state(struct buf *out, const struct ratchet *r)
 
 static enum mp_err record_encode(const struct record *r, struct buf *out)
 {
-    uint8_t head[2 + INIT_BYTES];
+    uint8_t head[2 + INIT_BYTES + LEASE_BYTES];
     size_t n = 2;
 
-    buf_init(out, 2 + INIT_BYTES + 2 * (4 + RATCHET_STATE_WIRE_MAX));
+    buf_init(out, sizeof(head) + 2 * (4 + RATCHET_STATE_WIRE_MAX));
     head[0] = RECORD_VERSION;
-    head[1] = (uint8_t)((r->has_init ? FLAG_INIT : 0) | (r->second ? FLAG_SECOND : 0));
+    head[1] = (uint8_t)((r->has_init ? FLAG_INIT : 0) | (r->second ? FLAG_SECOND : 0) |
+                        (r->has_lease ? FLAG_LEASE : 0));
     if (r->has_init) {
         memcpy(head + n, r->init.initiator, 32);
         memcpy(head + n + 32, r->init.ephemeral, 32);
@@ -102,6 +135,12 @@ static enum mp_err record_encode(const struct record *r, struct buf *out)
         head[n + 68] = r->init.has_opk;
         put_u32(head + n + 69, r->init.opk_id);
         n += INIT_BYTES;
+    }
+    if (r->has_lease) {
+        put_u64(head + n, r->lease.run);
+        memcpy(head + n + 8, r->lease.chain, RATCHET_KEY_BYTES);
+        put_u32(head + n + 40, r->lease.n);
+        n += LEASE_BYTES;
     }
     enum mp_err err = buf_append(out, head, n);
     if (err == MP_OK)
@@ -134,7 +173,8 @@ static enum mp_err record_decode(const struct env *env, const uint8_t *data, siz
     enum mp_err err;
 
     memset(&r, 0, sizeof(r));
-    if (len < 2 || data[0] != RECORD_VERSION || (data[1] & ~(FLAG_INIT | FLAG_SECOND)) != 0)
+    if (len < 2 || data[0] != RECORD_VERSION ||
+        (data[1] & ~(FLAG_INIT | FLAG_SECOND | FLAG_LEASE)) != 0)
         return len >= 1 && data[0] != RECORD_VERSION ? MP_ERR_WIRE_VERSION : MP_ERR_MALFORMED;
     const uint8_t *p = data + 2;
     size_t left = len - 2;
@@ -149,6 +189,16 @@ static enum mp_err record_decode(const struct env *env, const uint8_t *data, siz
         r.init.opk_id = get_u32(p + 69);
         p += INIT_BYTES;
         left -= INIT_BYTES;
+    }
+    if (data[1] & FLAG_LEASE) {
+        if (left < LEASE_BYTES)
+            return MP_ERR_MALFORMED;
+        r.has_lease = true;
+        r.lease.run = get_u64(p);
+        memcpy(r.lease.chain, p + 8, RATCHET_KEY_BYTES);
+        r.lease.n = get_u32(p + 40);
+        p += LEASE_BYTES;
+        left -= LEASE_BYTES;
     }
     err = take_state(env, &p, &left, &r.current);
     if (err == MP_OK && (data[1] & FLAG_SECOND))
@@ -252,6 +302,7 @@ enum mp_err sessions_new(const struct env *env, struct store *store,
     s->env = env;
     s->store = store;
     s->account = account;
+    env_random(env, &s->run, sizeof(s->run));
     enum mp_err err = prekeys_load(s, &s->prekeys);
     if (err == MP_ERR_NOT_FOUND) {
         err = prekey_store_new(env, account, now_ms, &s->prekeys);
@@ -286,6 +337,7 @@ void sessions_free(struct sessions *s)
         return;
     prekey_store_free(s->prekeys);
     envelope_ephemeral_wipe(&s->spare);
+    free(s->leased);
     free(s);
 }
 
@@ -393,10 +445,78 @@ static enum mp_err recipient(struct sessions *s, const uint8_t peer[IDENTITY_PUB
     return MP_OK;
 }
 
+/* A record saved by another run (before a restart) may have sent past its
+ * saved state, under that run's lease: its sending chain steps past what the
+ * lease covered, as far as a receiver accepts. */
+static enum mp_err lease_apply(const struct sessions *s, struct record *r)
+{
+    uint8_t chain[RATCHET_KEY_BYTES];
+    uint32_t n;
+
+    if (!r->has_lease || r->lease.run == s->run || !ratchet_send_position(r->current, chain, &n) ||
+        memcmp(chain, r->lease.chain, sizeof(chain)) != 0 || n >= r->lease.n)
+        return MP_OK;
+    return ratchet_skip_sends(r->current,
+                              r->lease.n - n > RATCHET_MAX_SKIP ? n + RATCHET_MAX_SKIP : r->lease.n);
+}
+
+/* After sealing under r: true when this run's lease in r, as loaded, covers
+ * every number used; else r takes a new one, SESSIONS_LEASE_AHEAD past them,
+ * and peer is remembered for sessions_release. */
+static bool lease_take(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
+                       struct record *r)
+{
+    uint8_t chain[RATCHET_KEY_BYTES];
+    uint32_t n;
+
+    if (!ratchet_send_position(r->current, chain, &n))
+        return false;
+    if (r->has_lease && r->lease.run == s->run && memcmp(chain, r->lease.chain, sizeof(chain)) == 0 &&
+        n <= r->lease.n)
+        return true;
+    r->has_lease = true;
+    r->lease.run = s->run;
+    memcpy(r->lease.chain, chain, sizeof(chain));
+    r->lease.n = n < UINT32_MAX - SESSIONS_LEASE_AHEAD ? n + SESSIONS_LEASE_AHEAD : UINT32_MAX - 1;
+    for (size_t i = 0; i < s->leased_count; i++) {
+        if (memcmp(s->leased[i], peer, IDENTITY_PUBLIC_BYTES) == 0)
+            return false;
+    }
+    if (s->leased_count == s->leased_cap) {
+        size_t cap = s->leased_cap ? 2 * s->leased_cap : 16;
+        void *grown = realloc(s->leased, cap * sizeof(*s->leased));
+        if (grown == NULL)
+            return false; /* not handed back: a restart skips its numbers */
+        s->leased = grown;
+        s->leased_cap = cap;
+    }
+    memcpy(s->leased[s->leased_count++], peer, IDENTITY_PUBLIC_BYTES);
+    return false;
+}
+
+enum mp_err sessions_release(struct sessions *s, struct store_batch *batch)
+{
+    enum mp_err err = MP_OK;
+
+    for (size_t i = 0; i < s->leased_count && err == MP_OK; i++) {
+        struct record r;
+        if (record_load(s, s->leased[i], &r) != MP_OK)
+            continue; /* damaged (logged) or gone: nothing to hand back */
+        if (r.has_lease && r.lease.run == s->run) {
+            r.has_lease = false;
+            err = record_save(s->leased[i], &r, batch);
+        }
+        record_clear(&r);
+    }
+    if (err == MP_OK)
+        s->leased_count = 0;
+    return err;
+}
+
 enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
                                const struct prekey_bundle *bundle, uint64_t now_ms,
                                const struct buf *pts, size_t count, struct store_batch *batch,
-                               struct buf *envelopes_out)
+                               struct buf *envelopes_out, bool *leased_out)
 {
     struct record r;
     struct envelope_recipient to;
@@ -412,10 +532,15 @@ enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_P
         memset(&r, 0, sizeof(r));
         err = bundle != NULL ? open_as_initiator(s, peer, bundle, now_ms, &r) : MP_ERR_NOT_FOUND;
     }
+    if (err == MP_OK)
+        err = lease_apply(s, &r);
     for (; err == MP_OK && done < count; done++)
         err = seal_one(s, &to, &r, pts[done].data, pts[done].len, &envelopes_out[done]);
+    bool leased = err == MP_OK && lease_take(s, peer, &r);
     if (err == MP_OK)
         err = record_save(peer, &r, batch);
+    if (leased_out != NULL)
+        *leased_out = err == MP_OK && leased;
     if (err == MP_OK) {
         s->last = to;
         s->has_last = true;
@@ -432,7 +557,7 @@ enum mp_err sessions_seal(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC
                           size_t len, struct store_batch *batch, struct buf *envelope_out)
 {
     struct buf one = {.data = (uint8_t *)pt, .len = len, .cap = len, .max = len};
-    return sessions_seal_many(s, peer, bundle, now_ms, &one, 1, batch, envelope_out);
+    return sessions_seal_many(s, peer, bundle, now_ms, &one, 1, batch, envelope_out, NULL);
 }
 
 /* ---- receiving ---- */

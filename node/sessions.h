@@ -54,11 +54,24 @@ enum mp_err sessions_seal(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC
 
 /* sessions_seal for count plaintexts to one peer at once, in order: one
  * session state change in batch for all of them, so a caller commits many
- * messages with one synced write. On error no envelope is left (all freed). */
+ * messages with one synced write. On error no envelope is left (all freed).
+ *
+ * Leases (docs/PROTOCOL.md, "Sending ahead of the sync"): *leased_out (if not
+ * NULL) is true when the envelopes' message numbers lie under a lease this
+ * run (this sessions object) took in an earlier seal; if that seal's batch is
+ * durable, they may leave before this batch is. Otherwise the state in batch
+ * takes a new lease, and they must wait for batch to be durable. A state
+ * saved by an earlier run steps past that run's lease before it seals, so
+ * numbers sent ahead of a save that a crash lost are not used again. */
 enum mp_err sessions_seal_many(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BYTES],
                                const struct prekey_bundle *bundle, uint64_t now_ms,
                                const struct buf *pts, size_t count, struct store_batch *batch,
-                               struct buf *envelopes_out);
+                               struct buf *envelopes_out, bool *leased_out);
+
+/* Hand back the leases this run took (into batch), for a clean stop: with its
+ * states saved, the next run need not step past them. Call once nothing
+ * seals any more, then make batch durable. */
+enum mp_err sessions_release(struct sessions *s, struct store_batch *batch);
 
 /* Make the next seal's ephemeral key pair now, if none waits, and its
  * exchange with the peer last sealed to: call when the node has just sent,

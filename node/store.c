@@ -692,11 +692,21 @@ enum mp_err store_get(struct store *s, enum store_cf cf, const void *key, size_t
 
 enum mp_err store_sync(struct store *s)
 {
-    char *errptr = NULL;
     if (s->write_failed)
         return MP_ERR_IO; /* RocksDB refuses writes until reopened */
+    return store_sync_result(s, store_sync_wal(s));
+}
+
+char *store_sync_wal(struct store *s)
+{
+    char *errptr = NULL;
     rocksdb_flush_wal(s->db, 1, &errptr);
-    return errptr != NULL ? write_err(s, errptr, "syncing the write-ahead log") : MP_OK;
+    return errptr;
+}
+
+enum mp_err store_sync_result(struct store *s, char *err)
+{
+    return err != NULL ? write_err(s, err, "syncing the write-ahead log") : MP_OK;
 }
 
 enum mp_err store_put(struct store *s, enum store_cf cf, const void *key, size_t key_len,

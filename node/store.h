@@ -80,6 +80,15 @@ enum mp_err store_delete(struct store *store, enum store_cf cf, const void *key,
  * synced is there, and anything after it is either there or not, whole. */
 enum mp_err store_sync(struct store *store);
 
+/* store_sync in two halves, for a sync on another thread while the store's
+ * own thread writes on (RocksDB allows that): store_sync_wal may run on any
+ * thread and touches nothing of the store but its database; it returns
+ * RocksDB's error text, NULL once synced. store_sync_result, back on the
+ * store's thread, takes that text (frees it) and returns what store_sync
+ * would have. */
+char *store_sync_wal(struct store *store);
+enum mp_err store_sync_result(struct store *store, char *err);
+
 /* A write batch applies atomically: all of it or none. Building one cannot fail
  * (allocation failure aborts, as in RocksDB itself) and needs no store; the
  * batch copies keys and values. store_batch_write leaves the batch as it was

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "crypto/envelope.h"
 #include "node/sessions.h"
 #include "tests/support/test_env.h"
 
@@ -262,6 +263,115 @@ static void test_many_peers(void **state)
     party_free(&a);
 }
 
+/* Seal text from `from` to `to` (whose session exists), saving the state if
+ * save; whether the seal was under an earlier lease. */
+static bool seal_noting_lease(struct party *from, struct party *to, const char *text,
+                              struct buf *env_out, bool save)
+{
+    struct store_batch *batch = store_batch_new();
+    struct buf pt = {.data = (uint8_t *)text, .len = strlen(text)};
+    bool leased = false;
+    assert_int_equal(sessions_seal_many(from->sessions, identity_public_key(to->id), NULL, NOW, &pt,
+                                        1, batch, env_out, &leased),
+                     MP_OK);
+    if (save)
+        assert_int_equal(store_batch_write(from->store, batch, true), MP_OK);
+    store_batch_free(batch);
+    return leased;
+}
+
+/* The message number in env's ratchet header, as its recipient to reads it. */
+static uint32_t header_n(struct party *to, const struct buf *env)
+{
+    struct envelope_content c;
+    assert_int_equal(envelope_open(to->id, env->data, env->len, &c), MP_OK);
+    uint32_t n = c.header.n;
+    envelope_content_clear(&c);
+    return n;
+}
+
+/* a and b (seeds seed, seed + 1), each having heard from the other: a's
+ * next seal starts a new sending chain. */
+static void pair_talking(struct party *a, struct party *b, uint8_t seed)
+{
+    party_new(a, seed);
+    party_new(b, (uint8_t)(seed + 1));
+    exchange(a, b, "hello"); /* number 0; its seal took a's run's first lease */
+    exchange(b, a, "hello a");
+}
+
+/* A seal says whether a lease taken before covers it: the first of a run
+ * takes one, the next 128 numbers are covered, the one after takes anew. */
+static void test_leases_cover_later_seals(void **state)
+{
+    (void)state;
+    struct party a, b;
+    struct buf env;
+    pair_talking(&a, &b, 40);
+    assert_false(seal_noting_lease(&a, &b, "new chain", &env, true));
+    assert_int_equal(header_n(&b, &env), 0);
+    assert_int_equal(open_env(&b, &env, &a, "new chain"), MP_OK);
+    buf_free(&env);
+    for (uint32_t n = 1; n <= 128; n++) {
+        assert_true(seal_noting_lease(&a, &b, "covered", &env, true));
+        assert_int_equal(header_n(&b, &env), n);
+        buf_free(&env);
+    }
+    assert_false(seal_noting_lease(&a, &b, "past the lease", &env, true));
+    assert_int_equal(header_n(&b, &env), 129);
+    buf_free(&env);
+    party_free(&a);
+    party_free(&b);
+}
+
+/* A message sent ahead of its state's save, then a crash that loses the
+ * save: the next run steps past the lease, so its next message is not
+ * refused as a replay of the lost one. */
+static void test_crash_steps_past_the_lease(void **state)
+{
+    (void)state;
+    struct party a, b;
+    struct buf ahead, after;
+    pair_talking(&a, &b, 42);
+    exchange(&a, &b, "leased"); /* number 0 of a's chain; lease up to 129 */
+    assert_true(seal_noting_lease(&a, &b, "sent ahead", &ahead, false));
+    assert_int_equal(open_env(&b, &ahead, &a, "sent ahead"), MP_OK);
+    party_close(&a); /* the crash: the state after "sent ahead" was not saved */
+    party_open(&a);
+    assert_false(seal_noting_lease(&a, &b, "after the crash", &after, true));
+    assert_int_equal(header_n(&b, &after), 129);
+    assert_int_equal(open_env(&b, &after, &a, "after the crash"), MP_OK);
+    exchange(&b, &a, "both arrived");
+    buf_free(&ahead);
+    buf_free(&after);
+    party_free(&a);
+    party_free(&b);
+}
+
+/* Leases handed back on a clean stop: the next run goes on from the saved
+ * number, with no gap for the receiver to keep skipped keys for. */
+static void test_released_leases_leave_no_gap(void **state)
+{
+    (void)state;
+    struct party a, b;
+    struct buf env;
+    pair_talking(&a, &b, 44);
+    exchange(&a, &b, "one");
+    exchange(&a, &b, "two");
+    struct store_batch *batch = store_batch_new();
+    assert_int_equal(sessions_release(a.sessions, batch), MP_OK);
+    assert_int_equal(store_batch_write(a.store, batch, true), MP_OK);
+    store_batch_free(batch);
+    party_close(&a);
+    party_open(&a);
+    assert_false(seal_noting_lease(&a, &b, "three", &env, true));
+    assert_int_equal(header_n(&b, &env), 2);
+    assert_int_equal(open_env(&b, &env, &a, "three"), MP_OK);
+    buf_free(&env);
+    party_free(&a);
+    party_free(&b);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -278,6 +388,9 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_discarded_batch_opens_again),
         cmocka_unit_test(test_many_peers),
+        cmocka_unit_test(test_leases_cover_later_seals),
+        cmocka_unit_test(test_crash_steps_past_the_lease),
+        cmocka_unit_test(test_released_leases_leave_no_gap),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
