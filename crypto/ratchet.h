@@ -17,8 +17,9 @@
  * reuses a (key, nonce) pair, and confidentiality and integrity hold; but
  * the receiver sees those message numbers again and refuses the repeats
  * (RATCHET_REPLAY). So a caller should still store the state
- * (ratchet_state_encode) after each encrypt before the message leaves, or
- * those messages are lost.
+ * (ratchet_state_encode) after each encrypt before the message leaves, or,
+ * if messages may leave first, step a restored state past every number that
+ * may have left (ratchet_skip_sends); else those messages are lost.
  *
  * Messages may arrive late, twice, or out of order (mail waits in mailboxes):
  * keys of skipped messages are kept, bounded by RATCHET_MAX_SKIP per step
