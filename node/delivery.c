@@ -240,7 +240,8 @@ struct delivery {
     bool sync_failed;      /* a sync failed: the store refuses writes until reopened */
     uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
     /* A sync on the thread pool, begun when envelopes left ahead of it
-     * (sync_ahead): nothing is sealed or pumped until it is back. */
+     * (sync_ahead): no other pass seals ahead or pumps until it is back,
+     * and what is sealed meanwhile is synced before it leaves. */
     uv_work_t sync_work;   /* sync_work.data = this */
     bool syncing;
     char *sync_error;      /* its RocksDB error text; NULL: synced */
@@ -1108,7 +1109,8 @@ static void merge_receipt_run(struct outbox_entry *entries, size_t n, size_t hea
 /* Receipts waiting for one peer go out together: the first receipt entry of
  * the group takes the ids of the ones after it (up to MSG_RECEIPT_IDS_MAX a
  * receipt) and those are merged (merged[i]: retired in the seal's write), so
- * a burst of n received messages costs one receipt envelope, not n. */
+ * a burst of n received messages costs one receipt envelope, not n. The
+ * same peek tells texts (text[i]), which alone may go ahead (mark_early). */
 static void merge_receipts(struct outbox_entry *entries, size_t n, bool *merged, bool *text)
 {
     struct msg head, m;
@@ -1205,7 +1207,8 @@ static void mark_early(struct delivery *d, struct peer *p, const uint64_t *seqs,
 }
 
 /* Seal n entries for one peer with one session update and one write, synced
- * (or, sync false, made durable by the caller before anything is sent): a
+ * (or, sync false, made durable by the caller before anything but what
+ * mark_early lets go ahead is sent): a
  * burst of sends costs one fsync, not one each. What fits goes as a bundle,
  * one envelope for many messages: the first entry of each (the head) holds
  * the envelope and lists the others (its riders), whose work-list keys go,
@@ -1285,15 +1288,18 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     }
     for (size_t i = 0; i < n; i++)
         outbox_entry_clear(&entries[i]);
+    uint64_t lease = 0;
     if (err == MP_OK && d->sealing_ahead && seqs[n - 1] >= d->seq_lease_written) {
         /* Beyond the seq lease: the next one goes with this write. */
-        d->seq_lease_written = d->next_seq + DELIVERY_SEQ_LEASE;
-        batch_meta_u64(b, meta_seq_lease, strlen(meta_seq_lease), d->seq_lease_written);
+        lease = d->next_seq + DELIVERY_SEQ_LEASE;
+        batch_meta_u64(b, meta_seq_lease, strlen(meta_seq_lease), lease);
     }
     if (err == MP_OK)
         err = batch_commit(d, b, sync);
     store_batch_free(b);
     if (err == MP_OK) {
+        if (lease != 0)
+            d->seq_lease_written = lease;
         p->sealed_upto = seqs[n - 1];
         if (d->sealing_ahead)
             mark_early(d, p, seqs, heads, ends, bundles, leased);
@@ -2285,22 +2291,28 @@ static void release_durable(struct delivery *d, size_t n, uint64_t cursor, uint6
     }
 }
 
-/* A sync failed. Nothing of pend[0 .. n) was promised: senders resend what
- * they have no ack for, and `send` calls hear that their message may not be
- * queued. Nothing more is sent (pump_cb) until a restart. */
-static void sync_failed(struct delivery *d, enum mp_err err, size_t n)
+/* A sync failed. Nothing waiting for one was promised: senders resend what
+ * they have no ack for, and `send` calls (those waiting for delivery too)
+ * hear that their message may not be queued. Nothing more is sent (pump_cb)
+ * until a restart. */
+static void sync_failed(struct delivery *d, enum mp_err err)
 {
     log_error(MOD, "cannot sync the store: %s; %zu acks withheld, nothing more is sent",
-              mp_strerror(err), n);
+              mp_strerror(err), d->pend_count);
     d->sync_failed = true;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < d->pend_count; i++) {
         if (d->pend[i].reply != NULL)
             control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
                               "not queued: the store cannot write");
         json_decref(d->pend[i].result);
     }
-    memmove(d->pend, d->pend + n, (d->pend_count - n) * sizeof(d->pend[0]));
-    d->pend_count -= n;
+    d->pend_count = 0;
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL)
+            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, err,
+                              "not queued: the store cannot write");
+        d->waiters[i].call = NULL;
+    }
 }
 
 /* The sync at the end of a loop turn, here and now: everything written so
@@ -2323,7 +2335,7 @@ static void durable_cb(uv_timer_t *timer)
     d->needs_sync = d->sync_now = false;
     d->sync_pend = 0; /* the sync on the thread pool, if any, has nothing left to answer */
     if (err != MP_OK) {
-        sync_failed(d, err, d->pend_count);
+        sync_failed(d, err);
         return;
     }
     d->syncs_done = number;
@@ -2346,11 +2358,10 @@ static void sync_done_cb(uv_work_t *work, int status)
     enum mp_err err = store_sync_result(d->cfg.store, d->sync_error);
     size_t n = d->sync_pend;
 
+    (void)status; /* 0: nothing cancels it */
     d->sync_error = NULL;
     d->syncing = false;
     d->sync_pend = 0;
-    if (status != 0 && err == MP_OK)
-        err = MP_ERR_IO; /* cancelled: not synced (nothing cancels it) */
     if (--d->open_handles == 0 && d->closing) {
         delivery_free(d);
         return;
@@ -2358,17 +2369,26 @@ static void sync_done_cb(uv_work_t *work, int status)
     if (d->closing)
         return; /* delivery_close synced and answered everything */
     if (err != MP_OK) {
-        sync_failed(d, err, n);
+        sync_failed(d, err);
         return;
     }
     if (d->sync_number > d->syncs_done)
         d->syncs_done = d->sync_number;
     links_hold(d->cfg.links, true);
     release_durable(d, n, d->sync_cursor, d->sync_lease);
+    links_hold(d->cfg.links, false);
+    /* Written meanwhile and due now: the end-of-turn pass seals it (ahead
+     * if it may) and pumps; the pump alone would seal it with a sync of its
+     * own. News waits as pend_news says. */
+    if (d->needs_sync && d->sync_now) {
+        durable_timer_cb(&d->durable);
+        return;
+    }
+    links_hold(d->cfg.links, true);
     pump_cb(&d->pump);
     links_hold(d->cfg.links, false);
-    if (d->needs_sync) /* written meanwhile: at once, or as news (pend_news) */
-        uv_timer_start(&d->durable, durable_timer_cb, d->sync_now ? 0 : DELIVERY_NEWS_SYNC_MS, 0);
+    if (d->needs_sync)
+        uv_timer_start(&d->durable, durable_timer_cb, DELIVERY_NEWS_SYNC_MS, 0);
 }
 
 /* Begin the sync of everything written so far on the thread pool; false if
@@ -2396,7 +2416,9 @@ static bool sync_ahead(struct delivery *d)
 static void send_ahead(struct delivery *d)
 {
     uint64_t now = sysenv_unix_ms(), wake = UINT64_MAX;
-    uint64_t from = d->sent_below != 0 ? d->sent_below : d->pending_floor;
+    /* Below sent_below all wait for their acks until sent_below_due (pump_cb). */
+    bool in_flight = d->sent_below > d->pending_floor && now < d->sent_below_due;
+    uint64_t from = in_flight ? d->sent_below : d->pending_floor;
     const uint8_t *key, *val;
     size_t key_len, val_len;
 
@@ -3134,7 +3156,8 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
     }
     /* Without a wait, the reply comes after the next sync (one fsync for every
      * send of this loop turn); the message is on disk when the id is given.
-     * With one, the same sync makes it durable (and sealed) before it leaves. */
+     * With one, it is sealed at the end of the turn and leaves with or ahead of
+     * that sync (mark_early); the answer waits for both the receipt and it. */
     bool grouped = wait == NULL || json_integer_value(wait) == 0;
     enum mp_err err =
         queue_text(d, to, json_string_value(text), json_string_length(text), false, id);
@@ -3169,7 +3192,7 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
         return true;
     }
-    pend_sync(d); /* it leaves after the turn's sync; the answer comes with the receipt */
+    pend_sync(d); /* sealed at the end of the turn; the answer comes with the receipt */
     sweep(d);
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];

@@ -30,10 +30,12 @@ static const char prekey_key[] = "prekey_store";
 #define INIT_BYTES (32 + 32 + 4 + 1 + 4)
 #define LEASE_BYTES (8 + 32 + 4)
 #define SESSIONS_RECIPIENTS_CACHED 16
-/* Message numbers a lease takes past the last one sealed: how far a
+/* Message numbers a lease takes past the next one to seal: how far a
  * receiver's chain may jump after a crash, and how many numbers pass between
  * two leases (each waits for a sync before its messages may leave). */
 #define SESSIONS_LEASE_AHEAD 128
+_Static_assert(SESSIONS_LEASE_AHEAD <= RATCHET_MAX_SKIP,
+               "a receiver must accept the step past a lease");
 
 struct sessions {
     const struct env *env;
@@ -51,8 +53,11 @@ struct sessions {
     struct envelope_recipient last;  /* the last peer sealed to, if has_last: the */
     bool has_last;                   /* next spare's exchange is made with it */
     uint64_t run;                    /* this process's leases carry it (random) */
-    uint8_t (*leased)[IDENTITY_PUBLIC_BYTES]; /* the peers this run took a lease */
-    size_t leased_count, leased_cap;          /* for, to hand back on release */
+    /* The peers this run took a lease for, to hand back on release: one
+     * each, so no more than the peers it sealed to (searched once a lease,
+     * every SESSIONS_LEASE_AHEAD messages at most). */
+    uint8_t (*leased)[IDENTITY_PUBLIC_BYTES];
+    size_t leased_count, leased_cap;
 };
 
 /* Message numbers a run may have sent on a sending chain before its state
@@ -456,8 +461,9 @@ static enum mp_err lease_apply(const struct sessions *s, struct record *r)
     if (!r->has_lease || r->lease.run == s->run || !ratchet_send_position(r->current, chain, &n) ||
         memcmp(chain, r->lease.chain, sizeof(chain)) != 0 || n >= r->lease.n)
         return MP_OK;
-    return ratchet_skip_sends(r->current,
-                              r->lease.n - n > RATCHET_MAX_SKIP ? n + RATCHET_MAX_SKIP : r->lease.n);
+    /* Farther only in a damaged record: as far as a receiver accepts. */
+    uint32_t to = r->lease.n - n > RATCHET_MAX_SKIP ? n + RATCHET_MAX_SKIP : r->lease.n;
+    return ratchet_skip_sends(r->current, to);
 }
 
 /* After sealing under r: true when this run's lease in r, as loaded, covers
@@ -471,8 +477,8 @@ static bool lease_take(struct sessions *s, const uint8_t peer[IDENTITY_PUBLIC_BY
 
     if (!ratchet_send_position(r->current, chain, &n))
         return false;
-    if (r->has_lease && r->lease.run == s->run && memcmp(chain, r->lease.chain, sizeof(chain)) == 0 &&
-        n <= r->lease.n)
+    if (r->has_lease && r->lease.run == s->run &&
+        memcmp(chain, r->lease.chain, sizeof(chain)) == 0 && n <= r->lease.n)
         return true;
     r->has_lease = true;
     r->lease.run = s->run;

@@ -706,7 +706,9 @@ char *store_sync_wal(struct store *s)
 
 enum mp_err store_sync_result(struct store *s, char *err)
 {
-    return err != NULL ? write_err(s, err, "syncing the write-ahead log") : MP_OK;
+    if (err != NULL)
+        return write_err(s, err, "syncing the write-ahead log");
+    return s->write_failed ? MP_ERR_IO : MP_OK; /* a write failed meanwhile: not all is there */
 }
 
 enum mp_err store_put(struct store *s, enum store_cf cf, const void *key, size_t key_len,

@@ -85,7 +85,7 @@ enum mp_err store_sync(struct store *store);
  * thread and touches nothing of the store but its database; it returns
  * RocksDB's error text, NULL once synced. store_sync_result, back on the
  * store's thread, takes that text (frees it) and returns what store_sync
- * would have. */
+ * would have: also MP_ERR_IO once a write has failed. */
 char *store_sync_wal(struct store *store);
 enum mp_err store_sync_result(struct store *store, char *err);
 
