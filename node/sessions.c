@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "base/log.h"
 #include "crypto/envelope.h"
 #include "crypto/ratchet.h"
@@ -85,28 +86,6 @@ static void record_clear(struct record *r)
     memset(r, 0, sizeof(*r));
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
 /* ---- the record codec ---- */
 
 static enum mp_err append_state(struct buf *out, const struct ratchet *r)
@@ -116,7 +95,7 @@ static enum mp_err append_state(struct buf *out, const struct ratchet *r)
     enum mp_err err = ratchet_state_encode(r, &state);
     if (err != MP_OK)
         return err;
-    put_u32(len, (uint32_t)state.len);
+    bytes_put_u32(len, (uint32_t)state.len);
     err = buf_append(out, len, sizeof(len));
     if (err == MP_OK)
         err = buf_append(out, state.data, state.len);
@@ -136,15 +115,15 @@ static enum mp_err record_encode(const struct record *r, struct buf *out)
     if (r->has_init) {
         memcpy(head + n, r->init.initiator, 32);
         memcpy(head + n + 32, r->init.ephemeral, 32);
-        put_u32(head + n + 64, r->init.spk_id);
+        bytes_put_u32(head + n + 64, r->init.spk_id);
         head[n + 68] = r->init.has_opk;
-        put_u32(head + n + 69, r->init.opk_id);
+        bytes_put_u32(head + n + 69, r->init.opk_id);
         n += INIT_BYTES;
     }
     if (r->has_lease) {
-        put_u64(head + n, r->lease.run);
+        bytes_put_u64(head + n, r->lease.run);
         memcpy(head + n + 8, r->lease.chain, RATCHET_KEY_BYTES);
-        put_u32(head + n + 40, r->lease.n);
+        bytes_put_u32(head + n + 40, r->lease.n);
         n += LEASE_BYTES;
     }
     enum mp_err err = buf_append(out, head, n);
@@ -162,7 +141,7 @@ static enum mp_err take_state(const struct env *env, const uint8_t **p, size_t *
 {
     if (*left < 4)
         return MP_ERR_MALFORMED;
-    uint32_t len = get_u32(*p);
+    uint32_t len = bytes_get_u32(*p);
     if (len > *left - 4)
         return MP_ERR_MALFORMED;
     enum mp_err err = ratchet_state_decode(env, *p + 4, len, r_out);
@@ -189,9 +168,9 @@ static enum mp_err record_decode(const struct env *env, const uint8_t *data, siz
         r.has_init = true;
         memcpy(r.init.initiator, p, 32);
         memcpy(r.init.ephemeral, p + 32, 32);
-        r.init.spk_id = get_u32(p + 64);
+        r.init.spk_id = bytes_get_u32(p + 64);
         r.init.has_opk = p[68];
-        r.init.opk_id = get_u32(p + 69);
+        r.init.opk_id = bytes_get_u32(p + 69);
         p += INIT_BYTES;
         left -= INIT_BYTES;
     }
@@ -199,9 +178,9 @@ static enum mp_err record_decode(const struct env *env, const uint8_t *data, siz
         if (left < LEASE_BYTES)
             return MP_ERR_MALFORMED;
         r.has_lease = true;
-        r.lease.run = get_u64(p);
+        r.lease.run = bytes_get_u64(p);
         memcpy(r.lease.chain, p + 8, RATCHET_KEY_BYTES);
-        r.lease.n = get_u32(p + 40);
+        r.lease.n = bytes_get_u32(p + 40);
         p += LEASE_BYTES;
         left -= LEASE_BYTES;
     }
