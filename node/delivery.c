@@ -1208,12 +1208,11 @@ static void mark_early(struct delivery *d, struct peer *p, const uint64_t *seqs,
 
 /* Seal n entries for one peer with one session update and one write, synced
  * (or, sync false, made durable by the caller before anything but what
- * mark_early lets go ahead is sent): a
- * burst of sends costs one fsync, not one each. What fits goes as a bundle,
- * one envelope for many messages: the first entry of each (the head) holds
- * the envelope and lists the others (its riders), whose work-list keys go,
- * so the pump sends, and the peer acks, the head for all of them. The
- * entries are cleared. */
+ * mark_early lets go ahead is sent): a burst of sends costs one fsync, not
+ * one each. What fits goes as a bundle, one envelope for many messages: the
+ * first entry of each (the head) holds the envelope and lists the others
+ * (its riders), whose work-list keys go, so the pump sends, and the peer
+ * acks, the head for all of them. The entries are cleared. */
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now, bool sync)
 {
@@ -1586,12 +1585,26 @@ static void answer_durable(struct delivery *d)
  * round trip.) */
 static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
 {
+    bool found = false;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (w->call != NULL && memcmp(w->id, id, MSG_ID_BYTES) == 0)
+        if (w->call != NULL && memcmp(w->id, id, MSG_ID_BYTES) == 0) {
             w->delivered = true;
+            found = true;
+        }
     }
-    answer_durable(d);
+    if (found) /* most delivered messages have no waiter: no second pass */
+        answer_durable(d);
+}
+
+/* Every waiter hears err (why) and its slot is freed. */
+static void fail_waiters(struct delivery *d, enum mp_err err, const char *why)
+{
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL)
+            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, err, why);
+        d->waiters[i].call = NULL;
+    }
 }
 
 static void durable_cb(uv_timer_t *timer);
@@ -2307,12 +2320,7 @@ static void sync_failed(struct delivery *d, enum mp_err err)
         json_decref(d->pend[i].result);
     }
     d->pend_count = 0;
-    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        if (d->waiters[i].call != NULL)
-            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, err,
-                              "not queued: the store cannot write");
-        d->waiters[i].call = NULL;
-    }
+    fail_waiters(d, err, "not queued: the store cannot write");
 }
 
 /* The sync at the end of a loop turn, here and now: everything written so
@@ -2444,11 +2452,10 @@ static void send_ahead(struct delivery *d)
 /* The end of a loop turn: what the turn queued is sealed. If some of it may
  * leave ahead of the sync (mark_early), it does, and the sync runs on the
  * thread pool (or here, if it cannot be queued): the peer stores it as we
- * sync. Else the sync, then at once
- * the pump, so that what the sync let go (acks, and the receipts and texts
- * sealed before it) leaves in this same turn, in one write per link
- * (links_hold), instead of the envelopes a turn after the acks: the peer
- * takes them in with one sync. */
+ * sync. Else the sync, then at once the pump, so that what the sync let go
+ * (acks, and the receipts and texts sealed before it) leaves in this same
+ * turn, in one write per link (links_hold), instead of the envelopes a turn
+ * after the acks: the peer takes them in with one sync. */
 static void durable_timer_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
@@ -3053,12 +3060,7 @@ void delivery_close(struct delivery *d)
                               "the node is shutting down");
         d->subs[i].call = NULL;
     }
-    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        if (d->waiters[i].call != NULL)
-            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, MP_ERR_UNAVAILABLE,
-                              "the node is shutting down; the message stays queued");
-        d->waiters[i].call = NULL;
-    }
+    fail_waiters(d, MP_ERR_UNAVAILABLE, "the node is shutting down; the message stays queued");
     /* Hand back the session leases (the states they covered are saved), make
      * what was written durable, and answer the `send` calls waiting for that
      * (acks may be lost with the closing links: senders resend and we ack
