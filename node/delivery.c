@@ -254,7 +254,6 @@ struct delivery {
     /* Seqs below seq_lease may leave ahead of their sync (its write is
      * durable); seq_lease_written is the latest lease written. */
     uint64_t seq_lease, seq_lease_written;
-    bool sealing_ahead;    /* this sealing pass marks what may leave ahead */
     uint64_t early_gen;    /* the pass's number (struct peer) */
     uint64_t early_lo, early_hi; /* seqs of what it marked (early_hi 0: none) */
     uv_timer_t pump;  /* pump.data = this */
@@ -1172,7 +1171,12 @@ static size_t bundle_end(const struct outbox_entry *entries, const bool *merged,
     return j;
 }
 
-/* After a seal in a pass that seals ahead of its sync (sealing_ahead): which
+/* How a seal's write is made durable: synced at once; unsynced, the caller
+ * syncs before anything sealed leaves; or unsynced, with what may leave
+ * ahead of the caller's sync marked (mark_early). */
+enum seal_mode { SEAL_SYNCED, SEAL_UNSYNCED, SEAL_AHEAD };
+
+/* After a seal in a pass that seals ahead of its sync (SEAL_AHEAD): which
  * of the bundles (heads[k] .. ends[k] of seqs) may leave before that sync,
  * in order, up to the first that may not: texts only (a receipt says its
  * texts are stored, which the sync makes true), every seq under the seq
@@ -1206,15 +1210,15 @@ static void mark_early(struct delivery *d, struct peer *p, const uint64_t *seqs,
     }
 }
 
-/* Seal n entries for one peer with one session update and one write, synced
- * (or, sync false, made durable by the caller before anything but what
- * mark_early lets go ahead is sent): a burst of sends costs one fsync, not
- * one each. What fits goes as a bundle, one envelope for many messages: the
- * first entry of each (the head) holds the envelope and lists the others
- * (its riders), whose work-list keys go, so the pump sends, and the peer
- * acks, the head for all of them. The entries are cleared. */
+/* Seal n entries for one peer with one session update and one write, made
+ * durable as mode says: a burst of sends costs one fsync, not one each.
+ * What fits goes as a bundle, one envelope for many messages: the first
+ * entry of each (the head) holds the envelope and lists the others (its
+ * riders), whose work-list keys go, so the pump sends, and the peer acks,
+ * the head for all of them. The entries are cleared. */
 static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
-                       struct outbox_entry *entries, size_t n, uint64_t now, bool sync)
+                       struct outbox_entry *entries, size_t n, uint64_t now,
+                       enum seal_mode mode)
 {
     struct buf *pts = d->scratch->pts, *envs = d->scratch->envs;
     struct msg_part *parts = d->scratch->parts;
@@ -1288,19 +1292,19 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     for (size_t i = 0; i < n; i++)
         outbox_entry_clear(&entries[i]);
     uint64_t lease = 0;
-    if (err == MP_OK && d->sealing_ahead && seqs[n - 1] >= d->seq_lease_written) {
+    if (err == MP_OK && mode == SEAL_AHEAD && seqs[n - 1] >= d->seq_lease_written) {
         /* Beyond the seq lease: the next one goes with this write. */
         lease = d->next_seq + DELIVERY_SEQ_LEASE;
         batch_meta_u64(b, meta_seq_lease, strlen(meta_seq_lease), lease);
     }
     if (err == MP_OK)
-        err = batch_commit(d, b, sync);
+        err = batch_commit(d, b, mode == SEAL_SYNCED);
     store_batch_free(b);
     if (err == MP_OK) {
         if (lease != 0)
             d->seq_lease_written = lease;
         p->sealed_upto = seqs[n - 1];
-        if (d->sealing_ahead)
+        if (mode == SEAL_AHEAD)
             mark_early(d, p, seqs, heads, ends, bundles, leased);
     } else {
         char who[ADDRESS_TEXT_SIZE];
@@ -1312,9 +1316,9 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     }
 }
 
-/* Before sending, seal what waits unsealed, in groups per peer; sync as for
- * seal_group. */
-static void seal_pending(struct delivery *d, uint64_t now, bool sync)
+/* Before sending, seal what waits unsealed, in groups per peer, each made
+ * durable as mode says (seal_group). */
+static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
 {
     uint64_t *seqs = d->scratch->seqs;
     struct outbox_entry *entries = d->scratch->entries;
@@ -1333,7 +1337,7 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
          * full, and before a new peer slot could evict the group's own. */
         bool other = group != NULL && (seq == 0 || memcmp(group->account, val, 32) != 0);
         if (n > 0 && (other || n == DELIVERY_SEAL_GROUP || bytes > DELIVERY_SEAL_BYTES)) {
-            seal_group(d, group, seqs, entries, n, now, sync);
+            seal_group(d, group, seqs, entries, n, now, mode);
             sealed += n;
             n = bytes = 0;
             group = NULL;
@@ -1372,7 +1376,7 @@ static void seal_pending(struct delivery *d, uint64_t now, bool sync)
         d->sealed_below = d->next_seq; /* new entries come from here */
     store_iter_free(it);
     if (n > 0)
-        seal_group(d, group, seqs, entries, n, now, sync);
+        seal_group(d, group, seqs, entries, n, now, mode);
 }
 
 static void pump_cb(uv_timer_t *timer)
@@ -1388,7 +1392,7 @@ static void pump_cb(uv_timer_t *timer)
     expire_waiters(d, now);
     expire_due(d, now);
     d->seal_again = false;
-    seal_pending(d, now, true);
+    seal_pending(d, now, SEAL_SYNCED);
     if (d->next_expiry_ms < wake)
         wake = d->next_expiry_ms;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
@@ -2336,7 +2340,7 @@ static void durable_cb(uv_timer_t *timer)
      * one sync below makes message and envelope durable together and the
      * pump can send at once: one fsync per turn instead of two. */
     if (!d->sync_failed && !d->closing)
-        seal_pending(d, sysenv_unix_ms(), false);
+        seal_pending(d, sysenv_unix_ms(), SEAL_UNSYNCED);
     uint64_t number = d->syncs_begun + 1, lease = d->seq_lease_written;
     enum mp_err err = store_sync(d->cfg.store);
     d->syncs_begun = number;
@@ -2468,9 +2472,7 @@ static void durable_timer_cb(uv_timer_t *timer)
         d->early_gen++;
         d->early_lo = UINT64_MAX;
         d->early_hi = 0;
-        d->sealing_ahead = true;
-        seal_pending(d, sysenv_unix_ms(), false);
-        d->sealing_ahead = false;
+        seal_pending(d, sysenv_unix_ms(), SEAL_AHEAD);
         if (d->early_hi != 0) {
             /* Written first: the peer's store and sync are the longer way. */
             send_ahead(d);
