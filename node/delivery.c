@@ -2327,20 +2327,11 @@ static void sync_failed(struct delivery *d, enum mp_err err)
     fail_waiters(d, err, "not queued: the store cannot write");
 }
 
-/* The sync at the end of a loop turn, here and now: everything written so
- * far becomes durable (also what a sync on the thread pool is still on);
- * then the acks go out, listeners hear, receipts go. */
-static void durable_cb(uv_timer_t *timer)
+/* A sync here and now: everything written so far becomes durable (also
+ * what a sync on the thread pool is still on); then the acks go out,
+ * listeners hear, receipts go. */
+static void sync_here(struct delivery *d)
 {
-    struct delivery *d = timer->data;
-
-    if (!d->needs_sync && !d->syncing)
-        return;
-    /* What this turn queued (texts, receipts) is sealed now, unsynced, so the
-     * one sync below makes message and envelope durable together and the
-     * pump can send at once: one fsync per turn instead of two. */
-    if (!d->sync_failed && !d->closing)
-        seal_pending(d, sysenv_unix_ms(), SEAL_UNSYNCED);
     uint64_t number = d->syncs_begun + 1, lease = d->seq_lease_written;
     enum mp_err err = store_sync(d->cfg.store);
     d->syncs_begun = number;
@@ -2352,6 +2343,21 @@ static void durable_cb(uv_timer_t *timer)
     }
     d->syncs_done = number;
     release_durable(d, d->pend_count, d->next_cursor, lease);
+}
+
+/* The sync at the end of a loop turn, here and now (a full group, a close):
+ * what this turn queued (texts, receipts) is sealed first, unsynced, so the
+ * one sync makes message and envelope durable together and the pump can
+ * send at once: one fsync per turn instead of two. */
+static void durable_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+
+    if (!d->needs_sync && !d->syncing)
+        return;
+    if (!d->sync_failed && !d->closing)
+        seal_pending(d, sysenv_unix_ms(), SEAL_UNSYNCED);
+    sync_here(d);
 }
 
 static void delivery_free(struct delivery *d);
@@ -2463,12 +2469,11 @@ static void send_ahead(struct delivery *d)
 static void durable_timer_cb(uv_timer_t *timer)
 {
     struct delivery *d = timer->data;
-    bool synced = d->needs_sync;
 
-    if (d->syncing)
-        return; /* its end comes back here for what was written meanwhile */
+    if (d->syncing || !d->needs_sync)
+        return; /* (a sync on the thread pool comes back here when it ends) */
     links_hold(d->cfg.links, true);
-    if (synced && !d->sync_failed && !d->closing) {
+    if (!d->sync_failed && !d->closing) {
         d->early_gen++;
         d->early_lo = UINT64_MAX;
         d->early_hi = 0;
@@ -2484,12 +2489,12 @@ static void durable_timer_cb(uv_timer_t *timer)
             links_hold(d->cfg.links, true);
         }
     }
-    durable_cb(timer);
-    if (synced && !d->closing && !d->sync_failed)
+    sync_here(d); /* what waits is sealed: not walked for again */
+    if (!d->closing && !d->sync_failed)
         pump_cb(&d->pump);
     links_hold(d->cfg.links, false);
     /* Sent: while the peer takes it in, the next seal's key pair is made. */
-    if (synced && !d->closing)
+    if (!d->closing)
         sessions_prepare(d->cfg.sessions);
 }
 
