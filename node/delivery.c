@@ -120,6 +120,10 @@ struct peer {
      * may not, as none after it may. */
     uint64_t early_gen, early_from, early_upto;
     bool early_closed;
+    /* Its entries from unsynced_from on were sealed by a pass whose write
+     * is durable once syncs_done reaches unsynced_sync: until then the pump
+     * (which may run while that sync does) sends only those below. */
+    uint64_t unsynced_from, unsynced_sync;
 };
 
 struct fetch {
@@ -240,8 +244,8 @@ struct delivery {
     bool sync_failed;      /* a sync failed: the store refuses writes until reopened */
     uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
     /* A sync on the thread pool, begun when envelopes left ahead of it
-     * (sync_ahead): no other pass seals ahead or pumps until it is back,
-     * and what is sealed meanwhile is synced before it leaves. */
+     * (sync_ahead): no other pass seals ahead until it is back, and the
+     * pump sends meanwhile only seals made durable before it (seal_durable). */
     uv_work_t sync_work;   /* sync_work.data = this */
     bool syncing;
     char *sync_error;      /* its RocksDB error text; NULL: synced */
@@ -643,6 +647,9 @@ static struct peer *peer_get(struct delivery *d, const uint8_t account[32], uint
         memset(p, 0, sizeof(*p));
         p->used = true;
         memcpy(p->account, account, 32);
+        /* What an evicted slot knew of its seals: not durable before the sync
+         * running now (if one is) is back. */
+        p->unsynced_sync = d->syncs_begun;
     }
     p->last_used_ms = now;
     return p;
@@ -1089,6 +1096,13 @@ done:
 static void expire_waiters(struct delivery *d, uint64_t now);
 static void expire_due(struct delivery *d, uint64_t now);
 
+/* Whether entry seq of p, if sealed, is durable: sealed before the pass
+ * whose sync is still running, or synced since. */
+static bool seal_durable(const struct delivery *d, const struct peer *p, uint64_t seq)
+{
+    return seq < p->unsynced_from || p->unsynced_sync <= d->syncs_done;
+}
+
 /* Entry head's receipt takes the ids of the receipts merged into it (up to
  * n), in receipt: re-encoded into its plaintext. On failure none is merged
  * (each goes out as it was). */
@@ -1304,6 +1318,11 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         if (lease != 0)
             d->seq_lease_written = lease;
         p->sealed_upto = seqs[n - 1];
+        if (mode != SEAL_SYNCED) { /* durable with the next sync begun */
+            if (seal_durable(d, p, seqs[0]))
+                p->unsynced_from = seqs[0];
+            p->unsynced_sync = d->syncs_begun + 1;
+        }
         if (mode == SEAL_AHEAD)
             mark_early(d, p, seqs, heads, ends, bundles, leased);
     } else {
@@ -1379,36 +1398,22 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
         seal_group(d, group, seqs, entries, n, now, mode);
 }
 
-static void pump_cb(uv_timer_t *timer)
+/* Send what is sealed and may go, walking the work list from past what
+ * waits for its acks, at most DELIVERY_PUMP_BATCH entries, and while a sync
+ * runs only up to the first entry it covers; wake lowered to when a retry
+ * is due. Returns true when the walk stopped with more to do at once. */
+static bool pump_walk(struct delivery *d, uint64_t now, uint64_t *wake)
 {
-    struct delivery *d = timer->data;
-    uint64_t now = sysenv_unix_ms();
-    uint64_t wake = now + 60000;
-
-    if (d->sync_failed)
-        return; /* what was sealed unsynced must not leave: nothing goes until a restart */
-    if (d->syncing)
-        return; /* what it covers must not leave (but what went ahead): after it, at once */
-    expire_waiters(d, now);
-    expire_due(d, now);
-    d->seal_again = false;
-    seal_pending(d, now, SEAL_SYNCED);
-    if (d->next_expiry_ms < wake)
-        wake = d->next_expiry_ms;
-    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
-            wake = d->waiters[i].deadline_ms;
-    }
     const uint8_t *key, *val;
     size_t key_len, val_len;
     unsigned done = 0;
-    bool more = false, first = true;
+    bool more = false, stopped = false, first = true;
     /* Start past the entries known to wait for their acks, if still so. */
     bool skip = d->sent_below > d->pending_floor && now < d->sent_below_due;
     bool in_flight = true; /* every entry so far in this walk waits for its ack */
     uint64_t flight_due = skip ? d->sent_below_due : UINT64_MAX;
-    if (skip && d->sent_below_due < wake)
-        wake = d->sent_below_due;
+    if (skip && d->sent_below_due < *wake)
+        *wake = d->sent_below_due;
     if (!skip)
         d->sent_below = 0;
 
@@ -1425,6 +1430,10 @@ static void pump_cb(uv_timer_t *timer)
         }
         uint64_t seq = bytes_get_u64(key + 1);
         struct peer *p = peer_find(d, val);
+        if (d->syncing && (p == NULL || !seal_durable(d, p, seq))) {
+            stopped = true; /* this and what follows wait for the sync's end */
+            break;
+        }
         uint64_t due = p != NULL ? p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS : 0;
         if (in_flight)
             d->sent_below = seq; /* what lay before it is gone from the work list */
@@ -1434,18 +1443,47 @@ static void pump_cb(uv_timer_t *timer)
         } else {
             in_flight = false;
         }
-        done += pump_entry(d, seq, val, now, &wake);
+        done += pump_entry(d, seq, val, now, wake);
         if (d->sent_below == 0)
             in_flight = false; /* a peer's sent_upto went back just now */
     }
     d->sent_below_due = flight_due;
-    if (!more && store_iter_status(it) == MP_OK) {
+    if (!more && !stopped && store_iter_status(it) == MP_OK) {
         if (first && !skip)
             d->pending_floor = d->next_seq; /* nothing pending: new entries come from here */
         if (in_flight)
             d->sent_below = d->next_seq; /* all in flight, to the end of the work list */
     }
     store_iter_free(it);
+    return more;
+}
+
+static void pump_cb(uv_timer_t *timer)
+{
+    struct delivery *d = timer->data;
+    uint64_t now = sysenv_unix_ms();
+    uint64_t wake = now + 60000;
+
+    if (d->sync_failed)
+        return; /* what was sealed unsynced must not leave: nothing goes until a restart */
+    if (d->syncing) {
+        /* What is durable goes (a link drained meanwhile); what the sync
+         * covers, and sealing, wait for its end (sync_done_cb). */
+        if (pump_walk(d, now, &wake))
+            kick(d);
+        return;
+    }
+    expire_waiters(d, now);
+    expire_due(d, now);
+    d->seal_again = false;
+    seal_pending(d, now, SEAL_SYNCED);
+    if (d->next_expiry_ms < wake)
+        wake = d->next_expiry_ms;
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
+        if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
+            wake = d->waiters[i].deadline_ms;
+    }
+    bool more = pump_walk(d, now, &wake);
     if (!d->closing)
         uv_timer_start(&d->pump, pump_cb,
                        more || d->seal_again ? 0 : (wake > now ? wake - now : 0), 0);
@@ -2399,6 +2437,13 @@ static void sync_done_cb(uv_work_t *work, int status)
      * if it may) and pumps; the pump alone would seal it with a sync of its
      * own. News waits as pend_news says. */
     if (d->needs_sync && d->sync_now) {
+        /* What the sync made durable and did not go ahead (its link was
+         * full) goes now, before the next pass seals more. */
+        uint64_t now = sysenv_unix_ms(), wake = UINT64_MAX;
+        links_hold(d->cfg.links, true);
+        if (pump_walk(d, now, &wake))
+            kick(d);
+        links_hold(d->cfg.links, false);
         durable_timer_cb(&d->durable);
         return;
     }
