@@ -1185,6 +1185,27 @@ static size_t bundle_end(const struct outbox_entry *entries, const bool *merged,
     return j;
 }
 
+/* The bundles a group's entries fill as they are added, packed as
+ * bundle_end packs them (merged receipts aside): count and bytes of the
+ * last one, which began at entry first. */
+struct packing {
+    size_t bundles, count, bytes, first;
+};
+
+/* Entry i, len bytes of plaintext, into pk; true if it begins a bundle. */
+static bool pack_entry(struct packing *pk, size_t i, size_t len)
+{
+    size_t more = MSG_BUNDLE_PART_OVERHEAD + len;
+    if (pk->count > 0 && pk->count < MSG_BUNDLE_MAX && pk->bytes + more <= DELIVERY_BUNDLE_BYTES) {
+        pk->bytes += more;
+        pk->count++;
+        return false;
+    }
+    *pk = (struct packing){.bundles = pk->bundles + 1, .count = 1,
+                           .bytes = MSG_BUNDLE_OVERHEAD + more, .first = i};
+    return true;
+}
+
 /* How a seal's write is made durable: synced at once; unsynced, the caller
  * syncs before anything sealed leaves; or unsynced, with what may leave
  * ahead of the caller's sync marked (mark_early). */
@@ -1337,12 +1358,36 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
 
 /* Before sending, seal what waits unsealed, in groups per peer, each made
  * durable as mode says (seal_group). */
+/* Seal the first n - keep of a group's n entries (seal_group) and move the
+ * last keep to the front, where the group goes on from; they are dropped
+ * if the seal failed (the peer waits for its retry). Returns what is left. */
+static size_t seal_front(struct delivery *d, struct peer *p, uint64_t *seqs,
+                         struct outbox_entry *entries, size_t n, size_t keep, uint64_t now,
+                         enum seal_mode mode)
+{
+    seal_group(d, p, seqs, entries, n - keep, now, mode);
+    memmove(seqs, seqs + n - keep, keep * sizeof(*seqs));
+    memmove(entries, entries + n - keep, keep * sizeof(*entries));
+    if (p->seal_retry_at_ms <= now)
+        return keep;
+    for (size_t i = 0; i < keep; i++)
+        outbox_entry_clear(&entries[i]);
+    return 0;
+}
+
+/* Before sending, seal what waits unsealed, in groups per peer, each made
+ * durable as mode says (seal_group). A group ends where a bundle does: at
+ * DELIVERY_SEAL_BUNDLES bundles, or, at DELIVERY_SEAL_GROUP entries, before
+ * the bundle they end in, which goes on into the next group; and, when the
+ * pass's budget ends the walk, that last bundle waits for the next pass.
+ * So a long queue goes in full envelopes, not each group's tail alone. */
 static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
 {
     uint64_t *seqs = d->scratch->seqs;
     struct outbox_entry *entries = d->scratch->entries;
     struct peer *group = NULL;
-    size_t n = 0, sealed = 0, bytes = 0;
+    struct packing pk = {0};
+    size_t n = 0, sealed = 0;
     const uint8_t *key, *val;
     size_t key_len, val_len;
     bool all_sealed = true; /* so far in this walk */
@@ -1352,13 +1397,13 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
     struct store_iter *it = pending_iter(d, d->sealed_below);
     while (sealed < DELIVERY_SEAL_BATCH && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         uint64_t seq = key_len == 9 && val_len == 32 ? bytes_get_u64(key + 1) : 0;
-        /* The group is sealed before another peer joins it, before it is
-         * full, and before a new peer slot could evict the group's own. */
-        bool other = group != NULL && (seq == 0 || memcmp(group->account, val, 32) != 0);
-        if (n > 0 && (other || n == DELIVERY_SEAL_GROUP || bytes > DELIVERY_SEAL_BYTES)) {
+        /* The group is sealed before another peer joins it, and before a
+         * new peer slot could evict the group's own. */
+        if (n > 0 && (seq == 0 || memcmp(group->account, val, 32) != 0)) {
             seal_group(d, group, seqs, entries, n, now, mode);
             sealed += n;
-            n = bytes = 0;
+            n = 0;
+            pk = (struct packing){0};
             group = NULL;
         }
         /* What lay between the last key and this one is gone from the work
@@ -1387,15 +1432,41 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
             continue;
         }
         group = p;
-        bytes += entries[n].plaintext.len;
-        seqs[n++] = seq;
+        seqs[n] = seq;
+        if (pack_entry(&pk, n, entries[n].plaintext.len) && pk.bundles > DELIVERY_SEAL_BUNDLES) {
+            /* The group's bundles are full: this entry begins the next group. */
+            sealed += n;
+            n = seal_front(d, group, seqs, entries, n + 1, 1, now, mode);
+            pk.bundles = 1;
+            pk.first = 0;
+            if (n == 0) {
+                pk = (struct packing){0};
+                group = NULL;
+            }
+            continue;
+        }
+        if (++n == DELIVERY_SEAL_GROUP) {
+            size_t keep = pk.first > 0 ? n - pk.first : 0;
+            sealed += n - keep;
+            n = seal_front(d, group, seqs, entries, n, keep, now, mode);
+            pk.first = 0;
+            pk.bundles = 1;
+            if (n == 0) {
+                pk = (struct packing){0};
+                group = NULL;
+            }
+        }
     }
     /* All sealed so far means no group formed, so the walk ran to the end. */
     if (all_sealed && store_iter_status(it) == MP_OK)
         d->sealed_below = d->next_seq; /* new entries come from here */
     store_iter_free(it);
-    if (n > 0)
-        seal_group(d, group, seqs, entries, n, now, mode);
+    /* Stopped by the budget: the last bundle, maybe not full, waits. */
+    size_t keep = sealed >= DELIVERY_SEAL_BATCH && pk.first > 0 ? n - pk.first : 0;
+    if (n > keep)
+        n = seal_front(d, group, seqs, entries, n, keep, now, mode);
+    for (size_t i = 0; i < n; i++)
+        outbox_entry_clear(&entries[i]);
 }
 
 /* Send what is sealed and may go, walking the work list from past what

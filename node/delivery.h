@@ -46,16 +46,17 @@
 #define DELIVERY_PEERS_MAX 256
 /* Entries worked on (looked up, sent) per pump pass before yielding. */
 #define DELIVERY_PUMP_BATCH 512
-/* Messages to one peer sealed together, under one synced write, as bundles
- * (docs/PROTOCOL.md, "Bundles"): at most this many, and plaintexts of at
- * most DELIVERY_SEAL_BYTES (plus the last one) in memory at once. */
+/* Messages to one peer sealed together, under one write, as bundles
+ * (docs/PROTOCOL.md, "Bundles"): at most this many, in at most
+ * DELIVERY_SEAL_BUNDLES bundles (so at most that many plaintexts of a
+ * bundle's size, or one long message each, in memory at once). */
 #define DELIVERY_SEAL_GROUP MSG_BUNDLE_MAX
+#define DELIVERY_SEAL_BUNDLES 4
 /* A bundle's plaintext is at most this, so that a full bundle, sealed and
  * padded, fills a 64 KiB envelope bucket instead of spilling into the next
  * (80 KiB, a fifth of it padding, encrypted, hashed, stored and sent for
  * nothing). A message longer than this goes alone. */
 #define DELIVERY_BUNDLE_BYTES ENVELOPE_PLAINTEXT_FITS(4 * ENVELOPE_PAD_STEP)
-#define DELIVERY_SEAL_BYTES (4 * MSG_WIRE_MAX)
 /* Messages sealed per pass before yielding to the loop. */
 #define DELIVERY_SEAL_BATCH (4 * DELIVERY_SEAL_GROUP)
 /* A recipient's mailbox nodes are looked up again after this long. */
