@@ -647,9 +647,10 @@ static struct peer *peer_get(struct delivery *d, const uint8_t account[32], uint
         memset(p, 0, sizeof(*p));
         p->used = true;
         memcpy(p->account, account, 32);
-        /* What an evicted slot knew of its seals: not durable before the sync
-         * running now (if one is) is back. */
-        p->unsynced_sync = d->syncs_begun;
+        /* What an evicted slot knew of its seals is lost: none counts as
+         * durable before a sync begun after this one is back (a pass may
+         * seal it again before its sync begins). */
+        p->unsynced_sync = d->syncs_begun + 1;
     }
     p->last_used_ms = now;
     return p;
@@ -1356,8 +1357,6 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
     }
 }
 
-/* Before sending, seal what waits unsealed, in groups per peer, each made
- * durable as mode says (seal_group). */
 /* Seal the first n - keep of a group's n entries (seal_group) and move the
  * last keep to the front, where the group goes on from; they are dropped
  * if the seal failed (the peer waits for its retry). Returns what is left. */
@@ -1461,8 +1460,9 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
     if (all_sealed && store_iter_status(it) == MP_OK)
         d->sealed_below = d->next_seq; /* new entries come from here */
     store_iter_free(it);
-    /* Stopped by the budget: the last bundle, maybe not full, waits. */
-    size_t keep = sealed >= DELIVERY_SEAL_BATCH && pk.first > 0 ? n - pk.first : 0;
+    /* Stopped by the budget: the last bundle, maybe not full, waits (even
+     * if it is the group's only one: the pass sealed enough). */
+    size_t keep = sealed >= DELIVERY_SEAL_BATCH ? n - pk.first : 0;
     if (n > keep)
         n = seal_front(d, group, seqs, entries, n, keep, now, mode);
     for (size_t i = 0; i < n; i++)
@@ -1539,9 +1539,10 @@ static void pump_cb(uv_timer_t *timer)
         return; /* what was sealed unsynced must not leave: nothing goes until a restart */
     if (d->syncing) {
         /* What is durable goes (a link drained meanwhile); what the sync
-         * covers, and sealing, wait for its end (sync_done_cb). */
-        if (pump_walk(d, now, &wake))
-            kick(d);
+         * covers, and sealing, wait for its end (sync_done_cb), which pumps
+         * again: not a timer set to 0 here, which libuv runs again before it
+         * polls, so that the sync's end would never be heard. */
+        (void)pump_walk(d, now, &wake);
         return;
     }
     expire_waiters(d, now);
@@ -2513,7 +2514,7 @@ static void sync_done_cb(uv_work_t *work, int status)
         uint64_t now = sysenv_unix_ms(), wake = UINT64_MAX;
         links_hold(d->cfg.links, true);
         if (pump_walk(d, now, &wake))
-            kick(d);
+            kick(d); /* (not syncing yet: the timer runs after this turn's pass) */
         links_hold(d->cfg.links, false);
         durable_timer_cb(&d->durable);
         return;
