@@ -245,7 +245,7 @@ struct delivery {
     uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
     /* A sync on the thread pool, begun when envelopes left ahead of it
      * (sync_ahead): no other pass seals ahead until it is back, and the
-     * pump sends meanwhile only seals made durable before it (seal_durable). */
+     * pump sends meanwhile only seals made durable before it (seal_is_durable). */
     uv_work_t sync_work;   /* sync_work.data = this */
     bool syncing;
     char *sync_error;      /* its RocksDB error text; NULL: synced */
@@ -1099,7 +1099,7 @@ static void expire_due(struct delivery *d, uint64_t now);
 
 /* Whether entry seq of p, if sealed, is durable: sealed before the pass
  * whose sync is still running, or synced since. */
-static bool seal_durable(const struct delivery *d, const struct peer *p, uint64_t seq)
+static bool seal_is_durable(const struct delivery *d, const struct peer *p, uint64_t seq)
 {
     return seq < p->unsynced_from || p->unsynced_sync <= d->syncs_done;
 }
@@ -1251,8 +1251,9 @@ static void mark_early(struct delivery *d, struct peer *p, const uint64_t *seqs,
  * What fits goes as a bundle, one envelope for many messages: the first
  * entry of each (the head) holds the envelope and lists the others (its
  * riders), whose work-list keys go, so the pump sends, and the peer acks,
- * the head for all of them. The entries are cleared. */
-static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
+ * the head for all of them. The entries are cleared. False if the seal
+ * failed (logged; the peer waits for its retry). */
+static bool seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now,
                        enum seal_mode mode)
 {
@@ -1341,7 +1342,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
             d->seq_lease_written = lease;
         p->sealed_upto = seqs[n - 1];
         if (mode != SEAL_SYNCED) { /* durable with the next sync begun */
-            if (seal_durable(d, p, seqs[0]))
+            if (seal_is_durable(d, p, seqs[0]))
                 p->unsynced_from = seqs[0];
             p->unsynced_sync = d->syncs_begun + 1;
         }
@@ -1355,6 +1356,7 @@ static void seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         peer_failed(p, now, 0);
         p->seal_retry_at_ms = p->retry_at_ms; /* its mailboxes wait for the seal too */
     }
+    return err == MP_OK;
 }
 
 /* Seal the first n - keep of a group's n entries (seal_group) and move the
@@ -1364,10 +1366,10 @@ static size_t seal_front(struct delivery *d, struct peer *p, uint64_t *seqs,
                          struct outbox_entry *entries, size_t n, size_t keep, uint64_t now,
                          enum seal_mode mode)
 {
-    seal_group(d, p, seqs, entries, n - keep, now, mode);
+    bool sealed = seal_group(d, p, seqs, entries, n - keep, now, mode);
     memmove(seqs, seqs + n - keep, keep * sizeof(*seqs));
     memmove(entries, entries + n - keep, keep * sizeof(*entries));
-    if (p->seal_retry_at_ms <= now)
+    if (sealed)
         return keep;
     for (size_t i = 0; i < keep; i++)
         outbox_entry_clear(&entries[i]);
@@ -1501,7 +1503,7 @@ static bool pump_walk(struct delivery *d, uint64_t now, uint64_t *wake)
         }
         uint64_t seq = bytes_get_u64(key + 1);
         struct peer *p = peer_find(d, val);
-        if (d->syncing && (p == NULL || !seal_durable(d, p, seq))) {
+        if (d->syncing && (p == NULL || !seal_is_durable(d, p, seq))) {
             stopped = true; /* this and what follows wait for the sync's end */
             break;
         }
