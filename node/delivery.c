@@ -1360,19 +1360,23 @@ static bool seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
 }
 
 /* Seal the first n - keep of a group's n entries (seal_group) and move the
- * last keep to the front, where the group goes on from; they are dropped
- * if the seal failed (the peer waits for its retry). Returns what is left. */
+ * last keep to the front, where the group goes on from, their packing (pk)
+ * then one bundle; they are dropped if the seal failed (the peer waits for
+ * its retry). Returns what is left. */
 static size_t seal_front(struct delivery *d, struct peer *p, uint64_t *seqs,
-                         struct outbox_entry *entries, size_t n, size_t keep, uint64_t now,
-                         enum seal_mode mode)
+                         struct outbox_entry *entries, size_t n, size_t keep,
+                         struct packing *pk, uint64_t now, enum seal_mode mode)
 {
     bool sealed = seal_group(d, p, seqs, entries, n - keep, now, mode);
     memmove(seqs, seqs + n - keep, keep * sizeof(*seqs));
     memmove(entries, entries + n - keep, keep * sizeof(*entries));
-    if (sealed)
+    pk->bundles = 1;
+    pk->first = 0;
+    if (sealed && keep > 0)
         return keep;
     for (size_t i = 0; i < keep; i++)
         outbox_entry_clear(&entries[i]);
+    *pk = (struct packing){0};
     return 0;
 }
 
@@ -1434,28 +1438,14 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
         }
         group = p;
         seqs[n] = seq;
-        if (pack_entry(&pk, n, entries[n].plaintext.len) && pk.bundles > DELIVERY_SEAL_BUNDLES) {
-            /* The group's bundles are full: this entry begins the next group. */
-            sealed += n;
-            n = seal_front(d, group, seqs, entries, n + 1, 1, now, mode);
-            pk.bundles = 1;
-            pk.first = 0;
-            if (n == 0) {
-                pk = (struct packing){0};
-                group = NULL;
-            }
-            continue;
-        }
-        if (++n == DELIVERY_SEAL_GROUP) {
+        bool full = pack_entry(&pk, n, entries[n].plaintext.len) &&
+                    pk.bundles > DELIVERY_SEAL_BUNDLES;
+        if (++n == DELIVERY_SEAL_GROUP || full) {
+            /* The last bundle begun (this entry's, if full) goes on into the
+             * next group, unless it is the group's only one. */
             size_t keep = pk.first > 0 ? n - pk.first : 0;
             sealed += n - keep;
-            n = seal_front(d, group, seqs, entries, n, keep, now, mode);
-            pk.first = 0;
-            pk.bundles = 1;
-            if (n == 0) {
-                pk = (struct packing){0};
-                group = NULL;
-            }
+            n = seal_front(d, group, seqs, entries, n, keep, &pk, now, mode);
         }
     }
     /* All sealed so far means no group formed, so the walk ran to the end. */
@@ -1466,7 +1456,7 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
      * if it is the group's only one: the pass sealed enough). */
     size_t keep = sealed >= DELIVERY_SEAL_BATCH ? n - pk.first : 0;
     if (n > keep)
-        n = seal_front(d, group, seqs, entries, n, keep, now, mode);
+        n = seal_front(d, group, seqs, entries, n, keep, &pk, now, mode);
     for (size_t i = 0; i < n; i++)
         outbox_entry_clear(&entries[i]);
 }
