@@ -1529,6 +1529,7 @@ static void pump_cb(uv_timer_t *timer)
 
     if (d->sync_failed)
         return; /* what was sealed unsynced must not leave: nothing goes until a restart */
+    expire_waiters(d, now); /* also while syncing: under a steady load it always is */
     if (d->syncing) {
         /* What is durable goes (a link drained meanwhile); what the sync
          * covers, and sealing, wait for its end (sync_done_cb), which pumps
@@ -1537,15 +1538,15 @@ static void pump_cb(uv_timer_t *timer)
         (void)pump_walk(d, now, &wake);
         return;
     }
-    expire_waiters(d, now);
     expire_due(d, now);
     d->seal_again = false;
     seal_pending(d, now, SEAL_SYNCED);
     if (d->next_expiry_ms < wake)
         wake = d->next_expiry_ms;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        if (d->waiters[i].call != NULL && d->waiters[i].deadline_ms < wake)
-            wake = d->waiters[i].deadline_ms;
+        const struct waiter *w = &d->waiters[i];
+        if (w->call != NULL && w->durable_at <= d->syncs_done && w->deadline_ms < wake)
+            wake = w->deadline_ms; /* (one not durable yet: its sync's end pumps) */
     }
     bool more = pump_walk(d, now, &wake);
     if (!d->closing)
@@ -3502,13 +3503,21 @@ cleanup:
     return ok;
 }
 
-/* Waiters past their deadline are told the message is still queued (not
- * those delivered, whose sync is on its way). */
+/* Whether waiter w is to be told now that its message is still queued:
+ * past its deadline, not delivered (that answer's sync is on its way), and
+ * its message durable, so that "queued" is true (the sync's end pumps). */
+static bool waiter_due(const struct delivery *d, const struct waiter *w, uint64_t now)
+{
+    return w->call != NULL && !w->delivered && now >= w->deadline_ms &&
+           w->durable_at <= d->syncs_done;
+}
+
+/* Waiters due (waiter_due) are told the message is still queued. */
 static void expire_waiters(struct delivery *d, uint64_t now)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (w->call != NULL && !w->delivered && now >= w->deadline_ms) {
+        if (waiter_due(d, w, now)) {
             control_call_fail(w->call, RPC_CODE_FAILED, MP_ERR_TIMEOUT,
                               "not delivered yet; the message stays queued");
             w->call = NULL;

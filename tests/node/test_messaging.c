@@ -1,8 +1,9 @@
 /*
  * Direct delivery with real nodes on loopback: messages both ways with
  * receipts, `listen` in order, a restart between messages, kill -9 in the
- * middle of 1,000 sends, the errors a user meets at `send`, and a node whose
- * store an older build wrote (format 1).
+ * middle of 1,000 sends, the errors a user meets at `send`, a node whose
+ * store an older build wrote (format 1), and `send --wait` timing out while
+ * the node is kept busy.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -849,6 +851,87 @@ static void expect_format_2(struct node *n)
     free(log);
 }
 
+/* A stream of send.batch calls from a child process, FLOOD_DEPTH in flight
+ * at a time on one connection, to n's contact to; it ends by itself after
+ * FLOOD_CALLS calls or FLOOD_MS, exiting 0 (1 if the node stopped
+ * answering). */
+enum { FLOOD_DEPTH = 4, FLOOD_CALLS = 20000, FLOOD_BATCH = 8, FLOOD_MS = 20000 };
+
+static pid_t flood(struct node *n, const char *to)
+{
+    size_t cap = 256 + FLOOD_BATCH * 24;
+    char *line = malloc(cap);
+    assert_non_null(line);
+    size_t len = (size_t)snprintf(line, cap,
+                                  "{\"jsonrpc\":\"2.0\",\"method\":\"send.batch\",\"params\":"
+                                  "{\"to\":\"%s\",\"messages\":[", to);
+    for (int i = 0; i < FLOOD_BATCH; i++)
+        len += (size_t)snprintf(line + len, cap - len, "%s{\"text\":\"load\"}", i > 0 ? "," : "");
+    len += (size_t)snprintf(line + len, cap - len, "]},\"id\":1}\n");
+    assert_true(len < cap);
+    int fd = harness_connect(n->sock);
+    assert_true(fd >= 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0) {
+        close(fd);
+        free(line);
+        return pid;
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < FLOOD_DEPTH - 1; i++) {
+        if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len)
+            _exit(1);
+    }
+    for (int calls = FLOOD_DEPTH - 1; calls < FLOOD_CALLS; calls++) {
+        char *reply = harness_exchange(fd, line, len); /* one more in, one answer out */
+        if (reply == NULL || strstr(reply, "\"queued\"") == NULL)
+            _exit(1);
+        free(reply);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > FLOOD_MS)
+            break;
+    }
+    _exit(0);
+}
+
+/* `send --wait --timeout 1` to a contact whose node never came up, while
+ * the node is kept busy sending to another: the wait ends (exit 75, the
+ * message stays queued) while the load goes on, not once it stops. */
+static void test_wait_times_out_under_load(void **state)
+{
+    (void)state;
+    start_pair();
+    struct node *a = &nodes[0], *b = &nodes[1], *c = &nodes[2];
+    node_init(c); /* never started: its presence is nowhere */
+    add_contact(a, c, "carol");
+    send_ok(a, "bob", "first", true); /* the session is up before the load */
+
+    pid_t load = flood(a, b->address);
+    sleep_ms(500); /* the load is on */
+    struct run_result r = harness_run(NULL, ARGS("send", "--data-dir", a->dir, "--config",
+                                                 config_path, "carol", "hello", "--wait",
+                                                 "--timeout", "1"));
+    int status;
+    pid_t ended = waitpid(load, &status, WNOHANG);
+    if (ended == 0) {
+        kill(load, SIGKILL);
+        waitpid(load, &status, 0);
+    }
+    assert_int_equal(r.status, 75);
+    assert_contains(r.err, "stays queued");
+    harness_result_free(&r);
+    assert_int_equal(ended, 0); /* answered while the load still ran */
+
+    /* Queued: carol's message waits among a's pending ones. */
+    json_t *list = history_with(a, c->address);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "state")),
+                        "queued");
+    json_decref(list);
+}
+
 /* A node upgraded from a build that wrote format 1: what it had delivered
  * stays delivered, what was queued for a peer that was away goes out after
  * the upgrade, once, and both keep talking. */
@@ -914,6 +997,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_batch, teardown),
         cmocka_unit_test_teardown(test_changed_node_key, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_1, teardown),
+        cmocka_unit_test_teardown(test_wait_times_out_under_load, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("MERPATI_TEST_FILTER"));
