@@ -7,6 +7,17 @@
 
 #include <stdint.h>
 
+static inline void bytes_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline uint16_t bytes_get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
 static inline void bytes_put_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 3; i >= 0; i--, v >>= 8)

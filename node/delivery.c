@@ -450,33 +450,59 @@ static void state_row(struct delivery *d, uint64_t seq, const uint8_t *val, size
                  "status, not logged)", (unsigned long long)seq, mp_strerror(err));
 }
 
+/* The envelope of sealed entry e (seq), while it may still go (queued, or
+ * held by mailboxes), read in from where it is kept apart. */
+static enum mp_err load_envelope(struct delivery *d, uint64_t seq, struct outbox_entry *e)
+{
+    uint8_t key[9], *val = NULL;
+    size_t len = 0;
+    if (!e->sealed || (e->state != OUTBOX_QUEUED && e->state != OUTBOX_MAILBOX))
+        return MP_OK;
+    seq_key(key, KEY_ENTRY, seq);
+    enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX_SEALED, key, sizeof(key), &val, &len);
+    if (err == MP_OK)
+        err = len <= MSG_LINK_ENVELOPE_MAX ? buf_append(&e->envelope, val, len) : MP_ERR_STORE;
+    free(val);
+    if (err == MP_ERR_NOT_FOUND || err == MP_ERR_STORE) {
+        log_warn(MOD, "the envelope of outgoing message %llu is %s: the store is damaged",
+                 (unsigned long long)seq, err == MP_ERR_STORE ? "too long" : "missing");
+        err = MP_ERR_STORE;
+    }
+    return err;
+}
+
 static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
 {
     uint8_t key[9], *val = NULL;
     size_t len = 0;
+    enum mp_err err;
     struct cached_entry *slot = cache_slot(d, seq);
     if (slot->seq == seq) {
         d->cache->hits++;
-        return outbox_entry_decode(slot->bytes.data, slot->bytes.len, e_out);
+        err = outbox_entry_decode(slot->bytes.data, slot->bytes.len, e_out);
+    } else {
+        d->cache->misses++;
+        seq_key(key, KEY_ENTRY, seq);
+        err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
+        if (err == MP_OK)
+            err = outbox_entry_decode(val, len, e_out);
+        free(val);
+        if (err != MP_OK)
+            return err;
+        /* Its state row, if it has moved since it was written. */
+        key[0] = KEY_STATE;
+        val = NULL;
+        err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
+        if (err == MP_OK)
+            state_row(d, seq, val, len, e_out);
+        free(val);
+        if (err == MP_ERR_NOT_FOUND)
+            err = MP_OK;
     }
-    d->cache->misses++;
-    seq_key(key, KEY_ENTRY, seq);
-    enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
     if (err == MP_OK)
-        err = outbox_entry_decode(val, len, e_out);
-    free(val);
+        err = load_envelope(d, seq, e_out);
     if (err != MP_OK)
-        return err;
-    /* Its state row, if it has moved since it was written. */
-    key[0] = KEY_STATE;
-    val = NULL;
-    err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
-    if (err == MP_OK)
-        state_row(d, seq, val, len, e_out);
-    free(val);
-    if (err == MP_OK || err == MP_ERR_NOT_FOUND)
-        return MP_OK;
-    outbox_entry_clear(e_out);
+        outbox_entry_clear(e_out);
     return err;
 }
 
@@ -492,7 +518,8 @@ static bool entry_read_again(const struct outbox_entry *e)
            kind == MSG_KIND_TEXT;
 }
 
-/* Entry e as seq into b (and staged for the cache). */
+/* New entry e as seq into b (and staged for the cache): written once, what
+ * changes of it later goes to its state row (batch_state). */
 static enum mp_err batch_entry(struct delivery *d, struct store_batch *b, uint64_t seq,
                                const struct outbox_entry *e)
 {
@@ -509,20 +536,26 @@ static enum mp_err batch_entry(struct delivery *d, struct store_batch *b, uint64
     return MP_OK;
 }
 
-/* Entry e (loaded, then moved: move_entry) into b: its state row, and the
- * entry itself only if it dropped its envelope (rewrite), so that acks and
- * receipts do not write each message again; staged for the cache. */
-static enum mp_err batch_moved(struct delivery *d, struct store_batch *b, uint64_t seq,
-                               const struct outbox_entry *e, bool rewrite)
+/* Entry e's state row into b: what changed of it since it was written
+ * (its state and expiry as move_entry moved them, its seal and riders once
+ * sealed), and if it dropped its envelope (dropped), the envelope's
+ * deletion; never the entry itself, so that seals, acks and receipts do
+ * not write each message again, nor make a compaction rewrite the history
+ * around it; staged for the cache. */
+static enum mp_err batch_state(struct delivery *d, struct store_batch *b, uint64_t seq,
+                               const struct outbox_entry *e, bool dropped)
 {
-    uint8_t key[9], val[OUTBOX_STATE_BYTES];
-    enum mp_err err = outbox_state_encode(e, val);
+    uint8_t key[9], val[OUTBOX_STATE_ROW_MAX];
+    size_t len;
+    enum mp_err err = outbox_state_encode(e, val, &len);
     if (err != MP_OK)
         return err;
     seq_key(key, KEY_STATE, seq);
-    store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
-    if (rewrite)
-        return batch_entry(d, b, seq, e);
+    store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, len);
+    if (dropped) {
+        key[0] = KEY_ENTRY;
+        store_batch_delete(b, STORE_CF_OUTBOX_SEALED, key, sizeof(key));
+    }
     struct buf enc;
     buf_init(&enc, 0);
     if (entry_read_again(e) && (err = outbox_entry_encode(e, &enc)) != MP_OK)
@@ -1314,12 +1347,16 @@ static bool seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
         }
         buf_free(&head->envelope);
         head->envelope = envs[k];
+        head->sealed = true;
         buf_init(&envs[k], 0); /* moved */
         key[0] = KEY_DIGEST;
         digest_of(head->envelope.data, head->envelope.len, key + 1);
         bytes_put_u64(val, seqs[heads[k]]);
         store_batch_put(b, STORE_CF_OUTBOX_INDEX, key, sizeof(key), val, sizeof(val));
-        err = batch_entry(d, b, seqs[heads[k]], head);
+        seq_key(key, KEY_ENTRY, seqs[heads[k]]);
+        store_batch_put(b, STORE_CF_OUTBOX_SEALED, key, 9, head->envelope.data,
+                        head->envelope.len);
+        err = batch_state(d, b, seqs[heads[k]], head, false);
     }
     for (size_t k = 0; k < bundles; k++) {
         if (owned[k])
@@ -2010,9 +2047,9 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
         enum mp_err err = MP_OK;
         if (ours) {
             uint8_t key[9];
-            bool rewrite = e.envelope.len > 0;
+            bool dropped = e.envelope.len > 0;
             e.state = OUTBOX_DELIVERED;
-            if (rewrite) {
+            if (dropped) {
                 /* Before its ack (lost, or it went through mailboxes): the
                  * receipt shows the whole envelope arrived. Send it no more
                  * (a rider has no work-list key: its head has), and its
@@ -2025,7 +2062,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
                 buf_free(&e.envelope); /* never sent again */
             }
             if (err == MP_OK)
-                err = batch_moved(d, b, seq, &e, rewrite);
+                err = batch_state(d, b, seq, &e, dropped);
             struct outbox_event ev = {.type = OUTBOX_EVENT_DELIVERED, .at_ms = now};
             memcpy(ev.peer, sender, 32);
             memcpy(ev.id, m->receipt_ids[i], MSG_ID_BYTES);
@@ -2651,10 +2688,10 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
     bool text = msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
                 kind == MSG_KIND_TEXT;
     uint8_t state = mv->state == OUTBOX_DELIVERED && !text ? OUTBOX_SENT : mv->state;
-    bool sealed = e->envelope.len > 0;
+    bool held = e->envelope.len > 0;
     if (!move_entry(e, state, mv->expires_ms, &event))
         return MP_OK;
-    enum mp_err err = batch_moved(d, b, seq, e, sealed && e->envelope.len == 0);
+    enum mp_err err = batch_state(d, b, seq, e, held && e->envelope.len == 0);
     if (err == MP_OK && event && text) {
         uint64_t cursor;
         ev.type = events[state];

@@ -30,8 +30,15 @@ struct outbox_entry {
     uint8_t state;             /* enum outbox_state */
     uint64_t created_ms;       /* Unix ms */
     struct buf plaintext;      /* msg_encode bytes (id, counter, kind, body) */
-    /* Sealed once, then resent as is; empty before, in a rider (its head
-     * holds the envelope), and once sent, delivered or expired. */
+    /* Sealed once, then resent as is: the entry is the head of an envelope,
+     * kept apart from it (STORE_CF_OUTBOX_SEALED, under the head's seq)
+     * while queued or held by mailboxes, so that the entry itself is
+     * written once and never again as its envelope comes and goes. */
+    bool sealed;
+    /* That envelope, in memory only (delivery reads it in with the entry):
+     * empty before sealing, in a rider (its head holds it), and once sent,
+     * delivered or expired. Entries of version 3 and older held it within
+     * (read, never written: a node moves them apart as it starts). */
     struct buf envelope;
     uint64_t expires_ms;       /* held by mailboxes until (Unix ms); 0: not held */
     /* The other entries sealed in this one's envelope (a bundle), by seq:
@@ -59,19 +66,27 @@ struct outbox_event {
 };
 
 /* Encoders initialise out (caller buf_frees); decoders own their buffers
- * (outbox_*_clear). Errors: MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION, MP_ERR_TOO_BIG. */
+ * (outbox_*_clear). Errors: MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION, MP_ERR_TOO_BIG.
+ * outbox_entry_encode never writes the envelope, and refuses (MP_ERR_INVAL)
+ * an entry holding one it does not mark sealed: that envelope would be lost. */
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out);
 enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_entry *e_out);
 void outbox_entry_clear(struct outbox_entry *e);
 
-/* An entry's state row: its state and expiry kept apart from it, so that a
- * move from state to state writes these few bytes, not the message again
- * (docs/PROTOCOL.md: u8 version 1, u8 state, u64 big-endian expires ms).
- * outbox_state_encode: MP_ERR_INVAL for a state out of range, as
- * outbox_entry_encode. outbox_state_decode sets e's state and expires_ms from
- * one; on MP_ERR_MALFORMED or MP_ERR_WIRE_VERSION e is unchanged. */
-#define OUTBOX_STATE_BYTES 10
-enum mp_err outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES]);
+/* An entry's state row: what changes of an entry after it is written (its
+ * state and expiry, and once sealed the seal and its riders) kept apart
+ * from it, so that the entry is written once and a move writes these few
+ * bytes, not the message again (docs/PROTOCOL.md: u8 version 2, u8 state,
+ * u64 big-endian expires ms, u8 flags (1: sealed), u16 big-endian rider
+ * count, that many u64 big-endian seqs). outbox_state_encode writes version 2, its
+ * length in *len_out; MP_ERR_INVAL for a state or a rider count out of
+ * range, as outbox_entry_encode. outbox_state_decode sets e's state and
+ * expires_ms from a row, and from a version 2 row its seal and riders too
+ * (version 1 rows had only the first two); on an error (MP_ERR_MALFORMED,
+ * MP_ERR_WIRE_VERSION, MP_ERR_NOMEM) e is unchanged. */
+#define OUTBOX_STATE_ROW_MAX (13 + 8 * (MSG_BUNDLE_MAX - 1))
+enum mp_err outbox_state_encode(const struct outbox_entry *e,
+                                uint8_t out[OUTBOX_STATE_ROW_MAX], size_t *len_out);
 enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e);
 
 enum mp_err outbox_event_encode(const struct outbox_event *ev, struct buf *out);

@@ -6,19 +6,29 @@
 #include "crypto/wire.h"
 #include "node/outbox.h"
 
-#define ENTRY_VERSION 3
+#define ENTRY_VERSION 4
 #define ENTRY_FIELDS 8
-/* Version 1 (no expiry) and 2 (no riders) entries are still read: queued
+/* Version 1 (no expiry), 2 (no riders) and 3 (the envelope within, where
+ * version 4 says only whether it is sealed) entries are still read: queued
  * mail survives an upgrade. */
 #define ENTRY_V1 1
 #define ENTRY_V1_FIELDS 6
 #define ENTRY_V2 2
 #define ENTRY_V2_FIELDS 7
-#define STATE_VERSION 1
+#define ENTRY_V3 3
+#define ENTRY_V3_FIELDS 8
+#define STATE_VERSION 2
+#define STATE_FIXED 13   /* version, state, expiry, flags, rider count (u16) */
+#define STATE_SEALED 0x01
+/* Version 1 rows (format 2 stores): version, state, expiry only. */
+#define STATE_V1 1
+#define STATE_V1_BYTES 10
 #define EVENT_VERSION 1
 #define EVENT_FIELDS 7
-/* An entry: plaintext, envelope and riders at their caps, plus framing. */
-#define ENTRY_WIRE_MAX (MSG_WIRE_MAX + MSG_LINK_ENVELOPE_MAX + 9 * MSG_BUNDLE_MAX + 256)
+/* An entry: plaintext and riders at their caps, plus framing; and read, an
+ * envelope within (versions 1 to 3). */
+#define ENTRY_WIRE_MAX (MSG_WIRE_MAX + 9 * MSG_BUNDLE_MAX + 256)
+#define ENTRY_READ_MAX (ENTRY_WIRE_MAX + MSG_LINK_ENVELOPE_MAX)
 #define EVENT_WIRE_MAX (MSG_WIRE_MAX + 256)
 
 static void pack_buf(msgpack_packer *pk, const struct buf *b)
@@ -36,7 +46,10 @@ static void pack_entry_cb(msgpack_packer *pk, const void *obj)
     msgpack_pack_uint32(pk, e->state);
     msgpack_pack_uint64(pk, e->created_ms);
     pack_buf(pk, &e->plaintext);
-    pack_buf(pk, &e->envelope);
+    if (e->sealed)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
     msgpack_pack_uint64(pk, e->expires_ms);
     msgpack_pack_array(pk, (uint32_t)e->rider_count);
     for (size_t i = 0; i < e->rider_count; i++)
@@ -46,7 +59,7 @@ static void pack_entry_cb(msgpack_packer *pk, const void *obj)
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out)
 {
     if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
-        e->rider_count > MSG_BUNDLE_MAX - 1)
+        e->rider_count > MSG_BUNDLE_MAX - 1 || (e->envelope.len > 0 && !e->sealed))
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_entry_cb, e, ENTRY_WIRE_MAX, out);
 }
@@ -98,13 +111,17 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
     memset(e_out, 0, sizeof(*e_out));
     buf_init(&e_out->plaintext, MSG_WIRE_MAX);
     buf_init(&e_out->envelope, MSG_LINK_ENVELOPE_MAX);
-    if (len > ENTRY_WIRE_MAX)
+    if (len > ENTRY_READ_MAX)
         return MP_ERR_TOO_BIG;
     msgpack_unpacked_init(&u);
     err = wire_unpack(data, len, &u);
     unsigned version = ENTRY_VERSION;
     if (err == MP_OK) {
         err = wire_versioned(&u, ENTRY_VERSION, ENTRY_FIELDS, &f);
+        if (err == MP_ERR_WIRE_VERSION) {
+            version = ENTRY_V3;
+            err = wire_versioned(&u, ENTRY_V3, ENTRY_V3_FIELDS, &f);
+        }
         if (err == MP_ERR_WIRE_VERSION) {
             version = ENTRY_V2;
             err = wire_versioned(&u, ENTRY_V2, ENTRY_V2_FIELDS, &f);
@@ -118,14 +135,17 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
         goto cleanup;
     err = MP_ERR_MALFORMED;
     if ((version >= ENTRY_V2 && !wire_get_u64(&f[6], &e_out->expires_ms)) ||
-        (version == ENTRY_VERSION && !get_riders(&f[7], e_out)))
+        (version >= ENTRY_V3 && !get_riders(&f[7], e_out)))
         goto cleanup;
     if (!wire_get_bin(&f[1], e_out->to, MSG_KEY_BYTES) || !wire_get_u32(&f[2], &state) ||
         state < OUTBOX_QUEUED || state > OUTBOX_STATE_MAX ||
         !wire_get_u64(&f[3], &e_out->created_ms) ||
-        !get_buf(&f[4], MSG_WIRE_MAX, &e_out->plaintext) ||
-        !get_buf(&f[5], MSG_LINK_ENVELOPE_MAX, &e_out->envelope))
+        !get_buf(&f[4], MSG_WIRE_MAX, &e_out->plaintext))
         goto cleanup;
+    if (version == ENTRY_VERSION ? f[5].type != MSGPACK_OBJECT_BOOLEAN
+                                 : !get_buf(&f[5], MSG_LINK_ENVELOPE_MAX, &e_out->envelope))
+        goto cleanup;
+    e_out->sealed = version == ENTRY_VERSION && f[5].via.boolean;
     e_out->state = (uint8_t)state;
     err = MP_OK;
 cleanup:
@@ -135,26 +155,54 @@ cleanup:
     return err;
 }
 
-enum mp_err outbox_state_encode(const struct outbox_entry *e, uint8_t out[OUTBOX_STATE_BYTES])
+enum mp_err outbox_state_encode(const struct outbox_entry *e,
+                                uint8_t out[OUTBOX_STATE_ROW_MAX], size_t *len_out)
 {
-    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX)
+    if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
+        e->rider_count > MSG_BUNDLE_MAX - 1)
         return MP_ERR_INVAL;
     out[0] = STATE_VERSION;
     out[1] = e->state;
     bytes_put_u64(out + 2, e->expires_ms);
+    out[10] = e->sealed ? STATE_SEALED : 0;
+    bytes_put_u16(out + 11, (uint16_t)e->rider_count);
+    for (size_t i = 0; i < e->rider_count; i++)
+        bytes_put_u64(out + STATE_FIXED + 8 * i, e->riders[i]);
+    *len_out = STATE_FIXED + 8 * e->rider_count;
     return MP_OK;
 }
 
 enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e)
 {
-    if (len != OUTBOX_STATE_BYTES)
+    if (len < 1)
         return MP_ERR_MALFORMED;
-    if (data[0] != STATE_VERSION)
+    if (data[0] != STATE_VERSION && data[0] != STATE_V1)
         return MP_ERR_WIRE_VERSION;
-    if (data[1] < OUTBOX_QUEUED || data[1] > OUTBOX_STATE_MAX)
+    bool v1 = data[0] == STATE_V1;
+    if (len < (v1 ? STATE_V1_BYTES : STATE_FIXED) || data[1] < OUTBOX_QUEUED ||
+        data[1] > OUTBOX_STATE_MAX)
         return MP_ERR_MALFORMED;
+    if (v1) {
+        if (len != STATE_V1_BYTES)
+            return MP_ERR_MALFORMED;
+    } else if ((data[10] & ~STATE_SEALED) != 0 || bytes_get_u16(data + 11) > MSG_BUNDLE_MAX - 1 ||
+               len != STATE_FIXED + 8 * (size_t)bytes_get_u16(data + 11)) {
+        return MP_ERR_MALFORMED;
+    }
+    uint64_t *riders = NULL;
+    size_t n = v1 ? 0 : bytes_get_u16(data + 11);
+    if (n > 0 && (riders = malloc(n * sizeof(*riders))) == NULL)
+        return MP_ERR_NOMEM;
     e->state = data[1];
     e->expires_ms = bytes_get_u64(data + 2);
+    if (v1)
+        return MP_OK;
+    for (size_t i = 0; i < n; i++)
+        riders[i] = bytes_get_u64(data + STATE_FIXED + 8 * i);
+    free(e->riders);
+    e->riders = riders;
+    e->rider_count = n;
+    e->sealed = (data[10] & STATE_SEALED) != 0;
     return MP_OK;
 }
 

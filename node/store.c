@@ -30,6 +30,7 @@
 
 #include "base/bytes.h"
 #include "base/log.h"
+#include "node/outbox.h"
 #include "node/paths.h"
 
 #define MOD "store"
@@ -81,6 +82,7 @@ static const char *const cf_names[STORE_CF_COUNT_] = {
     [STORE_CF_PEERS] = "peers",
     [STORE_CF_OUTBOX_INDEX] = "outbox_index",
     [STORE_CF_INBOX_INDEX] = "inbox_index",
+    [STORE_CF_OUTBOX_SEALED] = "outbox_sealed",
 };
 
 struct store {
@@ -478,35 +480,141 @@ static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t 
     return err;
 }
 
-/* Format 1 to 2: the keys of moves_to_2 to their new families. First the
- * new version and the MIGRATING_KEY marker, synced: from then on a build
- * that knows only format 1 refuses the store rather than miss the keys
- * already moved, and an open of this build that finds the marker goes on
- * with the migration. Each write moves its keys whole (put and delete in one
- * batch), so a crash leaves every key in one place or the other, never lost
- * nor in both. The marker goes last, synced, making the moves durable. */
-static enum mp_err migrate_to_2(struct store *s, const char *dir, bool resumed)
+/* Format 1 to 2: the keys of moves_to_2 to their new families. Each write
+ * moves its keys whole (put and delete in one batch), so a crash leaves
+ * every key in one place or the other, never lost nor in both. */
+static enum mp_err move_keys_to_2(struct store *s, size_t *moved_io)
 {
-    uint8_t be[FORMAT_LEN], from[FORMAT_LEN];
+    enum mp_err err = MP_OK;
+    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++)
+        err = move_keys(s, &moves_to_2[m], moved_io);
+    return err;
+}
+
+/* Entries read per write of the format 3 migration: at most this many
+ * envelopes (64 KiB each) in memory at once. */
+#define MIGRATE_ENTRIES 64
+
+/* The envelopes held within queued entries (version 3 and older) moved
+ * apart: each such entry, found through the work list ('q' keys of
+ * outbox_index: no entry off it holds an envelope), is written again as
+ * version 4, marked sealed, with its envelope under the same key in
+ * outbox_sealed, both in one write. An entry done before (a migration cut
+ * short) is sealed already and left; one that does not decode is left as it
+ * is, for delivery to report as it reads it. */
+static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
+{
+    const uint8_t prefix = 'q';
+    uint8_t last[9];
+    bool started = false;
+    size_t n;
+    enum mp_err err = MP_OK;
+
+    do {
+        struct store_iter *it =
+            started ? store_iter_new_at(s, STORE_CF_OUTBOX_INDEX, &prefix, 1, last, sizeof(last))
+                    : store_iter_new(s, STORE_CF_OUTBOX_INDEX, &prefix, 1);
+        struct store_batch *b = store_batch_new();
+        const uint8_t *key, *val;
+        size_t key_len, val_len;
+        n = 0;
+        while (err == MP_OK && n < MIGRATE_ENTRIES &&
+               store_iter_next(it, &key, &key_len, &val, &val_len)) {
+            if (key_len != sizeof(last))
+                continue;
+            memcpy(last, key, sizeof(last)); /* the next chunk starts here (seen again: left) */
+            started = true;
+            n++;
+            uint8_t entry_key[9], *raw = NULL;
+            size_t raw_len = 0;
+            struct outbox_entry e;
+            struct buf enc;
+            entry_key[0] = 'o';
+            memcpy(entry_key + 1, key + 1, 8);
+            err = store_get(s, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), &raw, &raw_len);
+            bool held = err == MP_OK && outbox_entry_decode(raw, raw_len, &e) == MP_OK;
+            free(raw);
+            if (err == MP_ERR_NOT_FOUND)
+                err = MP_OK;
+            if (!held)
+                continue;
+            if (!e.sealed && e.envelope.len > 0) {
+                e.sealed = true;
+                err = outbox_entry_encode(&e, &enc);
+                if (err == MP_OK) {
+                    store_batch_put(b, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), enc.data,
+                                    enc.len);
+                    store_batch_put(b, STORE_CF_OUTBOX_SEALED, entry_key, sizeof(entry_key),
+                                    e.envelope.data, e.envelope.len);
+                    buf_free(&enc);
+                    (*moved_io)++;
+                }
+            }
+            outbox_entry_clear(&e);
+        }
+        if (err == MP_OK)
+            err = store_iter_status(it);
+        store_iter_free(it);
+        if (err == MP_OK)
+            err = store_batch_write(s, b, false);
+        store_batch_free(b);
+    } while (err == MP_OK && n == MIGRATE_ENTRIES);
+    return err;
+}
+
+/* Format from to from + 1 by step (what it moves: counted in what). First
+ * the new version and the MIGRATING_KEY marker, synced: from then on a
+ * build that knows only the old format refuses the store rather than
+ * misread what was moved, and an open of this build that finds the marker
+ * goes on with the migration (step takes up where it stopped). Each write
+ * of step leaves every key whole in one place or the other. The marker goes
+ * last, synced, making the moves durable. */
+static enum mp_err migrate(struct store *s, const char *dir, uint32_t from, bool resumed,
+                           enum mp_err (*step)(struct store *, size_t *), const char *what)
+{
+    uint8_t be[FORMAT_LEN], from_be[FORMAT_LEN];
     size_t moved = 0;
 
-    bytes_put_u32(be, 2);
-    bytes_put_u32(from, 1);
+    bytes_put_u32(be, from + 1);
+    bytes_put_u32(from_be, from);
     struct store_batch *b = store_batch_new();
     store_batch_put(b, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), be, sizeof(be));
-    store_batch_put(b, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), from, sizeof(from));
+    store_batch_put(b, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), from_be,
+                    sizeof(from_be));
     enum mp_err err = store_batch_write(s, b, true);
     store_batch_free(b);
-    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++)
-        err = move_keys(s, &moves_to_2[m], &moved);
+    if (err == MP_OK)
+        err = step(s, &moved);
     if (err == MP_OK)
         err = store_delete(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), true);
     if (err == MP_OK)
-        log_info(MOD, "store in %s migrated from format 1 to 2%s (%zu keys moved)", dir,
-                 resumed ? ", going on with a migration cut short" : "", moved);
+        log_info(MOD, "store in %s migrated from format %u to %u%s (%zu %s moved)", dir,
+                 (unsigned)from, (unsigned)from + 1,
+                 resumed ? ", going on with a migration cut short" : "", moved, what);
     else
-        log_error(MOD, "cannot migrate the store in %s from format 1 to 2: %s; the next start "
-                  "goes on from where this one stopped", dir, mp_strerror(err));
+        log_error(MOD, "cannot migrate the store in %s from format %u to %u: %s; the next "
+                  "start goes on from where this one stopped", dir, (unsigned)from,
+                  (unsigned)from + 1, mp_strerror(err));
+    return err;
+}
+
+/* The format a migration cut short started from, into *from_out (0: none under way). */
+static enum mp_err migrating_from(struct store *s, const char *dir, uint32_t *from_out)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    enum mp_err err = store_get(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), &val, &len);
+    *from_out = 0;
+    if (err == MP_OK && len == FORMAT_LEN)
+        *from_out = bytes_get_u32(val);
+    free(val);
+    if (err == MP_ERR_NOT_FOUND)
+        return MP_OK;
+    if (err == MP_OK && len != FORMAT_LEN) {
+        log_error(MOD, "store in %s is damaged: %s is %zu bytes, not %d", dir, MIGRATING_KEY,
+                  len, FORMAT_LEN);
+        err = MP_ERR_STORE;
+    }
     return err;
 }
 
@@ -514,7 +622,7 @@ static enum mp_err check_format(struct store *s, const char *dir)
 {
     uint8_t *val = NULL;
     size_t len = 0;
-    uint32_t version;
+    uint32_t version, from;
     enum mp_err err;
 
     err = store_get(s, STORE_CF_META, FORMAT_KEY, strlen(FORMAT_KEY), &val, &len);
@@ -541,31 +649,26 @@ static enum mp_err check_format(struct store *s, const char *dir)
                   dir, (unsigned)version, (unsigned)STORE_FORMAT_VERSION);
         return MP_ERR_STORE_VERSION;
     }
-    if (version == 1)
-        return migrate_to_2(s, dir, false);
-    if (version == 2) {
-        /* A migration cut short: its marker is still there. */
-        err = store_get(s, STORE_CF_META, MIGRATING_KEY, strlen(MIGRATING_KEY), &val, &len);
-        bool from_1 = err == MP_OK && len == FORMAT_LEN && bytes_get_u32(val) == 1;
-        free(val);
-        if (from_1)
-            return migrate_to_2(s, dir, true);
-        if (err == MP_OK) {
-            log_error(MOD, "store in %s is damaged: %s is not the 4-byte format 1", dir,
-                      MIGRATING_KEY);
-            return MP_ERR_STORE;
-        }
-        if (err != MP_ERR_NOT_FOUND)
-            return err;
-    }
-    if (version < STORE_FORMAT_VERSION) {
+    if (version == 0) { /* no build wrote it, and none migrates from it */
         log_error(MOD,
                   "store in %s has format %u, this build supports format %u only "
                   "and has no migration from it",
                   dir, (unsigned)version, (unsigned)STORE_FORMAT_VERSION);
         return MP_ERR_STORE_VERSION;
     }
-    return MP_OK;
+    if ((err = migrating_from(s, dir, &from)) != MP_OK)
+        return err;
+    if (from != 0 && from + 1 != version) {
+        log_error(MOD, "store in %s is damaged: a migration from format %u at format %u", dir,
+                  (unsigned)from, (unsigned)version);
+        return MP_ERR_STORE;
+    }
+    /* Each step in turn, from the one cut short (its marker still there). */
+    if (version == 1 || from == 1)
+        err = migrate(s, dir, 1, from == 1, move_keys_to_2, "keys");
+    if (err == MP_OK && (version <= 2 || from == 2))
+        err = migrate(s, dir, 2, from == 2, move_envelopes, "envelopes");
+    return err;
 }
 
 enum mp_err store_open(const char *dir, struct store **store_out, pid_t *holder_pid_out)

@@ -19,7 +19,7 @@
 #include "base/err.h"
 
 /* Bumped when a layout changes incompatibly; store_open refuses newer data. */
-#define STORE_FORMAT_VERSION 2
+#define STORE_FORMAT_VERSION 3
 
 enum store_cf {
     STORE_CF_META = 0,    /* format version, node settings */
@@ -32,6 +32,7 @@ enum store_cf {
     STORE_CF_PEERS,       /* routing table cache for restarts */
     STORE_CF_OUTBOX_INDEX, /* the outbox's work list and indexes (small keys) */
     STORE_CF_INBOX_INDEX,  /* the inbox's duplicate index (small keys) */
+    STORE_CF_OUTBOX_SEALED, /* envelopes of outbox entries not yet sent, under the entries' keys */
     STORE_CF_COUNT_
 };
 

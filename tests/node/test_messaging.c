@@ -1,9 +1,9 @@
 /*
  * Direct delivery with real nodes on loopback: messages both ways with
  * receipts, `listen` in order, a restart between messages, kill -9 in the
- * middle of 1,000 sends, the errors a user meets at `send`, a node whose
- * store an older build wrote (format 1), and `send --wait` timing out while
- * the node is kept busy.
+ * middle of 1,000 sends, the errors a user meets at `send`, nodes whose
+ * stores older builds wrote (formats 1 and 2), and `send --wait` timing out
+ * while the node is kept busy.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <msgpack.h>
 
 #include "base/bytes.h"
 #include "node/msg.h"
@@ -717,10 +718,87 @@ static size_t count_prefix(struct store *st, enum store_cf cf, uint8_t prefix)
     return n;
 }
 
-/* Keys of each kind moved by back_to_format_1: q, d, m, i; and texts given
- * drawn ids. */
+/* Entry e as a format 2 build wrote it (version 3): its envelope within,
+ * where version 4 says only whether it is sealed. */
+static void v3_encode(const struct outbox_entry *e, struct buf *out)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 8);
+    msgpack_pack_uint32(&pk, 3);
+    msgpack_pack_bin(&pk, 32);
+    msgpack_pack_bin_body(&pk, e->to, 32);
+    msgpack_pack_uint32(&pk, e->state);
+    msgpack_pack_uint64(&pk, e->created_ms);
+    msgpack_pack_bin(&pk, e->plaintext.len);
+    msgpack_pack_bin_body(&pk, e->plaintext.data, e->plaintext.len);
+    msgpack_pack_bin(&pk, e->envelope.len);
+    msgpack_pack_bin_body(&pk, e->envelope.data, e->envelope.len);
+    msgpack_pack_uint64(&pk, e->expires_ms);
+    msgpack_pack_array(&pk, (uint32_t)e->rider_count);
+    for (size_t i = 0; i < e->rider_count; i++)
+        msgpack_pack_uint64(&pk, e->riders[i]);
+    buf_init(out, sb.size);
+    assert_int_equal(buf_append(out, sb.data, sb.size), MP_OK);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A stopped node's outbox as format 2 builds kept it: each entry of
+ * version 3, its seal and riders, and its envelope (kept apart), back
+ * within it; its state row, if any, of version 1 (state and expiry only).
+ * Returns how many envelopes went back. */
+static size_t back_to_format_2(struct store *st)
+{
+    uint8_t prefix = 'o';
+    size_t n = 0;
+    struct store_batch *b = store_batch_new();
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        uint8_t row_key[9], *row = NULL, *env = NULL, v1_row[10] = {1};
+        size_t row_len = 0, env_len = 0;
+        struct outbox_entry e;
+        struct buf enc;
+        assert_int_equal(key_len, 9);
+        assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
+        row_key[0] = 's';
+        memcpy(row_key + 1, key + 1, 8);
+        enum mp_err err = store_get(st, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len);
+        assert_true(err == MP_OK || err == MP_ERR_NOT_FOUND);
+        if (err == MP_OK) {
+            assert_int_equal(outbox_state_decode(row, row_len, &e), MP_OK);
+            v1_row[1] = e.state;
+            memcpy(v1_row + 2, row + 2, 8); /* the expiry */
+            store_batch_put(b, STORE_CF_OUTBOX_INDEX, row_key, 9, v1_row, sizeof(v1_row));
+            free(row);
+        }
+        if (store_get(st, STORE_CF_OUTBOX_SEALED, key, key_len, &env, &env_len) == MP_OK) {
+            assert_true(e.sealed);
+            assert_int_equal(buf_append(&e.envelope, env, env_len), MP_OK);
+            free(env);
+            store_batch_delete(b, STORE_CF_OUTBOX_SEALED, key, key_len);
+            n++;
+        }
+        v3_encode(&e, &enc);
+        store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
+        buf_free(&enc);
+        outbox_entry_clear(&e);
+    }
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+    assert_int_equal(store_batch_write(st, b, true), MP_OK);
+    store_batch_free(b);
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_SEALED, 'o'), 0);
+    return n;
+}
+
+/* Keys of each kind moved by back_to_format_1: q, d, m, i; texts given
+ * drawn ids; envelopes put back within their entries. */
 struct moved {
-    size_t q, d, m, i, drawn;
+    size_t q, d, m, i, drawn, sealed;
 };
 
 /* Give stopped node n's texts ids as builds before ids came from seqs did:
@@ -751,7 +829,7 @@ static size_t drawn_ids(struct store *st, size_t *rows_out)
                 assert_int_equal(msg_encode(&m, &e.plaintext), MP_OK);
                 buf_free(&e.envelope);
                 buf_init(&e.envelope, 0);
-                assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+                v3_encode(&e, &enc);
                 store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
                 buf_free(&enc);
                 drawn++;
@@ -771,15 +849,16 @@ static size_t drawn_ids(struct store *st, size_t *rows_out)
 }
 
 /* Rewrite stopped node n's store as a format 1 build would have left it:
- * the work list and indexes in the message families, each entry's state in
- * the entry itself (format 1 had no state rows), texts' ids drawn and
- * indexed (drawn_ids), version 1. */
+ * the work list and indexes in the message families, envelopes within
+ * their entries, each entry's state in the entry itself (format 1 had no
+ * state rows), texts' ids drawn and indexed (drawn_ids), version 1. */
 static struct moved back_to_format_1(struct node *n)
 {
     struct moved moved;
     struct store *st = NULL;
     pid_t holder = 0;
     assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
+    moved.sealed = back_to_format_2(st);
     uint8_t prefix = 's';
     struct store_batch *b = store_batch_new();
     struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
@@ -797,7 +876,7 @@ static struct moved back_to_format_1(struct node *n)
         assert_int_equal(outbox_entry_decode(ev, ev_len, &e), MP_OK);
         free(ev);
         assert_int_equal(outbox_state_decode(val, val_len, &e), MP_OK);
-        assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+        v3_encode(&e, &enc);
         store_batch_put(b, STORE_CF_OUTBOX, entry_key, 9, enc.data, enc.len);
         store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, key_len);
         buf_free(&enc);
@@ -825,19 +904,20 @@ static struct moved back_to_format_1(struct node *n)
     return moved;
 }
 
-/* After the upgrade: n's store is format 2, no migration under way, and no
- * work-list or index key is left in the message families. */
-static void expect_format_2(struct node *n)
+/* After the upgrade from format `from`: n's store is format 3, no migration
+ * under way, no work-list or index key left in the message families, no
+ * envelope within an entry, and the log says each step was taken. */
+static void expect_format_3(struct node *n, unsigned from)
 {
     struct store *st = NULL;
     pid_t holder = 0;
-    uint8_t *v = NULL;
+    uint8_t *v = NULL, prefix = 'o';
     size_t len = 0;
     assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
     assert_int_equal(store_get(st, STORE_CF_META, "format_version", 14, &v, &len), MP_OK);
-    const uint8_t two[4] = {0, 0, 0, 2};
+    const uint8_t three[4] = {0, 0, 0, 3};
     assert_int_equal(len, 4);
-    assert_memory_equal(v, two, 4);
+    assert_memory_equal(v, three, 4);
     free(v);
     assert_int_equal(store_get(st, STORE_CF_META, "migrating_from", 14, &v, &len),
                      MP_ERR_NOT_FOUND);
@@ -845,10 +925,59 @@ static void expect_format_2(struct node *n)
     assert_int_equal(count_prefix(st, STORE_CF_OUTBOX, 'd'), 0);
     assert_int_equal(count_prefix(st, STORE_CF_OUTBOX, 'm'), 0);
     assert_int_equal(count_prefix(st, STORE_CF_INBOX, 'i'), 0);
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        struct outbox_entry e;
+        assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
+        assert_int_equal(e.envelope.len, 0);
+        outbox_entry_clear(&e);
+    }
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
     store_close(st);
     char *log = harness_read_file(n->log);
-    assert_contains(log, "migrated from format 1 to 2");
+    if (from == 1)
+        assert_contains(log, "migrated from format 1 to 2");
+    assert_contains(log, "migrated from format 2 to 3");
     free(log);
+}
+
+/* A node upgraded from a build that wrote format 2, a sealed message queued
+ * for a peer that was away (its envelope within its entry): the envelope
+ * moves apart as the store opens, and the message goes out once, as sealed
+ * then (the same envelope: no second ratchet step for it). */
+static void test_upgrade_from_format_2(void **state)
+{
+    (void)state;
+    start_pair();
+    struct node *a = &nodes[0], *b = &nodes[1];
+    send_ok(a, b->address, "before the upgrade", true);
+    node_stop(b);
+    send_ok(a, b->address, "sealed across the upgrade", false);
+    node_stop(a);
+    struct store *st = NULL;
+    pid_t holder = 0;
+    assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
+    assert_int_equal(back_to_format_2(st), 1); /* sealed while b was away */
+    const uint8_t two[4] = {0, 0, 0, 2};
+    assert_int_equal(store_put(st, STORE_CF_META, "format_version", 14, two, 4, true), MP_OK);
+    store_close(st);
+
+    restart(b); /* first: a, node 0, joins through b */
+    restart(a);
+    json_t *list = wait_inbox(b, 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "text")),
+                        "sealed across the upgrade");
+    json_decref(list);
+    wait_last_state(a, b, "sealed across the upgrade", "delivered");
+    list = inbox(b, "");
+    assert_int_equal(json_array_size(list), 2); /* nothing twice */
+    json_decref(list);
+    node_stop(a);
+    node_stop(b);
+    expect_format_3(a, 2);
 }
 
 /* A stream of send.batch calls from a child process, FLOOD_DEPTH in flight
@@ -950,8 +1079,9 @@ static void test_upgrade_from_format_1(void **state)
      * of a's texts, the duplicate index of what b took. (b sent nothing: its
      * acks were the receipts.) The queued text has a drawn id and an m row,
      * as old builds wrote them; b's ack names its envelope by digest, so the
-     * m rows are moved here but not read. */
-    assert_true(at_a.q >= 1 && at_a.d >= 1 && at_a.m == 2 && at_b.i == 1);
+     * m rows are moved here but not read. Its envelope went back within its
+     * entry, then was dropped with its id. */
+    assert_true(at_a.q >= 1 && at_a.d >= 1 && at_a.m == 2 && at_b.i == 1 && at_a.sealed == 1);
     assert_int_equal(at_a.drawn, 1);
 
     restart(b); /* first: a, node 0, joins through b */
@@ -983,8 +1113,8 @@ static void test_upgrade_from_format_1(void **state)
     json_decref(list);
     node_stop(a);
     node_stop(b);
-    expect_format_2(a);
-    expect_format_2(b);
+    expect_format_3(a, 1);
+    expect_format_3(b, 1);
 }
 
 int main(void)
@@ -997,6 +1127,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_batch, teardown),
         cmocka_unit_test_teardown(test_changed_node_key, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_1, teardown),
+        cmocka_unit_test_teardown(test_upgrade_from_format_2, teardown),
         cmocka_unit_test_teardown(test_wait_times_out_under_load, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)

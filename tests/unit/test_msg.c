@@ -399,10 +399,17 @@ static void test_outbox_round_trip(void **state)
     for (size_t cut = 0; cut < enc.len; cut++)
         assert_int_not_equal(outbox_entry_decode(enc.data, cut, &back), MP_OK);
     buf_free(&enc);
+    /* Sealed: the entry says so, and its envelope is kept apart (never
+     * written within); one holding an envelope it does not mark sealed
+     * would lose it, so is refused. */
     assert_int_equal(buf_append(&e.envelope, "sealed!", 7), MP_OK);
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+    e.sealed = true;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
     assert_int_equal(outbox_entry_decode(enc.data, enc.len, &back), MP_OK);
-    assert_int_equal(back.envelope.len, 7);
+    assert_true(back.sealed);
+    assert_int_equal(back.envelope.len, 0);
+    assert_memory_equal(back.plaintext.data, "plain", 5);
     outbox_entry_clear(&back);
     buf_free(&enc);
     /* Held by mailboxes until an expiry: state and expiry survive. */
@@ -434,32 +441,62 @@ static void test_outbox_round_trip(void **state)
     e.state = 9;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
 
-    /* A state row: state and expiry, and nothing else of the entry. */
-    uint8_t row[OUTBOX_STATE_BYTES];
+    /* A state row: state, expiry, seal and riders, nothing else of the entry. */
+    uint8_t row[OUTBOX_STATE_ROW_MAX];
+    size_t row_len = 0;
+    uint64_t two_riders[2] = {11, 1ull << 50};
     e.state = OUTBOX_MAILBOX;
     e.expires_ms = 1797209600000ull;
-    assert_int_equal(outbox_state_encode(&e, row), MP_OK);
+    e.sealed = true;
+    e.riders = two_riders;
+    e.rider_count = 2;
+    assert_int_equal(outbox_state_encode(&e, row, &row_len), MP_OK);
+    assert_int_equal(row_len, 13 + 2 * 8);
     struct outbox_entry moved = {.state = OUTBOX_QUEUED, .created_ms = 5};
-    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_OK);
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_OK);
     assert_int_equal(moved.state, OUTBOX_MAILBOX);
     assert_true(moved.expires_ms == 1797209600000ull);
     assert_true(moved.created_ms == 5);
-    /* Short, long, another version, a state out of range: refused, e unchanged. */
+    assert_true(moved.sealed);
+    assert_int_equal(moved.rider_count, 2);
+    assert_memory_equal(moved.riders, two_riders, sizeof(two_riders));
+    /* Short, long, another version, a state, flag or count out of range:
+     * refused, e unchanged. */
     moved.state = OUTBOX_SENT;
-    assert_int_equal(outbox_state_decode(row, sizeof(row) - 1, &moved), MP_ERR_MALFORMED);
-    uint8_t longer[OUTBOX_STATE_BYTES + 1] = {0};
-    memcpy(longer, row, sizeof(row));
+    for (size_t cut = 0; cut < row_len; cut++)
+        assert_int_not_equal(outbox_state_decode(row, cut, &moved), MP_OK);
+    uint8_t longer[13 + 2 * 8 + 1] = {0};
+    memcpy(longer, row, row_len);
     assert_int_equal(outbox_state_decode(longer, sizeof(longer), &moved), MP_ERR_MALFORMED);
+    row[0] = 3;
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_WIRE_VERSION);
     row[0] = 2;
-    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_WIRE_VERSION);
-    row[0] = 1;
     row[1] = 0;
-    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_MALFORMED);
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
     row[1] = OUTBOX_STATE_MAX + 1;
-    assert_int_equal(outbox_state_decode(row, sizeof(row), &moved), MP_ERR_MALFORMED);
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
+    row[1] = OUTBOX_SENT;
+    row[10] = 0x02; /* a flag no version has */
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
+    row[10] = 0x01;
+    row[12] = 3; /* three riders in the room of two */
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
     assert_int_equal(moved.state, OUTBOX_SENT);
+    assert_int_equal(moved.rider_count, 2);
+    /* Version 1 (format 2 stores): state and expiry only; the entry's own
+     * seal and riders stand. */
+    const uint8_t v1_row[10] = {1, OUTBOX_DELIVERED, 0, 0, 0, 0, 0, 0, 0, 9};
+    assert_int_equal(outbox_state_decode(v1_row, sizeof(v1_row), &moved), MP_OK);
+    assert_int_equal(moved.state, OUTBOX_DELIVERED);
+    assert_true(moved.expires_ms == 9);
+    assert_true(moved.sealed);
+    assert_int_equal(moved.rider_count, 2);
+    assert_int_equal(outbox_state_decode(v1_row, sizeof(v1_row) - 1, &moved), MP_ERR_MALFORMED);
+    outbox_entry_clear(&moved);
     moved.state = 0; /* never written as a row */
-    assert_int_equal(outbox_state_encode(&moved, row), MP_ERR_INVAL);
+    assert_int_equal(outbox_state_encode(&moved, row, &row_len), MP_ERR_INVAL);
+    e.riders = NULL;
+    e.rider_count = 0;
     outbox_entry_clear(&e);
 
     /* A version 1 entry (written before mailboxes: six fields, no expiry) is
@@ -494,6 +531,29 @@ static void test_outbox_round_trip(void **state)
     assert_int_equal(outbox_entry_decode(v1, n, &back), MP_OK);
     assert_true(back.expires_ms == 9);
     assert_int_equal(back.rider_count, 0);
+    outbox_entry_clear(&back);
+    /* Version 3 held the envelope within, where version 4 has the sealed
+     * flag: read with its envelope, not marked sealed (a node moves it
+     * apart as it starts): [3, bin32 to, 1, 7, bin "pt", bin "env", 9, [5]]. */
+    uint8_t v3[sizeof(v1) + 3 + 2];
+    memcpy(v3, v1, n - 3); /* up to the empty envelope */
+    size_t m = n - 3;
+    v3[0] = 0x98;
+    v3[1] = 0x03;
+    v3[m++] = 0xc4;
+    v3[m++] = 3;
+    memcpy(v3 + m, "env", 3);
+    m += 3;
+    v3[m++] = 0x09;
+    v3[m++] = 0x91;
+    v3[m++] = 0x05;
+    assert_int_equal(outbox_entry_decode(v3, m, &back), MP_OK);
+    assert_false(back.sealed);
+    assert_int_equal(back.envelope.len, 3);
+    assert_memory_equal(back.envelope.data, "env", 3);
+    assert_true(back.expires_ms == 9);
+    assert_int_equal(back.rider_count, 1);
+    assert_true(back.riders[0] == 5);
     outbox_entry_clear(&back);
 
     struct outbox_event ev = {.type = OUTBOX_EVENT_MESSAGE, .at_ms = 5, .request = true};

@@ -23,6 +23,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "node/outbox.h"
 #include "node/store.h"
 
 #define DIR_MAX          256
@@ -31,7 +32,7 @@
 
 static const char *const cf_names[STORE_CF_COUNT_] = {
     "meta",    "contacts",    "sessions", "outbox",       "inbox",
-    "mailbox", "dht_records", "peers",    "outbox_index", "inbox_index",
+    "mailbox", "dht_records", "peers",    "outbox_index", "inbox_index", "outbox_sealed",
 };
 
 static void make_dir(char *dir)
@@ -268,6 +269,18 @@ static void test_reopen_keeps_data_and_batches_are_atomic(void **state)
     remove_dir(dir);
 }
 
+/* s holds format version v. */
+static void expect_format(struct store *s, uint32_t v)
+{
+    uint8_t *val = NULL, want[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8),
+                                    (uint8_t)v};
+    size_t len = 0;
+    assert_int_equal(store_get(s, STORE_CF_META, "format_version", 14, &val, &len), MP_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(val, want, 4);
+    free(val);
+}
+
 static void put_version(struct store *s, uint32_t v)
 {
     const uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
@@ -306,8 +319,9 @@ static void test_other_format_version_is_refused(void **state)
 }
 
 /* A format 1 store: the outbox's and the inbox's small keys move to their
- * own families, every other key stays, and the version becomes 2. More keys
- * than one write of the migration moves, so it takes several. */
+ * own families, every other key stays, and the version becomes 2, then 3
+ * (test_format_2_is_migrated). More keys than one write of the migration
+ * moves, so it takes several. */
 static void test_format_1_is_migrated(void **state)
 {
     enum { MANY = 5000 };
@@ -330,13 +344,7 @@ static void test_format_1_is_migrated(void **state)
     store_close(s);
 
     s = open_ok(dir);
-    uint8_t *v = NULL;
-    size_t len = 0;
-    assert_int_equal(store_get(s, STORE_CF_META, "format_version", 14, &v, &len), MP_OK);
-    const uint8_t two[4] = {0, 0, 0, 2};
-    assert_int_equal(len, 4);
-    assert_memory_equal(v, two, 4);
-    free(v);
+    expect_format(s, 3);
     for (int i = 0; i < MANY; i++) {
         snprintf(key, sizeof(key), "m%05d", i);
         snprintf(val, sizeof(val), "seq%d", i);
@@ -354,6 +362,116 @@ static void test_format_1_is_migrated(void **state)
     expect_absent(s, STORE_CF_META, "migrating_from");
     store_close(s);
     remove_dir(dir);
+}
+
+/* The key of outbox entry seq under prefix ('o' entry, 'q' work list). */
+static void seq_key(uint8_t out[9], char prefix, uint64_t seq)
+{
+    out[0] = (uint8_t)prefix;
+    for (int i = 0; i < 8; i++)
+        out[1 + i] = (uint8_t)(seq >> (56 - 8 * i));
+}
+
+/* A version 3 entry as format 2 builds wrote it, its envelope (env, may be
+ * empty) within: [3, bin32 to, 1, 7, bin "pt", bin env, 0, []]. Returns its
+ * length. */
+static size_t v3_entry(uint8_t *out, const char *env)
+{
+    size_t n = 0, env_len = strlen(env);
+    out[n++] = 0x98;
+    out[n++] = 0x03;
+    out[n++] = 0xc4;
+    out[n++] = 32;
+    memset(out + n, 0x42, 32);
+    n += 32;
+    out[n++] = 0x01;
+    out[n++] = 0x07;
+    out[n++] = 0xc4;
+    out[n++] = 2;
+    out[n++] = 'p';
+    out[n++] = 't';
+    out[n++] = 0xc4;
+    out[n++] = (uint8_t)env_len;
+    memcpy(out + n, env, env_len);
+    n += env_len;
+    out[n++] = 0x00;
+    out[n++] = 0x90;
+    return n;
+}
+
+/* A format 2 store, or one whose migration to 3 was cut short before it
+ * moved anything (cut_short): HEADS queued entries holding their envelopes
+ * (more than one write of the migration takes), a rider (no envelope, off
+ * the work list) and a work-list key whose entry is gone. After the open:
+ * format 3, no marker, each head's envelope apart under its entry's key and
+ * the head marked sealed (version 4, no envelope within), the rider as it
+ * was. */
+static void format_2_is_migrated(bool cut_short)
+{
+    enum { HEADS = 70, RIDER = 1000, GONE = 1001 };
+    char dir[DIR_MAX], env[16];
+    uint8_t key[9], entry[128];
+    make_dir(dir);
+
+    struct store *s = open_ok(dir);
+    for (uint64_t seq = 1; seq <= HEADS; seq++) {
+        snprintf(env, sizeof(env), "env%llu", (unsigned long long)seq);
+        size_t n = v3_entry(entry, env);
+        seq_key(key, 'o', seq);
+        assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, n, false), MP_OK);
+        seq_key(key, 'q', seq);
+        assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, entry + 4, 32, false), MP_OK);
+    }
+    size_t rider_len = v3_entry(entry, "");
+    seq_key(key, 'o', RIDER);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, rider_len, false), MP_OK);
+    seq_key(key, 'q', GONE);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, entry + 4, 32, false), MP_OK);
+    if (cut_short) {
+        const uint8_t two[4] = {0, 0, 0, 2};
+        assert_int_equal(store_put(s, STORE_CF_META, "migrating_from", 14, two, 4, true), MP_OK);
+    }
+    put_version(s, cut_short ? 3 : 2);
+    store_close(s);
+
+    s = open_ok(dir);
+    uint8_t *v = NULL;
+    size_t len = 0;
+    expect_format(s, 3);
+    expect_absent(s, STORE_CF_META, "migrating_from");
+    for (uint64_t seq = 1; seq <= HEADS; seq++) {
+        struct outbox_entry e;
+        snprintf(env, sizeof(env), "env%llu", (unsigned long long)seq);
+        seq_key(key, 'o', seq);
+        assert_int_equal(store_get(s, STORE_CF_OUTBOX_SEALED, key, 9, &v, &len), MP_OK);
+        assert_int_equal(len, strlen(env));
+        assert_memory_equal(v, env, len);
+        free(v);
+        assert_int_equal(store_get(s, STORE_CF_OUTBOX, key, 9, &v, &len), MP_OK);
+        assert_int_equal(outbox_entry_decode(v, len, &e), MP_OK);
+        free(v);
+        assert_true(e.sealed);
+        assert_int_equal(e.envelope.len, 0);
+        assert_int_equal(e.state, OUTBOX_QUEUED);
+        assert_int_equal(e.created_ms, 7);
+        assert_int_equal(e.plaintext.len, 2);
+        outbox_entry_clear(&e);
+    }
+    seq_key(key, 'o', RIDER);
+    assert_int_equal(store_get(s, STORE_CF_OUTBOX, key, 9, &v, &len), MP_OK);
+    assert_int_equal(len, rider_len);
+    assert_memory_equal(v, entry, len);
+    free(v);
+    assert_int_equal(store_get(s, STORE_CF_OUTBOX_SEALED, key, 9, &v, &len), MP_ERR_NOT_FOUND);
+    store_close(s);
+    remove_dir(dir);
+}
+
+static void test_format_2_is_migrated(void **state)
+{
+    (void)state;
+    format_2_is_migrated(false);
+    format_2_is_migrated(true);
 }
 
 /* A migration cut short: version 2 is written with the marker first (so a
@@ -629,6 +747,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reopen_keeps_data_and_batches_are_atomic),
         cmocka_unit_test(test_other_format_version_is_refused),
         cmocka_unit_test(test_format_1_is_migrated),
+        cmocka_unit_test(test_format_2_is_migrated),
         cmocka_unit_test(test_cut_short_migration_goes_on),
         cmocka_unit_test(test_lock_excludes_other_opens),
         cmocka_unit_test(test_prefix_iteration),
