@@ -19,15 +19,16 @@
 
 #define MOD "delivery"
 
-/* Key prefixes. Outbox family: 'o' seq -> entry. Outbox index family: 'q'
- * seq -> recipient (not yet acked), 's' seq -> the entry's state (when it
- * has moved), 'd' digest -> seq, 'm' message id -> seq (read only: written
- * by builds before ids came from seqs). Inbox family: 'e'
- * cursor -> event. Inbox index family: 'i' sender id -> cursor
+/* Key prefixes. Outbox family: 'o' seq -> entry (written once). Outbox
+ * sealed family: 'o' seq -> the envelope of a bundle's head, until sent.
+ * Outbox index family: 'q' seq -> recipient (not yet acked), 's' seq -> the
+ * entry's state row (once sealed or moved), 'd' digest -> seq, 'm' message
+ * id -> seq (read only: written by builds before ids came from seqs). Inbox
+ * family: 'e' cursor -> event. Inbox index family: 'i' sender id -> cursor
  * (duplicates). Meta: the counters. */
-#define KEY_ENTRY 'o'
+#define KEY_ENTRY OUTBOX_KEY_ENTRY
 #define KEY_STATE 's'
-#define KEY_PENDING 'q'
+#define KEY_PENDING OUTBOX_KEY_PENDING
 #define KEY_DIGEST 'd'
 #define KEY_MSGID 'm'
 #define KEY_EVENT 'e'
@@ -79,8 +80,8 @@ struct target {
 /* Outbox entries kept in memory (see struct entry_cache): slots (a program
  * may queue faster than the peer acks: 64 full send.batch calls ahead still
  * fit), the bytes of all the entries kept, and the largest entry kept (a
- * text of up to about 2 KiB; the head of a bundle of more than a few
- * messages, which holds its envelope, is read from the store). An older
+ * text of up to about 2 KiB, or the head of a bundle of up to some 200
+ * messages with its riders; envelopes, kept apart, are not cached). An older
  * entry keeps its slot against newer ones for DELIVERY_ENTRY_CACHE_AGES
  * times the slots (see struct entry_cache). About 2.5 MiB of slots, and at
  * most 16 MiB of entries. */
@@ -207,10 +208,11 @@ struct cached_entry {
     struct buf bytes;
 };
 
-/* Outbox entries as stored, by seq, one per slot: most are read back
- * within moments of their write (to seal, on the ack, on the receipt), and
- * a hit spares the store lookup. Written through, never ahead of the
- * store: batch_entry stages what it puts, and the stage lands in the slots
+/* Outbox entries as stored with their state rows, by seq, one per slot:
+ * most are read back within moments of their write (to seal, on the ack, on
+ * the receipt), and a hit spares the store lookups (not the envelope's: the
+ * pump reads that from the store). Written through, never ahead of the
+ * store: batch_entry and batch_state stage what they put, and the stage lands in the slots
  * only once its batch is written (batch_commit); a batch that fails or is
  * given up leaves its stage behind, dropped by the next batch_begin (one
  * batch is built at a time). Entries that are not read again (delivered,
@@ -436,71 +438,93 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
     return err;
 }
 
-/* Entry seq's state row (val, len) onto e. A damaged one is counted
- * (status: messages.damaged_states), logged the first time, and left: the
- * entry keeps its own state, an earlier one, which history may go on
- * showing (a message already sent may show as queued) until it moves again. */
-static void state_row(struct delivery *d, uint64_t seq, const uint8_t *val, size_t len,
-                      struct outbox_entry *e)
+/* Counts (status: messages.damaged_states) and logs the first time that
+ * what the store holds of outgoing message seq besides its entry (what,
+ * damaged with err) cannot be read: it is left, never guessed at. */
+static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err)
 {
-    enum mp_err err = outbox_state_decode(val, len, e);
-    if (err != MP_OK && d->damaged_states++ == 0)
-        log_warn(MOD, "the state of outgoing message %llu is damaged (%s); its earlier state "
-                 "stands until it moves again (further damaged states are counted in "
-                 "status, not logged)", (unsigned long long)seq, mp_strerror(err));
+    if (d->damaged_states++ == 0)
+        log_warn(MOD, "the %s of outgoing message %llu is damaged (%s): it stays where it is "
+                 "(further damage is counted in status, not logged)", what,
+                 (unsigned long long)seq, mp_strerror(err));
 }
 
-/* The envelope of sealed entry e (seq), while it may still go (queued, or
- * held by mailboxes), read in from where it is kept apart. */
-static enum mp_err load_envelope(struct delivery *d, uint64_t seq, struct outbox_entry *e)
+/* Entry seq's state row (val, len) onto e; MP_ERR_STORE if it is damaged
+ * (damaged), leaving e with its own state: history may go on showing that
+ * earlier one (a message sent may show as queued), but delivery reads no
+ * such entry (load_entry), since the row also holds its seal and riders,
+ * and sealing it again would lose the riders. */
+static enum mp_err state_row(struct delivery *d, uint64_t seq, const uint8_t *val, size_t len,
+                             struct outbox_entry *e)
 {
-    uint8_t key[9], *val = NULL;
-    size_t len = 0;
-    if (!e->sealed || (e->state != OUTBOX_QUEUED && e->state != OUTBOX_MAILBOX))
-        return MP_OK;
-    seq_key(key, KEY_ENTRY, seq);
-    enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX_SEALED, key, sizeof(key), &val, &len);
-    if (err == MP_OK)
-        err = len <= MSG_LINK_ENVELOPE_MAX ? buf_append(&e->envelope, val, len) : MP_ERR_STORE;
-    free(val);
-    if (err == MP_ERR_NOT_FOUND || err == MP_ERR_STORE) {
-        log_warn(MOD, "the envelope of outgoing message %llu is %s: the store is damaged",
-                 (unsigned long long)seq, err == MP_ERR_STORE ? "too long" : "missing");
+    enum mp_err err = outbox_state_decode(val, len, e);
+    if (err == MP_ERR_MALFORMED || err == MP_ERR_WIRE_VERSION) {
+        damaged(d, seq, "state", err);
         err = MP_ERR_STORE;
     }
     return err;
 }
 
+/* Whether sealed entry e's envelope is kept (apart, under its key in the
+ * outbox sealed family): while it may still go, queued or held by mailboxes. */
+static bool envelope_kept(const struct outbox_entry *e)
+{
+    return e->sealed && (e->state == OUTBOX_QUEUED || e->state == OUTBOX_MAILBOX);
+}
+
+/* Entry seq, loaded into e_out (cleared on an error), as stored with its
+ * state row: its envelope is not read (load_to_send). */
 static enum mp_err load_entry(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
 {
     uint8_t key[9], *val = NULL;
     size_t len = 0;
-    enum mp_err err;
     struct cached_entry *slot = cache_slot(d, seq);
     if (slot->seq == seq) {
         d->cache->hits++;
-        err = outbox_entry_decode(slot->bytes.data, slot->bytes.len, e_out);
-    } else {
-        d->cache->misses++;
-        seq_key(key, KEY_ENTRY, seq);
-        err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
-        if (err == MP_OK)
-            err = outbox_entry_decode(val, len, e_out);
-        free(val);
-        if (err != MP_OK)
-            return err;
-        /* Its state row, if it has moved since it was written. */
-        key[0] = KEY_STATE;
-        val = NULL;
-        err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
-        if (err == MP_OK)
-            state_row(d, seq, val, len, e_out);
-        free(val);
-        if (err == MP_ERR_NOT_FOUND)
-            err = MP_OK;
+        return outbox_entry_decode(slot->bytes.data, slot->bytes.len, e_out);
     }
+    d->cache->misses++;
+    seq_key(key, KEY_ENTRY, seq);
+    enum mp_err err = store_get(d->cfg.store, STORE_CF_OUTBOX, key, sizeof(key), &val, &len);
     if (err == MP_OK)
-        err = load_envelope(d, seq, e_out);
+        err = outbox_entry_decode(val, len, e_out);
+    free(val);
+    if (err != MP_OK)
+        return err;
+    /* Its state row, if it has sealed or moved since it was written. */
+    key[0] = KEY_STATE;
+    val = NULL;
+    err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, key, sizeof(key), &val, &len);
+    if (err == MP_OK)
+        err = state_row(d, seq, val, len, e_out);
+    free(val);
+    if (err == MP_OK || err == MP_ERR_NOT_FOUND)
+        return MP_OK;
+    outbox_entry_clear(e_out);
+    return err;
+}
+
+/* load_entry, and the envelope of a sealed entry while it may still go
+ * (envelope_kept), for the pump to send; one missing or too long is
+ * damage (damaged). An entry of version 3 or older held its envelope
+ * within: then that one. */
+static enum mp_err load_to_send(struct delivery *d, uint64_t seq, struct outbox_entry *e_out)
+{
+    uint8_t key[9], *val = NULL;
+    size_t len = 0;
+    enum mp_err err = load_entry(d, seq, e_out);
+    if (err != MP_OK || !envelope_kept(e_out) || e_out->envelope.len > 0)
+        return err;
+    seq_key(key, KEY_ENTRY, seq);
+    err = store_get(d->cfg.store, STORE_CF_OUTBOX_SEALED, key, sizeof(key), &val, &len);
+    bool too_long = err == MP_OK && len > MSG_LINK_ENVELOPE_MAX;
+    if (err == MP_OK && !too_long)
+        err = buf_append(&e_out->envelope, val, len);
+    free(val);
+    if (err == MP_ERR_NOT_FOUND || too_long) {
+        damaged(d, seq, "envelope", too_long ? MP_ERR_TOO_BIG : err);
+        err = MP_ERR_STORE;
+    }
     if (err != MP_OK)
         outbox_entry_clear(e_out);
     return err;
@@ -1002,7 +1026,7 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
     if (!wanted)
         return false;
     struct outbox_entry e;
-    if (load_entry(d, seq, &e) != MP_OK)
+    if (load_to_send(d, seq, &e) != MP_OK)
         return false;
     if (e.envelope.len == 0) { /* sealed by seal_pending once a session or bundle is there */
         if (!p->has_bundle && !p->fetching_bundle && p->retry_at_ms <= now &&
@@ -1075,7 +1099,7 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
         d->sent_below = 0; /* no ack in time: the walks start lower */
     if (p->busy || p->fetching_presence || p->fetching_bundle)
         return worked;
-    if (load_entry(d, seq, &e) != MP_OK)
+    if (load_to_send(d, seq, &e) != MP_OK)
         return worked;
     enum mp_err err;
     worked = true;
@@ -1138,8 +1162,10 @@ static bool seal_is_durable(const struct delivery *d, const struct peer *p, uint
 }
 
 /* Entry head's receipt takes the ids of the receipts merged into it (up to
- * n), in receipt: re-encoded into its plaintext. On failure none is merged
- * (each goes out as it was). */
+ * n), in receipt: re-encoded into its plaintext, which goes into the
+ * envelope, while the stored entry keeps the ids it was written with (it
+ * is written once; nothing reads a sealed receipt's ids). On failure none
+ * is merged (each goes out as it was). */
 static void merge_receipt_run(struct outbox_entry *entries, size_t n, size_t head,
                               const struct msg *receipt, bool *merged)
 {
@@ -1282,10 +1308,10 @@ static void mark_early(struct delivery *d, struct peer *p, const uint64_t *seqs,
 /* Seal n entries for one peer with one session update and one write, made
  * durable as mode says: a burst of sends costs one fsync, not one each.
  * What fits goes as a bundle, one envelope for many messages: the first
- * entry of each (the head) holds the envelope and lists the others (its
- * riders), whose work-list keys go, so the pump sends, and the peer acks,
- * the head for all of them. The entries are cleared. False if the seal
- * failed (logged; the peer waits for its retry). */
+ * entry of each (the head) has the envelope (kept apart) and its state row
+ * lists the others (its riders), whose work-list keys go, so the pump
+ * sends, and the peer acks, the head for all of them. The entries are
+ * cleared. False if the seal failed (logged; the peer waits for its retry). */
 static bool seal_group(struct delivery *d, struct peer *p, const uint64_t *seqs,
                        struct outbox_entry *entries, size_t n, uint64_t now,
                        enum seal_mode mode)
@@ -1464,7 +1490,7 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
             continue;
         if (load_entry(d, seq, &entries[n]) != MP_OK)
             continue;
-        if (entries[n].envelope.len != 0) { /* sealed before (another pass, or a restart) */
+        if (entries[n].sealed) { /* sealed before (another pass, or a restart) */
             p->sealed_upto = seq;
             outbox_entry_clear(&entries[n]);
             continue;
@@ -2047,7 +2073,7 @@ static enum mp_err take_receipt(struct delivery *d, struct store_batch *b, const
         enum mp_err err = MP_OK;
         if (ours) {
             uint8_t key[9];
-            bool dropped = e.envelope.len > 0;
+            bool dropped = envelope_kept(&e);
             e.state = OUTBOX_DELIVERED;
             if (dropped) {
                 /* Before its ack (lost, or it went through mailboxes): the
@@ -2688,10 +2714,10 @@ static enum mp_err batch_move_one(struct delivery *d, struct store_batch *b, uin
     bool text = msg_peek(e->plaintext.data, e->plaintext.len, ev.id, &kind) == MP_OK &&
                 kind == MSG_KIND_TEXT;
     uint8_t state = mv->state == OUTBOX_DELIVERED && !text ? OUTBOX_SENT : mv->state;
-    bool held = e->envelope.len > 0;
+    bool held = envelope_kept(e);
     if (!move_entry(e, state, mv->expires_ms, &event))
         return MP_OK;
-    enum mp_err err = batch_state(d, b, seq, e, held && e->envelope.len == 0);
+    enum mp_err err = batch_state(d, b, seq, e, held && !envelope_kept(e));
     if (err == MP_OK && event && text) {
         uint64_t cursor;
         ev.type = events[state];
@@ -3673,8 +3699,8 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
             continue;
         while (more_states && (skey_len != 9 || memcmp(skey + 1, key + 1, 8) < 0))
             more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
-        if (more_states && memcmp(skey + 1, key + 1, 8) == 0)
-            state_row(d, bytes_get_u64(key + 1), sval, sval_len, &e);
+        if (more_states && memcmp(skey + 1, key + 1, 8) == 0) /* damaged: its own state shows */
+            (void)state_row(d, bytes_get_u64(key + 1), sval, sval_len, &e);
         if (memcmp(e.to, with, 32) == 0 &&
             msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK) {
             if (m.kind == MSG_KIND_TEXT) {

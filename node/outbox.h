@@ -1,8 +1,8 @@
 /*
  * outbox: the records delivery keeps in the store, as plain structs with
  * their codecs (outbox_wire.c): a message waiting to go out (or gone, kept
- * as history), its state row once it has moved on from the state it was
- * written with, and an event of the node's event log (a message received, a
+ * as history), its state row once it has been sealed or moved on from the
+ * state it was written with, and an event of the node's event log (a message received, a
  * message sent or delivered), which `inbox`, `history` and `listen` read.
  * Layouts: docs/PROTOCOL.md, "Store layout: messages".
  */
@@ -15,6 +15,12 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "node/msg.h"
+
+/* Key prefixes of entries (outbox and outbox sealed families) and of the
+ * work list (outbox index family), each + the seq as 8 bytes big-endian;
+ * the store's format migrations read them too. */
+#define OUTBOX_KEY_ENTRY 'o'
+#define OUTBOX_KEY_PENDING 'q'
 
 enum outbox_state {
     OUTBOX_QUEUED = 1,    /* not yet acked by the recipient's node */
@@ -35,10 +41,11 @@ struct outbox_entry {
      * while queued or held by mailboxes, so that the entry itself is
      * written once and never again as its envelope comes and goes. */
     bool sealed;
-    /* That envelope, in memory only (delivery reads it in with the entry):
+    /* That envelope, in memory only (the pump reads it in with the entry):
      * empty before sealing, in a rider (its head holds it), and once sent,
      * delivered or expired. Entries of version 3 and older held it within
-     * (read, never written: a node moves them apart as it starts). */
+     * (read, and then sealed; never written: the store's migration to
+     * format 3 moves them apart). */
     struct buf envelope;
     uint64_t expires_ms;       /* held by mailboxes until (Unix ms); 0: not held */
     /* The other entries sealed in this one's envelope (a bundle), by seq:
@@ -84,7 +91,8 @@ void outbox_entry_clear(struct outbox_entry *e);
  * expires_ms from a row, and from a version 2 row its seal and riders too
  * (version 1 rows had only the first two); on an error (MP_ERR_MALFORMED,
  * MP_ERR_WIRE_VERSION, MP_ERR_NOMEM) e is unchanged. */
-#define OUTBOX_STATE_ROW_MAX (13 + 8 * (MSG_BUNDLE_MAX - 1))
+#define OUTBOX_STATE_FIXED 13 /* version, state, expiry, flags, rider count */
+#define OUTBOX_STATE_ROW_MAX (OUTBOX_STATE_FIXED + 8 * (MSG_BUNDLE_MAX - 1))
 enum mp_err outbox_state_encode(const struct outbox_entry *e,
                                 uint8_t out[OUTBOX_STATE_ROW_MAX], size_t *len_out);
 enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_entry *e);

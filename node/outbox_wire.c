@@ -18,7 +18,6 @@
 #define ENTRY_V3 3
 #define ENTRY_V3_FIELDS 8
 #define STATE_VERSION 2
-#define STATE_FIXED 13   /* version, state, expiry, flags, rider count (u16) */
 #define STATE_SEALED 0x01
 /* Version 1 rows (format 2 stores): version, state, expiry only. */
 #define STATE_V1 1
@@ -145,7 +144,9 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
     if (version == ENTRY_VERSION ? f[5].type != MSGPACK_OBJECT_BOOLEAN
                                  : !get_buf(&f[5], MSG_LINK_ENVELOPE_MAX, &e_out->envelope))
         goto cleanup;
-    e_out->sealed = version == ENTRY_VERSION && f[5].via.boolean;
+    /* An older entry holding its envelope was sealed (and is sealed apart
+     * by the store's migration). */
+    e_out->sealed = version == ENTRY_VERSION ? f[5].via.boolean : e_out->envelope.len > 0;
     e_out->state = (uint8_t)state;
     err = MP_OK;
 cleanup:
@@ -167,8 +168,8 @@ enum mp_err outbox_state_encode(const struct outbox_entry *e,
     out[10] = e->sealed ? STATE_SEALED : 0;
     bytes_put_u16(out + 11, (uint16_t)e->rider_count);
     for (size_t i = 0; i < e->rider_count; i++)
-        bytes_put_u64(out + STATE_FIXED + 8 * i, e->riders[i]);
-    *len_out = STATE_FIXED + 8 * e->rider_count;
+        bytes_put_u64(out + OUTBOX_STATE_FIXED + 8 * i, e->riders[i]);
+    *len_out = OUTBOX_STATE_FIXED + 8 * e->rider_count;
     return MP_OK;
 }
 
@@ -179,18 +180,12 @@ enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_e
     if (data[0] != STATE_VERSION && data[0] != STATE_V1)
         return MP_ERR_WIRE_VERSION;
     bool v1 = data[0] == STATE_V1;
-    if (len < (v1 ? STATE_V1_BYTES : STATE_FIXED) || data[1] < OUTBOX_QUEUED ||
-        data[1] > OUTBOX_STATE_MAX)
+    size_t n = !v1 && len >= OUTBOX_STATE_FIXED ? bytes_get_u16(data + 11) : 0;
+    if (len != (v1 ? STATE_V1_BYTES : OUTBOX_STATE_FIXED + 8 * n) || data[1] < OUTBOX_QUEUED ||
+        data[1] > OUTBOX_STATE_MAX ||
+        (!v1 && ((data[10] & ~STATE_SEALED) != 0 || n > MSG_BUNDLE_MAX - 1)))
         return MP_ERR_MALFORMED;
-    if (v1) {
-        if (len != STATE_V1_BYTES)
-            return MP_ERR_MALFORMED;
-    } else if ((data[10] & ~STATE_SEALED) != 0 || bytes_get_u16(data + 11) > MSG_BUNDLE_MAX - 1 ||
-               len != STATE_FIXED + 8 * (size_t)bytes_get_u16(data + 11)) {
-        return MP_ERR_MALFORMED;
-    }
     uint64_t *riders = NULL;
-    size_t n = v1 ? 0 : bytes_get_u16(data + 11);
     if (n > 0 && (riders = malloc(n * sizeof(*riders))) == NULL)
         return MP_ERR_NOMEM;
     e->state = data[1];
@@ -198,7 +193,7 @@ enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_e
     if (v1)
         return MP_OK;
     for (size_t i = 0; i < n; i++)
-        riders[i] = bytes_get_u64(data + STATE_FIXED + 8 * i);
+        riders[i] = bytes_get_u64(data + OUTBOX_STATE_FIXED + 8 * i);
     free(e->riders);
     e->riders = riders;
     e->rider_count = n;

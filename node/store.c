@@ -504,7 +504,7 @@ static enum mp_err move_keys_to_2(struct store *s, size_t *moved_io)
  * is, for delivery to report as it reads it. */
 static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
 {
-    const uint8_t prefix = 'q';
+    const uint8_t prefix = OUTBOX_KEY_PENDING;
     uint8_t last[9];
     bool started = false;
     size_t n;
@@ -520,8 +520,11 @@ static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
         n = 0;
         while (err == MP_OK && n < MIGRATE_ENTRIES &&
                store_iter_next(it, &key, &key_len, &val, &val_len)) {
-            if (key_len != sizeof(last))
+            if (key_len != sizeof(last)) { /* no such key is written: left, for delivery */
+                log_warn(MOD, "a work-list key of %zu bytes, not %zu: the store is damaged",
+                         key_len, sizeof(last));
                 continue;
+            }
             memcpy(last, key, sizeof(last)); /* the next chunk starts here (seen again: left) */
             started = true;
             n++;
@@ -529,17 +532,16 @@ static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
             size_t raw_len = 0;
             struct outbox_entry e;
             struct buf enc;
-            entry_key[0] = 'o';
+            entry_key[0] = OUTBOX_KEY_ENTRY;
             memcpy(entry_key + 1, key + 1, 8);
             err = store_get(s, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), &raw, &raw_len);
-            bool held = err == MP_OK && outbox_entry_decode(raw, raw_len, &e) == MP_OK;
+            bool decoded = err == MP_OK && outbox_entry_decode(raw, raw_len, &e) == MP_OK;
             free(raw);
             if (err == MP_ERR_NOT_FOUND)
                 err = MP_OK;
-            if (!held)
+            if (!decoded)
                 continue;
-            if (!e.sealed && e.envelope.len > 0) {
-                e.sealed = true;
+            if (e.envelope.len > 0) { /* within: version 3 or older, which decodes as sealed */
                 err = outbox_entry_encode(&e, &enc);
                 if (err == MP_OK) {
                     store_batch_put(b, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), enc.data,
@@ -610,9 +612,9 @@ static enum mp_err migrating_from(struct store *s, const char *dir, uint32_t *fr
     free(val);
     if (err == MP_ERR_NOT_FOUND)
         return MP_OK;
-    if (err == MP_OK && len != FORMAT_LEN) {
-        log_error(MOD, "store in %s is damaged: %s is %zu bytes, not %d", dir, MIGRATING_KEY,
-                  len, FORMAT_LEN);
+    if (err == MP_OK && *from_out == 0) {
+        log_error(MOD, "store in %s is damaged: %s is not a 4-byte format above 0", dir,
+                  MIGRATING_KEY);
         err = MP_ERR_STORE;
     }
     return err;

@@ -4,8 +4,10 @@
  *
  * The only module that talks to RocksDB (the only file that includes
  * rocksdb/c.h). Data is split into the column families below; keys and
- * values are opaque bytes, their layouts are documented in docs/PROTOCOL.md
- * ("Store layout"). Writes that must survive a crash (an accepted message,
+ * values are opaque bytes to it, their layouts are documented in
+ * docs/PROTOCOL.md ("Store layout"), except to the format migrations run at
+ * open, which move what older formats wrote (the one to format 3 reads
+ * outbox entries: node/outbox.h). Writes that must survive a crash (an accepted message,
  * a ratchet step) pass sync=true: they are on disk when the call returns.
  */
 #ifndef MP_NODE_STORE_H

@@ -399,18 +399,20 @@ static size_t v3_entry(uint8_t *out, const char *env)
     return n;
 }
 
-/* A format 2 store, or one whose migration to 3 was cut short before it
- * moved anything (cut_short): HEADS queued entries holding their envelopes
- * (more than one write of the migration takes), a rider (no envelope, off
- * the work list) and a work-list key whose entry is gone. After the open:
- * format 3, no marker, each head's envelope apart under its entry's key and
- * the head marked sealed (version 4, no envelope within), the rider as it
- * was. */
+/* A format 2 store, or one whose migration to 3 was cut short after MOVED
+ * heads (cut_short): HEADS queued entries holding their envelopes (more
+ * than one write of the migration takes), one of them held by mailboxes
+ * (a version 1 state row), a rider (no envelope, off the work list) and a
+ * work-list key whose entry is gone. After the open: format 3, no marker,
+ * each head's envelope apart under its entry's key and the head marked
+ * sealed (version 4, no envelope within), the state row and the rider as
+ * they were. */
 static void format_2_is_migrated(bool cut_short)
 {
-    enum { HEADS = 70, RIDER = 1000, GONE = 1001 };
+    enum { HEADS = 70, MOVED = 10, HELD = 5, RIDER = 1000, GONE = 1001 };
     char dir[DIR_MAX], env[16];
     uint8_t key[9], entry[128];
+    const uint8_t held_row[10] = {1, OUTBOX_MAILBOX, 0, 0, 0, 0, 0, 0, 0, 9};
     make_dir(dir);
 
     struct store *s = open_ok(dir);
@@ -418,10 +420,26 @@ static void format_2_is_migrated(bool cut_short)
         snprintf(env, sizeof(env), "env%llu", (unsigned long long)seq);
         size_t n = v3_entry(entry, env);
         seq_key(key, 'o', seq);
-        assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, n, false), MP_OK);
+        if (cut_short && seq <= MOVED) { /* as the migration left it */
+            struct outbox_entry e;
+            struct buf enc;
+            assert_int_equal(outbox_entry_decode(entry, n, &e), MP_OK);
+            assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
+            assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, enc.data, enc.len, false),
+                             MP_OK);
+            assert_int_equal(store_put(s, STORE_CF_OUTBOX_SEALED, key, 9, env, strlen(env),
+                                       false),
+                             MP_OK);
+            buf_free(&enc);
+            outbox_entry_clear(&e);
+        } else {
+            assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, n, false), MP_OK);
+        }
         seq_key(key, 'q', seq);
         assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, entry + 4, 32, false), MP_OK);
     }
+    seq_key(key, 's', HELD);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, held_row, 10, false), MP_OK);
     size_t rider_len = v3_entry(entry, "");
     seq_key(key, 'o', RIDER);
     assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, rider_len, false), MP_OK);
@@ -457,6 +475,11 @@ static void format_2_is_migrated(bool cut_short)
         assert_int_equal(e.plaintext.len, 2);
         outbox_entry_clear(&e);
     }
+    seq_key(key, 's', HELD);
+    assert_int_equal(store_get(s, STORE_CF_OUTBOX_INDEX, key, 9, &v, &len), MP_OK);
+    assert_int_equal(len, sizeof(held_row));
+    assert_memory_equal(v, held_row, len);
+    free(v);
     seq_key(key, 'o', RIDER);
     assert_int_equal(store_get(s, STORE_CF_OUTBOX, key, 9, &v, &len), MP_OK);
     assert_int_equal(len, rider_len);
