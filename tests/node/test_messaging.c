@@ -2,8 +2,8 @@
  * Direct delivery with real nodes on loopback: messages both ways with
  * receipts, `listen` in order, a restart between messages, kill -9 in the
  * middle of 1,000 sends, the errors a user meets at `send`, nodes whose
- * stores older builds wrote (formats 1 and 2), and `send --wait` timing out
- * while the node is kept busy.
+ * stores older builds wrote (formats 1 and 2), a damaged state row, and
+ * `send --wait` timing out while the node is kept busy.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -985,6 +985,61 @@ static void test_upgrade_from_format_2(void **state)
     store_close(st);
 }
 
+/* A sealed message whose state row (which holds its seal and riders) is
+ * damaged while its node is stopped: counted, and left where it is, never
+ * sealed again (which would lose its riders); later messages go on. */
+static void test_damaged_state_row(void **state)
+{
+    (void)state;
+    start_pair();
+    struct node *a = &nodes[0], *b = &nodes[1];
+    send_ok(a, b->address, "before", true);
+    node_stop(b);
+    send_ok(a, b->address, "its row damaged", false);
+    node_stop(a);
+    struct store *st = NULL;
+    pid_t holder = 0;
+    uint8_t prefix = 'q', *row = NULL;
+    size_t row_len = 0;
+    assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    assert_true(store_iter_next(it, &key, &key_len, &val, &val_len)); /* the one queued */
+    uint8_t row_key[9] = {'s'};
+    memcpy(row_key + 1, key + 1, 8);
+    store_iter_free(it);
+    assert_int_equal(store_get(st, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len), MP_OK);
+    assert_true(row_len > 10 && (row[10] & 1)); /* version 2, sealed while b was away */
+    free(row);
+    const uint8_t garbage[3] = {2, 9, 9};
+    assert_int_equal(store_put(st, STORE_CF_OUTBOX_INDEX, row_key, 9, garbage, 3, true), MP_OK);
+    size_t digests = count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd');
+    store_close(st);
+
+    restart(b);
+    restart(a);
+    send_ok(a, b->address, "after", true); /* b is reachable again */
+    json_t *list = inbox(b, "");
+    assert_int_equal(json_array_size(list), 2); /* "before" and "after" only */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "text")),
+                        "after");
+    json_decref(list);
+    json_t *status = status_json(a);
+    assert_true(json_integer_value(json_object_get(json_object_get(status, "messages"),
+                                                   "damaged_states")) >= 1);
+    json_decref(status);
+    node_stop(a);
+    node_stop(b);
+    assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd'), digests + 1); /* "after" */
+    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'q'), 1); /* still queued */
+    store_close(st);
+    char *log = harness_read_file(a->log);
+    assert_contains(log, "is damaged");
+    free(log);
+}
+
 /* A stream of send.batch calls from a child process, FLOOD_DEPTH in flight
  * at a time on one connection, to n's contact to; it ends by itself after
  * FLOOD_CALLS calls or FLOOD_MS, exiting 0 (1 if the node stopped
@@ -1133,6 +1188,7 @@ int main(void)
         cmocka_unit_test_teardown(test_changed_node_key, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_1, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_2, teardown),
+        cmocka_unit_test_teardown(test_damaged_state_row, teardown),
         cmocka_unit_test_teardown(test_wait_times_out_under_load, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)
