@@ -2,8 +2,9 @@
  * Direct delivery with real nodes on loopback: messages both ways with
  * receipts, `listen` in order, a restart between messages, kill -9 in the
  * middle of 1,000 sends, the errors a user meets at `send`, nodes whose
- * stores older builds wrote (formats 1 and 2), a damaged state row, and
- * `send --wait` timing out while the node is kept busy.
+ * stores older builds wrote (formats 1 and 2), a damaged state row, long
+ * texts in full envelopes, and `send --wait` timing out while the node is
+ * kept busy.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -1040,6 +1041,55 @@ static void test_damaged_state_row(void **state)
     free(log);
 }
 
+/* A long queue of long texts goes in full envelopes: COUNT texts of
+ * 1,372 bytes (46 fill a bundle's 64 KiB of plaintext) in one send.batch
+ * call leave as that many full bundles and the part of one left over, not
+ * as groups each ending in a runt of a few messages. */
+static void test_full_bundles(void **state)
+{
+    (void)state;
+    enum { COUNT = 230, TEXT = 1372, PER_BUNDLE = 46 };
+    start_pair();
+    struct node *a = &nodes[0], *b = &nodes[1];
+    send_ok(a, b->address, "first", true); /* the session is up: it may go alone */
+    json_t *st = status_json(a);
+    json_int_t before = json_integer_value(
+        json_object_get(json_object_get(st, "messages"), "sent"));
+    json_decref(st);
+
+    size_t cap = 256 + COUNT * (TEXT + 16);
+    char *line = malloc(cap), text[TEXT + 1];
+    assert_non_null(line);
+    memset(text, 'x', TEXT);
+    text[TEXT] = '\0';
+    size_t len = (size_t)snprintf(line, cap,
+                                  "{\"jsonrpc\":\"2.0\",\"method\":\"send.batch\",\"params\":"
+                                  "{\"to\":\"%s\",\"messages\":[", b->address);
+    for (int i = 0; i < COUNT; i++)
+        len += (size_t)snprintf(line + len, cap - len, "%s{\"text\":\"%s\"}", i > 0 ? "," : "",
+                                text);
+    len += (size_t)snprintf(line + len, cap - len, "]},\"id\":1}\n");
+    assert_true(len < cap);
+    int fd = harness_connect(a->sock);
+    assert_true(fd >= 0);
+    char *reply = harness_exchange(fd, line, len);
+    close(fd);
+    free(line);
+    assert_non_null(reply);
+    assert_non_null(strstr(reply, "\"queued\""));
+    free(reply);
+
+    json_t *list = wait_inbox(b, COUNT + 1);
+    json_decref(list);
+    st = status_json(a);
+    json_int_t envelopes =
+        json_integer_value(json_object_get(json_object_get(st, "messages"), "sent")) - before;
+    json_decref(st);
+    print_message("%d texts of %d bytes: %lld envelopes\n", COUNT, TEXT, (long long)envelopes);
+    /* (Groups cut at a fixed size left a runt each: 187 texts went in 5.) */
+    assert_int_equal(envelopes, (COUNT + PER_BUNDLE - 1) / PER_BUNDLE);
+}
+
 /* A stream of send.batch calls from a child process, FLOOD_DEPTH in flight
  * at a time on one connection, to n's contact to; it ends by itself after
  * FLOOD_CALLS calls or FLOOD_MS, exiting 0 (1 if the node stopped
@@ -1185,6 +1235,7 @@ int main(void)
         cmocka_unit_test_teardown(test_kill_during_a_thousand_sends, teardown),
         cmocka_unit_test_teardown(test_send_errors, teardown),
         cmocka_unit_test_teardown(test_send_batch, teardown),
+        cmocka_unit_test_teardown(test_full_bundles, teardown),
         cmocka_unit_test_teardown(test_changed_node_key, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_1, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_2, teardown),
