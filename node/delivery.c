@@ -1592,7 +1592,9 @@ static void pump_cb(uv_timer_t *timer)
 
     if (d->sync_failed)
         return; /* what was sealed unsynced must not leave: nothing goes until a restart */
-    expire_waiters(d, now); /* also while syncing: under a steady load it always is */
+    /* Also while syncing: under a steady load it always is. */
+    expire_waiters(d, now);
+    expire_due(d, now);
     if (d->syncing) {
         /* What is durable goes (a link drained meanwhile); what the sync
          * covers, and sealing, wait for its end (sync_done_cb), which pumps
@@ -1601,7 +1603,6 @@ static void pump_cb(uv_timer_t *timer)
         (void)pump_walk(d, now, &wake);
         return;
     }
-    expire_due(d, now);
     d->seal_again = false;
     seal_pending(d, now, SEAL_SYNCED);
     if (d->next_expiry_ms < wake)
