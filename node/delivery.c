@@ -20,7 +20,8 @@
 #define MOD "delivery"
 
 /* Key prefixes. Outbox family: 'o' seq -> entry (written once). Outbox
- * sealed family: 'o' seq -> the envelope of a bundle's head, until sent.
+ * sealed family: 'o' seq -> the envelope of a bundle's head, until sent,
+ * delivered or expired (kept while held by mailboxes).
  * Outbox index family: 'q' seq -> recipient (not yet acked), 's' seq -> the
  * entry's state row (once sealed or moved), 'd' digest -> seq, 'm' message
  * id -> seq (read only: written by builds before ids came from seqs). Inbox
@@ -288,7 +289,7 @@ struct delivery {
     bool closing;
     /* figures for status */
     uint64_t sent, received, acked, duplicates, refused, failed_open;
-    uint64_t damaged_states; /* state rows that did not decode (state_row) */
+    uint64_t damaged_states; /* reads of state rows or kept envelopes that failed (damaged) */
     uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
     /* Envelopes stored (or dropped for good) lately, by digest, one per slot:
@@ -440,13 +441,16 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
 
 /* Counts (status: messages.damaged_states) and logs the first time that
  * what the store holds of outgoing message seq besides its entry (what,
- * damaged with err) cannot be read: it is left, never guessed at. */
+ * damaged with err) cannot be read: nothing is guessed, what it blocks
+ * (what) says. */
 static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err)
 {
     if (d->damaged_states++ == 0)
-        log_warn(MOD, "the %s of outgoing message %llu is damaged (%s): it stays where it is "
-                 "(further damage is counted in status, not logged)", what,
-                 (unsigned long long)seq, mp_strerror(err));
+        log_warn(MOD, "the %s of outgoing message %llu is damaged (%s): %s; send the message "
+                 "again, and if this recurs restore the data dir from a backup (further "
+                 "damage is counted in status, not logged)", what, (unsigned long long)seq,
+                 mp_strerror(err),
+                 strcmp(what, "state") == 0 ? "it is neither sent nor moved" : "it is not sent");
 }
 
 /* Entry seq's state row (val, len) onto e; MP_ERR_STORE if it is damaged
@@ -2888,7 +2892,9 @@ static void on_stored(struct delivery *d, const uint8_t node_key[32], const stru
 }
 
 /* Entries whose mailboxes dropped them without a receipt are not delivered:
- * say so. Runs when the earliest known expiry is due (and once at start). */
+ * say so. Runs when the earliest known expiry is due (and once at start),
+ * from any pump, also while a sync runs on the thread pool (its writes get
+ * the next sync, as an ack's do). */
 static void expire_due(struct delivery *d, uint64_t now)
 {
     uint8_t prefix = KEY_PENDING;

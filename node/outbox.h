@@ -2,8 +2,9 @@
  * outbox: the records delivery keeps in the store, as plain structs with
  * their codecs (outbox_wire.c): a message waiting to go out (or gone, kept
  * as history), its state row once it has been sealed or moved on from the
- * state it was written with, and an event of the node's event log (a message received, a
- * message sent or delivered), which `inbox`, `history` and `listen` read.
+ * state it was written with, and an event of the node's event log (a
+ * message received, a message sent or delivered), which `inbox`, `history`
+ * and `listen` read.
  * Layouts: docs/PROTOCOL.md, "Store layout: messages".
  */
 #ifndef MP_NODE_OUTBOX_H
@@ -89,8 +90,9 @@ void outbox_entry_clear(struct outbox_entry *e);
  * length in *len_out; MP_ERR_INVAL for a state or a rider count out of
  * range, as outbox_entry_encode. outbox_state_decode sets e's state and
  * expires_ms from a row, and from a version 2 row its seal and riders too
- * (version 1 rows had only the first two); on an error (MP_ERR_MALFORMED,
- * MP_ERR_WIRE_VERSION, MP_ERR_NOMEM) e is unchanged. */
+ * (version 1 rows had only the first two; a row with riders and no seal
+ * is malformed); on an error (MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION,
+ * MP_ERR_NOMEM) e is unchanged. */
 #define OUTBOX_STATE_FIXED 13 /* version, state, expiry, flags, rider count */
 #define OUTBOX_STATE_ROW_MAX (OUTBOX_STATE_FIXED + 8 * (MSG_BUNDLE_MAX - 1))
 enum mp_err outbox_state_encode(const struct outbox_entry *e,

@@ -183,7 +183,8 @@ enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_e
     size_t n = !v1 && len >= OUTBOX_STATE_FIXED ? bytes_get_u16(data + 11) : 0;
     if (len != (v1 ? STATE_V1_BYTES : OUTBOX_STATE_FIXED + 8 * n) || data[1] < OUTBOX_QUEUED ||
         data[1] > OUTBOX_STATE_MAX ||
-        (!v1 && ((data[10] & ~STATE_SEALED) != 0 || n > MSG_BUNDLE_MAX - 1)))
+        (!v1 && ((data[10] & ~STATE_SEALED) != 0 || n > MSG_BUNDLE_MAX - 1 ||
+                 (n > 0 && !(data[10] & STATE_SEALED))))) /* only a head has riders */
         return MP_ERR_MALFORMED;
     uint64_t *riders = NULL;
     if (n > 0 && (riders = malloc(n * sizeof(*riders))) == NULL)

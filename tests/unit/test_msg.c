@@ -478,9 +478,18 @@ static void test_outbox_round_trip(void **state)
     row[1] = OUTBOX_SENT;
     row[10] = 0x02; /* a flag no version has */
     assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
+    row[10] = 0x00; /* riders, not sealed: only a head has riders */
+    assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
     row[10] = 0x01;
     row[12] = 3; /* three riders in the room of two */
     assert_int_equal(outbox_state_decode(row, row_len, &moved), MP_ERR_MALFORMED);
+    /* More riders than a bundle has, their room there too. */
+    static uint8_t many[OUTBOX_STATE_ROW_MAX + 8];
+    memcpy(many, row, OUTBOX_STATE_FIXED);
+    many[11] = MSG_BUNDLE_MAX >> 8;
+    many[12] = MSG_BUNDLE_MAX & 0xff;
+    assert_int_equal(outbox_state_decode(many, OUTBOX_STATE_FIXED + 8 * MSG_BUNDLE_MAX, &moved),
+                     MP_ERR_MALFORMED);
     assert_int_equal(moved.state, OUTBOX_SENT);
     assert_int_equal(moved.rider_count, 2);
     /* Version 1 (format 2 stores): state and expiry only; the entry's own
