@@ -76,7 +76,8 @@ struct outbox_event {
 /* Encoders initialise out (caller buf_frees); decoders own their buffers
  * (outbox_*_clear). Errors: MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION, MP_ERR_TOO_BIG.
  * outbox_entry_encode never writes the envelope, and refuses (MP_ERR_INVAL)
- * an entry holding one it does not mark sealed: that envelope would be lost. */
+ * an entry holding one, or riders, it does not mark sealed (only a head has
+ * riders; that envelope would be lost); decoding such riders is MP_ERR_MALFORMED. */
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out);
 enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_entry *e_out);
 void outbox_entry_clear(struct outbox_entry *e);
@@ -86,9 +87,10 @@ void outbox_entry_clear(struct outbox_entry *e);
  * from it, so that the entry is written once and a move writes these few
  * bytes, not the message again (docs/PROTOCOL.md: u8 version 2, u8 state,
  * u64 big-endian expires ms, u8 flags (1: sealed), u16 big-endian rider
- * count, that many u64 big-endian seqs). outbox_state_encode writes version 2, its
- * length in *len_out; MP_ERR_INVAL for a state or a rider count out of
- * range, as outbox_entry_encode. outbox_state_decode sets e's state and
+ * count, that many u64 big-endian seqs). outbox_state_encode writes
+ * version 2, its length in *len_out; MP_ERR_INVAL for a state or a rider
+ * count out of range, as outbox_entry_encode, or riders without the seal.
+ * outbox_state_decode sets e's state and
  * expires_ms from a row, and from a version 2 row its seal and riders too
  * (version 1 rows had only the first two; a row with riders and no seal
  * is malformed); on an error (MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION,

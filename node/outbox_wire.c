@@ -58,7 +58,8 @@ static void pack_entry_cb(msgpack_packer *pk, const void *obj)
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out)
 {
     if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
-        e->rider_count > MSG_BUNDLE_MAX - 1 || (e->envelope.len > 0 && !e->sealed))
+        e->rider_count > MSG_BUNDLE_MAX - 1 ||
+        ((e->envelope.len > 0 || e->rider_count > 0) && !e->sealed))
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_entry_cb, e, ENTRY_WIRE_MAX, out);
 }
@@ -144,9 +145,13 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
     if (version == ENTRY_VERSION ? f[5].type != MSGPACK_OBJECT_BOOLEAN
                                  : !get_buf(&f[5], MSG_LINK_ENVELOPE_MAX, &e_out->envelope))
         goto cleanup;
-    /* An older entry holding its envelope was sealed (and is sealed apart
-     * by the store's migration). */
-    e_out->sealed = version == ENTRY_VERSION ? f[5].via.boolean : e_out->envelope.len > 0;
+    /* An older entry holding its envelope (sealed apart by the store's
+     * migration), or listing riders (a head whose envelope went once sent),
+     * was sealed. */
+    e_out->sealed = version == ENTRY_VERSION ? f[5].via.boolean
+                                             : e_out->envelope.len > 0 || e_out->rider_count > 0;
+    if (e_out->rider_count > 0 && !e_out->sealed)
+        goto cleanup; /* only a head has riders, as in a state row */
     e_out->state = (uint8_t)state;
     err = MP_OK;
 cleanup:
@@ -160,7 +165,7 @@ enum mp_err outbox_state_encode(const struct outbox_entry *e,
                                 uint8_t out[OUTBOX_STATE_ROW_MAX], size_t *len_out)
 {
     if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
-        e->rider_count > MSG_BUNDLE_MAX - 1)
+        e->rider_count > MSG_BUNDLE_MAX - 1 || (e->rider_count > 0 && !e->sealed))
         return MP_ERR_INVAL;
     out[0] = STATE_VERSION;
     out[1] = e->state;

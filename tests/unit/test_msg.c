@@ -564,6 +564,39 @@ static void test_outbox_round_trip(void **state)
     assert_int_equal(back.rider_count, 1);
     assert_true(back.riders[0] == 5);
     outbox_entry_clear(&back);
+    /* A head whose envelope went once it was sent still lists its riders:
+     * sealed too, so that its state row, written as it moves on, holds
+     * both (riders without the seal are refused). */
+    uint8_t v3_sent[sizeof(v3)];
+    size_t k = n - 3;
+    memcpy(v3_sent, v3, k);
+    v3_sent[k++] = 0xc4;
+    v3_sent[k++] = 0;
+    v3_sent[k++] = 0x09;
+    v3_sent[k++] = 0x91;
+    v3_sent[k++] = 0x05;
+    assert_int_equal(outbox_entry_decode(v3_sent, k, &back), MP_OK);
+    assert_true(back.sealed);
+    assert_int_equal(back.envelope.len, 0);
+    back.state = OUTBOX_DELIVERED;
+    uint8_t head_row[OUTBOX_STATE_ROW_MAX];
+    size_t head_len = 0;
+    assert_int_equal(outbox_state_encode(&back, head_row, &head_len), MP_OK);
+    back.sealed = false;
+    assert_int_equal(outbox_state_encode(&back, head_row, &head_len), MP_ERR_INVAL);
+    outbox_entry_clear(&back);
+    /* Nor does a version 4 entry list riders without the seal: refused to
+     * encode, and to decode (the seal flag, 0xc3, turned false, 0xc2). */
+    uint64_t one_rider = 5;
+    struct outbox_entry head = {.state = OUTBOX_QUEUED, .riders = &one_rider, .rider_count = 1};
+    assert_int_equal(outbox_entry_encode(&head, &enc), MP_ERR_INVAL);
+    head.sealed = true;
+    assert_int_equal(outbox_entry_encode(&head, &enc), MP_OK);
+    uint8_t *flag = memchr(enc.data, 0xc3, enc.len);
+    assert_non_null(flag);
+    *flag = 0xc2;
+    assert_int_equal(outbox_entry_decode(enc.data, enc.len, &back), MP_ERR_MALFORMED);
+    buf_free(&enc);
 
     struct outbox_event ev = {.type = OUTBOX_EVENT_MESSAGE, .at_ms = 5, .request = true};
     memset(ev.peer, 1, 32);
