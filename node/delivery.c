@@ -213,10 +213,10 @@ struct cached_entry {
  * most are read back within moments of their write (to seal, on the ack, on
  * the receipt), and a hit spares the store lookups (not the envelope's: the
  * pump reads that from the store). Written through, never ahead of the
- * store: batch_entry and batch_state stage what they put, and the stage lands in the slots
- * only once its batch is written (batch_commit); a batch that fails or is
- * given up leaves its stage behind, dropped by the next batch_begin (one
- * batch is built at a time). Entries that are not read again (delivered,
+ * store: batch_entry and batch_state stage what they put, and the stage
+ * lands in the slots only once its batch is written (batch_commit); a batch
+ * that fails or is given up leaves its stage behind, dropped by the next
+ * batch_begin (one batch is built at a time). Entries that are not read again (delivered,
  * expired, a receipt once sent) and large ones are not kept, so an idle
  * node's cache holds little. Of two entries for one slot the older stays
  * while it is less than DELIVERY_ENTRY_CACHE_AGES rounds of the slots old:
@@ -441,16 +441,16 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
 
 /* Counts (status: messages.damaged_states) and logs the first time that
  * what the store holds of outgoing message seq besides its entry (what,
- * damaged with err) cannot be read: nothing is guessed, what it blocks
- * (what) says. */
-static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err)
+ * damaged with err) cannot be read: nothing is guessed, and the message is
+ * left as blocked says. */
+static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err,
+                    const char *blocked)
 {
     if (d->damaged_states++ == 0)
         log_warn(MOD, "the %s of outgoing message %llu is damaged (%s): %s; send the message "
                  "again, and if this recurs restore the data dir from a backup (further "
                  "damage is counted in status, not logged)", what, (unsigned long long)seq,
-                 mp_strerror(err),
-                 strcmp(what, "state") == 0 ? "it is neither sent nor moved" : "it is not sent");
+                 mp_strerror(err), blocked);
 }
 
 /* Entry seq's state row (val, len) onto e; MP_ERR_STORE if it is damaged
@@ -463,7 +463,7 @@ static enum mp_err state_row(struct delivery *d, uint64_t seq, const uint8_t *va
 {
     enum mp_err err = outbox_state_decode(val, len, e);
     if (err == MP_ERR_MALFORMED || err == MP_ERR_WIRE_VERSION) {
-        damaged(d, seq, "state", err);
+        damaged(d, seq, "state", err, "it is neither sent nor moved");
         err = MP_ERR_STORE;
     }
     return err;
@@ -526,7 +526,7 @@ static enum mp_err load_to_send(struct delivery *d, uint64_t seq, struct outbox_
         err = buf_append(&e_out->envelope, val, len);
     free(val);
     if (err == MP_ERR_NOT_FOUND || too_long) {
-        damaged(d, seq, "envelope", too_long ? MP_ERR_TOO_BIG : err);
+        damaged(d, seq, "envelope", too_long ? MP_ERR_TOO_BIG : err, "it is not sent");
         err = MP_ERR_STORE;
     }
     if (err != MP_OK)

@@ -90,11 +90,10 @@ void outbox_entry_clear(struct outbox_entry *e);
  * count, that many u64 big-endian seqs). outbox_state_encode writes
  * version 2, its length in *len_out; MP_ERR_INVAL for a state or a rider
  * count out of range, as outbox_entry_encode, or riders without the seal.
- * outbox_state_decode sets e's state and
- * expires_ms from a row, and from a version 2 row its seal and riders too
- * (version 1 rows had only the first two; a row with riders and no seal
- * is malformed); on an error (MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION,
- * MP_ERR_NOMEM) e is unchanged. */
+ * outbox_state_decode sets e's state and expires_ms from a row, and from a
+ * version 2 row its seal and riders too (version 1 rows had only the first
+ * two; a row with riders and no seal is malformed); on an error
+ * (MP_ERR_MALFORMED, MP_ERR_WIRE_VERSION, MP_ERR_NOMEM) e is unchanged. */
 #define OUTBOX_STATE_FIXED 13 /* version, state, expiry, flags, rider count */
 #define OUTBOX_STATE_ROW_MAX (OUTBOX_STATE_FIXED + 8 * (MSG_BUNDLE_MAX - 1))
 enum mp_err outbox_state_encode(const struct outbox_entry *e,
