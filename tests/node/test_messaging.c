@@ -946,6 +946,19 @@ static void expect_format_3(struct node *n, unsigned from)
     free(log);
 }
 
+/* Nodes 0 and 1 (a and b) as start_pair leaves them; a's text `before`
+ * delivered, then `queued` sent while b is stopped (sealed, not delivered),
+ * then a stopped too: both stores may be opened and changed. */
+static void stop_with_one_queued(const char *before, const char *queued)
+{
+    struct node *a = &nodes[0], *b = &nodes[1];
+    start_pair();
+    send_ok(a, b->address, before, true);
+    node_stop(b);
+    send_ok(a, b->address, queued, false);
+    node_stop(a);
+}
+
 /* A node upgraded from a build that wrote format 2, a sealed message queued
  * for a peer that was away (its envelope within its entry): the envelope
  * moves apart as the store opens, and the message goes out once, as sealed
@@ -953,12 +966,8 @@ static void expect_format_3(struct node *n, unsigned from)
 static void test_upgrade_from_format_2(void **state)
 {
     (void)state;
-    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    send_ok(a, b->address, "before the upgrade", true);
-    node_stop(b);
-    send_ok(a, b->address, "sealed across the upgrade", false);
-    node_stop(a);
+    stop_with_one_queued("before the upgrade", "sealed across the upgrade");
     struct store *st = NULL;
     pid_t holder = 0;
     assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
@@ -992,12 +1001,8 @@ static void test_upgrade_from_format_2(void **state)
 static void test_damaged_state_row(void **state)
 {
     (void)state;
-    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    send_ok(a, b->address, "before", true);
-    node_stop(b);
-    send_ok(a, b->address, "its row damaged", false);
-    node_stop(a);
+    stop_with_one_queued("before", "its row damaged");
     struct store *st = NULL;
     pid_t holder = 0;
     uint8_t prefix = OUTBOX_KEY_PENDING, *row = NULL;
@@ -1176,12 +1181,8 @@ static void test_wait_times_out_under_load(void **state)
 static void test_upgrade_from_format_1(void **state)
 {
     (void)state;
-    start_pair();
     struct node *a = &nodes[0], *b = &nodes[1];
-    send_ok(a, b->address, "before the upgrade", true);
-    node_stop(b);
-    send_ok(a, b->address, "queued across the upgrade", false);
-    node_stop(a);
+    stop_with_one_queued("before the upgrade", "queued across the upgrade");
     struct moved at_a = back_to_format_1(a), at_b = back_to_format_1(b);
     /* Every kind of key goes back, so the migration has each to move: the
      * queued message's work-list key, digests of the envelopes a sent, ids
