@@ -7,6 +7,7 @@
 
 #include "base/bytes.h"
 #include "base/log.h"
+#include "base/u64set.h"
 #include "base/utf8.h"
 #include "crypto/address.h"
 #include "crypto/box.h"
@@ -289,7 +290,10 @@ struct delivery {
     bool closing;
     /* figures for status */
     uint64_t sent, received, acked, duplicates, refused, failed_open;
-    uint64_t damaged_states; /* reads of state rows or kept envelopes that failed (damaged) */
+    uint64_t damaged_states; /* outgoing messages found damaged: damaged.count, but for NOMEM */
+    /* Outgoing messages whose state row or kept envelope could not be read
+     * (damaged): left where they are, so the walks step over them unread. */
+    struct u64set damaged;
     uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
     /* Envelopes stored (or dropped for good) lately, by digest, one per slot:
@@ -442,10 +446,13 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
 /* Counts (status: messages.damaged_states) and logs the first time that
  * what the store holds of outgoing message seq besides its entry (what,
  * damaged with err) cannot be read: nothing is guessed, and the message is
- * left as blocked says. */
+ * left as blocked says. Each message counts once (d->damaged), unless the
+ * set of them could not grow: then it may count again when read again. */
 static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err,
                     const char *blocked)
 {
+    if (u64set_add(&d->damaged, seq) == MP_ERR_EXISTS)
+        return;
     if (d->damaged_states++ == 0)
         log_warn(MOD, "the %s of outgoing message %llu is damaged (%s): %s; send the message "
                  "again, and if this recurs restore the data dir from a backup (further "
@@ -1483,7 +1490,7 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
         if (all_sealed && seq != 0)
             d->sealed_below = seq;
         struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
-        if (p != NULL && seq <= p->sealed_upto) {
+        if (p != NULL && (seq <= p->sealed_upto || u64set_has(&d->damaged, seq))) {
             if (all_sealed)
                 d->sealed_below = seq + 1;
             continue;
@@ -1563,6 +1570,11 @@ static bool pump_walk(struct delivery *d, uint64_t now, uint64_t *wake)
         if (d->syncing && (p == NULL || !seal_is_durable(d, p, seq))) {
             stopped = true; /* this and what follows wait for the sync's end */
             break;
+        }
+        if (u64set_has(&d->damaged, seq)) { /* left where it is: stepped over like one in flight */
+            if (in_flight)
+                d->sent_below = seq + 1;
+            continue;
         }
         uint64_t due = p != NULL ? p->last_send_ms + DELIVERY_ACK_TIMEOUT_MS : 0;
         if (in_flight)
@@ -3225,6 +3237,7 @@ static void delivery_free(struct delivery *d)
         free(d->cache);
     }
     free(d->scratch);
+    u64set_free(&d->damaged);
     secure_wipe(d->msgid_key, sizeof(d->msgid_key));
     free(d);
 }

@@ -1,0 +1,66 @@
+#include "base/u64set.h"
+
+#include <stdlib.h>
+
+#define U64SET_FIRST_CAP 16
+
+void u64set_init(struct u64set *s)
+{
+    *s = (struct u64set){0};
+}
+
+/* Where v is, or the empty slot where it would go (cap > 0, never full). */
+static size_t slot_of(const uint64_t *slots, size_t cap, uint64_t v)
+{
+    /* Fibonacci hashing: seqs in a run spread over the table. */
+    size_t i = (size_t)((v * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+    while (slots[i] != 0 && slots[i] != v)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+bool u64set_has(const struct u64set *s, uint64_t v)
+{
+    return v != 0 && s->cap > 0 && s->slots[slot_of(s->slots, s->cap, v)] == v;
+}
+
+/* Twice the slots (U64SET_FIRST_CAP at first), every number moved over. */
+static enum mp_err grow(struct u64set *s)
+{
+    size_t cap = s->cap > 0 ? s->cap * 2 : U64SET_FIRST_CAP;
+    if (cap > SIZE_MAX / sizeof(*s->slots))
+        return MP_ERR_NOMEM;
+    uint64_t *slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL)
+        return MP_ERR_NOMEM;
+    for (size_t i = 0; i < s->cap; i++) {
+        if (s->slots[i] != 0)
+            slots[slot_of(slots, cap, s->slots[i])] = s->slots[i];
+    }
+    free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    return MP_OK;
+}
+
+enum mp_err u64set_add(struct u64set *s, uint64_t v)
+{
+    if (v == 0)
+        return MP_ERR_INVAL; /* 0 marks an empty slot */
+    if (u64set_has(s, v))
+        return MP_ERR_EXISTS;
+    if (2 * (s->count + 1) > s->cap) { /* at most half full: probes stay short */
+        enum mp_err err = grow(s);
+        if (err != MP_OK)
+            return err;
+    }
+    s->slots[slot_of(s->slots, s->cap, v)] = v;
+    s->count++;
+    return MP_OK;
+}
+
+void u64set_free(struct u64set *s)
+{
+    free(s->slots);
+    u64set_init(s);
+}
