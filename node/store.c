@@ -437,11 +437,20 @@ static const struct key_move {
  * it started from (4 bytes, like FORMAT_KEY). */
 #define MIGRATING_KEY "migrating_from"
 
-/* The keys of cf starting with mv->prefix to their new family, MIGRATE_CHUNK
- * a write, each chunk picking up after the last key of the one before (a
- * walk from the prefix's start would step over every key already moved:
- * RocksDB keeps the deletions until a compaction). */
-static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t *moved_io)
+/* What a migration does with one key of its walk (walk_chunks): the writes
+ * that move it, into b, counted in *moved_io; arg is the step's own. */
+typedef enum mp_err (*migrate_key_fn)(struct store *s, struct store_batch *b, const uint8_t *key,
+                                      size_t key_len, const uint8_t *val, size_t val_len,
+                                      void *arg, size_t *moved_io);
+
+/* The keys of cf starting with prefix, each through fn, chunk of them a
+ * write, so that a store of any size moves in bounded memory, and each
+ * write moves its keys whole. Each chunk picks up after the last key of the
+ * one before (a walk from the prefix's start would step over every key
+ * already moved: RocksDB keeps the deletions until a compaction), so fn
+ * meets each key once. */
+static enum mp_err walk_chunks(struct store *s, enum store_cf cf, uint8_t prefix, size_t chunk,
+                               migrate_key_fn fn, void *arg, size_t *moved_io)
 {
     uint8_t last[MIGRATE_KEY_MAX];
     size_t last_len = 0, n;
@@ -449,22 +458,23 @@ static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t 
 
     do {
         struct store_iter *it = last_len > 0
-                                    ? store_iter_new_at(s, mv->from, &mv->prefix, 1, last, last_len)
-                                    : store_iter_new(s, mv->from, &mv->prefix, 1);
+                                    ? store_iter_new_at(s, cf, &prefix, 1, last, last_len)
+                                    : store_iter_new(s, cf, &prefix, 1);
         struct store_batch *b = store_batch_new();
         const uint8_t *key, *val;
         size_t key_len, val_len;
         n = 0;
-        while (n < MIGRATE_CHUNK && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        while (err == MP_OK && n < chunk && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+            if (key_len == last_len && memcmp(key, last, last_len) == 0)
+                continue; /* where the chunk before ended: done */
             if (key_len > sizeof(last)) { /* no key of these families is this long */
                 log_error(MOD, "a key of %zu bytes with prefix '%c' where none is over %zu: "
                           "the store is damaged; restore it from a backup",
-                          key_len, mv->prefix, sizeof(last));
+                          key_len, prefix, sizeof(last));
                 err = MP_ERR_STORE;
                 break;
             }
-            store_batch_put(b, mv->to, key, key_len, val, val_len);
-            store_batch_delete(b, mv->from, key, key_len);
+            err = fn(s, b, key, key_len, val, val_len, arg, moved_io);
             memcpy(last, key, key_len);
             last_len = key_len;
             n++;
@@ -475,9 +485,21 @@ static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t 
         if (err == MP_OK && n > 0)
             err = store_batch_write(s, b, false);
         store_batch_free(b);
-        *moved_io += n;
-    } while (err == MP_OK && n == MIGRATE_CHUNK);
+    } while (err == MP_OK && n == chunk);
     return err;
+}
+
+/* A key of mv (struct key_move) to its new family. */
+static enum mp_err move_key(struct store *s, struct store_batch *b, const uint8_t *key,
+                            size_t key_len, const uint8_t *val, size_t val_len, void *arg,
+                            size_t *moved_io)
+{
+    const struct key_move *mv = arg;
+    (void)s;
+    store_batch_put(b, mv->to, key, key_len, val, val_len);
+    store_batch_delete(b, mv->from, key, key_len);
+    (*moved_io)++;
+    return MP_OK;
 }
 
 /* Format 1 to 2: the keys of moves_to_2 to their new families. Each write
@@ -486,8 +508,10 @@ static enum mp_err move_keys(struct store *s, const struct key_move *mv, size_t 
 static enum mp_err move_keys_to_2(struct store *s, size_t *moved_io)
 {
     enum mp_err err = MP_OK;
-    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++)
-        err = move_keys(s, &moves_to_2[m], moved_io);
+    for (size_t m = 0; err == MP_OK && m < sizeof(moves_to_2) / sizeof(moves_to_2[0]); m++) {
+        const struct key_move *mv = &moves_to_2[m];
+        err = walk_chunks(s, mv->from, mv->prefix, MIGRATE_CHUNK, move_key, (void *)mv, moved_io);
+    }
     return err;
 }
 
@@ -495,72 +519,59 @@ static enum mp_err move_keys_to_2(struct store *s, size_t *moved_io)
  * envelopes (64 KiB each) in memory at once. */
 #define MIGRATE_ENTRIES 64
 
-/* The envelopes held within queued entries (version 3 and older) moved
- * apart: each such entry, found through the work list ('q' keys of
- * outbox_index: no entry off it holds an envelope), is written again as
- * version 4, marked sealed, with its envelope under the same key in
- * outbox_sealed, both in one write. An entry done before (a migration cut
- * short) is sealed already and left; one that does not decode is left as it
- * is, for delivery to report as it reads it. */
+/* The envelope held within the queued entry that work-list key key names
+ * (version 3 and older) moved apart: the entry written again as version 4,
+ * marked sealed, with its envelope under the same key in outbox_sealed.
+ * An entry done before (by a migration cut short) holds none, and is left;
+ * one that does not decode is left as it is, for delivery to report as it
+ * reads it; so is a key of another length (counted in *arg, a size_t). */
+static enum mp_err move_envelope(struct store *s, struct store_batch *b, const uint8_t *key,
+                                 size_t key_len, const uint8_t *val, size_t val_len, void *arg,
+                                 size_t *moved_io)
+{
+    uint8_t entry_key[9], *raw = NULL;
+    size_t raw_len = 0;
+    struct outbox_entry e;
+    struct buf enc;
+    (void)val;
+    (void)val_len;
+    if (key_len != sizeof(entry_key)) {
+        (*(size_t *)arg)++;
+        return MP_OK;
+    }
+    entry_key[0] = OUTBOX_KEY_ENTRY;
+    memcpy(entry_key + 1, key + 1, 8);
+    enum mp_err err = store_get(s, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), &raw, &raw_len);
+    bool decoded = err == MP_OK && outbox_entry_decode(raw, raw_len, &e) == MP_OK;
+    free(raw);
+    if (!decoded)
+        return err == MP_ERR_NOT_FOUND ? MP_OK : err;
+    if (e.envelope.len > 0) { /* within: version 3 or older, which decodes as sealed */
+        err = outbox_entry_encode(&e, &enc);
+        if (err == MP_OK) {
+            store_batch_put(b, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), enc.data, enc.len);
+            store_batch_put(b, STORE_CF_OUTBOX_SEALED, entry_key, sizeof(entry_key),
+                            e.envelope.data, e.envelope.len);
+            buf_free(&enc);
+            (*moved_io)++;
+        }
+    }
+    outbox_entry_clear(&e);
+    return err;
+}
+
+/* Format 2 to 3: the envelopes within queued entries moved apart
+ * (move_envelope), each entry with its envelope in one write. Queued
+ * entries are found through the work list ('q' keys of outbox_index): no
+ * entry off it holds an envelope. */
 static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
 {
-    const uint8_t prefix = OUTBOX_KEY_PENDING;
-    uint8_t last[9];
-    bool started = false;
-    size_t n;
-    enum mp_err err = MP_OK;
-
-    do {
-        struct store_iter *it =
-            started ? store_iter_new_at(s, STORE_CF_OUTBOX_INDEX, &prefix, 1, last, sizeof(last))
-                    : store_iter_new(s, STORE_CF_OUTBOX_INDEX, &prefix, 1);
-        struct store_batch *b = store_batch_new();
-        const uint8_t *key, *val;
-        size_t key_len, val_len;
-        n = 0;
-        while (err == MP_OK && n < MIGRATE_ENTRIES &&
-               store_iter_next(it, &key, &key_len, &val, &val_len)) {
-            if (key_len != sizeof(last)) { /* no such key is written: left, for delivery */
-                log_warn(MOD, "a work-list key of %zu bytes, not %zu: the store is damaged",
-                         key_len, sizeof(last));
-                continue;
-            }
-            memcpy(last, key, sizeof(last)); /* the next chunk starts here (seen again: left) */
-            started = true;
-            n++;
-            uint8_t entry_key[9], *raw = NULL;
-            size_t raw_len = 0;
-            struct outbox_entry e;
-            struct buf enc;
-            entry_key[0] = OUTBOX_KEY_ENTRY;
-            memcpy(entry_key + 1, key + 1, 8);
-            err = store_get(s, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), &raw, &raw_len);
-            bool decoded = err == MP_OK && outbox_entry_decode(raw, raw_len, &e) == MP_OK;
-            free(raw);
-            if (err == MP_ERR_NOT_FOUND)
-                err = MP_OK;
-            if (!decoded)
-                continue;
-            if (e.envelope.len > 0) { /* within: version 3 or older, which decodes as sealed */
-                err = outbox_entry_encode(&e, &enc);
-                if (err == MP_OK) {
-                    store_batch_put(b, STORE_CF_OUTBOX, entry_key, sizeof(entry_key), enc.data,
-                                    enc.len);
-                    store_batch_put(b, STORE_CF_OUTBOX_SEALED, entry_key, sizeof(entry_key),
-                                    e.envelope.data, e.envelope.len);
-                    buf_free(&enc);
-                    (*moved_io)++;
-                }
-            }
-            outbox_entry_clear(&e);
-        }
-        if (err == MP_OK)
-            err = store_iter_status(it);
-        store_iter_free(it);
-        if (err == MP_OK)
-            err = store_batch_write(s, b, false);
-        store_batch_free(b);
-    } while (err == MP_OK && n == MIGRATE_ENTRIES);
+    size_t odd_keys = 0;
+    enum mp_err err = walk_chunks(s, STORE_CF_OUTBOX_INDEX, OUTBOX_KEY_PENDING, MIGRATE_ENTRIES,
+                                  move_envelope, &odd_keys, moved_io);
+    if (odd_keys > 0)
+        log_warn(MOD, "%zu work-list key(s) not of 9 bytes: the store is damaged (left as they "
+                 "are)", odd_keys);
     return err;
 }
 

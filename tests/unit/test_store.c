@@ -402,17 +402,18 @@ static size_t v3_entry(uint8_t *out, const char *env)
 /* A format 2 store, or one whose migration to 3 was cut short after MOVED
  * heads (cut_short): HEADS queued entries holding their envelopes (more
  * than one write of the migration takes), one of them held by mailboxes
- * (a version 1 state row), a rider (no envelope, off the work list) and a
- * work-list key whose entry is gone. After the open: format 3, no marker,
- * each head's envelope apart under its entry's key and the head marked
- * sealed (version 4, no envelope within), the state row and the rider as
- * they were. */
+ * (a version 1 state row), a rider (no envelope, off the work list), a
+ * work-list key whose entry is gone and one of another length (damage).
+ * After the open: format 3, no marker, each head's envelope apart under
+ * its entry's key and the head marked sealed (version 4, no envelope
+ * within), the state row, the rider and the odd key as they were. */
 static void format_2_is_migrated(bool cut_short)
 {
     enum { HEADS = 70, MOVED = 10, HELD = 5, RIDER = 1000, GONE = 1001 };
     char dir[DIR_MAX], env[16];
     uint8_t key[9], entry[128];
     const uint8_t held_row[10] = {1, OUTBOX_MAILBOX, 0, 0, 0, 0, 0, 0, 0, 9};
+    const uint8_t odd_key[3] = {'q', 0, 0}; /* first on the work list, and no seq */
     make_dir(dir);
 
     struct store *s = open_ok(dir);
@@ -445,6 +446,9 @@ static void format_2_is_migrated(bool cut_short)
     assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, rider_len, false), MP_OK);
     seq_key(key, 'q', GONE);
     assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, entry + 4, 32, false), MP_OK);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), entry + 4, 32,
+                               false),
+                     MP_OK);
     if (cut_short) {
         const uint8_t two[4] = {0, 0, 0, 2};
         assert_int_equal(store_put(s, STORE_CF_META, "migrating_from", 14, two, 4, true), MP_OK);
@@ -486,6 +490,9 @@ static void format_2_is_migrated(bool cut_short)
     assert_memory_equal(v, entry, len);
     free(v);
     assert_int_equal(store_get(s, STORE_CF_OUTBOX_SEALED, key, 9, &v, &len), MP_ERR_NOT_FOUND);
+    assert_int_equal(store_get(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), &v, &len),
+                     MP_OK); /* left as it is */
+    free(v);
     store_close(s);
     remove_dir(dir);
 }
