@@ -1163,6 +1163,7 @@ done:
 }
 
 static void expire_waiters(struct delivery *d, uint64_t now);
+static bool waiter_may_expire(const struct delivery *d, const struct waiter *w);
 static void expire_due(struct delivery *d, uint64_t now);
 
 /* Whether entry seq of p, if sealed, is durable: sealed before the pass
@@ -1625,8 +1626,8 @@ static void pump_cb(uv_timer_t *timer)
         wake = d->next_expiry_ms;
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         const struct waiter *w = &d->waiters[i];
-        if (w->call != NULL && w->durable_at <= d->syncs_done && w->deadline_ms < wake)
-            wake = w->deadline_ms; /* (one not durable yet: its sync's end pumps) */
+        if (waiter_may_expire(d, w) && w->deadline_ms < wake)
+            wake = w->deadline_ms;
     }
     bool more = pump_walk(d, now, &wake);
     if (!d->closing)
@@ -3586,13 +3587,18 @@ cleanup:
     return ok;
 }
 
-/* Whether waiter w is to be told now that its message is still queued:
- * past its deadline, not delivered (that answer's sync is on its way), and
- * its message durable, so that "queued" is true (the sync's end pumps). */
+/* Whether waiter w is to be told, once past its deadline, that its message
+ * is still queued: not delivered (that answer's sync is on its way), and its
+ * message durable, so that "queued" is true (else the sync's end pumps). */
+static bool waiter_may_expire(const struct delivery *d, const struct waiter *w)
+{
+    return w->call != NULL && !w->delivered && w->durable_at <= d->syncs_done;
+}
+
+/* Whether waiter w is to be told now (waiter_may_expire, and past its deadline). */
 static bool waiter_due(const struct delivery *d, const struct waiter *w, uint64_t now)
 {
-    return w->call != NULL && !w->delivered && now >= w->deadline_ms &&
-           w->durable_at <= d->syncs_done;
+    return waiter_may_expire(d, w) && now >= w->deadline_ms;
 }
 
 /* Waiters due (waiter_due) are told the message is still queued. */
