@@ -12,6 +12,7 @@ mp_test(node_overlay SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_overlay.c
         LIBS mp_harness PkgConfig::JANSSON LABELS node TIMEOUT 600)
 
 mp_test(node_messaging SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_messaging.c
+        ${CMAKE_SOURCE_DIR}/tests/support/outbox_v3_wire.c
         LIBS mp_harness mp_node PkgConfig::JANSSON LABELS node TIMEOUT 600)
 
 mp_test(node_mailbox SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mailbox.c

@@ -20,13 +20,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <msgpack.h>
 
 #include "base/bytes.h"
 #include "node/msg.h"
 #include "node/outbox.h"
 #include "node/store.h"
 #include "tests/node/node_util.h"
+#include "tests/support/outbox_v3_wire.h"
 
 /* Bounded waits for what must arrive; generous, since ASan and a loaded
  * machine slow a node down several times. */
@@ -720,33 +720,6 @@ static size_t count_prefix(struct store *st, enum store_cf cf, uint8_t prefix)
     return n;
 }
 
-/* Entry e as a format 2 build wrote it (version 3): its envelope within,
- * where version 4 says only whether it is sealed. */
-static void v3_encode(const struct outbox_entry *e, struct buf *out)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 8);
-    msgpack_pack_uint32(&pk, 3);
-    msgpack_pack_bin(&pk, 32);
-    msgpack_pack_bin_body(&pk, e->to, 32);
-    msgpack_pack_uint32(&pk, e->state);
-    msgpack_pack_uint64(&pk, e->created_ms);
-    msgpack_pack_bin(&pk, e->plaintext.len);
-    msgpack_pack_bin_body(&pk, e->plaintext.data, e->plaintext.len);
-    msgpack_pack_bin(&pk, e->envelope.len);
-    msgpack_pack_bin_body(&pk, e->envelope.data, e->envelope.len);
-    msgpack_pack_uint64(&pk, e->expires_ms);
-    msgpack_pack_array(&pk, (uint32_t)e->rider_count);
-    for (size_t i = 0; i < e->rider_count; i++)
-        msgpack_pack_uint64(&pk, e->riders[i]);
-    buf_init(out, sb.size);
-    assert_int_equal(buf_append(out, sb.data, sb.size), MP_OK);
-    msgpack_sbuffer_destroy(&sb);
-}
-
 /* A stopped node's outbox as format 2 builds kept it: each entry of
  * version 3, its seal and riders, and its envelope (kept apart), back
  * within it; its state row, if any, of version 1 (state and expiry only).
@@ -784,7 +757,7 @@ static size_t back_to_format_2(struct store *st)
             store_batch_delete(b, STORE_CF_OUTBOX_SEALED, key, key_len);
             n++;
         }
-        v3_encode(&e, &enc);
+        assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
         store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
         buf_free(&enc);
         outbox_entry_clear(&e);
@@ -831,7 +804,7 @@ static size_t drawn_ids(struct store *st, size_t *rows_out)
                 assert_int_equal(msg_encode(&m, &e.plaintext), MP_OK);
                 buf_free(&e.envelope);
                 buf_init(&e.envelope, 0);
-                v3_encode(&e, &enc);
+                assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
                 store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
                 buf_free(&enc);
                 drawn++;
@@ -878,7 +851,7 @@ static struct moved back_to_format_1(struct node *n)
         assert_int_equal(outbox_entry_decode(ev, ev_len, &e), MP_OK);
         free(ev);
         assert_int_equal(outbox_state_decode(val, val_len, &e), MP_OK);
-        v3_encode(&e, &enc);
+        assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
         store_batch_put(b, STORE_CF_OUTBOX, entry_key, 9, enc.data, enc.len);
         store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, key_len);
         buf_free(&enc);

@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "node/outbox.h"
 #include "node/store.h"
+#include "tests/support/outbox_v3_wire.h"
 
 #define DIR_MAX          256
 #define PATH_CAP         512
@@ -373,30 +374,14 @@ static void seq_key(uint8_t out[9], char prefix, uint64_t seq)
 }
 
 /* A version 3 entry as format 2 builds wrote it, its envelope (env, may be
- * empty) within: [3, bin32 to, 1, 7, bin "pt", bin env, 0, []]. Returns its
- * length. */
-static size_t v3_entry(uint8_t *out, const char *env)
+ * empty) within: to 0x42 .., queued, created 7, plaintext "pt". */
+static void v3_entry(struct buf *out, const char *env)
 {
-    size_t n = 0, env_len = strlen(env);
-    out[n++] = 0x98;
-    out[n++] = 0x03;
-    out[n++] = 0xc4;
-    out[n++] = 32;
-    memset(out + n, 0x42, 32);
-    n += 32;
-    out[n++] = 0x01;
-    out[n++] = 0x07;
-    out[n++] = 0xc4;
-    out[n++] = 2;
-    out[n++] = 'p';
-    out[n++] = 't';
-    out[n++] = 0xc4;
-    out[n++] = (uint8_t)env_len;
-    memcpy(out + n, env, env_len);
-    n += env_len;
-    out[n++] = 0x00;
-    out[n++] = 0x90;
-    return n;
+    struct outbox_entry e = {.state = OUTBOX_QUEUED, .created_ms = 7};
+    memset(e.to, 0x42, sizeof(e.to));
+    e.plaintext = (struct buf){.data = (uint8_t *)"pt", .len = 2};
+    e.envelope = (struct buf){.data = (uint8_t *)env, .len = strlen(env)};
+    assert_int_equal(outbox_v3_encode(&e, out), MP_OK);
 }
 
 /* A format 2 store, or one whose migration to 3 was cut short after MOVED
@@ -411,20 +396,22 @@ static void format_2_is_migrated(bool cut_short)
 {
     enum { HEADS = 70, MOVED = 10, HELD = 5, RIDER = 1000, GONE = 1001 };
     char dir[DIR_MAX], env[16];
-    uint8_t key[9], entry[128];
+    uint8_t key[9], to[32];
+    struct buf entry, rider;
     const uint8_t held_row[10] = {1, OUTBOX_MAILBOX, 0, 0, 0, 0, 0, 0, 0, 9};
     const uint8_t odd_key[3] = {'q', 0, 0}; /* first on the work list, and no seq */
+    memset(to, 0x42, sizeof(to)); /* as v3_entry's */
     make_dir(dir);
 
     struct store *s = open_ok(dir);
     for (uint64_t seq = 1; seq <= HEADS; seq++) {
         snprintf(env, sizeof(env), "env%llu", (unsigned long long)seq);
-        size_t n = v3_entry(entry, env);
+        v3_entry(&entry, env);
         seq_key(key, 'o', seq);
         if (cut_short && seq <= MOVED) { /* as the migration left it */
             struct outbox_entry e;
             struct buf enc;
-            assert_int_equal(outbox_entry_decode(entry, n, &e), MP_OK);
+            assert_int_equal(outbox_entry_decode(entry.data, entry.len, &e), MP_OK);
             assert_int_equal(outbox_entry_encode(&e, &enc), MP_OK);
             assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, enc.data, enc.len, false),
                              MP_OK);
@@ -434,20 +421,21 @@ static void format_2_is_migrated(bool cut_short)
             buf_free(&enc);
             outbox_entry_clear(&e);
         } else {
-            assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, n, false), MP_OK);
+            assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry.data, entry.len, false),
+                             MP_OK);
         }
+        buf_free(&entry);
         seq_key(key, 'q', seq);
-        assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, entry + 4, 32, false), MP_OK);
+        assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, to, 32, false), MP_OK);
     }
     seq_key(key, 's', HELD);
     assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, held_row, 10, false), MP_OK);
-    size_t rider_len = v3_entry(entry, "");
+    v3_entry(&rider, "");
     seq_key(key, 'o', RIDER);
-    assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, entry, rider_len, false), MP_OK);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX, key, 9, rider.data, rider.len, false), MP_OK);
     seq_key(key, 'q', GONE);
-    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, entry + 4, 32, false), MP_OK);
-    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), entry + 4, 32,
-                               false),
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, to, 32, false), MP_OK);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), to, 32, false),
                      MP_OK);
     if (cut_short) {
         const uint8_t two[4] = {0, 0, 0, 2};
@@ -486,9 +474,10 @@ static void format_2_is_migrated(bool cut_short)
     free(v);
     seq_key(key, 'o', RIDER);
     assert_int_equal(store_get(s, STORE_CF_OUTBOX, key, 9, &v, &len), MP_OK);
-    assert_int_equal(len, rider_len);
-    assert_memory_equal(v, entry, len);
+    assert_int_equal(len, rider.len);
+    assert_memory_equal(v, rider.data, len);
     free(v);
+    buf_free(&rider);
     assert_int_equal(store_get(s, STORE_CF_OUTBOX_SEALED, key, 9, &v, &len), MP_ERR_NOT_FOUND);
     assert_int_equal(store_get(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), &v, &len),
                      MP_OK); /* left as it is */
