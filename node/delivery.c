@@ -7,7 +7,6 @@
 
 #include "base/bytes.h"
 #include "base/log.h"
-#include "base/u64set.h"
 #include "base/utf8.h"
 #include "crypto/address.h"
 #include "crypto/box.h"
@@ -16,6 +15,7 @@
 #include "dht/record.h"
 #include "node/msg.h"
 #include "node/sysenv.h"
+#include "node/u64set.h"
 #include "node/outbox.h"
 
 #define MOD "delivery"
@@ -290,9 +290,10 @@ struct delivery {
     bool closing;
     /* figures for status */
     uint64_t sent, received, acked, duplicates, refused, failed_open;
-    uint64_t damaged_states; /* outgoing messages found damaged: damaged.count, but for NOMEM */
+    uint64_t damaged_states; /* outgoing messages found damaged (damaged) */
     /* Outgoing messages whose state row or kept envelope could not be read
-     * (damaged): left where they are, so the walks step over them unread. */
+     * (damaged), up to DELIVERY_DAMAGED_MAX: left where they are, so the
+     * walks step over them unread. */
     struct u64set damaged;
     uint64_t mb_sent, mb_held, mb_full, mb_rate, mb_refused, expired;
     uint64_t next_expiry_ms; /* the next mailbox expiry of an entry (0: look at start) */
@@ -446,8 +447,8 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
 /* Counts (status: messages.damaged_states) and logs the first time that
  * what the store holds of outgoing message seq besides its entry (what,
  * damaged with err) cannot be read: nothing is guessed, and the message is
- * left as blocked says. Each message counts once (d->damaged), unless the
- * set of them could not grow: then it may count again when read again. */
+ * left as blocked says. Each message counts once (d->damaged), unless that
+ * set is full or could not grow: then it may count again when read again. */
 static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err,
                     const char *blocked)
 {
@@ -1490,8 +1491,9 @@ static void seal_pending(struct delivery *d, uint64_t now, enum seal_mode mode)
          * list: the next walk need not step over it again. */
         if (all_sealed && seq != 0)
             d->sealed_below = seq;
-        struct peer *p = seq != 0 ? peer_get(d, val, now) : NULL;
-        if (p != NULL && (seq <= p->sealed_upto || u64set_has(&d->damaged, seq))) {
+        bool left = seq != 0 && u64set_has(&d->damaged, seq); /* damaged: left where it is */
+        struct peer *p = seq != 0 && !left ? peer_get(d, val, now) : NULL;
+        if (left || (p != NULL && seq <= p->sealed_upto)) {
             if (all_sealed)
                 d->sealed_below = seq + 1;
             continue;
@@ -3186,6 +3188,7 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         return MP_ERR_NOMEM;
     }
     d->cfg = *cfg;
+    u64set_init(&d->damaged, DELIVERY_DAMAGED_MAX);
     d->nets[0].overlay = cfg->overlay;
     d->nets[0].links = cfg->links;
     memcpy(d->nets[0].addrs, cfg->addrs, sizeof(cfg->addrs));

@@ -429,9 +429,8 @@ static const struct key_move {
 };
 
 /* Keys moved per write of a migration: a store of any size moves in bounded
- * memory. The longest key moved: 'i' + sender + message id is 49 bytes. */
+ * memory. */
 #define MIGRATE_CHUNK 4096
-#define MIGRATE_KEY_MAX 64
 
 /* Key in STORE_CF_META present while a migration is under way: the format
  * it started from (4 bytes, like FORMAT_KEY). */
@@ -439,9 +438,9 @@ static const struct key_move {
 
 /* What a migration does with one key of its walk (walk_chunks): the writes
  * that move it, into b, counted in *moved_io; arg is the step's own. */
-typedef enum mp_err (*migrate_key_fn)(struct store *s, struct store_batch *b, const uint8_t *key,
-                                      size_t key_len, const uint8_t *val, size_t val_len,
-                                      void *arg, size_t *moved_io);
+typedef enum mp_err migrate_key_cb(struct store *s, struct store_batch *b, const uint8_t *key,
+                                   size_t key_len, const uint8_t *val, size_t val_len, void *arg,
+                                   size_t *moved_io);
 
 /* The keys of cf starting with prefix, each through fn, chunk of them a
  * write, so that a store of any size moves in bounded memory, and each
@@ -450,33 +449,28 @@ typedef enum mp_err (*migrate_key_fn)(struct store *s, struct store_batch *b, co
  * already moved: RocksDB keeps the deletions until a compaction), so fn
  * meets each key once. */
 static enum mp_err walk_chunks(struct store *s, enum store_cf cf, uint8_t prefix, size_t chunk,
-                               migrate_key_fn fn, void *arg, size_t *moved_io)
+                               migrate_key_cb *fn, void *arg, size_t *moved_io)
 {
-    uint8_t last[MIGRATE_KEY_MAX];
-    size_t last_len = 0, n;
+    struct buf last; /* the last key met, of any length */
+    size_t n;
     enum mp_err err = MP_OK;
 
+    buf_init(&last, SIZE_MAX);
     do {
-        struct store_iter *it = last_len > 0
-                                    ? store_iter_new_at(s, cf, &prefix, 1, last, last_len)
+        struct store_iter *it = last.len > 0
+                                    ? store_iter_new_at(s, cf, &prefix, 1, last.data, last.len)
                                     : store_iter_new(s, cf, &prefix, 1);
         struct store_batch *b = store_batch_new();
         const uint8_t *key, *val;
         size_t key_len, val_len;
         n = 0;
         while (err == MP_OK && n < chunk && store_iter_next(it, &key, &key_len, &val, &val_len)) {
-            if (key_len == last_len && memcmp(key, last, last_len) == 0)
+            if (key_len == last.len && memcmp(key, last.data, last.len) == 0)
                 continue; /* where the chunk before ended: done */
-            if (key_len > sizeof(last)) { /* no key of these families is this long */
-                log_error(MOD, "a key of %zu bytes with prefix '%c' where none is over %zu: "
-                          "the store is damaged; restore it from a backup",
-                          key_len, prefix, sizeof(last));
-                err = MP_ERR_STORE;
-                break;
-            }
             err = fn(s, b, key, key_len, val, val_len, arg, moved_io);
-            memcpy(last, key, key_len);
-            last_len = key_len;
+            last.len = 0;
+            if (err == MP_OK)
+                err = buf_append(&last, key, key_len);
             n++;
         }
         if (err == MP_OK)
@@ -486,6 +480,7 @@ static enum mp_err walk_chunks(struct store *s, enum store_cf cf, uint8_t prefix
             err = store_batch_write(s, b, false);
         store_batch_free(b);
     } while (err == MP_OK && n == chunk);
+    buf_free(&last);
     return err;
 }
 
@@ -570,8 +565,9 @@ static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
     enum mp_err err = walk_chunks(s, STORE_CF_OUTBOX_INDEX, OUTBOX_KEY_PENDING, MIGRATE_ENTRIES,
                                   move_envelope, &odd_keys, moved_io);
     if (odd_keys > 0)
-        log_warn(MOD, "%zu work-list key(s) not of 9 bytes: the store is damaged (left as they "
-                 "are)", odd_keys);
+        log_warn(MOD, "%zu work-list key(s) not of 9 bytes: the store is damaged (they are left "
+                 "as they are; if messages are missing, restore the data dir from a backup)",
+                 odd_keys);
     return err;
 }
 

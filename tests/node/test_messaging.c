@@ -968,14 +968,39 @@ static void test_upgrade_from_format_2(void **state)
     store_close(st);
 }
 
-/* A sealed message whose state row (which holds its seal and riders) is
- * damaged while its node is stopped: counted, and left where it is, never
- * sealed again (which would lose its riders); later messages go on. */
-static void test_damaged_state_row(void **state)
+/* Damage done to a stopped node's store (st) to the message that key names
+ * (9 bytes: a prefix, then its seq). */
+typedef void damage_cb(struct store *st, uint8_t key[9]);
+
+/* Its state row, which holds its seal and riders, no longer decodes. */
+static void damage_state_row(struct store *st, uint8_t key[9])
 {
-    (void)state;
+    const uint8_t garbage[3] = {2, 9, 9};
+    key[0] = 's';
+    assert_int_equal(store_put(st, STORE_CF_OUTBOX_INDEX, key, 9, garbage, 3, true), MP_OK);
+}
+
+/* Its kept envelope is gone. */
+static void lose_envelope(struct store *st, uint8_t key[9])
+{
+    uint8_t *env = NULL;
+    size_t env_len = 0;
+    key[0] = OUTBOX_KEY_ENTRY;
+    assert_int_equal(store_get(st, STORE_CF_OUTBOX_SEALED, key, 9, &env, &env_len), MP_OK);
+    free(env);
+    assert_int_equal(store_delete(st, STORE_CF_OUTBOX_SEALED, key, 9, true), MP_OK);
+}
+
+/* A message sealed for a peer that was away, damaged (damage) while its
+ * node is stopped: counted once in status, though every pass since the
+ * restart meets it (the seal's, the pump's), its damage (what) logged, and
+ * left where it is, never sealed again (which would lose its riders); later
+ * messages go on. */
+static void damaged_one_queued(damage_cb *damage, const char *what)
+{
     struct node *a = &nodes[0], *b = &nodes[1];
-    stop_with_one_queued("before", "its row damaged");
+    char logged[64];
+    stop_with_one_queued("before", "damaged while queued");
     struct store *st = NULL;
     pid_t holder = 0;
     uint8_t prefix = OUTBOX_KEY_PENDING, *row = NULL;
@@ -991,8 +1016,7 @@ static void test_damaged_state_row(void **state)
     assert_int_equal(store_get(st, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len), MP_OK);
     assert_true(row_len > 10 && row[0] == 2 && (row[10] & 1)); /* sealed while b was away */
     free(row);
-    const uint8_t garbage[3] = {2, 9, 9};
-    assert_int_equal(store_put(st, STORE_CF_OUTBOX_INDEX, row_key, 9, garbage, 3, true), MP_OK);
+    damage(st, row_key);
     size_t digests = count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd');
     store_close(st);
 
@@ -1005,7 +1029,6 @@ static void test_damaged_state_row(void **state)
                         "after");
     json_decref(list);
     json_t *status = status_json(a);
-    /* Once, though every pass since the restart met it (the seal's, the pump's). */
     assert_int_equal(json_integer_value(json_object_get(json_object_get(status, "messages"),
                                                         "damaged_states")), 1);
     json_decref(status);
@@ -1016,8 +1039,21 @@ static void test_damaged_state_row(void **state)
     assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'q'), 1); /* still queued */
     store_close(st);
     char *log = harness_read_file(a->log);
-    assert_contains(log, "the state of outgoing message");
+    snprintf(logged, sizeof(logged), "the %s of outgoing message", what);
+    assert_contains(log, logged);
     free(log);
+}
+
+static void test_damaged_state_row(void **state)
+{
+    (void)state;
+    damaged_one_queued(damage_state_row, "state");
+}
+
+static void test_lost_envelope(void **state)
+{
+    (void)state;
+    damaged_one_queued(lose_envelope, "envelope");
 }
 
 /* A long queue of long texts goes in full envelopes: COUNT texts of
@@ -1214,6 +1250,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_from_format_1, teardown),
         cmocka_unit_test_teardown(test_upgrade_from_format_2, teardown),
         cmocka_unit_test_teardown(test_damaged_state_row, teardown),
+        cmocka_unit_test_teardown(test_lost_envelope, teardown),
         cmocka_unit_test_teardown(test_wait_times_out_under_load, teardown),
     };
     if (getenv("MERPATI_TEST_FILTER") != NULL)

@@ -1,5 +1,4 @@
-/* Unit tests for base/: the error map, network addresses, bounded buffers, log levels, UTF-8,
- * the set of numbers. */
+/* Unit tests for base/: the error map, network addresses, bounded buffers, log levels. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +13,6 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "base/u64set.h"
 #include "base/utf8.h"
 
 static void test_err_map_is_complete_and_distinct(void **state)
@@ -207,36 +205,6 @@ static void test_utf8(void **state)
     assert_int_equal(utf8_char((const uint8_t *)"\xed\xa0\x80", 3), 0); /* a surrogate */
 }
 
-/* Numbers in a run and far apart, added twice: each held once, none
- * that was not added found, across the growths. */
-static void test_u64set(void **state)
-{
-    (void)state;
-    struct u64set s;
-    u64set_init(&s);
-    assert_false(u64set_has(&s, 1)); /* empty: no slots yet */
-    assert_int_equal(u64set_add(&s, 0), MP_ERR_INVAL);
-    for (uint64_t v = 1; v <= 1000; v++) {
-        assert_int_equal(u64set_add(&s, v), MP_OK);
-        assert_int_equal(u64set_add(&s, v << 40), MP_OK);
-    }
-    for (uint64_t v = 1; v <= 1000; v++) {
-        assert_int_equal(u64set_add(&s, v), MP_ERR_EXISTS);
-        assert_true(u64set_has(&s, v << 40));
-    }
-    assert_int_equal(s.count, 2000);
-    assert_true(s.cap >= 4000); /* at most half full */
-    assert_false(u64set_has(&s, 0));
-    assert_false(u64set_has(&s, 1001));
-    assert_false(u64set_has(&s, 1001ull << 40));
-    assert_false(u64set_has(&s, UINT64_MAX));
-    u64set_free(&s);
-    assert_false(u64set_has(&s, 1));
-    assert_int_equal(u64set_add(&s, 7), MP_OK); /* usable again after u64set_free */
-    assert_int_equal(s.count, 1);
-    u64set_free(&s);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,7 +217,6 @@ int main(void)
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_u64set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

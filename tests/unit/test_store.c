@@ -388,10 +388,10 @@ static void v3_entry(struct buf *out, const char *env)
  * heads (cut_short): HEADS queued entries holding their envelopes (more
  * than one write of the migration takes), one of them held by mailboxes
  * (a version 1 state row), a rider (no envelope, off the work list), a
- * work-list key whose entry is gone and one of another length (damage).
+ * work-list key whose entry is gone and two of other lengths (damage).
  * After the open: format 3, no marker, each head's envelope apart under
  * its entry's key and the head marked sealed (version 4, no envelope
- * within), the state row, the rider and the odd key as they were. */
+ * within), the state row, the rider and the odd keys as they were. */
 static void format_2_is_migrated(bool cut_short)
 {
     enum { HEADS = 70, MOVED = 10, HELD = 5, RIDER = 1000, GONE = 1001 };
@@ -400,6 +400,8 @@ static void format_2_is_migrated(bool cut_short)
     struct buf entry, rider;
     const uint8_t held_row[10] = {1, OUTBOX_MAILBOX, 0, 0, 0, 0, 0, 0, 0, 9};
     const uint8_t odd_key[3] = {'q', 0, 0}; /* first on the work list, and no seq */
+    uint8_t long_key[100] = {'q'};              /* last, longer than any key written */
+    memset(long_key + 1, 0xff, sizeof(long_key) - 1);
     memset(to, 0x42, sizeof(to)); /* as v3_entry's */
     make_dir(dir);
 
@@ -436,6 +438,8 @@ static void format_2_is_migrated(bool cut_short)
     seq_key(key, 'q', GONE);
     assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, key, 9, to, 32, false), MP_OK);
     assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), to, 32, false),
+                     MP_OK);
+    assert_int_equal(store_put(s, STORE_CF_OUTBOX_INDEX, long_key, sizeof(long_key), to, 32, false),
                      MP_OK);
     if (cut_short) {
         const uint8_t two[4] = {0, 0, 0, 2};
@@ -481,6 +485,9 @@ static void format_2_is_migrated(bool cut_short)
     assert_int_equal(store_get(s, STORE_CF_OUTBOX_SEALED, key, 9, &v, &len), MP_ERR_NOT_FOUND);
     assert_int_equal(store_get(s, STORE_CF_OUTBOX_INDEX, odd_key, sizeof(odd_key), &v, &len),
                      MP_OK); /* left as it is */
+    free(v);
+    assert_int_equal(store_get(s, STORE_CF_OUTBOX_INDEX, long_key, sizeof(long_key), &v, &len),
+                     MP_OK);
     free(v);
     store_close(s);
     remove_dir(dir);
