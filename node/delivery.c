@@ -448,7 +448,8 @@ static enum mp_err batch_commit(struct delivery *d, struct store_batch *b, bool 
  * what the store holds of outgoing message seq besides its entry (what,
  * damaged with err) cannot be read: nothing is guessed, and the message is
  * left as blocked says. Each message counts once (d->damaged), unless that
- * set is full or could not grow: then it may count again when read again. */
+ * set is full or could not grow: then it counts again, and is read again,
+ * on every pass that meets it. */
 static void damaged(struct delivery *d, uint64_t seq, const char *what, enum mp_err err,
                     const char *blocked)
 {

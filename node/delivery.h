@@ -85,8 +85,8 @@
 /* Acks waiting for room on their links, all links together. */
 #define DELIVERY_ACKS_WAITING_MAX 4096
 /* Outgoing messages found damaged that are remembered, so that each counts
- * once and the walks step over it unread; past that, one may count again
- * and is read again each pass. */
+ * once and the walks step over it unread; past that, one is read and
+ * counted again on every pass that meets it. */
 #define DELIVERY_DAMAGED_MAX 4096
 /* A subscriber with more unread output than this is paused, and looked at
  * again after DELIVERY_FEED_RETRY_MS (it is cut off only at CONTROL_OUTPUT_MAX). */

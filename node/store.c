@@ -451,7 +451,7 @@ typedef enum mp_err migrate_key_cb(struct store *s, struct store_batch *b, const
 static enum mp_err walk_chunks(struct store *s, enum store_cf cf, uint8_t prefix, size_t chunk,
                                migrate_key_cb *fn, void *arg, size_t *moved_io)
 {
-    struct buf last; /* the last key met, of any length */
+    struct buf last; /* the last key met: no cap, it copies a key the iterator holds */
     size_t n;
     enum mp_err err = MP_OK;
 

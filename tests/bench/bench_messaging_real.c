@@ -113,9 +113,6 @@ static void send_all(int fd, const char *data, size_t len)
     }
 }
 
-/* Request lines are capped at 1 MiB (RPC_LINE_MAX); stay below. */
-#define LINE_BUDGET (1024 * 1024 - 512)
-#define BATCH_MAX 1024 /* DELIVERY_SEND_BATCH_MAX */
 /* Requests in flight on the connection before reading replies. */
 #define WINDOW_SINGLE 64
 #define WINDOW_BATCH 8
@@ -260,13 +257,6 @@ static void throughput(struct bench_node *from, struct bench_node *to, int count
     free(line);
 }
 
-/* Messages of size bytes one send.batch call may carry. */
-static int batch_for(size_t size)
-{
-    int k = (int)(LINE_BUDGET / (size + 16));
-    return k > BATCH_MAX ? BATCH_MAX : k;
-}
-
 /* Runs of send.batch per figure: the median is printed, and the spread. */
 #define BATCH_RUNS 3
 
@@ -280,7 +270,7 @@ static void throughput_figure(struct bench_node *from, struct bench_node *to, in
     struct bench_run single_run;
     throughput(from, to, single_count, size, 1, &single_run);
     double single = single_run.rate;
-    int batch = batch_for(size);
+    int batch = bench_batch_for(size);
     double rates[BATCH_RUNS], cpu_s = 0, disk = 0;
     for (int i = 0; i < BATCH_RUNS; i++) {
         struct bench_run run;

@@ -105,3 +105,9 @@ int bench_cmp_double(const void *a, const void *b)
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
+
+int bench_batch_for(size_t size)
+{
+    int k = (int)(BENCH_LINE_BUDGET / (size + 16));
+    return k > BENCH_BATCH_MAX ? BENCH_BATCH_MAX : k;
+}

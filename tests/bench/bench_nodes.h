@@ -50,4 +50,10 @@ void bench_node_stop(struct bench_node *n);
 /* qsort comparator for doubles. */
 int bench_cmp_double(const void *a, const void *b);
 
+/* Texts of size bytes one send.batch call carries in the benchmarks: as many
+ * as a request line of BENCH_LINE_BUDGET bytes holds, at most BENCH_BATCH_MAX. */
+#define BENCH_LINE_BUDGET (1024 * 1024 - 512) /* request lines are capped at 1 MiB (RPC_LINE_MAX) */
+#define BENCH_BATCH_MAX   1024                /* DELIVERY_SEND_BATCH_MAX */
+int bench_batch_for(size_t size);
+
 #endif

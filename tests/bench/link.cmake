@@ -7,7 +7,7 @@ target_include_directories(bench_messaging_link PRIVATE ${CMAKE_SOURCE_DIR})
 # bench_messaging_floor: the least CPU a 1,372-byte text costs both ends as designed
 # (its cryptography and durable writes alone), set against bench_messaging_real's figures.
 add_executable(bench_messaging_floor ${CMAKE_CURRENT_LIST_DIR}/bench_messaging_floor.c)
-target_link_libraries(bench_messaging_floor PRIVATE mp_node PkgConfig::SODIUM)
+target_link_libraries(bench_messaging_floor PRIVATE mp_bench_nodes mp_node PkgConfig::SODIUM)
 target_include_directories(bench_messaging_floor PRIVATE ${CMAKE_SOURCE_DIR})
 
 # bench_messaging_real: two real nodes on loopback, the issue's figures.

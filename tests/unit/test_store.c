@@ -400,8 +400,12 @@ static void format_2_is_migrated(bool cut_short)
     struct buf entry, rider;
     const uint8_t held_row[10] = {1, OUTBOX_MAILBOX, 0, 0, 0, 0, 0, 0, 0, 9};
     const uint8_t odd_key[3] = {'q', 0, 0}; /* first on the work list, and no seq */
-    uint8_t long_key[100] = {'q'};              /* last, longer than any key written */
-    memset(long_key + 1, 0xff, sizeof(long_key) - 1);
+    /* Longer than any key written, after seq 62's: the 64th on the work list,
+     * where the migration's first write (MIGRATE_ENTRIES) ends and its next
+     * walk starts. */
+    uint8_t long_key[100];
+    seq_key(long_key, 'q', 62);
+    memset(long_key + 9, 0xff, sizeof(long_key) - 9);
     memset(to, 0x42, sizeof(to)); /* as v3_entry's */
     make_dir(dir);
 
