@@ -55,10 +55,10 @@ static void party_new(struct party *p, uint8_t seed_byte)
 
 static void party_free(struct party *p)
 {
-    char cmd[128];
+    char cmd[sizeof("rm -rf ") + sizeof(p->dir)];
     party_close(p);
     identity_free(p->id);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", p->dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %.*s", (int)sizeof(p->dir), p->dir);
     assert_int_equal(system(cmd), 0);
 }
 
