@@ -33,7 +33,7 @@
 #define KEY_PENDING OUTBOX_KEY_PENDING
 #define KEY_DIGEST 'd'
 #define KEY_MSGID 'm'
-#define KEY_EVENT 'e'
+#define KEY_EVENT OUTBOX_KEY_EVENT
 #define KEY_SEEN 'i'
 _Static_assert(SEQID_BYTES == MSG_ID_BYTES, "message ids are seqids");
 static const char meta_seq[] = "outbox_seq";
@@ -3599,18 +3599,13 @@ static bool waiter_may_expire(const struct delivery *d, const struct waiter *w)
     return w->call != NULL && !w->delivered && w->durable_at <= d->syncs_done;
 }
 
-/* Whether waiter w is to be told now (waiter_may_expire, and past its deadline). */
-static bool waiter_due(const struct delivery *d, const struct waiter *w, uint64_t now)
-{
-    return waiter_may_expire(d, w) && now >= w->deadline_ms;
-}
-
-/* Waiters due (waiter_due) are told the message is still queued. */
+/* Waiters past their deadline that may be told so (waiter_may_expire) are
+ * told the message is still queued. */
 static void expire_waiters(struct delivery *d, uint64_t now)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (waiter_due(d, w, now)) {
+        if (waiter_may_expire(d, w) && now >= w->deadline_ms) {
             control_call_fail(w->call, RPC_CODE_FAILED, MP_ERR_TIMEOUT,
                               "not delivered yet; the message stays queued");
             w->call = NULL;

@@ -17,11 +17,13 @@
 #include "base/err.h"
 #include "node/msg.h"
 
-/* Key prefixes of entries (outbox and outbox sealed families) and of the
- * work list (outbox index family), each + the seq as 8 bytes big-endian;
- * the store's format migrations read them too. */
+/* Key prefixes of entries (outbox and outbox sealed families), of the
+ * work list (outbox index family), each + the seq as 8 bytes big-endian, and
+ * of events (inbox family) + the cursor as 8 bytes big-endian; the store's
+ * format migrations read the first two too. */
 #define OUTBOX_KEY_ENTRY 'o'
 #define OUTBOX_KEY_PENDING 'q'
+#define OUTBOX_KEY_EVENT 'e'
 
 enum outbox_state {
     OUTBOX_QUEUED = 1,    /* not yet acked by the recipient's node */

@@ -571,6 +571,9 @@ static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
     return err;
 }
 
+/* A migration's moves (migrate), counted in *moved_io. */
+typedef enum mp_err migrate_step_cb(struct store *s, size_t *moved_io);
+
 /* Format from to from + 1 by step (what it moves: counted in what). First
  * the new version and the MIGRATING_KEY marker, synced: from then on a
  * build that knows only the old format refuses the store rather than
@@ -579,7 +582,7 @@ static enum mp_err move_envelopes(struct store *s, size_t *moved_io)
  * of step leaves every key whole in one place or the other. The marker goes
  * last, synced, making the moves durable. */
 static enum mp_err migrate(struct store *s, const char *dir, uint32_t from, bool resumed,
-                           enum mp_err (*step)(struct store *, size_t *), const char *what)
+                           migrate_step_cb *step, const char *what)
 {
     uint8_t be[FORMAT_LEN], from_be[FORMAT_LEN];
     size_t moved = 0;

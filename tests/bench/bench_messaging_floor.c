@@ -50,7 +50,6 @@
 #define ENVELOPES          2000
 #define CALLS              100 /* send.batch calls' worth of texts written */
 #define TAG                crypto_aead_xchacha20poly1305_ietf_ABYTES
-#define KEY_EVENT          'e' /* the inbox's events, by cursor (node/delivery.c) */
 
 _Static_assert(TAG == crypto_aead_chacha20poly1305_ietf_ABYTES, "both AEADs' tags");
 
@@ -169,7 +168,7 @@ static double store_us(void)
         write_synced(st, b);
         b = store_batch_new(); /* the recipient stores them */
         for (int i = 0; i < texts; i++)
-            put_seq(b, STORE_CF_INBOX, KEY_EVENT, seq + (uint64_t)i, entry, sizeof(entry));
+            put_seq(b, STORE_CF_INBOX, OUTBOX_KEY_EVENT, seq + (uint64_t)i, entry, sizeof(entry));
         write_synced(st, b);
         b = store_batch_new(); /* the sender's envelopes go once acked */
         for (uint64_t k = first; k < envelope_seq; k++) {
