@@ -153,7 +153,8 @@ static enum mp_err parse_reply(const struct buf *line, struct client_reply *repl
         reply->rpc_code = (int)json_integer_value(json_object_get(error, "code"));
         const char *msg = json_string_value(json_object_get(error, "message"));
         snprintf(reply->message, sizeof(reply->message), "%s", msg != NULL ? msg : "(no message)");
-        json_t *code = json_object_get(json_object_get(error, "data"), "code");
+        reply->data = json_incref(json_object_get(error, "data"));
+        json_t *code = json_object_get(reply->data, "code");
         reply->err = json_is_integer(code) ? (enum mp_err)json_integer_value(code) : MP_ERR_IO;
     } else {
         err = MP_ERR_MALFORMED;
@@ -226,4 +227,6 @@ void client_reply_clear(struct client_reply *reply)
 {
     json_decref(reply->result);
     reply->result = NULL;
+    json_decref(reply->data);
+    reply->data = NULL;
 }

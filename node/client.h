@@ -21,6 +21,7 @@ struct client_reply {
     int rpc_code;           /* on an error reply: its code ... */
     char message[512];      /* ... and message */
     enum mp_err err;        /* the node's error (data.code) when rpc_code is -32000 */
+    json_t *data;           /* the error's data, owned; NULL if it had none */
 };
 
 /* Call method with params (stolen; may be NULL), waiting at most timeout_ms

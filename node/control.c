@@ -279,13 +279,22 @@ void control_call_reply(struct control_call *call, json_t *result)
 void control_call_fail(struct control_call *call, enum rpc_code code, enum mp_err err,
                        const char *message)
 {
+    control_call_fail_data(call, code, message,
+                           code == RPC_CODE_FAILED ? rpc_err_data(err) : NULL);
+}
+
+void control_call_fail_data(struct control_call *call, enum rpc_code code, const char *message,
+                            json_t *data)
+{
     struct client *c = call->client;
 
     if (c != NULL && call->id != NULL) {
         struct rpc_error e;
         rpc_error_set(&e, call->id, code, "%s", message);
-        send_error(c, &e, code == RPC_CODE_FAILED ? rpc_err_data(err) : NULL);
+        send_error(c, &e, data);
+        data = NULL;
     }
+    json_decref(data);
     call_free(call);
 }
 

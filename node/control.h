@@ -76,6 +76,11 @@ void control_call_reply(struct control_call *call, json_t *result);
 void control_call_fail(struct control_call *call, enum rpc_code code, enum mp_err err,
                        const char *message);
 
+/* control_call_fail with data of the caller's (stolen; NULL for none), e.g.
+ * rpc_err_data's object with more members. */
+void control_call_fail_data(struct control_call *call, enum rpc_code code, const char *message,
+                            json_t *data);
+
 struct control;
 
 /* Bind path and start listening. A socket file already at path is removed

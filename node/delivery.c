@@ -1760,7 +1760,9 @@ static void answer_durable(struct delivery *d)
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
         if (w->call != NULL && w->delivered && w->durable_at <= d->syncs_done) {
-            control_call_reply(w->call, json_pack("{s:s}", "state", "delivered"));
+            char id[2 * MSG_ID_BYTES + 1];
+            hex(id, sizeof(id), w->id, MSG_ID_BYTES);
+            control_call_reply(w->call, json_pack("{s:s, s:s}", "id", id, "state", "delivered"));
             w->call = NULL;
         }
     }
@@ -3600,14 +3602,18 @@ static bool waiter_may_expire(const struct delivery *d, const struct waiter *w)
 }
 
 /* Waiters past their deadline that may be told so (waiter_may_expire) are
- * told the message is still queued. */
+ * told the message is still queued, with its id in the error's data. */
 static void expire_waiters(struct delivery *d, uint64_t now)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
         if (waiter_may_expire(d, w) && now >= w->deadline_ms) {
-            control_call_fail(w->call, RPC_CODE_FAILED, MP_ERR_TIMEOUT,
-                              "not delivered yet; the message stays queued");
+            char id[2 * MSG_ID_BYTES + 1];
+            hex(id, sizeof(id), w->id, MSG_ID_BYTES);
+            json_t *data = rpc_err_data(MP_ERR_TIMEOUT);
+            json_object_set_new(data, "id", json_string(id));
+            control_call_fail_data(w->call, RPC_CODE_FAILED,
+                                   "not delivered yet; the message stays queued", data);
             w->call = NULL;
         }
     }

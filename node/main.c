@@ -782,20 +782,31 @@ static int cmd_send(struct cli *cli)
     if (wait_s > 0)
         json_object_set_new(params, "wait_ms", json_integer(wait_s * 1000));
     rc = call_with(cli, "send", params, wait_s > 0 ? (int)(wait_s * 1000) + 5000 : 0, &reply);
-    if (rc == EX_TEMPFAIL && wait_s > 0)
+    /* Whenever the message is queued, its id is on stdout, waited for or not. */
+    if (rc == EX_TEMPFAIL && wait_s > 0) {
+        const char *id = json_string_value(json_object_get(reply.data, "id"));
+        if (id != NULL && !cli->json) {
+            printf("%s\n", id);
+        } else if (id != NULL) {
+            json_t *queued = json_pack("{s:s, s:s}", "id", id, "state", "queued");
+            print_json(queued);
+            json_decref(queued);
+        }
         fprintf(stderr, "hint: it stays queued and goes out when the recipient is reachable\n");
+    }
     if (rc == 0) {
-        if (cli->json)
+        if (cli->json) {
             print_json(reply.result);
-        else if (json_object_get(reply.result, "id") != NULL) {
+        } else {
             printf("%s\n", json_string_value(json_object_get(reply.result, "id")));
+            const char *state = json_string_value(json_object_get(reply.result, "state"));
             json_t *via = json_object_get(reply.result, "via");
             if (via != NULL && strcmp(json_string_value(via), "mailbox") == 0)
                 fprintf(stderr, "queued for mailbox: the recipient's node is not reachable now; "
                                 "its mailboxes hold it until it comes back\n");
+            else if (state != NULL && strcmp(state, "delivered") == 0)
+                fprintf(stderr, "delivered\n");
         }
-        else
-            printf("delivered\n");
     }
     client_reply_clear(&reply);
     return rc;
@@ -1143,17 +1154,53 @@ static int cmd_contacts(struct cli *cli)
     return rc;
 }
 
-static void print_message(json_t *m)
+/* The contacts' names by address ({address: name}, owned), for showing
+ * messages by name; NULL if the node did not answer (addresses are shown). */
+static json_t *contact_names(struct cli *cli)
+{
+    struct client_reply reply;
+    json_t *names = NULL;
+
+    if (client_call(cli->control_path, "contacts.list", json_pack("{s:s}", "state", "contact"), 0,
+                    &reply) != MP_OK)
+        return NULL;
+    if (reply.result != NULL && (names = json_object()) != NULL) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(reply.result, "contacts"), i, c)
+        {
+            const char *address = json_string_value(json_object_get(c, "address"));
+            json_t *name = json_object_get(c, "name");
+            if (address != NULL && json_is_string(name))
+                json_object_set(names, address, name);
+        }
+    }
+    client_reply_clear(&reply);
+    return names;
+}
+
+/* Who a message or event is with: the contact's name, else the start of the
+ * address. */
+static void print_peer(json_t *names, json_t *m)
+{
+    const char *address = json_string_value(json_object_get(m, "peer"));
+    const char *name = address != NULL ? json_string_value(json_object_get(names, address)) : NULL;
+    if (name != NULL)
+        printf("%s", name);
+    else
+        printf("%.16s...", address != NULL ? address : "?");
+}
+
+static void print_message(json_t *names, json_t *m)
 {
     time_t t = (time_t)(json_integer_value(json_object_get(m, "sent_at_ms")) / 1000);
     char when[32];
     struct tm tm;
     localtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-    printf("[%lld] %s %.16s...%s: %s\n",
-           (long long)json_integer_value(json_object_get(m, "cursor")), when,
-           json_string_value(json_object_get(m, "peer")),
-           json_is_true(json_object_get(m, "request")) ? " (request)" : "",
+    printf("[%lld] %s ", (long long)json_integer_value(json_object_get(m, "cursor")), when);
+    print_peer(names, m);
+    printf("%s: %s\n", json_is_true(json_object_get(m, "request")) ? " (request)" : "",
            json_string_value(json_object_get(m, "text")));
 }
 
@@ -1187,8 +1234,10 @@ static int cmd_inbox(struct cli *cli)
             print_json(reply.result);
         } else {
             size_t i;
-            json_t *m;
-            json_array_foreach(json_object_get(reply.result, "messages"), i, m) print_message(m);
+            json_t *m, *names = contact_names(cli);
+            json_array_foreach(json_object_get(reply.result, "messages"), i, m)
+                print_message(names, m);
+            json_decref(names);
             if (json_array_size(json_object_get(reply.result, "messages")) == 0)
                 printf("no messages%s\n", a.since != NULL ? " after that cursor" : "");
         }
@@ -1273,6 +1322,7 @@ static int cmd_history(struct cli *cli)
 struct listen_state {
     bool json;
     int rc;
+    json_t *names; /* contact_names at the start (one added later shows by address) */
 };
 
 static bool listen_line_cb(void *arg, json_t *line)
@@ -1292,13 +1342,15 @@ static bool listen_line_cb(void *arg, json_t *line)
         print_json(params);
     } else {
         const char *type = json_string_value(json_object_get(params, "type"));
-        if (type != NULL && strcmp(type, "message") == 0)
-            print_message(params);
-        else
-            printf("[%lld] %s %s to %.16s...\n",
+        if (type != NULL && strcmp(type, "message") == 0) {
+            print_message(st->names, params);
+        } else {
+            printf("[%lld] %s %s to ",
                    (long long)json_integer_value(json_object_get(params, "cursor")),
-                   json_string_value(json_object_get(params, "id")), type,
-                   json_string_value(json_object_get(params, "peer")));
+                   json_string_value(json_object_get(params, "id")), type);
+            print_peer(st->names, params);
+            printf("\n");
+        }
     }
     fflush(stdout);
     return true;
@@ -1321,7 +1373,10 @@ static int cmd_listen(struct cli *cli)
         json_decref(params);
         return rc;
     }
+    if (!st.json)
+        st.names = contact_names(cli);
     enum mp_err err = client_stream(cli->control_path, "subscribe", params, listen_line_cb, &st);
+    json_decref(st.names);
     if (err != MP_OK)
         return transport_error(cli, err);
     return st.rc;

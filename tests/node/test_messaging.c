@@ -177,7 +177,11 @@ static void test_both_ways_with_receipts(void **state)
 
     struct run_result r = cli_send(a, "bob", "hello b", true); /* by contact name */
     assert_int_equal(r.status, 0);
-    assert_contains(r.out, "delivered");
+    assert_int_equal(strlen(r.out), 33); /* its id, as without --wait ... */
+    assert_contains(r.err, "delivered"); /* ... and what it waited for */
+    char first_id[33];
+    memcpy(first_id, r.out, 32);
+    first_id[32] = '\0';
     harness_result_free(&r);
     send_ok(b, a->address, "hello a", true);
     for (int i = 1; i <= 3; i++) {
@@ -191,6 +195,8 @@ static void test_both_ways_with_receipts(void **state)
 
     json_t *list = wait_inbox(b, 4);
     assert_int_equal(json_array_size(list), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")),
+                        first_id);
     const char *want[] = {"hello b", "numbered 1", "numbered 2", "numbered 3"};
     for (size_t i = 0; i < 4; i++) {
         json_t *m = json_array_get(list, i);
@@ -245,6 +251,18 @@ static void test_both_ways_with_receipts(void **state)
                                config_path));
     assert_int_equal(r.status, 0);
     assert_contains(r.out, c->address);
+    harness_result_free(&r);
+    /* `inbox` shows a contact by name, a stranger by the start of its address. */
+    r = harness_run(NULL, ARGS("inbox", "--data-dir", b->dir, "--config", config_path));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, " alice: hello b\n");
+    harness_result_free(&r);
+    r = harness_run(NULL,
+                    ARGS("inbox", "--requests", "--data-dir", b->dir, "--config", config_path));
+    assert_int_equal(r.status, 0);
+    char stranger[64];
+    snprintf(stranger, sizeof(stranger), " %.16s... (request): hi, I am c\n", c->address);
+    assert_contains(r.out, stranger);
     harness_result_free(&r);
     /* Stored, so acked: c sees it sent, never delivered (no receipt to a stranger). */
     wait_last_state(c, b, "hi, I am c", "sent");
@@ -442,11 +460,17 @@ static void test_send_errors(void **state)
                                "later", "--wait", "--timeout", "2"));
     assert_int_equal(r.status, 75);
     assert_contains(r.err, "stays queued");
+    assert_int_equal(strlen(r.out), 33); /* the id of what stays queued */
+    char later_id[33];
+    memcpy(later_id, r.out, 32);
+    later_id[32] = '\0';
     harness_result_free(&r);
     restart(b);
     json_t *list = wait_inbox(b, 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "text")),
                         "later");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")),
+                        later_id);
     json_decref(list);
 
     /* The longest text, 64 KiB of a byte that JSON writes as 6 ("\u0001"):
