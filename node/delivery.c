@@ -1845,17 +1845,23 @@ static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8
 
 /* ---- sending ---- */
 
-/* Whether text may be queued for to: MP_ERR_TOO_BIG, MP_ERR_INVAL (not
- * UTF-8, or to ourselves), MP_OK. */
+/* Whether text may be queued for to: MP_OK, or MP_ERR_TOO_BIG or
+ * MP_ERR_INVAL (empty, not UTF-8, or to ourselves) with why, for the caller
+ * to say, in *why_out. */
 static enum mp_err check_text(struct delivery *d, const uint8_t to[32], const char *text,
-                              size_t len)
+                              size_t len, const char **why_out)
 {
     if (len > MSG_TEXT_MAX)
-        return MP_ERR_TOO_BIG;
-    if (!utf8_valid((const uint8_t *)text, len) ||
-        memcmp(to, identity_public_key(d->cfg.account), 32) == 0)
-        return MP_ERR_INVAL;
-    return MP_OK;
+        *why_out = "text longer than 65536 bytes";
+    else if (len == 0)
+        *why_out = "empty text";
+    else if (!utf8_valid((const uint8_t *)text, len))
+        *why_out = "not UTF-8 text";
+    else if (memcmp(to, identity_public_key(d->cfg.account), 32) == 0)
+        *why_out = "addressed to yourself";
+    else
+        return MP_OK;
+    return len > MSG_TEXT_MAX ? MP_ERR_TOO_BIG : MP_ERR_INVAL;
 }
 
 static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uint8_t to[32])
@@ -1908,15 +1914,17 @@ static void batch_text_keys(struct store_batch *b, uint64_t seq0, size_t n,
     }
 }
 
-/* delivery_send, with the write synced now or (sync false) left for the
- * caller to make durable (durable_cb) before it tells anyone. */
+/* Queue a text for account `to`, written but not synced: the caller makes
+ * it durable (durable_cb) before it tells anyone. A text check_text refuses
+ * gets its error and *why_out; MP_ERR_DISK_FULL and other store errors queue
+ * nothing either. */
 static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const char *text,
-                              size_t len, bool sync, uint8_t id_out[MSG_ID_BYTES])
+                              size_t len, uint8_t id_out[MSG_ID_BYTES], const char **why_out)
 {
     uint8_t counter_key[sizeof(meta_counter) - 1 + 32];
     uint64_t counter = 0;
 
-    enum mp_err err = check_text(d, to, text, len);
+    enum mp_err err = check_text(d, to, text, len, why_out);
     if (err != MP_OK)
         return err;
     counter_key_of(counter_key, to);
@@ -1932,24 +1940,16 @@ static enum mp_err queue_text(struct delivery *d, const uint8_t to[32], const ch
     if (err == MP_OK) {
         batch_meta_u64(b, meta_seq, strlen(meta_seq), seq + 1);
         batch_meta_u64(b, (const char *)counter_key, sizeof(counter_key), counter);
-        err = batch_commit(d, b, sync);
+        err = batch_commit(d, b, false);
     }
     store_batch_free(b);
     if (err != MP_OK)
         return err;
     d->next_seq = seq + 1;
-    /* Unsynced, the caller pends it: the pump runs after the sync of this
+    /* No kick: the caller pends it, and the pump runs after the sync of this
      * turn (durable_timer_cb), which seals it first, so one fsync covers
      * both; running it before would seal and sync on its own. */
-    if (sync)
-        kick(d);
     return MP_OK;
-}
-
-enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
-                          uint8_t id_out[MSG_ID_BYTES])
-{
-    return queue_text(d, to, text, len, true, id_out);
 }
 
 /* Receipt m (either kind, its body filled in) queued to to in b like a text
@@ -3368,12 +3368,11 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
      * With one, it is sealed at the end of the turn and leaves with or ahead of
      * that sync (mark_early); the answer waits for both the receipt and it. */
     bool grouped = wait == NULL || json_integer_value(wait) == 0;
+    const char *why = NULL;
     enum mp_err err =
-        queue_text(d, to, json_string_value(text), json_string_length(text), false, id);
-    if (err == MP_ERR_TOO_BIG || err == MP_ERR_INVAL) {
-        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
-                      err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
-                                            : "not UTF-8 text, or addressed to yourself");
+        queue_text(d, to, json_string_value(text), json_string_length(text), id, &why);
+    if (why != NULL) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s", why);
         *data_out = rpc_err_data(err);
         return false;
     }
@@ -3513,11 +3512,10 @@ static bool method_send_batch(void *ctx, struct control_call *call, json_t *para
             goto cleanup;
         }
         last_to = to_text;
-        err = check_text(d, tos[i], json_string_value(text), json_string_length(text));
+        const char *why = NULL;
+        err = check_text(d, tos[i], json_string_value(text), json_string_length(text), &why);
         if (err != MP_OK) {
-            rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s",
-                          err == MP_ERR_TOO_BIG ? "text longer than 65536 bytes"
-                                                : "not UTF-8 text, or addressed to yourself");
+            rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS, "%s", why);
             ok = batch_item_failed(i, RPC_CODE_INVALID_PARAMS, err, err_out, data_out);
             goto cleanup;
         }

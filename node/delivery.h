@@ -167,12 +167,6 @@ struct delivery;
  * for the delivery's life. */
 enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **delivery_out);
 
-/* Queue a text for account `to` (synced before it returns). MP_ERR_TOO_BIG
- * over MSG_TEXT_MAX bytes, MP_ERR_INVAL for text that is not UTF-8 or to
- * ourselves, MP_ERR_DISK_FULL and other store errors (nothing queued). */
-enum mp_err delivery_send(struct delivery *d, const uint8_t to[32], const char *text, size_t len,
-                          uint8_t id_out[MSG_ID_BYTES]);
-
 /* An envelope fetched from our mailbox at node_key (mailbox mail_cb):
  * stored like one from a link, then mailbox_taken once durable. */
 void delivery_on_mail(struct delivery *d, const uint8_t node_key[32], const struct buf *envelope);

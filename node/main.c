@@ -120,18 +120,41 @@ static void print_error(const char *hint, const char *fmt, ...)
         fprintf(stderr, "hint: %s\n", hint);
 }
 
+/* A command line that does not parse: the error and where the usage is
+ * (all of it follows only when no known command was given). */
+static int usage_error_v(bool whole_usage, const char *fmt, va_list ap)
+{
+    fputs("merpati: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    if (whole_usage) {
+        fputs("\n\n", stderr);
+        fputs(usage_text, stderr);
+    } else {
+        fputs("\nhint: `merpati help` shows every command and its flags\n", stderr);
+    }
+    return EX_USAGE;
+}
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("merpati: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int rc = usage_error_v(false, fmt, ap);
     va_end(ap);
-    fputs("\n\n", stderr);
-    fputs(usage_text, stderr);
-    return EX_USAGE;
+    return rc;
+}
+
+static int command_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int command_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = usage_error_v(true, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* Flags that take a value, global or a command's: their values are not positionals. */
@@ -1580,7 +1603,7 @@ int main(int argc, char **argv)
     if ((rc = parse_args(argc, argv, &cli)) != 0)
         return rc;
     if (cli.command == NULL)
-        return usage_error("%s", "no command given");
+        return command_error("%s", "no command given");
     if (strcmp(cli.command, "help") == 0) {
         fputs(usage_text, stdout);
         return 0;
@@ -1617,5 +1640,5 @@ int main(int argc, char **argv)
         return cmd_bootstrap(&cli);
     if (strcmp(cli.command, "contacts") == 0)
         return cmd_contacts(&cli);
-    return usage_error("unknown command \"%s\"", cli.command);
+    return command_error("unknown command \"%s\"", cli.command);
 }

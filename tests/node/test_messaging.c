@@ -444,6 +444,13 @@ static void test_send_errors(void **state)
     /* To oneself. */
     r = cli_send(a, a->address, "me", false);
     assert_int_equal(r.status, 65);
+    assert_contains(r.err, "addressed to yourself");
+    harness_result_free(&r);
+
+    /* Empty (an unset shell variable, say). */
+    r = cli_send(a, b->address, "", false);
+    assert_int_equal(r.status, 65);
+    assert_contains(r.err, "empty text");
     harness_result_free(&r);
 
     /* Nothing of the above went out. */
@@ -622,6 +629,10 @@ static void test_send_batch(void **state)
              "{\"to\":\"%s\",\"text\":\"to me\"}]}",
              b->address, a->address);
     batch_refused(a, bad, -32602, 2, "messages[2]");
+    batch_refused(a, bad, -32602, 2, "addressed to yourself");
+    snprintf(bad, sizeof(bad), "{\"to\":\"%s\",\"messages\":[{\"text\":\"ok\"},{\"text\":\"\"}]}",
+             b->address);
+    batch_refused(a, bad, -32602, 1, "empty text");
     snprintf(bad, sizeof(bad),
              "{\"to\":\"%s\",\"messages\":[{\"text\":\"ok\"},{\"to\":\"carol\",\"text\":\"who\"}]}",
              b->address);
