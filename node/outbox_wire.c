@@ -55,11 +55,17 @@ static void pack_entry_cb(msgpack_packer *pk, const void *obj)
         msgpack_pack_uint64(pk, e->riders[i]);
 }
 
+/* The riders an entry or state row may list: at most MSG_BUNDLE_MAX - 1,
+ * and only a sealed head has any. */
+static bool riders_valid(size_t count, bool sealed)
+{
+    return count <= MSG_BUNDLE_MAX - 1 && (count == 0 || sealed);
+}
+
 enum mp_err outbox_entry_encode(const struct outbox_entry *e, struct buf *out)
 {
     if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
-        e->rider_count > MSG_BUNDLE_MAX - 1 ||
-        ((e->envelope.len > 0 || e->rider_count > 0) && !e->sealed))
+        !riders_valid(e->rider_count, e->sealed) || (e->envelope.len > 0 && !e->sealed))
         return MP_ERR_INVAL;
     return wire_encode_buf(pack_entry_cb, e, ENTRY_WIRE_MAX, out);
 }
@@ -150,8 +156,8 @@ enum mp_err outbox_entry_decode(const uint8_t *data, size_t len, struct outbox_e
      * was sealed. */
     e_out->sealed = version == ENTRY_VERSION ? f[5].via.boolean
                                              : e_out->envelope.len > 0 || e_out->rider_count > 0;
-    if (e_out->rider_count > 0 && !e_out->sealed)
-        goto cleanup; /* only a head has riders, as in a state row */
+    if (!riders_valid(e_out->rider_count, e_out->sealed))
+        goto cleanup;
     e_out->state = (uint8_t)state;
     err = MP_OK;
 cleanup:
@@ -165,7 +171,7 @@ enum mp_err outbox_state_encode(const struct outbox_entry *e,
                                 uint8_t out[OUTBOX_STATE_ROW_MAX], size_t *len_out)
 {
     if (e->state < OUTBOX_QUEUED || e->state > OUTBOX_STATE_MAX ||
-        e->rider_count > MSG_BUNDLE_MAX - 1 || (e->rider_count > 0 && !e->sealed))
+        !riders_valid(e->rider_count, e->sealed))
         return MP_ERR_INVAL;
     out[0] = STATE_VERSION;
     out[1] = e->state;
@@ -188,8 +194,7 @@ enum mp_err outbox_state_decode(const uint8_t *data, size_t len, struct outbox_e
     size_t n = !v1 && len >= OUTBOX_STATE_FIXED ? bytes_get_u16(data + 11) : 0;
     if (len != (v1 ? STATE_V1_BYTES : OUTBOX_STATE_FIXED + 8 * n) || data[1] < OUTBOX_QUEUED ||
         data[1] > OUTBOX_STATE_MAX ||
-        (!v1 && ((data[10] & ~STATE_SEALED) != 0 || n > MSG_BUNDLE_MAX - 1 ||
-                 (n > 0 && !(data[10] & STATE_SEALED))))) /* only a head has riders */
+        (!v1 && ((data[10] & ~STATE_SEALED) != 0 || !riders_valid(n, data[10] & STATE_SEALED))))
         return MP_ERR_MALFORMED;
     uint64_t *riders = NULL;
     if (n > 0 && (riders = malloc(n * sizeof(*riders))) == NULL)

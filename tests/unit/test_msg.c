@@ -434,6 +434,11 @@ static void test_outbox_round_trip(void **state)
     buf_free(&enc);
     e.rider_count = MSG_BUNDLE_MAX;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+    buf_free(&e.envelope); /* riders on an entry not sealed, and nothing else wrong: only */
+    e.rider_count = 3;     /* a sealed head has riders */
+    e.sealed = false;
+    assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+    e.sealed = true;
     e.riders = NULL;
     e.rider_count = 0;
     e.state = OUTBOX_EXPIRED;
