@@ -721,18 +721,22 @@ static void test_changed_node_key(void **state)
     send_ok(a, "bob", "welcome", true);
 }
 
-/* Keys of one prefix from family from to family to (in a stopped node's
- * store); how many. */
-static size_t move_prefix(struct store *st, enum store_cf from, enum store_cf to, uint8_t prefix)
+/* What a rewrite_prefix does with one key of its walk: its writes into b. */
+typedef void rewrite_key_cb(struct store *st, struct store_batch *b, const uint8_t *key,
+                            size_t key_len, const uint8_t *val, size_t val_len, void *arg);
+
+/* Each key of family cf starting with prefix (in a stopped node's store)
+ * through fn, whose writes go in one synced write at the end; how many. */
+static size_t rewrite_prefix(struct store *st, enum store_cf cf, uint8_t prefix,
+                             rewrite_key_cb *fn, void *arg)
 {
     size_t n = 0;
     struct store_batch *b = store_batch_new();
-    struct store_iter *it = store_iter_new(st, from, &prefix, 1);
+    struct store_iter *it = store_iter_new(st, cf, &prefix, 1);
     const uint8_t *key, *val;
     size_t key_len, val_len;
     while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        store_batch_put(b, to, key, key_len, val, val_len);
-        store_batch_delete(b, from, key, key_len);
+        fn(st, b, key, key_len, val, val_len, arg);
         n++;
     }
     assert_int_equal(store_iter_status(it), MP_OK);
@@ -740,6 +744,26 @@ static size_t move_prefix(struct store *st, enum store_cf from, enum store_cf to
     assert_int_equal(store_batch_write(st, b, true), MP_OK);
     store_batch_free(b);
     return n;
+}
+
+struct move {
+    enum store_cf from, to;
+};
+
+static void move_key(struct store *st, struct store_batch *b, const uint8_t *key, size_t key_len,
+                     const uint8_t *val, size_t val_len, void *arg)
+{
+    const struct move *mv = arg;
+    (void)st;
+    store_batch_put(b, mv->to, key, key_len, val, val_len);
+    store_batch_delete(b, mv->from, key, key_len);
+}
+
+/* Keys of one prefix from family from to family to; how many. */
+static size_t move_prefix(struct store *st, enum store_cf from, enum store_cf to, uint8_t prefix)
+{
+    struct move mv = {.from = from, .to = to};
+    return rewrite_prefix(st, from, prefix, move_key, &mv);
 }
 
 /* Keys of family cf starting with prefix (in a stopped node's store). */
@@ -755,52 +779,49 @@ static size_t count_prefix(struct store *st, enum store_cf cf, uint8_t prefix)
     return n;
 }
 
+/* One entry as format 2 kept it (back_to_format_2); *(size_t *)arg counts
+ * the envelopes put back. */
+static void entry_to_format_2(struct store *st, struct store_batch *b, const uint8_t *key,
+                              size_t key_len, const uint8_t *val, size_t val_len, void *arg)
+{
+    uint8_t row_key[9], *row = NULL, *env = NULL, v1_row[10] = {1};
+    size_t row_len = 0, env_len = 0;
+    struct outbox_entry e;
+    struct buf enc;
+    assert_int_equal(key_len, 9);
+    assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
+    row_key[0] = 's';
+    memcpy(row_key + 1, key + 1, 8);
+    enum mp_err err = store_get(st, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len);
+    assert_true(err == MP_OK || err == MP_ERR_NOT_FOUND);
+    if (err == MP_OK) {
+        assert_int_equal(outbox_state_decode(row, row_len, &e), MP_OK);
+        v1_row[1] = e.state;
+        memcpy(v1_row + 2, row + 2, 8); /* the expiry */
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, row_key, 9, v1_row, sizeof(v1_row));
+        free(row);
+    }
+    if (store_get(st, STORE_CF_OUTBOX_SEALED, key, key_len, &env, &env_len) == MP_OK) {
+        assert_true(e.sealed);
+        assert_int_equal(buf_append(&e.envelope, env, env_len), MP_OK);
+        free(env);
+        store_batch_delete(b, STORE_CF_OUTBOX_SEALED, key, key_len);
+        (*(size_t *)arg)++;
+    }
+    assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
+    store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
+    buf_free(&enc);
+    outbox_entry_clear(&e);
+}
+
 /* A stopped node's outbox as format 2 builds kept it: each entry of
  * version 3, its seal and riders, and its envelope (kept apart), back
  * within it; its state row, if any, of version 1 (state and expiry only).
  * Returns how many envelopes went back. */
 static size_t back_to_format_2(struct store *st)
 {
-    uint8_t prefix = 'o';
     size_t n = 0;
-    struct store_batch *b = store_batch_new();
-    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX, &prefix, 1);
-    const uint8_t *key, *val;
-    size_t key_len, val_len;
-    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        uint8_t row_key[9], *row = NULL, *env = NULL, v1_row[10] = {1};
-        size_t row_len = 0, env_len = 0;
-        struct outbox_entry e;
-        struct buf enc;
-        assert_int_equal(key_len, 9);
-        assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
-        row_key[0] = 's';
-        memcpy(row_key + 1, key + 1, 8);
-        enum mp_err err = store_get(st, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len);
-        assert_true(err == MP_OK || err == MP_ERR_NOT_FOUND);
-        if (err == MP_OK) {
-            assert_int_equal(outbox_state_decode(row, row_len, &e), MP_OK);
-            v1_row[1] = e.state;
-            memcpy(v1_row + 2, row + 2, 8); /* the expiry */
-            store_batch_put(b, STORE_CF_OUTBOX_INDEX, row_key, 9, v1_row, sizeof(v1_row));
-            free(row);
-        }
-        if (store_get(st, STORE_CF_OUTBOX_SEALED, key, key_len, &env, &env_len) == MP_OK) {
-            assert_true(e.sealed);
-            assert_int_equal(buf_append(&e.envelope, env, env_len), MP_OK);
-            free(env);
-            store_batch_delete(b, STORE_CF_OUTBOX_SEALED, key, key_len);
-            n++;
-        }
-        assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
-        store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
-        buf_free(&enc);
-        outbox_entry_clear(&e);
-    }
-    assert_int_equal(store_iter_status(it), MP_OK);
-    store_iter_free(it);
-    assert_int_equal(store_batch_write(st, b, true), MP_OK);
-    store_batch_free(b);
+    rewrite_prefix(st, STORE_CF_OUTBOX, 'o', entry_to_format_2, &n);
     assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_SEALED, 'o'), 0);
     return n;
 }
@@ -811,6 +832,43 @@ struct moved {
     size_t q, d, m, i, drawn, sealed;
 };
 
+/* drawn_ids' counts: ids drawn, id index rows written. */
+struct drawn {
+    size_t drawn, rows;
+};
+
+/* One entry's id as drawn_ids gives it. */
+static void draw_id(struct store *st, struct store_batch *b, const uint8_t *key, size_t key_len,
+                    const uint8_t *val, size_t val_len, void *arg)
+{
+    struct drawn *dr = arg;
+    struct outbox_entry e;
+    struct msg m;
+    (void)st;
+    assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
+    assert_int_equal(msg_decode(e.plaintext.data, e.plaintext.len, &m), MP_OK);
+    if (m.kind == MSG_KIND_TEXT) {
+        uint8_t id_key[1 + MSG_ID_BYTES] = {'m'};
+        struct buf enc;
+        if (e.state == OUTBOX_QUEUED) {
+            memset(m.id, 0xd0 + (int)dr->drawn, MSG_ID_BYTES); /* not any seq's id */
+            buf_free(&e.plaintext);
+            assert_int_equal(msg_encode(&m, &e.plaintext), MP_OK);
+            buf_free(&e.envelope);
+            buf_init(&e.envelope, 0);
+            assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
+            store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
+            buf_free(&enc);
+            dr->drawn++;
+        }
+        memcpy(id_key + 1, m.id, MSG_ID_BYTES);
+        store_batch_put(b, STORE_CF_OUTBOX_INDEX, id_key, sizeof(id_key), key + 1, 8);
+        dr->rows++;
+    }
+    msg_clear(&m);
+    outbox_entry_clear(&e);
+}
+
 /* Give stopped node n's texts ids as builds before ids came from seqs did:
  * each text gets an id index row ('m', id -> seq); a text still queued gets
  * an id of its own choosing (and loses its envelope, to be sealed again
@@ -818,44 +876,33 @@ struct moved {
  * many ids were so chosen. */
 static size_t drawn_ids(struct store *st, size_t *rows_out)
 {
-    uint8_t prefix = 'o';
-    size_t drawn = 0;
-    struct store_batch *b = store_batch_new();
-    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX, &prefix, 1);
-    const uint8_t *key, *val;
-    size_t key_len, val_len;
-    *rows_out = 0;
-    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        struct outbox_entry e;
-        struct msg m;
-        assert_int_equal(outbox_entry_decode(val, val_len, &e), MP_OK);
-        assert_int_equal(msg_decode(e.plaintext.data, e.plaintext.len, &m), MP_OK);
-        if (m.kind == MSG_KIND_TEXT) {
-            uint8_t id_key[1 + MSG_ID_BYTES] = {'m'};
-            struct buf enc;
-            if (e.state == OUTBOX_QUEUED) {
-                memset(m.id, 0xd0 + (int)drawn, MSG_ID_BYTES); /* not any seq's id */
-                buf_free(&e.plaintext);
-                assert_int_equal(msg_encode(&m, &e.plaintext), MP_OK);
-                buf_free(&e.envelope);
-                buf_init(&e.envelope, 0);
-                assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
-                store_batch_put(b, STORE_CF_OUTBOX, key, key_len, enc.data, enc.len);
-                buf_free(&enc);
-                drawn++;
-            }
-            memcpy(id_key + 1, m.id, MSG_ID_BYTES);
-            store_batch_put(b, STORE_CF_OUTBOX_INDEX, id_key, sizeof(id_key), key + 1, 8);
-            (*rows_out)++;
-        }
-        msg_clear(&m);
-        outbox_entry_clear(&e);
-    }
-    assert_int_equal(store_iter_status(it), MP_OK);
-    store_iter_free(it);
-    assert_int_equal(store_batch_write(st, b, true), MP_OK);
-    store_batch_free(b);
-    return drawn;
+    struct drawn dr = {0};
+    rewrite_prefix(st, STORE_CF_OUTBOX, 'o', draw_id, &dr);
+    *rows_out = dr.rows;
+    return dr.drawn;
+}
+
+/* One state row folded into its entry (back_to_format_1). */
+static void fold_state_row(struct store *st, struct store_batch *b, const uint8_t *key,
+                           size_t key_len, const uint8_t *val, size_t val_len, void *arg)
+{
+    uint8_t entry_key[9], *ev = NULL;
+    size_t ev_len = 0;
+    struct outbox_entry e;
+    struct buf enc;
+    (void)arg;
+    assert_int_equal(key_len, 9);
+    entry_key[0] = 'o';
+    memcpy(entry_key + 1, key + 1, 8);
+    assert_int_equal(store_get(st, STORE_CF_OUTBOX, entry_key, 9, &ev, &ev_len), MP_OK);
+    assert_int_equal(outbox_entry_decode(ev, ev_len, &e), MP_OK);
+    free(ev);
+    assert_int_equal(outbox_state_decode(val, val_len, &e), MP_OK);
+    assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
+    store_batch_put(b, STORE_CF_OUTBOX, entry_key, 9, enc.data, enc.len);
+    store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, key_len);
+    buf_free(&enc);
+    outbox_entry_clear(&e);
 }
 
 /* Rewrite stopped node n's store as a format 1 build would have left it:
@@ -869,34 +916,7 @@ static struct moved back_to_format_1(struct node *n)
     pid_t holder = 0;
     assert_int_equal(store_open(n->dir, &st, &holder), MP_OK);
     moved.sealed = back_to_format_2(st);
-    uint8_t prefix = 's';
-    struct store_batch *b = store_batch_new();
-    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
-    const uint8_t *key, *val;
-    size_t key_len, val_len, rows = 0;
-    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
-        uint8_t entry_key[9], *ev = NULL;
-        size_t ev_len = 0;
-        struct outbox_entry e;
-        struct buf enc;
-        assert_int_equal(key_len, 9);
-        entry_key[0] = 'o';
-        memcpy(entry_key + 1, key + 1, 8);
-        assert_int_equal(store_get(st, STORE_CF_OUTBOX, entry_key, 9, &ev, &ev_len), MP_OK);
-        assert_int_equal(outbox_entry_decode(ev, ev_len, &e), MP_OK);
-        free(ev);
-        assert_int_equal(outbox_state_decode(val, val_len, &e), MP_OK);
-        assert_int_equal(outbox_v3_encode(&e, &enc), MP_OK);
-        store_batch_put(b, STORE_CF_OUTBOX, entry_key, 9, enc.data, enc.len);
-        store_batch_delete(b, STORE_CF_OUTBOX_INDEX, key, key_len);
-        buf_free(&enc);
-        outbox_entry_clear(&e);
-        rows++;
-    }
-    assert_int_equal(store_iter_status(it), MP_OK);
-    store_iter_free(it);
-    assert_int_equal(store_batch_write(st, b, true), MP_OK);
-    store_batch_free(b);
+    size_t rows = rewrite_prefix(st, STORE_CF_OUTBOX_INDEX, 's', fold_state_row, NULL);
     size_t id_rows;
     assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'm'), 0); /* none written now */
     moved.drawn = drawn_ids(st, &id_rows);
