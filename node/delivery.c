@@ -3679,7 +3679,9 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
         return events_failed(list, err, err_out, data_out);
     if (json_array_size(list) < limit && d->next_cursor - 1 > cursor)
         cursor = d->next_cursor - 1; /* every event up to the last was looked at */
-    *result_out = json_pack("{s:o, s:I}", "messages", list, "cursor", (json_int_t)cursor);
+    bool more = cursor < d->next_cursor - 1; /* a full page, events after it */
+    *result_out = json_pack("{s:o, s:I, s:b}", "messages", list, "cursor", (json_int_t)cursor,
+                            "more", more);
     return true;
 }
 

@@ -1263,6 +1263,10 @@ static int cmd_inbox(struct cli *cli)
             json_decref(names);
             if (json_array_size(json_object_get(reply.result, "messages")) == 0)
                 printf("no messages%s\n", a.since != NULL ? " after that cursor" : "");
+            if (json_is_true(json_object_get(reply.result, "more")))
+                printf("more after cursor %lld: add --since %lld\n",
+                       (long long)json_integer_value(json_object_get(reply.result, "cursor")),
+                       (long long)json_integer_value(json_object_get(reply.result, "cursor")));
         }
     }
     client_reply_clear(&reply);

@@ -572,6 +572,21 @@ static void test_send_batch(void **state)
     json_decref(list);
     json_decref(reply);
 
+    /* A full page says more follow, and where; the last page says none do. */
+    reply = node_call(b, "inbox.list", "{\"limit\":7}");
+    assert_true(json_is_true(json_object_get(json_object_get(reply, "result"), "more")));
+    json_decref(reply);
+    reply = node_call(b, "inbox.list", "{\"limit\":1000}");
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(reply, "result"), "messages")), COUNT);
+    assert_true(json_is_false(json_object_get(json_object_get(reply, "result"), "more")));
+    json_decref(reply);
+    struct run_result r = harness_run(
+        NULL, ARGS("inbox", "--limit", "7", "--data-dir", b->dir, "--config", config_path));
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, ": batch 06\nmore after cursor ");
+    harness_result_free(&r);
+
     /* A page of none moves no cursor. */
     reply = node_call(b, "inbox.list", "{\"limit\":0,\"since\":3}");
     assert_int_equal(json_array_size(json_object_get(json_object_get(reply, "result"), "messages")),
