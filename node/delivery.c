@@ -3699,76 +3699,107 @@ static int timed_cmp(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* history {with, limit?}: both directions with one account, oldest first. */
-static bool method_history(void *ctx, struct control_call *call, json_t *params,
-                           json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+/* Our newest texts to `with`, at most limit, onto list (newest first), each
+ * with its state (its state row's, if it has one). */
+static enum mp_err history_out(struct delivery *d, const uint8_t with[32], uint64_t limit,
+                               json_t *list)
 {
     static const char *const states[] = {"", "queued", "sent", "delivered", "mailbox", "expired"};
-    struct delivery *d = ctx;
-    uint8_t with[32], prefix = KEY_ENTRY;
-    uint64_t limit;
+    uint8_t prefix = KEY_ENTRY;
     const uint8_t *key, *val;
     size_t key_len, val_len;
-    (void)call;
-
-    if (!param_account(d, params, "with", false, with, err_out, data_out) ||
-        !param_u64(params, "limit", 100, 1000, &limit, err_out))
-        return false;
-    json_t *list = json_array();
-    struct store_iter *it = store_iter_new(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
-    /* The entries' state rows, walked beside them: both in seq order. */
-    uint8_t state_prefix = KEY_STATE;
-    struct store_iter *states_it =
-        store_iter_new(d->cfg.store, STORE_CF_OUTBOX_INDEX, &state_prefix, 1);
-    const uint8_t *skey = NULL, *sval = NULL;
-    size_t skey_len = 0, sval_len = 0;
-    bool more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
-    while (store_iter_next(it, &key, &key_len, &val, &val_len)) {
+    uint64_t found = 0;
+    enum mp_err err = MP_OK;
+    struct store_iter *it = store_iter_new_reverse(d->cfg.store, STORE_CF_OUTBOX, &prefix, 1);
+    while (err == MP_OK && found < limit && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         struct outbox_entry e;
         struct msg m;
         if (key_len != 9 || outbox_entry_decode(val, val_len, &e) != MP_OK)
             continue;
-        while (more_states && (skey_len != 9 || memcmp(skey + 1, key + 1, 8) < 0))
-            more_states = store_iter_next(states_it, &skey, &skey_len, &sval, &sval_len);
-        if (more_states && memcmp(skey + 1, key + 1, 8) == 0) /* damaged: its own state shows */
-            (void)state_row(d, bytes_get_u64(key + 1), sval, sval_len, &e);
         if (memcmp(e.to, with, 32) == 0 &&
             msg_decode(e.plaintext.data, e.plaintext.len, &m) == MP_OK) {
             if (m.kind == MSG_KIND_TEXT) {
+                uint8_t row_key[9], *row = NULL;
+                size_t row_len = 0;
+                memcpy(row_key, key, 9);
+                row_key[0] = KEY_STATE;
+                err = store_get(d->cfg.store, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len);
+                if (err == MP_OK) /* damaged: its own state shows */
+                    (void)state_row(d, bytes_get_u64(key + 1), row, row_len, &e);
+                free(row);
+                if (err == MP_ERR_NOT_FOUND)
+                    err = MP_OK;
                 char id[2 * MSG_ID_BYTES + 1];
                 hex(id, sizeof(id), m.id, MSG_ID_BYTES);
                 json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:s%, s:s}", "direction",
                                                       "out", "id", id, "at_ms",
                                                       (json_int_t)m.sent_at_ms, "text", m.text,
                                                       m.text_len, "state", states[e.state]));
+                found++;
             }
             msg_clear(&m);
         }
         outbox_entry_clear(&e);
     }
-    enum mp_err err = store_iter_status(it);
     if (err == MP_OK)
-        err = store_iter_status(states_it);
+        err = store_iter_status(it);
     store_iter_free(it);
-    store_iter_free(states_it);
-    if (err != MP_OK)
-        return events_failed(list, err, err_out, data_out);
-    uint64_t c;
-    struct outbox_event ev;
-    it = events_from(d, 1);
-    while (events_next(it, d->next_cursor, &c, &ev)) {
+    return err;
+}
+
+/* The newest texts from `with` we have let out (below next_cursor), at most
+ * limit, onto list (newest first). */
+static enum mp_err history_in(struct delivery *d, const uint8_t with[32], uint64_t limit,
+                              json_t *list)
+{
+    uint8_t prefix = KEY_EVENT;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    uint64_t found = 0;
+    struct store_iter *it = store_iter_new_reverse(d->cfg.store, STORE_CF_INBOX, &prefix, 1);
+    while (found < limit && store_iter_next(it, &key, &key_len, &val, &val_len)) {
+        struct outbox_event ev;
+        uint64_t cursor = key_len == 9 ? bytes_get_u64(key + 1) : 0;
+        if (cursor == 0 || cursor >= d->next_cursor ||
+            outbox_event_decode(val, val_len, &ev) != MP_OK)
+            continue;
         if (ev.type == OUTBOX_EVENT_MESSAGE && memcmp(ev.peer, with, 32) == 0) {
-            json_t *j = event_json(c, &ev);
+            json_t *j = event_json(cursor, &ev);
             json_object_set_new(j, "direction", json_string("in"));
             json_array_append_new(list, j);
+            found++;
         }
         outbox_event_clear(&ev);
     }
-    err = store_iter_status(it);
+    enum mp_err err = store_iter_status(it);
     store_iter_free(it);
+    return err;
+}
+
+/* history {with, limit?}: the newest texts both ways with one account,
+ * oldest first. Each way is read from its newest back, so a call costs the
+ * texts since the limit-th newest with `with`, not every one stored. */
+static bool method_history(void *ctx, struct control_call *call, json_t *params,
+                           json_t **result_out, struct rpc_error *err_out, json_t **data_out)
+{
+    struct delivery *d = ctx;
+    uint8_t with[32];
+    uint64_t limit;
+    (void)call;
+
+    if (!param_account(d, params, "with", false, with, err_out, data_out) ||
+        !param_u64(params, "limit", 100, 1000, &limit, err_out))
+        return false;
+    json_t *list = json_array();
+    enum mp_err err = history_out(d, with, limit, list);
+    size_t outs = json_array_size(list);
+    if (err == MP_OK)
+        err = history_in(d, with, limit, list);
     if (err != MP_OK)
         return events_failed(list, err, err_out, data_out);
-    /* Oldest first by the time the writer sent it, then the newest `limit`. */
+    /* Oldest first by the time the writer sent it, then the newest `limit`;
+     * texts of the same ms in the order written, ours first (each way was
+     * read newest first). */
     size_t n = json_array_size(list);
     struct timed *items = calloc(n ? n : 1, sizeof(*items));
     if (items == NULL) {
@@ -3780,7 +3811,7 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         json_t *item = json_array_get(list, i);
         json_t *t = json_object_get(item, "sent_at_ms");
         items[i].t = json_integer_value(t != NULL ? t : json_object_get(item, "at_ms"));
-        items[i].order = i;
+        items[i].order = i < outs ? outs - 1 - i : outs + (n - 1 - i);
         items[i].item = json_incref(item);
     }
     qsort(items, n, sizeof(*items), timed_cmp);

@@ -138,6 +138,7 @@ struct store_iter {
     size_t upper_len;
     bool started;
     bool done;
+    bool reverse; /* from the last key back (store_iter_new_reverse) */
     enum mp_err status;
 };
 
@@ -1002,8 +1003,10 @@ struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void 
     return store_iter_new_at(s, cf, prefix, prefix_len, prefix, prefix_len);
 }
 
-struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf, const void *prefix,
-                                     size_t prefix_len, const void *start, size_t start_len)
+/* An iterator over cf's keys with prefix, not yet positioned; for an
+ * invalid cf one without a RocksDB iterator, done, with MP_ERR_INVAL. */
+static struct store_iter *iter_create(struct store *s, enum store_cf cf, const void *prefix,
+                                      size_t prefix_len)
 {
     struct store_iter *it = xmalloc(sizeof(*it));
 
@@ -1021,6 +1024,28 @@ struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf, const vo
     it->read_opts = rocksdb_readoptions_create();
     set_upper_bound(it);
     it->it = rocksdb_create_iterator_cf(s->db, it->read_opts, s->cf[cf]);
+    return it;
+}
+
+struct store_iter *store_iter_new_reverse(struct store *s, enum store_cf cf, const void *prefix,
+                                          size_t prefix_len)
+{
+    struct store_iter *it = iter_create(s, cf, prefix, prefix_len);
+    if (it->it == NULL)
+        return it;
+    it->reverse = true;
+    /* The last key under the upper bound, or of the family when the prefix
+     * has none (empty or all 0xff): then the last key of all has it, if any. */
+    rocksdb_iter_seek_to_last(it->it);
+    return it;
+}
+
+struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf, const void *prefix,
+                                     size_t prefix_len, const void *start, size_t start_len)
+{
+    struct store_iter *it = iter_create(s, cf, prefix, prefix_len);
+    if (it->it == NULL)
+        return it;
     /* Where start stands against the prefix: before it, inside it, after it. */
     size_t common = start_len < prefix_len ? start_len : prefix_len;
     int c = common > 0 ? memcmp(start, prefix, common) : 0;
@@ -1041,7 +1066,9 @@ bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key
 
     if (it->done)
         return false;
-    if (it->started)
+    if (it->started && it->reverse)
+        rocksdb_iter_prev(it->it);
+    else if (it->started)
         rocksdb_iter_next(it->it);
     it->started = true;
     if (!rocksdb_iter_valid(it->it)) {

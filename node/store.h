@@ -119,6 +119,9 @@ struct store_iter *store_iter_new(struct store *store, enum store_cf cf, const v
  * every key with the prefix yields nothing. */
 struct store_iter *store_iter_new_at(struct store *store, enum store_cf cf, const void *prefix,
                                      size_t prefix_len, const void *start, size_t start_len);
+/* store_iter_new, walking the prefix's keys backwards: the last first. */
+struct store_iter *store_iter_new_reverse(struct store *store, enum store_cf cf,
+                                          const void *prefix, size_t prefix_len);
 bool store_iter_next(struct store_iter *it, const uint8_t **key_out, size_t *key_len_out,
                      const uint8_t **val_out, size_t *val_len_out);
 /* MP_OK, or the error that ended the iteration early. */

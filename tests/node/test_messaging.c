@@ -612,6 +612,34 @@ static void test_send_batch(void **state)
             sleep_ms(100);
     }
     assert_true(all_delivered);
+    /* History: oldest first, in the order written (many share a ms); with a
+     * limit, the newest ones, either way. */
+    list = history_with(a, b->address);
+    for (int i = 0; i < COUNT; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "batch %02d", i);
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(list, (size_t)i), "text")), want);
+    }
+    json_decref(list);
+    for (int side = 0; side < 2; side++) {
+        char limited[200];
+        struct node *n = side == 0 ? a : b;
+        snprintf(limited, sizeof(limited), "{\"with\":\"%s\",\"limit\":3}",
+                 (side == 0 ? b : a)->address);
+        json_t *h = node_call(n, "history", limited);
+        list = json_object_get(json_object_get(h, "result"), "messages");
+        assert_int_equal(json_array_size(list), 3);
+        for (int i = 0; i < 3; i++) {
+            json_t *m = json_array_get(list, (size_t)i);
+            char want[16];
+            snprintf(want, sizeof(want), "batch %02d", COUNT - 3 + i);
+            assert_string_equal(json_string_value(json_object_get(m, "text")), want);
+            assert_string_equal(json_string_value(json_object_get(m, "direction")),
+                                side == 0 ? "out" : "in");
+        }
+        json_decref(h);
+    }
     /* They went as a bundle: far fewer envelopes than messages, each message
      * acked (the first send may go alone while the session starts, a
      * resend may add one). */

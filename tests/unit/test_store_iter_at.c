@@ -1,5 +1,7 @@
 /* Unit test for store_iter_new_at: iterating a prefix from a start key, the
- * way the delivery pump reads its work list past a deleted head. */
+ * way the delivery pump reads its work list past a deleted head; and for
+ * store_iter_new_reverse, a prefix from its last key back, the way history
+ * reads the newest messages first. */
 #define _GNU_SOURCE /* mkdtemp */
 
 #include <setjmp.h>
@@ -112,12 +114,62 @@ static void test_past_a_deleted_head(void **state)
     assert_string_equal(got, "6789");
 }
 
+/* The keys of prefix from the last back, each as its second byte's digit
+ * (a 'q' key) or as its first letter (any other). */
+static void walk_back(const char *prefix, size_t prefix_len, char *out, size_t cap)
+{
+    const uint8_t *key, *val;
+    size_t key_len, val_len, n = 0;
+    struct store_iter *it = store_iter_new_reverse(store, STORE_CF_OUTBOX, prefix, prefix_len);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len) && n + 1 < cap)
+        out[n++] = key[0] == 'q' && key_len == 2 ? (char)('0' + key[1]) : (char)key[0];
+    out[n] = '\0';
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+}
+
+static void test_reverse(void **state)
+{
+    (void)state;
+    char got[16];
+    walk_back("q", 1, got, sizeof(got));
+    assert_string_equal(got, "987654321");
+    walk_back("", 0, got, sizeof(got)); /* the whole family */
+    assert_string_equal(got, "r987654321p");
+    walk_back("s", 1, got, sizeof(got)); /* after every key */
+    assert_string_equal(got, "");
+    walk_back("a", 1, got, sizeof(got)); /* before every key */
+    assert_string_equal(got, "");
+    /* A prefix of 0xff only has no upper bound: it starts from the last key. */
+    walk_back("\xff", 1, got, sizeof(got));
+    assert_string_equal(got, "");
+    assert_int_equal(store_put(store, STORE_CF_OUTBOX, "\xff\x01", 2, "x", 1, false), MP_OK);
+    walk_back("\xff", 1, got, sizeof(got));
+    assert_int_equal(strlen(got), 1);
+    assert_int_equal((uint8_t)got[0], 0xff);
+    /* Deleted keys at the end are stepped over. */
+    for (uint8_t i = 7; i <= 9; i++) {
+        uint8_t key[2] = {'q', i};
+        assert_int_equal(store_delete(store, STORE_CF_OUTBOX, key, 2, false), MP_OK);
+    }
+    walk_back("q", 1, got, sizeof(got));
+    assert_string_equal(got, "654321");
+    /* An invalid family: nothing, and says so. */
+    struct store_iter *it = store_iter_new_reverse(store, STORE_CF_COUNT_, "q", 1);
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    assert_false(store_iter_next(it, &key, &key_len, &val, &val_len));
+    assert_int_equal(store_iter_status(it), MP_ERR_INVAL);
+    store_iter_free(it);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_from_a_start_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_outside_the_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_past_a_deleted_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reverse, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
