@@ -28,7 +28,9 @@ struct client_reply {
  * (0: CLIENT_TIMEOUT_MS). Returns MP_ERR_UNAVAILABLE
  * when nothing listens at path, MP_ERR_TIMEOUT, MP_ERR_IO or MP_ERR_MALFORMED
  * for transport problems; MP_OK once a reply arrived, which may itself be an
- * error (reply->result NULL, rpc_code set). Clear with client_reply_clear. */
+ * error (reply->result NULL, rpc_code set, data if it had any). reply_out is
+ * zeroed first and owns something only on MP_OK: clear it then with
+ * client_reply_clear (clearing it after a transport error is harmless). */
 enum mp_err client_call(const char *socket_path, const char *method, json_t *params,
                         int timeout_ms, struct client_reply *reply_out);
 

@@ -1790,13 +1790,27 @@ static void answer_waiters(struct delivery *d, const uint8_t id[MSG_ID_BYTES])
         answer_durable(d);
 }
 
-/* Every waiter hears err (why) and its slot is freed. */
-static void fail_waiters(struct delivery *d, enum mp_err err, const char *why)
+/* The data of a `send` error after which message id stays queued: the
+ * error's, and the id, so the caller can still follow the message. */
+static json_t *queued_data(enum mp_err err, const uint8_t id[MSG_ID_BYTES])
+{
+    char hex_id[2 * MSG_ID_BYTES + 1];
+    hex(hex_id, sizeof(hex_id), id, MSG_ID_BYTES);
+    json_t *data = rpc_err_data(err);
+    json_object_set_new(data, "id", json_string(hex_id));
+    return data;
+}
+
+/* Every waiter hears err (why), with its message's id if that stays queued,
+ * and its slot is freed. */
+static void fail_waiters(struct delivery *d, enum mp_err err, const char *why, bool queued)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        if (d->waiters[i].call != NULL)
-            control_call_fail(d->waiters[i].call, RPC_CODE_FAILED, err, why);
-        d->waiters[i].call = NULL;
+        struct waiter *w = &d->waiters[i];
+        if (w->call != NULL)
+            control_call_fail_data(w->call, RPC_CODE_FAILED, why,
+                                   queued ? queued_data(err, w->id) : rpc_err_data(err));
+        w->call = NULL;
     }
 }
 
@@ -2513,7 +2527,7 @@ static void sync_failed(struct delivery *d, enum mp_err err)
         json_decref(d->pend[i].result);
     }
     d->pend_count = 0;
-    fail_waiters(d, err, "not queued: the store cannot write");
+    fail_waiters(d, err, "not queued: the store cannot write", false);
 }
 
 /* A sync here and now: everything written so far becomes durable (also
@@ -3267,7 +3281,8 @@ void delivery_close(struct delivery *d)
                               "the node is shutting down");
         d->subs[i].call = NULL;
     }
-    fail_waiters(d, MP_ERR_UNAVAILABLE, "the node is shutting down; the message stays queued");
+    fail_waiters(d, MP_ERR_UNAVAILABLE, "the node is shutting down; the message stays queued",
+                 true);
     /* Hand back the session leases (the states they covered are saved), make
      * what was written durable, and answer the `send` calls waiting for that
      * (acks may be lost with the closing links: senders resend and we ack
@@ -3415,15 +3430,19 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         w->delivered = false;
         return true;
     }
-    /* No room to wait: it is queued all the same, once durable. */
+    /* No room to wait: it is queued all the same, once durable, and the
+     * caller hears that it was not waited for. */
     if ((err = store_sync(d->cfg.store)) != MP_OK) {
         rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
         *data_out = rpc_err_data(err);
         return false;
     }
     kick(d);
-    *result_out = json_pack("{s:s, s:s}", "id", id_hex, "state", "queued");
-    return true;
+    rpc_error_set(err_out, NULL, RPC_CODE_FAILED,
+                  "%d sends wait already, so this one cannot; the message is queued",
+                  DELIVERY_WAITERS_MAX);
+    *data_out = queued_data(MP_ERR_BUSY, id);
+    return false;
 }
 
 /* A send.batch item's failure: the item's index before the message, and in data. */
@@ -3606,12 +3625,9 @@ static void expire_waiters(struct delivery *d, uint64_t now)
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
         if (waiter_may_expire(d, w) && now >= w->deadline_ms) {
-            char id[2 * MSG_ID_BYTES + 1];
-            hex(id, sizeof(id), w->id, MSG_ID_BYTES);
-            json_t *data = rpc_err_data(MP_ERR_TIMEOUT);
-            json_object_set_new(data, "id", json_string(id));
             control_call_fail_data(w->call, RPC_CODE_FAILED,
-                                   "not delivered yet; the message stays queued", data);
+                                   "not delivered yet; the message stays queued",
+                                   queued_data(MP_ERR_TIMEOUT, w->id));
             w->call = NULL;
         }
     }

@@ -43,7 +43,8 @@ static const char usage_text[] =
     "  status    show the running node's state\n"
     "  peers     list the DHT nodes this node knows [--network NAME]\n"
     "  send <contact|address> <text|->  send a message (- reads stdin); prints its id\n"
-    "            [--wait [--timeout S]]: wait until it is delivered (exit 75 if not)\n"
+    "            [--wait [--timeout S]]: wait until it is delivered (\"delivered\" on\n"
+    "            stderr; exit 75 if not yet: the id is printed, it stays queued)\n"
     "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
     "  history <contact|address>  the conversation with one account, both ways\n"
     "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
@@ -402,6 +403,8 @@ static int exit_for(enum mp_err err)
     case MP_ERR_IO:
     case MP_ERR_STORE:
         return EX_IOERR;
+    case MP_ERR_UNAVAILABLE:
+        return EX_UNAVAILABLE;
     default:
         return EX_SOFTWARE;
     }
@@ -805,23 +808,28 @@ static int cmd_send(struct cli *cli)
     if (wait_s > 0)
         json_object_set_new(params, "wait_ms", json_integer(wait_s * 1000));
     rc = call_with(cli, "send", params, wait_s > 0 ? (int)(wait_s * 1000) + 5000 : 0, &reply);
-    /* Whenever the message is queued, its id is on stdout, waited for or not. */
-    if (rc == EX_TEMPFAIL && wait_s > 0) {
-        const char *id = json_string_value(json_object_get(reply.data, "id"));
-        if (id != NULL && !cli->json) {
-            printf("%s\n", id);
-        } else if (id != NULL) {
-            json_t *queued = json_pack("{s:s, s:s}", "id", id, "state", "queued");
+    /* Whenever the message is queued, its id is on stdout: also after an
+     * error that leaves it queued (not delivered in time, not waited for,
+     * the node stopping), whose data names it. */
+    const char *queued_id =
+        reply.result == NULL ? json_string_value(json_object_get(reply.data, "id")) : NULL;
+    if (queued_id != NULL) {
+        if (cli->json) {
+            json_t *queued = json_pack("{s:s, s:s}", "id", queued_id, "state", "queued");
             print_json(queued);
             json_decref(queued);
+        } else {
+            printf("%s\n", queued_id);
         }
         fprintf(stderr, "hint: it stays queued and goes out when the recipient is reachable\n");
     }
     if (rc == 0) {
+        const char *id = json_string_value(json_object_get(reply.result, "id"));
         if (cli->json) {
             print_json(reply.result);
         } else {
-            printf("%s\n", json_string_value(json_object_get(reply.result, "id")));
+            if (id != NULL)
+                printf("%s\n", id);
             const char *state = json_string_value(json_object_get(reply.result, "state"));
             json_t *via = json_object_get(reply.result, "via");
             if (via != NULL && strcmp(json_string_value(via), "mailbox") == 0)
@@ -1257,11 +1265,11 @@ static int cmd_inbox(struct cli *cli)
             print_json(reply.result);
         } else {
             size_t i;
-            json_t *m, *names = contact_names(cli);
-            json_array_foreach(json_object_get(reply.result, "messages"), i, m)
-                print_message(names, m);
+            json_t *m, *messages = json_object_get(reply.result, "messages");
+            json_t *names = json_array_size(messages) > 0 ? contact_names(cli) : NULL;
+            json_array_foreach(messages, i, m) print_message(names, m);
             json_decref(names);
-            if (json_array_size(json_object_get(reply.result, "messages")) == 0)
+            if (json_array_size(messages) == 0)
                 printf("no messages%s\n", a.since != NULL ? " after that cursor" : "");
             if (json_is_true(json_object_get(reply.result, "more")))
                 printf("more after cursor %lld: add --since %lld\n",

@@ -227,6 +227,17 @@ static void test_both_ways_with_receipts(void **state)
     harness_wait(listener, STOP_TIMEOUT_MS);
     unlink(listen_log);
 
+    /* Without --json, a's listen names bob: his message, and a's delivered. */
+    snprintf(listen_log, sizeof(listen_log), "%s.listen", a->dir);
+    listener = harness_spawn(listen_log, ARGS("listen", "--since", "0", "--data-dir", a->dir,
+                                              "--config", config_path));
+    assert_true(listener > 0);
+    assert_true(harness_wait_log(listen_log, " bob: hello a\n", WAIT_MS));
+    assert_true(harness_wait_log(listen_log, " delivered to bob\n", WAIT_MS));
+    kill(listener, SIGTERM);
+    harness_wait(listener, STOP_TIMEOUT_MS);
+    unlink(listen_log);
+
     /* c is not b's contact: its message waits among b's requests, not the inbox. */
     send_ok(c, b->address, "hi, I am c", false);
     json_t *requests = NULL;
@@ -1272,14 +1283,56 @@ static void test_wait_times_out_under_load(void **state)
     }
     assert_int_equal(r.status, 75);
     assert_contains(r.err, "stays queued");
+    assert_int_equal(strlen(r.out), 33); /* its id all the same */
     harness_result_free(&r);
     assert_int_equal(ended, 0); /* answered while the load still ran */
 
-    /* Queued: carol's message waits among a's pending ones. */
-    json_t *list = history_with(a, c->address);
-    assert_int_equal(json_array_size(list), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "state")),
-                        "queued");
+    /* With --json: the id and "queued", as JSON. */
+    r = harness_run(NULL, ARGS("send", "--json", "--data-dir", a->dir, "--config", config_path,
+                               "carol", "again", "--wait", "--timeout", "1"));
+    assert_int_equal(r.status, 75);
+    json_t *queued = json_loads(r.out, 0, NULL);
+    assert_non_null(queued);
+    assert_string_equal(json_string_value(json_object_get(queued, "state")), "queued");
+    assert_int_equal(strlen(json_string_value(json_object_get(queued, "id"))), 32);
+    json_decref(queued);
+    harness_result_free(&r);
+
+    /* The node stops while a send waits: 69, the id, queued still. */
+    char wait_log[128];
+    snprintf(wait_log, sizeof(wait_log), "%s.wait", a->dir);
+    pid_t waiting = harness_spawn(wait_log, ARGS("send", "--data-dir", a->dir, "--config",
+                                                 config_path, "carol", "at the stop", "--wait",
+                                                 "--timeout", "60"));
+    assert_true(waiting > 0);
+    json_t *list = NULL;
+    for (int waited = 0; waited < WAIT_MS; waited += 50) { /* until a has it */
+        json_decref(list);
+        list = history_with(a, c->address);
+        if (json_array_size(list) == 3)
+            break;
+        sleep_ms(50);
+    }
+    assert_int_equal(json_array_size(list), 3);
+    char id_line[40];
+    snprintf(id_line, sizeof(id_line), "%s\n",
+             json_string_value(json_object_get(json_array_get(list, 2), "id")));
+    json_decref(list);
+    node_stop(a);
+    assert_int_equal(harness_wait(waiting, STOP_TIMEOUT_MS), 69);
+    char *out = harness_read_file(wait_log);
+    assert_contains(out, "shutting down");
+    assert_contains(out, id_line);
+    free(out);
+    unlink(wait_log);
+
+    /* Queued: carol's three messages wait among a's pending ones. */
+    restart(a);
+    list = history_with(a, c->address);
+    assert_int_equal(json_array_size(list), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(list, i), "state")),
+                            "queued");
     json_decref(list);
 }
 
