@@ -1801,15 +1801,18 @@ static json_t *queued_data(enum mp_err err, const uint8_t id[MSG_ID_BYTES])
     return data;
 }
 
-/* Every waiter hears err (why), with its message's id if that stays queued,
- * and its slot is freed. */
-static void fail_waiters(struct delivery *d, enum mp_err err, const char *why, bool queued)
+/* Every waiter hears err, and its slot is freed: one whose message is
+ * durable hears that it stays queued (why_queued, and its id), one whose
+ * message is not hears why_lost. */
+static void fail_waiters(struct delivery *d, enum mp_err err, const char *why_queued,
+                         const char *why_lost)
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (w->call != NULL)
-            control_call_fail_data(w->call, RPC_CODE_FAILED, why,
-                                   queued ? queued_data(err, w->id) : rpc_err_data(err));
+        if (w->call != NULL && w->durable_at <= d->syncs_done)
+            control_call_fail_data(w->call, RPC_CODE_FAILED, why_queued, queued_data(err, w->id));
+        else if (w->call != NULL)
+            control_call_fail_data(w->call, RPC_CODE_FAILED, why_lost, rpc_err_data(err));
         w->call = NULL;
     }
 }
@@ -1865,17 +1868,20 @@ static void pend_ack(struct delivery *d, const uint8_t node_key[32], const uint8
 static enum mp_err check_text(struct delivery *d, const uint8_t to[32], const char *text,
                               size_t len, const char **why_out)
 {
-    if (len > MSG_TEXT_MAX)
-        *why_out = "text longer than 65536 bytes";
-    else if (len == 0)
-        *why_out = "empty text";
+    _Static_assert(MSG_TEXT_MAX == 65536, "the message below names MSG_TEXT_MAX");
+    if (len > MSG_TEXT_MAX) {
+        *why_out = "text longer than 65536 bytes: split it";
+        return MP_ERR_TOO_BIG;
+    }
+    if (len == 0)
+        *why_out = "empty text: nothing to send";
     else if (!utf8_valid((const uint8_t *)text, len))
         *why_out = "not UTF-8 text";
     else if (memcmp(to, identity_public_key(d->cfg.account), 32) == 0)
         *why_out = "addressed to yourself";
     else
         return MP_OK;
-    return len > MSG_TEXT_MAX ? MP_ERR_TOO_BIG : MP_ERR_INVAL;
+    return MP_ERR_INVAL;
 }
 
 static void counter_key_of(uint8_t out[sizeof(meta_counter) - 1 + 32], const uint8_t to[32])
@@ -2527,7 +2533,8 @@ static void sync_failed(struct delivery *d, enum mp_err err)
         json_decref(d->pend[i].result);
     }
     d->pend_count = 0;
-    fail_waiters(d, err, "not queued: the store cannot write", false);
+    fail_waiters(d, err, "the store cannot write; the message stays queued and goes once the node "
+                         "runs again", "not queued: the store cannot write");
 }
 
 /* A sync here and now: everything written so far becomes durable (also
@@ -3281,12 +3288,11 @@ void delivery_close(struct delivery *d)
                               "the node is shutting down");
         d->subs[i].call = NULL;
     }
-    fail_waiters(d, MP_ERR_UNAVAILABLE, "the node is shutting down; the message stays queued",
-                 true);
     /* Hand back the session leases (the states they covered are saved), make
      * what was written durable, and answer the `send` calls waiting for that
      * (acks may be lost with the closing links: senders resend and we ack
-     * the duplicates next time). */
+     * the duplicates next time), delivered waiters among them; the others
+     * hear that their message stays queued. */
     if (d->durable.data != NULL) {
         struct store_batch *b = store_batch_new();
         if (sessions_release(d->cfg.sessions, b) == MP_OK &&
@@ -3295,6 +3301,9 @@ void delivery_close(struct delivery *d)
         store_batch_free(b);
         durable_cb(&d->durable);
     }
+    fail_waiters(d, MP_ERR_UNAVAILABLE,
+                 "the node is shutting down; the message stays queued and goes once it runs again",
+                 "the node is shutting down; not queued: it was not saved in time");
     uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
         if (timers[k]->data != NULL)
@@ -3417,13 +3426,10 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
     }
     pend_sync(d); /* sealed at the end of the turn; the answer comes with the receipt */
     sweep(d);
-    for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
-        struct waiter *w = &d->waiters[i];
-        if (w->call != NULL)
-            continue;
-        w->call = control_call_defer(call);
-        if (w->call == NULL)
-            break;
+    struct waiter *w = NULL;
+    for (size_t i = 0; i < DELIVERY_WAITERS_MAX && w == NULL; i++)
+        w = d->waiters[i].call == NULL ? &d->waiters[i] : NULL;
+    if (w != NULL && (w->call = control_call_defer(call)) != NULL) {
         memcpy(w->id, id, MSG_ID_BYTES);
         w->deadline_ms = sysenv_unix_ms() + (uint64_t)json_integer_value(wait);
         w->durable_at = d->syncs_begun + 1; /* the next sync begun covers it */
@@ -3431,16 +3437,21 @@ static bool method_send(void *ctx, struct control_call *call, json_t *params, js
         return true;
     }
     /* No room to wait: it is queued all the same, once durable, and the
-     * caller hears that it was not waited for. */
+     * caller hears that it was not waited for, and why. */
     if ((err = store_sync(d->cfg.store)) != MP_OK) {
         rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "not queued: %s", mp_strerror(err));
         *data_out = rpc_err_data(err);
         return false;
     }
     kick(d);
-    rpc_error_set(err_out, NULL, RPC_CODE_FAILED,
-                  "%d sends wait already, so this one cannot; the message is queued",
-                  DELIVERY_WAITERS_MAX);
+    if (w == NULL)
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED,
+                      "%d sends wait already, so this one cannot; the message is queued",
+                      DELIVERY_WAITERS_MAX);
+    else
+        rpc_error_set(err_out, NULL, RPC_CODE_FAILED,
+                      "this connection has %d calls open, so this one cannot wait; the message "
+                      "is queued", CONTROL_DEFERRED_MAX);
     *data_out = queued_data(MP_ERR_BUSY, id);
     return false;
 }
@@ -3695,7 +3706,7 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
         return events_failed(list, err, err_out, data_out);
     if (json_array_size(list) < limit && d->next_cursor - 1 > cursor)
         cursor = d->next_cursor - 1; /* every event up to the last was looked at */
-    bool more = cursor < d->next_cursor - 1; /* a full page, events after it */
+    bool more = limit > 0 && cursor < d->next_cursor - 1; /* a full page, events after it */
     *result_out = json_pack("{s:o, s:I, s:b}", "messages", list, "cursor", (json_int_t)cursor,
                             "more", more);
     return true;
@@ -3813,9 +3824,10 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
         err = history_in(d, with, limit, list);
     if (err != MP_OK)
         return events_failed(list, err, err_out, data_out);
-    /* Oldest first by the time the writer sent it, then the newest `limit`;
-     * texts of the same ms in the order written, ours first (each way was
-     * read newest first). */
+    /* Oldest first by this node's clock (when we wrote a text, when one
+     * arrived: the order each way was read in, so reading stopped at the
+     * right one), then the newest `limit`; texts of the same ms in the order
+     * written, ours first (each way was read newest first). */
     size_t n = json_array_size(list);
     struct timed *items = calloc(n ? n : 1, sizeof(*items));
     if (items == NULL) {
@@ -3825,8 +3837,7 @@ static bool method_history(void *ctx, struct control_call *call, json_t *params,
     }
     for (size_t i = 0; i < n; i++) {
         json_t *item = json_array_get(list, i);
-        json_t *t = json_object_get(item, "sent_at_ms");
-        items[i].t = json_integer_value(t != NULL ? t : json_object_get(item, "at_ms"));
+        items[i].t = json_integer_value(json_object_get(item, "at_ms"));
         items[i].order = i < outs ? outs - 1 - i : outs + (n - 1 - i);
         items[i].item = json_incref(item);
     }

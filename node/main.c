@@ -45,8 +45,10 @@ static const char usage_text[] =
     "  send <contact|address> <text|->  send a message (- reads stdin); prints its id\n"
     "            [--wait [--timeout S]]: wait until it is delivered (\"delivered\" on\n"
     "            stderr; exit 75 if not yet: the id is printed, it stays queued)\n"
-    "  inbox     messages received [--from A] [--since CURSOR] [--requests] [--limit N]\n"
-    "  history <contact|address>  the conversation with one account, both ways\n"
+    "  inbox     messages received, a page from the oldest [--from A] [--since CURSOR]\n"
+    "            [--requests] [--limit N (100)]\n"
+    "  history <contact|address>  the conversation with one account, both ways, its\n"
+    "            newest texts [--limit N (100)]\n"
     "  listen    print messages and delivery events as they happen [--since CURSOR]\n"
     "  mailboxes <contact|address>  the nodes that would hold its mail while it is offline\n"
     "  contacts  manage contacts (subcommands below)\n"
@@ -821,7 +823,10 @@ static int cmd_send(struct cli *cli)
         } else {
             printf("%s\n", queued_id);
         }
-        fprintf(stderr, "hint: it stays queued and goes out when the recipient is reachable\n");
+        fprintf(stderr, "hint: it stays queued and goes out %s\n",
+                reply.err == MP_ERR_TIMEOUT || reply.err == MP_ERR_BUSY
+                    ? "when the recipient is reachable"
+                    : "once the node runs again");
     }
     if (rc == 0) {
         const char *id = json_string_value(json_object_get(reply.result, "id"));

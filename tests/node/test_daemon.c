@@ -240,6 +240,8 @@ static void test_cli_errors(void **state)
     r = harness_run(NULL, ARGS("status", "--data-dir", dir, "--frobnicate"));
     assert_int_equal(r.status, 64);
     assert_contains(r.err, "--frobnicate");
+    assert_contains(r.err, "hint: `merpati help`"); /* a line and a hint, not the usage */
+    assert_true(strstr(r.err, "Commands:") == NULL);
     harness_result_free(&r);
     r = harness_run(NULL, ARGS("run", "--data-dir", dir, "--port", "99999"));
     assert_int_equal(r.status, 64);

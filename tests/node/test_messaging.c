@@ -197,6 +197,21 @@ static void test_both_ways_with_receipts(void **state)
     assert_int_equal(json_array_size(list), 4);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")),
                         first_id);
+    /* a's history with b, its newest 4 both ways, oldest first: b's answer,
+     * then a's three numbered texts; a's first text is cut. */
+    char limited[200];
+    snprintf(limited, sizeof(limited), "{\"with\":\"%s\",\"limit\":4}", b->address);
+    json_t *recent = node_call(a, "history", limited);
+    json_t *both = json_object_get(json_object_get(recent, "result"), "messages");
+    const char *texts[] = {"hello a", "numbered 1", "numbered 2", "numbered 3"};
+    assert_int_equal(json_array_size(both), 4);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *m = json_array_get(both, i);
+        assert_string_equal(json_string_value(json_object_get(m, "text")), texts[i]);
+        assert_string_equal(json_string_value(json_object_get(m, "direction")),
+                            i == 0 ? "in" : "out");
+    }
+    json_decref(recent);
     const char *want[] = {"hello b", "numbered 1", "numbered 2", "numbered 3"};
     for (size_t i = 0; i < 4; i++) {
         json_t *m = json_array_get(list, i);
@@ -1334,6 +1349,34 @@ static void test_wait_times_out_under_load(void **state)
         assert_string_equal(json_string_value(json_object_get(json_array_get(list, i), "state")),
                             "queued");
     json_decref(list);
+
+    /* 65 sends that wait, on one connection: the one past the 64 waiters
+     * cannot wait, and hears so at once, queued all the same, with its id. */
+    enum { SENDS = 65, LINE = 160 };
+    char *lines = malloc(SENDS * LINE);
+    assert_non_null(lines);
+    size_t len = 0;
+    for (int i = 0; i < SENDS; i++)
+        len += (size_t)snprintf(lines + len, LINE,
+                                "{\"jsonrpc\":\"2.0\",\"method\":\"send\",\"params\":{\"to\":"
+                                "\"carol\",\"text\":\"w%02d\",\"wait_ms\":5000},\"id\":%d}\n",
+                                i, i);
+    int fd = harness_connect(a->sock);
+    assert_true(fd >= 0);
+    char *reply = harness_exchange(fd, lines, len);
+    free(lines);
+    assert_non_null(reply);
+    json_t *busy = json_loads(reply, 0, NULL);
+    free(reply);
+    json_t *error = json_object_get(busy, "error");
+    assert_int_equal(json_integer_value(json_object_get(busy, "id")), SENDS - 1);
+    assert_contains(json_string_value(json_object_get(error, "message")),
+                    "64 sends wait already");
+    json_t *data = json_object_get(error, "data");
+    assert_string_equal(json_string_value(json_object_get(data, "name")), "BUSY");
+    assert_int_equal(strlen(json_string_value(json_object_get(data, "id"))), 32);
+    json_decref(busy);
+    close(fd);
 }
 
 /* A node upgraded from a build that wrote format 1: what it had delivered

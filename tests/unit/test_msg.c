@@ -434,10 +434,15 @@ static void test_outbox_round_trip(void **state)
     buf_free(&enc);
     e.rider_count = MSG_BUNDLE_MAX;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
-    buf_free(&e.envelope); /* riders on an entry not sealed, and nothing else wrong: only */
-    e.rider_count = 3;     /* a sealed head has riders */
+    /* Riders on an entry not sealed, and nothing else wrong: only a sealed
+     * head has riders, in an entry or a state row. */
+    buf_free(&e.envelope);
+    e.rider_count = 3;
     e.sealed = false;
     assert_int_equal(outbox_entry_encode(&e, &enc), MP_ERR_INVAL);
+    uint8_t unsealed_row[OUTBOX_STATE_ROW_MAX];
+    size_t unsealed_len = 0;
+    assert_int_equal(outbox_state_encode(&e, unsealed_row, &unsealed_len), MP_ERR_INVAL);
     e.sealed = true;
     e.riders = NULL;
     e.rider_count = 0;
