@@ -883,6 +883,37 @@ static void entry_to_format_2(struct store *st, struct store_batch *b, const uin
     outbox_entry_clear(&e);
 }
 
+/* The seq of the one message on a stopped node's work list. */
+static uint64_t queued_seq(struct store *st)
+{
+    uint8_t prefix = OUTBOX_KEY_PENDING;
+    const uint8_t *key, *val;
+    size_t key_len, val_len;
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
+    assert_true(store_iter_next(it, &key, &key_len, &val, &val_len));
+    assert_int_equal(key_len, 9);
+    uint64_t seq = bytes_get_u64(key + 1);
+    assert_false(store_iter_next(it, &key, &key_len, &val, &val_len)); /* the one */
+    store_iter_free(it);
+    return seq;
+}
+
+/* How many envelopes were sealed with entry seq at their head: its digest
+ * index rows ('d' digest -> seq). Counting these, not all rows, leaves out
+ * the receipts a node may owe after a restart (an ack lost with it). */
+static size_t seals_of(struct store *st, uint64_t seq)
+{
+    uint8_t prefix = 'd';
+    const uint8_t *key, *val;
+    size_t key_len, val_len, n = 0;
+    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
+    while (store_iter_next(it, &key, &key_len, &val, &val_len))
+        n += val_len == 8 && bytes_get_u64(val) == seq;
+    assert_int_equal(store_iter_status(it), MP_OK);
+    store_iter_free(it);
+    return n;
+}
+
 /* A stopped node's outbox as format 2 builds kept it: each entry of
  * version 3, its seal and riders, and its envelope (kept apart), back
  * within it; its state row, if any, of version 1 (state and expiry only).
@@ -1069,7 +1100,8 @@ static void test_upgrade_from_format_2(void **state)
     pid_t holder = 0;
     assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
     assert_int_equal(back_to_format_2(st), 1); /* sealed while b was away */
-    size_t digests = count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd'); /* one per seal */
+    uint64_t seq = queued_seq(st);
+    assert_int_equal(seals_of(st, seq), 1);
     const uint8_t two[4] = {0, 0, 0, 2};
     assert_int_equal(store_put(st, STORE_CF_META, "format_version", 14, two, 4, true), MP_OK);
     store_close(st);
@@ -1088,7 +1120,7 @@ static void test_upgrade_from_format_2(void **state)
     node_stop(b);
     expect_format_3(a, 2);
     assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
-    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd'), digests); /* not sealed again */
+    assert_int_equal(seals_of(st, seq), 1); /* not sealed again */
     store_close(st);
 }
 
@@ -1127,21 +1159,17 @@ static void damaged_one_queued(damage_cb *damage, const char *what)
     stop_with_one_queued("before", "damaged while queued");
     struct store *st = NULL;
     pid_t holder = 0;
-    uint8_t prefix = OUTBOX_KEY_PENDING, *row = NULL;
+    uint8_t *row = NULL;
     size_t row_len = 0;
     assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
-    struct store_iter *it = store_iter_new(st, STORE_CF_OUTBOX_INDEX, &prefix, 1);
-    const uint8_t *key, *val;
-    size_t key_len, val_len;
-    assert_true(store_iter_next(it, &key, &key_len, &val, &val_len)); /* the one queued */
+    uint64_t seq = queued_seq(st);
     uint8_t row_key[9] = {'s'};
-    memcpy(row_key + 1, key + 1, 8);
-    store_iter_free(it);
+    bytes_put_u64(row_key + 1, seq);
     assert_int_equal(store_get(st, STORE_CF_OUTBOX_INDEX, row_key, 9, &row, &row_len), MP_OK);
     assert_true(row_len > 10 && row[0] == 2 && (row[10] & 1)); /* sealed while b was away */
     free(row);
+    assert_int_equal(seals_of(st, seq), 1);
     damage(st, row_key);
-    size_t digests = count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd');
     store_close(st);
 
     restart(b);
@@ -1159,8 +1187,8 @@ static void damaged_one_queued(damage_cb *damage, const char *what)
     node_stop(a);
     node_stop(b);
     assert_int_equal(store_open(a->dir, &st, &holder), MP_OK);
-    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'd'), digests + 1); /* "after" */
-    assert_int_equal(count_prefix(st, STORE_CF_OUTBOX_INDEX, 'q'), 1); /* still queued */
+    assert_int_equal(seals_of(st, seq), 1); /* never sealed again */
+    assert_int_equal(queued_seq(st), seq); /* still queued, alone */
     store_close(st);
     char *log = harness_read_file(a->log);
     snprintf(logged, sizeof(logged), "the %s of outgoing message", what);
