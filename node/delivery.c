@@ -1809,10 +1809,11 @@ static void fail_waiters(struct delivery *d, enum mp_err err, const char *why_qu
 {
     for (size_t i = 0; i < DELIVERY_WAITERS_MAX; i++) {
         struct waiter *w = &d->waiters[i];
-        if (w->call != NULL && w->durable_at <= d->syncs_done)
-            control_call_fail_data(w->call, RPC_CODE_FAILED, why_queued, queued_data(err, w->id));
-        else if (w->call != NULL)
-            control_call_fail_data(w->call, RPC_CODE_FAILED, why_lost, rpc_err_data(err));
+        if (w->call == NULL)
+            continue;
+        bool durable = w->durable_at <= d->syncs_done;
+        control_call_fail_data(w->call, RPC_CODE_FAILED, durable ? why_queued : why_lost,
+                               durable ? queued_data(err, w->id) : rpc_err_data(err));
         w->call = NULL;
     }
 }
@@ -2533,8 +2534,10 @@ static void sync_failed(struct delivery *d, enum mp_err err)
         json_decref(d->pend[i].result);
     }
     d->pend_count = 0;
-    fail_waiters(d, err, "the store cannot write; the message stays queued and goes once the node "
-                         "runs again", "not queued: the store cannot write");
+    fail_waiters(d, err,
+                 "the store cannot write; the message stays queued, and goes once the node is "
+                 "restarted (see its log)",
+                 "the store cannot write, so the message may not be queued (see the node's log)");
 }
 
 /* A sync here and now: everything written so far becomes durable (also
@@ -3301,9 +3304,12 @@ void delivery_close(struct delivery *d)
         store_batch_free(b);
         durable_cb(&d->durable);
     }
+    /* After the sync, every waiter's message is durable (needs_sync was set
+     * for it) unless the sync failed, and then sync_failed answered them: the
+     * second message is for an invariant broken. */
     fail_waiters(d, MP_ERR_UNAVAILABLE,
                  "the node is shutting down; the message stays queued and goes once it runs again",
-                 "the node is shutting down; not queued: it was not saved in time");
+                 "the node is shutting down, and the message may not be queued");
     uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
         if (timers[k]->data != NULL)

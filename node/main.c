@@ -739,13 +739,20 @@ static int read_stdin_text(char **text_out, size_t *len_out)
 {
     size_t cap = MSG_TEXT_MAX + 2, len = 0;
     char *text = malloc(cap);
-    if (text == NULL)
+    if (text == NULL) {
+        print_error(NULL, "out of memory");
         return EX_OSERR;
+    }
     for (;;) {
         size_t n = fread(text + len, 1, cap - 1 - len, stdin);
         len += n;
         if (n == 0 || len == cap - 1)
             break;
+    }
+    if (ferror(stdin)) { /* never send what may be only the start of it */
+        free(text);
+        print_error("nothing was sent", "cannot read the message from stdin: %s", strerror(errno));
+        return EX_IOERR;
     }
     if (len > MSG_TEXT_MAX) {
         free(text);
@@ -788,8 +795,10 @@ static int cmd_send(struct cli *cli)
             return EX_DATAERR;
         }
         text = strdup(a.pos[1]);
-        if (text == NULL)
+        if (text == NULL) {
+            print_error(NULL, "out of memory");
             return EX_OSERR;
+        }
     }
     long wait_s = 0;
     if (a.wait || a.timeout != NULL) {
@@ -826,7 +835,8 @@ static int cmd_send(struct cli *cli)
         fprintf(stderr, "hint: it stays queued and goes out %s\n",
                 reply.err == MP_ERR_TIMEOUT || reply.err == MP_ERR_BUSY
                     ? "when the recipient is reachable"
-                    : "once the node runs again");
+                    : reply.err == MP_ERR_UNAVAILABLE ? "once the node runs again"
+                                                      : "once the node is restarted");
     }
     if (rc == 0) {
         const char *id = json_string_value(json_object_get(reply.result, "id"));
@@ -1340,9 +1350,9 @@ static int cmd_history(struct cli *cli)
             json_t *m;
             json_array_foreach(json_object_get(reply.result, "messages"), i, m)
             {
+                /* When we wrote it or it arrived: the order the lines are in. */
                 bool out = strcmp(json_string_value(json_object_get(m, "direction")), "out") == 0;
-                json_t *t = json_object_get(m, out ? "at_ms" : "sent_at_ms");
-                time_t secs = (time_t)(json_integer_value(t) / 1000);
+                time_t secs = (time_t)(json_integer_value(json_object_get(m, "at_ms")) / 1000);
                 char when[32];
                 struct tm tm;
                 localtime_r(&secs, &tm);
