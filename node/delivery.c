@@ -3667,6 +3667,27 @@ static bool param_u64(json_t *params, const char *name, uint64_t dflt, uint64_t 
     return true;
 }
 
+/* The "since" cursor of params (0 when absent), refused past the last event
+ * we have let out: a cursor from another node, or kept from before this
+ * node's data dir was restored from a backup, would otherwise skip every
+ * event up to it without a word. */
+static bool param_since(const struct delivery *d, json_t *params, uint64_t *since_out,
+                        struct rpc_error *err_out)
+{
+    uint64_t last = d->next_cursor - 1;
+    if (!param_u64(params, "since", 0, UINT64_MAX / 2, since_out, err_out))
+        return false;
+    if (*since_out > last) {
+        rpc_error_set(err_out, NULL, RPC_CODE_INVALID_PARAMS,
+                      "\"since\" %llu is past this node's last event (%llu): a cursor of another "
+                      "node, or from before a restore of this one? Ask from %llu or lower (0: all)",
+                      (unsigned long long)*since_out, (unsigned long long)last,
+                      (unsigned long long)last);
+        return false;
+    }
+    return true;
+}
+
 /* A read of the outbox or the event log failed: the call fails, saying so
  * (list is dropped). */
 static bool events_failed(json_t *list, enum mp_err err, struct rpc_error *err_out,
@@ -3692,7 +3713,7 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
 
     if (by_sender && !param_account(d, params, "from", false, from, err_out, data_out))
         return false;
-    if (!param_u64(params, "since", 0, UINT64_MAX / 2, &since, err_out) ||
+    if (!param_since(d, params, &since, err_out) ||
         !param_u64(params, "limit", 100, 1000, &limit, err_out))
         return false;
     json_t *list = json_array();
@@ -3868,7 +3889,7 @@ static bool method_subscribe(void *ctx, struct control_call *call, json_t *param
     (void)result_out;
     (void)data_out;
 
-    if (!param_u64(params, "since", 0, UINT64_MAX / 2, &since, err_out))
+    if (!param_since(d, params, &since, err_out))
         return false;
     sweep(d);
     for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {

@@ -1381,9 +1381,10 @@ static bool listen_line_cb(void *arg, json_t *line)
     json_t *params = json_object_get(line, "params");
     json_t *error = json_object_get(line, "error");
 
-    if (error != NULL) { /* the stream ended: the daemon stopped, or refused */
+    if (error != NULL) { /* the stream ended: the daemon stopped, or refused the call */
         print_error(NULL, "%s", json_string_value(json_object_get(error, "message")));
-        st->rc = EX_UNAVAILABLE;
+        json_int_t code = json_integer_value(json_object_get(error, "code"));
+        st->rc = code == RPC_CODE_INVALID_PARAMS ? EX_DATAERR : EX_UNAVAILABLE;
         return false;
     }
     if (params == NULL)

@@ -621,6 +621,20 @@ static void test_send_batch(void **state)
         json_integer_value(json_object_get(json_object_get(reply, "result"), "cursor")), 3);
     json_decref(reply);
 
+    /* A cursor past the last event (another node's, or one kept across a
+     * restore from a backup) is refused, not waited on in silence. */
+    reply = node_call(b, "inbox.list", "{\"since\":1000000}");
+    json_t *past = json_object_get(reply, "error");
+    assert_int_equal(json_integer_value(json_object_get(past, "code")), -32602);
+    assert_contains(json_string_value(json_object_get(past, "message")),
+                    "past this node's last event");
+    json_decref(reply);
+    r = harness_run(NULL, ARGS("listen", "--since", "1000000", "--data-dir", b->dir, "--config",
+                               config_path));
+    assert_int_equal(r.status, 65);
+    assert_contains(r.err, "past this node's last event");
+    harness_result_free(&r);
+
     /* Every receipt comes back (b answers a burst with few receipts). */
     bool all_delivered = false;
     for (int waited = 0; waited < WAIT_MS && !all_delivered; waited += 100) {
