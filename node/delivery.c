@@ -2522,6 +2522,10 @@ static void release_durable(struct delivery *d, size_t n, uint64_t cursor, uint6
  * they have no ack for, and `send` calls (those waiting for delivery too)
  * hear that their message may not be queued. Nothing more is sent (pump_cb)
  * until a restart. */
+#define SYNC_FAILED_LOST                                                                           \
+    "the store cannot write, so the message may not be queued: after a restart of the node "      \
+    "(see its log), look in history before sending it again"
+
 static void sync_failed(struct delivery *d, enum mp_err err)
 {
     log_error(MOD, "cannot sync the store: %s; %zu acks withheld, nothing more is sent",
@@ -2529,15 +2533,14 @@ static void sync_failed(struct delivery *d, enum mp_err err)
     d->sync_failed = true;
     for (size_t i = 0; i < d->pend_count; i++) {
         if (d->pend[i].reply != NULL)
-            control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err,
-                              "not queued: the store cannot write");
+            control_call_fail(d->pend[i].reply, RPC_CODE_FAILED, err, SYNC_FAILED_LOST);
         json_decref(d->pend[i].result);
     }
     d->pend_count = 0;
     fail_waiters(d, err,
                  "the store cannot write; the message stays queued, and goes once the node is "
                  "restarted (see its log)",
-                 "the store cannot write, so the message may not be queued (see the node's log)");
+                 SYNC_FAILED_LOST);
 }
 
 /* A sync here and now: everything written so far becomes durable (also
@@ -3331,7 +3334,7 @@ json_t *delivery_status(const struct delivery *d)
                           "received", (json_int_t)d->received, "acked", (json_int_t)d->acked,
                           "duplicates", (json_int_t)d->duplicates, "refused",
                           (json_int_t)d->refused, "undecryptable", (json_int_t)d->failed_open,
-                          "events", (json_int_t)(d->next_cursor - 1), "peers", (int)pending_peers);
+                          "events", (json_int_t)(d->durable_cursor - 1), "peers", (int)pending_peers);
     /* Mail left with others' mailboxes, and how they answered. */
     json_object_set_new(j, "to_mailboxes",
                         json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "peers", (int)via_mailbox,
@@ -3668,13 +3671,15 @@ static bool param_u64(json_t *params, const char *name, uint64_t dflt, uint64_t 
 }
 
 /* The "since" cursor of params (0 when absent), refused past the last event
- * we have let out: a cursor from another node, or kept from before this
- * node's data dir was restored from a backup, would otherwise skip every
- * event up to it without a word. */
+ * any client can have seen (clients see synced events only: a crash cannot
+ * take back one they saw, nor so lower this bound): a cursor of another
+ * node, or kept from before this node's data dir was restored from a
+ * backup, would otherwise skip every event up to it without a word. The
+ * last cursor goes in the error's data as "last". */
 static bool param_since(const struct delivery *d, json_t *params, uint64_t *since_out,
-                        struct rpc_error *err_out)
+                        struct rpc_error *err_out, json_t **data_out)
 {
-    uint64_t last = d->next_cursor - 1;
+    uint64_t last = d->durable_cursor - 1;
     if (!param_u64(params, "since", 0, UINT64_MAX / 2, since_out, err_out))
         return false;
     if (*since_out > last) {
@@ -3683,6 +3688,8 @@ static bool param_since(const struct delivery *d, json_t *params, uint64_t *sinc
                       "node, or from before a restore of this one? Ask from %llu or lower (0: all)",
                       (unsigned long long)*since_out, (unsigned long long)last,
                       (unsigned long long)last);
+        *data_out = rpc_err_data(MP_ERR_INVAL);
+        json_object_set_new(*data_out, "last", json_integer((json_int_t)last));
         return false;
     }
     return true;
@@ -3713,14 +3720,16 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
 
     if (by_sender && !param_account(d, params, "from", false, from, err_out, data_out))
         return false;
-    if (!param_since(d, params, &since, err_out) ||
+    if (!param_since(d, params, &since, err_out, data_out) ||
         !param_u64(params, "limit", 100, 1000, &limit, err_out))
         return false;
     json_t *list = json_array();
     uint64_t cursor = since, c;
     struct outbox_event ev;
     struct store_iter *it = events_from(d, since + 1);
-    while (json_array_size(list) < limit && events_next(it, d->next_cursor, &c, &ev)) {
+    /* Synced events only, as subscribe gives them: a crash cannot take back
+     * one a client saw, and give its cursor to another it would skip. */
+    while (json_array_size(list) < limit && events_next(it, d->durable_cursor, &c, &ev)) {
         cursor = c;
         if (ev.type == OUTBOX_EVENT_MESSAGE && ev.request == requests &&
             (!by_sender || memcmp(ev.peer, from, 32) == 0))
@@ -3731,9 +3740,9 @@ static bool method_inbox(void *ctx, struct control_call *call, json_t *params, j
     store_iter_free(it);
     if (err != MP_OK) /* a partial page would look like the end to a client */
         return events_failed(list, err, err_out, data_out);
-    if (json_array_size(list) < limit && d->next_cursor - 1 > cursor)
-        cursor = d->next_cursor - 1; /* every event up to the last was looked at */
-    bool more = limit > 0 && cursor < d->next_cursor - 1; /* a full page, events after it */
+    if (json_array_size(list) < limit && d->durable_cursor - 1 > cursor)
+        cursor = d->durable_cursor - 1; /* every event up to the last was looked at */
+    bool more = limit > 0 && cursor < d->durable_cursor - 1; /* a full page, events after it */
     *result_out = json_pack("{s:o, s:I, s:b}", "messages", list, "cursor", (json_int_t)cursor,
                             "more", more);
     return true;
@@ -3801,8 +3810,8 @@ static enum mp_err history_out(struct delivery *d, const uint8_t with[32], uint6
     return err;
 }
 
-/* The newest texts from `with` we have let out (below next_cursor), at most
- * limit, onto list (newest first). */
+/* The newest texts from `with` we have let out (synced: below
+ * durable_cursor), at most limit, onto list (newest first). */
 static enum mp_err history_in(struct delivery *d, const uint8_t with[32], uint64_t limit,
                               json_t *list)
 {
@@ -3814,7 +3823,7 @@ static enum mp_err history_in(struct delivery *d, const uint8_t with[32], uint64
     while (found < limit && store_iter_next(it, &key, &key_len, &val, &val_len)) {
         struct outbox_event ev;
         uint64_t cursor = key_len == 9 ? bytes_get_u64(key + 1) : 0;
-        if (cursor == 0 || cursor >= d->next_cursor ||
+        if (cursor == 0 || cursor >= d->durable_cursor ||
             outbox_event_decode(val, val_len, &ev) != MP_OK)
             continue;
         if (ev.type == OUTBOX_EVENT_MESSAGE && memcmp(ev.peer, with, 32) == 0) {
@@ -3887,9 +3896,8 @@ static bool method_subscribe(void *ctx, struct control_call *call, json_t *param
     struct delivery *d = ctx;
     uint64_t since;
     (void)result_out;
-    (void)data_out;
 
-    if (!param_since(d, params, &since, err_out))
+    if (!param_since(d, params, &since, err_out, data_out))
         return false;
     sweep(d);
     for (size_t i = 0; i < DELIVERY_SUBSCRIBERS_MAX; i++) {
@@ -3905,6 +3913,7 @@ static bool method_subscribe(void *ctx, struct control_call *call, json_t *param
     }
     rpc_error_set(err_out, NULL, RPC_CODE_FAILED, "too many listeners (at most %d)",
                   DELIVERY_SUBSCRIBERS_MAX);
+    *data_out = rpc_err_data(MP_ERR_BUSY);
     return false;
 }
 

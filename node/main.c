@@ -737,32 +737,37 @@ static int number_param(json_t *params, const char *name, const char *flag, cons
 /* Read the message text from stdin ("-"), refusing more than MSG_TEXT_MAX bytes. */
 static int read_stdin_text(char **text_out, size_t *len_out)
 {
-    size_t cap = MSG_TEXT_MAX + 2, len = 0;
+    /* Room for the longest text, a trailing newline and one byte more, which
+     * tells a text too long. */
+    size_t cap = MSG_TEXT_MAX + 3, len = 0;
     char *text = malloc(cap);
     if (text == NULL) {
         print_error(NULL, "out of memory");
         return EX_OSERR;
     }
+    errno = 0;
     for (;;) {
         size_t n = fread(text + len, 1, cap - 1 - len, stdin);
         len += n;
-        if (n == 0 || len == cap - 1)
+        if (n == 0 || len == cap - 1 || ferror(stdin))
             break;
     }
     if (ferror(stdin)) { /* never send what may be only the start of it */
+        int e = errno;
         free(text);
-        print_error("nothing was sent", "cannot read the message from stdin: %s", strerror(errno));
+        print_error("nothing was sent; check what feeds it, and send again",
+                    "cannot read the message from stdin: %s", e != 0 ? strerror(e) : "read error");
         return EX_IOERR;
     }
+    /* One trailing newline from `echo` or a here-doc is not part of the message. */
+    if (len > 0 && text[len - 1] == '\n')
+        len--;
     if (len > MSG_TEXT_MAX) {
         free(text);
         print_error("split it into several messages",
                     "the message is longer than %d bytes", MSG_TEXT_MAX);
         return EX_DATAERR;
     }
-    /* One trailing newline from `echo` or a here-doc is not part of the message. */
-    if (len > 0 && text[len - 1] == '\n')
-        len--;
     text[len] = '\0';
     *text_out = text;
     *len_out = len;
@@ -1371,6 +1376,7 @@ static int cmd_history(struct cli *cli)
 
 struct listen_state {
     bool json;
+    bool ended; /* the daemon's last word came (an error: stopping, or refused) */
     int rc;
     json_t *names; /* contact_names at the start (one added later shows by address) */
 };
@@ -1383,8 +1389,13 @@ static bool listen_line_cb(void *arg, json_t *line)
 
     if (error != NULL) { /* the stream ended: the daemon stopped, or refused the call */
         print_error(NULL, "%s", json_string_value(json_object_get(error, "message")));
-        json_int_t code = json_integer_value(json_object_get(error, "code"));
-        st->rc = code == RPC_CODE_INVALID_PARAMS ? EX_DATAERR : EX_UNAVAILABLE;
+        json_t *code = json_object_get(json_object_get(error, "data"), "code");
+        if (json_integer_value(json_object_get(error, "code")) == RPC_CODE_INVALID_PARAMS)
+            st->rc = EX_DATAERR;
+        else
+            st->rc = json_is_integer(code) ? exit_for((enum mp_err)json_integer_value(code))
+                                           : EX_UNAVAILABLE;
+        st->ended = true;
         return false;
     }
     if (params == NULL)
@@ -1430,6 +1441,11 @@ static int cmd_listen(struct cli *cli)
     json_decref(st.names);
     if (err != MP_OK)
         return transport_error(cli, err);
+    if (!st.ended) { /* the connection ended without a word: the daemon died */
+        print_error("see the node's log; listen again with --since the last cursor shown",
+                    "the daemon closed the stream");
+        return EX_UNAVAILABLE;
+    }
     return st.rc;
 }
 

@@ -628,6 +628,18 @@ static void test_send_batch(void **state)
     assert_int_equal(json_integer_value(json_object_get(past, "code")), -32602);
     assert_contains(json_string_value(json_object_get(past, "message")),
                     "past this node's last event");
+    json_int_t last = json_integer_value(json_object_get(json_object_get(past, "data"), "last"));
+    assert_true(last >= COUNT);
+    json_decref(reply);
+    char at_last[64];
+    snprintf(at_last, sizeof(at_last), "{\"since\":%lld}", (long long)last); /* caught up */
+    reply = node_call(b, "inbox.list", at_last);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(reply, "result"), "messages")),
+                     0);
+    json_decref(reply);
+    snprintf(at_last, sizeof(at_last), "{\"since\":%lld}", (long long)last + 1);
+    reply = node_call(b, "inbox.list", at_last);
+    assert_non_null(json_object_get(reply, "error"));
     json_decref(reply);
     r = harness_run(NULL, ARGS("listen", "--since", "1000000", "--data-dir", b->dir, "--config",
                                config_path));
@@ -1320,9 +1332,6 @@ static pid_t flood(struct node *n, const char *to)
     _exit(0);
 }
 
-/* `send --wait --timeout 1` to a contact whose node never came up, while
- * the node is kept busy sending to another: the wait ends (exit 75, the
- * message stays queued) while the load goes on, not once it stops. */
 /* 65 sends to carol in one write on one connection, the first 64 waiting
  * or not (wait_first), the last waiting: the first answer is the last's,
  * refused at once (BUSY, why), naming its message, which is queued. */
@@ -1350,6 +1359,7 @@ static void busy_past(struct node *n, bool wait_first, const char *why)
     json_t *data = json_object_get(error, "data");
     assert_string_equal(json_string_value(json_object_get(data, "name")), "BUSY");
     const char *id = json_string_value(json_object_get(data, "id"));
+    assert_non_null(id);
     assert_int_equal(strlen(id), 32);
     json_t *list = history_with(n, "carol");
     json_t *last = json_array_get(list, json_array_size(list) - 1);
@@ -1359,6 +1369,9 @@ static void busy_past(struct node *n, bool wait_first, const char *why)
     close(fd);
 }
 
+/* `send --wait --timeout 1` to a contact whose node never came up, while
+ * the node is kept busy sending to another: the wait ends (exit 75, the
+ * message stays queued) while the load goes on, not once it stops. */
 static void test_wait_times_out_under_load(void **state)
 {
     (void)state;
