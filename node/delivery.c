@@ -3334,7 +3334,8 @@ json_t *delivery_status(const struct delivery *d)
                           "received", (json_int_t)d->received, "acked", (json_int_t)d->acked,
                           "duplicates", (json_int_t)d->duplicates, "refused",
                           (json_int_t)d->refused, "undecryptable", (json_int_t)d->failed_open,
-                          "events", (json_int_t)(d->durable_cursor - 1), "peers", (int)pending_peers);
+                          "events", (json_int_t)(d->durable_cursor - 1), "peers",
+                          (int)pending_peers);
     /* Mail left with others' mailboxes, and how they answered. */
     json_object_set_new(j, "to_mailboxes",
                         json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "peers", (int)via_mailbox,
