@@ -1042,11 +1042,15 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
     if (load_to_send(d, seq, &e) != MP_OK)
         return false;
     if (e.envelope.len == 0) { /* sealed by seal_pending once a session or bundle is there */
-        if (!p->has_bundle && !p->fetching_bundle && p->retry_at_ms <= now &&
-            !sessions_has(d->cfg.sessions, e.to))
+        bool fetching = !p->has_bundle && !p->fetching_bundle && p->retry_at_ms <= now &&
+                        !sessions_has(d->cfg.sessions, e.to);
+        if (fetching)
             fetch(d, p, RECORD_KIND_PREKEYS);
         outbox_entry_clear(&e);
-        return true;
+        /* Waiting for its seal is no work: counted as work, a queue of
+         * unsealed entries (no bundle to be had) filled every pass and ran
+         * the pump again at once, for ever, at full CPU. */
+        return fetching;
     }
     /* Once held somewhere, its expiry goes along: a re-store never extends it. */
     struct msg_link l = {.type = MSG_LINK_MB_STORE, .envelope = e.envelope,

@@ -107,14 +107,38 @@ static void add_contact(struct node *n, struct node *other, const char *name)
     harness_result_free(&r);
 }
 
-/* All nodes up, A and B each other's contacts, then B stopped once its
- * prekey record is out: what A sends goes to B's mailboxes. */
+/* Until via finds owner's presence and prekey records in the DHT: then
+ * owner may stop, and mail for it can still be sealed and left with its
+ * mailboxes (a fixed wait was too short for a loaded machine). */
+static void wait_records(struct node *via, struct node *owner)
+{
+    static const char *const kinds[] = {"presence", "prekeys"};
+    for (size_t k = 0; k < 2; k++) {
+        char params[200];
+        snprintf(params, sizeof(params), "{\"kind\":\"%s\",\"owner\":\"%s\"}", kinds[k],
+                 owner->address);
+        bool found = false;
+        for (int waited = 0; waited < WAIT_MS && !found; waited += 200) {
+            json_t *reply = node_call(via, "dht.get", params);
+            found = json_object_get(reply, "result") != NULL;
+            json_decref(reply);
+            if (!found)
+                sleep_ms(200);
+        }
+        if (!found)
+            fail_msg("%s's %s record not found from %s in time", owner->dir, kinds[k], via->dir);
+    }
+}
+
+/* All nodes up, A and B each other's contacts, then B stopped once A finds
+ * its records: what A sends goes to B's mailboxes. */
 static void start_with_b_away(void)
 {
     start_all("");
     add_contact(&nodes[A], &nodes[B], "bob");
     add_contact(&nodes[B], &nodes[A], "alice");
-    sleep_ms(1500);
+    wait_records(&nodes[A], &nodes[B]);
+    sleep_ms(1500); /* and stored on others than B, which it may have been alone to hold */
     node_stop(&nodes[B]);
 }
 
@@ -995,7 +1019,8 @@ static void test_quota_and_ttl(void **state)
     start_all("max_count = 5; ttl = 4;");
     struct node *a = &nodes[A], *b = &nodes[B];
     add_contact(a, b, "bob");
-    sleep_ms(1500);
+    wait_records(a, b);
+    sleep_ms(1500); /* and stored on others than b */
     node_stop(b);
     send_padded(a, b, "q", 0, TOTAL, BIG);
     /* Each mailbox takes five; the rest is refused as full, and A says so. */
@@ -1043,7 +1068,8 @@ static void test_handoff_to_new_closest(void **state)
     struct node *a = &nodes[A], *b = &nodes[B];
     add_contact(a, b, "bob");
     add_contact(b, a, "alice");
-    sleep_ms(1500);
+    wait_records(a, b);
+    sleep_ms(1500); /* and stored on others than b */
     node_stop(b);
     send_padded(a, b, "h", 0, TOTAL, BIG);
     wait_state(a, b, "mailbox", TOTAL);
