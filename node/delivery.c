@@ -246,7 +246,7 @@ struct delivery {
     bool needs_sync;       /* unsynced writes whose consequences wait */
     bool sync_now;         /* and some wait for a sync at the end of the turn (not news) */
     bool sync_failed;      /* a sync failed: the store refuses writes until reopened */
-    uint64_t durable_cursor; /* events below this cursor are synced: listeners see up to it */
+    uint64_t durable_cursor; /* events below this cursor are synced: clients see up to it */
     /* A sync on the thread pool, begun when envelopes left ahead of it
      * (sync_ahead): no other pass seals ahead until it is back, and the
      * pump sends meanwhile only seals made durable before it (seal_is_durable). */
@@ -955,8 +955,10 @@ static void find_targets(struct delivery *d, struct peer *p)
     struct mailbox_target listed[MSG_PRESENCE_MAILBOXES_MAX];
     size_t n = 0;
     struct find *f = malloc(sizeof(*f));
-    if (f == NULL)
+    if (f == NULL) {
+        p->targets_at_ms = sysenv_unix_ms() - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
         return;
+    }
     f->d = d;
     memcpy(f->account, p->account, 32);
     /* The recipient's own choice (its presence record) as well as the DHT's;
@@ -1017,10 +1019,18 @@ static bool pump_mailbox(struct delivery *d, struct peer *p, uint64_t seq, uint6
 {
     if (d->cfg.mailbox == NULL)
         return false;
-    if ((p->target_count == 0 || now - p->targets_at_ms > DELIVERY_MAILBOX_REFRESH_MS) &&
-        !p->finding_targets) {
+    /* Targets are looked up when due (targets_at_ms: a refresh period after
+     * the last found, sooner after none), not on every pass while there are
+     * none: a lookup that cannot start would otherwise be tried, and counted
+     * as work, by every entry of every pass, and the pump would spin. */
+    if (!p->finding_targets && now - p->targets_at_ms > DELIVERY_MAILBOX_REFRESH_MS) {
         find_targets(d, p);
-        return true;
+        return p->finding_targets;
+    }
+    if (p->target_count == 0) {
+        if (!p->finding_targets)
+            wake_at(wake, p->targets_at_ms + DELIVERY_MAILBOX_REFRESH_MS + 1);
+        return false;
     }
     /* Decide from memory which mailboxes want it, before reading it. */
     bool wanted = false;
@@ -1127,6 +1137,11 @@ static bool pump_entry(struct delivery *d, uint64_t seq, const uint8_t to[32], u
     if (e.envelope.len == 0) {
         if (!p->has_bundle && !sessions_has(d->cfg.sessions, e.to)) {
             fetch(d, p, RECORD_KIND_PREKEYS);
+            goto done;
+        }
+        if (p->seal_retry_at_ms > now) { /* a seal failed: no pass seals before this */
+            wake_at(wake, p->seal_retry_at_ms);
+            worked = false;
             goto done;
         }
         /* Not sealed yet (the pass's seal budget ran out, or its session
@@ -2522,14 +2537,14 @@ static void release_durable(struct delivery *d, size_t n, uint64_t cursor, uint6
     }
 }
 
-/* A sync failed. Nothing waiting for one was promised: senders resend what
- * they have no ack for, and `send` calls (those waiting for delivery too)
- * hear that their message may not be queued. Nothing more is sent (pump_cb)
- * until a restart. */
 #define SYNC_FAILED_LOST                                                                           \
     "the store cannot write, so the message may not be queued: after a restart of the node "      \
     "(see its log), look in history before sending it again"
 
+/* A sync failed. Nothing waiting for one was promised: senders resend what
+ * they have no ack for, and `send` calls (those waiting for delivery too)
+ * hear that their message may not be queued. Nothing more is sent (pump_cb)
+ * until a restart. */
 static void sync_failed(struct delivery *d, enum mp_err err)
 {
     log_error(MOD, "cannot sync the store: %s; %zu acks withheld, nothing more is sent",
@@ -3248,6 +3263,9 @@ enum mp_err delivery_new(const struct delivery_config *cfg, struct delivery **de
         d->next_seq = 1;
     if (d->next_cursor == 0)
         d->next_cursor = 1;
+    /* All that opened is durable: RocksDB flushes what it replayed from its
+     * write-ahead log into synced tables as it opens (avoid_flush_during_recovery
+     * stays false). */
     d->durable_cursor = d->next_cursor;
     uv_timer_t *timers[] = {&d->pump, &d->feed, &d->publish, &d->durable};
     for (size_t k = 0; k < sizeof(timers) / sizeof(timers[0]); k++) {
@@ -3677,7 +3695,7 @@ static bool param_u64(json_t *params, const char *name, uint64_t dflt, uint64_t 
 
 /* The "since" cursor of params (0 when absent), refused past the last event
  * any client can have seen (clients see synced events only: a crash cannot
- * take back one they saw, nor so lower this bound): a cursor of another
+ * take back one they saw, nor lower this bound): a cursor of another
  * node, or kept from before this node's data dir was restored from a
  * backup, would otherwise skip every event up to it without a word. The
  * last cursor goes in the error's data as "last". */
