@@ -913,6 +913,14 @@ struct find {
     uint8_t account[32];
 };
 
+/* The targets_at_ms that has a peer's mailbox nodes looked up again
+ * DELIVERY_RETRY_MAX_MS after now (none found, or the lookup could not
+ * start), not a full refresh period on. */
+static uint64_t targets_soon(uint64_t now)
+{
+    return now - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
+}
+
 static void targets_cb(void *arg, enum mp_err status, const struct mailbox_target *found,
                        size_t count)
 {
@@ -937,8 +945,7 @@ static void targets_cb(void *arg, enum mp_err status, const struct mailbox_targe
         p->target_count = count;
         p->finding_targets = false;
         /* None found: look again soon, not after a full refresh period. */
-        p->targets_at_ms =
-            count > 0 ? now : now - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
+        p->targets_at_ms = count > 0 ? now : targets_soon(now);
         if (count == 0) {
             char who[ADDRESS_TEXT_SIZE];
             address_encode(f->account, who);
@@ -955,27 +962,26 @@ static void find_targets(struct delivery *d, struct peer *p)
     struct mailbox_target listed[MSG_PRESENCE_MAILBOXES_MAX];
     size_t n = 0;
     struct find *f = malloc(sizeof(*f));
-    if (f == NULL) {
-        p->targets_at_ms = sysenv_unix_ms() - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
-        return;
+    enum mp_err err = MP_ERR_NOMEM;
+    if (f != NULL) {
+        f->d = d;
+        memcpy(f->account, p->account, 32);
+        /* The recipient's own choice (its presence record) as well as the
+         * DHT's; never its own node, which is the one we cannot reach. */
+        for (unsigned i = 0; p->has_presence && i < p->presence.mailbox_count; i++) {
+            memcpy(listed[n].key, p->presence.mailboxes[i], 32);
+            listed[n++].addr = p->presence.mailbox_addrs[i];
+        }
+        /* Set first: the answer may come before mailbox_find returns. */
+        p->finding_targets = true;
+        err = mailbox_find(d->cfg.mailbox, p->account,
+                           p->has_presence ? p->presence.node_key : NULL, listed, n, targets_cb,
+                           f);
     }
-    f->d = d;
-    memcpy(f->account, p->account, 32);
-    /* The recipient's own choice (its presence record) as well as the DHT's;
-     * never its own node, which is the one we cannot reach. */
-    for (unsigned i = 0; p->has_presence && i < p->presence.mailbox_count; i++) {
-        memcpy(listed[n].key, p->presence.mailboxes[i], 32);
-        listed[n++].addr = p->presence.mailbox_addrs[i];
-    }
-    /* Set first: the answer may come before mailbox_find returns. */
-    p->finding_targets = true;
-    enum mp_err err = mailbox_find(d->cfg.mailbox, p->account,
-                                   p->has_presence ? p->presence.node_key : NULL, listed, n,
-                                   targets_cb, f);
-    if (err != MP_OK) {
+    if (err != MP_OK) { /* not started: looked for again soon (pump_mailbox) */
         free(f);
         p->finding_targets = false;
-        p->targets_at_ms = sysenv_unix_ms() - DELIVERY_MAILBOX_REFRESH_MS + DELIVERY_RETRY_MAX_MS;
+        p->targets_at_ms = targets_soon(sysenv_unix_ms());
     }
 }
 
